@@ -1,0 +1,49 @@
+public import SwiftProtobuf
+
+/// Turns protobuf messages into gRPC payloads and back, applying the stream's encoding.
+struct MessageCodec: Sendable {
+  /// The encoding of received compressed messages (`grpc-encoding` of the peer).
+  var receiveEncoding: MessageEncoding
+  /// Whether sent messages are compressed with gzip.
+  var compressSent: Bool
+  var maxReceiveMessageSize: Int
+
+  func decode<Message: SwiftProtobuf.Message>(
+    _ received: ReceivedMessage,
+    as type: Message.Type
+  ) throws(RPCError) -> Message {
+    var payload = received.payload
+    if received.compressed {
+      guard self.receiveEncoding == .gzip else {
+        throw RPCError(.internal, "Compressed message received without a grpc-encoding")
+      }
+      payload = try Gzip.decompress(payload, limit: self.maxReceiveMessageSize)
+    }
+    do {
+      return try Message(serializedBytes: payload)
+    } catch {
+      throw RPCError(.internal, "Could not decode a \(Message.protoMessageName) message")
+    }
+  }
+
+  /// The framed payload of `message`.
+  func encode(_ message: some SwiftProtobuf.Message) throws(RPCError) -> ByteBufferPayload {
+    let bytes: [UInt8]
+    do {
+      bytes = try message.serializedBytes()
+    } catch {
+      throw RPCError(.internal, "Could not encode a \(type(of: message).protoMessageName) message")
+    }
+    if self.compressSent {
+      return ByteBufferPayload(bytes: Gzip.compress(bytes), compressed: true)
+    }
+    return ByteBufferPayload(bytes: bytes, compressed: false)
+  }
+}
+
+/// A serialized message ready to be framed.
+struct ByteBufferPayload: Sendable {
+  var bytes: [UInt8]
+  var compressed: Bool
+  var framedSize: Int { self.bytes.count + 5 }
+}

@@ -1,0 +1,85 @@
+public import SwiftProtobuf
+
+/// A service a server can host: generated handler protocols conform by registering each of their
+/// methods.
+public protocol RPCService: Sendable {
+  /// Registers every method of the service.
+  func registerMethods(with router: inout RPCRouter)
+}
+
+/// One routable method: decodes the request, runs the handler, encodes the single response
+/// (nil for kinds that stream responses).
+struct ServerMethod: Sendable {
+  let descriptor: MethodDescriptor
+  let invoke: @Sendable (ServerCall) async throws -> ByteBufferPayload?
+}
+
+/// The table of methods a server routes `:path`s to.
+public struct RPCRouter: Sendable {
+  private(set) var methods: [String: ServerMethod] = [:]
+
+  public init() {}
+
+  /// A router for every method of `services`.
+  public init(services: [any RPCService]) {
+    for service in services { service.registerMethods(with: &self) }
+  }
+
+  /// The descriptors of every registered method.
+  public var methodDescriptors: [MethodDescriptor] {
+    self.methods.values.map(\.descriptor)
+  }
+
+  /// The fully qualified names of every registered service.
+  public var serviceNames: Set<String> {
+    Set(self.methods.values.map(\.descriptor.service))
+  }
+
+  func method(forPath path: String) -> ServerMethod? {
+    self.methods[path]
+  }
+
+  public mutating func registerUnary<Request: SwiftProtobuf.Message & Sendable, Response: SwiftProtobuf.Message & Sendable>(
+    _ method: MethodDescriptor,
+    handler: @escaping @Sendable (Request, ServerContext) async throws -> Response
+  ) {
+    self.methods[method.path] = ServerMethod(descriptor: method) { call in
+      let request = try call.codec.decode(call.request!, as: Request.self)
+      let response = try await handler(request, call.context)
+      return try call.codec.encode(response)
+    }
+  }
+
+  public mutating func registerServerStreaming<Request: SwiftProtobuf.Message & Sendable, Response: SwiftProtobuf.Message & Sendable>(
+    _ method: MethodDescriptor,
+    handler: @escaping @Sendable (Request, ResponseStreamWriter<Response>, ServerContext) async throws -> Void
+  ) {
+    self.methods[method.path] = ServerMethod(descriptor: method) { call in
+      let request = try call.codec.decode(call.request!, as: Request.self)
+      try await handler(request, MessageWriter(sink: call, codec: call.codec), call.context)
+      return nil
+    }
+  }
+
+  public mutating func registerClientStreaming<Request: SwiftProtobuf.Message & Sendable, Response: SwiftProtobuf.Message & Sendable>(
+    _ method: MethodDescriptor,
+    handler: @escaping @Sendable (RequestStream<Request>, ServerContext) async throws -> Response
+  ) {
+    self.methods[method.path] = ServerMethod(descriptor: method) { call in
+      let requests = MessageStream<Request>(queue: call.requests!, codec: call.codec)
+      let response = try await handler(requests, call.context)
+      return try call.codec.encode(response)
+    }
+  }
+
+  public mutating func registerBidirectionalStreaming<Request: SwiftProtobuf.Message & Sendable, Response: SwiftProtobuf.Message & Sendable>(
+    _ method: MethodDescriptor,
+    handler: @escaping @Sendable (RequestStream<Request>, ResponseStreamWriter<Response>, ServerContext) async throws -> Void
+  ) {
+    self.methods[method.path] = ServerMethod(descriptor: method) { call in
+      let requests = MessageStream<Request>(queue: call.requests!, codec: call.codec)
+      try await handler(requests, MessageWriter(sink: call, codec: call.codec), call.context)
+      return nil
+    }
+  }
+}

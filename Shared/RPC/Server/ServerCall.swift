@@ -1,0 +1,54 @@
+internal import NIOCore
+
+/// The task side of one server call: what the handler's task reads, and how it hands messages
+/// and the final status back to the connection's event loop.
+final class ServerCall: MessageSink {
+  let context: ServerContext
+  let codec: MessageCodec
+  /// The request of a unary or server-streaming call.
+  let request: ReceivedMessage?
+  /// The requests of a client-streaming or bidirectional call.
+  let requests: InboundMessageQueue?
+  private let stream: NIOLoopBound<ServerStream>
+
+  init(
+    context: ServerContext,
+    codec: MessageCodec,
+    request: ReceivedMessage?,
+    requests: InboundMessageQueue?,
+    stream: NIOLoopBound<ServerStream>
+  ) {
+    self.context = context
+    self.codec = codec
+    self.request = request
+    self.requests = requests
+    self.stream = stream
+  }
+
+  func send(_ payload: ByteBufferPayload) async throws {
+    let stream = self.stream
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+      stream.eventLoop.execute {
+        let stream = stream.value
+        stream.connection.enqueue(payload, on: stream, continuation: continuation)
+      }
+    }
+  }
+
+  /// Ends the call with the handler's outcome: the single response (if any) and the status.
+  func complete(_ result: Result<ByteBufferPayload?, RPCError>) {
+    let stream = self.stream
+    let trailing = self.context.trailingMetadata
+    stream.eventLoop.execute {
+      let stream = stream.value
+      switch result {
+      case .success(let response):
+        stream.connection.finish(stream, status: nil, trailingMetadata: trailing, response: response)
+      case .failure(let error):
+        var metadata = trailing
+        metadata.append(contentsOf: error.metadata)
+        stream.connection.finish(stream, status: error, trailingMetadata: metadata, response: nil)
+      }
+    }
+  }
+}

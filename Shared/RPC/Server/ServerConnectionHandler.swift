@@ -1,0 +1,735 @@
+internal import CNGHTTP2
+internal import Logging
+internal import NIOCore
+
+/// One server connection: owns an nghttp2 server session, feeds it the bytes the channel reads,
+/// writes what it produces, and runs the gRPC protocol on its streams.
+///
+/// Everything here runs on the channel's event loop. Handlers run in their own tasks and reach
+/// back through `NIOLoopBound` hops (`ServerCall`).
+final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
+  typealias InboundIn = ByteBuffer
+  typealias OutboundOut = ByteBuffer
+
+  let shared: ServerShared
+  private var session: OpaquePointer?
+  private var context: ChannelHandlerContext?
+  private var loopBoundSelf: NIOLoopBound<ServerConnectionHandler>?
+  private(set) var streams: [Int32: ServerStream] = [:]
+  private var peer = "unknown"
+  private var flushScheduled = false
+  private var readingInput = false
+
+  private var idleTimer: Scheduled<Void>?
+  private var keepaliveTimer: Scheduled<Void>?
+  private var keepaliveTimeout: Scheduled<Void>?
+  private var ageTimer: Scheduled<Void>?
+  private var graceTimer: Scheduled<Void>?
+  private enum Lifecycle {
+    case active
+    /// A GOAWAY shutdown notice was sent; the final GOAWAY follows the PING ack.
+    case noticeSent
+    /// The final GOAWAY was sent; the connection closes when its last stream does.
+    case draining
+    case closed
+  }
+  private var lifecycle = Lifecycle.active
+
+  init(shared: ServerShared) {
+    self.shared = shared
+  }
+
+  var eventLoop: any EventLoop { self.context!.eventLoop }
+
+  // MARK: Channel events
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    self.context = context
+    self.loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
+    if let address = context.channel.remoteAddress {
+      switch address {
+      case .v4(let v4): self.peer = "ipv4:\(v4.host):\(address.port ?? 0)"
+      case .v6(let v6): self.peer = "ipv6:[\(v6.host)]:\(address.port ?? 0)"
+      case .unixDomainSocket: self.peer = "unix:\(address.pathname ?? "")"
+      }
+    }
+    let configuration = self.shared.configuration
+    var session: OpaquePointer?
+    let status = nghttp2_session_server_new2(
+      &session, ServerConnectionHandler.callbacks, Unmanaged.passUnretained(self).toOpaque(),
+      ServerConnectionHandler.options)
+    precondition(status == 0, "nghttp2 could not create a server session")
+    self.session = session
+    HTTP2Settings(
+      maxConcurrentStreams: configuration.maxConcurrentStreams,
+      initialWindowSize: configuration.initialStreamWindowSize,
+      maxFrameSize: configuration.maxFrameSize,
+      maxHeaderListSize: configuration.maxHeaderListSize,
+      enablePush: false
+    ).submit(to: session!, connectionWindowSize: configuration.connectionWindowSize)
+    self.shared.connections.register(self, eventLoop: context.eventLoop)
+    self.armIdleTimer()
+    self.armKeepalive()
+    if let age = configuration.maxConnectionAge {
+      self.ageTimer = self.schedule(in: age) { $0.beginGracefulShutdown() }
+    }
+    if context.channel.isActive { self.flush() }
+  }
+
+  func handlerRemoved(context: ChannelHandlerContext) {
+    self.tearDown()
+  }
+
+  func channelActive(context: ChannelHandlerContext) {
+    self.flush()
+    context.fireChannelActive()
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    self.tearDown()
+    context.fireChannelInactive()
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    guard let session = self.session else { return }
+    let buffer = self.unwrapInboundIn(data)
+    self.readingInput = true
+    let result = buffer.withUnsafeReadableBytes { bytes in
+      nghttp2_session_mem_recv(session, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
+    }
+    self.readingInput = false
+    if result < 0 {
+      // A fatal HTTP/2 error (bad preface, flood, protocol violation): nghttp2 has queued a
+      // GOAWAY where it can; send it and close.
+      self.shared.logger.debug(
+        "closing connection after HTTP/2 error",
+        metadata: ["peer": "\(self.peer)", "error": "\(String(cString: nghttp2_strerror(Int32(result))))"])
+      self.flush()
+      self.close()
+    }
+  }
+
+  func channelReadComplete(context: ChannelHandlerContext) {
+    self.flush()
+    context.fireChannelReadComplete()
+  }
+
+  func channelWritabilityChanged(context: ChannelHandlerContext) {
+    if context.channel.isWritable { self.flush() }
+    context.fireChannelWritabilityChanged()
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    self.shared.logger.debug("connection error", metadata: ["peer": "\(self.peer)", "error": "\(error)"])
+    self.close()
+  }
+
+  func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    context.fireUserInboundEventTriggered(event)
+  }
+
+  private func close() {
+    guard let context = self.context, self.lifecycle != .closed else { return }
+    self.lifecycle = .closed
+    context.close(promise: nil)
+  }
+
+  /// Cancels every call and frees the session; safe to call more than once.
+  private func tearDown() {
+    guard let session = self.session else { return }
+    self.lifecycle = .closed
+    for stream in self.streams.values {
+      self.abandon(stream, because: RPCError(.cancelled, "The connection closed"))
+    }
+    self.streams.removeAll()
+    for timer in [self.idleTimer, self.keepaliveTimer, self.keepaliveTimeout, self.ageTimer, self.graceTimer] {
+      timer?.cancel()
+    }
+    nghttp2_session_del(session)
+    self.session = nil
+    self.shared.connections.unregister(self)
+  }
+
+  // MARK: Output
+
+  /// Writes everything nghttp2 has to send; called after input is processed and after calls
+  /// queue output. Stops while the channel is not writable (resumed by writability changes), so
+  /// output stays in the streams' bounded buffers rather than the socket's.
+  func flush() {
+    self.flushScheduled = false
+    guard let session = self.session, let context = self.context, context.channel.isActive else { return }
+    var buffer: ByteBuffer?
+    while context.channel.isWritable {
+      var pointer: UnsafePointer<UInt8>?
+      let count = nghttp2_session_mem_send(session, &pointer)
+      if count < 0 {
+        self.close()
+        return
+      }
+      if count == 0 { break }
+      if buffer == nil { buffer = context.channel.allocator.buffer(capacity: max(count, 1024)) }
+      buffer!.writeBytes(UnsafeRawBufferPointer(start: pointer, count: count))
+      if buffer!.readableBytes >= 64 * 1024 {
+        context.write(self.wrapOutboundOut(buffer!), promise: nil)
+        buffer = nil
+      }
+    }
+    if let buffer { context.write(self.wrapOutboundOut(buffer), promise: nil) }
+    context.flush()
+    if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
+      self.close()
+    }
+  }
+
+  /// Flushes once the current batch of event-loop work is done, so output queued by many calls
+  /// goes out in one write.
+  func scheduleFlush() {
+    guard !self.flushScheduled, !self.readingInput, let loopBoundSelf else { return }
+    self.flushScheduled = true
+    self.eventLoop.execute { loopBoundSelf.value.flush() }
+  }
+
+  private func schedule(in delay: Duration, _ body: @escaping (ServerConnectionHandler) -> Void) -> Scheduled<Void>? {
+    guard let loopBoundSelf else { return nil }
+    return self.eventLoop.scheduleTask(in: delay.timeAmount) { body(loopBoundSelf.value) }
+  }
+
+  // MARK: Stream events (from nghttp2 callbacks)
+
+  fileprivate func beginStream(_ id: Int32) -> Int32 {
+    guard let session = self.session else { return NG.callbackFailure }
+    let stream = ServerStream(id: id, connection: self, maxMessageSize: self.shared.configuration.maxReceiveMessageSize)
+    self.streams[id] = stream
+    nghttp2_session_set_stream_user_data(session, id, Unmanaged.passUnretained(stream).toOpaque())
+    self.idleTimer?.cancel()
+    self.idleTimer = nil
+    return 0
+  }
+
+  fileprivate func stream(_ id: Int32) -> ServerStream? {
+    guard let session = self.session,
+      let pointer = nghttp2_session_get_stream_user_data(session, id)
+    else { return nil }
+    return Unmanaged<ServerStream>.fromOpaque(pointer).takeUnretainedValue()
+  }
+
+  fileprivate func header(
+    _ stream: ServerStream,
+    name: UnsafePointer<UInt8>, nameLength: Int,
+    value: UnsafePointer<UInt8>, valueLength: Int
+  ) {
+    stream.headerBytes += nameLength + valueLength + 32
+    if stream.headerBytes > self.shared.configuration.maxHeaderListSize {
+      stream.headersTooLarge = true
+      return
+    }
+    if name[0] == UInt8(ascii: ":") {
+      if bytesEqual(name, nameLength, ":path") {
+        stream.path = String(value, length: valueLength)
+      } else if bytesEqual(name, nameLength, ":method") {
+        stream.isPost = bytesEqual(value, valueLength, "POST")
+      }
+      return
+    }
+    switch nameLength {
+    case 2 where bytesEqual(name, nameLength, "te"):
+      stream.hasTETrailers = bytesEqual(value, valueLength, "trailers")
+    case 12 where bytesEqual(name, nameLength, "content-type"):
+      stream.contentType = Self.checkContentType(value, valueLength)
+    case 12 where bytesEqual(name, nameLength, "grpc-timeout"):
+      stream.timeoutHeader = String(value, length: valueLength)
+    case 13 where bytesEqual(name, nameLength, "grpc-encoding"):
+      stream.encodingHeader = String(value, length: valueLength)
+    case 20 where bytesEqual(name, nameLength, "grpc-accept-encoding"):
+      stream.acceptsGzip = MessageEncoding.acceptsGzip(String(value, length: valueLength))
+    default:
+      let key = String(name, length: nameLength)
+      if Metadata.isReserved(key) { return }
+      if let entry = Metadata.decodedEntry(key: key, value: Substring(String(value, length: valueLength))) {
+        stream.metadata.append(entry)
+      }
+    }
+  }
+
+  /// `application/grpc`, optionally `+proto` and parameters; `application/grpc+json` and other
+  /// codecs are not served.
+  private static func checkContentType(_ value: UnsafePointer<UInt8>, _ length: Int) -> ServerStream.ContentTypeCheck {
+    guard bytesHavePrefix(value, length, "application/grpc") else { return .unsupported }
+    let rest = String(value + 16, length: length - 16)
+    if rest.isEmpty || rest.hasPrefix(";") || rest == "+proto" || rest.hasPrefix("+proto;") {
+      return .grpc
+    }
+    return .unsupported
+  }
+
+  /// The request headers are complete: validate them, route the call and, for the streaming
+  /// request kinds, start the handler.
+  fileprivate func requestHead(_ stream: ServerStream) {
+    if stream.headersTooLarge {
+      self.rejectHead(stream, RPCError(.resourceExhausted, "Request headers exceed \(self.shared.configuration.maxHeaderListSize) bytes"))
+      return
+    }
+    guard stream.isPost else {
+      self.rejectHead(stream, RPCError(.internal, "gRPC requires the POST method"), httpStatus: "405")
+      return
+    }
+    switch stream.contentType {
+    case .grpc: break
+    case .missing, .unsupported:
+      self.rejectHead(stream, RPCError(.internal, "Unsupported content-type: gRPC requires application/grpc"), httpStatus: "415")
+      return
+    }
+    guard stream.hasTETrailers else {
+      self.rejectHead(stream, RPCError(.internal, "gRPC requires the header te: trailers"))
+      return
+    }
+    guard let path = stream.path, let method = self.shared.router.method(forPath: path) else {
+      self.rejectHead(stream, Self.unimplemented(path: stream.path ?? "", router: self.shared.router))
+      return
+    }
+    var receiveEncoding = MessageEncoding.identity
+    if let header = stream.encodingHeader {
+      guard let encoding = MessageEncoding(headerValue: header) else {
+        self.rejectHead(stream, RPCError(.unimplemented, "Unsupported grpc-encoding '\(header)'"), acceptEncoding: true)
+        return
+      }
+      receiveEncoding = encoding
+    }
+    var deadline: ContinuousClock.Instant?
+    if let header = stream.timeoutHeader {
+      guard let timeout = Timeout.parse(header) else {
+        self.rejectHead(stream, RPCError(.internal, "Malformed grpc-timeout '\(header)'"))
+        return
+      }
+      deadline = .now + timeout
+      stream.deadlineTimer = self.schedule(in: timeout) { connection in
+        connection.deadlineExceeded(stream)
+      }
+    }
+    stream.method = method
+    stream.codec = MessageCodec(
+      receiveEncoding: receiveEncoding,
+      compressSent: self.shared.configuration.compressResponses && receiveEncoding == .gzip && stream.acceptsGzip,
+      maxReceiveMessageSize: self.shared.configuration.maxReceiveMessageSize)
+    stream.context = ServerContext(
+      method: method.descriptor, requestMetadata: stream.metadata, deadline: deadline, peer: self.peer)
+    if !method.descriptor.kind.hasSingleRequest {
+      let loopBoundSelf = self.loopBoundSelf!
+      let id = stream.id
+      stream.requests = InboundMessageQueue { consumed in
+        loopBoundSelf.eventLoop.execute { loopBoundSelf.value.consume(consumed, on: id) }
+      }
+      self.start(stream)
+    }
+  }
+
+  private static func unimplemented(path: String, router: RPCRouter) -> RPCError {
+    let parts = path.split(separator: "/", omittingEmptySubsequences: true)
+    if parts.count == 2, router.serviceNames.contains(String(parts[0])) {
+      return RPCError(.unimplemented, "Method '\(parts[1])' is not implemented by service '\(parts[0])'")
+    }
+    if parts.count == 2 {
+      return RPCError(.unimplemented, "Service '\(parts[0])' is not implemented")
+    }
+    return RPCError(.unimplemented, "Unknown path '\(path)'")
+  }
+
+  fileprivate func data(_ stream: ServerStream, _ bytes: UnsafeRawBufferPointer) {
+    guard let session = self.session else { return }
+    guard !stream.finished, let method = stream.method else {
+      // A rejected or finished call: discard, but keep the connection window open.
+      nghttp2_session_consume(session, stream.id, bytes.count)
+      return
+    }
+    let singleRequest = method.descriptor.kind.hasSingleRequest
+    var tooMany = false
+    do throws(RPCError) {
+      try stream.deframer.append(bytes) { message in
+        if singleRequest {
+          stream.requestCount += 1
+          if stream.requestCount == 1 { stream.request = message } else { tooMany = true }
+        } else {
+          stream.requests!.push(message)
+        }
+      }
+    } catch {
+      nghttp2_session_consume(session, stream.id, bytes.count)
+      self.fail(stream, error)
+      return
+    }
+    if singleRequest {
+      nghttp2_session_consume(session, stream.id, bytes.count)
+      if tooMany {
+        self.fail(stream, RPCError(.internal, "\(method.descriptor.kind) call received more than one request message"))
+      }
+    }
+  }
+
+  fileprivate func requestEnded(_ stream: ServerStream) {
+    guard !stream.requestEnded else { return }
+    stream.requestEnded = true
+    guard !stream.finished, let method = stream.method else { return }
+    if stream.deframer.hasPartialMessage {
+      self.fail(stream, RPCError(.internal, "The request ended inside a message"))
+      return
+    }
+    if method.descriptor.kind.hasSingleRequest {
+      guard stream.request != nil else {
+        self.fail(stream, RPCError(.internal, "\(method.descriptor.kind) call ended without a request message"))
+        return
+      }
+      self.start(stream)
+    } else {
+      stream.requests?.finish()
+    }
+  }
+
+  fileprivate func streamClosed(_ id: Int32, errorCode: UInt32) {
+    guard let stream = self.streams.removeValue(forKey: id) else { return }
+    if !stream.finished {
+      self.abandon(stream, because: RPCError(.cancelled, "The client cancelled the call"))
+    }
+    stream.deadlineTimer?.cancel()
+    if self.streams.isEmpty {
+      switch self.lifecycle {
+      case .active: self.armIdleTimer()
+      case .noticeSent: break
+      case .draining: self.scheduleFlush()  // nghttp2 now wants neither read nor write: closes.
+      case .closed: break
+      }
+    }
+  }
+
+  /// A frame with END_STREAM went out: if the client is still sending, reset its half so it
+  /// stops (the call is over).
+  fileprivate func sentEndOfStream(_ stream: ServerStream) {
+    guard !stream.requestEnded, let session = self.session else { return }
+    nghttp2_submit_rst_stream(session, NG.none, stream.id, NG.noError)
+  }
+
+  // MARK: Calls
+
+  private func start(_ stream: ServerStream) {
+    guard let context = stream.context, let method = stream.method, let codec = stream.codec else { return }
+    if let deadline = context.deadline, deadline <= .now {
+      self.deadlineExceeded(stream)
+      return
+    }
+    let call = ServerCall(
+      context: context, codec: codec, request: stream.request, requests: stream.requests,
+      stream: NIOLoopBound(stream, eventLoop: self.eventLoop))
+    stream.request = nil
+    let interceptors = self.shared.interceptors
+    stream.task = Task {
+      var response: ByteBufferPayload?
+      let result: Result<ByteBufferPayload?, RPCError>
+      do {
+        try await ServerContext.$current.withValue(call.context) {
+          try await interceptors.run(context: call.context) { _ in
+            response = try await method.invoke(call)
+          }
+        }
+        result = .success(response)
+      } catch {
+        result = .failure(RPCError(mapping: error))
+      }
+      call.complete(result)
+    }
+  }
+
+  /// Ends a call early with `error`: the task (if any) is cancelled and its outcome ignored.
+  private func fail(_ stream: ServerStream, _ error: RPCError) {
+    guard !stream.finished else { return }
+    stream.task?.cancel()
+    stream.requests?.finish(throwing: error)
+    self.finish(stream, status: error, trailingMetadata: error.metadata, response: nil)
+  }
+
+  private func deadlineExceeded(_ stream: ServerStream) {
+    self.fail(stream, RPCError(.deadlineExceeded, "The call's deadline was exceeded"))
+  }
+
+  /// Cancels a call whose stream is gone.
+  private func abandon(_ stream: ServerStream, because error: RPCError) {
+    stream.finished = true
+    stream.task?.cancel()
+    stream.requests?.finish(throwing: error)
+    stream.failWaitingWriters(error)
+    stream.deadlineTimer?.cancel()
+  }
+
+  private func consume(_ count: Int, on id: Int32) {
+    guard let session = self.session else { return }
+    nghttp2_session_consume(session, id, count)
+    self.scheduleFlush()
+  }
+
+  /// Queues one response message of a streaming call; `continuation` resumes when the stream's
+  /// buffer has room again.
+  func enqueue(_ payload: ByteBufferPayload, on stream: ServerStream, continuation: CheckedContinuation<Void, any Error>) {
+    guard !stream.finished, self.streams[stream.id] === stream, let context = self.context else {
+      continuation.resume(throwing: RPCError(.cancelled, "The call has ended"))
+      return
+    }
+    self.sendHeadersIfNeeded(stream)
+    var buffer = context.channel.allocator.buffer(capacity: payload.framedSize)
+    MessageFramer.frame(payload.bytes, compressed: payload.compressed, into: &buffer)
+    stream.outbound.append(buffer)
+    stream.outboundBytes += payload.framedSize
+    if stream.outboundBytes < self.shared.configuration.streamSendBufferLimit {
+      continuation.resume()
+    } else {
+      stream.waitingWriters.append(continuation)
+    }
+    self.resumeData(stream)
+  }
+
+  /// Ends a call: the single response (if any), then the status. A call that fails before
+  /// sending anything gets a trailers-only response.
+  func finish(_ stream: ServerStream, status: RPCError?, trailingMetadata: Metadata, response: ByteBufferPayload?) {
+    guard !stream.finished, let session = self.session, let context = self.context else { return }
+    stream.finished = true
+    stream.deadlineTimer?.cancel()
+    var trailers = HeaderList()
+    trailers.addStatus(status?.code ?? .ok, message: status?.message ?? "", metadata: trailingMetadata)
+    if let status {
+      stream.failWaitingWriters(status)
+      if !stream.headersSent {
+        self.sendTrailersOnly(stream, trailers: trailers)
+        return
+      }
+    }
+    self.sendHeadersIfNeeded(stream)
+    if let response {
+      var buffer = context.channel.allocator.buffer(capacity: response.framedSize)
+      MessageFramer.frame(response.bytes, compressed: response.compressed, into: &buffer)
+      stream.outbound.append(buffer)
+      stream.outboundBytes += response.framedSize
+    }
+    stream.trailers = trailers
+    _ = session
+    self.resumeData(stream)
+  }
+
+  private func resumeData(_ stream: ServerStream) {
+    if stream.dataDeferred, let session = self.session {
+      stream.dataDeferred = false
+      nghttp2_session_resume_data(session, stream.id)
+    }
+    self.scheduleFlush()
+  }
+
+  private func sendHeadersIfNeeded(_ stream: ServerStream) {
+    guard !stream.headersSent, let session = self.session else { return }
+    stream.headersSent = true
+    var headers = HeaderList()
+    headers.add(":status", "200")
+    headers.add("content-type", "application/grpc")
+    if stream.codec?.compressSent == true { headers.add("grpc-encoding", "gzip") }
+    headers.add("grpc-accept-encoding", MessageEncoding.acceptHeader)
+    if let metadata = stream.context?.initialMetadata, !metadata.isEmpty {
+      headers.add(metadata: metadata)
+    }
+    var provider = nghttp2_data_provider(
+      source: nghttp2_data_source(ptr: nil), read_callback: ServerConnectionHandler.readResponseData)
+    headers.withNameValuePairs { pairs, count in
+      _ = nghttp2_submit_response(session, stream.id, pairs, count, &provider)
+    }
+  }
+
+  private func sendTrailersOnly(_ stream: ServerStream, trailers: HeaderList) {
+    guard let session = self.session else { return }
+    stream.headersSent = true
+    var headers = HeaderList()
+    headers.add(":status", "200")
+    headers.add("content-type", "application/grpc")
+    headers.withNameValuePairs { statusPairs, statusCount in
+      trailers.withNameValuePairs { trailerPairs, trailerCount in
+        var all = Array(UnsafeBufferPointer(start: statusPairs, count: statusCount))
+        all.append(contentsOf: UnsafeBufferPointer(start: trailerPairs, count: trailerCount))
+        _ = nghttp2_submit_response(session, stream.id, all, all.count, nil)
+      }
+    }
+    self.scheduleFlush()
+  }
+
+  /// Answers a request whose head is invalid with a trailers-only response (or an HTTP error
+  /// status for requests that are not gRPC at all).
+  private func rejectHead(_ stream: ServerStream, _ error: RPCError, httpStatus: StaticString = "200", acceptEncoding: Bool = false) {
+    guard let session = self.session else { return }
+    stream.finished = true
+    stream.headersSent = true
+    var headers = HeaderList()
+    headers.add(":status", httpStatus)
+    headers.add("content-type", "application/grpc")
+    if acceptEncoding { headers.add("grpc-accept-encoding", MessageEncoding.acceptHeader) }
+    headers.addStatus(error.code, message: error.message, metadata: [:])
+    headers.withNameValuePairs { pairs, count in
+      _ = nghttp2_submit_response(session, stream.id, pairs, count, nil)
+    }
+    self.scheduleFlush()
+  }
+
+  /// nghttp2 asks for response DATA: hand it buffered messages; once the call has finished and
+  /// everything is out, submit the trailers and end the data without END_STREAM (the trailers
+  /// carry it).
+  fileprivate func readData(_ stream: ServerStream, into buffer: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
+    let written = stream.drainOutbound(into: buffer, capacity: length)
+    stream.resumeWritersIfRoom(limit: self.shared.configuration.streamSendBufferLimit)
+    if stream.outbound.isEmpty, let trailers = stream.trailers, let session = self.session {
+      stream.trailers = nil
+      flags.pointee |= NG.dataFlagEOF | NG.dataFlagNoEndStream
+      trailers.withNameValuePairs { pairs, count in
+        _ = nghttp2_submit_trailer(session, stream.id, pairs, count)
+      }
+      return written
+    }
+    if written == 0 {
+      stream.dataDeferred = true
+      return NG.deferred
+    }
+    return written
+  }
+
+  // MARK: Connection management
+
+  private func armIdleTimer() {
+    guard let timeout = self.shared.configuration.idleTimeout else { return }
+    self.idleTimer?.cancel()
+    self.idleTimer = self.schedule(in: timeout) { connection in
+      guard connection.streams.isEmpty else { return }
+      connection.beginGracefulShutdown()
+    }
+  }
+
+  private func armKeepalive() {
+    guard let keepalive = self.shared.configuration.keepalive else { return }
+    self.keepaliveTimer = self.schedule(in: keepalive.interval) { connection in
+      connection.sendKeepalivePing(timeout: keepalive.timeout)
+    }
+  }
+
+  private func sendKeepalivePing(timeout: Duration) {
+    guard let session = self.session, self.lifecycle != .closed else { return }
+    nghttp2_submit_ping(session, NG.none, nil)
+    self.keepaliveTimeout = self.schedule(in: timeout) { connection in
+      connection.shared.logger.debug("closing connection: keepalive ping timed out", metadata: ["peer": "\(connection.peer)"])
+      connection.close()
+    }
+    self.scheduleFlush()
+  }
+
+  fileprivate func pingAcknowledged() {
+    self.keepaliveTimeout?.cancel()
+    self.keepaliveTimeout = nil
+    if self.lifecycle == .noticeSent {
+      self.sendFinalGoaway()
+    } else {
+      self.armKeepalive()
+    }
+  }
+
+  /// Starts a graceful shutdown: a GOAWAY notice now, the final GOAWAY (with the last stream the
+  /// server will process) one round trip later, then calls run to completion within the grace
+  /// period and the connection closes.
+  func beginGracefulShutdown() {
+    guard let session = self.session, self.lifecycle == .active else { return }
+    self.lifecycle = .noticeSent
+    nghttp2_submit_shutdown_notice(session)
+    nghttp2_submit_ping(session, NG.none, nil)
+    self.graceTimer = self.schedule(in: self.shared.configuration.shutdownGracePeriod) { connection in
+      connection.close()
+    }
+    self.scheduleFlush()
+  }
+
+  private func sendFinalGoaway() {
+    guard let session = self.session else { return }
+    self.lifecycle = .draining
+    nghttp2_submit_goaway(session, NG.none, nghttp2_session_get_last_proc_stream_id(session), NG.noError, nil, 0)
+    self.scheduleFlush()
+    if self.streams.isEmpty { self.scheduleFlush() }
+  }
+
+  /// Closes at once, cancelling every call.
+  func forceClose() {
+    self.close()
+  }
+
+  // MARK: nghttp2 callbacks
+
+  private static func connection(_ userData: UnsafeMutableRawPointer?) -> ServerConnectionHandler {
+    Unmanaged<ServerConnectionHandler>.fromOpaque(userData!).takeUnretainedValue()
+  }
+
+  nonisolated(unsafe) static let options: OpaquePointer = {
+    var option: OpaquePointer?
+    nghttp2_option_new(&option)
+    // Window updates follow consumption by the handler, so a slow reader applies backpressure.
+    nghttp2_option_set_no_auto_window_update(option, 1)
+    return option!
+  }()
+
+  nonisolated(unsafe) static let callbacks: OpaquePointer = {
+    var callbacks: OpaquePointer?
+    nghttp2_session_callbacks_new(&callbacks)
+    nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
+      let frame = frame!.pointee
+      guard frame.hd.type == NG.headersFrame, frame.headers.cat == NG.requestCategory else { return 0 }
+      return ServerConnectionHandler.connection(userData).beginStream(frame.hd.stream_id)
+    }
+    nghttp2_session_callbacks_set_on_header_callback(callbacks) { _, frame, name, nameLength, value, valueLength, _, userData in
+      let frame = frame!.pointee
+      guard frame.hd.type == NG.headersFrame, frame.headers.cat == NG.requestCategory else { return 0 }
+      let connection = ServerConnectionHandler.connection(userData)
+      guard let stream = connection.stream(frame.hd.stream_id) else { return 0 }
+      connection.header(stream, name: name!, nameLength: nameLength, value: value!, valueLength: valueLength)
+      return 0
+    }
+    nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
+      let frame = frame!.pointee
+      let connection = ServerConnectionHandler.connection(userData)
+      switch frame.hd.type {
+      case NG.headersFrame:
+        guard let stream = connection.stream(frame.hd.stream_id) else { return 0 }
+        if frame.headers.cat == NG.requestCategory { connection.requestHead(stream) }
+        if frame.hd.flags & NG.endStream != 0 { connection.requestEnded(stream) }
+      case NG.dataFrame:
+        if frame.hd.flags & NG.endStream != 0, let stream = connection.stream(frame.hd.stream_id) {
+          connection.requestEnded(stream)
+        }
+      case NG.pingFrame:
+        if frame.hd.flags & NG.ack != 0 { connection.pingAcknowledged() }
+      default:
+        break
+      }
+      return 0
+    }
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) { _, _, streamID, data, length, userData in
+      let connection = ServerConnectionHandler.connection(userData)
+      guard let stream = connection.stream(streamID) else { return 0 }
+      connection.data(stream, UnsafeRawBufferPointer(start: data, count: length))
+      return 0
+    }
+    nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { _, frame, userData in
+      let frame = frame!.pointee
+      guard frame.hd.flags & NG.endStream != 0,
+        frame.hd.type == NG.headersFrame || frame.hd.type == NG.dataFrame
+      else { return 0 }
+      let connection = ServerConnectionHandler.connection(userData)
+      if let stream = connection.stream(frame.hd.stream_id) { connection.sentEndOfStream(stream) }
+      return 0
+    }
+    nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, errorCode, userData in
+      ServerConnectionHandler.connection(userData).streamClosed(streamID, errorCode: errorCode)
+      return 0
+    }
+    return callbacks!
+  }()
+
+  static let readResponseData: nghttp2_data_source_read_callback = { _, streamID, buffer, length, flags, _, userData in
+    let connection = ServerConnectionHandler.connection(userData)
+    guard let stream = connection.stream(streamID) else { return Int(NG.temporalCallbackFailure) }
+    return connection.readData(stream, into: buffer!, length: length, flags: flags!)
+  }
+}

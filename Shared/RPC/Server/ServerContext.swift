@@ -1,0 +1,92 @@
+public import NIOCore
+internal import Synchronization
+
+/// A key for a value interceptors attach to a call, such as the authenticated caller or the
+/// trace context.
+public protocol ServerContextKey {
+  associatedtype Value: Sendable
+}
+
+/// Everything a handler and the interceptors know about one call: the method, the caller's
+/// metadata, the deadline and the peer; and the metadata the server sends back.
+///
+/// The context of the call being handled is also available as `ServerContext.current`, so a
+/// client call made while handling it can carry its deadline and credentials onwards.
+public final class ServerContext: Sendable {
+  /// The method being called.
+  public let method: MethodDescriptor
+  /// The custom metadata the client sent.
+  public let requestMetadata: Metadata
+  /// When the call times out (from `grpc-timeout`), if the client set a deadline.
+  public let deadline: ContinuousClock.Instant?
+  /// The client's address, such as `ipv4:127.0.0.1:53012`.
+  public let peer: String
+
+  private struct State {
+    var initialMetadata = Metadata()
+    var trailingMetadata = Metadata()
+    var values: [ObjectIdentifier: any Sendable] = [:]
+  }
+
+  private let state = Mutex(State())
+
+  init(method: MethodDescriptor, requestMetadata: Metadata, deadline: ContinuousClock.Instant?, peer: String) {
+    self.method = method
+    self.requestMetadata = requestMetadata
+    self.deadline = deadline
+    self.peer = peer
+  }
+
+  /// Metadata sent with the response headers; set it before the first response message.
+  public var initialMetadata: Metadata {
+    get { self.state.withLock { $0.initialMetadata } }
+    set { self.state.withLock { $0.initialMetadata = newValue } }
+  }
+
+  /// Metadata sent with the status at the end of the call.
+  public var trailingMetadata: Metadata {
+    get { self.state.withLock { $0.trailingMetadata } }
+    set { self.state.withLock { $0.trailingMetadata = newValue } }
+  }
+
+  /// A value attached by an interceptor.
+  public subscript<Key: ServerContextKey>(key: Key.Type) -> Key.Value? {
+    get { self.state.withLock { $0.values[ObjectIdentifier(key)] as? Key.Value } }
+    set { self.state.withLock { $0.values[ObjectIdentifier(key)] = newValue } }
+  }
+
+  /// The time left before the deadline, nil when the call has none.
+  public var remainingTime: Duration? {
+    self.deadline.map { $0 - .now }
+  }
+
+  /// The context of the call the current task is handling.
+  @TaskLocal public static var current: ServerContext?
+}
+
+/// Intercepts every call a server handles, around the handler: authentication, tracing,
+/// metrics, logging. Throwing ends the call with the error's status (see `RPCError(mapping:)`).
+public protocol ServerInterceptor: Sendable {
+  /// Handles one call. Call `next` to run the rest of the chain and the handler.
+  func intercept(
+    context: ServerContext,
+    next: (ServerContext) async throws -> Void
+  ) async throws
+}
+
+extension Array where Element == any ServerInterceptor {
+  /// Runs the chain from `index`, then `handler`.
+  func run(
+    from index: Int = 0,
+    context: ServerContext,
+    handler: (ServerContext) async throws -> Void
+  ) async throws {
+    guard index < self.count else {
+      try await handler(context)
+      return
+    }
+    try await self[index].intercept(context: context) { context in
+      try await self.run(from: index + 1, context: context, handler: handler)
+    }
+  }
+}
