@@ -61,6 +61,16 @@ let package = Package(
       path: "Shared/RPCServices",
       swiftSettings: upcomingFeatures
     ),
+    // Generated code of the platform's contracts (and the descriptor set for reflection).
+    .target(
+      name: "PlatformProtos",
+      dependencies: [
+        "GRPCRuntime",
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      path: "Shared/Protos",
+      swiftSettings: upcomingFeatures
+    ),
     // The grpc.testing interop service and the echo service, shared by the interop binary,
     // the benchmark and the runtime's tests.
     .target(
@@ -79,6 +89,7 @@ let package = Package(
         "GRPCRuntime",
         "GRPCRuntimeServices",
         "InteropSupport",
+        "PlatformProtos",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       path: "Tests/InteropRunner",
@@ -90,9 +101,13 @@ let package = Package(
         "GRPCRuntime",
         "GRPCRuntimeServices",
         "InteropSupport",
+        "PlatformProtos",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "Logging", package: "swift-log"),
       ],
       path: "Tests/GRPCRuntimeTests",
       swiftSettings: upcomingFeatures

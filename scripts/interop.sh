@@ -54,7 +54,7 @@ client_cases() {
     python|go) echo "${CORE[*]} client_compressed_unary server_compressed_unary echo" ;;
     c) echo "empty_unary large_unary custom_metadata status_code_and_message \
 special_status_message unimplemented_method unimplemented_service echo" ;;
-    swift) echo "${CORE[*]} client_compressed_unary server_compressed_unary" ;;
+    swift) echo "${CORE[*]} client_compressed_unary server_compressed_unary echo" ;;
   esac
 }
 # What each server can serve. grpc-go 1.33 cannot choose response compression per call, and
@@ -72,6 +72,10 @@ pair_cases() {
   for c in $(client_cases "$1"); do
     [[ " $(server_cases "$2") " == *" $c "* ]] || continue
     [ "$compression" = 0 ] && [[ $c == *_compressed_* ]] && continue
+    # grpc-go 1.33 sends grpc-accept-encoding only when it compresses its own request, so a
+    # server that follows the compression spec must answer its server_compressed_unary probe
+    # uncompressed (grpc-go's own server cannot compress per call at all).
+    [ "$1" = go ] && [ "$2" = swift ] && [ "$c" = server_compressed_unary ] && continue
     [ -n "${INTEROP_CASES:-}" ] && [[ " $INTEROP_CASES " != *" $c "* ]] && continue
     echo "$c"
   done

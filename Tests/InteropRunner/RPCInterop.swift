@@ -3,6 +3,8 @@ internal import GRPCRuntime
 internal import GRPCRuntimeServices
 internal import InteropSupport
 internal import NIOSSL
+internal import PlatformProtos
+internal import Foundation
 #if canImport(Glibc)
 internal import Glibc
 #endif
@@ -28,12 +30,13 @@ struct RPCInterop: AsyncParsableCommand {
       if let tlsCert, let tlsKey {
         configuration.tls = TLSConfiguration.makeServerConfiguration(
           certificateChain: try NIOSSLCertificate.fromPEMFile(tlsCert).map { .certificate($0) },
-          privateKey: .file(tlsKey))
+          privateKey: .privateKey(try NIOSSLPrivateKey(file: tlsKey, format: .pem)))
       }
-      let health = HealthService()
-      let server = RPCServer(
-        configuration: configuration,
-        services: [TestService(), EchoService(), health])
+      let services: [any RPCService] = [TestService(), EchoService(), HealthService()]
+      let reflection = try ReflectionService(
+        descriptorSet: Array(Data(base64Encoded: PlatformDescriptors.fileDescriptorSetBase64) ?? Data()),
+        serviceNames: Array(RPCRouter(services: services).serviceNames) + ["grpc.reflection.v1.ServerReflection"])
+      let server = RPCServer(configuration: configuration, services: services + [reflection])
       try await server.run()
     }
   }

@@ -4,6 +4,7 @@ public import SwiftProtobuf
 
 /// The task side of one client call.
 final class ClientCall: MessageSink {
+  let codec: MessageCodec
   let stream: NIOLoopBound<ClientStream>
   let connection: NIOLoopBound<ClientConnectionHandler>
   let outcome: EventLoopFuture<ClientCallOutcome>
@@ -12,13 +13,19 @@ final class ClientCall: MessageSink {
 
   init(
     stream: NIOLoopBound<ClientStream>, connection: NIOLoopBound<ClientConnectionHandler>,
-    outcome: EventLoopFuture<ClientCallOutcome>, responses: InboundMessageQueue?, head: ResponseHead
+    outcome: EventLoopFuture<ClientCallOutcome>, responses: InboundMessageQueue?, head: ResponseHead,
+    codec: MessageCodec
   ) {
+    self.codec = codec
     self.stream = stream
     self.connection = connection
     self.outcome = outcome
     self.responses = responses
     self.head = head
+  }
+
+  func encode(_ message: some Message) throws(RPCError) -> ByteBufferPayload {
+    try self.codec.encode(message)
   }
 
   func send(_ payload: ByteBufferPayload) async throws {
@@ -95,6 +102,7 @@ public final class RPCClient: RPCChannel, Sendable {
   /// Starts a call on a pooled connection.
   private func start(
     _ head: ClientCallHead,
+    codec: MessageCodec,
     compression: MessageEncoding,
     firstMessage: ByteBufferPayload?,
     endOfRequests: Bool
@@ -114,7 +122,7 @@ public final class RPCClient: RPCChannel, Sendable {
       handler.value.start(stream, head: head, compression: compression, firstMessage: firstMessage, endOfRequests: endOfRequests)
       return ClientCall(
         stream: bound, connection: handler, outcome: outcome.futureResult,
-        responses: stream.responses, head: stream.head)
+        responses: stream.responses, head: stream.head, codec: codec)
     }.get()
   }
 
@@ -154,7 +162,7 @@ public final class RPCClient: RPCChannel, Sendable {
     let codec = self.codec(options)
     let payload = try codec.encode(request)
     let outcome = try await self.withRetries(self.head(for: method, options: options), options: options) { head in
-      let call = try await self.start(head, compression: options.compression, firstMessage: payload, endOfRequests: true)
+      let call = try await self.start(head, codec: codec, compression: options.compression, firstMessage: payload, endOfRequests: true)
       return try await withTaskCancellationHandler {
         // Unprocessed failures stay marked here so `withRetries` can retry them.
         try await call.outcome.get()
@@ -174,7 +182,7 @@ public final class RPCClient: RPCChannel, Sendable {
     let codec = self.codec(options)
     let payload = try codec.encode(request)
     let call = try await self.start(
-      self.head(for: method, options: options), compression: options.compression, firstMessage: payload, endOfRequests: true)
+      self.head(for: method, options: options), codec: codec, compression: options.compression, firstMessage: payload, endOfRequests: true)
     return try await withTaskCancellationHandler {
       defer { call.cancel() }
       return try await responses(MessageStream(queue: call.responses!, codec: codec, head: call.head))
@@ -190,10 +198,10 @@ public final class RPCClient: RPCChannel, Sendable {
   ) async throws -> ClientResponse<Response> {
     let codec = self.codec(options)
     let call = try await self.start(
-      self.head(for: method, options: options), compression: options.compression, firstMessage: nil, endOfRequests: false)
+      self.head(for: method, options: options), codec: codec, compression: options.compression, firstMessage: nil, endOfRequests: false)
     return try await withTaskCancellationHandler {
       do {
-        try await requests(MessageWriter(sink: call, codec: codec))
+        try await requests(MessageWriter(sink: call))
         call.endRequests()
       } catch {
         call.cancel()
@@ -215,12 +223,12 @@ public final class RPCClient: RPCChannel, Sendable {
   ) async throws -> Result {
     let codec = self.codec(options)
     let call = try await self.start(
-      self.head(for: method, options: options), compression: options.compression, firstMessage: nil, endOfRequests: false)
+      self.head(for: method, options: options), codec: codec, compression: options.compression, firstMessage: nil, endOfRequests: false)
     return try await withTaskCancellationHandler {
       try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask {
           do {
-            try await requests(MessageWriter(sink: call, codec: codec))
+            try await requests(MessageWriter(sink: call))
             call.endRequests()
           } catch {
             call.cancel()

@@ -7,7 +7,7 @@ internal import Synchronization
 /// `onConsumed` so the connection can open the HTTP/2 flow-control window by the same amount: a
 /// consumer that stops reading stops the peer from sending, and nothing buffers without bound.
 final class InboundMessageQueue: Sendable {
-  private struct State {
+  fileprivate struct State {
     var messages: [ReceivedMessage] = []
     var head = 0
     var waiter: CheckedContinuation<ReceivedMessage?, any Error>?
@@ -38,7 +38,7 @@ final class InboundMessageQueue: Sendable {
       return nil
     }
     if let waiter {
-      self.onConsumed(message.payload.count + 5)
+      // The consumer counts it consumed when it takes it (`deliver`).
       waiter.resume(returning: message)
     } else if discarded {
       // Nobody will read it: give its flow-control window back at once.
@@ -75,53 +75,65 @@ final class InboundMessageQueue: Sendable {
   /// - Throws: the error the stream failed with, or `RPCError` CANCELLED when the waiting task
   ///   is cancelled.
   func next() async throws -> ReceivedMessage? {
-    enum Immediate {
-      case message(ReceivedMessage)
-      case end(Result<Void, RPCError>)
-      case wait
+    if let ready = self.state.withLock({ $0.take() }) {
+      return try self.deliver(ready)
     }
-    let immediate = self.state.withLock { state -> Immediate in
-      if state.head < state.messages.count {
-        let message = state.messages[state.head]
-        state.head += 1
-        if state.head == state.messages.count {
-          state.messages.removeAll(keepingCapacity: true)
-          state.head = 0
+    let ready: Outcome = try await withTaskCancellationHandler {
+      try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ReceivedMessage?, any Error>) in
+        // Look again under the lock that installs the waiter: a message or the end may have
+        // arrived since the first look.
+        let ready = self.state.withLock { state -> Outcome? in
+          if let ready = state.take() { return ready }
+          if Task.isCancelled { return .end(.failure(RPCError(.cancelled, "The call was cancelled"))) }
+          state.waiter = continuation
+          return nil
         }
-        return .message(message)
+        switch ready {
+        case .none: break
+        case .message(let message): continuation.resume(returning: message)
+        case .end(.success): continuation.resume(returning: nil)
+        case .end(.failure(let error)): continuation.resume(throwing: error)
+        }
       }
-      if let end = state.end { return .end(end) }
-      return .wait
-    }
-    switch immediate {
+    } onCancel: {
+      let waiter = self.state.withLock { state in
+        defer { state.waiter = nil }
+        return state.waiter
+      }
+      waiter?.resume(throwing: RPCError(.cancelled, "The call was cancelled"))
+    }.map { .message($0) } ?? .end(.success(()))
+    return try self.deliver(ready)
+  }
+
+  private func deliver(_ outcome: Outcome) throws -> ReceivedMessage? {
+    switch outcome {
     case .message(let message):
       self.onConsumed(message.payload.count + 5)
       return message
     case .end(let end):
       try end.get()
       return nil
-    case .wait:
-      return try await withTaskCancellationHandler {
-        try await withCheckedThrowingContinuation { continuation in
-          let ready = self.state.withLock { state -> Result<Void, RPCError>? in
-            if let end = state.end { return end }
-            if Task.isCancelled { return .failure(RPCError(.cancelled, "The call was cancelled")) }
-            state.waiter = continuation
-            return nil
-          }
-          switch ready {
-          case .none: break
-          case .success: continuation.resume(returning: nil)
-          case .failure(let error): continuation.resume(throwing: error)
-          }
-        }
-      } onCancel: {
-        let waiter = self.state.withLock { state in
-          defer { state.waiter = nil }
-          return state.waiter
-        }
-        waiter?.resume(throwing: RPCError(.cancelled, "The call was cancelled"))
-      }
     }
+  }
+}
+
+private enum Outcome {
+  case message(ReceivedMessage)
+  case end(Result<Void, RPCError>)
+}
+
+extension InboundMessageQueue.State {
+  /// Takes the next buffered message, or the end once nothing is buffered.
+  fileprivate mutating func take() -> Outcome? {
+    if self.head < self.messages.count {
+      let message = self.messages[self.head]
+      self.head += 1
+      if self.head == self.messages.count {
+        self.messages.removeAll(keepingCapacity: true)
+        self.head = 0
+      }
+      return .message(message)
+    }
+    return self.end.map { .end($0) }
   }
 }

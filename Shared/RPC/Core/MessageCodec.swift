@@ -4,7 +4,7 @@ public import SwiftProtobuf
 struct MessageCodec: Sendable {
   /// The encoding of received compressed messages (`grpc-encoding` of the peer).
   var receiveEncoding: MessageEncoding
-  /// Whether sent messages are compressed with gzip.
+  /// Whether sent messages are compressed with gzip unless the call says otherwise.
   var compressSent: Bool
   var maxReceiveMessageSize: Int
 
@@ -26,15 +26,20 @@ struct MessageCodec: Sendable {
     }
   }
 
-  /// The framed payload of `message`.
+  /// The payload of `message`, compressed as `compressSent` says.
   func encode(_ message: some SwiftProtobuf.Message) throws(RPCError) -> ByteBufferPayload {
+    try self.encode(message, compress: self.compressSent)
+  }
+
+  /// The payload of `message`, gzip-compressed when `compress` is set.
+  func encode(_ message: some SwiftProtobuf.Message, compress: Bool) throws(RPCError) -> ByteBufferPayload {
     let bytes: [UInt8]
     do {
       bytes = try message.serializedBytes()
     } catch {
       throw RPCError(.internal, "Could not encode a \(type(of: message).protoMessageName) message")
     }
-    if self.compressSent {
+    if compress {
       return ByteBufferPayload(bytes: Gzip.compress(bytes), compressed: true)
     }
     return ByteBufferPayload(bytes: bytes, compressed: false)

@@ -2,6 +2,9 @@ public import SwiftProtobuf
 
 /// Where a writer's framed messages go: a server's response stream or a client's request stream.
 protocol MessageSink: Sendable {
+  /// Serializes (and, as the call says, compresses) one message.
+  func encode(_ message: some SwiftProtobuf.Message) throws(RPCError) -> ByteBufferPayload
+
   /// Queues one framed message, waiting while the stream's send buffer is full.
   func send(_ payload: ByteBufferPayload) async throws
 }
@@ -11,13 +14,12 @@ protocol MessageSink: Sendable {
 /// down instead of growing a buffer.
 public struct MessageWriter<Message: SwiftProtobuf.Message & Sendable>: Sendable {
   let sink: any MessageSink
-  let codec: MessageCodec
 
   /// Sends one message.
   /// - Throws: `RPCError` when the stream has ended (for example CANCELLED after the peer reset
   ///   it) or the message cannot be encoded.
   public func write(_ message: Message) async throws {
-    try await self.sink.send(try self.codec.encode(message))
+    try await self.sink.send(try self.sink.encode(message))
   }
 
   /// Sends every message of a sequence, in order.

@@ -46,7 +46,7 @@ public struct RPCRouter: Sendable {
     self.methods[method.path] = ServerMethod(descriptor: method) { call in
       let request = try call.codec.decode(call.request!, as: Request.self)
       let response = try await handler(request, call.context)
-      return try call.codec.encode(response)
+      return try call.encode(response)
     }
   }
 
@@ -56,7 +56,7 @@ public struct RPCRouter: Sendable {
   ) {
     self.methods[method.path] = ServerMethod(descriptor: method) { call in
       let request = try call.codec.decode(call.request!, as: Request.self)
-      try await handler(request, MessageWriter(sink: call, codec: call.codec), call.context)
+      try await handler(request, MessageWriter(sink: call), call.context)
       return nil
     }
   }
@@ -68,7 +68,7 @@ public struct RPCRouter: Sendable {
     self.methods[method.path] = ServerMethod(descriptor: method) { call in
       let requests = MessageStream<Request>(queue: call.requests!, codec: call.codec)
       let response = try await handler(requests, call.context)
-      return try call.codec.encode(response)
+      return try call.encode(response)
     }
   }
 
@@ -78,7 +78,7 @@ public struct RPCRouter: Sendable {
   ) {
     self.methods[method.path] = ServerMethod(descriptor: method) { call in
       let requests = MessageStream<Request>(queue: call.requests!, codec: call.codec)
-      try await handler(requests, MessageWriter(sink: call, codec: call.codec), call.context)
+      try await handler(requests, MessageWriter(sink: call), call.context)
       return nil
     }
   }

@@ -1,4 +1,5 @@
 internal import NIOCore
+internal import SwiftProtobuf
 
 /// The task side of one server call: what the handler's task reads, and how it hands messages
 /// and the final status back to the connection's event loop.
@@ -16,13 +17,23 @@ final class ServerCall: MessageSink {
     codec: MessageCodec,
     request: ReceivedMessage?,
     requests: InboundMessageQueue?,
+    acceptsGzip: Bool,
     stream: NIOLoopBound<ServerStream>
   ) {
+    self.acceptsGzip = acceptsGzip
     self.context = context
     self.codec = codec
     self.request = request
     self.requests = requests
     self.stream = stream
+  }
+
+  /// Whether the client accepts gzip-compressed responses (and the server allows them).
+  let acceptsGzip: Bool
+
+  func encode(_ message: some Message) throws(RPCError) -> ByteBufferPayload {
+    let compress = self.acceptsGzip && (self.context.compressResponses ?? self.codec.compressSent)
+    return try self.codec.encode(message, compress: compress)
   }
 
   func send(_ payload: ByteBufferPayload) async throws {

@@ -312,7 +312,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       compressSent: self.shared.configuration.compressResponses && receiveEncoding == .gzip && stream.acceptsGzip,
       maxReceiveMessageSize: self.shared.configuration.maxReceiveMessageSize)
     stream.context = ServerContext(
-      method: method.descriptor, requestMetadata: stream.metadata, deadline: deadline, peer: self.peer)
+      method: method.descriptor, requestMetadata: stream.metadata, deadline: deadline, peer: self.peer,
+      requestEncoding: receiveEncoding)
     if !method.descriptor.kind.hasSingleRequest {
       let loopBoundSelf = self.loopBoundSelf!
       let id = stream.id
@@ -417,6 +418,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     }
     let call = ServerCall(
       context: context, codec: codec, request: stream.request, requests: stream.requests,
+      acceptsGzip: stream.acceptsGzip && self.shared.configuration.compressResponses,
       stream: NIOLoopBound(stream, eventLoop: self.eventLoop))
     stream.request = nil
     let interceptors = self.shared.interceptors
@@ -525,7 +527,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     var headers = HeaderList()
     headers.add(":status", "200")
     headers.add("content-type", "application/grpc")
-    if stream.codec?.compressSent == true { headers.add("grpc-encoding", "gzip") }
+    // Announcing gzip lets any message be compressed (per-message flag), as the handler decides.
+    if stream.acceptsGzip && self.shared.configuration.compressResponses { headers.add("grpc-encoding", "gzip") }
     headers.add("grpc-accept-encoding", MessageEncoding.acceptHeader)
     if let metadata = stream.context?.initialMetadata, !metadata.isEmpty {
       headers.add(metadata: metadata)

@@ -21,16 +21,23 @@ public final class ServerContext: Sendable {
   public let deadline: ContinuousClock.Instant?
   /// The client's address, such as `ipv4:127.0.0.1:53012`.
   public let peer: String
+  /// The encoding of the client's compressed messages (`grpc-encoding`; identity if absent).
+  public let requestEncoding: MessageEncoding
 
   private struct State {
     var initialMetadata = Metadata()
     var trailingMetadata = Metadata()
     var values: [ObjectIdentifier: any Sendable] = [:]
+    var compressResponses: Bool?
   }
 
   private let state = Mutex(State())
 
-  init(method: MethodDescriptor, requestMetadata: Metadata, deadline: ContinuousClock.Instant?, peer: String) {
+  init(
+    method: MethodDescriptor, requestMetadata: Metadata, deadline: ContinuousClock.Instant?, peer: String,
+    requestEncoding: MessageEncoding
+  ) {
+    self.requestEncoding = requestEncoding
     self.method = method
     self.requestMetadata = requestMetadata
     self.deadline = deadline
@@ -47,6 +54,13 @@ public final class ServerContext: Sendable {
   public var trailingMetadata: Metadata {
     get { self.state.withLock { $0.trailingMetadata } }
     set { self.state.withLock { $0.trailingMetadata = newValue } }
+  }
+
+  /// Whether response messages are gzip-compressed (when the client accepts gzip); nil keeps
+  /// the server's policy: compress when the request was compressed.
+  public var compressResponses: Bool? {
+    get { self.state.withLock { $0.compressResponses } }
+    set { self.state.withLock { $0.compressResponses = newValue } }
   }
 
   /// A value attached by an interceptor.

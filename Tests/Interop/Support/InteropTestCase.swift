@@ -7,6 +7,8 @@ public enum InteropTestCase: String, CaseIterable, Sendable {
   case emptyUnary = "empty_unary"
   case largeUnary = "large_unary"
   case clientCompressedUnary = "client_compressed_unary"
+  case serverCompressedUnary = "server_compressed_unary"
+  case echo
   case clientStreaming = "client_streaming"
   case serverStreaming = "server_streaming"
   case pingPong = "ping_pong"
@@ -41,6 +43,40 @@ public enum InteropTestCase: String, CaseIterable, Sendable {
       let response = try await client.unaryCall(request, options: options)
       try expect(response.payload.body.count == 314_159, "a 314159-byte payload, got \(response.payload.body.count)")
       try expect(response.payload.body.allSatisfy { $0 == 0 }, "a zero-filled payload")
+
+    case .serverCompressedUnary:
+      for compressed in [true, false] {
+        var request = Grpc_Testing_SimpleRequest()
+        request.responseSize = 314_159
+        request.payload = TestService.payload(size: 271_828)
+        request.responseCompressed = Grpc_Testing_BoolValue.with { $0.value = compressed }
+        let response = try await client.unaryCall(request)
+        try expect(response.payload.body.count == 314_159, "a 314159-byte payload, got \(response.payload.body.count)")
+      }
+
+    case .echo:
+      let echo = Platform_Echo_V1_EchoServiceClient(channel: channel)
+      let request = Platform_Echo_V1_EchoRequest.with { $0.text = "hello interop world" }
+      let unary = try await echo.echo(request)
+      try expect(unary.text == request.text, "Echo to return the text, got \(unary.text)")
+      let words = try await echo.expand(request) { responses in
+        var words: [String] = []
+        for try await response in responses { words.append(response.text) }
+        return words
+      }
+      try expect(words == ["hello", "interop", "world"], "Expand to return the words, got \(words)")
+      let collected = try await echo.collect { writer in
+        for word in ["a", "b", "c"] { try await writer.write(.with { $0.text = word }) }
+      }
+      try expect(collected.text == "a b c", "Collect to join the texts, got \(collected.text)")
+      let updates = try await echo.update { writer in
+        for word in ["x", "y"] { try await writer.write(.with { $0.text = word }) }
+      } responses: { responses in
+        var texts: [String] = []
+        for try await response in responses { texts.append(response.text) }
+        return texts
+      }
+      try expect(updates == ["x", "y"], "Update to echo each text, got \(updates)")
 
     case .clientStreaming:
       let response = try await client.streamingInputCall { writer in

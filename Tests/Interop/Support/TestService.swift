@@ -43,6 +43,12 @@ public struct TestService: Grpc_Testing_TestServiceHandler {
   public func unaryCall(_ request: Grpc_Testing_SimpleRequest, context: ServerContext) async throws -> Grpc_Testing_SimpleResponse {
     self.echoMetadata(context)
     try self.check(request.responseStatus)
+    if request.expectCompressed.value && context.requestEncoding != .gzip {
+      throw RPCError(.invalidArgument, "Expected a compressed request")
+    }
+    if request.hasResponseCompressed {
+      context.compressResponses = request.responseCompressed.value
+    }
     var response = Grpc_Testing_SimpleResponse()
     response.payload = Self.payload(size: request.responseSize)
     return response

@@ -144,10 +144,12 @@ extension Generator {
       }
       let summary = "/// Handles `/\(service.fullName)/\(method.protoName)`."
       self.printDocs(method.comments.isEmpty ? summary : method.comments)
-      let request = method.kind.clientStreams
+      let request =
+        method.kind.clientStreams
         ? "_ requests: RequestStream<\(method.input)>" : "_ request: \(method.input)"
       let responses = "responses: ResponseStreamWriter<\(method.output)>"
-      let parameters = method.kind.serverStreams
+      let parameters =
+        method.kind.serverStreams
         ? [request, responses, "context: ServerContext"] : [request, "context: ServerContext"]
       let result = method.kind.serverStreams ? "" : " -> \(method.output)"
       self.printList("func \(method.name)(", parameters, ") async throws\(result)")
@@ -160,7 +162,8 @@ extension Generator {
     self.open("\(access)func registerMethods(with router: inout RPCRouter) {")
     for method in service.methods {
       let request = method.kind.clientStreams ? "requests" : "request"
-      let arguments = method.kind.serverStreams
+      let arguments =
+        method.kind.serverStreams
         ? [request, "responses", "context"] : [request, "context"]
       self.printList(
         "router.\(method.kind.routerFunction)(",

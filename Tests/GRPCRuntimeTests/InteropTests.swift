@@ -1,0 +1,28 @@
+import GRPCRuntime
+import InteropSupport
+import Testing
+
+@Suite("Interop cases against our own server")
+struct InteropTests {
+  @Test("Interop case", arguments: InteropTestCase.allCases)
+  func interop(_ testCase: InteropTestCase) async throws {
+    try await withServer { client, _ in
+      try await testCase.run(using: client)
+    }
+  }
+
+  @Test("Interop cases over TLS with ALPN h2")
+  func tls() async throws {
+    let certificate = try TestCertificate.make()
+    try await withServer(configure: { $0.tls = certificate.serverConfiguration }) { _, port in
+      let client = try RPCClient(configuration: .defaults(targets: ["127.0.0.1:\(port)"]) {
+        $0.tls = certificate.clientConfiguration
+        $0.serverHostname = "localhost"
+      })
+      defer { Task { await client.close() } }
+      for testCase in [InteropTestCase.largeUnary, .pingPong, .customMetadata, .echo] {
+        try await testCase.run(using: client)
+      }
+    }
+  }
+}

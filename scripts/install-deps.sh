@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the build, the tests, the interop peers and the benchmark need.
+# Idempotent; run as root (or with sudo available).
+set -euo pipefail
+
+packages=(
+  libnghttp2-dev zlib1g-dev pkg-config openssl   # the runtime: HTTP/2 and gzip
+  nghttp2-client                                 # h2load (benchmark) and nghttp (hostile tests)
+  protobuf-compiler libprotobuf-dev              # protoc, google/protobuf/*.proto
+  python3-grpcio python3-protobuf                # the Python interop peer
+  libprotobuf-c-dev protobuf-c-compiler          # the C interop peer
+  golang-go golang-google-grpc-dev golang-goprotobuf-dev golang-google-genproto-dev  # grpc-go peer
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+echo "install-deps: all packages present"
