@@ -8,6 +8,7 @@ packages=(
   nghttp2-client                                 # h2load (benchmark) and nghttp (hostile tests)
   protobuf-compiler libprotobuf-dev              # protoc, google/protobuf/*.proto
   python3-grpcio python3-protobuf                # the Python interop peer
+  python3-h2                                     # the hostile-input suite (Tests/Hostile)
   libprotobuf-c-dev protobuf-c-compiler          # the C interop peer
   golang-go golang-google-grpc-dev golang-goprotobuf-dev golang-google-genproto-dev  # grpc-go peer
 )

@@ -107,6 +107,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     self.streams.removeAll()
     nghttp2_session_del(session)
     self.session = nil
+    // The loop-bound reference to self would keep this handler alive forever.
+    self.loopBoundSelf = nil
   }
 
   // MARK: Output
@@ -396,7 +398,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   }
 
   func makeResponseQueue(for idBox: NIOLoopBound<ClientStream>) -> InboundMessageQueue {
-    let loopBoundSelf = self.loopBoundSelf!
+    // A connection already torn down: the call fails in `start`, nothing will be consumed.
+    guard let loopBoundSelf = self.loopBoundSelf else { return InboundMessageQueue { _ in } }
     return InboundMessageQueue { consumed in
       loopBoundSelf.eventLoop.execute {
         let stream = idBox.value

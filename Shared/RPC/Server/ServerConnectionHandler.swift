@@ -147,6 +147,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     }
     nghttp2_session_del(session)
     self.session = nil
+    // The loop-bound reference to self would keep this handler alive forever.
+    self.loopBoundSelf = nil
     self.shared.connections.unregister(self)
   }
 
