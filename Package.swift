@@ -5,6 +5,15 @@ let upcomingFeatures: [SwiftSetting] = [
   .enableUpcomingFeature("ExistentialAny"),
   .enableUpcomingFeature("InternalImportsByDefault"),
   .enableUpcomingFeature("MemberImportVisibility"),
+  // Async functions run on their caller's executor: a call through interceptors and handler
+  // wrappers stays on the connection's event loop without an executor check at every level.
+  .enableUpcomingFeature("NonisolatedNonsendingByDefault"),
+]
+
+/// The runtime's hot path: exclusivity is checked statically; the dynamic checks cost ~2% of a
+/// unary call for no finding (every state here is confined to one event loop or a lock).
+let runtimeSettings: [SwiftSetting] = upcomingFeatures + [
+  .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))
 ]
 
 let package = Package(
@@ -50,7 +59,7 @@ let package = Package(
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
       path: "Shared/RPC",
-      swiftSettings: upcomingFeatures
+      swiftSettings: runtimeSettings
     ),
     .target(
       name: "GRPCRuntimeServices",

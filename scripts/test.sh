@@ -14,6 +14,9 @@ swift build --build-tests
 step "swift test"
 swift test --skip-build
 
+step "hostile input (malformed HTTP/2 and gRPC, floods, fuzzing, slow readers)"
+/usr/bin/python3 Tests/Hostile/hostile_test.py --server-bin "$(swift build --show-bin-path)/rpc-interop"
+
 step "interop matrix"
 scripts/interop.sh "$(swift build --show-bin-path)/rpc-interop"
 

@@ -45,8 +45,10 @@ struct RPCInterop: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
       commandName: "echo-server", abstract: "Serve platform.echo.v1.EchoService for the benchmark.")
     @Option(help: "The port to listen on (loopback).") var port: Int
-    @Flag(help: "Install a no-op interceptor chain of three, as a service's auth, tracing and metrics would be.")
-    var interceptors = false
+    @Flag(
+      inversion: .prefixedNo,
+      help: "Install a chain of three pass-through interceptors, where a service's auth, tracing and metrics sit.")
+    var interceptors = true
 
     func run() async throws {
       let server = RPCServer(

@@ -71,13 +71,10 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     guard let session = self.session else { return }
-    let buffer = self.unwrapInboundIn(data)
     self.readingInput = true
-    let result = buffer.withUnsafeReadableBytes { bytes in
-      nghttp2_session_mem_recv(session, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
-    }
+    let (ok, _) = SessionIO.receive(self.unwrapInboundIn(data), into: session)
     self.readingInput = false
-    if result < 0 {
+    if !ok {
       self.flush()
       context.close(promise: nil)
     }
@@ -116,26 +113,9 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   func flush() {
     self.flushScheduled = false
     guard let session = self.session, let context = self.context, context.channel.isActive else { return }
-    var buffer: ByteBuffer?
-    while context.channel.isWritable {
-      var pointer: UnsafePointer<UInt8>?
-      let count = nghttp2_session_mem_send(session, &pointer)
-      if count < 0 {
-        context.close(promise: nil)
-        return
-      }
-      if count == 0 { break }
-      if buffer == nil { buffer = context.channel.allocator.buffer(capacity: max(count, 1024)) }
-      buffer!.writeBytes(UnsafeRawBufferPointer(start: pointer, count: count))
-      if buffer!.readableBytes >= 64 * 1024 {
-        context.write(self.wrapOutboundOut(buffer!), promise: nil)
-        buffer = nil
-      }
-    }
-    if let buffer { context.write(self.wrapOutboundOut(buffer), promise: nil) }
-    context.flush()
-    if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
-      context.close(promise: nil)
+    switch SessionIO.flush(session, context: context) {
+    case .flushed: break
+    case .failed, .finished: context.close(promise: nil)
     }
   }
 
@@ -174,10 +154,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     headers.add("grpc-accept-encoding", MessageEncoding.acceptHeader)
     headers.add(metadata: head.metadata)
     if let firstMessage {
-      var buffer = context.channel.allocator.buffer(capacity: firstMessage.framedSize)
-      MessageFramer.frame(firstMessage.bytes, compressed: firstMessage.compressed, into: &buffer)
-      stream.outbound.append(buffer)
-      stream.outboundBytes = firstMessage.framedSize
+      stream.outbound.append(firstMessage, allocator: context.channel.allocator)
     }
     stream.requestsFinished = endOfRequests
     var provider = nghttp2_data_provider(
@@ -216,15 +193,9 @@ final class ClientConnectionHandler: ChannelInboundHandler {
       continuation.resume(throwing: stream.endedError)
       return
     }
-    var buffer = context.channel.allocator.buffer(capacity: payload.framedSize)
-    MessageFramer.frame(payload.bytes, compressed: payload.compressed, into: &buffer)
-    stream.outbound.append(buffer)
-    stream.outboundBytes += payload.framedSize
-    if stream.outboundBytes < self.configuration.streamSendBufferLimit {
-      continuation.resume()
-    } else {
-      stream.waitingWriters.append(continuation)
-    }
+    stream.outbound.append(
+      payload, allocator: context.channel.allocator, limit: self.configuration.streamSendBufferLimit,
+      writer: continuation)
     self.resumeData(stream)
   }
 
@@ -243,8 +214,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   }
 
   fileprivate func readData(_ stream: ClientStream, into buffer: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
-    let written = stream.drainOutbound(into: buffer, capacity: length)
-    stream.resumeWritersIfRoom(limit: self.configuration.streamSendBufferLimit)
+    let written = stream.outbound.drain(into: buffer, capacity: length, limit: self.configuration.streamSendBufferLimit)
     if stream.outbound.isEmpty && stream.requestsFinished {
       flags.pointee |= NG.dataFlagEOF
       return written

@@ -35,9 +35,7 @@ final class ClientStream {
   weak var connection: ClientConnectionHandler?
 
   // The request.
-  var outbound = CircularBuffer<ByteBuffer>()
-  var outboundBytes = 0
-  var waitingWriters = CircularBuffer<CheckedContinuation<Void, any Error>>()
+  var outbound = OutboundMessageBuffer()
   var requestsFinished = false
   var dataDeferred = false
 
@@ -89,9 +87,7 @@ final class ClientStream {
     self.finished = true
     self.finalError = result.failure
     self.deadlineTimer?.cancel()
-    while let writer = self.waitingWriters.popFirst() {
-      writer.resume(throwing: self.endedError)
-    }
+    self.outbound.failWaitingWriters(self.endedError)
     switch result {
     case .success(let outcome):
       self.head.initialMetadata = outcome.initialMetadata
@@ -103,29 +99,6 @@ final class ClientStream {
       self.head.trailingMetadata = error.metadata
       self.responses?.finish(throwing: error)
       self.outcome.fail(unprocessed ? UnprocessedCallError(error: error) : error)
-    }
-  }
-
-  func drainOutbound(into destination: UnsafeMutablePointer<UInt8>, capacity: Int) -> Int {
-    var written = 0
-    while written < capacity, !self.outbound.isEmpty {
-      let index = self.outbound.startIndex
-      let count = min(self.outbound[index].readableBytes, capacity - written)
-      self.outbound[index].withUnsafeReadableBytes { bytes in
-        (destination + written).update(
-          from: bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), count: count)
-      }
-      self.outbound[index].moveReaderIndex(forwardBy: count)
-      if self.outbound[index].readableBytes == 0 { self.outbound.removeFirst() }
-      written += count
-    }
-    self.outboundBytes -= written
-    return written
-  }
-
-  func resumeWritersIfRoom(limit: Int) {
-    while self.outboundBytes < limit, let writer = self.waitingWriters.popFirst() {
-      writer.resume()
     }
   }
 }

@@ -70,11 +70,11 @@ public final class RPCClient: RPCChannel, Sendable {
 
   /// - Parameters:
   ///   - configuration: targets, TLS, limits, interceptors.
-  ///   - eventLoopGroup: defaults to NIO's shared group.
+  ///   - eventLoopGroup: defaults to `RuntimeEventLoops.shared` (one loop per usable CPU).
   /// - Throws: when the TLS configuration is invalid.
   public init(
     configuration: RPCClientConfiguration,
-    eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    eventLoopGroup: any EventLoopGroup = RuntimeEventLoops.shared
   ) throws {
     self.configuration = configuration
     self.pool = try ConnectionPool(configuration: configuration, group: eventLoopGroup)

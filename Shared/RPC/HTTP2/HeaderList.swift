@@ -157,3 +157,32 @@ struct HTTP2Settings {
     _ = nghttp2_session_set_local_window_size(session, NG.none, 0, Int32(connectionWindowSize))
   }
 }
+
+/// Header blocks every call sends, built once in permanent memory and handed to nghttp2 without
+/// copying (`NO_COPY` flags): the response headers and the OK trailers of a call without custom
+/// metadata cost no allocation.
+enum StaticHeaderBlock {
+  nonisolated(unsafe) static let response = make([
+    (":status", "200"), ("content-type", "application/grpc"), ("grpc-accept-encoding", MessageEncoding.acceptHeader),
+  ])
+  nonisolated(unsafe) static let gzipResponse = make([
+    (":status", "200"), ("content-type", "application/grpc"), ("grpc-encoding", "gzip"),
+    ("grpc-accept-encoding", MessageEncoding.acceptHeader),
+  ])
+  nonisolated(unsafe) static let okTrailers = make([("grpc-status", "0")])
+
+  private static func make(_ fields: [(String, String)]) -> UnsafeBufferPointer<nghttp2_nv> {
+    let pairs = UnsafeMutableBufferPointer<nghttp2_nv>.allocate(capacity: fields.count)
+    for (index, (name, value)) in fields.enumerated() {
+      let nameBytes = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: name.utf8.count)
+      _ = nameBytes.initialize(from: name.utf8)
+      let valueBytes = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: value.utf8.count)
+      _ = valueBytes.initialize(from: value.utf8)
+      pairs[index] = nghttp2_nv(
+        name: nameBytes.baseAddress, value: valueBytes.baseAddress,
+        namelen: nameBytes.count, valuelen: valueBytes.count,
+        flags: UInt8(NGHTTP2_NV_FLAG_NO_COPY_NAME.rawValue | NGHTTP2_NV_FLAG_NO_COPY_VALUE.rawValue))
+    }
+    return UnsafeBufferPointer(pairs)
+  }
+}

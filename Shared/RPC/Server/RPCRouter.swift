@@ -1,4 +1,7 @@
 public import SwiftProtobuf
+#if canImport(Glibc)
+internal import Glibc
+#endif
 
 /// A service a server can host: generated handler protocols conform by registering each of their
 /// methods.
@@ -16,7 +19,11 @@ struct ServerMethod: Sendable {
 
 /// The table of methods a server routes `:path`s to.
 public struct RPCRouter: Sendable {
-  private(set) var methods: [String: ServerMethod] = [:]
+  private(set) var methods: [String: ServerMethod] = [:] {
+    didSet { self.pathTable = self.methods.map { (Array($0.key.utf8), $0.value) } }
+  }
+  /// The paths as bytes: routing compares the received `:path` bytes without making a String.
+  private var pathTable: [(path: [UInt8], method: ServerMethod)] = []
 
   public init() {}
 
@@ -35,8 +42,12 @@ public struct RPCRouter: Sendable {
     Set(self.methods.values.map(\.descriptor.service))
   }
 
-  func method(forPath path: String) -> ServerMethod? {
-    self.methods[path]
+  func method(forPath path: UnsafeRawBufferPointer) -> ServerMethod? {
+    for entry in self.pathTable where entry.path.count == path.count {
+      let equal = entry.path.withUnsafeBytes { memcmp($0.baseAddress!, path.baseAddress!, path.count) == 0 }
+      if equal { return entry.method }
+    }
+    return nil
   }
 
   public mutating func registerUnary<Request: SwiftProtobuf.Message & Sendable, Response: SwiftProtobuf.Message & Sendable>(

@@ -93,13 +93,13 @@ public final class RPCServer: Service, Sendable {
   ///   - services: the services to serve.
   ///   - interceptors: run around every call, first to last.
   ///   - logger: connection-level events (debug) and failures.
-  ///   - eventLoopGroup: defaults to NIO's shared group (one loop per core).
+  ///   - eventLoopGroup: defaults to `RuntimeEventLoops.shared` (one loop per usable CPU).
   public init(
     configuration: RPCServerConfiguration = .defaults,
     services: [any RPCService],
     interceptors: [any ServerInterceptor] = [],
     logger: Logger = Logger(label: "rpc.server"),
-    eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    eventLoopGroup: any EventLoopGroup = RuntimeEventLoops.shared
   ) {
     self.shared = ServerShared(
       configuration: configuration, router: RPCRouter(services: services),

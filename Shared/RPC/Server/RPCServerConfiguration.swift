@@ -40,6 +40,17 @@ public struct RPCServerConfiguration: Sendable {
   public var streamSendBufferLimit: Int
   /// Whether responses are gzip-compressed when the request was. Default: true.
   public var compressResponses: Bool
+  /// Where handler tasks run. Default: `.eventLoop`.
+  public var handlerExecution: HandlerExecution
+
+  /// Where handler tasks run.
+  public enum HandlerExecution: Sendable {
+    /// On the connection's event loop (`EventLoopTaskExecutor`): no thread hop per call; for
+    /// handlers that await I/O and do little computation, which is every service here.
+    case eventLoop
+    /// On Swift's global concurrent executor: for handlers that compute for long.
+    case globalExecutor
+  }
 
   public struct Keepalive: Sendable {
     public var interval: Duration
@@ -67,7 +78,8 @@ public struct RPCServerConfiguration: Sendable {
       maxConnectionAge: nil,
       shutdownGracePeriod: .seconds(10),
       streamSendBufferLimit: 64 * 1024,
-      compressResponses: true
+      compressResponses: true,
+      handlerExecution: .eventLoop
     )
   }
 

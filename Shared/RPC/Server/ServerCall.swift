@@ -50,16 +50,21 @@ final class ServerCall: MessageSink {
   func complete(_ result: Result<ByteBufferPayload?, RPCError>) {
     let stream = self.stream
     let trailing = self.context.trailingMetadata
-    stream.eventLoop.execute {
-      let stream = stream.value
-      switch result {
-      case .success(let response):
-        stream.connection.finish(stream, status: nil, trailingMetadata: trailing, response: response)
-      case .failure(let error):
-        var metadata = trailing
-        metadata.append(contentsOf: error.metadata)
-        stream.connection.finish(stream, status: error, trailingMetadata: metadata, response: nil)
-      }
+    if stream.eventLoop.inEventLoop {
+      Self.finish(stream.value, result, trailing: trailing)
+    } else {
+      stream.eventLoop.execute { Self.finish(stream.value, result, trailing: trailing) }
+    }
+  }
+
+  private static func finish(_ stream: ServerStream, _ result: Result<ByteBufferPayload?, RPCError>, trailing: Metadata) {
+    switch result {
+    case .success(let response):
+      stream.connection.finish(stream, status: nil, trailingMetadata: trailing, response: response)
+    case .failure(let error):
+      var metadata = trailing
+      metadata.append(contentsOf: error.metadata)
+      stream.connection.finish(stream, status: error, trailingMetadata: metadata, response: nil)
     }
   }
 }

@@ -34,6 +34,11 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     case closed
   }
   private var lifecycle = Lifecycle.active
+  /// Runs handler tasks on this connection's event loop (nil: the global executor).
+  private var taskExecutor: EventLoopTaskExecutor?
+  /// Streams the client reset in the current one-second window (rapid-reset defence).
+  private var resetCount = 0
+  private var resetWindowStart = NIODeadline.now()
 
   init(shared: ServerShared) {
     self.shared = shared
@@ -46,6 +51,9 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
     self.loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
+    if self.shared.configuration.handlerExecution == .eventLoop {
+      self.taskExecutor = EventLoopTaskExecutor(eventLoop: context.eventLoop)
+    }
     if let address = context.channel.remoteAddress {
       switch address {
       case .v4(let v4): self.peer = "ipv4:\(v4.host):\(address.port ?? 0)"
@@ -92,18 +100,11 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     guard let session = self.session else { return }
-    let buffer = self.unwrapInboundIn(data)
     self.readingInput = true
-    let result = buffer.withUnsafeReadableBytes { bytes in
-      nghttp2_session_mem_recv(session, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
-    }
+    let (ok, error) = SessionIO.receive(self.unwrapInboundIn(data), into: session)
     self.readingInput = false
-    if result < 0 {
-      // A fatal HTTP/2 error (bad preface, flood, protocol violation): nghttp2 has queued a
-      // GOAWAY where it can; send it and close.
-      self.shared.logger.debug(
-        "closing connection after HTTP/2 error",
-        metadata: ["peer": "\(self.peer)", "error": "\(String(cString: nghttp2_strerror(Int32(result))))"])
+    if !ok {
+      self.shared.logger.debug("closing connection after HTTP/2 error", metadata: ["peer": "\(self.peer)", "error": "\(error)"])
       self.flush()
       self.close()
     }
@@ -155,31 +156,13 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   // MARK: Output
 
   /// Writes everything nghttp2 has to send; called after input is processed and after calls
-  /// queue output. Stops while the channel is not writable (resumed by writability changes), so
-  /// output stays in the streams' bounded buffers rather than the socket's.
+  /// queue output.
   func flush() {
     self.flushScheduled = false
     guard let session = self.session, let context = self.context, context.channel.isActive else { return }
-    var buffer: ByteBuffer?
-    while context.channel.isWritable {
-      var pointer: UnsafePointer<UInt8>?
-      let count = nghttp2_session_mem_send(session, &pointer)
-      if count < 0 {
-        self.close()
-        return
-      }
-      if count == 0 { break }
-      if buffer == nil { buffer = context.channel.allocator.buffer(capacity: max(count, 1024)) }
-      buffer!.writeBytes(UnsafeRawBufferPointer(start: pointer, count: count))
-      if buffer!.readableBytes >= 64 * 1024 {
-        context.write(self.wrapOutboundOut(buffer!), promise: nil)
-        buffer = nil
-      }
-    }
-    if let buffer { context.write(self.wrapOutboundOut(buffer), promise: nil) }
-    context.flush()
-    if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
-      self.close()
+    switch SessionIO.flush(session, context: context) {
+    case .flushed: break
+    case .failed, .finished: self.close()
     }
   }
 
@@ -227,7 +210,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     }
     if name[0] == UInt8(ascii: ":") {
       if bytesEqual(name, nameLength, ":path") {
-        stream.path = String(value, length: valueLength)
+        stream.routedMethod = self.shared.router.method(forPath: UnsafeRawBufferPointer(start: value, count: valueLength))
+        if stream.routedMethod == nil { stream.unroutedPath = String(value, length: valueLength) }
       } else if bytesEqual(name, nameLength, ":method") {
         stream.isPost = bytesEqual(value, valueLength, "POST")
       }
@@ -285,8 +269,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       self.rejectHead(stream, RPCError(.internal, "gRPC requires the header te: trailers"))
       return
     }
-    guard let path = stream.path, let method = self.shared.router.method(forPath: path) else {
-      self.rejectHead(stream, Self.unimplemented(path: stream.path ?? "", router: self.shared.router))
+    guard let method = stream.routedMethod else {
+      self.rejectHead(stream, Self.unimplemented(path: stream.unroutedPath ?? "", router: self.shared.router))
       return
     }
     var receiveEncoding = MessageEncoding.identity
@@ -424,7 +408,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       stream: NIOLoopBound(stream, eventLoop: self.eventLoop))
     stream.request = nil
     let interceptors = self.shared.interceptors
-    stream.task = Task {
+    stream.task = Task(executorPreference: self.taskExecutor) {
       var response: ByteBufferPayload?
       let result: Result<ByteBufferPayload?, RPCError>
       do {
@@ -458,7 +442,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     stream.finished = true
     stream.task?.cancel()
     stream.requests?.finish(throwing: error)
-    stream.failWaitingWriters(error)
+    stream.outbound.failWaitingWriters(error)
     stream.deadlineTimer?.cancel()
   }
 
@@ -476,42 +460,38 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       return
     }
     self.sendHeadersIfNeeded(stream)
-    var buffer = context.channel.allocator.buffer(capacity: payload.framedSize)
-    MessageFramer.frame(payload.bytes, compressed: payload.compressed, into: &buffer)
-    stream.outbound.append(buffer)
-    stream.outboundBytes += payload.framedSize
-    if stream.outboundBytes < self.shared.configuration.streamSendBufferLimit {
-      continuation.resume()
-    } else {
-      stream.waitingWriters.append(continuation)
-    }
+    stream.outbound.append(
+      payload, allocator: context.channel.allocator, limit: self.shared.configuration.streamSendBufferLimit,
+      writer: continuation)
     self.resumeData(stream)
   }
 
   /// Ends a call: the single response (if any), then the status. A call that fails before
   /// sending anything gets a trailers-only response.
   func finish(_ stream: ServerStream, status: RPCError?, trailingMetadata: Metadata, response: ByteBufferPayload?) {
-    guard !stream.finished, let session = self.session, let context = self.context else { return }
+    guard !stream.finished, self.session != nil, let context = self.context else { return }
     stream.finished = true
     stream.deadlineTimer?.cancel()
-    var trailers = HeaderList()
-    trailers.addStatus(status?.code ?? .ok, message: status?.message ?? "", metadata: trailingMetadata)
+    let trailers: ServerStream.Trailers
+    if status == nil && trailingMetadata.isEmpty {
+      trailers = .ok
+    } else {
+      var list = HeaderList()
+      list.addStatus(status?.code ?? .ok, message: status?.message ?? "", metadata: trailingMetadata)
+      trailers = .custom(list)
+    }
     if let status {
-      stream.failWaitingWriters(status)
-      if !stream.headersSent {
-        self.sendTrailersOnly(stream, trailers: trailers)
+      stream.outbound.failWaitingWriters(status)
+      if !stream.headersSent, case .custom(let list) = trailers {
+        self.sendTrailersOnly(stream, trailers: list)
         return
       }
     }
     self.sendHeadersIfNeeded(stream)
     if let response {
-      var buffer = context.channel.allocator.buffer(capacity: response.framedSize)
-      MessageFramer.frame(response.bytes, compressed: response.compressed, into: &buffer)
-      stream.outbound.append(buffer)
-      stream.outboundBytes += response.framedSize
+      stream.outbound.append(response, allocator: context.channel.allocator)
     }
     stream.trailers = trailers
-    _ = session
     self.resumeData(stream)
   }
 
@@ -526,17 +506,22 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   private func sendHeadersIfNeeded(_ stream: ServerStream) {
     guard !stream.headersSent, let session = self.session else { return }
     stream.headersSent = true
+    // Announcing gzip lets any message be compressed (per-message flag), as the handler decides.
+    let gzip = stream.acceptsGzip && self.shared.configuration.compressResponses
+    var provider = nghttp2_data_provider(
+      source: nghttp2_data_source(ptr: nil), read_callback: ServerConnectionHandler.readResponseData)
+    let metadata = stream.context?.initialMetadata ?? [:]
+    if metadata.isEmpty {
+      let block = gzip ? StaticHeaderBlock.gzipResponse : StaticHeaderBlock.response
+      nghttp2_submit_response(session, stream.id, block.baseAddress, block.count, &provider)
+      return
+    }
     var headers = HeaderList()
     headers.add(":status", "200")
     headers.add("content-type", "application/grpc")
-    // Announcing gzip lets any message be compressed (per-message flag), as the handler decides.
-    if stream.acceptsGzip && self.shared.configuration.compressResponses { headers.add("grpc-encoding", "gzip") }
+    if gzip { headers.add("grpc-encoding", "gzip") }
     headers.add("grpc-accept-encoding", MessageEncoding.acceptHeader)
-    if let metadata = stream.context?.initialMetadata, !metadata.isEmpty {
-      headers.add(metadata: metadata)
-    }
-    var provider = nghttp2_data_provider(
-      source: nghttp2_data_source(ptr: nil), read_callback: ServerConnectionHandler.readResponseData)
+    headers.add(metadata: metadata)
     headers.withNameValuePairs { pairs, count in
       _ = nghttp2_submit_response(session, stream.id, pairs, count, &provider)
     }
@@ -579,13 +564,18 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   /// everything is out, submit the trailers and end the data without END_STREAM (the trailers
   /// carry it).
   fileprivate func readData(_ stream: ServerStream, into buffer: UnsafeMutablePointer<UInt8>, length: Int, flags: UnsafeMutablePointer<UInt32>) -> Int {
-    let written = stream.drainOutbound(into: buffer, capacity: length)
-    stream.resumeWritersIfRoom(limit: self.shared.configuration.streamSendBufferLimit)
+    let written = stream.outbound.drain(into: buffer, capacity: length, limit: self.shared.configuration.streamSendBufferLimit)
     if stream.outbound.isEmpty, let trailers = stream.trailers, let session = self.session {
       stream.trailers = nil
       flags.pointee |= NG.dataFlagEOF | NG.dataFlagNoEndStream
-      trailers.withNameValuePairs { pairs, count in
-        _ = nghttp2_submit_trailer(session, stream.id, pairs, count)
+      switch trailers {
+      case .ok:
+        let block = StaticHeaderBlock.okTrailers
+        nghttp2_submit_trailer(session, stream.id, block.baseAddress, block.count)
+      case .custom(let list):
+        list.withNameValuePairs { pairs, count in
+          _ = nghttp2_submit_trailer(session, stream.id, pairs, count)
+        }
       }
       return written
     }
@@ -597,6 +587,25 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   }
 
   // MARK: Connection management
+
+  /// Counts client resets; a client that opens and resets streams faster than any real one
+  /// would (the HTTP/2 "rapid reset" attack) gets GOAWAY ENHANCE_YOUR_CALM. nghttp2's own
+  /// limiter would answer INTERNAL_ERROR, blaming the server.
+  fileprivate func clientResetStream() {
+    let now = NIODeadline.now()
+    if now - self.resetWindowStart > .seconds(1) {
+      self.resetWindowStart = now
+      self.resetCount = 0
+    }
+    self.resetCount += 1
+    guard self.resetCount > Self.maxResetsPerSecond, let session = self.session else { return }
+    self.shared.logger.debug("closing connection: rapid stream resets", metadata: ["peer": "\(self.peer)"])
+    nghttp2_session_terminate_session(session, NG.enhanceYourCalm)
+    self.scheduleFlush()
+  }
+
+  /// Far above what cancellations of real calls reach, below nghttp2's own burst limit (1000).
+  static let maxResetsPerSecond = 500
 
   private func armIdleTimer() {
     guard let timeout = self.shared.configuration.idleTimeout else { return }
@@ -705,6 +714,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         }
       case NG.pingFrame:
         if frame.hd.flags & NG.ack != 0 { connection.pingAcknowledged() }
+      case NG.rstStreamFrame:
+        connection.clientResetStream()
       default:
         break
       }

@@ -7,7 +7,10 @@ final class ServerStream {
   let connection: ServerConnectionHandler
 
   // The request head, filled by nghttp2's header callback.
-  var path: String?
+  /// The method `:path` names, routed as the header arrives (no String is made for it).
+  var routedMethod: ServerMethod?
+  /// A `:path` that names no method, kept for the error message.
+  var unroutedPath: String?
   var isPost = false
   var contentType: ContentTypeCheck = .missing
   var hasTETrailers = false
@@ -40,11 +43,15 @@ final class ServerStream {
   var headersSent = false
   /// Set once the status is decided; nothing more is written after it.
   var finished = false
-  var outbound = CircularBuffer<ByteBuffer>()
-  var outboundBytes = 0
-  var waitingWriters = CircularBuffer<CheckedContinuation<Void, any Error>>()
+  var outbound = OutboundMessageBuffer()
   /// The trailers, once the call has finished and they wait for the buffered messages.
-  var trailers: HeaderList?
+  var trailers: Trailers?
+
+  enum Trailers {
+    /// `grpc-status: 0` alone.
+    case ok
+    case custom(HeaderList)
+  }
   /// Whether nghttp2 holds the data provider deferred until more is queued.
   var dataDeferred = false
 
@@ -52,37 +59,5 @@ final class ServerStream {
     self.id = id
     self.connection = connection
     self.deframer = MessageDeframer(maxMessageSize: maxMessageSize)
-  }
-
-  /// Fails every writer waiting for room: the stream will never take their messages.
-  func failWaitingWriters(_ error: RPCError) {
-    while let writer = self.waitingWriters.popFirst() {
-      writer.resume(throwing: error)
-    }
-  }
-
-  /// Resumes waiting writers once the buffer has drained below the limit.
-  func resumeWritersIfRoom(limit: Int) {
-    while self.outboundBytes < limit, let writer = self.waitingWriters.popFirst() {
-      writer.resume()
-    }
-  }
-
-  /// Copies up to `capacity` buffered bytes into `destination`; returns how many.
-  func drainOutbound(into destination: UnsafeMutablePointer<UInt8>, capacity: Int) -> Int {
-    var written = 0
-    while written < capacity, !self.outbound.isEmpty {
-      let index = self.outbound.startIndex
-      let count = min(self.outbound[index].readableBytes, capacity - written)
-      self.outbound[index].withUnsafeReadableBytes { bytes in
-        (destination + written).update(
-          from: bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), count: count)
-      }
-      self.outbound[index].moveReaderIndex(forwardBy: count)
-      if self.outbound[index].readableBytes == 0 { self.outbound.removeFirst() }
-      written += count
-    }
-    self.outboundBytes -= written
-    return written
   }
 }

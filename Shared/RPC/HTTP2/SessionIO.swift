@@ -1,0 +1,50 @@
+internal import CNGHTTP2
+internal import NIOCore
+
+/// Moves bytes between a channel and an nghttp2 session; shared by server and client
+/// connections.
+enum SessionIO {
+  enum FlushOutcome {
+    /// Everything was written, or the channel stopped being writable.
+    case flushed
+    /// nghttp2 failed: the connection must close.
+    case failed
+    /// Neither side has anything more to say (after GOAWAY and the last stream): close.
+    case finished
+  }
+
+  /// Feeds received bytes to the session; false on a fatal HTTP/2 error (bad preface, flood,
+  /// protocol violation), after which nghttp2 has queued a GOAWAY where it could.
+  static func receive(_ buffer: ByteBuffer, into session: OpaquePointer) -> (ok: Bool, error: String) {
+    let result = buffer.withUnsafeReadableBytes { bytes in
+      nghttp2_session_mem_recv(session, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count)
+    }
+    guard result < 0 else { return (true, "") }
+    return (false, String(cString: nghttp2_strerror(Int32(result))))
+  }
+
+  /// Writes what nghttp2 has to send, in buffers of up to 64 KiB, then flushes. Stops while
+  /// the channel is not writable (the caller flushes again when it is), so output stays in the
+  /// streams' bounded buffers rather than piling up in the socket's.
+  static func flush(_ session: OpaquePointer, context: ChannelHandlerContext) -> FlushOutcome {
+    var buffer: ByteBuffer?
+    while context.channel.isWritable {
+      var pointer: UnsafePointer<UInt8>?
+      let count = nghttp2_session_mem_send(session, &pointer)
+      if count < 0 { return .failed }
+      if count == 0 { break }
+      if buffer == nil { buffer = context.channel.allocator.buffer(capacity: max(count, 1024)) }
+      buffer!.writeBytes(UnsafeRawBufferPointer(start: pointer, count: count))
+      if buffer!.readableBytes >= 64 * 1024 {
+        context.write(NIOAny(buffer!), promise: nil)
+        buffer = nil
+      }
+    }
+    if let buffer { context.write(NIOAny(buffer), promise: nil) }
+    context.flush()
+    if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 {
+      return .finished
+    }
+    return .flushed
+  }
+}
