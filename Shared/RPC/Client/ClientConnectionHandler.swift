@@ -154,7 +154,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     headers.add("grpc-accept-encoding", MessageEncoding.acceptHeader)
     headers.add(metadata: head.metadata)
     if let firstMessage {
-      stream.outbound.append(firstMessage, allocator: context.channel.allocator)
+      stream.outbound.append(firstMessage)
     }
     stream.requestsFinished = endOfRequests
     var provider = nghttp2_data_provider(
@@ -193,9 +193,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
       continuation.resume(throwing: stream.endedError)
       return
     }
-    stream.outbound.append(
-      payload, allocator: context.channel.allocator, limit: self.configuration.streamSendBufferLimit,
-      writer: continuation)
+    stream.outbound.append(payload, limit: self.configuration.streamSendBufferLimit, writer: continuation)
     self.resumeData(stream)
   }
 

@@ -18,17 +18,12 @@ public enum MessageEncoding: String, Sendable, Hashable {
   }
 
   /// Whether a `grpc-accept-encoding` header lists gzip.
-  static func acceptsGzip(_ header: String) -> Bool {
-    header.split(separator: ",").contains { (item: Substring) in item.trimmingSpaces == "gzip" }
-  }
-}
-
-extension Substring {
-  var trimmingSpaces: Substring {
-    var result = self
-    while result.first == " " { result.removeFirst() }
-    while result.last == " " { result.removeLast() }
-    return result
+  static func acceptsGzip(_ header: UnsafeBufferPointer<UInt8>) -> Bool {
+    header.split(separator: UInt8(ascii: ",")).contains { item in
+      let trimmed = item.drop { $0 == UInt8(ascii: " ") }
+      return trimmed.starts(with: "gzip".utf8)
+        && trimmed.dropFirst(4).allSatisfy { $0 == UInt8(ascii: " ") }
+    }
   }
 }
 

@@ -96,12 +96,3 @@ struct MessageDeframer {
     self.pending.reserveCapacity(5 + length)
   }
 }
-
-/// Writes gRPC's length-prefixed framing.
-enum MessageFramer {
-  static func frame(_ payload: [UInt8], compressed: Bool, into buffer: inout ByteBuffer) {
-    buffer.writeInteger(compressed ? 1 : 0, as: UInt8.self)
-    buffer.writeInteger(UInt32(payload.count))
-    buffer.writeBytes(payload)
-  }
-}

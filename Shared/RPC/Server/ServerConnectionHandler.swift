@@ -227,13 +227,9 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     case 13 where bytesEqual(name, nameLength, "grpc-encoding"):
       stream.encodingHeader = String(value, length: valueLength)
     case 20 where bytesEqual(name, nameLength, "grpc-accept-encoding"):
-      stream.acceptsGzip = MessageEncoding.acceptsGzip(String(value, length: valueLength))
+      stream.acceptsGzip = MessageEncoding.acceptsGzip(UnsafeBufferPointer(start: value, count: valueLength))
     default:
-      let key = String(name, length: nameLength)
-      if Metadata.isReserved(key) { return }
-      if let entry = Metadata.decodedEntry(key: key, value: Substring(String(value, length: valueLength))) {
-        stream.metadata.append(entry)
-      }
+      stream.metadata.append(name: name, nameLength: nameLength, value: value, valueLength: valueLength)
     }
   }
 
@@ -298,7 +294,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       compressSent: self.shared.configuration.compressResponses && receiveEncoding == .gzip && stream.acceptsGzip,
       maxReceiveMessageSize: self.shared.configuration.maxReceiveMessageSize)
     stream.context = ServerContext(
-      method: method.descriptor, requestMetadata: stream.metadata, deadline: deadline, peer: self.peer,
+      method: method.descriptor, receivedHeaders: stream.metadata, deadline: deadline, peer: self.peer,
       requestEncoding: receiveEncoding)
     if !method.descriptor.kind.hasSingleRequest {
       let loopBoundSelf = self.loopBoundSelf!
@@ -460,9 +456,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       return
     }
     self.sendHeadersIfNeeded(stream)
-    stream.outbound.append(
-      payload, allocator: context.channel.allocator, limit: self.shared.configuration.streamSendBufferLimit,
-      writer: continuation)
+    stream.outbound.append(payload, limit: self.shared.configuration.streamSendBufferLimit, writer: continuation)
     self.resumeData(stream)
   }
 
@@ -489,7 +483,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     }
     self.sendHeadersIfNeeded(stream)
     if let response {
-      stream.outbound.append(response, allocator: context.channel.allocator)
+      stream.outbound.append(response)
     }
     stream.trailers = trailers
     self.resumeData(stream)

@@ -15,8 +15,16 @@ public protocol ServerContextKey {
 public final class ServerContext: Sendable {
   /// The method being called.
   public let method: MethodDescriptor
-  /// The custom metadata the client sent.
-  public let requestMetadata: Metadata
+  /// The custom metadata the client sent (decoded on first use).
+  public var requestMetadata: Metadata {
+    self.state.withLock { state in
+      if let metadata = state.requestMetadata { return metadata }
+      let metadata = self.receivedHeaders.decode()
+      state.requestMetadata = metadata
+      return metadata
+    }
+  }
+  private let receivedHeaders: ReceivedHeaders
   /// When the call times out (from `grpc-timeout`), if the client set a deadline.
   public let deadline: ContinuousClock.Instant?
   /// The client's address, such as `ipv4:127.0.0.1:53012`.
@@ -29,17 +37,18 @@ public final class ServerContext: Sendable {
     var trailingMetadata = Metadata()
     var values: [ObjectIdentifier: any Sendable] = [:]
     var compressResponses: Bool?
+    var requestMetadata: Metadata?
   }
 
   private let state = Mutex(State())
 
   init(
-    method: MethodDescriptor, requestMetadata: Metadata, deadline: ContinuousClock.Instant?, peer: String,
+    method: MethodDescriptor, receivedHeaders: ReceivedHeaders, deadline: ContinuousClock.Instant?, peer: String,
     requestEncoding: MessageEncoding
   ) {
     self.requestEncoding = requestEncoding
     self.method = method
-    self.requestMetadata = requestMetadata
+    self.receivedHeaders = receivedHeaders
     self.deadline = deadline
     self.peer = peer
   }

@@ -17,7 +17,7 @@ final class ServerStream {
   var timeoutHeader: String?
   var encodingHeader: String?
   var acceptsGzip = false
-  var metadata = Metadata()
+  var metadata = ReceivedHeaders()
   var headerBytes = 0
   var headersTooLarge = false
 

@@ -1,0 +1,38 @@
+/// Custom request headers as received, kept as raw bytes in one buffer and decoded into
+/// `Metadata` only if a handler or interceptor asks: most calls never read most headers
+/// (user-agent, for one), and decoding each into Strings on the hot path cost ~8% of a call.
+struct ReceivedHeaders: Sendable {
+  /// Entries as `[name length: 2 bytes][value length: 4 bytes][name][value]`.
+  private var bytes: [UInt8] = []
+
+  var isEmpty: Bool { self.bytes.isEmpty }
+
+  mutating func append(name: UnsafePointer<UInt8>, nameLength: Int, value: UnsafePointer<UInt8>, valueLength: Int) {
+    if self.bytes.isEmpty { self.bytes.reserveCapacity(128) }
+    self.bytes.append(UInt8(truncatingIfNeeded: nameLength))
+    self.bytes.append(UInt8(truncatingIfNeeded: nameLength >> 8))
+    for shift in stride(from: 0, to: 32, by: 8) { self.bytes.append(UInt8(truncatingIfNeeded: valueLength >> shift)) }
+    self.bytes.append(contentsOf: UnsafeBufferPointer(start: name, count: nameLength))
+    self.bytes.append(contentsOf: UnsafeBufferPointer(start: value, count: valueLength))
+  }
+
+  /// The headers as metadata: reserved names dropped, `-bin` values base64-decoded (an
+  /// undecodable one is dropped, as gRPC implementations do).
+  func decode() -> Metadata {
+    var metadata = Metadata()
+    var offset = 0
+    while offset < self.bytes.count {
+      let nameLength = Int(self.bytes[offset]) | Int(self.bytes[offset + 1]) << 8
+      var valueLength = 0
+      for index in 0..<4 { valueLength |= Int(self.bytes[offset + 2 + index]) << (8 * index) }
+      let nameStart = offset + 6
+      let valueStart = nameStart + nameLength
+      offset = valueStart + valueLength
+      let key = String(decoding: self.bytes[nameStart..<valueStart], as: UTF8.self)
+      guard !Metadata.isReserved(key) else { continue }
+      let value = String(decoding: self.bytes[valueStart..<offset], as: UTF8.self)
+      if let entry = Metadata.decodedEntry(key: key, value: Substring(value)) { metadata.append(entry) }
+    }
+    return metadata
+  }
+}
