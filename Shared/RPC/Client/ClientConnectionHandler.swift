@@ -135,7 +135,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     firstMessage: ByteBufferPayload?,
     endOfRequests: Bool
   ) {
-    guard let session = self.session, let context = self.context, !stream.finished else {
+    guard let session = self.session, !stream.finished else {
       self.status.activeStreams.subtract(1, ordering: .relaxed)
       stream.complete(.failure(RPCError(.unavailable, "The connection is closed")), unprocessed: true)
       return
@@ -171,8 +171,9 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     stream.id = id
     self.streams[id] = stream
     if let timeout = head.timeout, let loopBoundSelf {
+      let boundStream = NIOLoopBound(stream, eventLoop: self.eventLoop)
       stream.deadlineTimer = self.eventLoop.scheduleTask(in: timeout.timeAmount) {
-        loopBoundSelf.value.cancel(stream, RPCError(.deadlineExceeded, "The call's deadline was exceeded"))
+        loopBoundSelf.value.cancel(boundStream.value, RPCError(.deadlineExceeded, "The call's deadline was exceeded"))
       }
     }
     self.scheduleFlush()
@@ -189,7 +190,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   }
 
   func enqueue(_ payload: ByteBufferPayload, on stream: ClientStream, continuation: CheckedContinuation<Void, any Error>) {
-    guard !stream.finished, !stream.requestsFinished, let context = self.context else {
+    guard !stream.finished, !stream.requestsFinished, self.session != nil else {
       continuation.resume(throwing: stream.endedError)
       return
     }

@@ -1,5 +1,5 @@
 public import NIOCore
-public import NIOPosix
+internal import NIOPosix
 public import SwiftProtobuf
 
 /// The task side of one client call.

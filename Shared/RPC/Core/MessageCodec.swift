@@ -1,4 +1,4 @@
-public import SwiftProtobuf
+internal import SwiftProtobuf
 
 /// Turns protobuf messages into gRPC payloads and back, applying the stream's encoding.
 struct MessageCodec: Sendable {

@@ -1,4 +1,3 @@
-public import NIOCore
 
 /// One received gRPC message: the payload as sent, and whether it was compressed.
 struct ReceivedMessage: Sendable {

@@ -1,6 +1,6 @@
 public import Logging
 public import NIOCore
-public import NIOPosix
+internal import NIOPosix
 internal import NIOSSL
 public import ServiceLifecycle
 internal import Synchronization

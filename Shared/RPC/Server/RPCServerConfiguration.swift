@@ -1,5 +1,5 @@
 public import NIOSSL
-public import NIOCore
+internal import NIOCore
 
 /// How an `RPCServer` listens and the limits it enforces. Every field has a safe default.
 public struct RPCServerConfiguration: Sendable {

@@ -176,7 +176,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
   private func schedule(in delay: Duration, _ body: @escaping (ServerConnectionHandler) -> Void) -> Scheduled<Void>? {
     guard let loopBoundSelf else { return nil }
-    return self.eventLoop.scheduleTask(in: delay.timeAmount) { body(loopBoundSelf.value) }
+    let body = NIOLoopBound(body, eventLoop: self.eventLoop)
+    return self.eventLoop.scheduleTask(in: delay.timeAmount) { body.value(loopBoundSelf.value) }
   }
 
   // MARK: Stream events (from nghttp2 callbacks)
@@ -451,7 +452,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   /// Queues one response message of a streaming call; `continuation` resumes when the stream's
   /// buffer has room again.
   func enqueue(_ payload: ByteBufferPayload, on stream: ServerStream, continuation: CheckedContinuation<Void, any Error>) {
-    guard !stream.finished, self.streams[stream.id] === stream, let context = self.context else {
+    guard !stream.finished, self.streams[stream.id] === stream else {
       continuation.resume(throwing: RPCError(.cancelled, "The call has ended"))
       return
     }
@@ -463,7 +464,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   /// Ends a call: the single response (if any), then the status. A call that fails before
   /// sending anything gets a trailers-only response.
   func finish(_ stream: ServerStream, status: RPCError?, trailingMetadata: Metadata, response: ByteBufferPayload?) {
-    guard !stream.finished, self.session != nil, let context = self.context else { return }
+    guard !stream.finished, self.session != nil else { return }
     stream.finished = true
     stream.deadlineTimer?.cancel()
     let trailers: ServerStream.Trailers

@@ -1,4 +1,3 @@
-public import NIOCore
 internal import Synchronization
 
 /// A key for a value interceptors attach to a call, such as the authenticated caller or the
