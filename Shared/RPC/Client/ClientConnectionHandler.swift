@@ -42,7 +42,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     self.loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
     var session: OpaquePointer?
     let result = nghttp2_session_client_new2(
-      &session, Self.callbacks, Unmanaged.passUnretained(self).toOpaque(), Self.options)
+      &session, Self.callbacks, Unmanaged.passUnretained(self).toOpaque(), SessionIO.options)
     precondition(result == 0, "nghttp2 could not create a client session")
     self.session = session
     HTTP2Settings(
@@ -382,13 +382,6 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   private static func connection(_ userData: UnsafeMutableRawPointer?) -> ClientConnectionHandler {
     Unmanaged<ClientConnectionHandler>.fromOpaque(userData!).takeUnretainedValue()
   }
-
-  nonisolated(unsafe) static let options: OpaquePointer = {
-    var option: OpaquePointer?
-    nghttp2_option_new(&option)
-    nghttp2_option_set_no_auto_window_update(option, 1)
-    return option!
-  }()
 
   nonisolated(unsafe) static let callbacks: OpaquePointer = {
     var callbacks: OpaquePointer?

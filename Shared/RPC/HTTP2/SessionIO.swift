@@ -4,6 +4,15 @@ internal import NIOCore
 /// Moves bytes between a channel and an nghttp2 session; shared by server and client
 /// connections.
 enum SessionIO {
+  /// The session options of both sides: window updates follow consumption by the reader of
+  /// each stream, so a slow reader applies backpressure instead of letting data pile up.
+  nonisolated(unsafe) static let options: OpaquePointer = {
+    var option: OpaquePointer?
+    nghttp2_option_new(&option)
+    nghttp2_option_set_no_auto_window_update(option, 1)
+    return option!
+  }()
+
   enum FlushOutcome {
     /// Everything was written, or the channel stopped being writable.
     case flushed

@@ -65,7 +65,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     var session: OpaquePointer?
     let status = nghttp2_session_server_new2(
       &session, ServerConnectionHandler.callbacks, Unmanaged.passUnretained(self).toOpaque(),
-      ServerConnectionHandler.options)
+      SessionIO.options)
     precondition(status == 0, "nghttp2 could not create a server session")
     self.session = session
     HTTP2Settings(
@@ -670,14 +670,6 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   private static func connection(_ userData: UnsafeMutableRawPointer?) -> ServerConnectionHandler {
     Unmanaged<ServerConnectionHandler>.fromOpaque(userData!).takeUnretainedValue()
   }
-
-  nonisolated(unsafe) static let options: OpaquePointer = {
-    var option: OpaquePointer?
-    nghttp2_option_new(&option)
-    // Window updates follow consumption by the handler, so a slow reader applies backpressure.
-    nghttp2_option_set_no_auto_window_update(option, 1)
-    return option!
-  }()
 
   nonisolated(unsafe) static let callbacks: OpaquePointer = {
     var callbacks: OpaquePointer?
