@@ -1,6 +1,6 @@
 public import GRPCRuntime
 internal import Foundation
-public import SwiftProtobuf
+internal import SwiftProtobuf
 
 /// `grpc.reflection.v1.ServerReflection` over a serialized `FileDescriptorSet` (the generate
 /// script writes one for every contract), so grpcurl and other tools can list and call the

@@ -18,7 +18,7 @@ struct TestCertificate {
       "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
     ])
     return TestCertificate(
-      certificate: try NIOSSLCertificate(file: cert, format: .pem),
+      certificate: try NIOSSLCertificate.fromPEMFile(cert)[0],
       privateKey: try NIOSSLPrivateKey(file: key, format: .pem))
   }
 

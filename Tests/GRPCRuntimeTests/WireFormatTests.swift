@@ -107,10 +107,8 @@ struct WireFormatTests {
     do {
       _ = try Gzip.decompress(compressed, limit: 50_000)
       Issue.record("a gzip bomb was inflated past the limit")
-    } catch let error as RPCError {
-      #expect(error.code == .resourceExhausted)
     } catch {
-      Issue.record("unexpected \(error)")
+      #expect(error.code == .resourceExhausted)
     }
     #expect(throws: RPCError.self) { try Gzip.decompress([1, 2, 3, 4], limit: 100) }
   }

@@ -1,5 +1,5 @@
 public import GRPCRuntime
-public import Foundation
+internal import Foundation
 internal import SwiftProtobuf
 
 /// grpc.testing.TestService as the gRPC interop specification describes it.
