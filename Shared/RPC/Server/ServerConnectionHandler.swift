@@ -405,7 +405,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       stream: NIOLoopBound(stream, eventLoop: self.eventLoop))
     stream.request = nil
     let interceptors = self.shared.interceptors
-    stream.task = Task(executorPreference: self.taskExecutor) {
+    let body: @concurrent @Sendable () async -> Void = {
       var response: ByteBufferPayload?
       let result: Result<ByteBufferPayload?, RPCError>
       do {
@@ -419,6 +419,13 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
         result = .failure(RPCError(mapping: error))
       }
       call.complete(result)
+    }
+    if let taskExecutor = self.taskExecutor {
+      // The handler starts right here, on the loop, and runs until it first suspends; a handler
+      // that never does (echo, a cache hit) completes within this read, with no task switch.
+      stream.task = Task.immediate(executorPreference: taskExecutor, operation: body)
+    } else {
+      stream.task = Task(operation: body)
     }
   }
 
