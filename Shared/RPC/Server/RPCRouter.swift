@@ -11,10 +11,16 @@ public protocol RPCService: Sendable {
 }
 
 /// One routable method: decodes the request, runs the handler, encodes the single response
-/// (nil for kinds that stream responses).
-struct ServerMethod: Sendable {
+/// (nil for kinds that stream responses). A class: every call holds it, and a reference costs
+/// one retain where copying the struct's strings and closure cost five.
+final class ServerMethod: Sendable {
   let descriptor: MethodDescriptor
   let invoke: @Sendable (ServerCall) async throws -> ByteBufferPayload?
+
+  init(descriptor: MethodDescriptor, invoke: @escaping @Sendable (ServerCall) async throws -> ByteBufferPayload?) {
+    self.descriptor = descriptor
+    self.invoke = invoke
+  }
 }
 
 /// The table of methods a server routes `:path`s to.
