@@ -339,6 +339,9 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     guard code == .ok else {
       return .failure(RPCError(code, stream.statusMessage, metadata: stream.trailingMetadata))
     }
+    if !stream.contentTypeValid {
+      return .failure(RPCError(.internal, "The response's content-type is not application/grpc"))
+    }
     if stream.deframer.hasPartialMessage {
       return .failure(RPCError(.internal, "The response ended inside a message"))
     }
@@ -350,7 +353,9 @@ final class ClientConnectionHandler: ChannelInboundHandler {
       trailingMetadata: stream.trailingMetadata))
   }
 
-  fileprivate func goaway(lastStreamID: Int32) {
+  /// New calls go to other connections; streams above the GOAWAY's last stream id are closed
+  /// by nghttp2 as refused (and retried), the others finish here.
+  fileprivate func goawayReceived() {
     self.status.acceptsCalls.store(false, ordering: .relaxed)
   }
 
@@ -405,7 +410,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
       case NG.settingsFrame:
         if frame.hd.flags & NG.ack == 0 { connection.remoteSettingsChanged() }
       case NG.goawayFrame:
-        connection.goaway(lastStreamID: frame.goaway.last_stream_id)
+        connection.goawayReceived()
       default:
         break
       }

@@ -125,10 +125,6 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     self.close()
   }
 
-  func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-    context.fireUserInboundEventTriggered(event)
-  }
-
   private func close() {
     guard let context = self.context, self.lifecycle != .closed else { return }
     self.lifecycle = .closed
