@@ -1,12 +1,13 @@
 import Foundation
 import NIOSSL
 
-/// A self-signed certificate for `localhost` and 127.0.0.1, made with openssl for one test.
+/// A self-signed certificate for `localhost` (and 127.0.0.1 unless `ipAddress` is false), made
+/// with openssl for one test.
 struct TestCertificate {
   let certificate: NIOSSLCertificate
   let privateKey: NIOSSLPrivateKey
 
-  static func make() throws -> TestCertificate {
+  static func make(ipAddress: Bool = true) throws -> TestCertificate {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rpc-tls-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: directory) }
@@ -15,7 +16,7 @@ struct TestCertificate {
     try run("/usr/bin/openssl", [
       "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
       "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost",
-      "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+      "-addext", ipAddress ? "subjectAltName=DNS:localhost,IP:127.0.0.1" : "subjectAltName=DNS:localhost",
     ])
     return TestCertificate(
       certificate: try NIOSSLCertificate.fromPEMFile(cert)[0],

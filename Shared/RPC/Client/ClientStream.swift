@@ -31,7 +31,6 @@ final class ResponseHead: Sendable {
 final class ClientStream {
   var id: Int32 = -1
   let method: MethodDescriptor
-  let maxReceiveMessageSize: Int
   weak var connection: ClientConnectionHandler?
 
   // The request.
@@ -68,7 +67,6 @@ final class ClientStream {
     outcome: EventLoopPromise<ClientCallOutcome>
   ) {
     self.method = method
-    self.maxReceiveMessageSize = maxReceiveMessageSize
     self.deframer = MessageDeframer(maxMessageSize: maxReceiveMessageSize)
     self.head = ResponseHead()
     self.outcome = outcome

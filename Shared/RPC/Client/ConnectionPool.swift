@@ -22,7 +22,8 @@ struct PooledConnection: Sendable {
 /// round-robin across addresses, reconnected with exponential backoff.
 final class ConnectionPool: Sendable {
   private struct Subchannel {
-    var address: SocketAddress
+    var endpoint: Endpoint
+    var address: SocketAddress { self.endpoint.address }
     var connections: [PooledConnection] = []
     var connecting: Task<Void, any Error>?
     var failures = 0
@@ -33,7 +34,7 @@ final class ConnectionPool: Sendable {
   private struct State {
     var subchannels: [Subchannel] = []
     var resolvedAt: ContinuousClock.Instant?
-    var resolving: Task<[SocketAddress], any Error>?
+    var resolving: Task<[Endpoint], any Error>?
     var next = 0
     var closed = false
   }
@@ -88,7 +89,7 @@ final class ConnectionPool: Sendable {
           let canOpen = subchannel.connections.count < self.configuration.maxConnectionsPerAddress
           let backingOff = subchannel.retryAt.map { $0 > now } ?? false
           if canOpen && !backingOff {
-            let task = self.connect(subchannelAt: index, address: subchannel.address)
+            let task = self.connect(subchannelAt: index, endpoint: subchannel.endpoint)
             state.subchannels[index].connecting = task
             connectingTask = connectingTask ?? task
           }
@@ -116,10 +117,11 @@ final class ConnectionPool: Sendable {
     throw RPCError(.unavailable, "Could not obtain a connection")
   }
 
-  private func connect(subchannelAt index: Int, address: SocketAddress) -> Task<Void, any Error> {
-    Task {
+  private func connect(subchannelAt index: Int, endpoint: Endpoint) -> Task<Void, any Error> {
+    let address = endpoint.address
+    return Task {
       do {
-        let connection = try await self.openConnection(to: address)
+        let connection = try await self.openConnection(to: endpoint)
         self.state.withLock { state in
           guard index < state.subchannels.count, state.subchannels[index].address == address else { return }
           state.subchannels[index].connections.append(connection)
@@ -152,12 +154,13 @@ final class ConnectionPool: Sendable {
     return .milliseconds(Int64(seconds * 1000))
   }
 
-  private func openConnection(to address: SocketAddress) async throws -> PooledConnection {
+  private func openConnection(to endpoint: Endpoint) async throws -> PooledConnection {
     let configuration = self.configuration
     let sslContext = self.sslContext
-    let (host, _) = try Self.split(configuration.targets.first ?? "localhost:0")
-    let hostname = configuration.serverHostname ?? host
-    let authority = configuration.serverHostname ?? configuration.targets.first ?? "localhost"
+    // The name of the target this address came from: checked against the certificate and sent
+    // as `:authority`, unless the configuration overrides it.
+    let hostname = configuration.serverHostname ?? endpoint.host
+    let authority = configuration.serverHostname ?? endpoint.target
     let status = ConnectionStatus()
     let channel = try await ClientBootstrap(group: self.group)
       .connectTimeout(configuration.connectTimeout.timeAmount)
@@ -173,7 +176,7 @@ final class ConnectionPool: Sendable {
             ClientConnectionHandler(configuration: configuration, authority: authority, secure: sslContext != nil, status: status))
         }
       }
-      .connect(to: address)
+      .connect(to: endpoint.address)
       .get()
     let handler = try await channel.eventLoop.submit {
       NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ClientConnectionHandler.self), eventLoop: channel.eventLoop)
@@ -195,7 +198,7 @@ final class ConnectionPool: Sendable {
   // MARK: Resolution
 
   private func resolveIfNeeded() async throws {
-    let task = self.state.withLock { state -> Task<[SocketAddress], any Error>? in
+    let task = self.state.withLock { state -> Task<[Endpoint], any Error>? in
       if let resolvedAt = state.resolvedAt, resolvedAt + .seconds(30) > .now, !state.subchannels.isEmpty { return nil }
       if let resolving = state.resolving { return resolving }
       let targets = self.configuration.targets
@@ -211,11 +214,11 @@ final class ConnectionPool: Sendable {
         state.resolvedAt = .now
         // Keep the subchannels (and their connections) of addresses still present.
         var subchannels: [Subchannel] = []
-        for address in addresses {
-          if let existing = state.subchannels.first(where: { $0.address == address }) {
+        for endpoint in addresses {
+          if let existing = state.subchannels.first(where: { $0.endpoint == endpoint }) {
             subchannels.append(existing)
           } else {
-            subchannels.append(Subchannel(address: address))
+            subchannels.append(Subchannel(endpoint: endpoint))
           }
         }
         state.subchannels = subchannels
@@ -246,20 +249,27 @@ final class ConnectionPool: Sendable {
     return (String(host), port)
   }
 
+  /// One address to connect to, with the target (`host:port`) it was resolved from.
+  struct Endpoint: Hashable, Sendable {
+    var address: SocketAddress
+    var target: String
+    var host: String
+  }
+
   /// Resolves every target to all its addresses (getaddrinfo, on NIO's thread pool).
-  static func resolve(_ targets: [String]) async throws -> [SocketAddress] {
-    var addresses: [SocketAddress] = []
+  static func resolve(_ targets: [String]) async throws -> [Endpoint] {
+    var addresses: [Endpoint] = []
     for target in targets {
       let (host, port) = try Self.split(target)
       if let literal = try? SocketAddress(ipAddress: host, port: port) {
-        addresses.append(literal)
+        addresses.append(Endpoint(address: literal, target: target, host: host))
         continue
       }
       let resolved = try await NIOThreadPool.singleton.runIfActive { try Self.getaddrinfo(host: host, port: port) }
-      addresses.append(contentsOf: resolved)
+      addresses.append(contentsOf: resolved.map { Endpoint(address: $0, target: target, host: host) })
     }
-    var unique: [SocketAddress] = []
-    for address in addresses where !unique.contains(address) { unique.append(address) }
+    var unique: [Endpoint] = []
+    for endpoint in addresses where !unique.contains(where: { $0.address == endpoint.address }) { unique.append(endpoint) }
     guard !unique.isEmpty else { throw RPCError(.unavailable, "No address for \(targets)") }
     return unique
   }
