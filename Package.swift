@@ -23,6 +23,14 @@ let package = Package(
     .library(name: "GRPCRuntime", targets: ["GRPCRuntime"]),
     .library(name: "GRPCRuntimeServices", targets: ["GRPCRuntimeServices"]),
     .executable(name: "rpc-interop", targets: ["RPCInterop"]),
+    .library(name: "PlatformCore", targets: ["PlatformCore"]),
+    .library(name: "PlatformTesting", targets: ["PlatformTesting"]),
+    .executable(name: "agent", targets: ["AgentServer"]),
+    .executable(name: "persona", targets: ["PersonaServer"]),
+    .executable(name: "code-sandbox", targets: ["CodeSandboxServer"]),
+    .executable(name: "text-to-sql", targets: ["TextToSQLServer"]),
+    .executable(name: "knowledge", targets: ["KnowledgeServer"]),
+    .executable(name: "workflow", targets: ["WorkflowServer"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -31,6 +39,10 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+    .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+    .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+    .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
   ],
   targets: [
     // libnghttp2 does HTTP/2 framing, HPACK, flow control, settings, PING and GOAWAY.
@@ -89,7 +101,7 @@ let package = Package(
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],
       path: "Tests/Interop",
-      exclude: ["python", "go", "c"],
+      exclude: ["python", "go", "c", "persona"],
       swiftSettings: upcomingFeatures
     ),
     .executableTarget(
@@ -119,6 +131,151 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ],
       path: "Tests/GRPCRuntimeTests",
+      swiftSettings: upcomingFeatures
+    ),
+
+    // The shared platform core: config, logging, tracing, auth, PostgreSQL + migrations, and the
+    // server bootstrap every service runs on.
+    .target(
+      name: "PlatformCore",
+      dependencies: [
+        "GRPCRuntime",
+        "GRPCRuntimeServices",
+        "PlatformProtos",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+        .product(name: "PostgresNIO", package: "postgres-nio"),
+        .product(name: "JWTKit", package: "jwt-kit"),
+        .product(name: "Crypto", package: "swift-crypto"),
+      ],
+      path: "Shared/Core",
+      swiftSettings: upcomingFeatures
+    ),
+    // Starts any service in-process on a free loopback port against a fresh database and
+    // mints tokens: the integration tests' entry point.
+    .target(
+      name: "PlatformTesting",
+      dependencies: [
+        "GRPCRuntime",
+        "PlatformCore",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "PostgresNIO", package: "postgres-nio"),
+        .product(name: "JWTKit", package: "jwt-kit"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      path: "Tests/PlatformTesting",
+      swiftSettings: upcomingFeatures
+    ),
+    .target(
+      name: "Agent",
+      dependencies: ["PlatformCore", "PlatformProtos"],
+      path: "Services/Agent/Sources",
+      swiftSettings: upcomingFeatures
+    ),
+    .executableTarget(
+      name: "AgentServer",
+      dependencies: ["Agent", "PlatformCore"],
+      path: "Services/Agent/Server",
+      swiftSettings: upcomingFeatures
+    ),
+    .target(
+      name: "Persona",
+      dependencies: [
+        "GRPCRuntime",
+        "PlatformCore",
+        "PlatformProtos",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Mustache", package: "swift-mustache"),
+        .product(name: "PostgresNIO", package: "postgres-nio"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      path: "Services/Persona/Sources",
+      resources: [.copy("Migrations")],
+      swiftSettings: upcomingFeatures
+    ),
+    .executableTarget(
+      name: "PersonaServer",
+      dependencies: ["Persona", "PlatformCore"],
+      path: "Services/Persona/Server",
+      swiftSettings: upcomingFeatures
+    ),
+    .target(
+      name: "CodeSandbox",
+      dependencies: ["PlatformCore", "PlatformProtos"],
+      path: "Services/CodeSandbox/Sources",
+      swiftSettings: upcomingFeatures
+    ),
+    .executableTarget(
+      name: "CodeSandboxServer",
+      dependencies: ["CodeSandbox", "PlatformCore"],
+      path: "Services/CodeSandbox/Server",
+      swiftSettings: upcomingFeatures
+    ),
+    .target(
+      name: "TextToSQL",
+      dependencies: ["PlatformCore", "PlatformProtos"],
+      path: "Services/TextToSQL/Sources",
+      swiftSettings: upcomingFeatures
+    ),
+    .executableTarget(
+      name: "TextToSQLServer",
+      dependencies: ["TextToSQL", "PlatformCore"],
+      path: "Services/TextToSQL/Server",
+      swiftSettings: upcomingFeatures
+    ),
+    .target(
+      name: "Knowledge",
+      dependencies: ["PlatformCore", "PlatformProtos"],
+      path: "Services/Knowledge/Sources",
+      swiftSettings: upcomingFeatures
+    ),
+    .executableTarget(
+      name: "KnowledgeServer",
+      dependencies: ["Knowledge", "PlatformCore"],
+      path: "Services/Knowledge/Server",
+      swiftSettings: upcomingFeatures
+    ),
+    .target(
+      name: "Workflow",
+      dependencies: ["PlatformCore", "PlatformProtos"],
+      path: "Services/Workflow/Sources",
+      swiftSettings: upcomingFeatures
+    ),
+    .executableTarget(
+      name: "WorkflowServer",
+      dependencies: ["Workflow", "PlatformCore"],
+      path: "Services/Workflow/Server",
+      swiftSettings: upcomingFeatures
+    ),
+    .testTarget(
+      name: "PlatformCoreTests",
+      dependencies: [
+        "GRPCRuntime",
+        "PlatformCore",
+        "PlatformTesting",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "PostgresNIO", package: "postgres-nio"),
+        .product(name: "JWTKit", package: "jwt-kit"),
+      ],
+      path: "Tests/PlatformCoreTests",
+      swiftSettings: upcomingFeatures
+    ),
+    .testTarget(
+      name: "PersonaTests",
+      dependencies: [
+        "GRPCRuntime",
+        "PlatformCore",
+        "PlatformProtos",
+        "PlatformTesting",
+        "Persona",
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "PostgresNIO", package: "postgres-nio"),
+      ],
+      path: "Tests/PersonaTests",
       swiftSettings: upcomingFeatures
     ),
   ],

@@ -1,0 +1,4 @@
+import Agent
+import PlatformCore
+
+await PlatformMain.run(AgentService.definition)

@@ -1,0 +1,4 @@
+import CodeSandbox
+import PlatformCore
+
+await PlatformMain.run(CodeSandboxService.definition)

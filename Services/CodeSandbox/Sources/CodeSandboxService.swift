@@ -1,0 +1,7 @@
+public import PlatformCore
+
+/// The CodeSandbox service. Until its own issue it is a placeholder: it connects its database and
+/// serves health and reflection; every other call is UNIMPLEMENTED.
+public enum CodeSandboxService {
+  public static let definition = PlaceholderServiceDefinition(name: .codeSandbox)
+}

@@ -1,0 +1,4 @@
+import Knowledge
+import PlatformCore
+
+await PlatformMain.run(KnowledgeService.definition)

@@ -1,0 +1,4 @@
+import Persona
+import PlatformCore
+
+await PlatformMain.run(PersonaService())

@@ -1,0 +1,100 @@
+public import Foundation
+public import PlatformCore
+
+/// A persona template (persona_db.personas).
+public struct Persona: Sendable, Hashable {
+  public var id: UUID
+  public var ownerID: UUID
+  public var name: String
+  public var description: String
+  public var template: String
+  /// The JSON schema of the template's variables.
+  public var variables: JSONValue
+  public var isPublic: Bool
+  public var usageCount: Int
+  public var rating: Double?
+  public var ratingCount: Int
+  public var version: Int
+  public var createdAt: Date
+  public var updatedAt: Date
+  public var deletedAt: Date?
+
+  /// Changes whenever anything about the persona does, its counters included.
+  public var etag: String {
+    "\"\(self.version)-\(self.usageCount)-\(self.ratingCount)-\(Int64(self.updatedAt.timeIntervalSince1970 * 1_000_000))\""
+  }
+}
+
+/// The fields a caller writes: on create, all of them; on update, those in the mask.
+public struct PersonaDraft: Sendable, Hashable {
+  public var name: String
+  public var description: String
+  public var template: String
+  public var variables: JSONValue
+  public var isPublic: Bool
+
+  public init(name: String, description: String = "", template: String, variables: JSONValue = .object([:]), isPublic: Bool = false) {
+    self.name = name
+    self.description = description
+    self.template = template
+    self.variables = variables
+    self.isPublic = isPublic
+  }
+}
+
+/// The fields an update replaces (`update_mask` paths).
+public enum PersonaField: String, Sendable, CaseIterable {
+  case name
+  case description
+  case template
+  case variables
+  case isPublic = "is_public"
+}
+
+/// persona_validations.validator.
+public enum PersonaValidatorKind: String, Sendable, CaseIterable {
+  case templateSyntax = "template_syntax"
+  case variableSchema = "variable_schema"
+  case gpt4Judge = "gpt4_judge"
+}
+
+/// One recorded validation (persona_db.persona_validations).
+public struct PersonaValidation: Sendable, Hashable {
+  public var id: UUID
+  public var personaID: UUID
+  public var personaVersion: Int
+  public var validator: PersonaValidatorKind
+  public var isValid: Bool
+  public var issues: [String]
+  public var result: JSONValue
+  public var validatedAt: Date
+}
+
+/// Sort orders of a persona listing (descending, ties by id).
+public enum PersonaOrder: String, Sendable, CaseIterable {
+  case updateTime = "update_time"
+  case usageCount = "usage_count"
+  case rating
+  case createTime = "create_time"
+}
+
+/// The service's limits.
+public struct PersonaLimits: Sendable {
+  /// Longest template in UTF-8 bytes.
+  public var maxTemplateBytes = 64 * 1024
+  /// Longest description in characters.
+  public var maxDescriptionCharacters = 4096
+  /// Largest variables schema, in JSON values.
+  public var maxSchemaNodes = 2000
+  /// Largest variables a render takes, in JSON values, and their deepest nesting.
+  public var maxVariableNodes = 10_000
+  public var maxVariableDepth = 16
+  /// Longest rendered text in characters (`PERSONA_RENDER_MAX_CHARS`).
+  public var maxRenderCharacters = 64 * 1024
+  /// Longest full-text query.
+  public var maxQueryCharacters = 500
+  public var defaultPageSize = 50
+  public var maxPageSize = 1000
+
+  public init() {}
+}

@@ -1,0 +1,31 @@
+internal import Foundation
+public import GRPCRuntime
+public import PlatformCore
+
+/// The persona service as the platform server runs it: persona_db's migrations, the
+/// PersonaService RPCs and their permissions.
+public struct PersonaService: PlatformServiceDefinition {
+  public var name: PlatformServiceName { .persona }
+  /// The judge for GPT4_JUDGE validations (default: the offline deterministic judge).
+  public var judge: any PersonaJudge
+  public var limits: PersonaLimits
+
+  public init(judge: any PersonaJudge = OfflineHeuristicJudge(), limits: PersonaLimits = PersonaLimits()) {
+    self.judge = judge
+    self.limits = limits
+  }
+
+  public func migrations() throws -> [Migration] {
+    try Migration.load(bundle: .module)
+  }
+
+  public var accessPolicy: AccessPolicy { PersonaAPI.accessPolicy }
+
+  public func makeServices(_ resources: ServiceResources) async throws -> [any RPCService] {
+    var limits = self.limits
+    limits.maxRenderCharacters = try resources.configuration.environment.int(
+      "PERSONA_RENDER_MAX_CHARS", default: limits.maxRenderCharacters, range: 1...(16 << 20))
+    let store = PersonaStore(database: resources.database, logger: resources.logger)
+    return [PersonaAPI(catalog: PersonaCatalog(store: store, judge: self.judge, limits: limits))]
+  }
+}

@@ -1,0 +1,297 @@
+public import Foundation
+public import Logging
+public import PlatformCore
+public import PostgresNIO
+
+/// Where a listing continues: after the row with this sort key and id.
+public struct PersonaCursor: Codable, Sendable, Hashable {
+  public var sortKey: Int64
+  public var id: UUID
+}
+
+/// What a persona listing asks for.
+public struct PersonaListQuery: Sendable {
+  public var viewer: UUID
+  public var includePublic: Bool
+  public var text: String?
+  public var order: PersonaOrder
+  public var after: PersonaCursor?
+  public var limit: Int
+}
+
+/// The SQL of persona_db. Every read and write names the user it acts for; rows of other users
+/// are reachable only when public, and only for reading.
+public struct PersonaStore: Sendable {
+  private let database: PostgresClient
+  private let logger: Logger
+
+  public init(database: PostgresClient, logger: Logger) {
+    self.database = database
+    self.logger = logger
+  }
+
+  private static let personaColumns =
+    "id, user_id, name, description, template, variables::text, is_public, usage_count, rating::float8, rating_count, version, created_at, updated_at, deleted_at"
+  private typealias PersonaRow = (UUID, UUID, String, String?, String, String, Bool, Int, Double?, Int, Int, Date, Date, Date?)
+
+  private static func persona(_ row: PersonaRow) throws -> Persona {
+    Persona(
+      id: row.0, ownerID: row.1, name: row.2, description: row.3 ?? "", template: row.4,
+      variables: try JSONValue(jsonText: row.5), isPublic: row.6, usageCount: row.7, rating: row.8,
+      ratingCount: row.9, version: row.10, createdAt: row.11, updatedAt: row.12, deletedAt: row.13)
+  }
+
+  private func personas(_ query: PostgresQuery) async throws -> [Persona] {
+    var personas: [Persona] = []
+    for try await row in try await self.database.query(query, logger: self.logger).decode(PersonaRow.self) {
+      personas.append(try Self.persona(row))
+    }
+    return personas
+  }
+
+  // MARK: - Personas
+
+  /// Inserts a persona; a repeated `requestID` of the same owner returns the persona the first
+  /// request made instead of a second one.
+  public func insert(_ draft: PersonaDraft, owner: UUID, requestID: UUID?) async throws -> Persona {
+    let inserted = try await self.personas(
+      """
+      INSERT INTO personas (user_id, name, description, template, variables, is_public, request_id)
+      VALUES (\(owner), \(draft.name), \(draft.description), \(draft.template), \(draft.variables.jsonText)::jsonb, \(draft.isPublic), \(requestID))
+      ON CONFLICT (user_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
+      RETURNING \(unescaped: Self.personaColumns)
+      """)
+    if let persona = inserted.first { return persona }
+    // The request id was used before: the earlier result stands.
+    guard let requestID,
+      let earlier = try await self.personas(
+        "SELECT \(unescaped: Self.personaColumns) FROM personas WHERE user_id = \(owner) AND request_id = \(requestID)"
+      ).first
+    else { throw PersonaStoreError.inconsistent("insert returned nothing") }
+    return earlier
+  }
+
+  /// The persona if `viewer` may see it: theirs, or public; never a deleted one.
+  public func findVisible(id: UUID, viewer: UUID) async throws -> Persona? {
+    try await self.personas(
+      """
+      SELECT \(unescaped: Self.personaColumns) FROM personas
+      WHERE id = \(id) AND deleted_at IS NULL AND (user_id = \(viewer) OR is_public)
+      """
+    ).first
+  }
+
+  private static func sortKey(_ order: PersonaOrder) -> String {
+    switch order {
+    case .updateTime: "(extract(epoch FROM updated_at) * 1000000)::bigint"
+    case .createTime: "(extract(epoch FROM created_at) * 1000000)::bigint"
+    case .usageCount: "usage_count::bigint"
+    case .rating: "coalesce((rating * 100)::bigint, -1)"
+    }
+  }
+
+  /// One page of a listing, and how many rows the whole listing has.
+  public func list(_ request: PersonaListQuery) async throws -> (personas: [Persona], next: PersonaCursor?, total: Int) {
+    let key = Self.sortKey(request.order)
+    var binds = PostgresBindings()
+    binds.append(request.viewer)
+    binds.append(request.includePublic)
+    var filter = "deleted_at IS NULL AND (user_id = $1 OR ($2 AND is_public))"
+    if let text = request.text {
+      binds.append(text)
+      filter += " AND to_tsvector('english', name || ' ' || coalesce(description, '') || ' ' || template)"
+        + " @@ websearch_to_tsquery('english', $\(binds.count))"
+    }
+    var total = 0
+    for try await (count,) in try await self.database.query(
+      PostgresQuery(unsafeSQL: "SELECT count(*) FROM personas WHERE \(filter)", binds: binds), logger: self.logger
+    ).decode((Int,).self) {
+      total = count
+    }
+
+    var sql = "SELECT \(Self.personaColumns), \(key) AS sort_key FROM personas WHERE \(filter)"
+    if let after = request.after {
+      binds.append(after.sortKey)
+      binds.append(after.id)
+      sql += " AND (\(key), id) < ($\(binds.count - 1), $\(binds.count))"
+    }
+    binds.append(request.limit + 1)
+    sql += " ORDER BY \(key) DESC, id DESC LIMIT $\(binds.count)"
+
+    var page: [(Persona, Int64)] = []
+    typealias Row = (UUID, UUID, String, String?, String, String, Bool, Int, Double?, Int, Int, Date, Date, Date?, Int64)
+    for try await row in try await self.database.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: self.logger)
+      .decode(Row.self)
+    {
+      let persona = try Self.persona((row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11, row.12, row.13))
+      page.append((persona, row.14))
+    }
+    var next: PersonaCursor?
+    if page.count > request.limit {
+      page.removeLast()
+      next = page.last.map { PersonaCursor(sortKey: $0.1, id: $0.0.id) }
+    }
+    return (page.map(\.0), next, total)
+  }
+
+  /// Replaces `fields` of the owner's persona with the draft's values if it is still at
+  /// `expectedVersion`, and moves it to the next version.
+  /// - Returns: the updated persona, nil when no row matched (missing, not the owner's, deleted,
+  ///   or another version: `findForWrite` tells which).
+  public func update(id: UUID, owner: UUID, expectedVersion: Int, fields: Set<PersonaField>, to draft: PersonaDraft) async throws -> Persona? {
+    var binds = PostgresBindings()
+    var assignments: [String] = ["version = version + 1", "updated_at = now()"]
+    func assign(_ column: String, _ value: some PostgresDynamicTypeEncodable, cast: String = "") {
+      binds.append(value)
+      assignments.append("\(column) = $\(binds.count)\(cast)")
+    }
+    if fields.contains(.name) { assign("name", draft.name) }
+    if fields.contains(.description) { assign("description", draft.description) }
+    if fields.contains(.template) { assign("template", draft.template) }
+    if fields.contains(.variables) { assign("variables", draft.variables.jsonText, cast: "::jsonb") }
+    if fields.contains(.isPublic) { assign("is_public", draft.isPublic) }
+    binds.append(id)
+    binds.append(owner)
+    binds.append(expectedVersion)
+    let sql = """
+      UPDATE personas SET \(assignments.joined(separator: ", "))
+      WHERE id = $\(binds.count - 2) AND user_id = $\(binds.count - 1) AND version = $\(binds.count) AND deleted_at IS NULL
+      RETURNING \(Self.personaColumns)
+      """
+    return try await self.personas(PostgresQuery(unsafeSQL: sql, binds: binds)).first
+  }
+
+  /// The persona as a writer finds it (visible to `viewer`), to explain why a write matched no row.
+  public func findForWrite(id: UUID, viewer: UUID) async throws -> Persona? {
+    try await self.findVisible(id: id, viewer: viewer)
+  }
+
+  /// Marks the owner's persona deleted (at `expectedVersion`, when given).
+  /// - Returns: whether a row was deleted.
+  public func softDelete(id: UUID, owner: UUID, expectedVersion: Int?) async throws -> Bool {
+    let rows = try await self.database.query(
+      """
+      UPDATE personas SET deleted_at = now(), updated_at = now()
+      WHERE id = \(id) AND user_id = \(owner) AND deleted_at IS NULL AND (\(expectedVersion)::int IS NULL OR version = \(expectedVersion))
+      RETURNING id
+      """, logger: self.logger)
+    var deleted = false
+    for try await _ in rows { deleted = true }
+    return deleted
+  }
+
+  /// Counts one render.
+  public func incrementUsage(id: UUID) async throws {
+    try await self.database.query(
+      "UPDATE personas SET usage_count = usage_count + 1 WHERE id = \(id) AND deleted_at IS NULL", logger: self.logger)
+  }
+
+  /// Records `user`'s score for a visible persona (replacing an earlier one) and recomputes the
+  /// average, in one transaction.
+  /// - Returns: the persona with its new rating, nil when it is not visible to `user`.
+  public func rate(id: UUID, user: UUID, score: Int) async throws -> Persona? {
+    let logger = self.logger
+    return try await self.database.withTransaction(logger: logger) { connection -> Persona? in
+      var visible = false
+      for try await _ in try await connection.query(
+        "SELECT 1 FROM personas WHERE id = \(id) AND deleted_at IS NULL AND (user_id = \(user) OR is_public) FOR UPDATE",
+        logger: logger)
+      {
+        visible = true
+      }
+      guard visible else { return nil }
+      try await connection.query(
+        """
+        INSERT INTO persona_ratings (persona_id, user_id, score) VALUES (\(id), \(user), \(score))
+        ON CONFLICT (persona_id, user_id) DO UPDATE SET score = EXCLUDED.score, rated_at = now()
+        """, logger: logger)
+      var updated: Persona?
+      for try await row in try await connection.query(
+        """
+        UPDATE personas SET
+          rating = (SELECT round(avg(score), 2) FROM persona_ratings WHERE persona_id = \(id)),
+          rating_count = (SELECT count(*) FROM persona_ratings WHERE persona_id = \(id))
+        WHERE id = \(id)
+        RETURNING \(unescaped: Self.personaColumns)
+        """, logger: logger
+      ).decode(PersonaRow.self) {
+        updated = try Self.persona(row)
+      }
+      return updated
+    }
+  }
+
+  // MARK: - Validations
+
+  public func insertValidation(
+    personaID: UUID, personaVersion: Int, validator: PersonaValidatorKind, isValid: Bool, issues: [String], result: JSONValue
+  ) async throws -> PersonaValidation {
+    var recorded: PersonaValidation?
+    for try await (id, validatedAt) in try await self.database.query(
+      """
+      INSERT INTO persona_validations (persona_id, persona_version, validator, validation_result, is_valid, issues)
+      VALUES (\(personaID), \(personaVersion), \(validator.rawValue), \(result.jsonText)::jsonb, \(isValid), \(issues))
+      RETURNING id, validated_at
+      """, logger: self.logger
+    ).decode((UUID, Date).self) {
+      recorded = PersonaValidation(
+        id: id, personaID: personaID, personaVersion: personaVersion, validator: validator, isValid: isValid,
+        issues: issues, result: result, validatedAt: validatedAt)
+    }
+    guard let recorded else { throw PersonaStoreError.inconsistent("insert returned nothing") }
+    return recorded
+  }
+
+  /// A persona's validations, newest first.
+  public func listValidations(
+    personaID: UUID, validator: PersonaValidatorKind?, after: PersonaCursor?, limit: Int
+  ) async throws -> (validations: [PersonaValidation], next: PersonaCursor?, total: Int) {
+    let key = "(extract(epoch FROM validated_at) * 1000000)::bigint"
+    var binds = PostgresBindings()
+    binds.append(personaID)
+    var filter = "persona_id = $1"
+    if let validator {
+      binds.append(validator.rawValue)
+      filter += " AND validator = $\(binds.count)"
+    }
+    var total = 0
+    for try await (count,) in try await self.database.query(
+      PostgresQuery(unsafeSQL: "SELECT count(*) FROM persona_validations WHERE \(filter)", binds: binds), logger: self.logger
+    ).decode((Int,).self) {
+      total = count
+    }
+    if let after {
+      binds.append(after.sortKey)
+      binds.append(after.id)
+      filter += " AND (\(key), id) < ($\(binds.count - 1), $\(binds.count))"
+    }
+    binds.append(limit + 1)
+    let sql = """
+      SELECT id, persona_version, validator, validation_result::text, is_valid, coalesce(issues, '{}'), validated_at, \(key)
+      FROM persona_validations WHERE \(filter) ORDER BY \(key) DESC, id DESC LIMIT $\(binds.count)
+      """
+    var page: [(PersonaValidation, Int64)] = []
+    for try await row in try await self.database.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: self.logger)
+      .decode((UUID, Int, String, String, Bool, [String], Date, Int64).self)
+    {
+      guard let kind = PersonaValidatorKind(rawValue: row.2) else { continue }
+      page.append(
+        (
+          PersonaValidation(
+            id: row.0, personaID: personaID, personaVersion: row.1, validator: kind, isValid: row.4, issues: row.5,
+            result: try JSONValue(jsonText: row.3), validatedAt: row.6), row.7
+        ))
+    }
+    var next: PersonaCursor?
+    if page.count > limit {
+      page.removeLast()
+      next = page.last.map { PersonaCursor(sortKey: $0.1, id: $0.0.id) }
+    }
+    return (page.map(\.0), next, total)
+  }
+}
+
+/// The database answered in a way the schema rules out.
+public enum PersonaStoreError: Error {
+  case inconsistent(String)
+}

@@ -1,0 +1,4 @@
+import TextToSQL
+import PlatformCore
+
+await PlatformMain.run(TextToSQLService.definition)

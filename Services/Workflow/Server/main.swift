@@ -1,0 +1,4 @@
+import Workflow
+import PlatformCore
+
+await PlatformMain.run(WorkflowService.definition)

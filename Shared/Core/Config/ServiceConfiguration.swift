@@ -1,0 +1,75 @@
+public import Logging
+
+/// Everything a service reads from its environment, in one place (the README's config table).
+public struct ServiceConfiguration: Sendable {
+  /// Which service this is.
+  public var service: PlatformServiceName
+  /// Bind address (`HOST`, default 127.0.0.1; containers set 0.0.0.0).
+  public var host: String
+  /// Port (`PORT`, default the service's own; 0 picks a free one).
+  public var port: Int
+  /// The service's database (`DATABASE_URL`).
+  public var database: DatabaseConfiguration
+  /// Redis (`REDIS_URL`, default redis://127.0.0.1:6379).
+  public var redisURL: String
+  /// How bearer tokens are verified (`JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`).
+  public var auth: AuthConfiguration
+  /// `LOG_LEVEL` (trace … critical, default info).
+  public var logLevel: Logger.Level
+  /// `LOG_FORMAT` (json or text, default json).
+  public var logFormat: LogFormat
+  /// How long SIGTERM waits for in-flight calls (`SHUTDOWN_GRACE_SECONDS`, default 10).
+  public var shutdownGracePeriod: Duration
+  /// Where the other services are (`AGENT_ADDR`, `PERSONA_ADDR`, …; default 127.0.0.1:<port>).
+  public var peers: [PlatformServiceName: String]
+  /// The untouched environment, for service-specific settings.
+  public var environment: Environment
+
+  public enum LogFormat: String, Sendable, CaseIterable {
+    case json
+    case text
+  }
+
+  /// Local defaults for `service`: loopback, its own port and database, the development secret.
+  public static func defaults(for service: PlatformServiceName) -> Self {
+    // Reading an empty environment cannot fail.
+    try! Self.fromEnvironment(service: service, environment: Environment([:]))
+  }
+
+  /// Reads the configuration of `service` from `environment`.
+  /// - Throws: `Environment.InvalidValue` naming the first malformed variable.
+  public static func fromEnvironment(
+    service: PlatformServiceName,
+    environment: Environment = .process
+  ) throws -> Self {
+    let database = try DatabaseConfiguration(
+      url: environment.string(
+        "DATABASE_URL", default: "postgres://platform:platform@127.0.0.1:5432/\(service.databaseName)"),
+      poolSize: environment.int("DATABASE_POOL_SIZE", default: 8, range: 1...1000),
+      connectTimeout: environment.seconds("DATABASE_CONNECT_TIMEOUT_SECONDS", default: .seconds(30))
+    )
+    var peers: [PlatformServiceName: String] = [:]
+    for peer in PlatformServiceName.allCases {
+      peers[peer] = environment.string(peer.addressVariable, default: "127.0.0.1:\(peer.defaultPort)")
+    }
+    let levelText = environment.string("LOG_LEVEL", default: "info").lowercased()
+    guard let level = Logger.Level(rawValue: levelText) else {
+      throw Environment.InvalidValue(
+        variable: "LOG_LEVEL", value: levelText,
+        expected: "one of " + Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))
+    }
+    return Self(
+      service: service,
+      host: environment.string("HOST", default: "127.0.0.1"),
+      port: try environment.int("PORT", default: service.defaultPort, range: 0...65535),
+      database: database,
+      redisURL: environment.string("REDIS_URL", default: "redis://127.0.0.1:6379"),
+      auth: try AuthConfiguration(environment: environment),
+      logLevel: level,
+      logFormat: try environment.choice("LOG_FORMAT", default: LogFormat.json),
+      shutdownGracePeriod: try environment.seconds("SHUTDOWN_GRACE_SECONDS", default: .seconds(10)),
+      peers: peers,
+      environment: environment
+    )
+  }
+}

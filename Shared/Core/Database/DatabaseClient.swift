@@ -1,0 +1,90 @@
+public import Logging
+public import PostgresNIO
+
+extension PostgresClient {
+  /// A pooled client for the configured database. Its `run()` must be running while it is used.
+  public convenience init(configuration: DatabaseConfiguration, logger: Logger) {
+    var config = PostgresClient.Configuration(
+      host: configuration.host,
+      port: configuration.port,
+      username: configuration.username,
+      password: configuration.password,
+      database: configuration.database,
+      tls: configuration.requireTLS ? .require(.makeClientConfiguration()) : .disable
+    )
+    config.options.maximumConnections = configuration.poolSize
+    config.options.minimumConnections = 0
+    config.options.connectTimeout = .seconds(5)
+    self.init(configuration: config, backgroundLogger: logger)
+  }
+
+  /// Waits until the database answers, retrying with backoff for up to `timeout` (containers
+  /// start in any order).
+  /// - Throws: `DatabaseUnavailable` when it never answered.
+  public func waitUntilReachable(
+    _ configuration: DatabaseConfiguration, timeout: Duration, logger: Logger
+  ) async throws {
+    let clock = ContinuousClock()
+    let giveUp = clock.now + timeout
+    var delay = Duration.milliseconds(200)
+    while true {
+      do {
+        try await self.query("SELECT 1", logger: logger)
+        return
+      } catch {
+        let reason = DatabaseErrors.describe(error)
+        if clock.now + delay >= giveUp {
+          throw DatabaseUnavailable(description: "PostgreSQL at \(configuration) did not answer within \(timeout): \(reason)")
+        }
+        logger.warning("Waiting for PostgreSQL", metadata: ["database": "\(configuration)", "reason": "\(reason)"])
+        try await Task.sleep(for: delay)
+        delay = min(delay * 2, .seconds(3))
+      }
+    }
+  }
+}
+
+/// The database could not be reached at start-up.
+public struct DatabaseUnavailable: Error, CustomStringConvertible {
+  public var description: String
+}
+
+/// Turns PostgreSQL errors into statuses without leaking SQL: a connection problem is
+/// UNAVAILABLE, a cancelled statement DEADLINE_EXCEEDED, anything else INTERNAL.
+public enum DatabaseErrors {
+  /// The error a transaction's closure (or its BEGIN/COMMIT) threw, for any other error itself.
+  public static func underlying(_ error: any Error) -> any Error {
+    guard let error = error as? PostgresTransactionError else { return error }
+    return error.closureError ?? error.beginError ?? error.commitError ?? error.rollbackError ?? error
+  }
+
+  /// The SQLSTATE of a server error, such as `23505`.
+  public static func sqlState(of error: any Error) -> String? {
+    (underlying(error) as? PSQLError)?.serverInfo?[.sqlState]
+  }
+
+  /// A one-line description for logs (server message and SQLSTATE; never bind values).
+  public static func describe(_ error: any Error) -> String {
+    guard let error = underlying(error) as? PSQLError else { return String(describing: underlying(error)) }
+    if let info = error.serverInfo {
+      return "\(info[.sqlState] ?? "?"): \(info[.message] ?? "server error")"
+    }
+    return "\(error.code)"
+  }
+
+  /// Whether the error means the database could not be reached (rather than refused a query).
+  public static func isUnavailable(_ error: any Error) -> Bool {
+    guard let error = underlying(error) as? PSQLError else { return false }
+    switch error.code {
+    case .connectionError, .serverClosedConnection, .clientClosedConnection, .poolClosed, .uncleanShutdown,
+      .sslUnsupported, .failedToAddSSLHandler:
+      return true
+    case .server:
+      // 57P01..57P03: admin shutdown, crash shutdown, cannot connect now; 53300: too many connections.
+      let state = error.serverInfo?[.sqlState] ?? ""
+      return state.hasPrefix("57P") || state == "53300" || state.hasPrefix("08")
+    default:
+      return false
+    }
+  }
+}

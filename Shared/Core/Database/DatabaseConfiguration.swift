@@ -1,0 +1,54 @@
+internal import Foundation
+
+/// Where a service's PostgreSQL database is, parsed from a `postgres://` URL.
+public struct DatabaseConfiguration: Sendable, CustomStringConvertible {
+  public var host: String
+  public var port: Int
+  public var username: String
+  public var password: String?
+  public var database: String
+  /// Whether TLS is required (`?sslmode=require`); otherwise the connection is plain (loopback
+  /// and compose networks).
+  public var requireTLS: Bool
+  /// Connections in the pool (`DATABASE_POOL_SIZE`).
+  public var poolSize: Int
+  /// How long start-up keeps retrying an unreachable database before giving up.
+  public var connectTimeout: Duration
+
+  /// - Parameter url: `postgres://user:password@host:port/database[?sslmode=disable|require]`.
+  /// - Throws: `Environment.InvalidValue` for `DATABASE_URL` when the URL is malformed.
+  public init(url: String, poolSize: Int = 8, connectTimeout: Duration = .seconds(30)) throws {
+    func invalid(_ expected: String) -> Environment.InvalidValue {
+      // Never echo the password back.
+      Environment.InvalidValue(variable: "DATABASE_URL", value: Self.redacted(url), expected: expected)
+    }
+    guard let components = URLComponents(string: url),
+      let scheme = components.scheme, scheme == "postgres" || scheme == "postgresql"
+    else { throw invalid("postgres://user:password@host:port/database") }
+    guard let host = components.host, !host.isEmpty else { throw invalid("a host") }
+    guard let user = components.user, !user.isEmpty else { throw invalid("a user name") }
+    let database = String(components.path.drop(while: { $0 == "/" }))
+    guard !database.isEmpty else { throw invalid("a database name after the host") }
+    let sslmode = components.queryItems?.first(where: { $0.name == "sslmode" })?.value ?? "disable"
+    guard ["disable", "prefer", "require", "allow"].contains(sslmode) else { throw invalid("sslmode disable or require") }
+    self.host = host
+    self.port = components.port ?? 5432
+    self.username = user.removingPercentEncoding ?? user
+    self.password = components.password.map { $0.removingPercentEncoding ?? $0 }
+    self.database = database.removingPercentEncoding ?? database
+    self.requireTLS = sslmode == "require"
+    self.poolSize = poolSize
+    self.connectTimeout = connectTimeout
+  }
+
+  /// The URL without its password, for logs.
+  public var description: String {
+    "postgres://\(self.username)@\(self.host):\(self.port)/\(self.database)"
+  }
+
+  static func redacted(_ url: String) -> String {
+    guard var components = URLComponents(string: url) else { return "<unparseable>" }
+    if components.password != nil { components.password = "***" }
+    return components.string ?? "<unparseable>"
+  }
+}

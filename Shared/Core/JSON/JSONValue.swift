@@ -1,0 +1,173 @@
+internal import Foundation
+public import SwiftProtobuf
+
+/// A JSON document: what JSONB columns hold and what `google.protobuf.Struct` carries.
+public enum JSONValue: Sendable, Hashable {
+  case null
+  case bool(Bool)
+  case number(Double)
+  case string(String)
+  case array([JSONValue])
+  case object([String: JSONValue])
+
+  /// The object's members, nil for any other kind.
+  public var objectValue: [String: JSONValue]? {
+    if case .object(let members) = self { return members }
+    return nil
+  }
+
+  public var stringValue: String? {
+    if case .string(let string) = self { return string }
+    return nil
+  }
+
+  /// The JSON type name (`object`, `array`, `string`, `number`, `integer`, `boolean`, `null`);
+  /// whole numbers are `integer`.
+  public var typeName: String {
+    switch self {
+    case .null: "null"
+    case .bool: "boolean"
+    case .number(let number): number.rounded() == number && abs(number) < 9.007_199_254_740_992e15 ? "integer" : "number"
+    case .string: "string"
+    case .array: "array"
+    case .object: "object"
+    }
+  }
+
+  /// How many values the document holds, nested ones included.
+  public var nodeCount: Int {
+    switch self {
+    case .array(let values): 1 + values.reduce(0) { $0 + $1.nodeCount }
+    case .object(let members): 1 + members.values.reduce(0) { $0 + $1.nodeCount }
+    default: 1
+    }
+  }
+
+  /// The deepest nesting of arrays and objects (a scalar is 0).
+  public var depth: Int {
+    switch self {
+    case .array(let values): 1 + (values.map(\.depth).max() ?? 0)
+    case .object(let members): 1 + (members.values.map(\.depth).max() ?? 0)
+    default: 0
+    }
+  }
+}
+
+// MARK: - JSON text
+
+extension JSONValue {
+  /// Parses JSON text.
+  public init(jsonText: String) throws {
+    self = try JSONDecoder().decode(JSONValue.self, from: Data(jsonText.utf8))
+  }
+
+  /// Compact JSON text with sorted keys (stable, so equal documents have equal text).
+  public var jsonText: String {
+    var text = ""
+    self.write(to: &text)
+    return text
+  }
+
+  private func write(to text: inout String) {
+    switch self {
+    case .null: text += "null"
+    case .bool(let bool): text += bool ? "true" : "false"
+    case .number(let number):
+      if number.rounded() == number && abs(number) < 1e15 {
+        text += String(Int64(number))
+      } else if number.isFinite {
+        text += "\(number)"
+      } else {
+        text += "null"
+      }
+    case .string(let string): JSONLogHandler.appendQuoted(string, to: &text)
+    case .array(let values):
+      text += "["
+      for (index, value) in values.enumerated() {
+        if index > 0 { text += "," }
+        value.write(to: &text)
+      }
+      text += "]"
+    case .object(let members):
+      text += "{"
+      for (index, key) in members.keys.sorted().enumerated() {
+        if index > 0 { text += "," }
+        JSONLogHandler.appendQuoted(key, to: &text)
+        text += ":"
+        members[key]!.write(to: &text)
+      }
+      text += "}"
+    }
+  }
+}
+
+extension JSONValue: Codable {
+  public init(from decoder: any Swift.Decoder) throws {
+    let container = try decoder.singleValueContainer()
+    if container.decodeNil() {
+      self = .null
+    } else if let bool = try? container.decode(Bool.self) {
+      self = .bool(bool)
+    } else if let number = try? container.decode(Double.self) {
+      self = .number(number)
+    } else if let string = try? container.decode(String.self) {
+      self = .string(string)
+    } else if let array = try? container.decode([JSONValue].self) {
+      self = .array(array)
+    } else {
+      self = .object(try container.decode([String: JSONValue].self))
+    }
+  }
+
+  public func encode(to encoder: any Swift.Encoder) throws {
+    var container = encoder.singleValueContainer()
+    switch self {
+    case .null: try container.encodeNil()
+    case .bool(let bool): try container.encode(bool)
+    case .number(let number): try container.encode(number)
+    case .string(let string): try container.encode(string)
+    case .array(let values): try container.encode(values)
+    case .object(let members): try container.encode(members)
+    }
+  }
+}
+
+// MARK: - google.protobuf.Struct
+
+extension JSONValue {
+  /// The value a `google.protobuf.Value` holds (an unset kind reads as null).
+  public init(_ value: Google_Protobuf_Value) {
+    switch value.kind {
+    case .nullValue, .none: self = .null
+    case .boolValue(let bool): self = .bool(bool)
+    case .numberValue(let number): self = .number(number)
+    case .stringValue(let string): self = .string(string)
+    case .listValue(let list): self = .array(list.values.map(JSONValue.init))
+    case .structValue(let object): self = JSONValue(object)
+    }
+  }
+
+  /// The object a `google.protobuf.Struct` holds.
+  public init(_ object: Google_Protobuf_Struct) {
+    self = .object(object.fields.mapValues(JSONValue.init))
+  }
+
+  public var protobufValue: Google_Protobuf_Value {
+    var value = Google_Protobuf_Value()
+    switch self {
+    case .null: value.nullValue = .nullValue
+    case .bool(let bool): value.boolValue = bool
+    case .number(let number): value.numberValue = number
+    case .string(let string): value.stringValue = string
+    case .array(let values):
+      value.listValue = Google_Protobuf_ListValue.with { $0.values = values.map(\.protobufValue) }
+    case .object: value.structValue = self.protobufStruct
+    }
+    return value
+  }
+
+  /// The members as a `google.protobuf.Struct` (empty for anything but an object).
+  public var protobufStruct: Google_Protobuf_Struct {
+    Google_Protobuf_Struct.with { $0.fields = (self.objectValue ?? [:]).mapValues(\.protobufValue) }
+  }
+}

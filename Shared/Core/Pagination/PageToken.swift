@@ -1,0 +1,33 @@
+internal import Foundation
+
+/// Opaque page tokens: a Codable cursor as base64url JSON. A token that does not decode, or
+/// was made for a different request, is INVALID_ARGUMENT (`page_token`) at the caller.
+public enum PageToken {
+  public static func encode(_ cursor: some Encodable) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = .sortedKeys
+    let data = (try? encoder.encode(cursor)) ?? Data()
+    return data.base64EncodedString()
+      .replacingOccurrences(of: "+", with: "-")
+      .replacingOccurrences(of: "/", with: "_")
+      .replacingOccurrences(of: "=", with: "")
+  }
+
+  /// The cursor in `token`, nil when it is not one of ours.
+  public static func decode<Cursor: Decodable>(_ token: String, as type: Cursor.Type) -> Cursor? {
+    guard token.count <= 2048 else { return nil }
+    var base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+    base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+    guard let data = Data(base64Encoded: base64) else { return nil }
+    return try? JSONDecoder().decode(Cursor.self, from: data)
+  }
+
+  /// The page size to use for a requested `page_size`: 0 means `defaultSize`; larger than
+  /// `maximum` is lowered to it.
+  /// - Returns: nil when the request is negative.
+  public static func pageSize(_ requested: Int32, default defaultSize: Int, maximum: Int) -> Int? {
+    if requested < 0 { return nil }
+    if requested == 0 { return defaultSize }
+    return min(Int(requested), maximum)
+  }
+}

@@ -1,0 +1,160 @@
+internal import Foundation
+internal import GRPCRuntime
+internal import GRPCRuntimeServices
+public import Logging
+internal import PlatformProtos
+internal import PostgresNIO
+public import ServiceLifecycle
+internal import Synchronization
+
+/// Runs one platform service: connects its database (waiting for it at start-up), applies its
+/// migrations, and serves its RPCs with the platform's interceptors (tracing, error mapping,
+/// auth), health (Check and Watch, following the database) and reflection. A graceful
+/// shutdown (SIGTERM) turns health NOT_SERVING, drains in-flight calls, then closes the pool.
+public final class PlatformServer: Service, Sendable {
+  public let configuration: ServiceConfiguration
+  private let definition: any PlatformServiceDefinition
+  private let logger: Logger
+  private let state = Mutex<State>(.starting([]))
+
+  private enum State {
+    case starting([CheckedContinuation<RPCServer, any Error>])
+    case serving(RPCServer)
+    case failed(any Error)
+  }
+
+  /// How often health re-checks the database.
+  public static let databaseCheckInterval: Duration = .seconds(5)
+
+  public init(definition: any PlatformServiceDefinition, configuration: ServiceConfiguration, logger: Logger) {
+    self.definition = definition
+    self.configuration = configuration
+    self.logger = logger
+  }
+
+  /// The port the server listens on, once start-up has bound it.
+  /// - Throws: the start-up error if it failed.
+  public var listeningPort: Int {
+    get async throws {
+      let server = try await withCheckedThrowingContinuation { continuation in
+        let ready = self.state.withLock { state -> Result<RPCServer, any Error>? in
+          switch state {
+          case .starting(var waiters):
+            waiters.append(continuation)
+            state = .starting(waiters)
+            return nil
+          case .serving(let server): return .success(server)
+          case .failed(let error): return .failure(error)
+          }
+        }
+        if let ready { continuation.resume(with: ready) }
+      }
+      return try await server.listeningPort
+    }
+  }
+
+  public func run() async throws {
+    do {
+      try await self.serve()
+    } catch {
+      self.resolveWaiters(.failure(error))
+      throw error
+    }
+  }
+
+  private func serve() async throws {
+    let configuration = self.configuration
+    let logger = self.logger
+    if configuration.auth.usesDevelopmentSecret {
+      logger.warning("JWT_SECRET is not set: using the development secret. Never do this in production.")
+    }
+    let database = PostgresClient(configuration: configuration.database, logger: logger)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { await database.run() }
+      defer { group.cancelAll() }
+
+      try await database.waitUntilReachable(configuration.database, timeout: configuration.database.connectTimeout, logger: logger)
+      let applied = try await MigrationRunner(client: database, logger: logger).apply(self.definition.migrations())
+      logger.info("Database ready", metadata: ["database": "\(configuration.database)", "migrations_applied": "\(applied.count)"])
+
+      let resources = ServiceResources(configuration: configuration, database: database, logger: logger)
+      let services = try await self.definition.makeServices(resources)
+      let serviceNames = Array(RPCRouter(services: services).serviceNames).sorted()
+      let health = HealthService(services: serviceNames)
+      let reflection = try ReflectionService(
+        descriptorSet: Array(Data(base64Encoded: PlatformDescriptors.fileDescriptorSetBase64) ?? Data()),
+        serviceNames: serviceNames + ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"])
+      let verifier = await TokenVerifier(configuration: configuration.auth)
+      let server = RPCServer(
+        configuration: .defaults {
+          $0.host = configuration.host
+          $0.port = configuration.port
+          $0.shutdownGracePeriod = configuration.shutdownGracePeriod
+        },
+        services: services + [health, reflection],
+        interceptors: [
+          TracingServerInterceptor(),
+          ErrorMappingInterceptor(logger: logger),
+          AuthInterceptor(verifier: verifier, policy: self.definition.accessPolicy),
+        ],
+        logger: logger
+      )
+      self.resolveWaiters(.success(server))
+
+      group.addTask {
+        await Self.followDatabaseHealth(database, health: health, services: serviceNames, logger: logger)
+      }
+      group.addTask {
+        let port = try await server.listeningPort
+        logger.info(
+          "Serving", metadata: ["address": "\(configuration.host):\(port)", "services": "\(serviceNames.joined(separator: ","))"])
+      }
+      try await withGracefulShutdownHandler {
+        try await server.run()
+      } onGracefulShutdown: {
+        logger.info("Shutting down: draining in-flight calls")
+        health.enterShutdown()
+      }
+      logger.info("Stopped")
+    }
+  }
+
+  private func resolveWaiters(_ result: Result<RPCServer, any Error>) {
+    let waiters = self.state.withLock { state -> [CheckedContinuation<RPCServer, any Error>] in
+      guard case .starting(let waiters) = state else { return [] }
+      switch result {
+      case .success(let server): state = .serving(server)
+      case .failure(let error): state = .failed(error)
+      }
+      return waiters
+    }
+    for waiter in waiters { waiter.resume(with: result) }
+  }
+
+  /// Health follows the database: NOT_SERVING while `SELECT 1` fails, SERVING again once it
+  /// answers.
+  private static func followDatabaseHealth(
+    _ database: PostgresClient, health: HealthService, services: [String], logger: Logger
+  ) async {
+    var healthy = true
+    while !Task.isCancelled && !Task.isShuttingDownGracefully {
+      do {
+        try await Task.sleep(for: Self.databaseCheckInterval)
+      } catch {
+        return
+      }
+      let reachable: Bool
+      do {
+        try await database.query("SELECT 1", logger: logger)
+        reachable = true
+      } catch {
+        reachable = false
+        if healthy { logger.error("Database check failed", metadata: ["error": "\(DatabaseErrors.describe(error))"]) }
+      }
+      guard reachable != healthy, !Task.isShuttingDownGracefully else { continue }
+      healthy = reachable
+      if reachable { logger.info("Database reachable again") }
+      for service in [""] + services { health.setStatus(reachable ? .serving : .notServing, forService: service) }
+    }
+  }
+}

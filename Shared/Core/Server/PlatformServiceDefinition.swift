@@ -1,0 +1,24 @@
+public import GRPCRuntime
+public import Logging
+public import PostgresNIO
+
+/// What a service plugs into the platform server: its migrations, its RPC handlers and the
+/// permission each RPC needs.
+public protocol PlatformServiceDefinition: Sendable {
+  /// Which service this is (port, database, log label).
+  var name: PlatformServiceName { get }
+  /// The service's migrations, in version order (empty when it has no tables yet).
+  func migrations() throws -> [Migration]
+  /// The permission each RPC requires; methods missing from it are refused.
+  var accessPolicy: AccessPolicy { get }
+  /// The handlers, built once the database is migrated.
+  func makeServices(_ resources: ServiceResources) async throws -> [any RPCService]
+}
+
+/// What a service's handlers are built from.
+public struct ServiceResources: Sendable {
+  public var configuration: ServiceConfiguration
+  /// The service's own database (pooled; running).
+  public var database: PostgresClient
+  public var logger: Logger
+}

@@ -1,0 +1,107 @@
+public import GRPCRuntime
+
+/// A W3C trace context (`traceparent`): which trace a call belongs to and which span is current.
+public struct TraceContext: Sendable, Hashable {
+  /// 32 lowercase hex digits, never all zero.
+  public var traceID: String
+  /// 16 lowercase hex digits of the current span, never all zero.
+  public var spanID: String
+  /// The trace flags (bit 0: sampled).
+  public var flags: UInt8
+
+  /// The context of the work the current task does.
+  @TaskLocal public static var current: TraceContext?
+
+  /// A new trace with a random id.
+  public static func newTrace(sampled: Bool = true) -> TraceContext {
+    TraceContext(traceID: Self.randomHex(bytes: 16), spanID: Self.randomHex(bytes: 8), flags: sampled ? 1 : 0)
+  }
+
+  public init(traceID: String, spanID: String, flags: UInt8) {
+    self.traceID = traceID
+    self.spanID = spanID
+    self.flags = flags
+  }
+
+  /// Parses a `traceparent` header (version 00, or a later version's first four fields).
+  /// Returns nil when it is malformed, as the W3C spec says to then start a new trace.
+  public init?(traceparent: String) {
+    let fields = traceparent.split(separator: "-", omittingEmptySubsequences: false)
+    guard fields.count >= 4, fields[0].count == 2, Self.isHex(fields[0]), fields[0] != "ff" else { return nil }
+    if fields[0] == "00" && fields.count != 4 { return nil }
+    guard fields[1].count == 32, Self.isHex(fields[1]), fields[1] != String(repeating: "0", count: 32),
+      fields[2].count == 16, Self.isHex(fields[2]), fields[2] != String(repeating: "0", count: 16),
+      fields[3].count == 2, let flags = UInt8(fields[3], radix: 16)
+    else { return nil }
+    self.init(traceID: String(fields[1]), spanID: String(fields[2]), flags: flags)
+  }
+
+  /// The `traceparent` header value.
+  public var traceparent: String {
+    "00-\(self.traceID)-\(self.spanID)-" + (self.flags < 16 ? "0" : "") + String(self.flags, radix: 16)
+  }
+
+  /// A child span in the same trace.
+  public func child() -> TraceContext {
+    TraceContext(traceID: self.traceID, spanID: Self.randomHex(bytes: 8), flags: self.flags)
+  }
+
+  private static func isHex(_ text: Substring) -> Bool {
+    text.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+  }
+
+  private static func randomHex(bytes: Int) -> String {
+    var generator = SystemRandomNumberGenerator()
+    while true {
+      var text = ""
+      var allZero = true
+      for _ in 0..<bytes {
+        let byte = UInt8.random(in: 0...255, using: &generator)
+        if byte != 0 { allZero = false }
+        text += (byte < 16 ? "0" : "") + String(byte, radix: 16)
+      }
+      if !allZero { return text }
+    }
+  }
+}
+
+enum TraceContextKey: ServerContextKey {
+  typealias Value = TraceContext
+}
+
+extension ServerContext {
+  /// The call's trace context (its span is the server's span for this call).
+  public var trace: TraceContext? { self[TraceContextKey.self] }
+}
+
+/// Reads `traceparent` on every call (or starts a trace), makes the call's span current for the
+/// handler (log lines carry its `trace_id`), and tells the caller the trace id in the
+/// `x-trace-id` response header.
+public struct TracingServerInterceptor: ServerInterceptor {
+  public init() {}
+
+  public func intercept(context: ServerContext, next: (ServerContext) async throws -> Void) async throws {
+    let incoming = context.requestMetadata.firstString(forKey: "traceparent").flatMap(TraceContext.init(traceparent:))
+    let trace = incoming?.child() ?? TraceContext.newTrace()
+    context[TraceContextKey.self] = trace
+    var initial = context.initialMetadata
+    initial.replaceOrAddString(trace.traceID, forKey: "x-trace-id")
+    context.initialMetadata = initial
+    try await TraceContext.$current.withValue(trace) {
+      try await next(context)
+    }
+  }
+}
+
+/// Writes the current trace context as `traceparent` on every outgoing call, as a new child
+/// span, so the next service continues the trace.
+public struct TracingClientInterceptor: ClientInterceptor {
+  public init() {}
+
+  public func prepare(_ head: inout ClientCallHead) {
+    guard head.metadata.firstString(forKey: "traceparent") == nil,
+      let trace = TraceContext.current ?? ServerContext.current?.trace
+    else { return }
+    head.metadata.addString(trace.child().traceparent, forKey: "traceparent")
+  }
+}
