@@ -255,7 +255,10 @@ let package = Package(
       name: "PlatformCoreTests",
       dependencies: [
         "GRPCRuntime",
+        "GRPCRuntimeServices",
         "PlatformCore",
+        "PlatformProtos",
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         "PlatformTesting",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "PostgresNIO", package: "postgres-nio"),

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The project's test command: builds everything, runs the Swift test suites (unit, integration
-# over real loopback sockets, TLS, hostile input), the interop matrix against independent gRPC
-# implementations (Python grpcio, grpc-go, a C client on libnghttp2), and checks that the
-# generated code is up to date.
+# The project's test command: starts the local PostgreSQL + Redis (installing them when
+# missing), builds everything, runs the Swift test suites (unit; integration over real loopback
+# sockets against real PostgreSQL; TLS; hostile input), the interop matrix against independent
+# gRPC implementations (Python grpcio, grpc-go, a C client on libnghttp2), the persona service
+# from C and Python clients, and checks that the generated code is up to date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n=== %s\n' "$*"; }
+
+step "local PostgreSQL and Redis"
+scripts/local-services.sh up
 
 step "build"
 swift build --build-tests
@@ -19,6 +23,9 @@ step "hostile input (malformed HTTP/2 and gRPC, floods, fuzzing, slow readers)"
 
 step "interop matrix"
 scripts/interop.sh "$(swift build --show-bin-path)/rpc-interop"
+
+step "persona service from C (libprotobuf-c) and Python (grpcio) clients"
+scripts/persona-interop.sh "$(swift build --show-bin-path)/persona"
 
 step "generated code is up to date"
 scripts/check-generated.sh

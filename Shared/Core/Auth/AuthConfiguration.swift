@@ -25,8 +25,8 @@ public struct AuthConfiguration: Sendable {
 
   init(environment: Environment) throws {
     let secret = environment.string("JWT_SECRET", default: Self.developmentSecret)
-    guard secret.utf8.count >= 16 else {
-      throw Environment.InvalidValue(variable: "JWT_SECRET", value: "<\(secret.utf8.count) bytes>", expected: "at least 16 bytes")
+    guard secret.utf8.count >= 32 else {
+      throw Environment.InvalidValue(variable: "JWT_SECRET", value: "<\(secret.utf8.count) bytes>", expected: "at least 32 bytes (HS256 keys are as long as the hash)")
     }
     self.init(
       secret: secret,

@@ -29,7 +29,7 @@ extension PostgresClient {
     var delay = Duration.milliseconds(200)
     while true {
       do {
-        try await self.query("SELECT 1", logger: logger)
+        try await self.ping(timeout: min(.seconds(3), giveUp - clock.now), logger: logger)
         return
       } catch {
         let reason = DatabaseErrors.describe(error)
@@ -40,6 +40,22 @@ extension PostgresClient {
         try await Task.sleep(for: delay)
         delay = min(delay * 2, .seconds(3))
       }
+    }
+  }
+}
+
+extension PostgresClient {
+  /// Runs `SELECT 1`, failing if it takes longer than `timeout` (a lease waits while the pool
+  /// keeps reconnecting, so an unreachable database would otherwise hang the caller).
+  public func ping(timeout: Duration, logger: Logger) async throws {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await self.query("SELECT 1", logger: logger) }
+      group.addTask {
+        try await Task.sleep(for: timeout)
+        throw DatabaseUnavailable(description: "no answer within \(timeout)")
+      }
+      defer { group.cancelAll() }
+      try await group.next()
     }
   }
 }

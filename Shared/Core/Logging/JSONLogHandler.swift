@@ -81,7 +81,7 @@ public struct JSONLogHandler: LogHandler {
   }
 
   private static func timestamp() -> String {
-    Date().formatted(.iso8601.year().month().day().dateSeparator(.dash).time(includingFractionalSeconds: true).timeSeparator(.colon))
+    Date.ISO8601FormatStyle(includingFractionalSeconds: true).format(Date())
   }
 
   private static func write(_ line: String) {

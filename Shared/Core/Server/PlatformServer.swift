@@ -145,7 +145,7 @@ public final class PlatformServer: Service, Sendable {
       }
       let reachable: Bool
       do {
-        try await database.query("SELECT 1", logger: logger)
+        try await database.ping(timeout: .seconds(2), logger: logger)
         reachable = true
       } catch {
         reachable = false

@@ -1,0 +1,139 @@
+import Foundation
+import Logging
+import PlatformCore
+import SwiftProtobuf
+import Testing
+
+@Suite("Trace context")
+struct TraceContextTests {
+  @Test("A valid traceparent parses and prints back")
+  func roundTrip() throws {
+    let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    let context = try #require(TraceContext(traceparent: header))
+    #expect(context.traceID == "4bf92f3577b34da6a3ce929d0e0e4736")
+    #expect(context.traceparent == header)
+    let child = context.child()
+    #expect(child.traceID == context.traceID && child.spanID != context.spanID)
+  }
+
+  @Test(
+    "Malformed traceparents are ignored",
+    arguments: [
+      "", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7", "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+      "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+    ])
+  func malformed(header: String) {
+    #expect(TraceContext(traceparent: header) == nil)
+  }
+
+  @Test("A later version's extra fields are tolerated")
+  func futureVersion() {
+    #expect(TraceContext(traceparent: "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-ever") != nil)
+  }
+
+  @Test("New traces have non-zero ids of the right length")
+  func newTrace() {
+    let trace = TraceContext.newTrace()
+    #expect(trace.traceID.count == 32 && trace.spanID.count == 16)
+    #expect(TraceContext(traceparent: trace.traceparent) == trace)
+  }
+}
+
+@Suite("Configuration")
+struct ConfigurationTests {
+  @Test("Defaults: loopback, the service's port and database, the development secret")
+  func defaults() {
+    let configuration = ServiceConfiguration.defaults(for: .textToSQL)
+    #expect(configuration.host == "127.0.0.1")
+    #expect(configuration.port == 50054)
+    #expect(configuration.database.database == "sql_db")
+    #expect(configuration.auth.usesDevelopmentSecret)
+    #expect(configuration.peers[.codeSandbox] == "127.0.0.1:50053")
+    #expect(PlatformServiceName.codeSandbox.addressVariable == "CODE_SANDBOX_ADDR")
+  }
+
+  @Test("Settings come from the environment")
+  func fromEnvironment() throws {
+    let configuration = try ServiceConfiguration.fromEnvironment(
+      service: .persona,
+      environment: Environment([
+        "PORT": "6000", "DATABASE_URL": "postgres://u:p%40ss@db.internal:6543/personas?sslmode=require",
+        "JWT_SECRET": "a-long-enough-secret-value-0123456789", "LOG_LEVEL": "DEBUG", "AGENT_ADDR": "agent:50051",
+      ]))
+    #expect(configuration.port == 6000)
+    #expect(configuration.database.host == "db.internal" && configuration.database.port == 6543)
+    #expect(configuration.database.password == "p@ss" && configuration.database.requireTLS)
+    #expect(configuration.database.description == "postgres://u@db.internal:6543/personas")
+    #expect(configuration.logLevel == .debug)
+    #expect(configuration.peers[.agent] == "agent:50051")
+    #expect(!configuration.auth.usesDevelopmentSecret)
+  }
+
+  @Test(
+    "A malformed setting is an error naming the variable (and never echoing a password)",
+    arguments: [
+      ("PORT", "http"), ("PORT", "70000"), ("DATABASE_URL", "mysql://u:secret@h/db"), ("DATABASE_URL", "postgres://u:secret@h"),
+      ("LOG_LEVEL", "loud"), ("LOG_FORMAT", "xml"), ("JWT_SECRET", "short"), ("DATABASE_POOL_SIZE", "0"),
+    ])
+  func invalid(variable: String, value: String) {
+    #expect {
+      try ServiceConfiguration.fromEnvironment(service: .agent, environment: Environment([variable: value]))
+    } throws: { error in
+      let invalid = error as? Environment.InvalidValue
+      return invalid?.variable == variable && !(invalid?.description.contains("secret@") ?? true)
+    }
+  }
+}
+
+@Suite("SQL scripts")
+struct SQLScriptTests {
+  @Test("Statements split at top-level semicolons only")
+  func split() {
+    let script = """
+      -- a comment; with a semicolon
+      CREATE TABLE a (x TEXT DEFAULT 'semi;colon', "weird;name" INT);
+      /* block; /* nested; */ comment */
+      CREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $body$ LANGUAGE sql;
+      INSERT INTO a VALUES ('it''s; fine', 2);;
+      SELECT $$;$$
+      """
+    let statements = SQLScript.statements(in: script)
+    #expect(statements.count == 4)
+    #expect(statements[0].hasSuffix(#""weird;name" INT)"#))
+    #expect(statements[1].contains("$body$ SELECT 1; $body$"))
+    #expect(statements[2].contains("'it''s; fine'"))
+    #expect(statements[3] == "SELECT $$;$$")
+  }
+
+  @Test("A script of comments and whitespace has no statements")
+  func empty() {
+    #expect(SQLScript.statements(in: "  -- nothing\n /* here */ ;\n").isEmpty)
+  }
+}
+
+@Suite("JSON values")
+struct JSONValueTests {
+  @Test("JSON text and google.protobuf.Struct round-trip")
+  func roundTrip() throws {
+    let text = #"{"a":[1,2.5,"x",true,null],"b":{"c":"d\"e"},"n":-3}"#
+    let value = try JSONValue(jsonText: text)
+    #expect(value.jsonText == text)
+    #expect(JSONValue(value.protobufStruct) == value)
+    #expect(try JSONValue(jsonText: "true") == .bool(true))
+    #expect(try JSONValue(jsonText: "1") == .number(1))
+    #expect(value.nodeCount == 10 && value.depth == 2)
+  }
+
+  @Test("Page tokens round-trip and garbage does not decode")
+  func pageTokens() {
+    struct Cursor: Codable, Equatable { var key: Int64; var id: String }
+    let token = PageToken.encode(Cursor(key: 42, id: "x/y+z"))
+    #expect(PageToken.decode(token, as: Cursor.self) == Cursor(key: 42, id: "x/y+z"))
+    #expect(PageToken.decode("not-a-token", as: Cursor.self) == nil)
+    #expect(PageToken.pageSize(0, default: 50, maximum: 1000) == 50)
+    #expect(PageToken.pageSize(5000, default: 50, maximum: 1000) == 1000)
+    #expect(PageToken.pageSize(-1, default: 50, maximum: 1000) == nil)
+  }
+}

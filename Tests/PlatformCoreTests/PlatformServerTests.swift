@@ -1,0 +1,53 @@
+import Foundation
+import GRPCRuntime
+import GRPCRuntimeServices
+import PlatformCore
+import PlatformProtos
+import PlatformTesting
+import Testing
+
+@Suite("Platform server")
+struct PlatformServerTests {
+  @Test("A placeholder service serves health without a token and answers UNIMPLEMENTED otherwise")
+  func placeholder() async throws {
+    try await PlatformTestService.run(PlaceholderServiceDefinition(name: .workflow)) { service in
+      let health = Grpc_Health_V1_HealthClient(channel: service.client)
+      let response = try await health.check(Grpc_Health_V1_HealthCheckRequest())
+      #expect(response.status == .serving)
+
+      let workflows = Platform_Workflow_V1_WorkflowServiceClient(channel: service.client)
+      let token = try await service.options(for: UUID(), roles: [.admin])
+      await expectStatus(.unimplemented) {
+        try await workflows.getWorkflow(Platform_Workflow_V1_GetWorkflowRequest(), options: token)
+      }
+    }
+  }
+
+  @Test("The server continues the caller's trace and reports its id")
+  func tracing() async throws {
+    try await PlatformTestService.run(PlaceholderServiceDefinition(name: .knowledge)) { service in
+      var metadata = Metadata()
+      metadata.addString("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", forKey: "traceparent")
+      let response: ClientResponse<Grpc_Health_V1_HealthCheckResponse> = try await service.client.unaryCall(
+        Grpc_Health_V1_Health.Method.check, request: Grpc_Health_V1_HealthCheckRequest(), options: CallOptions(metadata: metadata))
+      #expect(response.initialMetadata.firstString(forKey: "x-trace-id") == "4bf92f3577b34da6a3ce929d0e0e4736")
+
+      let fresh: ClientResponse<Grpc_Health_V1_HealthCheckResponse> = try await service.client.unaryCall(
+        Grpc_Health_V1_Health.Method.check, request: Grpc_Health_V1_HealthCheckRequest(), options: CallOptions())
+      let traceID = try #require(fresh.initialMetadata.firstString(forKey: "x-trace-id"))
+      #expect(traceID.count == 32 && traceID != "4bf92f3577b34da6a3ce929d0e0e4736")
+    }
+  }
+
+  @Test("Start-up fails with a clear error when the database cannot be reached")
+  func unreachableDatabase() async throws {
+    var configuration = ServiceConfiguration.defaults(for: .agent)
+    configuration.port = 0
+    configuration.database = try DatabaseConfiguration(
+      url: "postgres://platform:platform@127.0.0.1:1/agent_db", connectTimeout: .milliseconds(500))
+    let server = PlatformServer(
+      definition: PlaceholderServiceDefinition(name: .agent), configuration: configuration, logger: TestPostgres.logger)
+    await #expect(throws: DatabaseUnavailable.self) { try await server.run() }
+    await #expect(throws: DatabaseUnavailable.self) { try await server.listeningPort }
+  }
+}
