@@ -18,6 +18,13 @@ struct AccessTokenClaims: JWTPayload {
   func verify(using algorithm: some JWTAlgorithm) async throws {}
 }
 
+extension AuthConfiguration {
+  /// The HS256 key of `secret`, the one key tokens are signed and verified with.
+  func signingKeys() async -> JWTKeyCollection {
+    await JWTKeyCollection().add(hmac: HMACKey(from: self.secret), digestAlgorithm: .sha256)
+  }
+}
+
 /// Why a bearer token was refused. The message is safe to show the caller.
 public enum TokenError: Error, Equatable, Sendable, CustomStringConvertible {
   case missing
@@ -54,7 +61,7 @@ public struct TokenVerifier: Sendable {
 
   public init(configuration: AuthConfiguration) async {
     self.configuration = configuration
-    self.keys = await JWTKeyCollection().add(hmac: HMACKey(from: configuration.secret), digestAlgorithm: .sha256)
+    self.keys = await configuration.signingKeys()
   }
 
   /// - Returns: the caller the token stands for.
@@ -102,7 +109,7 @@ public struct TokenIssuer: Sendable {
 
   public init(configuration: AuthConfiguration) async {
     self.configuration = configuration
-    self.keys = await JWTKeyCollection().add(hmac: HMACKey(from: configuration.secret), digestAlgorithm: .sha256)
+    self.keys = await configuration.signingKeys()
   }
 
   /// A signed token for `userID`, valid for `lifetime` from `now`.

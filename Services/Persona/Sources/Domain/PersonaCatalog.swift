@@ -55,7 +55,7 @@ public struct PersonaCatalog: Sendable {
 
   /// Why a write to `id` by `caller` matched no row.
   private func explainMissedWrite(_ id: UUID, caller: Caller, expectedVersion: Int?) async throws -> PersonaError {
-    guard let persona = try await self.store.findForWrite(id: id, viewer: caller.userID) else { return .notFound }
+    guard let persona = try await self.store.findVisible(id: id, viewer: caller.userID) else { return .notFound }
     guard persona.ownerID == caller.userID else { return .notOwner }
     if let expectedVersion, persona.version != expectedVersion {
       return .versionMismatch(expected: expectedVersion, current: persona.version)

@@ -137,7 +137,7 @@ public struct PersonaStore: Sendable {
   /// Replaces `fields` of the owner's persona with the draft's values if it is still at
   /// `expectedVersion`, and moves it to the next version.
   /// - Returns: the updated persona, nil when no row matched (missing, not the owner's, deleted,
-  ///   or another version: `findForWrite` tells which).
+  ///   or another version).
   public func update(id: UUID, owner: UUID, expectedVersion: Int, fields: Set<PersonaField>, to draft: PersonaDraft) async throws -> Persona? {
     var binds = PostgresBindings()
     var assignments: [String] = ["version = version + 1", "updated_at = now()"]
@@ -159,11 +159,6 @@ public struct PersonaStore: Sendable {
       RETURNING \(Self.personaColumns)
       """
     return try await self.personas(PostgresQuery(unsafeSQL: sql, binds: binds)).first
-  }
-
-  /// The persona as a writer finds it (visible to `viewer`), to explain why a write matched no row.
-  public func findForWrite(id: UUID, viewer: UUID) async throws -> Persona? {
-    try await self.findVisible(id: id, viewer: viewer)
   }
 
   /// Marks the owner's persona deleted (at `expectedVersion`, when given).
