@@ -4,6 +4,7 @@ import GRPCRuntimeServices
 import PlatformCore
 import PlatformProtos
 import PlatformTesting
+import PostgresNIO
 import Testing
 
 @Suite("Platform server")
@@ -37,6 +38,45 @@ struct PlatformServerTests {
       let traceID = try #require(fresh.initialMetadata.firstString(forKey: "x-trace-id"))
       #expect(traceID.count == 32 && traceID != "4bf92f3577b34da6a3ce929d0e0e4736")
     }
+  }
+
+  @Test("Health follows the database: NOT_SERVING while it is gone, SERVING once it is back")
+  func healthFollowsDatabase() async throws {
+    let admin = try DatabaseConfiguration(url: TestPostgres.adminURL)
+    let name = "test_health_" + UUID().uuidString.lowercased().prefix(8)
+    func run(_ sql: String) async throws {
+      _ = try await TestPostgres.withClient(admin) { client in
+        try await client.query(PostgresQuery(unsafeSQL: sql), logger: TestPostgres.logger)
+      }
+    }
+    try await run("CREATE DATABASE \(name)")
+    var configuration = ServiceConfiguration.defaults(for: .knowledge)
+    configuration.port = 0
+    configuration.database = admin
+    configuration.database.database = String(name)
+    let server = PlatformServer(
+      definition: PlaceholderServiceDefinition(name: .knowledge), configuration: configuration,
+      logger: TestPostgres.logger, databaseCheckInterval: .milliseconds(100))
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await server.run() }
+      defer { group.cancelAll() }
+      let client = try RPCClient(configuration: .defaults(targets: ["127.0.0.1:\(try await server.listeningPort)"]))
+      let health = Grpc_Health_V1_HealthClient(channel: client)
+      func status(becomes expected: Grpc_Health_V1_HealthCheckResponse.ServingStatus) async throws -> Bool {
+        for _ in 0..<100 {
+          if try await health.check(Grpc_Health_V1_HealthCheckRequest()).status == expected { return true }
+          try await Task.sleep(for: .milliseconds(100))
+        }
+        return false
+      }
+      #expect(try await status(becomes: .serving))
+      try await run("DROP DATABASE \(name) WITH (FORCE)")
+      #expect(try await status(becomes: .notServing))
+      try await run("CREATE DATABASE \(name)")
+      #expect(try await status(becomes: .serving))
+      await client.close()
+    }
+    try await run("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
   }
 
   @Test("Start-up fails with a clear error when the database cannot be reached")

@@ -24,12 +24,21 @@ public final class PlatformServer: Service, Sendable {
   }
 
   /// How often health re-checks the database.
-  public static let databaseCheckInterval: Duration = .seconds(5)
+  private let databaseCheckInterval: Duration
 
-  public init(definition: any PlatformServiceDefinition, configuration: ServiceConfiguration, logger: Logger) {
+  /// - Parameters:
+  ///   - definition: the service to run.
+  ///   - configuration: where to listen, the database, auth.
+  ///   - logger: the service's logger.
+  ///   - databaseCheckInterval: how often health re-checks the database (default 5 s).
+  public init(
+    definition: any PlatformServiceDefinition, configuration: ServiceConfiguration, logger: Logger,
+    databaseCheckInterval: Duration = .seconds(5)
+  ) {
     self.definition = definition
     self.configuration = configuration
     self.logger = logger
+    self.databaseCheckInterval = databaseCheckInterval
   }
 
   /// The port the server listens on, once start-up has bound it.
@@ -102,7 +111,8 @@ public final class PlatformServer: Service, Sendable {
       self.resolveWaiters(.success(server))
 
       group.addTask {
-        await Self.followDatabaseHealth(database, health: health, services: serviceNames, logger: logger)
+        await Self.followDatabaseHealth(
+          database, every: self.databaseCheckInterval, health: health, services: serviceNames, logger: logger)
       }
       group.addTask {
         let port = try await server.listeningPort
@@ -134,12 +144,12 @@ public final class PlatformServer: Service, Sendable {
   /// Health follows the database: NOT_SERVING while `SELECT 1` fails, SERVING again once it
   /// answers.
   private static func followDatabaseHealth(
-    _ database: PostgresClient, health: HealthService, services: [String], logger: Logger
+    _ database: PostgresClient, every interval: Duration, health: HealthService, services: [String], logger: Logger
   ) async {
     var healthy = true
     while !Task.isCancelled && !Task.isShuttingDownGracefully {
       do {
-        try await Task.sleep(for: Self.databaseCheckInterval)
+        try await Task.sleep(for: interval)
       } catch {
         return
       }
