@@ -403,6 +403,11 @@ struct PersonaServiceTests {
         (PersonaFixture.persona("Bad schema", variables: .object(["type": .string("array")])), "persona.variables.type"),
         (PersonaFixture.persona("Bad prop", variables: .object(["properties": .object(["a": .object(["type": .number(1)])])])), "persona.variables.properties.a.type"),
         (PersonaFixture.persona("Long description", description: String(repeating: "d", count: 5000)), "persona.description"),
+        (PersonaFixture.persona("Nul\u{0}name"), "persona.name"),
+        (PersonaFixture.persona("Nul template", template: "You are\u{0}{{role}}"), "persona.template"),
+        (PersonaFixture.persona("Nul schema", variables: .object(["title": .string("a\u{0}b")])), "persona.variables"),
+        // 100 characters but 200 code points: more than VARCHAR(100) holds.
+        (PersonaFixture.persona(String(repeating: "e\u{301}", count: 100)), "persona.name"),
       ]
       for (persona, field) in cases {
         let message = await expectStatus(.invalidArgument, "\(field)") {
@@ -447,6 +452,9 @@ struct PersonaServiceTests {
       }
       await expectStatus(.invalidArgument) {
         try await fixture.client.listPersonas(.with { $0.query = String(repeating: "q", count: 501) }, options: fixture.asAlice)
+      }
+      await expectStatus(.invalidArgument) {
+        try await fixture.client.listPersonas(.with { $0.query = "pirate\u{0}" }, options: fixture.asAlice)
       }
       #expect(try await fixture.snapshot() == before)
     }

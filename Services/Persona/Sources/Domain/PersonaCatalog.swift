@@ -20,9 +20,18 @@ public struct PersonaCatalog: Sendable {
   /// - Throws: `PersonaError.invalidArgument` naming the first bad field, or `.templateSyntax`.
   func checked(_ draft: PersonaDraft, fields: Set<PersonaField> = Set(PersonaField.allCases)) throws(PersonaError) -> PersonaDraft {
     var draft = draft
+    // PostgreSQL text cannot hold NUL.
+    for (field, text) in [(PersonaField.name, draft.name), (.description, draft.description), (.template, draft.template)]
+    where fields.contains(field) && text.unicodeScalars.contains("\0") {
+      throw .invalidArgument(field: "persona.\(field.rawValue)", reason: "must not contain NUL characters")
+    }
+    if fields.contains(.variables) && draft.variables.jsonText.contains("\\u0000") {
+      throw .invalidArgument(field: "persona.variables", reason: "must not contain NUL characters")
+    }
     if fields.contains(.name) {
       draft.name = String(draft.name.trimmingWhitespace())
-      guard !draft.name.isEmpty, draft.name.count <= 100 else {
+      // Counted as PostgreSQL counts VARCHAR(100): in code points.
+      guard !draft.name.isEmpty, draft.name.unicodeScalars.count <= 100 else {
         throw .invalidArgument(field: "persona.name", reason: "must be 1–100 characters")
       }
     }
@@ -95,8 +104,9 @@ public struct PersonaCatalog: Sendable {
       throw PersonaError.invalidArgument(field: "page_size", reason: "must not be negative")
     }
     let text = text.trimmingWhitespace()
-    guard text.count <= self.limits.maxQueryCharacters else {
-      throw PersonaError.invalidArgument(field: "query", reason: "must be at most \(self.limits.maxQueryCharacters) characters")
+    guard text.count <= self.limits.maxQueryCharacters, !text.unicodeScalars.contains("\0") else {
+      throw PersonaError.invalidArgument(
+        field: "query", reason: "must be at most \(self.limits.maxQueryCharacters) characters, without NUL")
     }
     let query = text.isEmpty ? nil : String(text)
     var after: PersonaCursor?
