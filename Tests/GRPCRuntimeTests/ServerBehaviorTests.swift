@@ -89,6 +89,17 @@ struct TokenInterceptor: ServerInterceptor {
   }
 }
 
+/// Polls `condition` until it holds or `limit` passes: for effects the server reaches in its
+/// own time (a handler starting, a cancellation arriving), which a loaded machine can delay.
+private func eventually(within limit: Duration = .seconds(5), _ condition: () -> Bool) async -> Bool {
+  let clock = ContinuousClock()
+  let end = clock.now.advanced(by: limit)
+  while !condition() {
+    guard clock.now < end, (try? await Task.sleep(for: .milliseconds(5))) != nil else { return false }
+  }
+  return true
+}
+
 private func expectStatus(_ code: StatusCode, _ body: () async throws -> Void) async {
   do {
     try await body()
@@ -108,12 +119,11 @@ struct ServerBehaviorTests {
     try await withServer(services: [ProbeService(recorder: recorder)]) { client, _ in
       let echo = Platform_Echo_V1_EchoServiceClient(channel: client)
       await expectStatus(.deadlineExceeded) {
-        _ = try await echo.echo(.with { $0.text = "sleep:5000" }, options: CallOptions(timeout: .milliseconds(100)))
+        _ = try await echo.echo(.with { $0.text = "sleep:5000" }, options: CallOptions(timeout: .milliseconds(500)))
       }
-      try await Task.sleep(for: .milliseconds(200))
-      #expect(recorder.cancelled.load(ordering: .relaxed) == 1)
+      #expect(await eventually { recorder.cancelled.load(ordering: .relaxed) == 1 })
       let deadline = recorder.deadlines.withLock { $0.first ?? nil }
-      #expect(deadline != nil && deadline! <= .milliseconds(100))
+      #expect(deadline != nil && deadline! <= .milliseconds(500))
     }
   }
 
@@ -123,11 +133,10 @@ struct ServerBehaviorTests {
     try await withServer(services: [ProbeService(recorder: recorder)]) { client, _ in
       let echo = Platform_Echo_V1_EchoServiceClient(channel: client)
       let call = Task { try await echo.echo(.with { $0.text = "sleep:5000" }) }
-      try await Task.sleep(for: .milliseconds(100))
+      #expect(await eventually { recorder.running.load(ordering: .relaxed) == 1 })
       call.cancel()
       await expectStatus(.cancelled) { _ = try await call.value }
-      try await Task.sleep(for: .milliseconds(200))
-      #expect(recorder.cancelled.load(ordering: .relaxed) == 1)
+      #expect(await eventually { recorder.cancelled.load(ordering: .relaxed) == 1 })
     }
   }
 
@@ -269,7 +278,9 @@ struct ServerBehaviorTests {
       let client = try RPCClient(configuration: .defaults(targets: ["127.0.0.1:\(port)"]))
       let echo = Platform_Echo_V1_EchoServiceClient(channel: client)
       let slow = Task { try await echo.echo(.with { $0.text = "sleep:500" }) }
-      try await Task.sleep(for: .milliseconds(100))
+      // Shut down only once the call is in its handler: a call still on its way when the
+      // listener closes is rightly UNAVAILABLE, and on a loaded machine that can take a while.
+      #expect(await eventually { recorder.running.load(ordering: .relaxed) == 1 })
       await group.triggerGracefulShutdown()
       let finished = try await slow.value
       #expect(finished.text == "sleep:500")
