@@ -19,6 +19,8 @@
 set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/bench-lib.sh
+source "$REPO/scripts/bench-lib.sh"
 BUILD=${INTEROP_BUILD_DIR:-$REPO/.build-interop}
 LOGS=$BUILD/logs/bench
 SERVER_CPU=0 LOAD_CPU=1
@@ -69,10 +71,6 @@ fi
 REQ=$TMP/echo-request.bin
 printf '\x00\x00\x00\x00\x07\x0a\x05hello' >"$REQ"
 
-free_port() {
-  /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 declare -A PORT PID
 start_server() {   # start_server go|swift
   local port i
@@ -91,15 +89,6 @@ start_server() {   # start_server go|swift
   done
   echo "benchmark.sh: the $1 echo server did not start; see $LOGS/server-$1.log" >&2
   exit 1
-}
-
-# utime+stime of the whole process (all threads), in seconds. The comm field may hold spaces,
-# so count fields after the closing parenthesis: utime and stime are fields 14 and 15.
-cpu_seconds() {
-  local stat rest
-  stat=$(<"/proc/$1/stat")
-  rest=${stat##*) }
-  awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($12 + $13) / hz }' <<<"$rest"
 }
 
 h2load_run() {   # h2load_run PORT LOG H2LOAD-ARGS...

@@ -33,11 +33,16 @@ struct TraceContextTests {
     #expect(TraceContext(traceparent: "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-ever") != nil)
   }
 
-  @Test("New traces have non-zero ids of the right length")
+  @Test("New traces have distinct, valid ids of the right length")
   func newTrace() {
-    let trace = TraceContext.newTrace()
-    #expect(trace.traceID.count == 32 && trace.spanID.count == 16)
-    #expect(TraceContext(traceparent: trace.traceparent) == trace)
+    let traces = (0..<1000).map { _ in TraceContext.newTrace() }
+    for trace in traces {
+      #expect(trace.traceID.count == 32 && trace.spanID.count == 16)
+      #expect(TraceContext(traceparent: trace.traceparent) == trace)
+    }
+    #expect(Set(traces.map(\.traceID)).count == 1000 && Set(traces.map(\.spanID)).count == 1000)
+    let child = traces[0].child()
+    #expect(child.traceID == traces[0].traceID && child.spanID != traces[0].spanID)
   }
 }
 
@@ -124,6 +129,33 @@ struct JSONValueTests {
     #expect(try JSONValue(jsonText: "true") == .bool(true))
     #expect(try JSONValue(jsonText: "1") == .number(1))
     #expect(value.nodeCount == 10 && value.depth == 2)
+  }
+
+  @Test("Escapes, surrogate pairs, numbers and whitespace parse as RFC 8259 says")
+  func parsing() throws {
+    let text = " {\"s\" : \"tab\\t quote\\\" slash\\/ \\u00e9 \\ud83d\\ude00 é\",\n\"n\":[0,-0.5,1e3,2E-2,-12.75e+1],\"e\":{},\"a\":[]}\r\n"
+    let value = try JSONValue(jsonText: text)
+    #expect(value == .object([
+      "s": .string("tab\t quote\" slash/ é 😀 é"),
+      "n": .array([.number(0), .number(-0.5), .number(1000), .number(0.02), .number(-127.5)]),
+      "e": .object([:]), "a": .array([]),
+    ]))
+    #expect(try JSONValue(jsonText: value.jsonText) == value)
+    #expect(try JSONValue(jsonText: #"{"k":1,"k":2}"#) == .object(["k": .number(2)]))
+    let deep = String(repeating: "[", count: 512) + String(repeating: "]", count: 512)
+    #expect(try JSONValue(jsonText: deep).depth == 512)
+  }
+
+  @Test(
+    "Malformed JSON is an error naming where, not a crash",
+    arguments: [
+      "", " ", "{", "[1,]", #"{"a":1,}"#, "{a:1}", "'x'", "01", "1.", ".5", "-", "1e", "+1", "NaN", "1e999",
+      "tru", "nul", "[1 2]", #"{"a" 1}"#, #""open"#, #""bad \x escape""#, #""\u12""#, #""\ud800""#,
+      #""\udc00""#, #""\ud800\u0041""#, "\"raw\ttab\"", "1 2", "[1]x", "{}}",
+      String(repeating: "[", count: 513) + String(repeating: "]", count: 513),
+    ])
+  func malformed(text: String) {
+    #expect(throws: JSONParseError.self) { try JSONValue(jsonText: text) }
   }
 
   @Test("Page tokens round-trip and garbage does not decode")

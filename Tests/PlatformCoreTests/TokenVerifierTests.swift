@@ -72,6 +72,22 @@ struct TokenVerifierTests {
     }
   }
 
+  @Test("A token verified before is still checked for expiry; a tampered copy is not let in")
+  func verifiedBefore() async throws {
+    let verifier = await TokenVerifier(configuration: Self.auth)
+    let now = Date()
+    let token = try await TokenIssuer(configuration: Self.auth).issue(
+      userID: Self.user, roles: [.viewer], lifetime: .seconds(60), now: now)
+    #expect(try await verifier.verify(token, now: now).userID == Self.user)
+    #expect(try await verifier.verify(token, now: now).userID == Self.user)
+    await #expect(throws: TokenError.expired) { try await verifier.verify(token, now: now.addingTimeInterval(600)) }
+    var parts = token.split(separator: ".").map(String.init)
+    var signature = Array(parts[2])
+    signature[10] = signature[10] == "A" ? "B" : "A"
+    parts[2] = String(signature)
+    await #expect(throws: TokenError.badSignature) { try await verifier.verify(parts.joined(separator: "."), now: now) }
+  }
+
   @Test("Wrong issuer and wrong audience are refused")
   func issuerAndAudience() async throws {
     var otherIssuer = Self.auth

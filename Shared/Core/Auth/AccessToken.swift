@@ -1,5 +1,6 @@
 public import Foundation
 internal import JWTKit
+internal import Synchronization
 
 /// The claims of the platform's access tokens (HS256 JWTs the agent service issues).
 struct AccessTokenClaims: JWTPayload {
@@ -55,18 +56,29 @@ public enum TokenError: Error, Equatable, Sendable, CustomStringConvertible {
 /// Verifies access tokens locally: HS256 signature with the shared secret, then issuer, audience,
 /// expiry and not-before (with leeway). Any other algorithm, `none` included, is refused before
 /// the signature is looked at.
+///
+/// A client sends the same token on every call until it expires, and checking its signature and
+/// decoding its claims cost more CPU than the rest of a cached read; so tokens that passed are
+/// remembered (up to `cacheCapacity`) and a repeat only has its expiry and not-before checked
+/// again. A token is remembered by its whole text, signature included.
 public struct TokenVerifier: Sendable {
   private let keys: JWTKeyCollection
   private let configuration: AuthConfiguration
+  private let verified: VerifiedTokens
 
-  public init(configuration: AuthConfiguration) async {
+  public init(configuration: AuthConfiguration, cacheCapacity: Int = 10_000) async {
     self.configuration = configuration
     self.keys = await configuration.signingKeys()
+    self.verified = VerifiedTokens(capacity: cacheCapacity)
   }
 
   /// - Returns: the caller the token stands for.
   /// - Throws: `TokenError`.
   public func verify(_ token: String, now: Date = Date()) async throws(TokenError) -> Caller {
+    if let known = self.verified[token] {
+      try self.checkValidity(expiresAt: known.expiresAt, notBefore: known.notBefore, now: now)
+      return known.caller
+    }
     let parts = token.split(separator: ".", omittingEmptySubsequences: false)
     guard parts.count == 3, let header = Self.decodeJSONObject(parts[0]) else { throw .malformed }
     let algorithm = header["alg"] as? String ?? ""
@@ -80,18 +92,24 @@ public struct TokenVerifier: Sendable {
     } catch {
       throw .malformed
     }
-    let leeway = Double(self.configuration.leeway.components.seconds)
-    guard claims.exp.value.timeIntervalSince(now) > -leeway else { throw .expired }
-    if let nbf = claims.nbf, nbf.value.timeIntervalSince(now) > leeway { throw .notYetValid }
+    try self.checkValidity(expiresAt: claims.exp.value, notBefore: claims.nbf?.value, now: now)
     guard claims.iss.value == self.configuration.issuer else { throw .wrongIssuer }
     guard claims.aud.value.contains(self.configuration.audience) else { throw .wrongAudience }
     guard let userID = UUID(uuidString: claims.sub.value) else { throw .invalidSubject }
-    return Caller(
+    let caller = Caller(
       userID: userID,
       email: claims.email,
       roles: (claims.roles ?? []).compactMap(Role.init(storedName:)),
       extraPermissions: (claims.permissions ?? []).map(Permission.init(rawValue:))
     )
+    self.verified[token] = VerifiedTokens.Entry(caller: caller, expiresAt: claims.exp.value, notBefore: claims.nbf?.value)
+    return caller
+  }
+
+  private func checkValidity(expiresAt: Date, notBefore: Date?, now: Date) throws(TokenError) {
+    let leeway = Double(self.configuration.leeway.components.seconds)
+    guard expiresAt.timeIntervalSince(now) > -leeway else { throw .expired }
+    if let notBefore, notBefore.timeIntervalSince(now) > leeway { throw .notYetValid }
   }
 
   private static func decodeJSONObject(_ part: Substring) -> [String: Any]? {
@@ -99,6 +117,34 @@ public struct TokenVerifier: Sendable {
     base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
     guard let data = Data(base64Encoded: base64) else { return nil }
     return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+  }
+}
+
+/// The tokens a `TokenVerifier` accepted, by their text. When full it starts afresh: a working
+/// set of live tokens refills it in one round of calls, and no entry outlives its usefulness.
+final class VerifiedTokens: Sendable {
+  struct Entry: Sendable {
+    var caller: Caller
+    var expiresAt: Date
+    var notBefore: Date?
+  }
+
+  private let capacity: Int
+  private let entries = Mutex<[String: Entry]>([:])
+
+  init(capacity: Int) {
+    self.capacity = capacity
+  }
+
+  subscript(token: String) -> Entry? {
+    get { self.entries.withLock { $0[token] } }
+    set {
+      guard self.capacity > 0 else { return }
+      self.entries.withLock { entries in
+        if entries.count >= self.capacity { entries.removeAll(keepingCapacity: true) }
+        entries[token] = newValue
+      }
+    }
   }
 }
 

@@ -1,8 +1,13 @@
+internal import GRPCRuntime
 public import Logging
 public import PostgresNIO
 
 extension PostgresClient {
   /// A pooled client for the configured database. Its `run()` must be running while it is used.
+  ///
+  /// Its connections live on the gRPC runtime's event loops: a handler runs on its connection's
+  /// loop, so a query whose database connection shares that loop needs no thread hop there and
+  /// back, and the process keeps one thread per CPU instead of two.
   public convenience init(configuration: DatabaseConfiguration, logger: Logger) {
     var config = PostgresClient.Configuration(
       host: configuration.host,
@@ -15,7 +20,7 @@ extension PostgresClient {
     config.options.maximumConnections = configuration.poolSize
     config.options.minimumConnections = 0
     config.options.connectTimeout = .seconds(5)
-    self.init(configuration: config, backgroundLogger: logger)
+    self.init(configuration: config, eventLoopGroup: RuntimeEventLoops.shared, backgroundLogger: logger)
   }
 
   /// Waits until the database answers, retrying with backoff for up to `timeout` (containers

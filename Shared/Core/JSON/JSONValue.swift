@@ -56,9 +56,9 @@ public enum JSONValue: Sendable, Hashable {
 // MARK: - JSON text
 
 extension JSONValue {
-  /// Parses JSON text.
-  public init(jsonText: String) throws {
-    self = try JSONDecoder().decode(JSONValue.self, from: Data(jsonText.utf8))
+  /// Parses JSON text (RFC 8259, strictly: no comments, trailing commas or NaN).
+  public init(jsonText: String) throws(JSONParseError) {
+    self = try JSONParser.parse(jsonText)
   }
 
   /// Compact JSON text with sorted keys (stable, so equal documents have equal text).
@@ -97,37 +97,6 @@ extension JSONValue {
         members[key]!.write(to: &text)
       }
       text += "}"
-    }
-  }
-}
-
-extension JSONValue: Codable {
-  public init(from decoder: any Swift.Decoder) throws {
-    let container = try decoder.singleValueContainer()
-    if container.decodeNil() {
-      self = .null
-    } else if let bool = try? container.decode(Bool.self) {
-      self = .bool(bool)
-    } else if let number = try? container.decode(Double.self) {
-      self = .number(number)
-    } else if let string = try? container.decode(String.self) {
-      self = .string(string)
-    } else if let array = try? container.decode([JSONValue].self) {
-      self = .array(array)
-    } else {
-      self = .object(try container.decode([String: JSONValue].self))
-    }
-  }
-
-  public func encode(to encoder: any Swift.Encoder) throws {
-    var container = encoder.singleValueContainer()
-    switch self {
-    case .null: try container.encodeNil()
-    case .bool(let bool): try container.encode(bool)
-    case .number(let number): try container.encode(number)
-    case .string(let string): try container.encode(string)
-    case .array(let values): try container.encode(values)
-    case .object(let members): try container.encode(members)
     }
   }
 }

@@ -50,17 +50,24 @@ public struct TraceContext: Sendable, Hashable {
     text.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
   }
 
+  /// `bytes` (8 or 16) random bytes as lowercase hex, never all zero (W3C: invalid). One
+  /// `getrandom` per 8 bytes, not one per byte.
   private static func randomHex(bytes: Int) -> String {
     var generator = SystemRandomNumberGenerator()
     while true {
-      var text = ""
-      var allZero = true
-      for _ in 0..<bytes {
-        let byte = UInt8.random(in: 0...255, using: &generator)
-        if byte != 0 { allZero = false }
-        text += (byte < 16 ? "0" : "") + String(byte, radix: 16)
+      let words = (0..<bytes / 8).map { _ in generator.next() }
+      guard words.contains(where: { $0 != 0 }) else { continue }
+      return String(unsafeUninitializedCapacity: bytes * 2) { buffer in
+        let digits: StaticString = "0123456789abcdef"
+        var index = 0
+        for word in words {
+          for shift in stride(from: 60, through: 0, by: -4) {
+            buffer[index] = digits.utf8Start[Int(word >> UInt64(shift) & 0xF)]
+            index += 1
+          }
+        }
+        return index
       }
-      if !allZero { return text }
     }
   }
 }
