@@ -165,6 +165,27 @@ struct PersonaServiceTests {
       #expect(pages == 3)
       #expect(seen == mine.reversed())  // most recently updated first
 
+      // Every usage count is 0: the sort key ties everywhere, and the id breaks the ties.
+      func allPages(_ request: Platform_Persona_V1_ListPersonasRequest) async throws -> [String] {
+        var request = request
+        var ids: [String] = []
+        for _ in 0..<10 {
+          let page = try await fixture.client.listPersonas(request, options: fixture.asAlice)
+          ids += page.personas.map(\.id)
+          request.pageToken = page.nextPageToken
+          if request.pageToken.isEmpty { break }
+        }
+        return ids
+      }
+      let byUsage = try await allPages(.with { $0.pageSize = 2; $0.orderBy = .usageCount })
+      #expect(byUsage.count == 5 && Set(byUsage) == Set(mine))
+      // A long query (500 CJK characters, 1,500 bytes) still pages: the token holds its hash.
+      let longQuery = String(repeating: "海", count: 500)
+      #expect(try await allPages(.with { $0.pageSize = 1; $0.query = longQuery }).isEmpty)
+      let page1 = try await fixture.client.listPersonas(.with { $0.pageSize = 1; $0.query = "Mine" }, options: fixture.asAlice)
+      #expect(page1.nextPageToken.count < 300)
+      #expect(try await allPages(.with { $0.pageSize = 1; $0.query = "Mine" }).count == 5)
+
       let withPublic = try await fixture.client.listPersonas(.with { $0.includePublic = true }, options: fixture.asAlice)
       #expect(Set(withPublic.personas.map(\.id)) == Set(mine + [bobsPublic]))
       let bobSees = try await fixture.client.listPersonas(.with { $0.includePublic = true }, options: fixture.asBob)
@@ -318,7 +339,11 @@ struct PersonaServiceTests {
           $0.pageSize = 3
           $0.pageToken = listed.nextPageToken
         }, options: fixture.asAlice)
-      #expect(Set((listed.validations + rest.validations).map(\.id)).count == 5)
+      let all = listed.validations + rest.validations
+      #expect(Set(all.map(\.id)).count == 5)
+      // Newest first: the second call's two, then the first call's three, each in reverse order.
+      #expect(all.map(\.validator) == [.variableSchema, .templateSyntax, .gpt4Judge, .variableSchema, .templateSyntax])
+      #expect(zip(all, all.dropFirst()).allSatisfy { $0.validateTime.date >= $1.validateTime.date })
       let judgeOnly = try await fixture.client.listPersonaValidations(
         .with {
           $0.personaID = created.id
@@ -343,9 +368,10 @@ struct PersonaServiceTests {
     try await PersonaFixture.run { fixture in
       let created = try await fixture.create(PersonaFixture.persona("Rated", isPublic: true))
       _ = try await fixture.client.ratePersona(.with { $0.personaID = created.id; $0.score = 5 }, options: fixture.asAlice)
-      _ = try await fixture.client.ratePersona(.with { $0.personaID = created.id; $0.score = 2 }, options: fixture.asBob)
+      let first = try await fixture.client.ratePersona(.with { $0.personaID = created.id; $0.score = 2 }, options: fixture.asBob)
       let again = try await fixture.client.ratePersona(.with { $0.personaID = created.id; $0.score = 4 }, options: fixture.asBob)
       #expect(again.rating == 4.5 && again.ratingCount == 2)
+      #expect(again.etag != first.etag)  // same count and version, different average
       let before = try await fixture.snapshot()
       for score: Int32 in [0, 6, -1] {
         let message = await expectStatus(.invalidArgument) {
@@ -406,6 +432,7 @@ struct PersonaServiceTests {
         (PersonaFixture.persona("Nul\u{0}name"), "persona.name"),
         (PersonaFixture.persona("Nul template", template: "You are\u{0}{{role}}"), "persona.template"),
         (PersonaFixture.persona("Nul schema", variables: .object(["title": .string("a\u{0}b")])), "persona.variables"),
+        (PersonaFixture.persona("NaN schema", variables: .object(["properties": .object(["n": .object(["minimum": .number(.nan)])])])), "persona.variables"),
         // 100 characters but 200 code points: more than VARCHAR(100) holds.
         (PersonaFixture.persona(String(repeating: "e\u{301}", count: 100)), "persona.name"),
       ]
@@ -455,6 +482,27 @@ struct PersonaServiceTests {
       }
       await expectStatus(.invalidArgument) {
         try await fixture.client.listPersonas(.with { $0.query = "pirate\u{0}" }, options: fixture.asAlice)
+      }
+      let renderNaN = await expectStatus(.invalidArgument) {
+        try await fixture.client.renderPersona(
+          .with {
+            $0.personaID = existing.id
+            $0.variables = JSONValue.object(["role": .string("x"), "n": .number(.infinity)]).protobufStruct
+          }, options: fixture.asAlice)
+      }
+      #expect(renderNaN.hasPrefix("variables"))
+      // Sample variables end up in stored issues and results: NUL and NaN are refused up front,
+      // before any validator runs or anything is recorded.
+      for sample in [JSONValue.object(["a\u{0}": .number(1)]), .object(["a": .number(.nan)])] {
+        let message = await expectStatus(.invalidArgument) {
+          try await fixture.client.validatePersona(
+            .with {
+              $0.personaID = existing.id
+              $0.validators = [.templateSyntax, .variableSchema, .gpt4Judge]
+              $0.sampleVariables = sample.protobufStruct
+            }, options: fixture.asAlice)
+        }
+        #expect(message.hasPrefix("sample_variables"), "\(message)")
       }
       #expect(try await fixture.snapshot() == before)
     }

@@ -100,6 +100,24 @@ struct PersonaTemplateTests {
     #expect(clock.now - start < .seconds(10))
   }
 
+  @Test("A variable repeated many times is charged for its whole output, not once")
+  func repeatedVariable() throws {
+    let template = try PersonaTemplate(String(repeating: "{{x}}", count: 10_000))
+    let big = JSONValue.string(String(repeating: "x", count: 1_000_000))  // 10 GB if rendered in full
+    #expect(throws: PersonaError.renderTooLarge(limit: 65536)) { try template.render(["x": big], maxCharacters: 65536) }
+    #expect(try template.render(["x": .string("ab")], maxCharacters: 65536).count == 20_000)
+  }
+
+  @Test("Objects and lists offer no transforms or hidden members; strings keep their transforms")
+  func contextShape() throws {
+    let keys = JSONValue.object(Dictionary(uniqueKeysWithValues: (0..<1000).map { ("k\($0)", JSONValue.number(1)) }))
+    let sorted = try PersonaTemplate(
+      "{{#sorted(o)}}{{#sorted(o)}}{{#sorted(o)}}{{#sorted(o)}}x{{/sorted(o)}}{{/sorted(o)}}{{/sorted(o)}}{{/sorted(o)}}")
+    #expect(try sorted.render(["o": keys], maxCharacters: 65536) == "")
+    let hidden = try PersonaTemplate("[{{#s}}{{text}}{{budget}}{{/s}}|{{#l.values}}v{{/l.values}}|{{#l}}{{.}}{{/l}}|{{uppercased(s)}}|{{reversed(s)}}]")
+    #expect(try hidden.render(["s": .string("abc"), "l": .array([.string("p"), .string("q")])], maxCharacters: 100) == "[||pq|ABC|cba]")
+  }
+
   @Test("The scanner finds the variables a template uses, with their lines and sections")
   func scan() {
     let scan = TemplateVariables(scanning: "Hi {{ name }}\n{{#items}}{{title}} {{{raw}}}{{/items}}{{! note }}{{> part}}{{=<% %>=}}<% late %>")

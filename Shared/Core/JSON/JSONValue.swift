@@ -43,6 +43,17 @@ public enum JSONValue: Sendable, Hashable {
     }
   }
 
+  /// Whether every number in the document is finite. `google.protobuf.Value` can carry NaN and
+  /// infinities, which JSON (and so a JSONB column) cannot.
+  public var isFinite: Bool {
+    switch self {
+    case .number(let number): number.isFinite
+    case .array(let values): values.allSatisfy(\.isFinite)
+    case .object(let members): members.values.allSatisfy(\.isFinite)
+    default: true
+    }
+  }
+
   /// The deepest nesting of arrays and objects (a scalar is 0).
   public var depth: Int {
     switch self {

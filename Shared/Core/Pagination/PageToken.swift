@@ -1,3 +1,4 @@
+internal import Crypto
 internal import Foundation
 
 /// Opaque page tokens: a Codable cursor as base64url JSON. A token that does not decode, or
@@ -20,6 +21,12 @@ public enum PageToken {
     base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
     guard let data = Data(base64Encoded: base64) else { return nil }
     return try? JSONDecoder().decode(Cursor.self, from: data)
+  }
+
+  /// A fixed-length stand-in for request text a token must match (a search query): the token
+  /// stays short however long the text is.
+  public static func fingerprint(_ text: String) -> String {
+    SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
   }
 
   /// The page size to use for a requested `page_size`: 0 means `defaultSize`; larger than

@@ -21,7 +21,8 @@ public struct Persona: Sendable, Hashable {
 
   /// Changes whenever anything about the persona does, its counters included.
   public var etag: String {
-    "\"\(self.version)-\(self.usageCount)-\(self.ratingCount)-\(Int64(self.updatedAt.timeIntervalSince1970 * 1_000_000))\""
+    // The rating too: a user re-rating changes the average but neither the count nor the version.
+    "\"\(self.version)-\(self.usageCount)-\(self.ratingCount)-\(self.rating.map { "\($0)" } ?? "none")-\(Int64(self.updatedAt.timeIntervalSince1970 * 1_000_000))\""
   }
 }
 
@@ -68,6 +69,14 @@ public struct PersonaValidation: Sendable, Hashable {
   public var issues: [String]
   public var result: JSONValue
   public var validatedAt: Date
+}
+
+/// What one validator found, before it is recorded.
+public struct ValidationOutcome: Sendable, Hashable {
+  public var validator: PersonaValidatorKind
+  public var isValid: Bool
+  public var issues: [String]
+  public var result: JSONValue
 }
 
 /// Sort orders of a persona listing (descending, ties by id).

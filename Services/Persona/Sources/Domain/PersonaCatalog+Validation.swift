@@ -3,14 +3,20 @@ internal import GRPCRuntime
 public import PlatformCore
 
 extension PersonaCatalog {
-  /// Runs `validators` on the caller's persona and records each result.
+  /// Runs `validators` on the caller's persona, then records their results together: a call
+  /// that fails (a judge that cannot be reached) records nothing.
   /// - Parameter sampleVariables: variables to render with; nil uses the schema's defaults.
   public func validate(
     _ id: UUID, validators: [PersonaValidatorKind], sampleVariables: JSONValue?, caller: Caller
   ) async throws -> [PersonaValidation] {
+    if let sampleVariables {
+      try self.checkVariableSize(sampleVariables, field: "sample_variables")
+      // Issues and results quote the sample (names of unknown variables), and are stored.
+      try Self.checkStorable(sampleVariables, field: "sample_variables")
+    }
     let persona = try await self.visible(id, to: caller)
     guard persona.ownerID == caller.userID else { throw PersonaError.notOwner }
-    var recorded: [PersonaValidation] = []
+    var outcomes: [ValidationOutcome] = []
     for validator in validators {
       let outcome: (isValid: Bool, issues: [String], result: JSONValue)
       switch validator {
@@ -18,12 +24,9 @@ extension PersonaCatalog {
       case .variableSchema: outcome = self.checkVariableSchema(persona, sample: sampleVariables)
       case .gpt4Judge: outcome = try await self.judgePrompt(persona, sample: sampleVariables)
       }
-      recorded.append(
-        try await self.store.insertValidation(
-          personaID: persona.id, personaVersion: persona.version, validator: validator, isValid: outcome.isValid,
-          issues: outcome.issues, result: outcome.result))
+      outcomes.append(ValidationOutcome(validator: validator, isValid: outcome.isValid, issues: outcome.issues, result: outcome.result))
     }
-    return recorded
+    return try await self.store.insertValidations(outcomes, personaID: persona.id, personaVersion: persona.version)
   }
 
   /// A persona's recorded validations, newest first.

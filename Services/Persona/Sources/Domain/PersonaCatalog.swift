@@ -25,8 +25,8 @@ public struct PersonaCatalog: Sendable {
     where fields.contains(field) && text.unicodeScalars.contains("\0") {
       throw .invalidArgument(field: "persona.\(field.rawValue)", reason: "must not contain NUL characters")
     }
-    if fields.contains(.variables) && draft.variables.jsonText.contains("\\u0000") {
-      throw .invalidArgument(field: "persona.variables", reason: "must not contain NUL characters")
+    if fields.contains(.variables) {
+      try Self.checkStorable(draft.variables, field: "persona.variables")
     }
     if fields.contains(.name) {
       draft.name = String(draft.name.trimmingWhitespace())
@@ -54,6 +54,21 @@ public struct PersonaCatalog: Sendable {
       _ = try VariableSchema(variables: draft.variables)
     }
     return draft
+  }
+
+  /// A JSON document from a request that will be stored (JSONB): no NUL characters (PostgreSQL
+  /// text cannot hold them) and no NaN or infinities (JSON cannot).
+  static func checkStorable(_ document: JSONValue, field: String) throws(PersonaError) {
+    guard document.isFinite else { throw .invalidArgument(field: field, reason: "numbers must be finite (no NaN or Infinity)") }
+    guard !document.jsonText.contains("\\u0000") else { throw .invalidArgument(field: field, reason: "must not contain NUL characters") }
+  }
+
+  /// The size limits of variables a request supplies (render and sample variables).
+  func checkVariableSize(_ variables: JSONValue, field: String) throws(PersonaError) {
+    guard variables.nodeCount <= self.limits.maxVariableNodes, variables.depth <= self.limits.maxVariableDepth else {
+      throw .invalidArgument(
+        field: field, reason: "too large (at most \(self.limits.maxVariableNodes) values nested \(self.limits.maxVariableDepth) deep)")
+    }
   }
 
   /// The persona if `caller` may see it.
@@ -93,7 +108,8 @@ public struct PersonaCatalog: Sendable {
   private struct ListCursor: Codable {
     var order: String
     var includePublic: Bool
-    var text: String?
+    /// `PageToken.fingerprint` of the query.
+    var query: String?
     var after: PersonaCursor
   }
 
@@ -104,22 +120,23 @@ public struct PersonaCatalog: Sendable {
       throw PersonaError.invalidArgument(field: "page_size", reason: "must not be negative")
     }
     let text = text.trimmingWhitespace()
-    guard text.count <= self.limits.maxQueryCharacters, !text.unicodeScalars.contains("\0") else {
+    guard text.unicodeScalars.count <= self.limits.maxQueryCharacters, !text.unicodeScalars.contains("\0") else {
       throw PersonaError.invalidArgument(
         field: "query", reason: "must be at most \(self.limits.maxQueryCharacters) characters, without NUL")
     }
     let query = text.isEmpty ? nil : String(text)
+    let fingerprint = query.map(PageToken.fingerprint)
     var after: PersonaCursor?
     if !pageToken.isEmpty {
       guard let cursor = PageToken.decode(pageToken, as: ListCursor.self),
-        cursor.order == order.rawValue, cursor.includePublic == includePublic, cursor.text == query
+        cursor.order == order.rawValue, cursor.includePublic == includePublic, cursor.query == fingerprint
       else { throw PersonaError.invalidArgument(field: "page_token", reason: "is not a token of this listing") }
       after = cursor.after
     }
     let result = try await self.store.list(
       PersonaListQuery(viewer: caller.userID, includePublic: includePublic, text: query, order: order, after: after, limit: limit))
     let token = result.next.map {
-      PageToken.encode(ListCursor(order: order.rawValue, includePublic: includePublic, text: query, after: $0))
+      PageToken.encode(ListCursor(order: order.rawValue, includePublic: includePublic, query: fingerprint, after: $0))
     }
     return Page(personas: result.personas, nextPageToken: token ?? "", total: result.total)
   }
@@ -153,11 +170,8 @@ public struct PersonaCatalog: Sendable {
 
   /// Checks `variables` against the schema (after defaults), every violation named.
   func completedVariables(_ variables: JSONValue, schema: VariableSchema) throws(PersonaError) -> (variables: [String: JSONValue], defaulted: [String]) {
-    guard variables.nodeCount <= self.limits.maxVariableNodes, variables.depth <= self.limits.maxVariableDepth else {
-      throw .invalidArgument(
-        field: "variables",
-        reason: "too large (at most \(self.limits.maxVariableNodes) values nested \(self.limits.maxVariableDepth) deep)")
-    }
+    try self.checkVariableSize(variables, field: "variables")
+    guard variables.isFinite else { throw .invalidArgument(field: "variables", reason: "numbers must be finite (no NaN or Infinity)") }
     let completed = schema.applyingDefaults(to: variables.objectValue ?? [:])
     let violations = schema.validate(.object(completed.variables), path: "variables")
     guard violations.isEmpty else { throw .variablesRejected(violations) }

@@ -29,37 +29,12 @@ public struct PersonaTemplate: Sendable {
   /// - Throws: `PersonaError.renderTooLarge` when the output (or the work to produce it, for
   ///   sections repeated over long lists) would exceed the cap. Nothing is truncated.
   public func render(_ variables: [String: JSONValue], maxCharacters: Int) throws(PersonaError) -> String {
-    let longestString = variables.values.map(Self.longestString(in:)).max() ?? 0
-    let budget = RenderBudget(
-      limit: 8 * max(maxCharacters, 1024) + self.source.utf8.count,
-      costPerIteration: self.source.utf8.count + longestString + 1)
-    let context = variables.mapValues { Self.mustacheValue($0, budget: budget) as Any }
-    let text = self.template.render(context)
+    let budget = RenderBudget(limit: 8 * max(maxCharacters, 1024) + self.source.utf8.count, costPerPass: self.source.utf8.count + 1)
+    let text = self.template.render(RenderObject(members: variables, budget: budget))
     guard !budget.exhausted, text.unicodeScalars.count <= maxCharacters else {
       throw .renderTooLarge(limit: maxCharacters)
     }
     return text
-  }
-
-  private static func mustacheValue(_ value: JSONValue, budget: RenderBudget) -> Any? {
-    switch value {
-    case .null: return nil
-    case .bool(let bool): return bool
-    case .number(let number):
-      return number.rounded() == number && abs(number) < 1e15 ? Int(number) : number
-    case .string(let string): return string
-    case .array(let values): return BudgetedSequence(values: values.map { mustacheValue($0, budget: budget) as Any }, budget: budget)
-    case .object(let members): return members.compactMapValues { mustacheValue($0, budget: budget) }
-    }
-  }
-
-  private static func longestString(in value: JSONValue) -> Int {
-    switch value {
-    case .string(let string): string.utf8.count
-    case .array(let values): values.map(longestString(in:)).max() ?? 0
-    case .object(let members): members.values.map(longestString(in:)).max() ?? 0
-    default: 24
-    }
   }
 
   private static func describe(_ error: any Error) -> String {
@@ -76,43 +51,93 @@ public struct PersonaTemplate: Sendable {
   }
 }
 
-/// Work allowed for one render: each pass through a section over a list costs roughly what
-/// that pass can output, so nested sections over long lists cannot run away.
+/// Work allowed for one render, so that no template and no variables can make it run away: every
+/// pass through a section over a list costs what the template's own text can add in one pass,
+/// and every string a tag outputs costs its length. Once spent, lists end and strings render
+/// empty, and `render` refuses the result.
 private final class RenderBudget {
   let limit: Int
-  let costPerIteration: Int
+  let costPerPass: Int
   private(set) var spent = 0
   private(set) var exhausted = false
 
-  init(limit: Int, costPerIteration: Int) {
+  init(limit: Int, costPerPass: Int) {
     self.limit = limit
-    self.costPerIteration = costPerIteration
+    self.costPerPass = costPerPass
   }
 
-  /// Charges one iteration; false once the budget is gone.
-  func charge() -> Bool {
-    self.spent += self.costPerIteration
+  /// Charges `cost`; false once the budget is gone.
+  func charge(_ cost: Int) -> Bool {
+    self.spent += cost
     if self.spent > self.limit { self.exhausted = true }
     return !self.exhausted
   }
+
+  /// The render context's form of a JSON value: objects and lists under this budget, strings
+  /// charged as they are output. Objects and lists offer no transforms (`sorted(list)` renders
+  /// nothing); strings and numbers keep theirs (`uppercased(name)`).
+  func value(_ value: JSONValue) -> Any? {
+    switch value {
+    case .null: nil
+    case .bool(let bool): bool
+    case .number(let number): number.rounded() == number && abs(number) < 1e15 ? Int(number) : number
+    case .string(let string): RenderText(text: string, budget: self)
+    case .array(let values): RenderList(values: values, budget: self)
+    case .object(let members): RenderObject(members: members, budget: self)
+    }
+  }
 }
 
-/// A list in the render context whose iteration stops when the budget runs out.
-private struct BudgetedSequence: MustacheSequence {
-  let values: [Any]
+private struct RenderObject: MustacheParent {
+  let members: [String: JSONValue]
   let budget: RenderBudget
+
+  func child(named name: String) -> Any? {
+    self.members[name].flatMap(self.budget.value)
+  }
+}
+
+/// A list has no named children: without this, Mustache would find its stored properties by
+/// reflection and iterate the raw values outside the budget.
+private struct RenderList: MustacheSequence, MustacheParent {
+  let values: [JSONValue]
+  let budget: RenderBudget
+
+  func child(named name: String) -> Any? { nil }
 
   func makeIterator() -> Iterator {
     Iterator(values: self.values.makeIterator(), budget: self.budget)
   }
 
   struct Iterator: IteratorProtocol {
-    var values: IndexingIterator<[Any]>
+    var values: IndexingIterator<[JSONValue]>
     let budget: RenderBudget
 
     mutating func next() -> Any? {
-      guard let value = self.values.next(), self.budget.charge() else { return nil }
-      return value
+      guard let value = self.values.next(), self.budget.charge(self.budget.costPerPass) else { return nil }
+      // A null element still takes its pass through the section.
+      return self.budget.value(value) ?? Optional<Any>.none as Any
+    }
+  }
+}
+
+/// A string has no named children either (see `RenderList`).
+private struct RenderText: MustacheCustomRenderable, MustacheTransformable, MustacheParent {
+  let text: String
+  let budget: RenderBudget
+
+  func child(named name: String) -> Any? { nil }
+
+  var renderText: String {
+    self.budget.charge(self.text.utf8.count) ? self.text : ""
+  }
+
+  var isNull: Bool { false }
+
+  func transform(_ name: String) -> Any? {
+    switch self.text.transform(name) {
+    case let string as any StringProtocol: RenderText(text: String(string), budget: self.budget)
+    case let other: other
     }
   }
 }

@@ -218,23 +218,28 @@ public struct PersonaStore: Sendable {
 
   // MARK: - Validations
 
-  public func insertValidation(
-    personaID: UUID, personaVersion: Int, validator: PersonaValidatorKind, isValid: Bool, issues: [String], result: JSONValue
-  ) async throws -> PersonaValidation {
-    var recorded: PersonaValidation?
-    for try await (id, validatedAt) in try await self.database.query(
-      """
-      INSERT INTO persona_validations (persona_id, persona_version, validator, validation_result, is_valid, issues)
-      VALUES (\(personaID), \(personaVersion), \(validator.rawValue), \(result.jsonText)::jsonb, \(isValid), \(issues))
-      RETURNING id, validated_at
-      """, logger: self.logger
-    ).decode((UUID, Date).self) {
-      recorded = PersonaValidation(
-        id: id, personaID: personaID, personaVersion: personaVersion, validator: validator, isValid: isValid,
-        issues: issues, result: result, validatedAt: validatedAt)
+  /// Records validator results of one persona version, all or none. Each row gets its own
+  /// time (`clock_timestamp()`, not the transaction's `now()`), so they list in run order.
+  public func insertValidations(_ outcomes: [ValidationOutcome], personaID: UUID, personaVersion: Int) async throws -> [PersonaValidation] {
+    try await self.database.withTransaction(logger: self.logger) { connection in
+      var recorded: [PersonaValidation] = []
+      for outcome in outcomes {
+        let rows = try await connection.query(
+          """
+          INSERT INTO persona_validations (persona_id, persona_version, validator, validation_result, is_valid, issues, validated_at)
+          VALUES (\(personaID), \(personaVersion), \(outcome.validator.rawValue), \(outcome.result.jsonText)::jsonb, \(outcome.isValid), \(outcome.issues), clock_timestamp())
+          RETURNING id, validated_at
+          """, logger: self.logger)
+        for try await (id, validatedAt) in rows.decode((UUID, Date).self) {
+          recorded.append(
+            PersonaValidation(
+              id: id, personaID: personaID, personaVersion: personaVersion, validator: outcome.validator, isValid: outcome.isValid,
+              issues: outcome.issues, result: outcome.result, validatedAt: validatedAt))
+        }
+      }
+      guard recorded.count == outcomes.count else { throw PersonaStoreError.inconsistent("an insert returned nothing") }
+      return recorded
     }
-    guard let recorded else { throw PersonaStoreError.inconsistent("insert returned nothing") }
-    return recorded
   }
 
   /// A persona's validations, newest first.
