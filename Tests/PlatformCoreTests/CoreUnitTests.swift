@@ -64,16 +64,28 @@ struct ConfigurationTests {
     let configuration = try ServiceConfiguration.fromEnvironment(
       service: .persona,
       environment: Environment([
-        "PORT": "6000", "DATABASE_URL": "postgres://u:p%40ss@db.internal:6543/personas?sslmode=require",
+        "PORT": "6000", "DATABASE_URL": "postgres://u:p%40ss%2541@db.internal:6543/personas?sslmode=require",
         "JWT_SECRET": "a-long-enough-secret-value-0123456789", "LOG_LEVEL": "DEBUG", "AGENT_ADDR": "agent:50051",
       ]))
     #expect(configuration.port == 6000)
     #expect(configuration.database.host == "db.internal" && configuration.database.port == 6543)
-    #expect(configuration.database.password == "p@ss" && configuration.database.requireTLS)
+    #expect(configuration.database.password == "p@ss%41" && configuration.database.requireTLS)  // decoded once
     #expect(configuration.database.description == "postgres://u@db.internal:6543/personas")
     #expect(configuration.logLevel == .debug)
     #expect(configuration.peers[.agent] == "agent:50051")
     #expect(!configuration.auth.usesDevelopmentSecret)
+  }
+
+  @Test("The public development secret is refused unless the service listens on loopback only")
+  func developmentSecret() throws {
+    #expect(try ServiceConfiguration.fromEnvironment(service: .agent, environment: Environment(["HOST": "::1"])).auth.usesDevelopmentSecret)
+    #expect {
+      try ServiceConfiguration.fromEnvironment(service: .agent, environment: Environment(["HOST": "0.0.0.0"]))
+    } throws: { error in
+      (error as? Environment.InvalidValue)?.variable == "JWT_SECRET"
+    }
+    let own = Environment(["HOST": "0.0.0.0", "JWT_SECRET": "a-long-enough-secret-value-0123456789"])
+    #expect(try ServiceConfiguration.fromEnvironment(service: .agent, environment: own).host == "0.0.0.0")
   }
 
   @Test(
@@ -81,6 +93,8 @@ struct ConfigurationTests {
     arguments: [
       ("PORT", "http"), ("PORT", "70000"), ("DATABASE_URL", "mysql://u:secret@h/db"), ("DATABASE_URL", "postgres://u:secret@h"),
       ("LOG_LEVEL", "loud"), ("LOG_FORMAT", "xml"), ("JWT_SECRET", "short"), ("DATABASE_POOL_SIZE", "0"),
+      ("DATABASE_URL", "postgres://u:secret@h/db?sslmode=prefer"), ("SHUTDOWN_GRACE_SECONDS", "1e16"),
+      ("SHUTDOWN_GRACE_SECONDS", "-1"),
     ])
   func invalid(variable: String, value: String) {
     #expect {

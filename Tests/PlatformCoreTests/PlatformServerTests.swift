@@ -5,6 +5,7 @@ import PlatformCore
 import PlatformProtos
 import PlatformTesting
 import PostgresNIO
+import SwiftProtobuf
 import Testing
 
 @Suite("Platform server")
@@ -37,6 +38,16 @@ struct PlatformServerTests {
         Grpc_Health_V1_Health.Method.check, request: Grpc_Health_V1_HealthCheckRequest(), options: CallOptions())
       let traceID = try #require(fresh.initialMetadata.firstString(forKey: "x-trace-id"))
       #expect(traceID.count == 32 && traceID != "4bf92f3577b34da6a3ce929d0e0e4736")
+
+      // A call that fails before answering gets a trailers-only response: the id is there too.
+      do {
+        let _: ClientResponse<Grpc_Health_V1_HealthCheckResponse> = try await service.client.unaryCall(
+          Grpc_Health_V1_Health.Method.check, request: Grpc_Health_V1_HealthCheckRequest.with { $0.service = "no.such.Service" },
+          options: CallOptions(metadata: metadata))
+        Issue.record("health knows an unknown service")
+      } catch let error as RPCError {
+        #expect(error.metadata.firstString(forKey: "x-trace-id") == "4bf92f3577b34da6a3ce929d0e0e4736", "\(error)")
+      }
     }
   }
 

@@ -82,7 +82,8 @@ public struct TokenVerifier: Sendable {
     let parts = token.split(separator: ".", omittingEmptySubsequences: false)
     guard parts.count == 3, let header = Self.decodeJSONObject(parts[0]) else { throw .malformed }
     let algorithm = header["alg"] as? String ?? ""
-    guard algorithm == "HS256" else { throw .unsupportedAlgorithm(algorithm) }
+    // The name goes back to the caller in the status message: keep it short.
+    guard algorithm == "HS256" else { throw .unsupportedAlgorithm(String(algorithm.prefix(16))) }
 
     let claims: AccessTokenClaims
     do {

@@ -42,8 +42,9 @@ public struct Environment: Sendable {
 
   public func seconds(_ name: String, default defaultValue: Duration) throws -> Duration {
     guard let text = self[name] else { return defaultValue }
-    guard let value = Double(text), value >= 0, value.isFinite else {
-      throw InvalidValue(variable: name, value: text, expected: "a number of seconds")
+    // Up to ten years: beyond that it is a mistake (and Int64 milliseconds overflow near 3e8 years).
+    guard let value = Double(text), value >= 0, value <= 315_360_000 else {
+      throw InvalidValue(variable: name, value: text, expected: "a number of seconds (0 to 315360000)")
     }
     return .milliseconds(Int64(value * 1000))
   }

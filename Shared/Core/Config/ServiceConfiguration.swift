@@ -58,13 +58,22 @@ public struct ServiceConfiguration: Sendable {
         variable: "LOG_LEVEL", value: levelText,
         expected: "one of " + Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))
     }
+    let host = environment.string("HOST", default: "127.0.0.1")
+    let auth = try AuthConfiguration(environment: environment)
+    // The development secret is in the source: anyone could sign an admin token with it. It is
+    // fine only where nobody else can connect.
+    if auth.usesDevelopmentSecret && !["127.0.0.1", "::1", "localhost"].contains(host) {
+      throw Environment.InvalidValue(
+        variable: "JWT_SECRET", value: "<unset>",
+        expected: "a secret of your own (at least 32 bytes) when HOST (\(host)) is not loopback: the development secret is public")
+    }
     return Self(
       service: service,
-      host: environment.string("HOST", default: "127.0.0.1"),
+      host: host,
       port: try environment.int("PORT", default: service.defaultPort, range: 0...65535),
       database: database,
       redisURL: environment.string("REDIS_URL", default: "redis://127.0.0.1:6379"),
-      auth: try AuthConfiguration(environment: environment),
+      auth: auth,
       logLevel: level,
       logFormat: try environment.choice("LOG_FORMAT", default: LogFormat.json),
       shutdownGracePeriod: try environment.seconds("SHUTDOWN_GRACE_SECONDS", default: .seconds(10)),

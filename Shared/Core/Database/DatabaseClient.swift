@@ -93,6 +93,12 @@ public enum DatabaseErrors {
     return "\(error.code)"
   }
 
+  /// Whether postgres-nio gave up the query because its task was cancelled (the caller went
+  /// away or its deadline passed): a cancellation, not a failure.
+  public static func isCancellation(_ error: any Error) -> Bool {
+    (underlying(error) as? PSQLError)?.code == .queryCancelled
+  }
+
   /// Whether the error means the database could not be reached (rather than refused a query).
   public static func isUnavailable(_ error: any Error) -> Bool {
     guard let error = underlying(error) as? PSQLError else { return false }

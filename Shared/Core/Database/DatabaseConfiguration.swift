@@ -30,12 +30,14 @@ public struct DatabaseConfiguration: Sendable, CustomStringConvertible {
     let database = String(components.path.drop(while: { $0 == "/" }))
     guard !database.isEmpty else { throw invalid("a database name after the host") }
     let sslmode = components.queryItems?.first(where: { $0.name == "sslmode" })?.value ?? "disable"
-    guard ["disable", "prefer", "require", "allow"].contains(sslmode) else { throw invalid("sslmode disable or require") }
+    // prefer/allow would quietly mean plaintext here: say which one is meant.
+    guard ["disable", "require"].contains(sslmode) else { throw invalid("sslmode disable or require") }
     self.host = host
     self.port = components.port ?? 5432
-    self.username = user.removingPercentEncoding ?? user
-    self.password = components.password.map { $0.removingPercentEncoding ?? $0 }
-    self.database = database.removingPercentEncoding ?? database
+    // URLComponents' user, password and path are already percent-decoded.
+    self.username = user
+    self.password = components.password
+    self.database = database
     self.requireTLS = sslmode == "require"
     self.poolSize = poolSize
     self.connectTimeout = connectTimeout

@@ -21,6 +21,8 @@ public struct ErrorMappingInterceptor: ServerInterceptor {
       throw error.rpcError
     } catch is CancellationError {
       throw RPCError(.cancelled, "The call was cancelled")
+    } catch where DatabaseErrors.isCancellation(error) {
+      throw RPCError(.cancelled, "The call was cancelled")
     } catch {
       let traceID = context.trace?.traceID ?? "-"
       if DatabaseErrors.isUnavailable(error) {

@@ -531,6 +531,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     var headers = HeaderList()
     headers.add(":status", "200")
     headers.add("content-type", "application/grpc")
+    // Metadata the handler set for the headers has no other way out (as grpc-go does).
+    headers.add(metadata: stream.context?.initialMetadata ?? [:])
     headers.withNameValuePairs { statusPairs, statusCount in
       trailers.withNameValuePairs { trailerPairs, trailerCount in
         var all = Array(UnsafeBufferPointer(start: statusPairs, count: statusCount))
