@@ -118,6 +118,24 @@ struct PersonaTemplateTests {
     #expect(try hidden.render(["s": .string("abc"), "l": .array([.string("p"), .string("q")])], maxCharacters: 100) == "[||pq|ABC|cba]")
   }
 
+  @Test("template_syntax resolves names inside nested sections as Mustache does")
+  func nestedSectionNames() throws {
+    let schema = try JSONValue(jsonText: #"""
+      {"type":"object","properties":{"user":{"type":"object","properties":{"name":{"type":"string"},
+      "address":{"type":"object","properties":{"city":{"type":"string"}}},
+      "pets":{"type":"array","items":{"type":"object","properties":{"kind":{"type":"string"}}}}}}}}
+      """#)
+    func issues(_ template: String) -> [String] {
+      let persona = Persona(
+        id: UUID(), ownerID: UUID(), name: "n", description: "", template: template, variables: schema, isPublic: false,
+        usageCount: 0, rating: nil, ratingCount: 0, version: 1, createdAt: Date(), updatedAt: Date(), deletedAt: nil)
+      return PersonaCatalog.checkTemplateSyntax(persona).issues
+    }
+    #expect(issues("{{#user}}{{name}} of {{#address}}{{city}}{{/address}}{{#pets}}{{kind}} {{name}}{{/pets}}{{/user}}").isEmpty)
+    #expect(issues("{{#user}}{{#address}}{{zip}}{{/address}}{{/user}}") == ["line 1: unknown variable `zip` (not declared in the variables schema)"])
+    #expect(issues("{{city}}") == ["line 1: unknown variable `city` (not declared in the variables schema)"])
+  }
+
   @Test("The scanner finds the variables a template uses, with their lines and sections")
   func scan() {
     let scan = TemplateVariables(scanning: "Hi {{ name }}\n{{#items}}{{title}} {{{raw}}}{{/items}}{{! note }}{{> part}}{{=<% %>=}}<% late %>")

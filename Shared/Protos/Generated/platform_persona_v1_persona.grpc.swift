@@ -6,8 +6,7 @@
 // Source: platform/persona/v1/persona.proto
 
 // The persona service (port 50052): persona templates with a JSON schema of their variables;
-// render, validate, rate. Rows live in persona_db (seed 002 §2.2); personas are cached in Redis
-// write-through (`persona:{id}`, 1 hour).
+// render, validate, rate. Rows live in persona_db (seed 002 §2.2).
 //
 // Conventions (DESIGN.md "Cross-cutting rules"): every RPC needs a valid JWT or API key
 // (UNAUTHENTICATED) and the permission its comment names (PERMISSION_DENIED). A persona is
@@ -103,7 +102,7 @@ public protocol Platform_Persona_V1_PersonaServiceHandler: RPCService {
     context: ServerContext
   ) async throws -> Platform_Persona_V1_Persona
 
-  /// Returns a visible persona (from the Redis cache when present). NOT_FOUND. Requires persona:read.
+  /// Returns a visible persona. NOT_FOUND. Requires persona:read.
   func getPersona(
     _ request: Platform_Persona_V1_GetPersonaRequest,
     context: ServerContext
@@ -140,8 +139,9 @@ public protocol Platform_Persona_V1_PersonaServiceHandler: RPCService {
     context: ServerContext
   ) async throws -> Platform_Persona_V1_RenderPersonaResponse
 
-  /// Runs validators on the caller's persona and records their results. INVALID_ARGUMENT
-  /// (validators), NOT_FOUND, UNAVAILABLE (judge model unreachable). Requires persona:write.
+  /// Runs validators on the caller's persona and records their results, all or none.
+  /// INVALID_ARGUMENT (validators, sample_variables), NOT_FOUND, PERMISSION_DENIED (another
+  /// user's public persona), UNAVAILABLE (judge model unreachable). Requires persona:write.
   func validatePersona(
     _ request: Platform_Persona_V1_ValidatePersonaRequest,
     context: ServerContext
@@ -240,7 +240,7 @@ public struct Platform_Persona_V1_PersonaServiceClient: Sendable {
     )
   }
 
-  /// Returns a visible persona (from the Redis cache when present). NOT_FOUND. Requires persona:read.
+  /// Returns a visible persona. NOT_FOUND. Requires persona:read.
   ///
   /// - Parameters:
   ///   - request: The request message.
@@ -332,8 +332,9 @@ public struct Platform_Persona_V1_PersonaServiceClient: Sendable {
     )
   }
 
-  /// Runs validators on the caller's persona and records their results. INVALID_ARGUMENT
-  /// (validators), NOT_FOUND, UNAVAILABLE (judge model unreachable). Requires persona:write.
+  /// Runs validators on the caller's persona and records their results, all or none.
+  /// INVALID_ARGUMENT (validators, sample_variables), NOT_FOUND, PERMISSION_DENIED (another
+  /// user's public persona), UNAVAILABLE (judge model unreachable). Requires persona:write.
   ///
   /// - Parameters:
   ///   - request: The request message.

@@ -9,8 +9,7 @@
 //   https://github.com/apple/swift-protobuf/
 
 /// The persona service (port 50052): persona templates with a JSON schema of their variables;
-/// render, validate, rate. Rows live in persona_db (seed 002 §2.2); personas are cached in Redis
-/// write-through (`persona:{id}`, 1 hour).
+/// render, validate, rate. Rows live in persona_db (seed 002 §2.2).
 ///
 /// Conventions (DESIGN.md "Cross-cutting rules"): every RPC needs a valid JWT or API key
 /// (UNAUTHENTICATED) and the permission its comment names (PERMISSION_DENIED). A persona is
@@ -81,7 +80,9 @@ public nonisolated enum Platform_Persona_V1_PersonaValidator: SwiftProtobuf.Enum
 
 }
 
-/// Sort orders of ListPersonas (always descending, ties by id).
+/// Sort orders of ListPersonas (always descending, ties by id). Pages continue after the last
+/// row's sort key, so a persona whose usage or rating changes while a caller pages may move
+/// between pages (seen twice or not at all); create time never changes.
 public nonisolated enum Platform_Persona_V1_PersonaOrderBy: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
 

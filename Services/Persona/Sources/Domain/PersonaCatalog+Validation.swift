@@ -69,12 +69,15 @@ extension PersonaCatalog {
     var issues: [String] = []
     var undeclared: [String] = []
     for reference in scan.references where !declared.contains(reference.root) {
-      // Inside a section, a name may be a member of the section's items.
-      let itemMembers = reference.enclosingSections.flatMap { section -> [String] in
-        guard let sectionSchema = schema?.properties[section] else { return [] }
-        return Array((sectionSchema.items ?? sectionSchema).properties.keys)
+      // Inside sections, a name may be a member of a section's object (or of its list's items),
+      // looked up from the innermost section outwards as Mustache does.
+      var scopes = schema.map { [$0] } ?? []
+      for section in reference.enclosingSections {
+        if let found = scopes.reversed().lazy.compactMap({ $0.properties[section] }).first {
+          scopes.append(found.items ?? found)
+        }
       }
-      if itemMembers.contains(reference.root) { continue }
+      if scopes.contains(where: { $0.properties[reference.root] != nil }) { continue }
       if !undeclared.contains(reference.root) {
         undeclared.append(reference.root)
         issues.append("line \(reference.line): unknown variable `\(reference.root)` (not declared in the variables schema)")
