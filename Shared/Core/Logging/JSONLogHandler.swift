@@ -90,6 +90,7 @@ public struct JSONLogHandler: LogHandler {
       var offset = 0
       while offset < buffer.count {
         let written = Foundation.write(2, buffer.baseAddress! + offset, buffer.count - offset)
+        if written < 0 && errno == EINTR { continue }
         if written <= 0 { return }
         offset += written
       }
