@@ -418,6 +418,10 @@ struct PersonaServiceTests {
   func badInput() async throws {
     try await PersonaFixture.run { fixture in
       let existing = try await fixture.create(PersonaFixture.persona("Existing"))
+      // A backslash followed by "u0000" is text, not NUL: it is stored as it is.
+      let literal = try await fixture.create(
+        PersonaFixture.persona("Literal", variables: .object(["title": .string(#"C:\u0000"#)])))
+      #expect(JSONValue(literal.variables).objectValue?["title"] == .string(#"C:\u0000"#))
       let before = try await fixture.snapshot()
       let cases: [(Platform_Persona_V1_Persona, String)] = [
         (PersonaFixture.persona(""), "persona.name"),

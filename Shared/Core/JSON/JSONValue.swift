@@ -54,6 +54,16 @@ public enum JSONValue: Sendable, Hashable {
     }
   }
 
+  /// Whether a string or a key holds a NUL character, which PostgreSQL text (and JSONB) cannot.
+  public var containsNUL: Bool {
+    switch self {
+    case .string(let string): string.utf8.contains(0)
+    case .array(let values): values.contains(where: \.containsNUL)
+    case .object(let members): members.contains { $0.key.utf8.contains(0) || $0.value.containsNUL }
+    default: false
+    }
+  }
+
   /// The deepest nesting of arrays and objects (a scalar is 0).
   public var depth: Int {
     switch self {

@@ -60,7 +60,7 @@ public struct PersonaCatalog: Sendable {
   /// text cannot hold them) and no NaN or infinities (JSON cannot).
   static func checkStorable(_ document: JSONValue, field: String) throws(PersonaError) {
     guard document.isFinite else { throw .invalidArgument(field: field, reason: "numbers must be finite (no NaN or Infinity)") }
-    guard !document.jsonText.contains("\\u0000") else { throw .invalidArgument(field: field, reason: "must not contain NUL characters") }
+    guard !document.containsNUL else { throw .invalidArgument(field: field, reason: "must not contain NUL characters") }
   }
 
   /// The size limits of variables a request supplies (render and sample variables).
