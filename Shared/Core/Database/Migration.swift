@@ -1,5 +1,4 @@
 public import Foundation
-internal import Crypto
 
 /// One numbered SQL migration, shipped as a resource `NNNN_name.sql`.
 public struct Migration: Sendable, Hashable {
@@ -13,7 +12,7 @@ public struct Migration: Sendable, Hashable {
     self.version = version
     self.name = name
     self.sql = sql
-    self.checksum = SHA256.hash(data: Array(sql.utf8)).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    self.checksum = sql.sha256Hex
   }
 
   /// Loads every `NNNN_name.sql` file of `directory`, ordered by version.

@@ -1,4 +1,3 @@
-internal import Crypto
 internal import Foundation
 
 /// Opaque page tokens: a Codable cursor as base64url JSON. A token that does not decode, or
@@ -26,7 +25,7 @@ public enum PageToken {
   /// A fixed-length stand-in for request text a token must match (a search query): the token
   /// stays short however long the text is.
   public static func fingerprint(_ text: String) -> String {
-    SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+    text.sha256Hex
   }
 
   /// The page size to use for a requested `page_size`: 0 means `defaultSize`; larger than

@@ -59,8 +59,13 @@ public struct PersonaCatalog: Sendable {
   /// A JSON document from a request that will be stored (JSONB): no NUL characters (PostgreSQL
   /// text cannot hold them) and no NaN or infinities (JSON cannot).
   static func checkStorable(_ document: JSONValue, field: String) throws(PersonaError) {
-    guard document.isFinite else { throw .invalidArgument(field: field, reason: "numbers must be finite (no NaN or Infinity)") }
+    try checkFinite(document, field: field)
     guard !document.containsNUL else { throw .invalidArgument(field: field, reason: "must not contain NUL characters") }
+  }
+
+  /// `google.protobuf.Value` can carry NaN and infinities; JSON, the schema checks and JSONB cannot.
+  static func checkFinite(_ document: JSONValue, field: String) throws(PersonaError) {
+    guard document.isFinite else { throw .invalidArgument(field: field, reason: "numbers must be finite (no NaN or Infinity)") }
   }
 
   /// The size limits of variables a request supplies (render and sample variables).
@@ -171,7 +176,7 @@ public struct PersonaCatalog: Sendable {
   /// Checks `variables` against the schema (after defaults), every violation named.
   func completedVariables(_ variables: JSONValue, schema: VariableSchema) throws(PersonaError) -> (variables: [String: JSONValue], defaulted: [String]) {
     try self.checkVariableSize(variables, field: "variables")
-    guard variables.isFinite else { throw .invalidArgument(field: "variables", reason: "numbers must be finite (no NaN or Infinity)") }
+    try Self.checkFinite(variables, field: "variables")
     let completed = schema.applyingDefaults(to: variables.objectValue ?? [:])
     let violations = schema.validate(.object(completed.variables), path: "variables")
     guard violations.isEmpty else { throw .variablesRejected(violations) }
