@@ -261,6 +261,7 @@ let package = Package(
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         "PlatformTesting",
         .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "PostgresNIO", package: "postgres-nio"),
         .product(name: "JWTKit", package: "jwt-kit"),
       ],

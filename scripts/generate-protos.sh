@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates every generated Swift source from the contracts in Protos/:
 #
-#   grpc/health/v1, grpc/reflection/v1        → Shared/RPCServices/Generated/
-#   grpc/testing, platform/echo/v1            → Tests/Interop/Generated/
-#   platform/<service>/v1 (not echo), common  → Shared/Protos/Generated/
+#   grpc/health/v1, grpc/reflection/v1{,alpha}  → Shared/RPCServices/Generated/
+#   grpc/testing, platform/echo/v1              → Tests/Interop/Generated/
+#   platform/<service>/v1 (not echo), common    → Shared/Protos/Generated/
 #
 # plus Shared/Protos/Generated/DescriptorSet.swift: the descriptors of all of them (and of the
 # google/protobuf files they import) for server reflection.
@@ -67,7 +67,7 @@ protos() {
 }
 
 echo "Generating Swift sources…"
-mapfile -t rpc_services < <(protos grpc/health/v1 grpc/reflection/v1)
+mapfile -t rpc_services < <(protos grpc/health/v1 grpc/reflection/v1 grpc/reflection/v1alpha)
 generate Shared/RPCServices/Generated "${rpc_services[@]}"
 
 mapfile -t interop < <(protos grpc/testing platform/echo/v1)

@@ -49,9 +49,12 @@ CORE=(empty_unary large_unary client_streaming server_streaming ping_pong empty_
       unimplemented_service cancel_after_begin cancel_after_first_response
       timeout_on_sleeping_server)
 # `echo` = our EchoService check (all 4 methods in Python/Go, unary Echo in C).
+# `reflection_v1alpha`, `reflection_v1` = grpc-go's reflection client over each version.
 client_cases() {
   case $1 in
-    python|go) echo "${CORE[*]} client_compressed_unary server_compressed_unary echo" ;;
+    python) echo "${CORE[*]} client_compressed_unary server_compressed_unary echo" ;;
+    go) echo "${CORE[*]} client_compressed_unary server_compressed_unary echo reflection_v1alpha \
+reflection_v1" ;;
     c) echo "empty_unary large_unary custom_metadata status_code_and_message \
 special_status_message unimplemented_method unimplemented_service echo" ;;
     swift) echo "${CORE[*]} client_compressed_unary server_compressed_unary echo" ;;
@@ -63,7 +66,8 @@ server_cases() {
   case $1 in
     go) echo "${CORE[*]} client_compressed_unary echo" ;;
     python) echo "${CORE[*]} server_compressed_unary echo" ;;
-    swift) echo "${CORE[*]} client_compressed_unary server_compressed_unary echo" ;;
+    swift) echo "${CORE[*]} client_compressed_unary server_compressed_unary echo reflection_v1alpha \
+reflection_v1" ;;
   esac
 }
 # Cases to run for a client/server pair: the client's list, filtered by the server's and options.

@@ -10,7 +10,10 @@
 #     checks CreatePersona, RenderPersona, ListPersonas (paging, include_public) and the error
 #     codes (INVALID_ARGUMENT, UNAUTHENTICATED, NOT_FOUND);
 #   - persona-c-client (Tests/Interop/c/persona_c_client.c: libnghttp2 + protoc-c code): renders
-#     and lists one of those personas and checks the decoded replies.
+#     and lists one of those personas and checks the decoded replies;
+#   - Tests/Interop/persona/persona_hostile.py: requests nested or sized to take the server down
+#     or to grow a listing past 4 MiB, each refused while the server keeps answering;
+#   - SIGSEGV, then (after a restart) SIGABRT: each must end the server within 5 s.
 # One PASS/FAIL line per check, then "persona interop: N passed, M failed"; exits 1 on any
 # failure, 2 when it cannot run at all (no binary, no PostgreSQL, a build error). The server is
 # stopped and the database dropped on exit.
@@ -92,28 +95,56 @@ psql_admin -c "CREATE DATABASE \"$DB\"" >>"$LOGS/psql.log" 2>&1 ||
   { cat "$LOGS/psql.log" >&2; die "could not create database $DB"; }
 DB_CREATED=1
 
-HOST=127.0.0.1 PORT=$PORT \
-DATABASE_URL="postgres://$PGUSER:$PGPASSWORD@$PGHOST:$PGPORT/$DB" \
-JWT_SECRET=$JWT_SECRET JWT_ISSUER=platform JWT_AUDIENCE=platform LOG_LEVEL=${LOG_LEVEL:-info} \
-  "$PERSONA_BIN" >"$LOGS/server.log" 2>&1 &
-SERVER_PID=$!
-
 PASSED=0 FAILED=0
 pass() { PASSED=$((PASSED + 1)); echo "PASS $*"; }
 fail() { FAILED=$((FAILED + 1)); echo "FAIL $*"; }
 summary() { echo "persona interop: $PASSED passed, $FAILED failed"; }
 
-if "$PY" "$CLIENT_PY" health --port "$PORT" --timeout "$START_TIMEOUT" --pid "$SERVER_PID" \
-     >"$LOGS/health.log" 2>&1; then
-  pass "server: persona on 127.0.0.1:$PORT (database $DB) answers health SERVING"
-else
-  fail "server: persona did not answer health SERVING on 127.0.0.1:$PORT"
-  sed 's/^/        | /' "$LOGS/health.log"
-  echo "        server log ($LOGS/server.log):"
-  tail -n 30 "$LOGS/server.log" | sed 's/^/        | /'
-  summary
-  exit 1
-fi
+# start_server: starts persona on $PORT against $DB (its log appended to server.log) and waits
+# for SERVING; exits the script when it does not come up.
+start_server() {
+  HOST=127.0.0.1 PORT=$PORT \
+  DATABASE_URL="postgres://$PGUSER:$PGPASSWORD@$PGHOST:$PGPORT/$DB" \
+  JWT_SECRET=$JWT_SECRET JWT_ISSUER=platform JWT_AUDIENCE=platform LOG_LEVEL=${LOG_LEVEL:-info} \
+    "$PERSONA_BIN" >>"$LOGS/server.log" 2>&1 &
+  SERVER_PID=$!
+  if "$PY" "$CLIENT_PY" health --port "$PORT" --timeout "$START_TIMEOUT" --pid "$SERVER_PID" \
+       >"$LOGS/health.log" 2>&1; then
+    pass "server: persona on 127.0.0.1:$PORT (database $DB) answers health SERVING"
+  else
+    fail "server: persona did not answer health SERVING on 127.0.0.1:$PORT"
+    sed 's/^/        | /' "$LOGS/health.log"
+    echo "        server log ($LOGS/server.log):"
+    tail -n 30 "$LOGS/server.log" | sed 's/^/        | /'
+    summary
+    exit 1
+  fi
+}
+
+# crash_exits SIGNAL: a fatal signal must end the process within 5 s, by that signal, with a
+# last log line (Swift's own crash handler used to leave it paused, holding its port).
+crash_exits() {
+  local signal=$1 number waited=0 status
+  number=$(kill -l "$signal")
+  kill "-$signal" "$SERVER_PID"
+  while kill -0 "$SERVER_PID" 2>/dev/null && [ "$waited" -lt 50 ]; do sleep 0.1; waited=$((waited + 1)); done
+  if kill -0 "$SERVER_PID" 2>/dev/null; then
+    fail "crash: SIG$signal did not end persona within 5 s"
+    kill -KILL "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null
+  else
+    wait "$SERVER_PID" 2>/dev/null
+    status=$?
+    if [ "$status" = $((128 + number)) ] && tail -n 1 "$LOGS/server.log" | grep -q "fatal signal $number (SIG$signal)"; then
+      pass "crash: SIG$signal ended persona in $((waited * 100)) ms (status $status) after a last log line"
+    else
+      fail "crash: SIG$signal ended persona with status $status; last log line: $(tail -n 1 "$LOGS/server.log")"
+    fi
+  fi
+  SERVER_PID=""
+}
+
+start_server
 
 # run_client NAME LOG CMD...: runs a client with a timeout, echoes and counts its PASS/FAIL lines;
 # a client that fails without saying which check failed counts as one more failure.
@@ -146,10 +177,16 @@ else
   fail "c: not run (the Python step created no persona to hand over)"
 fi
 
+run_client hostile "$LOGS/hostile.log" "$PY" "$REPO/Tests/Interop/persona/persona_hostile.py" --port "$PORT"
+
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
   fail "server: persona exited during the run"
   tail -n 30 "$LOGS/server.log" | sed 's/^/        | /'
   SERVER_PID=""
+else
+  crash_exits SEGV
+  start_server
+  crash_exits ABRT
 fi
 [ "$FAILED" = 0 ] || echo "(logs: $LOGS)"
 summary

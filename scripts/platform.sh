@@ -1,17 +1,35 @@
 #!/usr/bin/env bash
 # The whole platform on this machine: PostgreSQL + Redis (scripts/local-services.sh) and the six
-# services, each a background process on loopback. State under .local/ (git-ignored):
-# logs in .local/logs/<service>.log, pid files in .local/run/<service>.pid.
+# services, each a supervised background process on loopback. State under .local/ (git-ignored;
+# PLATFORM_STATE_DIR moves it): logs in logs/<service>.log, pid files in run/.
 #
 #   scripts/platform.sh up [--no-build]   local services up, build (CONFIG=debug|release), start
 #                                         what is not running, wait until every service answers a
 #                                         gRPC health check, print the addresses
-#   scripts/platform.sh down [--all]      SIGTERM the services (KILL after STOP_TIMEOUT s);
-#                                         --all also stops PostgreSQL and Redis
-#   scripts/platform.sh status            what runs, and the health of each service
+#   scripts/platform.sh down [--all]      stop the supervisors and the services (SIGTERM, KILL after
+#                                         STOP_TIMEOUT s); --all also stops PostgreSQL and Redis
+#   scripts/platform.sh status            what runs, restarts, last exit, and the health of each
 #   scripts/platform.sh logs [-f] [SERVICE...]   the logs' tails (-f: follow)
 #
+# Supervision: `up` starts one supervisor per service, this script run as
+# `platform.sh __supervise SERVICE` in its own session (setsid, stdin /dev/null, output to the
+# service's log), so it survives the terminal. The supervisor starts the service as its child,
+# waits for it, and when it exits for any reason (crash, signal, kill -9, any exit code) logs the
+# exit status to the service's log and starts it again after a backoff: RESTART_BACKOFF_MIN (1) s,
+# doubling per quick exit up to RESTART_BACKOFF_MAX (30) s, back to the minimum once a run lasted
+# RESTART_RESET_AFTER (60) s. A missing binary is retried on the same backoff (no busy loop).
+# `down` SIGTERMs the supervisor, never the service directly: the supervisor marks itself stopping,
+# forwards SIGTERM to the service, waits for it (KILL after STOP_TIMEOUT) and exits without
+# restarting, so down cannot race a restart; down KILLs a supervisor that does not finish in time,
+# then the service. Pid files in run/: <service>.supervisor.pid (the supervisor; "running" means
+# this one is alive), <service>.pid (the current service process, absent between restarts),
+# <service>.addr (where it listens), <service>.state (restarts, last exit, phase; read by status).
+# A last exit is "exit N" or "SIGNAME" (a status above 128 is taken as a signal, as in the shell);
+# for a stopped service, status shows the restarts and last exit of its last run.
+#
 # Env: CONFIG (debug), HEALTH_TIMEOUT (60), STOP_TIMEOUT (15), SKIP_BUILD=1 (= --no-build),
+#      RESTART_BACKOFF_MIN (1), RESTART_BACKOFF_MAX (30), RESTART_RESET_AFTER (60) (seconds),
+#      PLATFORM_STATE_DIR (.local; its run/ and logs/ hold the pid files and the logs),
 #      PLATFORM_BIN_DIR (run the binaries of this directory, e.g. a deployed copy with its
 #      *.resources beside them, instead of .build/$CONFIG; implies --no-build);
 #      everything the services read (JWT_SECRET, LOG_LEVEL, LOG_FORMAT, HOST, REDIS_URL, ...)
@@ -23,9 +41,10 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-LOCAL="$ROOT/.local"
-LOG_DIR="$LOCAL/logs"
-RUN_DIR="$LOCAL/run"
+SELF="$ROOT/scripts/platform.sh"
+STATE_DIR="${PLATFORM_STATE_DIR:-$ROOT/.local}"
+LOG_DIR="$STATE_DIR/logs"
+RUN_DIR="$STATE_DIR/run"
 PY=/usr/bin/python3                      # Debian's python3 with python3-grpcio
 HEALTH="$ROOT/scripts/health_check.py"
 BUILD_LOCK=/tmp/swift-build.lock
@@ -33,6 +52,9 @@ BUILD_LOCK=/tmp/swift-build.lock
 CONFIG="${CONFIG:-debug}"
 HEALTH_TIMEOUT="${HEALTH_TIMEOUT:-60}"
 STOP_TIMEOUT="${STOP_TIMEOUT:-15}"
+BACKOFF_MIN="${RESTART_BACKOFF_MIN:-1}"
+BACKOFF_MAX="${RESTART_BACKOFF_MAX:-30}"
+BACKOFF_RESET="${RESTART_RESET_AFTER:-60}"
 
 SERVICES=(agent persona code-sandbox text-to-sql knowledge workflow)
 declare -A DEFAULT_PORT=([agent]=50051 [persona]=50052 [code-sandbox]=50053 [text-to-sql]=50054
@@ -68,31 +90,16 @@ database_url_of() {
 }
 
 pid_file() { printf '%s/%s.pid' "$RUN_DIR" "$1"; }
+supervisor_pid_file() { printf '%s/%s.supervisor.pid' "$RUN_DIR" "$1"; }
 addr_file() { printf '%s/%s.addr' "$RUN_DIR" "$1"; }
+state_file() { printf '%s/%s.state' "$RUN_DIR" "$1"; }
+log_file() { printf '%s/%s.log' "$LOG_DIR" "$1"; }
 
 # Where a running service $1 was started (recorded at start, so status/down need not be given
 # the same env again), else where it would be.
 current_probe_addr() {
   local f; f="$(addr_file "$1")"
   if [[ -s $f ]]; then cat "$f"; else probe_addr_of "$1"; fi
-}
-log_file() { printf '%s/%s.log' "$LOG_DIR" "$1"; }
-
-# The pid of service $1 when it runs, else nothing; a stale pid file is removed. Running: the pid
-# is alive and its command line names the service's binary (as argv[0], or as the argument of
-# env/setsid for the instant before they exec it).
-running_pid() {
-  local f pid arg
-  f="$(pid_file "$1")"
-  [[ -f $f ]] || return 1
-  pid="$(<"$f")"
-  if [[ $pid =~ ^[0-9]+$ ]] && [[ -r /proc/$pid/cmdline ]]; then
-    while IFS= read -r -d '' arg; do
-      if [[ "${arg##*/}" == "$1" ]]; then printf '%s' "$pid"; return 0; fi
-    done <"/proc/$pid/cmdline" 2>/dev/null || true
-  fi
-  rm -f "$f" "$(addr_file "$1")"
-  return 1
 }
 
 # Process $1 exists and is not a zombie (an exited child not yet reaped).
@@ -102,6 +109,37 @@ alive() {
   stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
   stat="${stat##*) }"
   [[ ${stat:0:1} != Z ]]
+}
+
+# The pid in file $1 when that process is alive and its command line has an argument named $2
+# (compared by basename) and, if given, one equal to $3; else nothing and status 1. Reads only:
+# stale files are removed by up (before a start), the supervisor (at its exit) and down.
+pid_from() {
+  local f="$1" name="$2" extra="${3:-}" pid arg named=0 marked=0
+  [[ -f $f ]] || return 1
+  pid="$(cat "$f" 2>/dev/null)" || return 1
+  [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" || return 1
+  [[ -n $extra ]] || marked=1
+  while IFS= read -r -d '' arg; do
+    [[ "${arg##*/}" == "$name" ]] && named=1
+    [[ -n $extra && $arg == "$extra" ]] && marked=1
+  done <"/proc/$pid/cmdline" 2>/dev/null || true
+  ((named && marked)) || return 1
+  printf '%s' "$pid"
+}
+
+# The pid of service $1 when it runs (the binary, as argv[0] or as the argument of env for the
+# instant before it execs), else nothing.
+running_pid() { pid_from "$(pid_file "$1")" "$1"; }
+
+# The pid of the supervisor of service $1 when it runs (platform.sh __supervise $1).
+supervisor_pid() { pid_from "$(supervisor_pid_file "$1")" "$1" __supervise; }
+
+# Field $2 (restarts, last_exit, phase, retry_at, note) of service $1's state file.
+state_get() {
+  local f; f="$(state_file "$1")"
+  [[ -f $f ]] || return 0
+  sed -n "s/^$2=//p" "$f" 2>/dev/null | tail -n 1
 }
 
 healthy() { "$PY" "$HEALTH" --timeout "${2:-2}" -q "$(current_probe_addr "$1")"; }
@@ -123,13 +161,28 @@ port_busy() { # something accepts connections at $1 (host:port)
 }
 
 print_table() {
-  local s pid
-  printf '\n%-14s %-22s %-8s %s\n' SERVICE ADDRESS PID HEALTH
+  local s pid restarts last health now retry
+  printf -v now '%(%s)T' -1
+  printf '\n%-14s %-22s %-8s %-9s %-12s %s\n' SERVICE ADDRESS PID RESTARTS LAST-EXIT HEALTH
   for s in "${SERVICES[@]}"; do
-    if pid="$(running_pid "$s")"; then
-      printf '%-14s %-22s %-8s %s\n' "$s" "$(current_probe_addr "$s")" "$pid" "$(health_text "$s")"
+    restarts="$(state_get "$s" restarts)"; last="$(state_get "$s" last_exit)"
+    if supervisor_pid "$s" >/dev/null; then
+      if pid="$(running_pid "$s")"; then
+        health="$(health_text "$s")"
+      else
+        pid=- retry="$(state_get "$s" retry_at)"
+        health="restarting"
+        [[ $retry =~ ^[0-9]+$ ]] && ((retry >= now)) && health+=" in $((retry - now))s"
+        [[ -n "$(state_get "$s" note)" ]] && health+=" ($(state_get "$s" note))"
+      fi
+      printf '%-14s %-22s %-8s %-9s %-12s %s\n' "$s" "$(current_probe_addr "$s")" "$pid" \
+        "${restarts:-0}" "${last:--}" "$health"
+    elif pid="$(running_pid "$s")"; then   # started by an older platform.sh, or its supervisor was killed
+      printf '%-14s %-22s %-8s %-9s %-12s %s\n' "$s" "$(current_probe_addr "$s")" "$pid" - - \
+        "$(health_text "$s") (not supervised: down, then up)"
     else
-      printf '%-14s %-22s %-8s %s\n' "$s" "$(probe_addr_of "$s")" - stopped
+      printf '%-14s %-22s %-8s %-9s %-12s %s\n' "$s" "$(probe_addr_of "$s")" - \
+        "${restarts:--}" "${last:--}" stopped
     fi
   done
   printf '\nlogs: %s/<service>.log (scripts/platform.sh logs -f SERVICE)\n' "${LOG_DIR#"$ROOT"/}"
@@ -156,9 +209,14 @@ check_env() {
     [[ $p =~ ^[0-9]+$ ]] || die "$(env_prefix "$s")_ADDR=$(addr_of "$s") has no port"
   done
   case "$CONFIG" in debug|release) ;; *) die "CONFIG must be debug or release, not $CONFIG" ;; esac
+  local v
+  for v in STOP_TIMEOUT RESTART_BACKOFF_MIN RESTART_BACKOFF_MAX RESTART_RESET_AFTER; do
+    [[ ${!v:-1} =~ ^[0-9]+$ ]] || die "$v must be a whole number of seconds, not ${!v}"
+  done
+  ((BACKOFF_MIN >= 1)) || die "RESTART_BACKOFF_MIN must be at least 1"
 }
 
-# ---------------------------------------------------------------- up
+# ---------------------------------------------------------------- build
 
 build() {
   command -v swift >/dev/null || die "swift not found on PATH"
@@ -177,27 +235,147 @@ build() {
 
 bin_dir() { printf '%s' "${PLATFORM_BIN_DIR:-$ROOT/.build/$CONFIG}"; }
 
-# Starts service $1 in its own session, detached from this terminal; sets START_OFFSET to the
-# log's size at the start (to show only this run's lines later).
-START_OFFSET=0
-start_service() {
-  local s="$1" bin f
-  bin="$(bin_dir)/$s"
-  f="$(log_file "$s")"
-  printf '\n=== %s platform.sh: starting %s on %s\n' "$(date -u +%FT%TZ)" "$bin" \
-    "$(addr_of "$s")" >>"$f"
-  START_OFFSET="$(stat -c %s "$f")"
-  local -a addrs=() t
+
+# ---------------------------------------------------------------- supervision
+
+# A line in the service's log (the supervisor's stdout is that log).
+slog() { printf '=== %s platform.sh: %s\n' "$(date -u +%FT%TZ)" "$*"; }
+
+# "exit N" or the signal's name (SIGKILL), from a wait status.
+exit_reason() {
+  local sig
+  if (($1 > 128)) && sig="$(kill -l "$(($1 - 128))" 2>/dev/null)"; then
+    printf 'SIG%s' "$sig"
+  else
+    printf 'exit %s' "$1"
+  fi
+}
+
+SUP_SERVICE="" SUP_STOPPING=0 SUP_CHILD="" SUP_SLEEP="" SUP_RESTARTS=0 SUP_LAST=-
+
+# SIGTERM/SIGINT to the supervisor: stop for good. The main loop sees SUP_STOPPING after every
+# step that could start something, so a signal at any moment ends with nothing running.
+sup_on_signal() {
+  SUP_STOPPING=1
+  [[ -n $SUP_CHILD ]] && kill -TERM "$SUP_CHILD" 2>/dev/null
+  [[ -n $SUP_SLEEP ]] && kill "$SUP_SLEEP" 2>/dev/null
+  return 0
+}
+
+# state file: phase (running | waiting | stopped), retry_at (epoch s, when waiting), note
+sup_write_state() {
+  local f; f="$(state_file "$SUP_SERVICE")"
+  printf 'restarts=%s\nlast_exit=%s\nphase=%s\nretry_at=%s\nnote=%s\n' \
+    "$SUP_RESTARTS" "$SUP_LAST" "$1" "${2:-}" "${3:-}" >"$f.$$" && mv -f "$f.$$" "$f"
+}
+
+# The child ignores SIGTERM for STOP_TIMEOUT s: SIGKILL.
+sup_stop_child() {
+  local deadline=$((SECONDS + STOP_TIMEOUT))
+  while alive "$SUP_CHILD" && ((SECONDS < deadline)); do sleep 0.2; done
+  if alive "$SUP_CHILD"; then
+    slog "$SUP_SERVICE (pid $SUP_CHILD) still running ${STOP_TIMEOUT}s after SIGTERM: SIGKILL"
+    kill -KILL "$SUP_CHILD" 2>/dev/null
+  fi
+}
+
+# platform.sh __supervise SERVICE (started by up, in its own session, output to the log).
+cmd_supervise() {
+  local s="${1:-}"
+  [[ -n ${DB[$s]:-} ]] || die "usage: $0 __supervise SERVICE (started by up)"
+  set +e    # a failing step must not end the supervisor; every status is looked at
+  SUP_SERVICE="$s"
+  trap sup_on_signal TERM INT
+  local me=$$ bin rc started uptime reason now pid delay="$BACKOFF_MIN" t
+  local -a addrs=()
   for t in "${SERVICES[@]}"; do addrs+=("$(env_prefix "$t")_ADDR=$(addr_of "$t")"); done
-  # env -u: a user's global PORT/DATABASE_URL must not reach six services at once.
-  env -u PORT -u DATABASE_URL \
-    PORT="$(port_of "$s")" \
-    DATABASE_URL="$(database_url_of "$s")" \
-    REDIS_URL="${REDIS_URL:-redis://127.0.0.1:${REDIS_PORT:-6379}}" \
-    "${addrs[@]}" \
-    setsid "$bin" </dev/null >>"$f" 2>&1 &
-  echo $! >"$(pid_file "$s")"
+  echo "$me" >"$(supervisor_pid_file "$s")"
   probe_addr_of "$s" >"$(addr_file "$s")"
+  sup_write_state starting
+
+  while ((!SUP_STOPPING)); do
+    bin="$(bin_dir)/$s"
+    if [[ ! -x $bin ]]; then
+      slog "$s: $bin missing or not executable; next try in ${delay}s"
+      printf -v now '%(%s)T' -1
+      sup_write_state waiting $((now + delay)) "$bin missing"
+    else
+      if ((SUP_RESTARTS)); then slog "restarting $s (restart $SUP_RESTARTS): $bin on $(addr_of "$s")"
+      else slog "starting $s: $bin on $(addr_of "$s") (supervisor pid $me)"; fi
+      # env -u: a user's global PORT/DATABASE_URL must not reach six services at once.
+      env -u PORT -u DATABASE_URL \
+        PORT="$(port_of "$s")" \
+        DATABASE_URL="$(database_url_of "$s")" \
+        REDIS_URL="${REDIS_URL:-redis://127.0.0.1:${REDIS_PORT:-6379}}" \
+        "${addrs[@]}" \
+        "$bin" </dev/null &
+      SUP_CHILD=$!
+      ((SUP_STOPPING)) && kill -TERM "$SUP_CHILD" 2>/dev/null   # a stop that came just before
+      echo "$SUP_CHILD" >"$(pid_file "$s")"
+      started=$SECONDS
+      sup_write_state running
+      while :; do
+        wait "$SUP_CHILD" 2>/dev/null; rc=$?
+        kill -0 "$SUP_CHILD" 2>/dev/null || break   # exited (and reaped): rc is its status
+        ((SUP_STOPPING)) && sup_stop_child           # wait was cut short by the stop signal
+      done
+      pid=$SUP_CHILD SUP_CHILD=""
+      rm -f "$(pid_file "$s")"
+      uptime=$((SECONDS - started)) reason="$(exit_reason "$rc")"
+      SUP_LAST="$reason"
+      if ((SUP_STOPPING)); then
+        slog "$s (pid $pid) stopped: $reason after ${uptime}s"
+        break
+      fi
+      ((uptime >= BACKOFF_RESET)) && delay=$BACKOFF_MIN
+      slog "$s (pid $pid) exited: $reason after ${uptime}s; restart $((SUP_RESTARTS + 1)) in ${delay}s"
+      printf -v now '%(%s)T' -1
+      sup_write_state waiting $((now + delay))
+    fi
+    sleep "$delay" &
+    SUP_SLEEP=$!
+    ((SUP_STOPPING)) || wait "$SUP_SLEEP" 2>/dev/null
+    kill "$SUP_SLEEP" 2>/dev/null; wait "$SUP_SLEEP" 2>/dev/null; SUP_SLEEP=""
+    ((SUP_STOPPING)) && break
+    if [[ "$(cat "$(supervisor_pid_file "$s")" 2>/dev/null)" != "$me" ]]; then
+      # Its state was removed (or another supervisor took over): nobody could stop this one.
+      slog "$s: $(supervisor_pid_file "$s") no longer names supervisor $me; it exits"
+      exit 0
+    fi
+    delay=$((delay * 2 > BACKOFF_MAX ? BACKOFF_MAX : delay * 2))
+    SUP_RESTARTS=$((SUP_RESTARTS + 1))
+  done
+  slog "$s: supervisor $me stopped"
+  rm -f "$(pid_file "$s")" "$(addr_file "$s")"
+  [[ "$(cat "$(supervisor_pid_file "$s")" 2>/dev/null)" == "$me" ]] && rm -f "$(supervisor_pid_file "$s")"
+  sup_write_state stopped
+  exit 0
+}
+
+# ---------------------------------------------------------------- up
+
+# TODO: the services that neither run nor are supervised; $1=1 logs the others.
+TODO=()
+find_todo() {
+  local s pid sup
+  TODO=()
+  for s in "${SERVICES[@]}"; do
+    if sup="$(supervisor_pid "$s")"; then
+      pid="$(running_pid "$s")" || pid="none, restarting"
+      [[ $1 == 1 ]] && log "$s already supervised (supervisor $sup, pid $pid)"
+    elif pid="$(running_pid "$s")"; then
+      [[ $1 == 1 ]] && warn "$s already running (pid $pid) without a supervisor (an older platform.sh?): left alone; down, then up to supervise it"
+    else
+      TODO+=("$s")
+    fi
+  done
+  return 0
+}
+
+# The lock that keeps up and down from interleaving (fd 9; supervisors do not inherit it).
+lock_run_dir() {
+  exec 9>"$RUN_DIR/.lock"
+  flock 9
 }
 
 cmd_up() {
@@ -212,16 +390,8 @@ cmd_up() {
   require_python_grpc
   mkdir -p "$LOG_DIR" "$RUN_DIR"
 
-  local s pid
-  local -a todo=()
-  for s in "${SERVICES[@]}"; do
-    if pid="$(running_pid "$s")"; then
-      log "$s already running (pid $pid)"
-    else
-      todo+=("$s")
-    fi
-  done
-  if ((${#todo[@]} == 0)); then
+  find_todo 1
+  if ((${#TODO[@]} == 0)); then
     log "platform already running"
     "$ROOT/scripts/local-services.sh" status | sed 's/^/[platform] /'
     print_table
@@ -229,10 +399,6 @@ cmd_up() {
   fi
 
   "$ROOT/scripts/local-services.sh" up
-  for s in "${todo[@]}"; do
-    port_busy "$(probe_addr_of "$s")" \
-      && die "$(probe_addr_of "$s") (for $s) is taken by another process; stop it or set $(env_prefix "$s")_ADDR"
-  done
   if [[ -n ${PLATFORM_BIN_DIR:-} ]]; then
     log "using the binaries in $PLATFORM_BIN_DIR (PLATFORM_BIN_DIR; no build)"
   elif [[ $skip_build == 1 ]]; then
@@ -240,26 +406,44 @@ cmd_up() {
   else
     build
   fi
-  for s in "${todo[@]}"; do
+
+  lock_run_dir
+  find_todo 0     # again: another up may have started some meanwhile
+  ((${#TODO[@]})) || { log "started meanwhile by another up"; print_table; return 0; }
+  local s
+  for s in "${TODO[@]}"; do
+    port_busy "$(probe_addr_of "$s")" \
+      && die "$(probe_addr_of "$s") (for $s) is taken by another process; stop it or set $(env_prefix "$s")_ADDR"
     [[ -x "$(bin_dir)/$s" ]] || die "$(bin_dir)/$s missing (build it, or drop --no-build)"
   done
 
-  declare -A offset=() pids=()
-  for s in "${todo[@]}"; do
-    start_service "$s"
-    offset[$s]="$START_OFFSET"
-    pids[$s]="$(<"$(pid_file "$s")")"
-    log "started $s (pid ${pids[$s]}) on $(addr_of "$s"), log $(log_file "$s")"
+  declare -A offset=() sups=()
+  local f
+  for s in "${TODO[@]}"; do
+    f="$(log_file "$s")"
+    rm -f "$(pid_file "$s")" "$(addr_file "$s")" "$(state_file "$s")" "$(supervisor_pid_file "$s")"
+    printf '\n' >>"$f"
+    offset[$s]="$(stat -c %s "$f")"
+    setsid bash "$SELF" __supervise "$s" </dev/null >>"$f" 2>&1 9>&- &
+    sups[$s]=$!
+    echo "${sups[$s]}" >"$(supervisor_pid_file "$s")"
+    log "started $s (supervisor pid ${sups[$s]}) on $(addr_of "$s"), log $f"
   done
+  exec 9>&-
 
   log "waiting up to ${HEALTH_TIMEOUT}s for the health checks"
-  local deadline=$((SECONDS + HEALTH_TIMEOUT)) failed="" pending
-  local -a waiting=("${todo[@]}")
+  local deadline=$((SECONDS + HEALTH_TIMEOUT)) failed="" pending why
+  local -a waiting=("${TODO[@]}")
   while ((${#waiting[@]} > 0)); do
     pending=()
     for s in "${waiting[@]}"; do
-      if ! alive "${pids[$s]}"; then
-        failed="$s"; printf '[platform] %s exited during start-up\n' "$s" >&2; break 2
+      if ! alive "${sups[$s]}"; then
+        failed="$s"; why="its supervisor (pid ${sups[$s]}) exited"; break 2
+      fi
+      if [[ "$(state_get "$s" phase)" == waiting || "$(state_get "$s" restarts)" =~ ^[1-9] ]]; then
+        failed="$s"
+        why="exited during start-up ($(state_get "$s" last_exit)); its supervisor keeps restarting it with backoff"
+        break 2
       fi
       if healthy "$s" 1; then log "$s SERVING"; else pending+=("$s"); fi
     done
@@ -267,7 +451,7 @@ cmd_up() {
     ((${#waiting[@]} == 0)) && break
     if ((SECONDS >= deadline)); then
       failed="${waiting[0]}"
-      printf '[platform] no SERVING health answer within %ss from: %s\n' "$HEALTH_TIMEOUT" "${waiting[*]}" >&2
+      why="no SERVING health answer within ${HEALTH_TIMEOUT}s from: ${waiting[*]}"
       break
     fi
     sleep 0.5
@@ -275,10 +459,11 @@ cmd_up() {
 
   if [[ -n $failed ]]; then
     {
+      printf '[platform] %s: %s\n' "$failed" "$why"
       printf '\n--- %s (last lines of this start)\n' "$(log_file "$failed")"
       log_tail_since "$failed" "${offset[$failed]}"
       printf -- '---\n'
-      echo "[platform] the other services keep running: scripts/platform.sh status | down"
+      echo "[platform] the services stay supervised: scripts/platform.sh status | down"
     } >&2
     exit 1
   fi
@@ -296,34 +481,56 @@ cmd_down() {
       *) die "usage: $0 down [--all]" ;;
     esac
   done
-  local s pid
-  declare -A pids=()
-  for s in "${SERVICES[@]}"; do
-    if pid="$(running_pid "$s")"; then
-      log "stopping $s (pid $pid)"
-      kill -TERM "$pid" 2>/dev/null || true
-      pids[$s]="$pid"
-    fi
-  done
+  local s pid sup
+  declare -A sups=() pids=()
+  if [[ -d $RUN_DIR ]]; then
+    lock_run_dir
+    for s in "${SERVICES[@]}"; do
+      pid="$(running_pid "$s")" || pid=""
+      if sup="$(supervisor_pid "$s")"; then
+        # The supervisor stops the service and does not restart it; never signal the service
+        # first, or the supervisor would see a crash.
+        log "stopping $s (supervisor $sup, pid ${pid:-none})"
+        kill -TERM "$sup" 2>/dev/null || true
+        sups[$s]="$sup"; pids[$s]="$pid"
+      elif [[ -n $pid ]]; then
+        log "stopping $s (pid $pid, not supervised)"
+        kill -TERM "$pid" 2>/dev/null || true
+        pids[$s]="$pid"
+      fi
+    done
+  fi
   if ((${#pids[@]} == 0)); then
     log "no service running"
   else
-    local deadline=$((SECONDS + STOP_TIMEOUT)) alive
+    # Supervisors KILL their service after STOP_TIMEOUT; 5 s more, then down KILLs what is left,
+    # the supervisor first (so nothing can restart), then the service.
+    local deadline=$((SECONDS + STOP_TIMEOUT + 5)) left now_pid
     while :; do
-      alive=()
-      for s in "${!pids[@]}"; do kill -0 "${pids[$s]}" 2>/dev/null && alive+=("$s"); done
-      ((${#alive[@]} == 0)) && break
+      left=()
+      for s in "${!pids[@]}"; do
+        now_pid="$(running_pid "$s")" || now_pid=""
+        if { [[ -n ${sups[$s]:-} ]] && alive "${sups[$s]}"; } \
+          || { [[ -n ${pids[$s]} ]] && alive "${pids[$s]}"; } || [[ -n $now_pid ]]; then
+          left+=("$s")
+        fi
+      done
+      ((${#left[@]} == 0)) && break
       if ((SECONDS >= deadline)); then
-        for s in "${alive[@]}"; do
-          warn "$s (pid ${pids[$s]}) still running after ${STOP_TIMEOUT}s: SIGKILL"
-          kill -KILL "${pids[$s]}" 2>/dev/null || true
+        for s in "${left[@]}"; do
+          warn "$s still running $((STOP_TIMEOUT + 5))s after SIGTERM: SIGKILL"
+          [[ -n ${sups[$s]:-} ]] && { kill -KILL "${sups[$s]}" 2>/dev/null || true; }
+          [[ -n ${pids[$s]} ]] && { kill -KILL "${pids[$s]}" 2>/dev/null || true; }
+          now_pid="$(running_pid "$s")" && { kill -KILL "$now_pid" 2>/dev/null || true; }
         done
         sleep 0.2
         break
       fi
       sleep 0.2
     done
-    for s in "${!pids[@]}"; do rm -f "$(pid_file "$s")" "$(addr_file "$s")"; done
+    for s in "${!pids[@]}"; do
+      rm -f "$(pid_file "$s")" "$(addr_file "$s")" "$(supervisor_pid_file "$s")"
+    done
     log "services stopped"
   fi
   if ((all)); then "$ROOT/scripts/local-services.sh" down; fi
@@ -373,6 +580,7 @@ case "$cmd" in
   down) cmd_down "$@" ;;
   status) cmd_status "$@" ;;
   logs) cmd_logs "$@" ;;
+  __supervise) cmd_supervise "$@" ;;
   *)
     echo "usage: $0 up [--no-build] | down [--all] | status | logs [-f] [SERVICE...]" >&2
     exit 2

@@ -28,5 +28,8 @@ scripts/interop.sh "$(swift build --show-bin-path)/rpc-interop"
 step "persona service from C (libprotobuf-c) and Python (grpcio) clients"
 scripts/persona-interop.sh "$(swift build --show-bin-path)/persona"
 
+step "platform.sh supervision (restarts after a crash, nothing after down)"
+scripts/test-supervision.sh "$(swift build --show-bin-path)/persona"
+
 step "generated code is up to date"
 scripts/check-generated.sh

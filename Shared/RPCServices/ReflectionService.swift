@@ -2,10 +2,21 @@ public import GRPCRuntime
 internal import Foundation
 internal import SwiftProtobuf
 
-/// `grpc.reflection.v1.ServerReflection` over a serialized `FileDescriptorSet` (the generate
-/// script writes one for every contract), so grpcurl and other tools can list and call the
-/// services without the `.proto` files.
-public struct ReflectionService: Grpc_Reflection_V1_ServerReflectionHandler {
+/// Server reflection over a serialized `FileDescriptorSet` (the generate script writes one for
+/// every contract), so grpcurl and other tools can list and call the services without the
+/// `.proto` files.
+///
+/// It serves `grpc.reflection.v1.ServerReflection` and, beside it as grpc-go and grpc-java do,
+/// the deprecated `grpc.reflection.v1alpha.ServerReflection` that older grpcurl, grpcui, Evans,
+/// Postman and Kreya still speak. The v1alpha messages are v1's field for field, number for
+/// number, so both methods decode into and answer with the v1 messages: one implementation,
+/// no conversion.
+public struct ReflectionService: RPCService {
+  /// The services this one serves, which it always lists.
+  public static let serviceNames = [
+    Grpc_Reflection_V1_ServerReflection.serviceName, Grpc_Reflection_V1alpha_ServerReflection.serviceName,
+  ]
+
   private let files: [String: Google_Protobuf_FileDescriptorProto]
   private let serializedFiles: [String: [UInt8]]
   /// Fully qualified symbol → the file that defines it.
@@ -17,7 +28,8 @@ public struct ReflectionService: Grpc_Reflection_V1_ServerReflectionHandler {
   /// - Parameters:
   ///   - descriptorSet: a serialized `google.protobuf.FileDescriptorSet` holding at least the
   ///     served services' files and their dependencies.
-  ///   - serviceNames: the services to list (the server's services).
+  ///   - serviceNames: the server's other services to list; `ReflectionService.serviceNames`
+  ///     are listed as well.
   /// - Throws: when the descriptor set cannot be decoded.
   public init(descriptorSet: [UInt8], serviceNames: [String]) throws {
     let set = try Google_Protobuf_FileDescriptorSet(serializedBytes: descriptorSet)
@@ -55,10 +67,17 @@ public struct ReflectionService: Grpc_Reflection_V1_ServerReflectionHandler {
     self.serializedFiles = serializedFiles
     self.symbols = symbols
     self.extensions = extensions
-    self.serviceNames = serviceNames.sorted()
+    self.serviceNames = Set(serviceNames + Self.serviceNames).sorted()
   }
 
-  public func serverReflectionInfo(
+  public func registerMethods(with router: inout RPCRouter) {
+    router.registerBidirectionalStreaming(
+      Grpc_Reflection_V1_ServerReflection.Method.serverReflectionInfo, handler: self.serverReflectionInfo)
+    router.registerBidirectionalStreaming(
+      Grpc_Reflection_V1alpha_ServerReflection.Method.serverReflectionInfo, handler: self.serverReflectionInfo)
+  }
+
+  private func serverReflectionInfo(
     _ requests: RequestStream<Grpc_Reflection_V1_ServerReflectionRequest>,
     responses: ResponseStreamWriter<Grpc_Reflection_V1_ServerReflectionResponse>,
     context: ServerContext

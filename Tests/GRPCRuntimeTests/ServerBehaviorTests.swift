@@ -228,7 +228,7 @@ struct ServerBehaviorTests {
   func reflection() async throws {
     let reflection = try ReflectionService(
       descriptorSet: Array(Data(base64Encoded: PlatformDescriptors.fileDescriptorSetBase64)!),
-      serviceNames: ["platform.echo.v1.EchoService", "grpc.reflection.v1.ServerReflection"])
+      serviceNames: ["platform.echo.v1.EchoService"])
     try await withServer(services: [reflection, EchoService()]) { client, _ in
       let reflector = Grpc_Reflection_V1_ServerReflectionClient(channel: client)
       let answers = try await reflector.serverReflectionInfo { writer in
@@ -241,10 +241,47 @@ struct ServerBehaviorTests {
         return answers
       }
       #expect(answers.count == 3)
-      #expect(answers[0].listServicesResponse.service.map(\.name) == ["grpc.reflection.v1.ServerReflection", "platform.echo.v1.EchoService"])
+      #expect(answers[0].listServicesResponse.service.map(\.name) == Self.reflectedServices)
       let file = try Google_Protobuf_FileDescriptorProto(serializedBytes: answers[1].fileDescriptorResponse.fileDescriptorProto[0])
       #expect(file.name == "platform/echo/v1/echo.proto")
       #expect(answers[2].errorResponse.errorCode == Int32(StatusCode.notFound.rawValue))
+    }
+  }
+
+  /// What a reflection service beside the echo service lists: both reflection versions too.
+  static let reflectedServices = [
+    "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection", "platform.echo.v1.EchoService",
+  ]
+
+  @Test("Reflection v1alpha answers as v1 does, and describes itself")
+  func reflectionV1alpha() async throws {
+    let reflection = try ReflectionService(
+      descriptorSet: Array(Data(base64Encoded: PlatformDescriptors.fileDescriptorSetBase64)!),
+      serviceNames: ["platform.echo.v1.EchoService"])
+    try await withServer(services: [reflection, EchoService()]) { client, _ in
+      // Through the channel with the v1alpha messages: the generated v1alpha client is
+      // deprecated with its .proto file.
+      let answers = try await client.bidirectionalStreaming(
+        Grpc_Reflection_V1alpha_ServerReflection.Method.serverReflectionInfo, options: .defaults
+      ) { (writer: RequestStreamWriter<Grpc_Reflection_V1alpha_ServerReflectionRequest>) in
+        try await writer.write(.with { $0.listServices = "" })
+        try await writer.write(.with { $0.fileContainingSymbol = "platform.echo.v1.EchoService.Echo" })
+        try await writer.write(.with { $0.fileContainingSymbol = "grpc.reflection.v1alpha.ServerReflection" })
+        try await writer.write(.with { $0.fileContainingSymbol = "no.such.Symbol" })
+      } responses: { (responses: ClientResponseStream<Grpc_Reflection_V1alpha_ServerReflectionResponse>) in
+        var answers: [Grpc_Reflection_V1alpha_ServerReflectionResponse] = []
+        for try await response in responses { answers.append(response) }
+        return answers
+      }
+      #expect(answers.count == 4)
+      #expect(answers[0].originalRequest.listServices == "")
+      #expect(answers[0].listServicesResponse.service.map(\.name) == Self.reflectedServices)
+      let files = try answers[1...2].map {
+        try Google_Protobuf_FileDescriptorProto(serializedBytes: $0.fileDescriptorResponse.fileDescriptorProto[0])
+      }
+      #expect(files.map(\.name) == ["platform/echo/v1/echo.proto", "grpc/reflection/v1alpha/reflection.proto"])
+      #expect(answers[2].originalRequest.fileContainingSymbol == "grpc.reflection.v1alpha.ServerReflection")
+      #expect(answers[3].errorResponse.errorCode == Int32(StatusCode.notFound.rawValue))
     }
   }
 

@@ -35,7 +35,7 @@ struct RPCInterop: AsyncParsableCommand {
       let services: [any RPCService] = [TestService(), EchoService(), HealthService()]
       let reflection = try ReflectionService(
         descriptorSet: Array(Data(base64Encoded: PlatformDescriptors.fileDescriptorSetBase64) ?? Data()),
-        serviceNames: Array(RPCRouter(services: services).serviceNames) + ["grpc.reflection.v1.ServerReflection"])
+        serviceNames: Array(RPCRouter(services: services).serviceNames))
       let server = RPCServer(configuration: configuration, services: services + [reflection])
       try await server.run()
     }

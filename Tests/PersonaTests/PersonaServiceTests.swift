@@ -547,3 +547,22 @@ struct PersonaServiceTests {
     }
   }
 }
+
+extension PersonaServiceTests {
+  @Test("An id with anything after its 36 characters (a NUL and more) is INVALID_ARGUMENT, not that id")
+  func strictIDs() async throws {
+    try await PersonaFixture.run { fixture in
+      let created = try await fixture.create(PersonaFixture.persona("Strict"))
+      #expect(try await fixture.client.getPersona(.with { $0.id = created.id }, options: fixture.asAlice).id == created.id)
+      for id in [created.id + "\u{0}junk", created.id + "\u{0}", "{\(created.id)}", " \(created.id)"] {
+        let message = await expectStatus(.invalidArgument) {
+          try await fixture.client.getPersona(.with { $0.id = id }, options: fixture.asAlice)
+        }
+        #expect(message.contains("id"), "\(message)")
+        await expectStatus(.invalidArgument) {
+          try await fixture.client.ratePersona(.with { $0.personaID = id; $0.score = 5 }, options: fixture.asAlice)
+        }
+      }
+    }
+  }
+}

@@ -1,6 +1,7 @@
 import Foundation
 import GRPCRuntime
 import PlatformCore
+import PlatformTesting
 import Testing
 
 @testable import Persona
@@ -79,6 +80,54 @@ struct PersonaTemplateTests {
       guard case .templateSyntax(let reported, let column, _) = error as? PersonaError else { return false }
       return reported == line && column >= 1
     }
+  }
+
+  /// `{{#a}}` `depth` times, a text, then the closing tags.
+  static func nested(_ depth: Int, open: String = "{{#a}}", close: String = "{{/a}}") -> String {
+    String(repeating: open, count: depth) + "x" + String(repeating: close, count: depth)
+  }
+
+  @Test("Sections nest up to the limit, parsed and rendered on the smallest handler stack; deeper is INVALID_ARGUMENT")
+  func sectionDepth() throws {
+    let limit = NestingLimit.defaultDepth
+    let results = onThread {
+      [limit, limit + 1, 100_000].map { depth in
+        Result { () throws(PersonaError) -> String in
+          try PersonaTemplate(Self.nested(depth), maxDepth: limit).render(["a": .bool(true)], maxCharacters: 1000)
+        }
+      }
+    }
+    #expect(try results[0].get() == "x")
+    for result in results.dropFirst() {
+      #expect(throws: PersonaError.invalidArgument(field: "persona.template", reason: "sections nest deeper than \(limit) levels")) {
+        try result.get()
+      }
+    }
+    // At the largest limit the configuration allows, on the same stack.
+    let deepest = onThread { Result { () throws(PersonaError) in try PersonaTemplate(Self.nested(NestingLimit.maximumDepth), maxDepth: NestingLimit.maximumDepth) } }
+    #expect(throws: Never.self) { try deepest.get() }
+  }
+
+  @Test("The depth scan follows every section sigil and set-delimiter tags, as the parser does")
+  func sectionDepthScan() {
+    for (open, close) in [("{{^a}}", "{{/a}}"), ("{{$a}}", "{{/a}}"), ("{{#a}}{{! c }}", "{{/a}}"), ("{{#a}}{{{v}}}", "{{/a}}")] {
+      #expect(PersonaTemplate.sectionDepth(of: Self.nested(3, open: open, close: close), limit: 3) == .within)
+      #expect(PersonaTemplate.sectionDepth(of: Self.nested(4, open: open, close: close), limit: 3) == .tooDeep, "\(open)")
+    }
+    // New delimiters: sections opened with them count, old-style text does not.
+    let changed = "{{=<% %>=}}" + Self.nested(4, open: "<%#a%>", close: "<%/a%>") + "{{#b}}"
+    #expect(PersonaTemplate.sectionDepth(of: changed, limit: 4) == .within)
+    #expect(PersonaTemplate.sectionDepth(of: changed, limit: 3) == .tooDeep)
+    // Delimiters set inside a section end with it, as in swift-mustache.
+    let scoped = "{{#a}}{{=<% %>=}}<%#b%><%/b%><%/a%>" + Self.nested(2)
+    #expect(PersonaTemplate.sectionDepth(of: scoped, limit: 2) == .within)
+    #expect(PersonaTemplate.sectionDepth(of: scoped, limit: 1) == .tooDeep)
+    // Every scan agrees with the parser on templates it accepts.
+    for source in [changed, scoped] {
+      #expect(throws: Never.self) { try PersonaTemplate(source, maxDepth: 8) }
+    }
+    #expect(PersonaTemplate.sectionDepth(of: "{{=«« »»=}}««#a»»", limit: 8) == .nonASCIIDelimiter)
+    #expect(throws: PersonaError.self) { try PersonaTemplate("{{=«« »»=}}x", maxDepth: 8) }
   }
 
   @Test("Output above the cap is refused, not truncated")

@@ -1,4 +1,6 @@
 import Foundation
+import GRPCRuntime
+import JWTKit
 import PlatformCore
 import Testing
 
@@ -10,6 +12,32 @@ struct TokenVerifierTests {
   static func base64URL(_ text: String) -> String {
     Data(text.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-")
       .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+  }
+
+  static func base64URL(bytes: some Sequence<UInt8>) -> String {
+    Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+      .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+  }
+
+  static let header = #"{"alg":"HS256","typ":"JWT"}"#
+
+  /// `header.payload.signature` for exactly these segment texts, HS256-signed with the test
+  /// secret: a token the issuer could have made, however odd its text.
+  static func signed(encodedHeader: String, encodedPayload: String) async throws -> String {
+    let keys = await JWTKeyCollection().add(hmac: HMACKey(from: Self.auth.secret), digestAlgorithm: .sha256)
+    let input = encodedHeader + "." + encodedPayload
+    return input + "." + Self.base64URL(bytes: try await keys.getKey().sign(Array(input.utf8)))
+  }
+
+  /// A signed token with exactly this header and payload JSON text.
+  static func signed(header: String = header, payload: String) async throws -> String {
+    try await Self.signed(encodedHeader: Self.base64URL(header), encodedPayload: Self.base64URL(payload))
+  }
+
+  /// A valid payload for `user`, with `extra` members (`,"name":value…`) at its end.
+  static func payload(_ extra: String = "", sub: String = user.uuidString) -> String {
+    let exp = Int(Date().timeIntervalSince1970) + 300
+    return #"{"sub":"\#(sub)","iss":"platform","aud":"platform","exp":\#(exp),"roles":["viewer"]\#(extra)}"#
   }
 
   static func claims(exp: Date = Date().addingTimeInterval(300)) -> String {
@@ -116,5 +144,198 @@ struct TokenVerifierTests {
     #expect(analyst.has("sql:execute") && !analyst.has("persona:write"))
     #expect(Role(storedName: "user") == .viewer)
     #expect(Role(storedName: "root") == nil)
+  }
+
+  @Test("The test helper's hand-made tokens verify, so the refusals below are about their one defect")
+  func handMade() async throws {
+    let verifier = await TokenVerifier(configuration: Self.auth)
+    #expect(try await verifier.verify(Self.signed(payload: Self.payload())).userID == Self.user)
+    #expect(try await verifier.verify(Self.signed(payload: Self.payload(sub: Self.user.uuidString.lowercased()))).userID == Self.user)
+    let now = Int(Date().timeIntervalSince1970)
+    #expect(try await verifier.verify(Self.signed(payload: Self.payload(#","iat":\#(now + 10),"nbf":\#(now)"#))).userID == Self.user)
+    #expect(try await verifier.verify(Self.signed(payload: Self.payload(#","email":"escaped \u0000 is fine""#))).email == "escaped \0 is fine")
+  }
+
+  @Test(
+    "A payload naming a claim twice is malformed, whichever the claim (RFC 7519 §4)",
+    arguments: [
+      #","sub":"\#(UUID().uuidString)""#, #","roles":["admin"]"#, #","exp":1"#, #","iss":"platform""#,
+      #","email":"a@example.com","email":"b@example.com""#, #","\u0073ub":"\#(UUID().uuidString)""#,
+    ])
+  func duplicateClaims(extra: String) async throws {
+    let token = try await Self.signed(payload: Self.payload(extra))
+    await #expect(throws: TokenError.malformed) { try await TokenVerifier(configuration: Self.auth).verify(token) }
+  }
+
+  @Test(
+    "A header naming a parameter twice is malformed",
+    arguments: [
+      #"{"alg":"HS256","typ":"JWT","typ":"JWT"}"#, #"{"alg":"HS256","alg":"HS256"}"#, #"{"alg":"none","alg":"HS256"}"#,
+      #"{"alg":"HS256","alg":"none"}"#, #"{"alg":"HS256","kid":"a","kid":"b"}"#,
+    ])
+  func duplicateHeaderParameters(header: String) async throws {
+    let token = try await Self.signed(header: header, payload: Self.payload())
+    await #expect(throws: TokenError.malformed) { try await TokenVerifier(configuration: Self.auth).verify(token) }
+  }
+
+  @Test(
+    "A crit header is refused: no extension is understood (RFC 7515 §4.1.11)",
+    arguments: [#""crit":["exp"],"exp":1"#, #""crit":["b64"],"b64":true"#, #""crit":["x-unknown"]"#])
+  func criticalExtension(parameters: String) async throws {
+    let token = try await Self.signed(header: #"{"alg":"HS256","typ":"JWT",\#(parameters)}"#, payload: Self.payload())
+    await #expect(throws: TokenError.unsupportedCriticalExtension) {
+      try await TokenVerifier(configuration: Self.auth).verify(token)
+    }
+  }
+
+  @Test("A malformed crit header is malformed", arguments: ["[]", #""b64""#, "[1]", "null", "{}", #"["b64",2]"#])
+  func malformedCritical(crit: String) async throws {
+    let token = try await Self.signed(header: #"{"alg":"HS256","typ":"JWT","crit":\#(crit)}"#, payload: Self.payload())
+    await #expect(throws: TokenError.malformed) { try await TokenVerifier(configuration: Self.auth).verify(token) }
+  }
+
+  /// Ways to spell a segment other than canonical unpadded base64url.
+  enum Misspelling: String, CaseIterable, CustomTestStringConvertible {
+    case padded, doublyPadded, standardAlphabet, trailingBits, lineBreak, space, percentEncoded
+    var testDescription: String { self.rawValue }
+
+    /// `segment` misspelled; nil when this spelling cannot apply to it.
+    func apply(to segment: String) -> String? {
+      let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+      let padding = String(repeating: "=", count: (4 - segment.count % 4) % 4)
+      switch self {
+      case .padded: return padding.isEmpty ? nil : segment + padding
+      case .doublyPadded: return segment + padding + "=="
+      case .standardAlphabet:
+        let standard = segment.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        return standard == segment ? nil : standard
+      case .trailingBits:
+        // The last character carries 2 (or 4) bits past the last byte; set the lowest.
+        guard segment.count % 4 != 0, let index = alphabet.firstIndex(of: segment.last!) else { return nil }
+        return String(segment.dropLast()) + String(alphabet[index | 1])
+      case .lineBreak: return String(segment.prefix(8)) + "\n" + String(segment.dropFirst(8))
+      case .space: return String(segment.prefix(8)) + " " + String(segment.dropFirst(8))
+      case .percentEncoded:
+        return "%" + String(segment.utf8.first!, radix: 16, uppercase: true) + String(segment.dropFirst())
+      }
+    }
+  }
+
+  @Test("A signature spelled other than canonical unpadded base64url is malformed", arguments: Misspelling.allCases)
+  func misspelledSignature(misspelling: Misspelling) async throws {
+    // A signature with both a '-' and '_' and with set trailing bits room: every misspelling applies.
+    var token = ""
+    for index in 0..<1000 {
+      token = try await Self.signed(payload: Self.payload(#","email":"user\#(index)@example.com""#))
+      let signature = token.split(separator: ".")[2]
+      if signature.contains("-") && signature.contains("_") { break }
+    }
+    let parts = token.split(separator: ".").map(String.init)
+    let misspelled = try #require(misspelling.apply(to: parts[2]))
+    let verifier = await TokenVerifier(configuration: Self.auth)
+    #expect(try await verifier.verify(token).userID == Self.user)
+    await #expect(throws: TokenError.malformed) {
+      try await verifier.verify([parts[0], parts[1], misspelled].joined(separator: "."))
+    }
+  }
+
+  @Test("A header or payload spelled other than canonical unpadded base64url is malformed, even when signed", arguments: Misspelling.allCases)
+  func misspelledHeaderOrPayload(misspelling: Misspelling) async throws {
+    let verifier = await TokenVerifier(configuration: Self.auth)
+    // Payloads of each length modulo 3, so that padding and trailing bits apply to one of them.
+    var checked = 0
+    for spaces in 0..<3 {
+      // Runs of '?' and '~' encode to '_' and '-' whatever their alignment.
+      let payload = Self.base64URL(Self.payload(#","email":"??????~~~~~~@example.com\#(String(repeating: " ", count: spaces))""#))
+      let header = Self.base64URL(#"{"alg":"HS256","typ":"JWT"\#(String(repeating: " ", count: spaces))}"#)
+      if let misspelled = misspelling.apply(to: payload) {
+        await #expect(throws: TokenError.malformed, "payload \(misspelled)") {
+          try await verifier.verify(Self.signed(encodedHeader: header, encodedPayload: misspelled))
+        }
+        checked += 1
+      }
+      if let misspelled = misspelling.apply(to: header) {
+        await #expect(throws: TokenError.malformed, "header \(misspelled)") {
+          try await verifier.verify(Self.signed(encodedHeader: misspelled, encodedPayload: payload))
+        }
+        checked += 1
+      }
+    }
+    #expect(checked > 0)
+  }
+
+  @Test(
+    "An unescaped control character or invalid UTF-8 in the header or payload is malformed (RFC 8259)",
+    arguments: ["\u{0}", "\n", "\r", "\t", "\u{1F}"])
+  func controlCharacters(character: String) async throws {
+    let verifier = await TokenVerifier(configuration: Self.auth)
+    let payload = Self.payload(#","email":"a\#(character)b@example.com""#)
+    await #expect(throws: TokenError.malformed) { try await verifier.verify(Self.signed(payload: payload)) }
+    let header = #"{"alg":"HS256","typ":"J\#(character)WT"}"#
+    await #expect(throws: TokenError.malformed) { try await verifier.verify(Self.signed(header: header, payload: Self.payload())) }
+  }
+
+  @Test("Anything after the JSON object, a NUL included, or bytes that are not UTF-8, are malformed")
+  func trailingAndInvalidBytes() async throws {
+    let verifier = await TokenVerifier(configuration: Self.auth)
+    let header = Self.base64URL(Self.header)
+    for trailer: [UInt8] in [[0], [0, 0x7B, 0x7D], [0x0A, 0x7B, 0x7D]] {
+      let payload = Self.base64URL(bytes: Array(Self.payload().utf8) + trailer)
+      await #expect(throws: TokenError.malformed) {
+        try await verifier.verify(Self.signed(encodedHeader: header, encodedPayload: payload))
+      }
+    }
+    let invalidUTF8 = Array(Self.payload(#","email":"a"#).utf8) + [0xFF, 0xFE] + Array(#"b"}"#.utf8)
+    await #expect(throws: TokenError.malformed) {
+      try await verifier.verify(Self.signed(encodedHeader: header, encodedPayload: Self.base64URL(bytes: invalidUTF8)))
+    }
+    let bom = Self.base64URL(bytes: [0xEF, 0xBB, 0xBF] + Array(Self.payload().utf8))
+    await #expect(throws: TokenError.malformed) { try await verifier.verify(Self.signed(encodedHeader: header, encodedPayload: bom)) }
+  }
+
+  @Test("iat later than now plus the leeway is refused, also for a token verified before; iat must be a number")
+  func issuedAt() async throws {
+    let verifier = await TokenVerifier(configuration: Self.auth)
+    let now = Date()
+    let seconds = Int(now.timeIntervalSince1970)
+    let future = try await Self.signed(payload: Self.payload(#","iat":\#(seconds + 3600)"#))
+    await #expect(throws: TokenError.issuedInFuture) { try await verifier.verify(future, now: now) }
+    // Within the leeway (30 s): a clock a little ahead is tolerated.
+    let soon = try await Self.signed(payload: Self.payload(#","iat":\#(seconds + 20)"#))
+    #expect(try await verifier.verify(soon, now: now).userID == Self.user)
+    await #expect(throws: TokenError.issuedInFuture) { try await verifier.verify(soon, now: now.addingTimeInterval(-60)) }
+    for value in [#""\#(seconds)""#, "null", "true", "[1]", "{}"] {
+      let token = try await Self.signed(payload: Self.payload(#","iat":\#(value)"#))
+      await #expect(throws: TokenError.malformed, "iat \(value)") { try await verifier.verify(token, now: now) }
+    }
+    let stringExpiry = try await Self.signed(payload: #"{"sub":"\#(Self.user)","iss":"platform","aud":"platform","exp":"\#(seconds + 300)"}"#)
+    await #expect(throws: TokenError.malformed) { try await verifier.verify(stringExpiry, now: now) }
+  }
+
+  @Test(
+    "A subject that is not exactly a UUID is refused",
+    arguments: [
+      #"\#(user.uuidString)\u0000junk"#, #"\#(user.uuidString)\u0000"#, "{\(user.uuidString)}", " \(user.uuidString)",
+      "\(user.uuidString) ", user.uuidString.replacingOccurrences(of: "-", with: ""), String(user.uuidString.dropLast()),
+      "urn:uuid:\(user.uuidString)", #"\#(user.uuidString)\n"#,
+    ])
+  func subject(sub: String) async throws {
+    let token = try await Self.signed(payload: Self.payload(sub: sub))
+    await #expect(throws: TokenError.invalidSubject) { try await TokenVerifier(configuration: Self.auth).verify(token) }
+  }
+
+  @Test("One authorization header gives its bearer token; two are refused, whatever they hold")
+  func authorizationHeaders() throws {
+    var one = Metadata()
+    one.addString("Bearer abc.def.ghi", forKey: "authorization")
+    #expect(try AuthInterceptor.bearerToken(in: one) == "abc.def.ghi")
+    var two = one
+    two.addString("Bearer abc.def.ghi", forKey: "Authorization")
+    #expect(throws: TokenError.multipleAuthorizationHeaders) { try AuthInterceptor.bearerToken(in: two) }
+    var empty = Metadata()
+    empty.addString("", forKey: "authorization")
+    empty.addString("Bearer abc.def.ghi", forKey: "authorization")
+    #expect(throws: TokenError.multipleAuthorizationHeaders) { try AuthInterceptor.bearerToken(in: empty) }
+    #expect(throws: TokenError.missing) { try AuthInterceptor.bearerToken(in: Metadata()) }
   }
 }

@@ -25,6 +25,7 @@ public struct PersonaService: PlatformServiceDefinition {
     var limits = self.limits
     limits.maxRenderCharacters = try resources.configuration.environment.int(
       "PERSONA_RENDER_MAX_CHARS", default: limits.maxRenderCharacters, range: 1...(16 << 20))
+    limits.maxNestingDepth = resources.configuration.maxNestingDepth
     let store = PersonaStore(database: resources.database, logger: resources.logger)
     return [PersonaAPI(catalog: PersonaCatalog(store: store, judge: self.judge, limits: limits))]
   }

@@ -29,11 +29,14 @@ extension AuthConfiguration {
 /// Why a bearer token was refused. The message is safe to show the caller.
 public enum TokenError: Error, Equatable, Sendable, CustomStringConvertible {
   case missing
+  case multipleAuthorizationHeaders
   case malformed
   case unsupportedAlgorithm(String)
+  case unsupportedCriticalExtension
   case badSignature
   case expired
   case notYetValid
+  case issuedInFuture
   case wrongIssuer
   case wrongAudience
   case invalidSubject
@@ -41,11 +44,14 @@ public enum TokenError: Error, Equatable, Sendable, CustomStringConvertible {
   public var description: String {
     switch self {
     case .missing: "The call needs `authorization: Bearer <token>`"
+    case .multipleAuthorizationHeaders: "The call carries more than one `authorization` header"
     case .malformed: "The bearer token is not a well-formed JWT"
     case .unsupportedAlgorithm(let alg): "The token's algorithm \(alg.isEmpty ? "(none)" : alg) is not accepted; tokens are HS256"
+    case .unsupportedCriticalExtension: "The token's header names critical extensions (crit), which are not supported"
     case .badSignature: "The token's signature is invalid"
     case .expired: "The token has expired"
     case .notYetValid: "The token is not valid yet"
+    case .issuedInFuture: "The token's issue time is in the future"
     case .wrongIssuer: "The token's issuer is not accepted"
     case .wrongAudience: "The token's audience is not accepted"
     case .invalidSubject: "The token's subject is not a user id"
@@ -54,13 +60,19 @@ public enum TokenError: Error, Equatable, Sendable, CustomStringConvertible {
 }
 
 /// Verifies access tokens locally: HS256 signature with the shared secret, then issuer, audience,
-/// expiry and not-before (with leeway). Any other algorithm, `none` included, is refused before
-/// the signature is looked at.
+/// expiry, not-before and issued-at (with leeway). Any other algorithm, `none` included, is
+/// refused before the signature is looked at.
+///
+/// The token is read strictly first (`CompactJWS`: canonical base64url, strict JSON without
+/// duplicate names), then its header: a `crit` parameter is refused (RFC 7515 §4.1.11; no
+/// extension is understood here), and the time claims must be numbers. Only then does jwt-kit
+/// check the signature and decode the claims, which by then cannot mean anything else to it.
+/// The subject must be a UUID in its canonical text (`UUID(strict:)`).
 ///
 /// A client sends the same token on every call until it expires, and checking its signature and
 /// decoding its claims cost more CPU than the rest of a cached read; so tokens that passed are
-/// remembered (up to `cacheCapacity`) and a repeat only has its expiry and not-before checked
-/// again. A token is remembered by its whole text, signature included.
+/// remembered (up to `cacheCapacity`) and a repeat only has its expiry, not-before and issue time
+/// checked again. A token is remembered by its whole text, signature included.
 public struct TokenVerifier: Sendable {
   private let keys: JWTKeyCollection
   private let configuration: AuthConfiguration
@@ -76,14 +88,27 @@ public struct TokenVerifier: Sendable {
   /// - Throws: `TokenError`.
   public func verify(_ token: String, now: Date = Date()) async throws(TokenError) -> Caller {
     if let known = self.verified[token] {
-      try self.checkValidity(expiresAt: known.expiresAt, notBefore: known.notBefore, now: now)
+      try self.checkValidity(expiresAt: known.expiresAt, notBefore: known.notBefore, issuedAt: known.issuedAt, now: now)
       return known.caller
     }
-    let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-    guard parts.count == 3, let header = Self.decodeJSONObject(parts[0]) else { throw .malformed }
-    let algorithm = header["alg"] as? String ?? ""
+    let jws = try CompactJWS(token)
+    let algorithm = jws.header["alg"]?.stringValue ?? ""
     // The name goes back to the caller in the status message: keep it short.
     guard algorithm == "HS256" else { throw .unsupportedAlgorithm(String(algorithm.prefix(16))) }
+    if let critical = jws.header["crit"] {
+      // A non-empty array of names (RFC 7515 §4.1.11); any name is an extension not understood.
+      guard case .array(let names) = critical, !names.isEmpty, names.allSatisfy({ $0.stringValue != nil }) else {
+        throw .malformed
+      }
+      throw .unsupportedCriticalExtension
+    }
+    // NumericDate values are JSON numbers (RFC 7519 §2); null or a string is not an absent claim.
+    for name in ["exp", "nbf", "iat"] {
+      switch jws.payload[name] {
+      case nil, .number?: break
+      default: throw .malformed
+      }
+    }
 
     let claims: AccessTokenClaims
     do {
@@ -93,31 +118,26 @@ public struct TokenVerifier: Sendable {
     } catch {
       throw .malformed
     }
-    try self.checkValidity(expiresAt: claims.exp.value, notBefore: claims.nbf?.value, now: now)
+    try self.checkValidity(expiresAt: claims.exp.value, notBefore: claims.nbf?.value, issuedAt: claims.iat?.value, now: now)
     guard claims.iss.value == self.configuration.issuer else { throw .wrongIssuer }
     guard claims.aud.value.contains(self.configuration.audience) else { throw .wrongAudience }
-    guard let userID = UUID(uuidString: claims.sub.value) else { throw .invalidSubject }
+    guard let userID = UUID(strict: claims.sub.value) else { throw .invalidSubject }
     let caller = Caller(
       userID: userID,
       email: claims.email,
       roles: (claims.roles ?? []).compactMap(Role.init(storedName:)),
       extraPermissions: (claims.permissions ?? []).map(Permission.init(rawValue:))
     )
-    self.verified[token] = VerifiedTokens.Entry(caller: caller, expiresAt: claims.exp.value, notBefore: claims.nbf?.value)
+    self.verified[token] = VerifiedTokens.Entry(
+      caller: caller, expiresAt: claims.exp.value, notBefore: claims.nbf?.value, issuedAt: claims.iat?.value)
     return caller
   }
 
-  private func checkValidity(expiresAt: Date, notBefore: Date?, now: Date) throws(TokenError) {
+  private func checkValidity(expiresAt: Date, notBefore: Date?, issuedAt: Date?, now: Date) throws(TokenError) {
     let leeway = Double(self.configuration.leeway.components.seconds)
     guard expiresAt.timeIntervalSince(now) > -leeway else { throw .expired }
     if let notBefore, notBefore.timeIntervalSince(now) > leeway { throw .notYetValid }
-  }
-
-  private static func decodeJSONObject(_ part: Substring) -> [String: Any]? {
-    var base64 = part.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-    base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
-    guard let data = Data(base64Encoded: base64) else { return nil }
-    return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+    if let issuedAt, issuedAt.timeIntervalSince(now) > leeway { throw .issuedInFuture }
   }
 }
 
@@ -128,6 +148,7 @@ final class VerifiedTokens: Sendable {
     var caller: Caller
     var expiresAt: Date
     var notBefore: Date?
+    var issuedAt: Date?
   }
 
   private let capacity: Int

@@ -65,8 +65,19 @@ public struct AuthInterceptor: ServerInterceptor {
     try await next(context)
   }
 
-  static func bearerToken(in metadata: Metadata) throws(TokenError) -> String {
-    guard let value = metadata.firstString(forKey: "authorization") else { throw .missing }
+  /// The token of the call's one `authorization: Bearer` header.
+  ///
+  /// A call with two `authorization` headers is refused rather than answered with either: a
+  /// proxy in front may have checked the other one.
+  /// - Throws: `TokenError.missing` or `.multipleAuthorizationHeaders`.
+  package static func bearerToken(in metadata: Metadata) throws(TokenError) -> String {
+    var authorization: String?
+    for entry in metadata where entry.key == "authorization" {
+      guard authorization == nil else { throw .multipleAuthorizationHeaders }
+      guard case .string(let value) = entry.value else { throw .missing }
+      authorization = value
+    }
+    guard let value = authorization else { throw .missing }
     let scheme = value.prefix(7)
     guard scheme.lowercased() == "bearer ", value.count > 7 else { throw .missing }
     return String(value.dropFirst(7).drop(while: { $0 == " " }))

@@ -20,6 +20,9 @@ public struct ServiceConfiguration: Sendable {
   public var logFormat: LogFormat
   /// How long SIGTERM waits for in-flight calls (`SHUTDOWN_GRACE_SECONDS`, default 10).
   public var shutdownGracePeriod: Duration
+  /// How deep request documents (JSON, schemas, templates) may nest (`MAX_NESTING_DEPTH`,
+  /// default 16, at most 32); see `NestingLimit`.
+  public var maxNestingDepth: Int
   /// Where the other services are (`AGENT_ADDR`, `PERSONA_ADDR`, …; default 127.0.0.1:<port>).
   public var peers: [PlatformServiceName: String]
   /// The untouched environment, for service-specific settings.
@@ -77,6 +80,8 @@ public struct ServiceConfiguration: Sendable {
       logLevel: level,
       logFormat: try environment.choice("LOG_FORMAT", default: LogFormat.json),
       shutdownGracePeriod: try environment.seconds("SHUTDOWN_GRACE_SECONDS", default: .seconds(10)),
+      maxNestingDepth: try environment.int(
+        "MAX_NESTING_DEPTH", default: NestingLimit.defaultDepth, range: 1...NestingLimit.maximumDepth),
       peers: peers,
       environment: environment
     )

@@ -10,23 +10,25 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
 ///
 /// JSONB columns are read on every request that returns a row; Foundation's `JSONDecoder`
 /// through `Codable` spent more CPU on one small schema than the rest of the request did.
-/// Nesting deeper than `maxDepth` is an error rather than a deep recursion.
+/// Nesting deeper than `maxDepth` is an error rather than a deep recursion (`NestingLimit`).
+/// A name that occurs twice in one object is an error too: RFC 8259 leaves its meaning open and
+/// parsers disagree (first wins, last wins), so such a document could mean two things.
 struct JSONParser {
-  static let maxDepth = 512
-
   private let bytes: UnsafeBufferPointer<UInt8>
+  private let maxDepth: Int
   private var position = 0
   private var depth = 0
 
-  private init(bytes: UnsafeBufferPointer<UInt8>) {
+  private init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
     self.bytes = bytes
+    self.maxDepth = maxDepth
   }
 
-  static func parse(_ text: String) throws(JSONParseError) -> JSONValue {
+  static func parse(_ text: String, maxDepth: Int) throws(JSONParseError) -> JSONValue {
     var text = text
     text.makeContiguousUTF8()
     let result: Result<JSONValue, JSONParseError> = text.utf8.withContiguousStorageIfAvailable { bytes in
-      var parser = JSONParser(bytes: bytes)
+      var parser = JSONParser(bytes: bytes, maxDepth: maxDepth)
       return Result { () throws(JSONParseError) -> JSONValue in try parser.document() }
     }!
     return try result.get()
@@ -55,7 +57,7 @@ struct JSONParser {
   }
 
   private mutating func nested(_ body: (inout JSONParser) throws(JSONParseError) -> JSONValue) throws(JSONParseError) -> JSONValue {
-    guard self.depth < Self.maxDepth else { throw self.error("nested deeper than \(Self.maxDepth) levels") }
+    guard self.depth < self.maxDepth else { throw self.error("nested deeper than \(self.maxDepth) levels") }
     self.depth += 1
     defer { self.depth -= 1 }
     return try body(&self)
@@ -72,11 +74,14 @@ struct JSONParser {
     while true {
       self.skipWhitespace()
       guard self.peek() == UInt8(ascii: "\"") else { throw self.error("an object key (a string) was expected") }
+      let keyOffset = self.position
       let key = try self.string()
       self.skipWhitespace()
       guard self.peek() == UInt8(ascii: ":") else { throw self.error("':' was expected after an object key") }
       self.position += 1
-      members[key] = try self.value()
+      guard members.updateValue(try self.value(), forKey: key) == nil else {
+        throw JSONParseError(offset: keyOffset, reason: "duplicate object key")
+      }
       self.skipWhitespace()
       switch self.peek() {
       case UInt8(ascii: ","): self.position += 1

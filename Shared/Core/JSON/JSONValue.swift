@@ -78,8 +78,12 @@ public enum JSONValue: Sendable, Hashable {
 
 extension JSONValue {
   /// Parses JSON text (RFC 8259, strictly: no comments, trailing commas or NaN).
-  public init(jsonText: String) throws(JSONParseError) {
-    self = try JSONParser.parse(jsonText)
+  /// - Parameter maxDepth: the deepest nesting of arrays and objects accepted. The default,
+  ///   `NestingLimit.maximumDepth`, suits documents this service stored itself (they were
+  ///   checked against the configured limit, at most that, when written); text from a request
+  ///   takes the configured limit.
+  public init(jsonText: String, maxDepth: Int = NestingLimit.maximumDepth) throws(JSONParseError) {
+    self = try JSONParser.parse(jsonText, maxDepth: maxDepth)
   }
 
   /// Compact JSON text with sorted keys (stable, so equal documents have equal text).
@@ -159,5 +163,40 @@ extension JSONValue {
   /// The members as a `google.protobuf.Struct` (empty for anything but an object).
   public var protobufStruct: Google_Protobuf_Struct {
     Google_Protobuf_Struct.with { $0.fields = (self.objectValue ?? [:]).mapValues(\.protobufValue) }
+  }
+}
+
+// MARK: - Limits
+
+extension JSONValue {
+  /// Why this document, received in a request, cannot be kept: nested deeper than `maxDepth`,
+  /// longer than `maxBytes` as JSON text, holding a NaN or an infinity (JSON cannot) or a NUL
+  /// character (PostgreSQL text and JSONB cannot). Nil when it can.
+  public func problem(maxDepth: Int, maxBytes: Int) -> String? {
+    if self.depth > maxDepth { return "nested deeper than \(maxDepth) levels" }
+    if !self.isFinite { return "numbers must be finite (no NaN or Infinity)" }
+    if self.containsNUL { return "must not contain NUL characters" }
+    if self.jsonText.utf8.count > maxBytes { return "larger than \(maxBytes) bytes as JSON" }
+    return nil
+  }
+
+  /// The encoded size of this value as a `google.protobuf.Value` (without the tag and length
+  /// that embed it), for paging responses by bytes.
+  public var protobufValueSize: Int {
+    switch self {
+    case .null, .bool: 2
+    case .number: 9
+    case .string(let string): ResponseBudget.fieldSize(string.utf8.count)
+    case .array(let values): ResponseBudget.fieldSize(values.reduce(0) { $0 + ResponseBudget.fieldSize($1.protobufValueSize) })
+    case .object: ResponseBudget.fieldSize(self.protobufStructSize)
+    }
+  }
+
+  /// The encoded size of the members as a `google.protobuf.Struct` (without the tag and
+  /// length that embed it).
+  public var protobufStructSize: Int {
+    (self.objectValue ?? [:]).reduce(0) { size, member in
+      size + ResponseBudget.fieldSize(ResponseBudget.fieldSize(member.key.utf8.count) + ResponseBudget.fieldSize(member.value.protobufValueSize))
+    }
   }
 }

@@ -6,9 +6,11 @@ internal import UnixSignals
 
 /// The entry point of every service executable: reads the configuration from the environment,
 /// sets up logging, runs the service until SIGTERM or SIGINT (then drains), and exits with a
-/// one-line message instead of a crash when start-up fails.
+/// one-line message instead of a crash when start-up fails. A crash ends the process
+/// (`FatalSignals`).
 public enum PlatformMain {
   public static func run(_ definition: some PlatformServiceDefinition) async -> Never {
+    FatalSignals.install(service: definition.name.rawValue)
     let configuration: ServiceConfiguration
     do {
       configuration = try ServiceConfiguration.fromEnvironment(service: definition.name)

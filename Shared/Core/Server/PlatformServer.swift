@@ -92,13 +92,14 @@ public final class PlatformServer: Service, Sendable {
       let health = HealthService(services: serviceNames)
       let reflection = try ReflectionService(
         descriptorSet: Array(Data(base64Encoded: PlatformDescriptors.fileDescriptorSetBase64) ?? Data()),
-        serviceNames: serviceNames + ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"])
+        serviceNames: serviceNames + ["grpc.health.v1.Health"])
       let verifier = await TokenVerifier(configuration: configuration.auth)
       let server = RPCServer(
         configuration: .defaults {
           $0.host = configuration.host
           $0.port = configuration.port
           $0.shutdownGracePeriod = configuration.shutdownGracePeriod
+          $0.maxMessageDepth = NestingLimit.messageDepth(forNesting: configuration.maxNestingDepth)
         },
         services: services + [health, reflection],
         interceptors: [

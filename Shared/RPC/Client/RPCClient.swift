@@ -96,7 +96,8 @@ public final class RPCClient: RPCChannel, Sendable {
   private func codec(_ options: CallOptions) -> MessageCodec {
     MessageCodec(
       receiveEncoding: .gzip, compressSent: options.compression == .gzip,
-      maxReceiveMessageSize: self.configuration.maxReceiveMessageSize)
+      maxReceiveMessageSize: self.configuration.maxReceiveMessageSize,
+      maxMessageDepth: self.configuration.maxMessageDepth, receivesRequests: false)
   }
 
   /// Starts a call on a pooled connection.

@@ -12,6 +12,9 @@ public struct RPCClientConfiguration: Sendable {
   public var serverHostname: String?
   /// The largest response message accepted. Default: 4 MiB.
   public var maxReceiveMessageSize: Int
+  /// How deep a response message may nest (decoding recurses once per level); deeper ones
+  /// fail the call with INTERNAL. Default: 100.
+  public var maxMessageDepth: Int
   /// Connections opened per address when the existing ones have no free stream. Default: 4.
   public var maxConnectionsPerAddress: Int
   /// `SETTINGS_INITIAL_WINDOW_SIZE` for responses. Default: 1 MiB.
@@ -67,6 +70,7 @@ public struct RPCClientConfiguration: Sendable {
       tls: nil,
       serverHostname: nil,
       maxReceiveMessageSize: 4 * 1024 * 1024,
+      maxMessageDepth: 100,
       maxConnectionsPerAddress: 4,
       initialStreamWindowSize: 1024 * 1024,
       connectionWindowSize: 8 * 1024 * 1024,

@@ -7,6 +7,12 @@ struct MessageCodec: Sendable {
   /// Whether sent messages are compressed with gzip unless the call says otherwise.
   var compressSent: Bool
   var maxReceiveMessageSize: Int
+  /// How deep received messages may nest (`google.protobuf.Struct` in a `Value` in a list …):
+  /// decoding recurses once per level, and a stack overflow would kill the process.
+  var maxMessageDepth: Int
+  /// Whether messages come from the caller (the server side): a message nested too deep is
+  /// then the caller's INVALID_ARGUMENT; on the client it is the server's INTERNAL fault.
+  var receivesRequests: Bool
 
   func decode<Message: SwiftProtobuf.Message>(
     _ received: ReceivedMessage,
@@ -19,8 +25,13 @@ struct MessageCodec: Sendable {
       }
       payload = try Gzip.decompress(payload, limit: self.maxReceiveMessageSize)
     }
+    var options = BinaryDecodingOptions()
+    options.messageDepthLimit = self.maxMessageDepth
     do {
-      return try Message(serializedBytes: payload)
+      return try Message(serializedBytes: payload, options: options)
+    } catch BinaryDecodingError.messageDepthLimit {
+      throw RPCError(
+        self.receivesRequests ? .invalidArgument : .internal, "The \(Message.protoMessageName) message nests deeper than \(self.maxMessageDepth) levels")
     } catch {
       throw RPCError(.internal, "Could not decode a \(Message.protoMessageName) message")
     }

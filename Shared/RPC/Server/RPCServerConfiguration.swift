@@ -12,6 +12,13 @@ public struct RPCServerConfiguration: Sendable {
   /// The largest message accepted, compressed or not; larger ones end the call with
   /// RESOURCE_EXHAUSTED. Default: 4 MiB.
   public var maxReceiveMessageSize: Int
+  /// How deep a received message may nest, counted in messages, itself included (messages
+  /// within messages, such as
+  /// `google.protobuf.Value`s in lists in `Value`s); deeper ones end the call with
+  /// INVALID_ARGUMENT. Decoding recurses once per level on the connection's thread, so this is
+  /// what keeps a small request from overflowing its stack. Default: 100 (swift-protobuf's and
+  /// grpc-java's default).
+  public var maxMessageDepth: Int
   /// `SETTINGS_MAX_CONCURRENT_STREAMS`: calls a client may run at once on one connection.
   /// Default: 100.
   public var maxConcurrentStreams: Int
@@ -68,6 +75,7 @@ public struct RPCServerConfiguration: Sendable {
       port: 0,
       tls: nil,
       maxReceiveMessageSize: 4 * 1024 * 1024,
+      maxMessageDepth: 100,
       maxConcurrentStreams: 100,
       maxHeaderListSize: 16 * 1024,
       initialStreamWindowSize: 1024 * 1024,

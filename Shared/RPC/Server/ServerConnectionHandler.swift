@@ -289,7 +289,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     stream.codec = MessageCodec(
       receiveEncoding: receiveEncoding,
       compressSent: self.shared.configuration.compressResponses && receiveEncoding == .gzip && stream.acceptsGzip,
-      maxReceiveMessageSize: self.shared.configuration.maxReceiveMessageSize)
+      maxReceiveMessageSize: self.shared.configuration.maxReceiveMessageSize,
+      maxMessageDepth: self.shared.configuration.maxMessageDepth, receivesRequests: true)
     stream.context = ServerContext(
       method: method.descriptor, receivedHeaders: stream.metadata, deadline: deadline, peer: self.peer,
       requestEncoding: receiveEncoding)

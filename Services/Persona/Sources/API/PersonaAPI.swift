@@ -168,7 +168,7 @@ public struct PersonaAPI: Platform_Persona_V1_PersonaServiceHandler {
 extension PersonaAPI {
   static func uuid(_ text: String, field: String) throws(PersonaError) -> UUID {
     guard !text.isEmpty else { throw .invalidArgument(field: field, reason: "is required") }
-    guard let uuid = UUID(uuidString: text) else { throw .invalidArgument(field: field, reason: "is not a UUID") }
+    guard let uuid = UUID(strict: text) else { throw .invalidArgument(field: field, reason: "is not a UUID") }
     return uuid
   }
 

@@ -26,6 +26,15 @@ public struct Persona: Sendable, Hashable {
   }
 }
 
+extension Persona {
+  /// An upper bound of the persona's encoded size in a response, for paging by bytes: its
+  /// texts and schema, and at most 512 bytes of ids, counters, times and etag.
+  public var encodedSizeBound: Int {
+    512 + ResponseBudget.fieldSize(self.name.utf8.count) + ResponseBudget.fieldSize(self.description.utf8.count)
+      + ResponseBudget.fieldSize(self.template.utf8.count) + ResponseBudget.fieldSize(self.variables.protobufStructSize)
+  }
+}
+
 /// The fields a caller writes: on create, all of them; on update, those in the mask.
 public struct PersonaDraft: Sendable, Hashable {
   public var name: String
@@ -71,6 +80,14 @@ public struct PersonaValidation: Sendable, Hashable {
   public var validatedAt: Date
 }
 
+extension PersonaValidation {
+  /// An upper bound of the validation's encoded size in a response, for paging by bytes.
+  public var encodedSizeBound: Int {
+    256 + self.issues.reduce(0) { $0 + ResponseBudget.fieldSize($1.utf8.count) }
+      + ResponseBudget.fieldSize(self.result.protobufStructSize)
+  }
+}
+
 /// What one validator found, before it is recorded.
 public struct ValidationOutcome: Sendable, Hashable {
   public var validator: PersonaValidatorKind
@@ -91,10 +108,22 @@ public enum PersonaOrder: String, Sendable, CaseIterable {
 public struct PersonaLimits: Sendable {
   /// Longest template in UTF-8 bytes.
   public var maxTemplateBytes = 64 * 1024
-  /// Longest description in characters.
+  /// Longest description in characters, and in UTF-8 bytes (a character can take many).
   public var maxDescriptionCharacters = 4096
-  /// Largest variables schema, in JSON values.
+  public var maxDescriptionBytes = 16 * 1024
+  /// Largest variables schema, in JSON values and in bytes of JSON text.
   public var maxSchemaNodes = 2000
+  public var maxSchemaBytes = 64 * 1024
+  /// Largest sample variables a validation takes, in bytes of JSON text (their names are
+  /// quoted in the stored issues).
+  public var maxSampleBytes = 256 * 1024
+  /// How deep templates' sections and schemas' documents may nest (`MAX_NESTING_DEPTH`).
+  public var maxNestingDepth = NestingLimit.defaultDepth
+  /// What one recorded validation keeps: its first `maxIssues` issues of at most
+  /// `maxIssueBytes` each, and a result of at most `maxResultBytes` of JSON.
+  public var maxIssues = 100
+  public var maxIssueBytes = 1024
+  public var maxResultBytes = 64 * 1024
   /// Largest variables a render takes, in JSON values, and their deepest nesting.
   public var maxVariableNodes = 10_000
   public var maxVariableDepth = 16

@@ -12,7 +12,7 @@ extension PersonaCatalog {
     if let sampleVariables {
       try self.checkVariableSize(sampleVariables, field: "sample_variables")
       // Issues and results quote the sample (names of unknown variables), and are stored.
-      try Self.checkStorable(sampleVariables, field: "sample_variables")
+      try self.checkStorable(sampleVariables, field: "sample_variables", maxBytes: self.limits.maxSampleBytes)
     }
     let persona = try await self.visible(id, to: caller)
     guard persona.ownerID == caller.userID else { throw PersonaError.notOwner }
@@ -24,7 +24,7 @@ extension PersonaCatalog {
       case .variableSchema: outcome = self.checkVariableSchema(persona, sample: sampleVariables)
       case .gpt4Judge: outcome = try await self.judgePrompt(persona, sample: sampleVariables)
       }
-      outcomes.append(ValidationOutcome(validator: validator, isValid: outcome.isValid, issues: outcome.issues, result: outcome.result))
+      outcomes.append(self.bounded(ValidationOutcome(validator: validator, isValid: outcome.isValid, issues: outcome.issues, result: outcome.result)))
     }
     return try await self.store.insertValidations(outcomes, personaID: persona.id, personaVersion: persona.version)
   }
@@ -49,9 +49,30 @@ extension PersonaCatalog {
       after = cursor.after
     }
     let persona = try await self.visible(id, to: caller)
-    let page = try await self.store.listValidations(personaID: persona.id, validator: validator, after: after, limit: limit)
-    let token = page.next.map { PageToken.encode(Cursor(persona: id, validator: validator?.rawValue, after: $0)) } ?? ""
-    return (page.validations, token, page.total)
+    let result = try await self.store.listValidations(personaID: persona.id, validator: validator, after: after, limit: limit)
+    let count = ResponseBudget.fittingCount(result.page) { $0.validation.encodedSizeBound }
+    let token =
+      count < result.page.count || result.more
+      ? PageToken.encode(Cursor(persona: id, validator: validator?.rawValue, after: result.page[count - 1].cursor)) : ""
+    return (result.page.prefix(count).map(\.validation), token, result.total)
+  }
+
+  /// The outcome as it is recorded: at most `maxIssues` issues of at most `maxIssueBytes` each
+  /// (a last one says how many more there were), and a result of at most `maxResultBytes`. A
+  /// sample with thousands of bad values, or a judge's long explanation, must not make a row
+  /// (and a listing of rows) without bound.
+  func bounded(_ outcome: ValidationOutcome) -> ValidationOutcome {
+    var outcome = outcome
+    let limits = self.limits
+    if outcome.issues.count > limits.maxIssues {
+      let omitted = outcome.issues.count - (limits.maxIssues - 1)
+      outcome.issues = outcome.issues.prefix(limits.maxIssues - 1) + ["… and \(omitted) more issues"]
+    }
+    outcome.issues = outcome.issues.map { $0.truncated(toUTF8Bytes: limits.maxIssueBytes) }
+    if outcome.result.jsonText.utf8.count > limits.maxResultBytes {
+      outcome.result = .object(["truncated": .bool(true), "issue_count": .number(Double(outcome.issues.count))])
+    }
+    return outcome
   }
 
   // MARK: - Validators
@@ -59,7 +80,7 @@ extension PersonaCatalog {
   /// template_syntax: the template parses and every variable it uses is declared.
   static func checkTemplateSyntax(_ persona: Persona) -> (isValid: Bool, issues: [String], result: JSONValue) {
     do {
-      _ = try PersonaTemplate(persona.template)
+      _ = try PersonaTemplate(persona.template, maxDepth: NestingLimit.maximumDepth)
     } catch {
       return (false, [error.rpcError.message], .object(["parses": .bool(false)]))
     }
@@ -135,7 +156,8 @@ extension PersonaCatalog {
     }
     let rendered: String
     do {
-      rendered = try PersonaTemplate(persona.template).render(variables, maxCharacters: self.limits.maxRenderCharacters)
+      rendered = try PersonaTemplate(persona.template, maxDepth: self.limits.maxNestingDepth).render(
+        variables, maxCharacters: self.limits.maxRenderCharacters)
     } catch {
       return (false, ["cannot render the template: \(error.rpcError.message)"], .object(["rendered": .bool(false)]))
     }

@@ -26,7 +26,7 @@ public struct PersonaCatalog: Sendable {
       throw .invalidArgument(field: "persona.\(field.rawValue)", reason: "must not contain NUL characters")
     }
     if fields.contains(.variables) {
-      try Self.checkStorable(draft.variables, field: "persona.variables")
+      try self.checkStorable(draft.variables, field: "persona.variables", maxBytes: self.limits.maxSchemaBytes)
     }
     if fields.contains(.name) {
       draft.name = String(draft.name.trimmingWhitespace())
@@ -35,8 +35,12 @@ public struct PersonaCatalog: Sendable {
         throw .invalidArgument(field: "persona.name", reason: "must be 1–100 characters")
       }
     }
-    if fields.contains(.description), draft.description.count > self.limits.maxDescriptionCharacters {
-      throw .invalidArgument(field: "persona.description", reason: "must be at most \(self.limits.maxDescriptionCharacters) characters")
+    if fields.contains(.description),
+      draft.description.count > self.limits.maxDescriptionCharacters || draft.description.utf8.count > self.limits.maxDescriptionBytes
+    {
+      throw .invalidArgument(
+        field: "persona.description",
+        reason: "must be at most \(self.limits.maxDescriptionCharacters) characters and \(self.limits.maxDescriptionBytes) bytes")
     }
     if fields.contains(.template) {
       guard !draft.template.trimmingWhitespace().isEmpty else {
@@ -45,7 +49,7 @@ public struct PersonaCatalog: Sendable {
       guard draft.template.utf8.count <= self.limits.maxTemplateBytes else {
         throw .invalidArgument(field: "persona.template", reason: "must be at most \(self.limits.maxTemplateBytes) bytes")
       }
-      _ = try PersonaTemplate(draft.template)
+      _ = try PersonaTemplate(draft.template, maxDepth: self.limits.maxNestingDepth)
     }
     if fields.contains(.variables) {
       guard draft.variables.nodeCount <= self.limits.maxSchemaNodes else {
@@ -56,11 +60,13 @@ public struct PersonaCatalog: Sendable {
     return draft
   }
 
-  /// A JSON document from a request that will be stored (JSONB): no NUL characters (PostgreSQL
-  /// text cannot hold them) and no NaN or infinities (JSON cannot).
-  static func checkStorable(_ document: JSONValue, field: String) throws(PersonaError) {
-    try checkFinite(document, field: field)
-    guard !document.containsNUL else { throw .invalidArgument(field: field, reason: "must not contain NUL characters") }
+  /// A JSON document from a request that will be stored (JSONB): nested at most
+  /// `maxNestingDepth` deep, at most `maxBytes` long, no NUL characters (PostgreSQL text cannot
+  /// hold them) and no NaN or infinities (JSON cannot).
+  func checkStorable(_ document: JSONValue, field: String, maxBytes: Int) throws(PersonaError) {
+    if let problem = document.problem(maxDepth: self.limits.maxNestingDepth, maxBytes: maxBytes) {
+      throw .invalidArgument(field: field, reason: problem)
+    }
   }
 
   /// `google.protobuf.Value` can carry NaN and infinities; JSON, the schema checks and JSONB cannot.
@@ -140,10 +146,13 @@ public struct PersonaCatalog: Sendable {
     }
     let result = try await self.store.list(
       PersonaListQuery(viewer: caller.userID, includePublic: includePublic, text: query, order: order, after: after, limit: limit))
-    let token = result.next.map {
-      PageToken.encode(ListCursor(order: order.rawValue, includePublic: includePublic, query: fingerprint, after: $0))
-    }
-    return Page(personas: result.personas, nextPageToken: token ?? "", total: result.total)
+    let count = ResponseBudget.fittingCount(result.page) { $0.persona.encodedSizeBound }
+    let token =
+      count < result.page.count || result.more
+      ? PageToken.encode(
+        ListCursor(order: order.rawValue, includePublic: includePublic, query: fingerprint, after: result.page[count - 1].cursor))
+      : ""
+    return Page(personas: result.page.prefix(count).map(\.persona), nextPageToken: token, total: result.total)
   }
 
   public func update(_ id: UUID, fields: Set<PersonaField>, to draft: PersonaDraft, expectedVersion: Int, caller: Caller) async throws -> Persona {
@@ -192,7 +201,7 @@ public struct PersonaCatalog: Sendable {
     }
     let schema = try VariableSchema(variables: persona.variables)
     let completed = try self.completedVariables(variables, schema: schema)
-    let text = try PersonaTemplate(persona.template).render(completed.variables, maxCharacters: cap)
+    let text = try PersonaTemplate(persona.template, maxDepth: self.limits.maxNestingDepth).render(completed.variables, maxCharacters: cap)
     try await self.store.incrementUsage(id: persona.id)
     return Rendering(text: text, personaVersion: persona.version, defaultedVariables: completed.defaulted)
   }

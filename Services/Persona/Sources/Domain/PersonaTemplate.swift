@@ -10,11 +10,23 @@ public struct PersonaTemplate: Sendable {
   public let source: String
 
   /// Parses `source`.
-  /// - Throws: `PersonaError.templateSyntax` with the line and column of the problem.
-  public init(_ source: String) throws(PersonaError) {
+  /// - Parameter maxDepth: how deep sections may nest. swift-mustache parses (and renders) a
+  ///   section by recursion, a stack frame of kilobytes per level in a debug build, so depth
+  ///   is checked first, by a scan that follows its tokenizer (`sectionDepth`).
+  /// - Throws: `PersonaError.templateSyntax` with the line and column of the problem, or
+  ///   `.invalidArgument` when sections nest deeper than `maxDepth`.
+  public init(_ source: String, maxDepth: Int = NestingLimit.defaultDepth) throws(PersonaError) {
     self.source = source
+    let text = Self.textMode + source
+    switch Self.sectionDepth(of: text, limit: maxDepth) {
+    case .within: break
+    case .tooDeep:
+      throw .invalidArgument(field: "persona.template", reason: "sections nest deeper than \(maxDepth) levels")
+    case .nonASCIIDelimiter:
+      throw .templateSyntax(line: 1, column: 1, reason: "set-delimiter tags must use ASCII delimiters")
+    }
     do {
-      self.template = try MustacheTemplate(string: Self.textMode + source)
+      self.template = try MustacheTemplate(string: text)
     } catch let error as MustacheTemplate.ParserError {
       let line = error.context.lineNumber
       let column = line == 1 ? max(1, error.context.columnNumber - Self.textMode.count) : error.context.columnNumber
@@ -35,6 +47,88 @@ public struct PersonaTemplate: Sendable {
       throw .renderTooLarge(limit: maxCharacters)
     }
     return text
+  }
+
+  enum DepthScan: Equatable {
+    case within
+    case tooDeep
+    case nonASCIIDelimiter
+  }
+
+  /// Whether sections in `text` nest deeper than `limit`, found the way swift-mustache's parser
+  /// finds tags: character by character, a tag starts at the current start delimiter and its
+  /// sigil is the character right after it; `#`, `^`, `$` and `<` open a section, `/` closes
+  /// one; set-delimiter tags change the delimiters until the end of the enclosing section.
+  /// Where the two could part (a malformed tag), this scan keeps counting, so it can only
+  /// count more levels than the parser would reach, never fewer. Delimiters are held to ASCII
+  /// so that matching them cannot depend on how characters compose.
+  static func sectionDepth(of text: String, limit: Int) -> DepthScan {
+    let characters = Array(text)
+    var start: [Character] = ["{", "{"]
+    var end: [Character] = ["}", "}"]
+    // The delimiters in force where each open section began, restored when it closes.
+    var enclosing: [(start: [Character], end: [Character])] = []
+    var position = 0
+
+    func matches(_ delimiter: [Character], at index: Int) -> Bool {
+      index + delimiter.count <= characters.count && characters[index..<index + delimiter.count].elementsEqual(delimiter)
+    }
+    /// The index after the next `end` delimiter at or after `index` (the end of the text if none).
+    func afterEnd(from index: Int) -> Int {
+      var index = index
+      while index < characters.count {
+        if matches(end, at: index) { return index + end.count }
+        index += 1
+      }
+      return characters.count
+    }
+
+    while position < characters.count {
+      guard matches(start, at: position) else {
+        position += 1
+        continue
+      }
+      let sigilIndex = position + start.count
+      guard sigilIndex < characters.count else { break }
+      switch characters[sigilIndex] {
+      case "#", "^", "$", "<":
+        enclosing.append((start, end))
+        if enclosing.count > limit { return .tooDeep }
+        position = afterEnd(from: sigilIndex + 1)
+      case "/":
+        if let outer = enclosing.popLast() {
+          position = afterEnd(from: sigilIndex + 1)
+          (start, end) = outer
+        } else {
+          position = afterEnd(from: sigilIndex + 1)
+        }
+      case "=":
+        // `{{=<% %>=}}`: as swift-mustache reads it (whitespace, the start delimiter up to
+        // whitespace, whitespace, the end delimiter up to `=` or whitespace, `=`, then the old
+        // end delimiter).
+        var index = sigilIndex + 1
+        func skipWhitespace() { while index < characters.count, characters[index].isWhitespace { index += 1 } }
+        skipWhitespace()
+        let newStartBegin = index
+        while index < characters.count, !characters[index].isWhitespace { index += 1 }
+        let newStart = Array(characters[newStartBegin..<index])
+        skipWhitespace()
+        let newEndBegin = index
+        while index < characters.count, characters[index] != "=", !characters[index].isWhitespace { index += 1 }
+        let newEnd = Array(characters[newEndBegin..<index])
+        skipWhitespace()
+        if index < characters.count, characters[index] == "=", matches(end, at: index + 1), !newStart.isEmpty, !newEnd.isEmpty {
+          guard (newStart + newEnd).allSatisfy(\.isASCII) else { return .nonASCIIDelimiter }
+          position = index + 1 + end.count
+          (start, end) = (newStart, newEnd)
+        } else {
+          position = afterEnd(from: sigilIndex + 1)
+        }
+      default:
+        position = afterEnd(from: sigilIndex)
+      }
+    }
+    return .within
   }
 
   private static func describe(_ error: any Error) -> String {

@@ -1,6 +1,6 @@
 public import Foundation
 public import Logging
-public import PlatformCore
+internal import PlatformCore
 public import PostgresNIO
 
 /// Where a listing continues: after the row with this sort key and id.
@@ -91,7 +91,9 @@ public struct PersonaStore: Sendable {
   }
 
   /// One page of a listing, and how many rows the whole listing has.
-  public func list(_ request: PersonaListQuery) async throws -> (personas: [Persona], next: PersonaCursor?, total: Int) {
+  /// - Returns: up to `limit` rows with the cursor that continues after each, whether more rows
+  ///   follow, and how many rows the whole listing has.
+  public func list(_ request: PersonaListQuery) async throws -> (page: [(persona: Persona, cursor: PersonaCursor)], more: Bool, total: Int) {
     let key = Self.sortKey(request.order)
     var binds = PostgresBindings()
     binds.append(request.viewer)
@@ -118,20 +120,17 @@ public struct PersonaStore: Sendable {
     binds.append(request.limit + 1)
     sql += " ORDER BY \(key) DESC, id DESC LIMIT $\(binds.count)"
 
-    var page: [(Persona, Int64)] = []
+    var page: [(persona: Persona, cursor: PersonaCursor)] = []
     typealias Row = (UUID, UUID, String, String?, String, String, Bool, Int, Double?, Int, Int, Date, Date, Date?, Int64)
     for try await row in try await self.database.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: self.logger)
       .decode(Row.self)
     {
       let persona = try Self.persona((row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11, row.12, row.13))
-      page.append((persona, row.14))
+      page.append((persona, PersonaCursor(sortKey: row.14, id: persona.id)))
     }
-    var next: PersonaCursor?
-    if page.count > request.limit {
-      page.removeLast()
-      next = page.last.map { PersonaCursor(sortKey: $0.1, id: $0.0.id) }
-    }
-    return (page.map(\.0), next, total)
+    let more = page.count > request.limit
+    if more { page.removeLast() }
+    return (page, more, total)
   }
 
   /// Replaces `fields` of the owner's persona with the draft's values if it is still at
@@ -245,7 +244,7 @@ public struct PersonaStore: Sendable {
   /// A persona's validations, newest first.
   public func listValidations(
     personaID: UUID, validator: PersonaValidatorKind?, after: PersonaCursor?, limit: Int
-  ) async throws -> (validations: [PersonaValidation], next: PersonaCursor?, total: Int) {
+  ) async throws -> (page: [(validation: PersonaValidation, cursor: PersonaCursor)], more: Bool, total: Int) {
     let key = "(extract(epoch FROM validated_at) * 1000000)::bigint"
     var binds = PostgresBindings()
     binds.append(personaID)
@@ -270,7 +269,7 @@ public struct PersonaStore: Sendable {
       SELECT id, persona_version, validator, validation_result::text, is_valid, coalesce(issues, '{}'), validated_at, \(key)
       FROM persona_validations WHERE \(filter) ORDER BY \(key) DESC, id DESC LIMIT $\(binds.count)
       """
-    var page: [(PersonaValidation, Int64)] = []
+    var page: [(validation: PersonaValidation, cursor: PersonaCursor)] = []
     for try await row in try await self.database.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: self.logger)
       .decode((UUID, Int, String, String, Bool, [String], Date, Int64).self)
     {
@@ -279,15 +278,12 @@ public struct PersonaStore: Sendable {
         (
           PersonaValidation(
             id: row.0, personaID: personaID, personaVersion: row.1, validator: kind, isValid: row.4, issues: row.5,
-            result: try JSONValue(jsonText: row.3), validatedAt: row.6), row.7
+            result: try JSONValue(jsonText: row.3), validatedAt: row.6), PersonaCursor(sortKey: row.7, id: row.0)
         ))
     }
-    var next: PersonaCursor?
-    if page.count > limit {
-      page.removeLast()
-      next = page.last.map { PersonaCursor(sortKey: $0.1, id: $0.0.id) }
-    }
-    return (page.map(\.0), next, total)
+    let more = page.count > limit
+    if more { page.removeLast() }
+    return (page, more, total)
   }
 }
 

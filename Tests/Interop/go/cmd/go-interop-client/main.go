@@ -2,7 +2,10 @@
 // semantics and flags of doc/interop-test-descriptions.md. Exit status 0 means the case passed;
 // otherwise the reason is printed on stderr.
 //
-// Beyond the standard cases: `echo` exercises all four platform.echo.v1.EchoService methods.
+// Beyond the standard cases: `echo` exercises all four platform.echo.v1.EchoService methods;
+// `reflection_v1alpha` and `reflection_v1` do what grpcurl does with server reflection (list the
+// services, fetch each one's file and its dependencies, ask for an unknown symbol) over
+// grpc.reflection.v1alpha and grpc.reflection.v1.
 package main
 
 import (
@@ -18,11 +21,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/golang/protobuf/proto"
+	dpb "github.com/golang/protobuf/protoc-gen-go/descriptor"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/metadata"
+	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
@@ -378,6 +384,118 @@ var cases = map[string]func(e env){
 			failf("Update: want end of stream, got %v", err)
 		}
 	},
+	"reflection_v1alpha": func(e env) {
+		reflectionCase("grpc.reflection.v1alpha.ServerReflection", func(c context.Context) (rpb.ServerReflection_ServerReflectionInfoClient, error) {
+			return rpb.NewServerReflectionClient(e.conn).ServerReflectionInfo(c)
+		})
+	},
+	// grpc-go 1.33 ships no v1 reflection client. The v1 messages are v1alpha's field for field,
+	// number for number, so v1alpha's Go messages on the v1 method are byte for byte what a v1
+	// client sends.
+	"reflection_v1": func(e env) {
+		reflectionCase("grpc.reflection.v1.ServerReflection", func(c context.Context) (rpb.ServerReflection_ServerReflectionInfoClient, error) {
+			s, err := e.conn.NewStream(c, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true},
+				"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo")
+			return v1ReflectionStream{s}, err
+		})
+	},
+}
+
+// v1ReflectionStream types a grpc.reflection.v1 call's stream as grpc-go's generated v1alpha
+// client types its own.
+type v1ReflectionStream struct{ grpc.ClientStream }
+
+func (s v1ReflectionStream) Send(m *rpb.ServerReflectionRequest) error { return s.SendMsg(m) }
+func (s v1ReflectionStream) Recv() (*rpb.ServerReflectionResponse, error) {
+	m := new(rpb.ServerReflectionResponse)
+	return m, s.RecvMsg(m)
+}
+
+// reflectionCase lists the services over one reflection stream (which must include `service`,
+// the reflection service asked, and grpc.testing.TestService), fetches the file of each with its
+// dependencies and checks that the first file defines the service and that every import
+// arrived (a server may skip files it already sent on the stream), then asks for a symbol
+// nobody defines and expects NOT_FOUND in an error response.
+func reflectionCase(service string, open func(context.Context) (rpb.ServerReflection_ServerReflectionInfoClient, error)) {
+	c, cancel := ctx()
+	defer cancel()
+	s, err := open(c)
+	check(err, "ServerReflectionInfo")
+	ask := func(req *rpb.ServerReflectionRequest, what string) *rpb.ServerReflectionResponse {
+		check(s.Send(req), what+": Send")
+		r, err := s.Recv()
+		check(err, what+": Recv")
+		if !proto.Equal(r.GetOriginalRequest(), req) {
+			failf("%s: original_request %v, want %v", what, r.GetOriginalRequest(), req)
+		}
+		return r
+	}
+
+	list := ask(&rpb.ServerReflectionRequest{MessageRequest: &rpb.ServerReflectionRequest_ListServices{}}, "list_services")
+	var names []string
+	for _, svc := range list.GetListServicesResponse().GetService() {
+		names = append(names, svc.GetName())
+	}
+	for _, want := range []string{service, "grpc.testing.TestService"} {
+		if !contains(names, want) {
+			failf("list_services: %q is not among %q", want, names)
+		}
+	}
+
+	files := map[string]*dpb.FileDescriptorProto{}
+	for _, name := range names {
+		what := "file_containing_symbol " + name
+		r := ask(&rpb.ServerReflectionRequest{
+			MessageRequest: &rpb.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: name}}, what)
+		encoded := r.GetFileDescriptorResponse().GetFileDescriptorProto()
+		if len(encoded) == 0 {
+			failf("%s: no files (%v)", what, r.GetErrorResponse())
+		}
+		for i, b := range encoded {
+			fd := new(dpb.FileDescriptorProto)
+			check(proto.Unmarshal(b, fd), what+": decoding a FileDescriptorProto")
+			files[fd.GetName()] = fd
+			if i == 0 && !definesService(fd, name) {
+				failf("%s: the first file, %s, does not define it", what, fd.GetName())
+			}
+		}
+	}
+	for _, fd := range files {
+		for _, dep := range fd.GetDependency() {
+			if files[dep] == nil {
+				failf("%s imports %s, which no answer held", fd.GetName(), dep)
+			}
+		}
+	}
+
+	missing := ask(&rpb.ServerReflectionRequest{
+		MessageRequest: &rpb.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: "no.such.Symbol"}},
+		"file_containing_symbol no.such.Symbol")
+	if got := missing.GetErrorResponse().GetErrorCode(); got != int32(codes.NotFound) {
+		failf("file_containing_symbol no.such.Symbol: error code %d, want NOT_FOUND (%v)", got, missing)
+	}
+	check(s.CloseSend(), "CloseSend")
+	if _, err := s.Recv(); err != io.EOF {
+		failf("after half-close: want end of stream, got %v", err)
+	}
+}
+
+func definesService(fd *dpb.FileDescriptorProto, name string) bool {
+	for _, svc := range fd.GetService() {
+		if fd.GetPackage()+"."+svc.GetName() == name {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 func checkStatus(err error, msg, what string) {
