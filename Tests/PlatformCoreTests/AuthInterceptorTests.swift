@@ -44,8 +44,12 @@ struct AuthInterceptorTests {
       }
 
       // Each alone is fine.
-      #expect(try await personas.getPersona(.init(), options: options("Bearer \(aliceToken)")).userID == alice.uuidString.lowercased())
-      #expect(try await personas.getPersona(.init(), options: options("Bearer \(bobToken)")).userID == bob.uuidString.lowercased())
+      #expect(
+        try await personas.getPersona(.init(), options: options("Bearer \(aliceToken)")).userID
+          == alice.uuidString.lowercased())
+      #expect(
+        try await personas.getPersona(.init(), options: options("Bearer \(bobToken)")).userID
+          == bob.uuidString.lowercased())
       // Together, in either order, or the same one twice, they are refused.
       for pair in [(aliceToken, bobToken), (bobToken, aliceToken), (aliceToken, aliceToken)] {
         let message = await expectStatus(.unauthenticated) {

@@ -11,7 +11,9 @@ struct StrictParsingTests {
     #expect(UUID(strict: id.uuidString.lowercased()) == id)
     let mixed = "0aF1b2C3-d4E5-46a7-8B9c-0D1e2F3a4B5c"
     #expect(UUID(strict: mixed) == UUID(uuidString: mixed))
-    #expect(UUID(strict: "00000000-0000-0000-0000-000000000000") == UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)))
+    #expect(
+      UUID(strict: "00000000-0000-0000-0000-000000000000")
+        == UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)))
     #expect(UUID(strict: "ffffffff-ffff-ffff-ffff-ffffffffffff")?.uuidString == "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF")
     #expect(UUID(strict: Substring("x" + id.uuidString).dropFirst()) == id)
   }
@@ -20,11 +22,16 @@ struct StrictParsingTests {
     "Anything but exactly 36 characters of 8-4-4-4-12 hex digits is not a UUID",
     arguments: [
       "", "6ba7b810-9dad-11d1-80b4-00c04fd430c8\u{0}junk", "6ba7b810-9dad-11d1-80b4-00c04fd430c8\u{0}",
-      "6ba7b810-9dad-11d1-80b4-00c04fd430c", "6ba7b810-9dad-11d1-80b4-00c04fd430c80", "{6ba7b810-9dad-11d1-80b4-00c04fd430c8}",
-      "6ba7b8109dad11d180b400c04fd430c8", "6ba7b810-9dad-11d1-80b4-00c04fd430c8 ", " 6ba7b810-9dad-11d1-80b4-00c04fd430c8",
-      "6ba7b8109-dad-11d1-80b4-00c04fd430c8", "6ba7b810-9dad-11d1-80b400-c04fd430c8", "6ba7b810_9dad_11d1_80b4_00c04fd430c8",
-      "6ba7b810-9dad-11d1-80b4-00c04fd430cg", "6ba7b810-9dad-11d1-80b4-00c04fd43\u{FF18}", "+ba7b810-9dad-11d1-80b4-00c04fd430c8",
-      "urn:uuid:6ba7b810-9dad-11d1-80b4-00c04fd430c8", "6ba7b810-9dad-11d1-80b4-00c04fd430c8\n", "6ba7b810-9dad-11d1-80b4-00c04fd430\u{E9}",
+      "6ba7b810-9dad-11d1-80b4-00c04fd430c", "6ba7b810-9dad-11d1-80b4-00c04fd430c80",
+      "{6ba7b810-9dad-11d1-80b4-00c04fd430c8}",
+      "6ba7b8109dad11d180b400c04fd430c8", "6ba7b810-9dad-11d1-80b4-00c04fd430c8 ",
+      " 6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+      "6ba7b8109-dad-11d1-80b4-00c04fd430c8", "6ba7b810-9dad-11d1-80b400-c04fd430c8",
+      "6ba7b810_9dad_11d1_80b4_00c04fd430c8",
+      "6ba7b810-9dad-11d1-80b4-00c04fd430cg", "6ba7b810-9dad-11d1-80b4-00c04fd43\u{FF18}",
+      "+ba7b810-9dad-11d1-80b4-00c04fd430c8",
+      "urn:uuid:6ba7b810-9dad-11d1-80b4-00c04fd430c8", "6ba7b810-9dad-11d1-80b4-00c04fd430c8\n",
+      "6ba7b810-9dad-11d1-80b4-00c04fd430\u{E9}",
       "------------------------------------",
     ])
   func notUUID(text: String) {
@@ -44,7 +51,9 @@ struct StrictParsingTests {
   @Test("The same name in different objects is fine, and the error says where the repeat is")
   func distinctObjects() throws {
     #expect(try JSONValue(jsonText: #"{"a":{"k":1},"b":{"k":2},"k":3}"#).objectValue?.count == 3)
-    #expect(try JSONValue(jsonText: #"[{"k":1},{"k":2}]"#) == .array([.object(["k": .number(1)]), .object(["k": .number(2)])]))
+    #expect(
+      try JSONValue(jsonText: #"[{"k":1},{"k":2}]"#)
+        == .array([.object(["k": .number(1)]), .object(["k": .number(2)])]))
     do {
       _ = try JSONValue(jsonText: #"{"k":1, "k":2}"#)
       Issue.record("a duplicate name was accepted")

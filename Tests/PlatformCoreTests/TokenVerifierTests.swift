@@ -150,10 +150,16 @@ struct TokenVerifierTests {
   func handMade() async throws {
     let verifier = await TokenVerifier(configuration: Self.auth)
     #expect(try await verifier.verify(Self.signed(payload: Self.payload())).userID == Self.user)
-    #expect(try await verifier.verify(Self.signed(payload: Self.payload(sub: Self.user.uuidString.lowercased()))).userID == Self.user)
+    #expect(
+      try await verifier.verify(Self.signed(payload: Self.payload(sub: Self.user.uuidString.lowercased()))).userID
+        == Self.user)
     let now = Int(Date().timeIntervalSince1970)
-    #expect(try await verifier.verify(Self.signed(payload: Self.payload(#","iat":\#(now + 10),"nbf":\#(now)"#))).userID == Self.user)
-    #expect(try await verifier.verify(Self.signed(payload: Self.payload(#","email":"escaped \u0000 is fine""#))).email == "escaped \0 is fine")
+    #expect(
+      try await verifier.verify(Self.signed(payload: Self.payload(#","iat":\#(now + 10),"nbf":\#(now)"#))).userID
+        == Self.user)
+    #expect(
+      try await verifier.verify(Self.signed(payload: Self.payload(#","email":"escaped \u0000 is fine""#))).email
+        == "escaped \0 is fine")
   }
 
   @Test(
@@ -239,14 +245,17 @@ struct TokenVerifierTests {
     }
   }
 
-  @Test("A header or payload spelled other than canonical unpadded base64url is malformed, even when signed", arguments: Misspelling.allCases)
+  @Test(
+    "A header or payload spelled other than canonical unpadded base64url is malformed, even when signed",
+    arguments: Misspelling.allCases)
   func misspelledHeaderOrPayload(misspelling: Misspelling) async throws {
     let verifier = await TokenVerifier(configuration: Self.auth)
     // Payloads of each length modulo 3, so that padding and trailing bits apply to one of them.
     var checked = 0
     for spaces in 0..<3 {
       // Runs of '?' and '~' encode to '_' and '-' whatever their alignment.
-      let payload = Self.base64URL(Self.payload(#","email":"??????~~~~~~@example.com\#(String(repeating: " ", count: spaces))""#))
+      let payload = Self.base64URL(
+        Self.payload(#","email":"??????~~~~~~@example.com\#(String(repeating: " ", count: spaces))""#))
       let header = Self.base64URL(#"{"alg":"HS256","typ":"JWT"\#(String(repeating: " ", count: spaces))}"#)
       if let misspelled = misspelling.apply(to: payload) {
         await #expect(throws: TokenError.malformed, "payload \(misspelled)") {
@@ -272,7 +281,9 @@ struct TokenVerifierTests {
     let payload = Self.payload(#","email":"a\#(character)b@example.com""#)
     await #expect(throws: TokenError.malformed) { try await verifier.verify(Self.signed(payload: payload)) }
     let header = #"{"alg":"HS256","typ":"J\#(character)WT"}"#
-    await #expect(throws: TokenError.malformed) { try await verifier.verify(Self.signed(header: header, payload: Self.payload())) }
+    await #expect(throws: TokenError.malformed) {
+      try await verifier.verify(Self.signed(header: header, payload: Self.payload()))
+    }
   }
 
   @Test("Anything after the JSON object, a NUL included, or bytes that are not UTF-8, are malformed")
@@ -290,7 +301,9 @@ struct TokenVerifierTests {
       try await verifier.verify(Self.signed(encodedHeader: header, encodedPayload: Self.base64URL(bytes: invalidUTF8)))
     }
     let bom = Self.base64URL(bytes: [0xEF, 0xBB, 0xBF] + Array(Self.payload().utf8))
-    await #expect(throws: TokenError.malformed) { try await verifier.verify(Self.signed(encodedHeader: header, encodedPayload: bom)) }
+    await #expect(throws: TokenError.malformed) {
+      try await verifier.verify(Self.signed(encodedHeader: header, encodedPayload: bom))
+    }
   }
 
   @Test("iat later than now plus the leeway is refused, also for a token verified before; iat must be a number")
@@ -303,12 +316,15 @@ struct TokenVerifierTests {
     // Within the leeway (30 s): a clock a little ahead is tolerated.
     let soon = try await Self.signed(payload: Self.payload(#","iat":\#(seconds + 20)"#))
     #expect(try await verifier.verify(soon, now: now).userID == Self.user)
-    await #expect(throws: TokenError.issuedInFuture) { try await verifier.verify(soon, now: now.addingTimeInterval(-60)) }
+    await #expect(throws: TokenError.issuedInFuture) {
+      try await verifier.verify(soon, now: now.addingTimeInterval(-60))
+    }
     for value in [#""\#(seconds)""#, "null", "true", "[1]", "{}"] {
       let token = try await Self.signed(payload: Self.payload(#","iat":\#(value)"#))
       await #expect(throws: TokenError.malformed, "iat \(value)") { try await verifier.verify(token, now: now) }
     }
-    let stringExpiry = try await Self.signed(payload: #"{"sub":"\#(Self.user)","iss":"platform","aud":"platform","exp":"\#(seconds + 300)"}"#)
+    let stringExpiry = try await Self.signed(
+      payload: #"{"sub":"\#(Self.user)","iss":"platform","aud":"platform","exp":"\#(seconds + 300)"}"#)
     await #expect(throws: TokenError.malformed) { try await verifier.verify(stringExpiry, now: now) }
   }
 
@@ -316,7 +332,8 @@ struct TokenVerifierTests {
     "A subject that is not exactly a UUID is refused",
     arguments: [
       #"\#(user.uuidString)\u0000junk"#, #"\#(user.uuidString)\u0000"#, "{\(user.uuidString)}", " \(user.uuidString)",
-      "\(user.uuidString) ", user.uuidString.replacingOccurrences(of: "-", with: ""), String(user.uuidString.dropLast()),
+      "\(user.uuidString) ", user.uuidString.replacingOccurrences(of: "-", with: ""),
+      String(user.uuidString.dropLast()),
       "urn:uuid:\(user.uuidString)", #"\#(user.uuidString)\n"#,
     ])
   func subject(sub: String) async throws {

@@ -118,7 +118,8 @@ public struct TokenVerifier: Sendable {
     } catch {
       throw .malformed
     }
-    try self.checkValidity(expiresAt: claims.exp.value, notBefore: claims.nbf?.value, issuedAt: claims.iat?.value, now: now)
+    try self.checkValidity(
+      expiresAt: claims.exp.value, notBefore: claims.nbf?.value, issuedAt: claims.iat?.value, now: now)
     guard claims.iss.value == self.configuration.issuer else { throw .wrongIssuer }
     guard claims.aud.value.contains(self.configuration.audience) else { throw .wrongAudience }
     guard let userID = UUID(strict: claims.sub.value) else { throw .invalidSubject }

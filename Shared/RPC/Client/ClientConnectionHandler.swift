@@ -35,10 +35,12 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     self.status = status
   }
 
-  var eventLoop: any EventLoop { self.context!.eventLoop }
+  /// The channel's loop, kept after the context is dropped (handlerRemoved).
+  private(set) var eventLoop: (any EventLoop)!
 
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
+    self.eventLoop = context.eventLoop
     self.loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
     var session: OpaquePointer?
     let result = nghttp2_session_client_new2(
@@ -57,6 +59,8 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
   func handlerRemoved(context: ChannelHandlerContext) {
     self.tearDown(RPCError(.unavailable, "The connection closed"))
+    // The context holds this handler: keeping it would keep both alive for good.
+    self.context = nil
   }
 
   func channelActive(context: ChannelHandlerContext) {

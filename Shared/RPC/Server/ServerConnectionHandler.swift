@@ -44,12 +44,14 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     self.shared = shared
   }
 
-  var eventLoop: any EventLoop { self.context!.eventLoop }
+  /// The channel's loop, kept after the context is dropped (handlerRemoved).
+  private(set) var eventLoop: (any EventLoop)!
 
   // MARK: Channel events
 
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
+    self.eventLoop = context.eventLoop
     self.loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
     if self.shared.configuration.handlerExecution == .eventLoop {
       self.taskExecutor = EventLoopTaskExecutor(eventLoop: context.eventLoop)
@@ -86,6 +88,8 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
   func handlerRemoved(context: ChannelHandlerContext) {
     self.tearDown()
+    // The context holds this handler: keeping it would keep both alive for good.
+    self.context = nil
   }
 
   func channelActive(context: ChannelHandlerContext) {
