@@ -62,6 +62,12 @@ struct InputLimitTests {
     #expect(ResponseBudget.fittingCount([10, 10, 10], budget: 30) { $0 } == 3)
     #expect(ResponseBudget.fittingCount([100, 10], budget: 25) { $0 } == 1)
     #expect(ResponseBudget.fittingCount([Int](), budget: 25) { $0 } == 0)
+    // The next page continues after the last row that fit, or after the last row when the
+    // store has more; the last page has nothing to continue after.
+    #expect(ResponseBudget.page([10, 11, 12], more: false, budget: 25) { $0 }.continueAfter == 11)
+    #expect(ResponseBudget.page([10, 11, 12], more: true, budget: 100) { $0 }.continueAfter == 12)
+    #expect(ResponseBudget.page([10, 11, 12], more: false, budget: 100) { $0 }.continueAfter == nil)
+    #expect(ResponseBudget.page([Int](), more: false, budget: 100) { $0 }.continueAfter == nil)
   }
 
   @Test("The size bound of a Struct is never below its encoded size", arguments: 0..<20)

@@ -18,6 +18,19 @@ public enum ResponseBudget {
     return items.count
   }
 
+  /// The page a listing answers with: the leading rows that fit in `budget` bytes, and the row
+  /// the next page continues after, nil when these are the last.
+  /// - Parameters:
+  ///   - rows: the rows read for this page, in order.
+  ///   - more: whether the store has rows after these.
+  public static func page<Row>(
+    _ rows: [Row], more: Bool, budget: Int = listBytes, size: (Row) -> Int
+  ) -> (rows: ArraySlice<Row>, continueAfter: Row?) {
+    let count = fittingCount(rows, budget: budget, size: size)
+    let continues = count < rows.count || more
+    return (rows.prefix(count), continues ? rows.prefix(count).last : nil)
+  }
+
   /// An upper bound of the encoded size of a string, bytes or message field of `length`
   /// bytes, its tag and length prefix included.
   public static func fieldSize(_ length: Int) -> Int {

@@ -50,11 +50,9 @@ extension PersonaCatalog {
     }
     let persona = try await self.visible(id, to: caller)
     let result = try await self.store.listValidations(personaID: persona.id, validator: validator, after: after, limit: limit)
-    let count = ResponseBudget.fittingCount(result.page) { $0.validation.encodedSizeBound }
-    let token =
-      count < result.page.count || result.more
-      ? PageToken.encode(Cursor(persona: id, validator: validator?.rawValue, after: result.page[count - 1].cursor)) : ""
-    return (result.page.prefix(count).map(\.validation), token, result.total)
+    let page = ResponseBudget.page(result.page, more: result.more) { $0.validation.encodedSizeBound }
+    let token = page.continueAfter.map { PageToken.encode(Cursor(persona: id, validator: validator?.rawValue, after: $0.cursor)) }
+    return (page.rows.map(\.validation), token ?? "", result.total)
   }
 
   /// The outcome as it is recorded: at most `maxIssues` issues of at most `maxIssueBytes` each

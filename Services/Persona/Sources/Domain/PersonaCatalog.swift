@@ -146,13 +146,11 @@ public struct PersonaCatalog: Sendable {
     }
     let result = try await self.store.list(
       PersonaListQuery(viewer: caller.userID, includePublic: includePublic, text: query, order: order, after: after, limit: limit))
-    let count = ResponseBudget.fittingCount(result.page) { $0.persona.encodedSizeBound }
-    let token =
-      count < result.page.count || result.more
-      ? PageToken.encode(
-        ListCursor(order: order.rawValue, includePublic: includePublic, query: fingerprint, after: result.page[count - 1].cursor))
-      : ""
-    return Page(personas: result.page.prefix(count).map(\.persona), nextPageToken: token, total: result.total)
+    let page = ResponseBudget.page(result.page, more: result.more) { $0.persona.encodedSizeBound }
+    let token = page.continueAfter.map {
+      PageToken.encode(ListCursor(order: order.rawValue, includePublic: includePublic, query: fingerprint, after: $0.cursor))
+    }
+    return Page(personas: page.rows.map(\.persona), nextPageToken: token ?? "", total: result.total)
   }
 
   public func update(_ id: UUID, fields: Set<PersonaField>, to draft: PersonaDraft, expectedVersion: Int, caller: Caller) async throws -> Persona {

@@ -96,12 +96,9 @@ public struct PersonaTemplate: Sendable {
         if enclosing.count > limit { return .tooDeep }
         position = afterEnd(from: sigilIndex + 1)
       case "/":
-        if let outer = enclosing.popLast() {
-          position = afterEnd(from: sigilIndex + 1)
-          (start, end) = outer
-        } else {
-          position = afterEnd(from: sigilIndex + 1)
-        }
+        // The closing tag ends with the section's own delimiters; the outer ones apply after it.
+        position = afterEnd(from: sigilIndex + 1)
+        if let outer = enclosing.popLast() { (start, end) = outer }
       case "=":
         // `{{=<% %>=}}`: as swift-mustache reads it (whitespace, the start delimiter up to
         // whitespace, whitespace, the end delimiter up to `=` or whitespace, `=`, then the old
