@@ -112,6 +112,7 @@ let package = Package(
         "InteropSupport",
         "PlatformProtos",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],
       path: "Tests/InteropRunner",
       swiftSettings: upcomingFeatures

@@ -709,6 +709,42 @@ def normal_cancellations(server):
         note(f"100 calls cancelled in {elapsed:.2f} s, no GOAWAY")
 
 
+@case("5.rapid_reset.busy_client_cancelling_a_tenth")
+def busy_client_cancellations(server):
+    """The second control: a busy client that cancels one call in ten at once (12,000 calls in
+    batches of 50, 1,200 early resets, as fast as the server answers) is no attacker either, at
+    any rate: resets before any response must be a large share of a connection's streams before
+    the defence ends it. A fixed 500 resets a second, and nghttp2's default limiter (33 a second
+    after 1,000), once cut such clients off."""
+    request = grpc_message(echo_request("busy"))
+    with Connection(server.port) as conn:
+        started, calls, cancelled = time.monotonic(), 0, 0
+        while calls < 12_000:
+            batch, answered = bytearray(), []
+            for index in range(50):
+                stream_id = conn.new_stream_id()
+                batch += headers_frame(stream_id, conn.header_block(request_headers(ECHO)))
+                if index % 10 == 0:
+                    batch += rst_stream(stream_id, CANCEL)
+                    cancelled += 1
+                else:
+                    batch += frame(DATA, END_STREAM, stream_id, request)
+                    answered.append(stream_id)
+            conn.send(bytes(batch))
+            calls += 50
+            conn.wait(lambda: conn.closed or conn.goaway is not None
+                      or all(conn.stream(i).finished for i in answered), 5)
+            expect(conn.goaway is None and not conn.closed,
+                   f"the connection ended after {calls} calls, {cancelled} cancelled: {conn.state()}")
+            unanswered = [i for i in answered if conn.stream(i).grpc_status != OK]
+            expect(not unanswered, f"{len(unanswered)} calls of a batch not answered OK: "
+                                   f"{conn.stream(unanswered[0]).describe() if unanswered else ''}")
+        elapsed = time.monotonic() - started
+        check_echo(conn, f"after {calls} calls")
+        note(f"{calls} calls, {cancelled} cancelled before any response, in {elapsed:.2f} s "
+             f"({cancelled / elapsed:.0f} early resets a second), no GOAWAY")
+
+
 # 6. gRPC request head validation: each wrong in one way, answered trailers-only.
 
 def head_case(name, check, path=ECHO, **head):

@@ -4,6 +4,7 @@ internal import GRPCRuntimeServices
 internal import InteropSupport
 internal import NIOSSL
 internal import PlatformProtos
+internal import SwiftProtobuf
 internal import Foundation
 #if canImport(Glibc)
 internal import Glibc
@@ -16,7 +17,7 @@ struct RPCInterop: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "rpc-interop",
     abstract: "gRPC interop server and client, and the benchmark echo server.",
-    subcommands: [Server.self, Client.self, EchoServer.self]
+    subcommands: [Server.self, Client.self, EchoServer.self, ClientChurn.self, Load.self]
   )
 
   struct Server: AsyncParsableCommand {
@@ -95,6 +96,57 @@ struct RPCInterop: AsyncParsableCommand {
       }
     }
   }
+}
+
+/// The client side of the connection memory test: one `RPCClient` makes Echo calls one after
+/// another against a server that closes every connection, so each call has the pool open a new
+/// one. After the warm-up and again at the end it waits for the closed connections to be torn
+/// down and prints its own resident memory (`RSS <phase> <KiB> <calls answered> <calls failed>`).
+struct ClientChurn: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "client-churn", abstract: "Reconnect again and again; print the client's RSS after a warm-up and at the end.")
+  @Option(help: "The server's port (loopback).") var port: Int
+  @Option(name: .customLong("warm-up"), help: "Calls before the first measurement.") var warmUp = 2_000
+  @Option(help: "Calls between the two measurements.") var calls = 5_000
+
+  func run() async throws {
+    // The server ends some connections as they open, which counts as a failed attempt; a short
+    // reconnection backoff keeps the test fast (the backoff itself is tested elsewhere).
+    let client = try RPCClient(configuration: .defaults(targets: ["127.0.0.1:\(self.port)"]) {
+      $0.backoff = .init(initial: .milliseconds(1), multiplier: 1.6, maximum: .milliseconds(2), jitter: 0.2)
+    })
+    let echo = Platform_Echo_V1_EchoServiceClient(channel: client)
+    var answered = 0
+    var failed = 0
+    for (phase, count) in [("warm-up", self.warmUp), ("end", self.calls)] {
+      for _ in 0..<count {
+        do {
+          _ = try await echo.echo(.with { $0.text = "hello" }, options: CallOptions(timeout: .seconds(5)))
+          answered += 1
+        } catch {
+          failed += 1
+          if failed <= 3 { printLine("ERROR \(error)") }
+          // Past the reconnection backoff, so that the next call opens a connection.
+          try await Task.sleep(for: .milliseconds(3))
+        }
+      }
+      try await Task.sleep(for: .seconds(1))
+      printLine("RSS \(phase) \(Self.residentKiB()) \(answered) \(failed)")
+    }
+    await client.close()
+  }
+
+  private static func residentKiB() -> Int {
+    guard let statm = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return -1 }
+    let fields = statm.split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { return -1 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE))) / 1024
+  }
+}
+
+/// Writes one line to standard output at once (unbuffered: a reading process sees it now).
+func printLine(_ line: String) {
+  FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
 /// An interceptor that only passes the call on: the benchmark's stand-in for the platform's

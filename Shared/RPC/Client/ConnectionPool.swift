@@ -179,7 +179,11 @@ final class ConnectionPool: Sendable {
       .connect(to: endpoint.address)
       .get()
     let handler = try await channel.eventLoop.submit {
-      NIOLoopBound(try channel.pipeline.syncOperations.handler(type: ClientConnectionHandler.self), eventLoop: channel.eventLoop)
+      // A connection the server closed as it opened has already lost its handlers.
+      guard channel.isActive, let handler = try? channel.pipeline.syncOperations.handler(type: ClientConnectionHandler.self) else {
+        throw RPCError(.unavailable, "The server closed the connection as it opened")
+      }
+      return NIOLoopBound(handler, eventLoop: channel.eventLoop)
     }.get()
     return PooledConnection(channel: channel, handler: handler, status: status)
   }

@@ -10,6 +10,8 @@ enum SessionIO {
     var option: OpaquePointer?
     nghttp2_option_new(&option)
     nghttp2_option_set_no_auto_window_update(option, 1)
+    // The server applies its own rapid-reset rule (ServerConnectionHandler.clientReset).
+    nghttp2_option_set_stream_reset_rate_limit(option, UInt64(Int64.max), UInt64(Int64.max))
     return option!
   }()
 

@@ -36,8 +36,10 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   private var lifecycle = Lifecycle.active
   /// Runs handler tasks on this connection's event loop (nil: the global executor).
   private var taskExecutor: EventLoopTaskExecutor?
-  /// Streams the client reset in the current one-second window (rapid-reset defence).
-  private var resetCount = 0
+  /// Rapid-reset defence: in the current one-second window, the streams the client opened and
+  /// those it reset before they had any response.
+  private var windowStreams = 0
+  private var windowEarlyResets = 0
   private var resetWindowStart = NIODeadline.now()
 
   init(shared: ServerShared) {
@@ -186,6 +188,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     guard let session = self.session else { return NG.callbackFailure }
     let stream = ServerStream(id: id, connection: self, maxMessageSize: self.shared.configuration.maxReceiveMessageSize)
     self.streams[id] = stream
+    self.windowStreams += 1
     nghttp2_session_set_stream_user_data(session, id, Unmanaged.passUnretained(stream).toOpaque())
     self.idleTimer?.cancel()
     self.idleTimer = nil
@@ -593,24 +596,32 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
   // MARK: Connection management
 
-  /// Counts client resets; a client that opens and resets streams faster than any real one
-  /// would (the HTTP/2 "rapid reset" attack) gets GOAWAY ENHANCE_YOUR_CALM. nghttp2's own
-  /// limiter would answer INTERNAL_ERROR, blaming the server.
-  fileprivate func clientResetStream() {
+  /// Rapid-reset defence (CVE-2023-44487): an attacker resets every stream it opens, before any
+  /// response, to make the server start work it never has to finish; a real client cancels a
+  /// minority of its calls, at whatever rate it makes them. So within a one-second window, once
+  /// more than `minEarlyResets` streams were reset before their response began, and they are more
+  /// than half of the streams opened in the window, the client gets GOAWAY ENHANCE_YOUR_CALM.
+  /// (nghttp2's own limiter, a fixed 33 resets a second after a burst of 1,000, is off: it ended
+  /// the connections of busy clients that cancel 5% of their calls, with INTERNAL_ERROR.)
+  fileprivate func clientReset(_ stream: ServerStream?) {
     let now = NIODeadline.now()
     if now - self.resetWindowStart > .seconds(1) {
       self.resetWindowStart = now
-      self.resetCount = 0
+      self.windowStreams = 0
+      self.windowEarlyResets = 0
     }
-    self.resetCount += 1
-    guard self.resetCount > Self.maxResetsPerSecond, let session = self.session else { return }
+    guard let stream, !stream.headersSent else { return }
+    self.windowEarlyResets += 1
+    guard self.windowEarlyResets > Self.minEarlyResets, self.windowEarlyResets * 2 > self.windowStreams,
+      let session = self.session
+    else { return }
     self.shared.logger.debug("closing connection: rapid stream resets", metadata: ["peer": "\(self.peer)"])
     nghttp2_session_terminate_session(session, NG.enhanceYourCalm)
     self.scheduleFlush()
   }
 
-  /// Far above what cancellations of real calls reach, below nghttp2's own burst limit (1000).
-  static let maxResetsPerSecond = 500
+  /// Early resets a window tolerates whatever their share.
+  static let minEarlyResets = 100
 
   private func armIdleTimer() {
     guard let timeout = self.shared.configuration.idleTimeout else { return }
@@ -712,7 +723,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       case NG.pingFrame:
         if frame.hd.flags & NG.ack != 0 { connection.pingAcknowledged() }
       case NG.rstStreamFrame:
-        connection.clientResetStream()
+        connection.clientReset(connection.stream(frame.hd.stream_id))
       default:
         break
       }
