@@ -193,13 +193,25 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     }
   }
 
-  func enqueue(_ payload: ByteBufferPayload, on stream: ClientStream, continuation: CheckedContinuation<Void, any Error>) {
+  /// Queues one request message: true while the stream's buffer has room, false when the writer
+  /// must wait for it (`waitForRoom`).
+  /// - Throws: the call's end when it has ended.
+  func enqueue(_ payload: ByteBufferPayload, on stream: ClientStream) throws(RPCError) -> Bool {
     guard !stream.finished, !stream.requestsFinished, self.session != nil else {
-      continuation.resume(throwing: stream.endedError)
+      throw stream.endedError
+    }
+    let room = stream.outbound.append(payload, limit: self.configuration.streamSendBufferLimit)
+    self.resumeData(stream)
+    return room
+  }
+
+  /// Resumes `writer` once the stream's buffer has room (or with the call's end).
+  func waitForRoom(on stream: ClientStream, _ writer: CheckedContinuation<Void, any Error>) {
+    guard !stream.finished, !stream.requestsFinished, self.session != nil else {
+      writer.resume(throwing: stream.endedError)
       return
     }
-    stream.outbound.append(payload, limit: self.configuration.streamSendBufferLimit, writer: continuation)
-    self.resumeData(stream)
+    stream.outbound.waitForRoom(writer, limit: self.configuration.streamSendBufferLimit)
   }
 
   func endRequests(_ stream: ClientStream) {

@@ -30,9 +30,25 @@ final class ClientCall: MessageSink {
 
   func send(_ payload: ByteBufferPayload) async throws {
     let (stream, connection) = (self.stream, self.connection)
+    if stream.eventLoop.inEventLoop {
+      // A writer on the connection's loop queues at once and waits only when the buffer is full.
+      if try connection.value.enqueue(payload, on: stream.value) { return }
+      try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+        connection.value.waitForRoom(on: stream.value, continuation)
+      }
+      return
+    }
     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
       stream.eventLoop.execute {
-        connection.value.enqueue(payload, on: stream.value, continuation: continuation)
+        do {
+          if try connection.value.enqueue(payload, on: stream.value) {
+            continuation.resume()
+          } else {
+            connection.value.waitForRoom(on: stream.value, continuation)
+          }
+        } catch {
+          continuation.resume(throwing: error)
+        }
       }
     }
   }

@@ -33,10 +33,15 @@ struct OutboundMessageBuffer {
     }
   }
 
-  /// Queues one message for `writer`, which resumes now if the buffer is under `limit` and
-  /// otherwise once nghttp2 has drained it below.
-  mutating func append(_ payload: ByteBufferPayload, limit: Int, writer: CheckedContinuation<Void, any Error>) {
+  /// Queues one message; true while the buffer is under `limit`, so its writer may go on, false
+  /// when the writer must wait for room (`waitForRoom`).
+  mutating func append(_ payload: ByteBufferPayload, limit: Int) -> Bool {
     self.append(payload)
+    return self.byteCount < limit
+  }
+
+  /// Resumes `writer` now if the buffer is under `limit`, else once nghttp2 has drained it below.
+  mutating func waitForRoom(_ writer: CheckedContinuation<Void, any Error>, limit: Int) {
     if self.byteCount < limit {
       writer.resume()
     } else {

@@ -38,10 +38,29 @@ final class ServerCall: MessageSink {
 
   func send(_ payload: ByteBufferPayload) async throws {
     let stream = self.stream
+    if stream.eventLoop.inEventLoop {
+      // The handler runs on its connection's loop (the usual case): the message is queued at
+      // once and the handler goes on without a suspension until the buffer is full; the
+      // messages of one turn of the loop go out in one write.
+      let value = stream.value
+      if try value.connection.enqueue(payload, on: value) { return }
+      try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+        value.connection.waitForRoom(on: value, continuation)
+      }
+      return
+    }
     try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
       stream.eventLoop.execute {
         let stream = stream.value
-        stream.connection.enqueue(payload, on: stream, continuation: continuation)
+        do {
+          if try stream.connection.enqueue(payload, on: stream) {
+            continuation.resume()
+          } else {
+            stream.connection.waitForRoom(on: stream, continuation)
+          }
+        } catch {
+          continuation.resume(throwing: error)
+        }
       }
     }
   }

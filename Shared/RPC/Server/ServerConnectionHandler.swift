@@ -460,16 +460,26 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     self.scheduleFlush()
   }
 
-  /// Queues one response message of a streaming call; `continuation` resumes when the stream's
-  /// buffer has room again.
-  func enqueue(_ payload: ByteBufferPayload, on stream: ServerStream, continuation: CheckedContinuation<Void, any Error>) {
+  /// Queues one response message of a streaming call: true while the stream's buffer has room,
+  /// false when the writer must wait for it (`waitForRoom`).
+  /// - Throws: CANCELLED when the call has ended.
+  func enqueue(_ payload: ByteBufferPayload, on stream: ServerStream) throws(RPCError) -> Bool {
     guard !stream.finished, self.streams[stream.id] === stream else {
-      continuation.resume(throwing: RPCError(.cancelled, "The call has ended"))
-      return
+      throw RPCError(.cancelled, "The call has ended")
     }
     self.sendHeadersIfNeeded(stream)
-    stream.outbound.append(payload, limit: self.shared.configuration.streamSendBufferLimit, writer: continuation)
+    let room = stream.outbound.append(payload, limit: self.shared.configuration.streamSendBufferLimit)
     self.resumeData(stream)
+    return room
+  }
+
+  /// Resumes `writer` once the stream's buffer has room (or with CANCELLED when the call ends).
+  func waitForRoom(on stream: ServerStream, _ writer: CheckedContinuation<Void, any Error>) {
+    guard !stream.finished, self.streams[stream.id] === stream else {
+      writer.resume(throwing: RPCError(.cancelled, "The call has ended"))
+      return
+    }
+    stream.outbound.waitForRoom(writer, limit: self.shared.configuration.streamSendBufferLimit)
   }
 
   /// Ends a call: the single response (if any), then the status. A call that fails before

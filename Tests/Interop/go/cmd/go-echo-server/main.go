@@ -1,6 +1,7 @@
 // go-echo-server: the grpc-go 1.33 baseline for scripts/benchmark.sh. It serves
-// platform.echo.v1.EchoService with grpc-go's defaults and nothing else, so the comparison with
-// the Swift runtime measures the runtimes, not the handlers.
+// platform.echo.v1.EchoService and grpc-go's own health server (grpc.health.v1, the anchor of
+// the health benchmark) with grpc-go's defaults and nothing else, so the comparison with the
+// Swift runtime measures the runtimes, not the handlers.
 package main
 
 import (
@@ -11,6 +12,8 @@ import (
 	"os"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	pb "platform/interop/echo"
 	"platform/interop/echoimpl"
@@ -27,6 +30,7 @@ func main() {
 	}
 	s := grpc.NewServer()
 	pb.RegisterEchoServiceServer(s, echoimpl.Server{})
+	healthpb.RegisterHealthServer(s, health.NewServer())
 	fmt.Fprintf(os.Stdout, "go-echo-server listening on %s\n", lis.Addr())
 	if err := s.Serve(lis); err != nil {
 		log.Fatalf("serve: %v", err)
