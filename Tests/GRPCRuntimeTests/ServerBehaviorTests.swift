@@ -41,6 +41,13 @@ struct ProbeService: Platform_Echo_V1_EchoServiceHandler {
       defer { Task { await client.close() } }
       return try await Platform_Echo_V1_EchoServiceClient(channel: client).echo(.with { $0.text = "sleep:0" })
     }
+    if request.text.hasPrefix("metadata:") {
+      // The values of one key read raw, then again once the metadata has been decoded.
+      let key = String(request.text.dropFirst(9))
+      let raw = context.requestMetadataStrings(forKey: key)
+      _ = context.requestMetadata
+      return .with { $0.text = raw.joined(separator: "|") + " / " + context.requestMetadataStrings(forKey: key).joined(separator: "|") }
+    }
     var response = Platform_Echo_V1_EchoResponse()
     response.text = request.text
     if let caller = context[CallerKey.self] { response.text += " caller=\(caller)" }
@@ -113,6 +120,27 @@ private func expectStatus(_ code: StatusCode, _ body: () async throws -> Void) a
 
 @Suite("Server and client behaviour")
 struct ServerBehaviorTests {
+  @Test("One metadata key's values are read without decoding the rest, the same as after decoding")
+  func metadataValuesOfOneKey() async throws {
+    try await withServer(services: [ProbeService(recorder: Recorder())]) { client, _ in
+      let echo = Platform_Echo_V1_EchoServiceClient(channel: client)
+      var metadata = Metadata()
+      metadata.addString("a", forKey: "x-tag")
+      metadata.addString("other", forKey: "x-tagged")
+      metadata.addBinary([1, 2, 3], forKey: "x-tag-bin")
+      metadata.addString("b c", forKey: "X-Tag")
+      let options = CallOptions(metadata: metadata)
+      let exact = try await echo.echo(.with { $0.text = "metadata:x-tag" }, options: options)
+      #expect(exact.text == "a|b c / a|b c")
+      let upper = try await echo.echo(.with { $0.text = "metadata:X-TAG" }, options: options)
+      #expect(upper.text == "a|b c / a|b c")
+      let prefix = try await echo.echo(.with { $0.text = "metadata:x-ta" }, options: options)
+      #expect(prefix.text == " / ")
+      let none = try await echo.echo(.with { $0.text = "metadata:x-tag" })
+      #expect(none.text == " / ")
+    }
+  }
+
   @Test("A deadline ends the call with DEADLINE_EXCEEDED and cancels the handler")
   func deadline() async throws {
     let recorder = Recorder()

@@ -54,7 +54,7 @@ public struct AuthInterceptor: ServerInterceptor {
     }
     let caller: Caller
     do {
-      caller = try await self.verifier.verify(Self.bearerToken(in: context.requestMetadata))
+      caller = try await self.verifier.verify(Self.bearerToken(in: context.requestMetadataStrings(forKey: "authorization")))
     } catch {
       throw RPCError(.unauthenticated, error.description)
     }
@@ -65,19 +65,15 @@ public struct AuthInterceptor: ServerInterceptor {
     try await next(context)
   }
 
-  /// The token of the call's one `authorization: Bearer` header.
+  /// The token of the call's one `authorization: Bearer` header, from the values the call sent
+  /// for `authorization`.
   ///
   /// A call with two `authorization` headers is refused rather than answered with either: a
   /// proxy in front may have checked the other one.
   /// - Throws: `TokenError.missing` or `.multipleAuthorizationHeaders`.
-  package static func bearerToken(in metadata: Metadata) throws(TokenError) -> String {
-    var authorization: String?
-    for entry in metadata where entry.key == "authorization" {
-      guard authorization == nil else { throw .multipleAuthorizationHeaders }
-      guard case .string(let value) = entry.value else { throw .missing }
-      authorization = value
-    }
-    guard let value = authorization else { throw .missing }
+  package static func bearerToken(in authorization: [String]) throws(TokenError) -> String {
+    guard authorization.count < 2 else { throw .multipleAuthorizationHeaders }
+    guard let value = authorization.first else { throw .missing }
     let scheme = value.prefix(7)
     guard scheme.lowercased() == "bearer ", value.count > 7 else { throw .missing }
     return String(value.dropFirst(7).drop(while: { $0 == " " }))

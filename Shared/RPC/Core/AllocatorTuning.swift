@@ -8,13 +8,14 @@ internal import Glibc
 /// such size freed) with its own `mmap`, and gives a thread arena's free top back to the kernel
 /// (`madvise`) once it exceeds twice that. A 1 MiB call then costs fresh pages for every buffer
 /// it touches: the kernel zeroes them on first touch and unmaps them at free, about a fifth of
-/// the server's CPU on 1 MiB echo calls (page faults, `clear_page`, `madvise`). Serving up to
-/// 8 MiB from the heap and keeping up to 16 MiB of free top per arena takes that away; memory
-/// still goes back to the kernel past that, and steady-state RSS stays flat (the connection
-/// memory tests and the soak check it).
+/// the server's CPU on 1 MiB calls (page faults, `clear_page`, `madvise`). Here allocations up to
+/// 8 MiB come from the heap, and an arena keeps up to 4 MiB of free top (one largest message)
+/// before trimming. Keeping 16 MiB made four concurrent 1 MiB calls twice as cheap again, but
+/// the retained memory then shows as RSS growth of 4-8 MB in the connection memory test: the
+/// lasting fix is fewer large buffers per call, not a larger cache.
 enum AllocatorTuning {
   static let mmapThreshold: Int32 = 8 << 20
-  static let trimThreshold: Int32 = 16 << 20
+  static let trimThreshold: Int32 = 4 << 20
 
   /// Applies the settings once per process (the first use of `RuntimeEventLoops.shared`).
   static let applied: Void = {

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+internal import Glibc
+#endif
+
 /// Custom request headers as received, kept as raw bytes in one buffer and decoded into
 /// `Metadata` only if a handler or interceptor asks: most calls never read most headers
 /// (user-agent, for one), and decoding each into Strings on the hot path cost ~8% of a call.
@@ -14,6 +18,29 @@ struct ReceivedHeaders: Sendable {
     for shift in stride(from: 0, to: 32, by: 8) { self.bytes.append(UInt8(truncatingIfNeeded: valueLength >> shift)) }
     self.bytes.append(contentsOf: UnsafeBufferPointer(start: name, count: nameLength))
     self.bytes.append(contentsOf: UnsafeBufferPointer(start: value, count: valueLength))
+  }
+
+  /// The values of every header named `key` (lower case, not `-bin`, not reserved), in order,
+  /// found without decoding the others.
+  func strings(forKey key: String) -> [String] {
+    var values: [String] = []
+    var key = key
+    key.withUTF8 { name in
+      var offset = 0
+      while offset < self.bytes.count {
+        let nameLength = Int(self.bytes[offset]) | Int(self.bytes[offset + 1]) << 8
+        var valueLength = 0
+        for index in 0..<4 { valueLength |= Int(self.bytes[offset + 2 + index]) << (8 * index) }
+        let nameStart = offset + 6
+        let valueStart = nameStart + nameLength
+        offset = valueStart + valueLength
+        guard nameLength == name.count,
+          self.bytes.withUnsafeBufferPointer({ memcmp($0.baseAddress! + nameStart, name.baseAddress!, nameLength) == 0 })
+        else { continue }
+        values.append(String(decoding: self.bytes[valueStart..<offset], as: UTF8.self))
+      }
+    }
+    return values
   }
 
   /// The headers as metadata: reserved names dropped, `-bin` values base64-decoded (an

@@ -24,6 +24,20 @@ public final class ServerContext: Sendable {
     }
   }
   private let receivedHeaders: ReceivedHeaders
+
+  /// The values the client sent for one text (not `-bin`) metadata key, in order: the cheap way
+  /// to read one header, without decoding the others.
+  public func requestMetadataStrings(forKey key: String) -> [String] {
+    let key = key.lowercased()
+    precondition(!key.hasSuffix("-bin") && !Metadata.isReserved(key), "'\(key)' is not a text metadata key")
+    if let metadata = self.state.withLock({ $0.requestMetadata }) {
+      return metadata.compactMap { entry in
+        guard entry.key == key, case .string(let value) = entry.value else { return nil }
+        return value
+      }
+    }
+    return self.receivedHeaders.strings(forKey: key)
+  }
   /// When the call times out (from `grpc-timeout`), if the client set a deadline.
   public let deadline: ContinuousClock.Instant?
   /// The client's address, such as `ipv4:127.0.0.1:53012`.
