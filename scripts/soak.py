@@ -3,17 +3,19 @@
 under ten minutes of mixed traffic at half its measured peak, with a trickle of hostile
 connections, sampled every window.
 
-    /usr/bin/python3 scripts/soak.py --rpc-interop PATH [--minutes 10] [--window 10]
+    /usr/bin/python3 scripts/soak.py --rpc-interop PATH [--minutes 10] [--window 10] [--fraction 0.5]
 
 1. Starts the server on CPU 0; the load (`rpc-interop load`) runs on CPU 1.
 2. Peak: a closed loop of 64 callers with the soak's mix for --peak-seconds; the soak rate is
-   half the calls per second it reached.
+   --fraction (half) of the calls per second it reached.
 3. Soak: the open-loop load at that rate (60% unary Echo, 15% server streaming, 15%
    bidirectional, 5% cancelled mid-stream, 5% with a deadline that expires mid-stream), and a
    hostile connection every 0.2 s (the connection memory test's kinds: random bytes, HTTP/1, a
    bad frame, a call abandoned mid-message, a call reset at once, a bare connect).
 4. Every window: the server's RSS and open file descriptors (sampled with no hostile connection
-   open), calls per second, failures, p50/p99 latency from each call's due time.
+   open; those that are not an established connection to its port are the ones checked, as the
+   load's pool opens and closes connections), calls per second, failures, p50/p99 latency from
+   each call's due time.
 
 Fails (exit 1) if, after the first minute, RSS grows by more than 8 MB, the file descriptors
 grow at all, p99 drifts by more than 50% (the median p99 of the last minute against that of the
@@ -67,6 +69,23 @@ class Server:
 
     def fds(self):
         return len(os.listdir(f"/proc/{self.process.pid}/fd"))
+
+    def connections(self):
+        """Established TCP connections to the server's port: the load's pool opens and closes
+        connections as it needs them, so the fds to watch are the others (a leaked socket sits
+        in CLOSE_WAIT, not ESTABLISHED)."""
+        count = 0
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                with open(table) as lines:
+                    next(lines)
+                    for line in lines:
+                        fields = line.split()
+                        if int(fields[1].rsplit(":", 1)[1], 16) == self.port and fields[3] == "01":
+                            count += 1
+            except OSError:
+                pass
+        return count
 
     def alive(self):
         return self.process.poll() is None
@@ -132,6 +151,7 @@ def main():
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--window", type=int, default=10)
     parser.add_argument("--peak-seconds", type=int, default=20)
+    parser.add_argument("--fraction", type=float, default=0.5, help="the soak rate as a share of the peak")
     parser.add_argument("--log", default="/tmp/soak-server.log")
     args = parser.parse_args()
 
@@ -153,16 +173,16 @@ def soak(args, server):
         print(f"soak: the peak run failed: {peak_run.stderr[-500:]}")
         return 1
     peak = peak_lines[-1]["rate"]
-    rate = int(peak / 2)
+    rate = int(peak * args.fraction)
     duration = int(args.minutes * 60)
     print(f"# Soak ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs)")
     print()
     print(f"Peak (closed loop, 64 callers, {args.peak_seconds} s): {peak:.0f} calls/s, p99 {peak_lines[-1]['p99_ms']:.2f} ms; "
-          f"soak at {rate} calls/s for {duration} s, mix unary 60 / server 15 / bidi 15 / cancel 5 / deadline 5 %, "
+          f"soak at {rate} calls/s ({args.fraction:.0%} of it) for {duration} s, mix unary 60 / server 15 / bidi 15 / cancel 5 / deadline 5 %, "
           f"a hostile connection every 0.2 s.")
     print()
-    print("| t (s) | calls/s | failed | p50 (ms) | p99 (ms) | unary p99 (ms) | in flight | RSS (MB) | fds |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| t (s) | calls/s | failed | p50 (ms) | p99 (ms) | unary p99 (ms) | in flight | RSS (MB) | fds | connections | other fds |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     sys.stdout.flush()
 
     trickle = HostileTrickle(server.port)
@@ -178,13 +198,14 @@ def soak(args, server):
             window = json.loads(line)
             trickle.quiet()
             try:
-                rss, fds = server.rss_mb(), server.fds()
+                rss, fds, connections = server.rss_mb(), server.fds(), server.connections()
             finally:
                 trickle.resume()
-            window.update(rss=rss, fds=fds)
+            window.update(rss=rss, fds=fds, connections=connections, other_fds=fds - connections)
             samples.append(window)
             print(f"| {window['t']:.0f} | {window['rate']:.0f} | {window['failed']} | {window['p50_ms']:.3f} | "
-                  f"{window['p99_ms']:.3f} | {window['unary_p99_ms']:.3f} | {window['in_flight']} | {rss:.1f} | {fds} |")
+                  f"{window['p99_ms']:.3f} | {window['unary_p99_ms']:.3f} | {window['in_flight']} | {rss:.1f} | {fds} | "
+                  f"{connections} | {fds - connections} |")
             sys.stdout.flush()
     finally:
         load.wait()
@@ -202,7 +223,7 @@ def soak(args, server):
     else:
         base = first[-1]
         rss_growth = max(s["rss"] for s in later) - base["rss"]
-        fd_growth = max(s["fds"] for s in later) - base["fds"]
+        fd_growth = max(s["other_fds"] for s in later) - base["other_fds"]
         first_p99 = median([s["p99_ms"] for s in first[1:] or first])
         last_p99 = median([s["p99_ms"] for s in samples[-max(1, 60 // args.window):]])
         drift = last_p99 / first_p99 - 1 if first_p99 > 0 else 0.0
@@ -210,7 +231,8 @@ def soak(args, server):
         calls = sum(s["calls"] for s in samples)
         print()
         print(f"After the first minute: RSS {base['rss']:.1f} → max {base['rss'] + rss_growth:.1f} MB "
-              f"({rss_growth:+.1f} MB, limit +{RSS_GROWTH_LIMIT_MB}); fds {base['fds']} → max {base['fds'] + fd_growth}; "
+              f"({rss_growth:+.1f} MB, limit +{RSS_GROWTH_LIMIT_MB}); fds other than open connections {base['other_fds']} → max "
+              f"{base['other_fds'] + fd_growth}; "
               f"p99 {first_p99:.3f} ms (first minute, median) → {last_p99:.3f} ms (last minute) = {drift:+.0%} "
               f"(limit +{P99_DRIFT_LIMIT:.0%}); {calls} calls, {failed} failed; {trickle.count} hostile connections.")
         if rss_growth > RSS_GROWTH_LIMIT_MB:

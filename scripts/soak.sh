@@ -4,7 +4,7 @@
 # p50/p99 every 10 s. Fails if, after the first minute, RSS grows by more than 8 MB, the file
 # descriptors grow at all, or p99 drifts by more than 50%. What each step does: scripts/soak.py.
 #
-#   scripts/soak.sh [--minutes M] [--window S] [path/to/release/rpc-interop]
+#   scripts/soak.sh [--minutes M] [--window S] [--fraction F] [path/to/release/rpc-interop]
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,7 +12,7 @@ RPC_INTEROP=${RPC_INTEROP:-}
 args=()
 while [ $# -gt 0 ]; do
   case $1 in
-    --minutes|--window|--peak-seconds) args+=("$1" "$2"); shift ;;
+    --minutes|--window|--peak-seconds|--fraction) args+=("$1" "$2"); shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) echo "soak.sh: unknown option $1" >&2; exit 2 ;;
     *) RPC_INTEROP=$1 ;;

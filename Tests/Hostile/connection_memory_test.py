@@ -13,12 +13,16 @@ opens a new connection (calls the server never started are retried on another). 
 may grow by less than RSS_LIMIT_MB over CLIENT_RECONNECTS calls after a warm-up.
 
     /usr/bin/python3 Tests/Hostile/connection_memory_test.py [--server-bin PATH] [--connections N]
-        [--reconnects N] [--side server|client|both]
+        [--reconnects N] [--side server|client|calls|all]
+
+The client's calls: `rpc-interop load` makes every kind of call (unary, streaming both ways,
+cancelled, expired) for 12 s; after its first window its RSS may grow by less than RSS_LIMIT_MB.
 
 Needs h2load (Debian's nghttp2-client) and python3-h2. Prints PASS/FAIL lines and
 "N passed, M failed" last.
 """
 import argparse
+import json
 import os
 import random
 import socket
@@ -237,21 +241,68 @@ def client_side(args):
     return False
 
 
+def rss_of(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def client_calls_side(args):
+    """Every kind of call must cost the client nothing once it ends: `rpc-interop load` (our
+    client, a closed loop of 16 callers) makes unary, server-streaming, bidirectional, cancelled
+    and deadline-expired calls in equal shares against `rpc-interop server`; after the first
+    window its RSS may grow by less than RSS_LIMIT_MB over the rest. A streaming call's response
+    queue once kept its stream alive, 1 KB a call, 40 MB here."""
+    name = "client_call_memory"
+    server = Server(args.server_bin)
+    server.start()
+    samples = []
+    try:
+        load = subprocess.Popen(
+            [args.server_bin, "load", "--port", str(server.port), "--concurrency", "16", "--duration", "12",
+             "--window", "3", "--mix", "unary=20,server=20,bidi=20,cancel=20,deadline=20"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for line in load.stdout:
+            if line.startswith("{"):
+                window = json.loads(line)
+                samples.append((rss_of(load.pid), window["calls"], window["failed"]))
+        load.wait(60)
+    finally:
+        server.stop()
+    if load.returncode != 0 or len(samples) < 3:
+        print(f"FAIL {name}: the load exited {load.returncode} after {len(samples)} windows: {load.stderr.read()[-400:]}")
+        return False
+    before, after = samples[0][0], samples[-1][0]
+    calls = sum(calls for _, calls, _ in samples[1:])
+    failed = sum(failed for _, _, failed in samples)
+    growth = after - before
+    detail = f"RSS {before:.1f} → {after:.1f} MB over {calls} calls after the first window, {failed} failed"
+    if growth < RSS_LIMIT_MB and calls >= 10_000 and failed == 0:
+        print(f"PASS {name}: {detail} ({growth * 1024 * 1024 / calls:.0f} bytes a call, limit {RSS_LIMIT_MB} MB)")
+        return True
+    print(f"FAIL {name}: {detail} (limit {RSS_LIMIT_MB} MB, at least 10000 calls, none failed)")
+    return False
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server-bin", default=DEFAULT_BIN)
     parser.add_argument("--connections", type=int, default=20_000)
     parser.add_argument("--reconnects", type=int, default=CLIENT_RECONNECTS)
-    parser.add_argument("--side", choices=("server", "client", "both"), default="both")
+    parser.add_argument("--side", choices=("server", "client", "calls", "all"), default="all")
     args = parser.parse_args()
     with tempfile.NamedTemporaryFile(suffix=".grpc", delete=False) as request:
         request.write(grpc_message(echo_request("hello")))
     results = []
     try:
-        if args.side in ("server", "both"):
+        if args.side in ("server", "all"):
             results.append(server_side(args, request.name))
-        if args.side in ("client", "both"):
+        if args.side in ("client", "all"):
             results.append(client_side(args))
+        if args.side in ("calls", "all"):
+            results.append(client_calls_side(args))
     finally:
         os.unlink(request.name)
     passed = results.count(True)

@@ -98,6 +98,10 @@ final class ClientStream {
       self.responses?.finish(throwing: error)
       self.outcome.fail(unprocessed ? UnprocessedCallError(error: error) : error)
     }
+    // The queue's consume callback holds this stream (it needs the stream's id): keeping the
+    // queue here too would keep both alive for good, 1 KB and more per streaming call. The
+    // caller still holds the queue for the responses it has not read yet.
+    self.responses = nil
   }
 }
 

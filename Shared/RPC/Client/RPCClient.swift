@@ -135,11 +135,13 @@ public final class RPCClient: RPCChannel, Sendable {
       let outcome = handler.eventLoop.makePromise(of: ClientCallOutcome.self)
       let stream = ClientStream(method: head.method, maxReceiveMessageSize: maxSize, outcome: outcome)
       let bound = NIOLoopBound(stream, eventLoop: handler.eventLoop)
-      if streamingResponses { stream.responses = handler.value.makeResponseQueue(for: bound) }
+      // Taken before `start`, which may end the stream at once (and the stream then drops it).
+      let responses = streamingResponses ? handler.value.makeResponseQueue(for: bound) : nil
+      stream.responses = responses
       handler.value.start(stream, head: head, compression: compression, firstMessage: firstMessage, endOfRequests: endOfRequests)
       return ClientCall(
         stream: bound, connection: handler, outcome: outcome.futureResult,
-        responses: stream.responses, head: stream.head, codec: codec)
+        responses: responses, head: stream.head, codec: codec)
     }.get()
   }
 

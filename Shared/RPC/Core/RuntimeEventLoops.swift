@@ -9,11 +9,7 @@ internal import Foundation
 /// switches. Go sizes GOMAXPROCS the same way.
 public enum RuntimeEventLoops {
   /// The process-wide group, created on first use and never shut down.
-  /// Creating it also tunes the allocator for large messages (`AllocatorTuning`).
-  public static let shared: MultiThreadedEventLoopGroup = {
-    AllocatorTuning.applied
-    return MultiThreadedEventLoopGroup(numberOfThreads: usableCPUCount)
-  }()
+  public static let shared: MultiThreadedEventLoopGroup = MultiThreadedEventLoopGroup(numberOfThreads: usableCPUCount)
 
   /// The CPUs in this process's affinity mask (`Cpus_allowed_list` of /proc/self/status),
   /// bounded by NIO's view of the machine (which accounts for cgroup quotas).
