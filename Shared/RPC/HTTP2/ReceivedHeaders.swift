@@ -26,18 +26,11 @@ struct ReceivedHeaders: Sendable {
     var values: [String] = []
     var key = key
     key.withUTF8 { name in
-      var offset = 0
-      while offset < self.bytes.count {
-        let nameLength = Int(self.bytes[offset]) | Int(self.bytes[offset + 1]) << 8
-        var valueLength = 0
-        for index in 0..<4 { valueLength |= Int(self.bytes[offset + 2 + index]) << (8 * index) }
-        let nameStart = offset + 6
-        let valueStart = nameStart + nameLength
-        offset = valueStart + valueLength
-        guard nameLength == name.count,
-          self.bytes.withUnsafeBufferPointer({ memcmp($0.baseAddress! + nameStart, name.baseAddress!, nameLength) == 0 })
-        else { continue }
-        values.append(String(decoding: self.bytes[valueStart..<offset], as: UTF8.self))
+      self.forEachEntry { nameRange, valueRange in
+        guard nameRange.count == name.count,
+          self.bytes.withUnsafeBufferPointer({ memcmp($0.baseAddress! + nameRange.lowerBound, name.baseAddress!, name.count) == 0 })
+        else { return }
+        values.append(String(decoding: self.bytes[valueRange], as: UTF8.self))
       }
     }
     return values
@@ -47,6 +40,17 @@ struct ReceivedHeaders: Sendable {
   /// undecodable one is dropped, as gRPC implementations do).
   func decode() -> Metadata {
     var metadata = Metadata()
+    self.forEachEntry { name, value in
+      let key = String(decoding: self.bytes[name], as: UTF8.self)
+      guard !Metadata.isReserved(key) else { return }
+      let value = String(decoding: self.bytes[value], as: UTF8.self)
+      if let entry = Metadata.decodedEntry(key: key, value: Substring(value)) { metadata.append(entry) }
+    }
+    return metadata
+  }
+
+  /// Calls `body` with the name and value ranges of each entry, in order.
+  private func forEachEntry(_ body: (Range<Int>, Range<Int>) -> Void) {
     var offset = 0
     while offset < self.bytes.count {
       let nameLength = Int(self.bytes[offset]) | Int(self.bytes[offset + 1]) << 8
@@ -55,11 +59,7 @@ struct ReceivedHeaders: Sendable {
       let nameStart = offset + 6
       let valueStart = nameStart + nameLength
       offset = valueStart + valueLength
-      let key = String(decoding: self.bytes[nameStart..<valueStart], as: UTF8.self)
-      guard !Metadata.isReserved(key) else { continue }
-      let value = String(decoding: self.bytes[valueStart..<offset], as: UTF8.self)
-      if let entry = Metadata.decodedEntry(key: key, value: Substring(value)) { metadata.append(entry) }
+      body(nameStart..<valueStart, valueStart..<offset)
     }
-    return metadata
   }
 }
