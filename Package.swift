@@ -113,6 +113,7 @@ let package = Package(
         "PlatformProtos",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "NIOPosix", package: "swift-nio"),
       ],
       path: "Tests/InteropRunner",
       swiftSettings: upcomingFeatures
