@@ -99,8 +99,6 @@ enum TraceRandom {
       pool.bytes.withUnsafeBytes { source in
         destination.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[pool.next..<pool.next + destination.count]))
       }
-      // Bytes handed out are not kept.
-      for index in pool.next..<pool.next + destination.count { pool.bytes[index] = 0 }
       pool.next += destination.count
     }
   }
