@@ -1,4 +1,5 @@
 public import Logging
+public import PlatformRedis
 
 /// Everything a service reads from its environment, in one place (the README's config table).
 public struct ServiceConfiguration: Sendable {
@@ -10,8 +11,8 @@ public struct ServiceConfiguration: Sendable {
   public var port: Int
   /// The service's database (`DATABASE_URL`).
   public var database: DatabaseConfiguration
-  /// Redis (`REDIS_URL`, default redis://127.0.0.1:6379).
-  public var redisURL: String
+  /// Redis (`REDIS_URL`, default redis://127.0.0.1:6379, and the `REDIS_*` settings).
+  public var redis: RedisConfiguration
   /// How bearer tokens are verified (`JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`).
   public var auth: AuthConfiguration
   /// `LOG_LEVEL` (trace … critical, default info).
@@ -75,7 +76,7 @@ public struct ServiceConfiguration: Sendable {
       host: host,
       port: try environment.int("PORT", default: service.defaultPort, range: 0...65535),
       database: database,
-      redisURL: environment.string("REDIS_URL", default: "redis://127.0.0.1:6379"),
+      redis: try RedisConfiguration(environment: environment),
       auth: auth,
       logLevel: level,
       logFormat: try environment.choice("LOG_FORMAT", default: LogFormat.json),
