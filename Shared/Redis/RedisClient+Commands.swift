@@ -119,7 +119,7 @@ extension RedisClient {
     return RedisError(.unexpectedReply, "\(command) answered with \(kind)")
   }
 
-  static func milliseconds(_ duration: Duration) -> Int64 {
+  public static func milliseconds(_ duration: Duration) -> Int64 {
     let (seconds, attoseconds) = duration.components
     return max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
   }

@@ -2,6 +2,7 @@ public import Foundation
 public import GRPCRuntime
 public import Logging
 public import PlatformCore
+public import PlatformRedis
 public import PostgresNIO
 
 /// Where tests find PostgreSQL: `TEST_DATABASE_URL` names a database of a role that may create
@@ -82,34 +83,59 @@ public struct PlatformTestService: Sendable {
     configure: (inout ServiceConfiguration) -> Void = { _ in },
     _ body: (PlatformTestService) async throws -> Result
   ) async throws -> Result {
+    try await Self.runReplicas(definition, count: 1, configure: configure) { try await body($0[0]) }
+  }
+
+  /// Starts `count` replicas of `definition` sharing one fresh database (and Redis, as
+  /// configured), runs `body` with a client for each, then stops them and drops the database.
+  public static func runReplicas<Result: Sendable>(
+    _ definition: some PlatformServiceDefinition,
+    count: Int,
+    configure: (inout ServiceConfiguration) -> Void = { _ in },
+    _ body: ([PlatformTestService]) async throws -> Result
+  ) async throws -> Result {
     try await TestPostgres.withTemporaryDatabase { database in
       var configuration = ServiceConfiguration.defaults(for: definition.name)
       configuration.port = 0
       configuration.database = database
+      configuration.redis = try RedisConfiguration(url: Self.redisURL)
       configuration.auth = Self.testAuth
       configuration.shutdownGracePeriod = .seconds(1)
       configure(&configuration)
-      let server = PlatformServer(definition: definition, configuration: configuration, logger: TestPostgres.logger)
+      let servers = (0..<count).map { _ in
+        PlatformServer(definition: definition, configuration: configuration, logger: TestPostgres.logger)
+      }
       return try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await server.run() }
+        for server in servers { group.addTask { try await server.run() } }
         defer { group.cancelAll() }
-        let port = try await server.listeningPort
-        let client = try RPCClient(configuration: .defaults(targets: ["127.0.0.1:\(port)"]))
+        var clients: [(port: Int, client: RPCClient)] = []
+        for server in servers {
+          let port = try await server.listeningPort
+          clients.append((port, try RPCClient(configuration: .defaults(targets: ["127.0.0.1:\(port)"]))))
+        }
         let issuer = await TokenIssuer(configuration: configuration.auth)
         return try await TestPostgres.withClient(database) { databaseClient in
-          let service = PlatformTestService(
-            port: port, client: client, database: databaseClient, auth: configuration.auth, issuer: issuer)
+          let services = clients.map {
+            PlatformTestService(port: $0.port, client: $0.client, database: databaseClient, auth: configuration.auth, issuer: issuer)
+          }
           do {
-            let result = try await body(service)
-            await client.close()
+            let result = try await body(services)
+            for (_, client) in clients { await client.close() }
             return result
           } catch {
-            await client.close()
+            for (_, client) in clients { await client.close() }
             throw error
           }
         }
       }
     }
+  }
+
+  /// Where test services find Redis: `TEST_REDIS_URL` (default the local services'
+  /// redis://127.0.0.1:6379). Without a Redis there, services still pass their tests: caches
+  /// fall through to PostgreSQL.
+  public static var redisURL: String {
+    Environment.process.string("TEST_REDIS_URL", default: "redis://127.0.0.1:6379")
   }
 
   /// A valid token for `user` with `roles` and extra `permissions`.

@@ -27,6 +27,9 @@ public struct PersonaService: PlatformServiceDefinition {
       "PERSONA_RENDER_MAX_CHARS", default: limits.maxRenderCharacters, range: 1...(16 << 20))
     limits.maxNestingDepth = resources.configuration.maxNestingDepth
     let store = PersonaStore(database: resources.database, logger: resources.logger)
-    return [PersonaAPI(catalog: PersonaCatalog(store: store, judge: self.judge, limits: limits))]
+    // PERSONA_CACHE_TTL_SECONDS=0 turns the cache off.
+    let ttl = try resources.configuration.environment.seconds("PERSONA_CACHE_TTL_SECONDS", default: .seconds(3600))
+    let cache = ttl > .zero ? PersonaCache.personas(redis: resources.redis, timeToLive: ttl, logger: resources.logger) : nil
+    return [PersonaAPI(catalog: PersonaCatalog(store: store, cache: cache, judge: self.judge, limits: limits))]
   }
 }

@@ -13,6 +13,13 @@ public struct ServiceConfiguration: Sendable {
   public var database: DatabaseConfiguration
   /// Redis (`REDIS_URL`, default redis://127.0.0.1:6379, and the `REDIS_*` settings).
   public var redis: RedisConfiguration
+  /// Calls per caller and class of RPC per minute (`RATE_LIMIT_READ_PER_MINUTE`,
+  /// `RATE_LIMIT_WRITE_PER_MINUTE`, `RATE_LIMIT_EXECUTE_PER_MINUTE`, `RATE_LIMIT_PER_MINUTE` for
+  /// the other classes; 0, the default, is unlimited).
+  public var rateLimits: RateLimits
+  /// What the rate limiter does while Redis is down (`RATE_LIMIT_REDIS_DOWN`, allow or deny;
+  /// default allow).
+  public var rateLimitOutagePolicy: RateLimitOutagePolicy
   /// How bearer tokens are verified (`JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`).
   public var auth: AuthConfiguration
   /// `LOG_LEVEL` (trace … critical, default info).
@@ -71,12 +78,21 @@ public struct ServiceConfiguration: Sendable {
         variable: "JWT_SECRET", value: "<unset>",
         expected: "a secret of your own (at least 32 bytes) when HOST (\(host)) is not loopback: the development secret is public")
     }
+    var rateLimits = RateLimits(defaultLimit: try environment.int("RATE_LIMIT_PER_MINUTE", default: 0, range: 0...10_000_000))
+    for rpcClass in ["read", "write", "execute"] {
+      let variable = "RATE_LIMIT_\(rpcClass.uppercased())_PER_MINUTE"
+      if environment[variable] != nil {
+        rateLimits.limits[rpcClass] = try environment.int(variable, default: 0, range: 0...10_000_000)
+      }
+    }
     return Self(
       service: service,
       host: host,
       port: try environment.int("PORT", default: service.defaultPort, range: 0...65535),
       database: database,
       redis: try RedisConfiguration(environment: environment),
+      rateLimits: rateLimits,
+      rateLimitOutagePolicy: try environment.choice("RATE_LIMIT_REDIS_DOWN", default: RateLimitOutagePolicy.allow),
       auth: auth,
       logLevel: level,
       logFormat: try environment.choice("LOG_FORMAT", default: LogFormat.json),

@@ -3,6 +3,7 @@ internal import GRPCRuntime
 internal import GRPCRuntimeServices
 public import Logging
 internal import PlatformProtos
+internal import PlatformRedis
 internal import PostgresNIO
 public import ServiceLifecycle
 internal import Synchronization
@@ -78,6 +79,7 @@ public final class PlatformServer: Service, Sendable {
       logger.warning("JWT_SECRET is not set: using the development secret. Never do this in production.")
     }
     let database = PostgresClient(configuration: configuration.database, logger: logger)
+    let redis = try RedisClient(configuration: configuration.redis, group: RuntimeEventLoops.shared, logger: logger)
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { await database.run() }
       defer { group.cancelAll() }
@@ -86,7 +88,7 @@ public final class PlatformServer: Service, Sendable {
       let applied = try await MigrationRunner(client: database, logger: logger).apply(self.definition.migrations())
       logger.info("Database ready", metadata: ["database": "\(configuration.database)", "migrations_applied": "\(applied.count)"])
 
-      let resources = ServiceResources(configuration: configuration, database: database, logger: logger)
+      let resources = ServiceResources(configuration: configuration, database: database, redis: redis, logger: logger)
       let services = try await self.definition.makeServices(resources)
       let serviceNames = Array(RPCRouter(services: services).serviceNames).sorted()
       let health = HealthService(services: serviceNames)
@@ -106,7 +108,11 @@ public final class PlatformServer: Service, Sendable {
           TracingServerInterceptor(),
           ErrorMappingInterceptor(logger: logger),
           AuthInterceptor(verifier: verifier, policy: self.definition.accessPolicy),
-        ],
+        ] + (configuration.rateLimits.isEnabled
+          ? [RateLimitInterceptor(
+              limiter: RateLimiter(redis: redis, outagePolicy: configuration.rateLimitOutagePolicy, logger: logger),
+              policy: self.definition.accessPolicy, limits: configuration.rateLimits)]
+          : []),
         logger: logger
       )
       self.resolveWaiters(.success(server))
@@ -120,12 +126,18 @@ public final class PlatformServer: Service, Sendable {
         logger.info(
           "Serving", metadata: ["address": "\(configuration.host):\(port)", "services": "\(serviceNames.joined(separator: ","))"])
       }
-      try await withGracefulShutdownHandler {
-        try await server.run()
-      } onGracefulShutdown: {
-        logger.info("Shutting down: draining in-flight calls")
-        health.enterShutdown()
+      do {
+        try await withGracefulShutdownHandler {
+          try await server.run()
+        } onGracefulShutdown: {
+          logger.info("Shutting down: draining in-flight calls")
+          health.enterShutdown()
+        }
+      } catch {
+        await redis.close()
+        throw error
       }
+      await redis.close()
       logger.info("Stopped")
     }
   }

@@ -1,5 +1,6 @@
 public import GRPCRuntime
 public import Logging
+public import PlatformRedis
 public import PostgresNIO
 
 /// What a service plugs into the platform server: its migrations, its RPC handlers and the
@@ -20,5 +21,8 @@ public struct ServiceResources: Sendable {
   public var configuration: ServiceConfiguration
   /// The service's own database (pooled; running).
   public var database: PostgresClient
+  /// Redis (pooled, shared by the service's caches, locks and rate limits). Commands fail fast
+  /// while Redis is down: every use must have a fallback.
+  public var redis: RedisClient
   public var logger: Logger
 }

@@ -183,7 +183,9 @@ public nonisolated struct Platform_Persona_V1_Persona: @unchecked Sendable {
     set {_uniqueStorage()._isPublic = newValue}
   }
 
-  /// Output only. Incremented by each RenderPersona.
+  /// Output only. Incremented by each RenderPersona. GetPersona answers from the persona cache
+  /// (refreshed by every write, at most PERSONA_CACHE_TTL_SECONDS old), so there it may lag the
+  /// renders since; ListPersonas and every write return the current count.
   public var usageCount: Int32 {
     get {_storage._usageCount}
     set {_uniqueStorage()._usageCount = newValue}
@@ -317,7 +319,8 @@ public nonisolated struct Platform_Persona_V1_CreatePersonaRequest: Sendable {
   /// Clears the value of `persona`. Subsequent reads from it will return its default value.
   public mutating func clearPersona() {self._persona = nil}
 
-  /// Idempotency key (UUID).
+  /// Idempotency key (UUID): a create repeated with the request_id of an earlier one returns the
+  /// persona that one made, as it is now; FAILED_PRECONDITION when it has been deleted since.
   public var requestID: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()

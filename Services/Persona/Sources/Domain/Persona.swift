@@ -18,6 +18,8 @@ public struct Persona: Sendable, Hashable {
   public var createdAt: Date
   public var updatedAt: Date
   public var deletedAt: Date?
+  /// Bumped by every change (update, rating, delete): what the cached copy is versioned by.
+  public var revision: Int64 = 1
 
   /// Changes whenever anything about the persona does, its counters included.
   public var etag: String {

@@ -5,11 +5,14 @@ public import PlatformCore
 /// validation work. Handlers translate protobuf to these calls; the store holds the SQL.
 public struct PersonaCatalog: Sendable {
   public let store: PersonaStore
+  /// Reads by id go through it when set; every write updates it before it is acknowledged.
+  public let cache: PersonaCache?
   public let judge: any PersonaJudge
   public let limits: PersonaLimits
 
-  public init(store: PersonaStore, judge: any PersonaJudge, limits: PersonaLimits = PersonaLimits()) {
+  public init(store: PersonaStore, cache: PersonaCache? = nil, judge: any PersonaJudge, limits: PersonaLimits = PersonaLimits()) {
     self.store = store
+    self.cache = cache
     self.judge = judge
     self.limits = limits
   }
@@ -82,9 +85,24 @@ public struct PersonaCatalog: Sendable {
     }
   }
 
-  /// The persona if `caller` may see it.
+  /// The persona if `caller` may see it: theirs or public, not deleted. From the cache when
+  /// there is one (the copy of the last write, its usage count as of then).
   func visible(_ id: UUID, to caller: Caller) async throws -> Persona {
-    guard let persona = try await self.store.findVisible(id: id, viewer: caller.userID) else { throw PersonaError.notFound }
+    guard let cache = self.cache else {
+      guard let persona = try await self.store.findVisible(id: id, viewer: caller.userID) else { throw PersonaError.notFound }
+      return persona
+    }
+    let persona = try await cache.value(for: id.uuidString.lowercased()) {
+      try await self.store.find(id: id).map { ($0, $0.revision) }
+    }
+    guard let persona, persona.ownerID == caller.userID || persona.isPublic else { throw PersonaError.notFound }
+    return persona
+  }
+
+  /// Write-through: the cache holds `persona` before the write is acknowledged, so no replica
+  /// serves the copy it replaced.
+  private func cached(_ persona: Persona) async -> Persona {
+    await self.cache?.store(persona, version: persona.revision, for: persona.id.uuidString.lowercased())
     return persona
   }
 
@@ -102,7 +120,10 @@ public struct PersonaCatalog: Sendable {
 
   public func create(_ draft: PersonaDraft, requestID: UUID?, caller: Caller) async throws -> Persona {
     let draft = try self.checked(draft)
-    return try await self.store.insert(draft, owner: caller.userID, requestID: requestID)
+    let persona = try await self.store.insert(draft, owner: caller.userID, requestID: requestID)
+    // The request id was used before, by a persona deleted since: its result no longer exists.
+    guard persona.deletedAt == nil else { throw PersonaError.requestIDOfDeletedPersona }
+    return await self.cached(persona)
   }
 
   public func get(_ id: UUID, caller: Caller) async throws -> Persona {
@@ -162,13 +183,16 @@ public struct PersonaCatalog: Sendable {
     }
     let draft = try self.checked(draft, fields: fields)
     if let updated = try await self.store.update(id: id, owner: caller.userID, expectedVersion: expectedVersion, fields: fields, to: draft) {
-      return updated
+      return await self.cached(updated)
     }
     throw try await self.explainMissedWrite(id, caller: caller, expectedVersion: expectedVersion)
   }
 
   public func delete(_ id: UUID, expectedVersion: Int?, caller: Caller) async throws {
-    if try await self.store.softDelete(id: id, owner: caller.userID, expectedVersion: expectedVersion) { return }
+    if let revision = try await self.store.softDelete(id: id, owner: caller.userID, expectedVersion: expectedVersion) {
+      await self.cache?.storeDeletion(version: revision, for: id.uuidString.lowercased())
+      return
+    }
     throw try await self.explainMissedWrite(id, caller: caller, expectedVersion: expectedVersion)
   }
 
@@ -209,6 +233,6 @@ public struct PersonaCatalog: Sendable {
   public func rate(_ id: UUID, score: Int, caller: Caller) async throws -> Persona {
     guard (1...5).contains(score) else { throw PersonaError.invalidArgument(field: "score", reason: "must be 1–5") }
     guard let persona = try await self.store.rate(id: id, user: caller.userID, score: score) else { throw PersonaError.notFound }
-    return persona
+    return await self.cached(persona)
   }
 }

@@ -17,6 +17,8 @@ public enum PersonaError: Error, Equatable, Sendable, RPCErrorConvertible {
   case renderTooLarge(limit: Int)
   /// The judge model could not be reached.
   case judgeUnavailable(String)
+  /// A create's request id was used by a persona that has been deleted since.
+  case requestIDOfDeletedPersona
 
   public var rpcError: RPCError {
     switch self {
@@ -36,6 +38,8 @@ public enum PersonaError: Error, Equatable, Sendable, RPCErrorConvertible {
       RPCError(.resourceExhausted, "The rendered text would exceed \(limit) characters")
     case .judgeUnavailable(let reason):
       RPCError(.unavailable, "The judge model is unavailable: \(reason)")
+    case .requestIDOfDeletedPersona:
+      RPCError(.failedPrecondition, "request_id: the persona this request id created has been deleted; use a new request id")
     }
   }
 }

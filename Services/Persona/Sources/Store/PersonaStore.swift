@@ -31,14 +31,14 @@ public struct PersonaStore: Sendable {
   }
 
   private static let personaColumns =
-    "id, user_id, name, description, template, variables::text, is_public, usage_count, rating::float8, rating_count, version, created_at, updated_at, deleted_at"
-  private typealias PersonaRow = (UUID, UUID, String, String?, String, String, Bool, Int, Double?, Int, Int, Date, Date, Date?)
+    "id, user_id, name, description, template, variables::text, is_public, usage_count, rating::float8, rating_count, version, created_at, updated_at, deleted_at, revision"
+  private typealias PersonaRow = (UUID, UUID, String, String?, String, String, Bool, Int, Double?, Int, Int, Date, Date, Date?, Int64)
 
   private static func persona(_ row: PersonaRow) throws -> Persona {
     Persona(
       id: row.0, ownerID: row.1, name: row.2, description: row.3 ?? "", template: row.4,
       variables: try JSONValue(jsonText: row.5), isPublic: row.6, usageCount: row.7, rating: row.8,
-      ratingCount: row.9, version: row.10, createdAt: row.11, updatedAt: row.12, deletedAt: row.13)
+      ratingCount: row.9, version: row.10, createdAt: row.11, updatedAt: row.12, deletedAt: row.13, revision: row.14)
   }
 
   private func personas(_ query: PostgresQuery) async throws -> [Persona] {
@@ -69,6 +69,14 @@ public struct PersonaStore: Sendable {
       ).first
     else { throw PersonaStoreError.inconsistent("insert returned nothing") }
     return earlier
+  }
+
+  /// The persona whoever owns it, unless deleted: what the cache holds (visibility is checked
+  /// on the copy).
+  public func find(id: UUID) async throws -> Persona? {
+    try await self.personas(
+      "SELECT \(unescaped: Self.personaColumns) FROM personas WHERE id = \(id) AND deleted_at IS NULL"
+    ).first
   }
 
   /// The persona if `viewer` may see it: theirs, or public; never a deleted one.
@@ -121,12 +129,12 @@ public struct PersonaStore: Sendable {
     sql += " ORDER BY \(key) DESC, id DESC LIMIT $\(binds.count)"
 
     var page: [(persona: Persona, cursor: PersonaCursor)] = []
-    typealias Row = (UUID, UUID, String, String?, String, String, Bool, Int, Double?, Int, Int, Date, Date, Date?, Int64)
+    typealias Row = (UUID, UUID, String, String?, String, String, Bool, Int, Double?, Int, Int, Date, Date, Date?, Int64, Int64)
     for try await row in try await self.database.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: self.logger)
       .decode(Row.self)
     {
-      let persona = try Self.persona((row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11, row.12, row.13))
-      page.append((persona, PersonaCursor(sortKey: row.14, id: persona.id)))
+      let persona = try Self.persona((row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11, row.12, row.13, row.14))
+      page.append((persona, PersonaCursor(sortKey: row.15, id: persona.id)))
     }
     let more = page.count > request.limit
     if more { page.removeLast() }
@@ -139,7 +147,7 @@ public struct PersonaStore: Sendable {
   ///   or another version).
   public func update(id: UUID, owner: UUID, expectedVersion: Int, fields: Set<PersonaField>, to draft: PersonaDraft) async throws -> Persona? {
     var binds = PostgresBindings()
-    var assignments: [String] = ["version = version + 1", "updated_at = now()"]
+    var assignments: [String] = ["version = version + 1", "revision = revision + 1", "updated_at = now()"]
     func assign(_ column: String, _ value: some PostgresDynamicTypeEncodable, cast: String = "") {
       binds.append(value)
       assignments.append("\(column) = $\(binds.count)\(cast)")
@@ -161,17 +169,17 @@ public struct PersonaStore: Sendable {
   }
 
   /// Marks the owner's persona deleted (at `expectedVersion`, when given).
-  /// - Returns: whether a row was deleted.
-  public func softDelete(id: UUID, owner: UUID, expectedVersion: Int?) async throws -> Bool {
+  /// - Returns: the persona's new revision, nil when no row matched.
+  public func softDelete(id: UUID, owner: UUID, expectedVersion: Int?) async throws -> Int64? {
     let rows = try await self.database.query(
       """
-      UPDATE personas SET deleted_at = now(), updated_at = now()
+      UPDATE personas SET deleted_at = now(), updated_at = now(), revision = revision + 1
       WHERE id = \(id) AND user_id = \(owner) AND deleted_at IS NULL AND (\(expectedVersion)::int IS NULL OR version = \(expectedVersion))
-      RETURNING id
+      RETURNING revision
       """, logger: self.logger)
-    var deleted = false
-    for try await _ in rows { deleted = true }
-    return deleted
+    var revision: Int64?
+    for try await (value,) in rows.decode((Int64,).self) { revision = value }
+    return revision
   }
 
   /// Counts one render.
@@ -204,7 +212,8 @@ public struct PersonaStore: Sendable {
         """
         UPDATE personas SET
           rating = (SELECT round(avg(score), 2) FROM persona_ratings WHERE persona_id = \(id)),
-          rating_count = (SELECT count(*) FROM persona_ratings WHERE persona_id = \(id))
+          rating_count = (SELECT count(*) FROM persona_ratings WHERE persona_id = \(id)),
+          revision = revision + 1
         WHERE id = \(id)
         RETURNING \(unescaped: Self.personaColumns)
         """, logger: logger
