@@ -77,10 +77,14 @@ def usage(args, _secret):
         token = f.read().strip()
     with open(os.path.join(args.dir, "persona_id")) as f:
         persona_id = f.read().strip()
+    # ListPersonas reads the database; GetPersona answers from the cache, whose copy is the one
+    # of the last write (its usage_count does not follow renders).
     with client.channel_for(args.host, args.port) as channel:
-        persona = get_method(channel)(pb.GetPersonaRequest(id=persona_id), metadata=client.auth(token),
-                                      timeout=client.TIMEOUT)
-    print(persona.usage_count)
+        listing = channel.unary_unary(client.SERVICE + "ListPersonas",
+                                      request_serializer=pb.ListPersonasRequest.SerializeToString,
+                                      response_deserializer=pb.ListPersonasResponse.FromString)
+        page = listing(pb.ListPersonasRequest(page_size=1000), metadata=client.auth(token), timeout=client.TIMEOUT)
+    print(next(p.usage_count for p in page.personas if p.id == persona_id))
     return 0
 
 

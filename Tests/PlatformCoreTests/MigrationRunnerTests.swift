@@ -45,6 +45,36 @@ struct MigrationRunnerTests {
     }
   }
 
+  @Test("Waiting for another session's migration lock is bounded and names the holder")
+  func lockTimeout() async throws {
+    try await TestPostgres.withTemporaryDatabase { database async throws in
+      try await TestPostgres.withClient(database) { client async throws in
+        try await client.withConnection { holder in
+          try await holder.query("SET application_name = 'stuck-replica'", logger: TestPostgres.logger)
+          try await holder.query("SELECT pg_advisory_lock(\(Int64(0x706C_6174_6D69_6772)))", logger: TestPostgres.logger)
+          let runner = MigrationRunner(client: client, logger: TestPostgres.logger, lockTimeout: .milliseconds(600))
+          let start = ContinuousClock.now
+          do {
+            try await runner.apply([Self.first])
+            Issue.record("migrated while another session held the lock")
+          } catch let error as MigrationError {
+            guard case .lockTimeout(_, let holder) = error else {
+              Issue.record("unexpected \(error)")
+              return
+            }
+            #expect(holder.contains("stuck-replica"))
+            #expect(error.description.contains("migration lock"))
+          }
+          #expect(ContinuousClock.now - start < .seconds(3))
+          #expect(try await !Self.tables(client).contains("widgets"))
+          try await holder.query("SELECT pg_advisory_unlock_all()", logger: TestPostgres.logger)
+        }
+        // Once the lock is free, start-up goes on.
+        #expect(try await MigrationRunner(client: client, logger: TestPostgres.logger, lockTimeout: .seconds(1)).apply([Self.first]) == [1])
+      }
+    }
+  }
+
   @Test("An applied migration that changed stops start-up with a clear message")
   func changedMigration() async throws {
     try await TestPostgres.withTemporaryDatabase { database async throws in

@@ -90,6 +90,47 @@ struct PlatformServerTests {
     try await run("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
   }
 
+  @Test("A request pool busy with slow queries still reads as SERVING: health has its own connection")
+  func busyPoolStaysServing() async throws {
+    /// A service whose handlers are busy: every connection of its pool runs a slow query.
+    struct BusyService: PlatformServiceDefinition {
+      var name: PlatformServiceName { .knowledge }
+      func migrations() throws -> [Migration] { [] }
+      var accessPolicy: AccessPolicy { AccessPolicy() }
+      func makeServices(_ resources: ServiceResources) async throws -> [any RPCService] {
+        for _ in 0..<(resources.configuration.database.poolSize * 3) {
+          Task { try await resources.database.query("SELECT pg_sleep(4)", logger: resources.logger) }
+        }
+        return []
+      }
+    }
+    try await TestPostgres.withTemporaryDatabase { database in
+      var configuration = ServiceConfiguration.defaults(for: .knowledge)
+      configuration.port = 0
+      configuration.database = database
+      configuration.database.poolSize = 2
+      let server = PlatformServer(
+        definition: BusyService(), configuration: configuration, logger: TestPostgres.logger,
+        databaseCheckInterval: .milliseconds(100))
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await server.run() }
+        defer { group.cancelAll() }
+        let client = try RPCClient(configuration: .defaults(targets: ["127.0.0.1:\(try await server.listeningPort)"]))
+        let health = Grpc_Health_V1_HealthClient(channel: client)
+        // The pool stays busy for 4 s; the old check (a pooled SELECT 1, 2 s timeout) read that as down.
+        let end = ContinuousClock.now + .milliseconds(3500)
+        var checks = 0
+        while ContinuousClock.now < end {
+          #expect(try await health.check(Grpc_Health_V1_HealthCheckRequest()).status == .serving)
+          checks += 1
+          try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(checks > 10)
+        await client.close()
+      }
+    }
+  }
+
   @Test("Start-up fails with a clear error when the database cannot be reached")
   func unreachableDatabase() async throws {
     var configuration = ServiceConfiguration.defaults(for: .agent)

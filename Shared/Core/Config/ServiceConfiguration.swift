@@ -26,6 +26,9 @@ public struct ServiceConfiguration: Sendable {
   public var logLevel: Logger.Level
   /// `LOG_FORMAT` (json or text, default json).
   public var logFormat: LogFormat
+  /// How long start-up waits for another replica's migration lock
+  /// (`MIGRATION_LOCK_TIMEOUT_SECONDS`, default 60).
+  public var migrationLockTimeout: Duration
   /// How long SIGTERM waits for in-flight calls (`SHUTDOWN_GRACE_SECONDS`, default 10).
   public var shutdownGracePeriod: Duration
   /// How deep request documents (JSON, schemas, templates) may nest (`MAX_NESTING_DEPTH`,
@@ -96,6 +99,7 @@ public struct ServiceConfiguration: Sendable {
       auth: auth,
       logLevel: level,
       logFormat: try environment.choice("LOG_FORMAT", default: LogFormat.json),
+      migrationLockTimeout: try environment.seconds("MIGRATION_LOCK_TIMEOUT_SECONDS", default: .seconds(60)),
       shutdownGracePeriod: try environment.seconds("SHUTDOWN_GRACE_SECONDS", default: .seconds(10)),
       maxNestingDepth: try environment.int(
         "MAX_NESTING_DEPTH", default: NestingLimit.defaultDepth, range: 1...NestingLimit.maximumDepth),

@@ -53,6 +53,8 @@ public enum MigrationError: Error, Equatable, CustomStringConvertible {
   /// A migration already applied has changed since: the database and the code disagree.
   case changedAfterApplied(version: Int, name: String, recorded: String, current: String)
   case failed(version: Int, name: String, reason: String)
+  /// Another session held the migration lock for the whole wait.
+  case lockTimeout(waited: Duration, holder: String)
 
   public var description: String {
     switch self {
@@ -67,6 +69,9 @@ public enum MigrationError: Error, Equatable, CustomStringConvertible {
         + "this build has \(current.prefix(12))…. Restore the original file and add a new migration instead."
     case .failed(let version, let name, let reason):
       "Migration \(version) (\(name)) failed: \(reason)"
+    case .lockTimeout(let waited, let holder):
+      "Another process held the migration lock for \(waited) (\(holder)): a replica still migrating, or one stuck "
+        + "mid-migration. Start again once it is done, or end that session (pg_terminate_backend)."
     }
   }
 }

@@ -10,10 +10,15 @@ public struct MigrationRunner: Sendable {
 
   private let client: PostgresClient
   private let logger: Logger
+  /// How long start-up waits for another process's migration lock.
+  private let lockTimeout: Duration
 
-  public init(client: PostgresClient, logger: Logger) {
+  /// - Parameter lockTimeout: how long to wait while another process holds the migration lock
+  ///   (a replica migrating, or one stuck mid-migration); default 60 s.
+  public init(client: PostgresClient, logger: Logger, lockTimeout: Duration = .seconds(60)) {
     self.client = client
     self.logger = logger
+    self.lockTimeout = lockTimeout
   }
 
   /// Applies the migrations not yet applied, in version order.
@@ -23,7 +28,7 @@ public struct MigrationRunner: Sendable {
   @discardableResult
   public func apply(_ migrations: [Migration]) async throws -> [Int] {
     try await self.client.withConnection { connection in
-      try await connection.query("SELECT pg_advisory_lock(\(Self.lockKey))", logger: self.logger)
+      try await self.lock(on: connection)
       do {
         let applied = try await self.apply(migrations, on: connection)
         try await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: self.logger)
@@ -33,6 +38,38 @@ public struct MigrationRunner: Sendable {
         _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: self.logger)
         throw error
       }
+    }
+  }
+
+  /// Takes the migration lock, polling while another session holds it, for at most
+  /// `lockTimeout`.
+  /// - Throws: `MigrationError.lockTimeout` naming the PostgreSQL backend that holds it.
+  private func lock(on connection: PostgresConnection) async throws {
+    let clock = ContinuousClock()
+    let giveUp = clock.now + self.lockTimeout
+    var logged = false
+    while true {
+      for try await (locked,) in try await connection.query(
+        "SELECT pg_try_advisory_lock(\(Self.lockKey))", logger: self.logger
+      ).decode((Bool,).self) where locked {
+        return
+      }
+      var holder = "unknown"
+      for try await (pid, application) in try await connection.query(
+        """
+        SELECT l.pid, coalesce(a.application_name, '') FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND ((l.classid::bigint << 32) | l.objid::bigint) = \(Self.lockKey)
+        """, logger: self.logger
+      ).decode((Int32, String).self) {
+        holder = application.isEmpty ? "PostgreSQL backend pid \(pid)" : "PostgreSQL backend pid \(pid) (\(application))"
+      }
+      if clock.now >= giveUp { throw MigrationError.lockTimeout(waited: self.lockTimeout, holder: holder) }
+      if !logged {
+        self.logger.notice("Waiting for the migration lock", metadata: ["holder": "\(holder)"])
+        logged = true
+      }
+      try await Task.sleep(for: min(.milliseconds(250), max(giveUp - clock.now, .milliseconds(1))))
     }
   }
 

@@ -79,17 +79,27 @@ public final class PlatformServer: Service, Sendable {
       logger.warning("JWT_SECRET is not set: using the development secret. Never do this in production.")
     }
     let database = PostgresClient(configuration: configuration.database, logger: logger)
+    // Health checks on a connection of their own: a pool busy with requests is not a database
+    // that is down.
+    var healthConfiguration = configuration.database
+    healthConfiguration.poolSize = 1
+    let healthDatabase = PostgresClient(configuration: healthConfiguration, logger: logger)
     let redis = try RedisClient(configuration: configuration.redis, group: RuntimeEventLoops.shared, logger: logger)
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { await database.run() }
+      group.addTask { await healthDatabase.run() }
       defer { group.cancelAll() }
 
       try await database.waitUntilReachable(configuration.database, timeout: configuration.database.connectTimeout, logger: logger)
-      let applied = try await MigrationRunner(client: database, logger: logger).apply(self.definition.migrations())
+      let applied = try await MigrationRunner(client: database, logger: logger, lockTimeout: configuration.migrationLockTimeout)
+        .apply(CoreMigrations.all + self.definition.migrations())
       logger.info("Database ready", metadata: ["database": "\(configuration.database)", "migrations_applied": "\(applied.count)"])
 
-      let resources = ServiceResources(configuration: configuration, database: database, redis: redis, logger: logger)
+      let resources = ServiceResources(
+        configuration: configuration, database: database, redis: redis, jobs: JobQueue(database: database, logger: logger),
+        logger: logger)
       let services = try await self.definition.makeServices(resources)
+      let jobHandlers = try await self.definition.makeJobHandlers(resources)
       let serviceNames = Array(RPCRouter(services: services).serviceNames).sorted()
       let health = HealthService(services: serviceNames)
       let reflection = try ReflectionService(
@@ -119,7 +129,13 @@ public final class PlatformServer: Service, Sendable {
 
       group.addTask {
         await Self.followDatabaseHealth(
-          database, every: self.databaseCheckInterval, health: health, services: serviceNames, logger: logger)
+          healthDatabase, every: self.databaseCheckInterval, health: health, services: serviceNames, logger: logger)
+      }
+      if !jobHandlers.isEmpty {
+        var workerConfiguration = JobWorkerConfiguration()
+        workerConfiguration.shutdownGracePeriod = configuration.shutdownGracePeriod
+        let worker = JobWorker(database: database, handlers: jobHandlers, configuration: workerConfiguration, logger: logger)
+        group.addTask { try await worker.run() }
       }
       group.addTask {
         let port = try await server.listeningPort

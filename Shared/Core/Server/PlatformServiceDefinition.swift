@@ -14,6 +14,13 @@ public protocol PlatformServiceDefinition: Sendable {
   var accessPolicy: AccessPolicy { get }
   /// The handlers, built once the database is migrated.
   func makeServices(_ resources: ServiceResources) async throws -> [any RPCService]
+  /// The background jobs the service runs (default none); the server runs a `JobWorker` for
+  /// them beside the RPCs.
+  func makeJobHandlers(_ resources: ServiceResources) async throws -> [JobHandler]
+}
+
+extension PlatformServiceDefinition {
+  public func makeJobHandlers(_ resources: ServiceResources) async throws -> [JobHandler] { [] }
 }
 
 /// What a service's handlers are built from.
@@ -24,5 +31,7 @@ public struct ServiceResources: Sendable {
   /// Redis (pooled, shared by the service's caches, locks and rate limits). Commands fail fast
   /// while Redis is down: every use must have a fallback.
   public var redis: RedisClient
+  /// Background jobs in the service's database (`jobs`, a core migration).
+  public var jobs: JobQueue
   public var logger: Logger
 }
