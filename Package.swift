@@ -27,6 +27,7 @@ let package = Package(
     .library(name: "PlatformRedis", targets: ["PlatformRedis"]),
     .executable(name: "redis-bench", targets: ["RedisBenchmark"]),
     .library(name: "PlatformCore", targets: ["PlatformCore"]),
+    .executable(name: "job-probe", targets: ["JobProbe"]),
     .library(name: "PlatformTesting", targets: ["PlatformTesting"]),
     .executable(name: "agent", targets: ["AgentServer"]),
     .executable(name: "persona", targets: ["PersonaServer"]),
@@ -203,6 +204,20 @@ let package = Package(
       path: "Shared/Core",
       swiftSettings: upcomingFeatures
     ),
+    // A job worker process: the jobs crash tests and benchmark run two of them.
+    .executableTarget(
+      name: "JobProbe",
+      dependencies: [
+        "PlatformCore",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "PostgresNIO", package: "postgres-nio"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+      ],
+      path: "Tests/JobProbe",
+      swiftSettings: upcomingFeatures
+    ),
     // Starts any service in-process on a free loopback port against a fresh database and
     // mints tokens: the integration tests' entry point.
     .target(
@@ -316,6 +331,7 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "PostgresNIO", package: "postgres-nio"),
         .product(name: "JWTKit", package: "jwt-kit"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
       path: "Tests/PlatformCoreTests",
       swiftSettings: upcomingFeatures

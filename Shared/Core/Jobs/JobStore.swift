@@ -49,7 +49,7 @@ public struct JobStore: Sendable {
   /// - Returns: the job, and whether this call added it.
   public func enqueue(type: String, payload: String, options: JobOptions) async throws -> (job: Job, added: Bool) {
     let runAt = options.runAt ?? Date()
-    return try await self.database.withTransaction(logger: self.logger) { connection in
+    return try await self.transaction { connection in
       let inserted = try await Self.jobs(
         try await connection.query(
           """
@@ -241,7 +241,7 @@ public struct JobStore: Sendable {
   /// - Returns: the job as it is after the request.
   /// - Throws: `JobError.notFound`.
   public func cancel(id: UUID) async throws -> Job {
-    try await self.database.withTransaction(logger: self.logger) { connection in
+    try await self.transaction { connection in
       guard
         let job = try await Self.jobs(
           try await connection.query(
@@ -268,6 +268,16 @@ public struct JobStore: Sendable {
       return try await Self.jobs(
         try await connection.query("SELECT \(unescaped: Self.columns) FROM jobs WHERE id = \(id)", logger: self.logger)
       ).first ?? job
+    }
+  }
+
+  /// A transaction whose own errors (`JobError`) come out as they are, not wrapped.
+  private func transaction<Result: Sendable>(_ body: (PostgresConnection) async throws -> sending Result) async throws -> Result {
+    do {
+      return try await self.database.withTransaction(logger: self.logger, body)
+    } catch let error as PostgresTransactionError {
+      if let jobError = error.closureError as? JobError { throw jobError }
+      throw error
     }
   }
 
