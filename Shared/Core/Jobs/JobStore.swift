@@ -82,17 +82,18 @@ public struct JobStore: Sendable {
     ).first
   }
 
-  /// Claims the queued job that is due, of one of `types`, with the highest priority (oldest
-  /// first), for `worker` with a lease of `lease`.
-  public func claim(types: [String], worker: String, lease: Duration) async throws -> Job? {
+  /// Claims up to `limit` due queued jobs of `type`, highest priority first (oldest first), for
+  /// `worker` with a lease of `lease`. One type per statement: the claim index then yields the
+  /// rows in order instead of sorting every queued row.
+  public func claim(type: String, limit: Int, worker: String, lease: Duration) async throws -> [Job] {
     try await Self.jobs(
       try await self.database.query(
         """
         WITH picked AS (
           SELECT id FROM jobs
-          WHERE state = 'queued' AND type = ANY(\(types)) AND scheduled_at <= now()
+          WHERE state = 'queued' AND type = \(type) AND scheduled_at <= now()
           ORDER BY priority DESC, scheduled_at, id
-          LIMIT 1
+          LIMIT \(limit)
           FOR UPDATE SKIP LOCKED
         ), claimed AS (
           UPDATE jobs SET state = 'running', attempts = jobs.attempts + 1, lease_holder = \(worker),
@@ -103,9 +104,9 @@ public struct JobStore: Sendable {
           INSERT INTO job_events (job_id, event, attempt, worker, trace_id)
           SELECT id, 'claimed', attempts, \(worker), trace_id FROM claimed
         )
-        SELECT \(unescaped: Self.columns) FROM claimed
+        SELECT \(unescaped: Self.columns) FROM claimed ORDER BY priority DESC, scheduled_at, id
         """, logger: self.logger)
-    ).first
+    )
   }
 
   /// Extends the lease of `worker` on running job `id`.

@@ -174,20 +174,26 @@ public final class JobWorker: Service, Sendable {
             self.logger.warning("Lease sweep failed", metadata: ["error": "\(DatabaseErrors.describe(error))"])
           }
         }
+        // Claim while a type has free slots and jobs are there, a batch of up to its free slots
+        // at a time, round-robin over the types.
+        var exhausted = Set<String>()
         while !self.state.withLock({ $0.stopping }) {
-          let free = self.typesWithFreeSlots()
-          guard !free.isEmpty else { break }
-          let job: Job?
+          let free = self.freeSlots().filter { !exhausted.contains($0.type) }
+          guard let (type, slots) = free.first else { break }
+          let jobs: [Job]
           do {
-            job = try await self.store.claim(types: free, worker: self.configuration.workerID, lease: self.configuration.lease)
+            jobs = try await self.store.claim(type: type, limit: slots, worker: self.configuration.workerID, lease: self.configuration.lease)
           } catch {
-            self.logger.warning("Claiming a job failed", metadata: ["error": "\(DatabaseErrors.describe(error))"])
+            self.logger.warning("Claiming jobs failed", metadata: ["error": "\(DatabaseErrors.describe(error))"])
             break
           }
-          guard let job, let handler = self.handlers[job.type] else { break }
-          let (stops, stop) = AsyncStream.makeStream(of: StopReason.self, bufferingPolicy: .bufferingOldest(1))
-          self.state.withLock { $0.running[job.id] = Running(type: job.type, stop: stop) }
-          group.addTask { await self.execute(job, handler: handler, stops: stops) }
+          if jobs.count < slots { exhausted.insert(type) }
+          for job in jobs {
+            guard let handler = self.handlers[job.type] else { continue }
+            let (stops, stop) = AsyncStream.makeStream(of: StopReason.self, bufferingPolicy: .bufferingOldest(1))
+            self.state.withLock { $0.running[job.id] = Running(type: job.type, stop: stop) }
+            group.addTask { await self.execute(job, handler: handler, stops: stops) }
+          }
         }
       }
       // Shutting down: running jobs get the grace period (none when the task was cancelled),
@@ -201,11 +207,15 @@ public final class JobWorker: Service, Sendable {
     }
   }
 
-  private func typesWithFreeSlots() -> [String] {
+  /// The types with free slots and how many, the emptiest first.
+  private func freeSlots() -> [(type: String, slots: Int)] {
     let counts = self.state.withLock { state in
       state.running.values.reduce(into: [String: Int]()) { $0[$1.type, default: 0] += 1 }
     }
-    return self.handlers.values.filter { counts[$0.type, default: 0] < $0.concurrency }.map(\.type).sorted()
+    return self.handlers.values
+      .map { ($0.type, $0.concurrency - counts[$0.type, default: 0]) }
+      .filter { $0.1 > 0 }
+      .sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0 < $1.0 }
   }
 
   private enum RunResult: Sendable {
