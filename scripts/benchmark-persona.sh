@@ -83,8 +83,11 @@ echo "# Persona benchmark ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(h2
 echo
 echo "persona on CPU $SERVER_CPU, h2load on CPU $LOAD_CPU, PostgreSQL unpinned; ${duration}s per run after a 2s warm-up."
 echo
-echo "| RPC | config | req/s | p50 ms | p90 ms | p99 ms | max ms | persona CPU-s | postgres CPU-s | req per persona CPU-s |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+# Get and Render are answered from the persona cache in Redis (the local services' redis-server).
+REDIS_PID=$(cat "$REPO/.local/redis/redis.pid" 2>/dev/null || true)
+redis_cpu() { if [ -n "$REDIS_PID" ] && [ -e "/proc/$REDIS_PID" ]; then cpu_seconds "$REDIS_PID"; else echo 0; fi; }
+echo "| RPC | config | req/s | p50 ms | p90 ms | p99 ms | max ms | persona CPU-s | postgres CPU-s | redis CPU-s | req per persona CPU-s |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 failed=0
 for rpc in Get Render; do
   h2load_run "$rpc" "$LOGS/warmup-$rpc.log" -c 4 -m 4 -D 2
@@ -93,11 +96,13 @@ for rpc in Get Render; do
     log=$LOGS/$name.log
     [ "$rpc" = Render ] && uses_before=$(usage_count)
     before=$(cpu_seconds "$SERVER_PID")
+    redis_before=$(redis_cpu)
     postgres_cpu_snapshot >"$TMP/pg-before"
     # shellcheck disable=SC2086  # config is deliberately split into h2load flags
     h2load_run "$rpc" "$log" $config -D "$duration" --log-file="$LOGS/$name.requests"
     postgres_cpu_snapshot >"$TMP/pg-after"
     after=$(cpu_seconds "$SERVER_PID")
+    redis=$(awk -v a="$redis_before" -v b="$(redis_cpu)" 'BEGIN { printf "%.2f", b - a }')
     rps=$(awk '/^finished in/ { print $4 + 0 }' "$log")
     ok=$(awk '/^requests:/ { print $8 + 0 }' "$log")
     data=$(sed -n 's/^traffic:.*(\([0-9]*\)) data$/\1/p' "$log")
@@ -119,7 +124,7 @@ for rpc in Get Render; do
         note=" (usage_count grew by $grown: $ok renders were answered, $started started)"; failed=1
       fi
     fi
-    echo "| $rpc | $config | ${rps:-?} | $(percentiles "$LOGS/$name.requests") | $cpu | $pg | $eff$note |"
+    echo "| $rpc | $config | ${rps:-?} | $(percentiles "$LOGS/$name.requests") | $cpu | $pg | $redis | $eff$note |"
   done
 done
 echo
