@@ -1,3 +1,4 @@
+public import CoreMetrics
 public import Logging
 public import NIOCore
 public import NIOPosix
@@ -19,6 +20,7 @@ public final class RedisClient: Sendable {
   let sslContext: NIOSSLContext?
   let logger: Logger
   private let state: Mutex<State>
+  let metrics: RedisMetrics
 
   private enum Slot {
     case idle
@@ -41,13 +43,17 @@ public final class RedisClient: Sendable {
   ///   - configuration: where Redis is, pool size, timeouts and limits.
   ///   - group: the event loops connections run on (default NIO's singleton group).
   ///   - logger: outages and recoveries are logged here.
+  ///   - metrics: where commands, errors and outages are counted (default the process's
+  ///     `MetricsSystem`).
   /// - Throws: when the TLS configuration is invalid.
   public init(
     configuration: RedisConfiguration,
     group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-    logger: Logger
+    logger: Logger,
+    metrics: any MetricsFactory = MetricsSystem.factory
   ) throws {
     self.configuration = configuration
+    self.metrics = RedisMetrics(factory: metrics)
     self.group = group
     self.logger = logger
     self.sslContext = try configuration.tls.map { try NIOSSLContext(configuration: $0) }
@@ -59,10 +65,16 @@ public final class RedisClient: Sendable {
   ///   can be had, `.timeout`, `.connectionClosed` or `.protocolViolation` when the connection
   ///   failed with the command on it (it may or may not have run).
   public func send(_ command: RedisCommand) async throws -> RESPValue {
-    let connection = try await self.connection()
-    let reply = try await connection.send(command).get()
-    if case .error(let message) = reply { throw RedisError(.server, message) }
-    return reply
+    self.metrics.sent(command.name)
+    do {
+      let connection = try await self.connection()
+      let reply = try await connection.send(command).get()
+      if case .error(let message) = reply { throw RedisError(.server, message) }
+      return reply
+    } catch {
+      self.metrics.failed(error)
+      throw error
+    }
   }
 
   /// Sends `commands` together on one connection, in order, and returns their replies in the
@@ -70,8 +82,20 @@ public final class RedisClient: Sendable {
   /// - Throws: `RedisError` when the connection fails (none of the replies are returned then).
   public func pipeline(_ commands: [RedisCommand]) async throws -> [RESPValue] {
     guard !commands.isEmpty else { return [] }
-    let connection = try await self.connection()
-    return try await connection.send(commands).get()
+    var start = commands.startIndex
+    while start < commands.endIndex {
+      let name = commands[start].name
+      let end = commands[start...].firstIndex { $0.name != name } ?? commands.endIndex
+      self.metrics.sent(name, count: end - start)
+      start = end
+    }
+    do {
+      let connection = try await self.connection()
+      return try await connection.send(commands).get()
+    } catch {
+      self.metrics.failed(error)
+      throw error
+    }
   }
 
   /// Closes every connection; commands in flight fail with `.connectionClosed`, later ones with
@@ -189,6 +213,7 @@ public final class RedisClient: Sendable {
         return false
       }
       if first {
+        self.metrics.outages.increment()
         self.logger.warning(
           "Redis is unreachable; commands fail fast until it is back",
           metadata: ["redis": "\(self.configuration.description)", "error": "\(error.message)"])

@@ -100,8 +100,10 @@ struct ConnectionManagementTests {
     try await withServer(
       services: [EchoService()],
       configure: {
-        $0.idleTimeout = .milliseconds(100)
-        $0.maxConnectionAge = .milliseconds(300)
+        // Long enough that a connection the client has just opened is not idle yet when the
+        // machine is busy (the parallel suites); each round still waits past the idle timeout.
+        $0.idleTimeout = .milliseconds(400)
+        $0.maxConnectionAge = .milliseconds(1000)
         $0.shutdownGracePeriod = .milliseconds(200)
       }
     ) { client, _ in
@@ -109,7 +111,7 @@ struct ConnectionManagementTests {
       for round in 0..<6 {
         let reply = try await echo.echo(.with { $0.text = "round \(round)" }, options: CallOptions(idempotent: true))
         #expect(reply.text == "round \(round)")
-        try await Task.sleep(for: .milliseconds(150))
+        try await Task.sleep(for: .milliseconds(500))
       }
     }
   }

@@ -185,3 +185,35 @@ func eventually(within limit: Duration = .seconds(5), _ condition: () async -> B
   }
   Issue.record("condition not met within \(limit)")
 }
+
+@Suite("Admin port")
+struct AdminPortTests {
+  @Test("/metrics counts calls by method and status, cache lookups and Redis commands; /healthz and /readyz answer")
+  func metrics() async throws {
+    let server = try RedisTestServer()
+    try await PlatformTestService.run(PersonaService(), configure: { $0.redis = try! RedisConfiguration(url: server.url) }) { service in
+      let client = PersonaClient(channel: service.client)
+      let options = try await service.options(for: UUID())
+      let persona = try await client.createPersona(.with { $0.persona = PersonaFixture.persona("Measured") }, options: options)
+      for _ in 0..<3 { _ = try await client.getPersona(.with { $0.id = persona.id }, options: options) }
+      await expectStatus(.notFound) { try await client.getPersona(.with { $0.id = UUID().uuidString }, options: options) }
+
+      let (status, body) = try httpRequest(port: service.adminPort, path: "/metrics")
+      #expect(status == 200)
+      let lines = Set(body.split(separator: "\n").map(String.init))
+      let get = "/platform.persona.v1.PersonaService/GetPersona"
+      #expect(lines.contains(#"rpc_server_requests_total{method="\#(get)",code="OK"} 3"#), "\(body.prefix(3000))")
+      #expect(lines.contains(#"rpc_server_requests_total{method="\#(get)",code="NOT_FOUND"} 1"#))
+      #expect(lines.contains(#"rpc_server_duration_seconds_count{method="\#(get)"} 4"#))
+      #expect(lines.contains(#"rpc_server_in_flight{method="\#(get)"} 0.0"#) || lines.contains(#"rpc_server_in_flight{method="\#(get)"} 0"#))
+      #expect(lines.contains(#"cache_lookups_total{cache="persona",result="hit"} 3"#))
+      #expect(lines.contains(#"cache_lookups_total{cache="persona",result="miss"} 1"#))
+      #expect(lines.contains { $0.hasPrefix(#"redis_commands_total{command="GET"}"#) })
+
+      #expect(try httpRequest(port: service.adminPort, path: "/healthz") == (200, "ok\n"))
+      #expect(try httpRequest(port: service.adminPort, path: "/readyz") == (200, "SERVING\n"))
+      #expect(try httpRequest(port: service.adminPort, path: "/nope").status == 404)
+      #expect(try httpRequest(port: service.adminPort, path: "/metrics", method: "POST").status == 405)
+    }
+  }
+}

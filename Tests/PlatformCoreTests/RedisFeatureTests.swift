@@ -40,7 +40,7 @@ struct RedisFeatureTests {
     await cache.store("two again", version: 2, for: "a")  // the same version is not rewritten
     guard case .hit("two") = await cache.lookup("a") else { throw Failure("the older version replaced the newer") }
     #expect(cache.statistics.staleWrites == 2)
-    #expect(try await redis.timeToLive("test:text:a")! > .seconds(55))
+    #expect(try #require(try await redis.timeToLive("test:text:a")) > .seconds(55))
 
     await cache.storeDeletion(version: 3, for: "a")
     await cache.store("two", version: 2, for: "a")
@@ -154,7 +154,8 @@ struct RedisFeatureTests {
     #expect(try await locks.release(impostor) == false)
     #expect(try await locks.extend(impostor, ttl: .seconds(10)) == false)
     #expect(try await locks.extend(first, ttl: .milliseconds(300)))
-    #expect(try await redis.timeToLive("lock:job:1")! <= .milliseconds(300))
+    // At most 300 ms left (or already gone on a slow machine), not the 3 s it had.
+    #expect(try await redis.timeToLive("lock:job:1").map { $0 <= .milliseconds(300) } ?? true)
     try await Task.sleep(for: .milliseconds(400))
     let second = try #require(try await locks.acquire("job:1", ttl: .seconds(10)), "an expired lock was not free")
     #expect(try await locks.release(first) == false, "the old owner released the new owner's lock")
@@ -180,7 +181,7 @@ struct RedisFeatureTests {
     let touched = try #require(try await sessions.touch(user, now: Date(timeIntervalSince1970: 1_700_000_100)))
     #expect(touched.email == "ada@example.com" && touched.roles == ["developer"] && touched.permissions == ["persona:read"])
     #expect(touched.lastActive == Date(timeIntervalSince1970: 1_700_000_100))
-    #expect(try await redis.timeToLive(key)! > .seconds(890))
+    #expect(try #require(try await redis.timeToLive(key)) > .seconds(890))
     #expect(try await sessions.revoke(user))
     #expect(try await sessions.touch(user) == nil)
     #expect(try await sessions.revoke(user) == false)

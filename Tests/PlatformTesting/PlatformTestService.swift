@@ -65,6 +65,8 @@ public enum TestPostgres {
 public struct PlatformTestService: Sendable {
   /// The port the service listens on.
   public let port: Int
+  /// The admin port (`/metrics`, `/healthz`, `/readyz`).
+  public let adminPort: Int
   /// A client connected to the service.
   public let client: RPCClient
   /// The service's database, for checking what a call changed (or did not).
@@ -97,6 +99,7 @@ public struct PlatformTestService: Sendable {
     try await TestPostgres.withTemporaryDatabase { database in
       var configuration = ServiceConfiguration.defaults(for: definition.name)
       configuration.port = 0
+      configuration.adminPort = 0
       configuration.database = database
       configuration.redis = try RedisConfiguration(url: Self.redisURL)
       configuration.auth = Self.testAuth
@@ -108,22 +111,24 @@ public struct PlatformTestService: Sendable {
       return try await withThrowingTaskGroup(of: Void.self) { group in
         for server in servers { group.addTask { try await server.run() } }
         defer { group.cancelAll() }
-        var clients: [(port: Int, client: RPCClient)] = []
+        var clients: [(port: Int, adminPort: Int, client: RPCClient)] = []
         for server in servers {
           let port = try await server.listeningPort
-          clients.append((port, try RPCClient(configuration: .defaults(targets: ["127.0.0.1:\(port)"]))))
+          clients.append((port, try await server.adminPort, try RPCClient(configuration: .defaults(targets: ["127.0.0.1:\(port)"]))))
         }
         let issuer = await TokenIssuer(configuration: configuration.auth)
         return try await TestPostgres.withClient(database) { databaseClient in
           let services = clients.map {
-            PlatformTestService(port: $0.port, client: $0.client, database: databaseClient, auth: configuration.auth, issuer: issuer)
+            PlatformTestService(
+              port: $0.port, adminPort: $0.adminPort, client: $0.client, database: databaseClient, auth: configuration.auth,
+              issuer: issuer)
           }
           do {
             let result = try await body(services)
-            for (_, client) in clients { await client.close() }
+            for (_, _, client) in clients { await client.close() }
             return result
           } catch {
-            for (_, client) in clients { await client.close() }
+            for (_, _, client) in clients { await client.close() }
             throw error
           }
         }

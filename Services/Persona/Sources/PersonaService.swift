@@ -29,7 +29,8 @@ public struct PersonaService: PlatformServiceDefinition {
     let store = PersonaStore(database: resources.database, logger: resources.logger)
     // PERSONA_CACHE_TTL_SECONDS=0 turns the cache off.
     let ttl = try resources.configuration.environment.seconds("PERSONA_CACHE_TTL_SECONDS", default: .seconds(3600))
-    let cache = ttl > .zero ? PersonaCache.personas(redis: resources.redis, timeToLive: ttl, logger: resources.logger) : nil
+    let cache = ttl > .zero ? PersonaCache.personas(
+      redis: resources.redis, timeToLive: ttl, logger: resources.logger, metrics: resources.metrics.factory) : nil
     return [PersonaAPI(catalog: PersonaCatalog(store: store, cache: cache, judge: self.judge, limits: limits))]
   }
 }

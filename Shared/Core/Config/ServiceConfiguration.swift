@@ -9,6 +9,9 @@ public struct ServiceConfiguration: Sendable {
   public var host: String
   /// Port (`PORT`, default the service's own; 0 picks a free one).
   public var port: Int
+  /// The admin HTTP port with `/metrics`, `/healthz`, `/readyz` (`ADMIN_PORT`; 0 picks a free
+  /// one). nil, the default: the service's port + 1000, or a free one when `port` is 0.
+  public var adminPort: Int?
   /// The service's database (`DATABASE_URL`).
   public var database: DatabaseConfiguration
   /// Redis (`REDIS_URL`, default redis://127.0.0.1:6379, and the `REDIS_*` settings).
@@ -50,6 +53,13 @@ public struct ServiceConfiguration: Sendable {
     try! Self.fromEnvironment(service: service, environment: Environment([:]))
   }
 
+  /// The admin port to bind: `adminPort`, or the service's port + 1000 (a free one when the
+  /// service's port is 0 or above 64535).
+  public var resolvedAdminPort: Int {
+    if let adminPort = self.adminPort { return adminPort }
+    return self.port == 0 || self.port > 64535 ? 0 : self.port + 1000
+  }
+
   /// Reads the configuration of `service` from `environment`.
   /// - Throws: `Environment.InvalidValue` naming the first malformed variable.
   public static func fromEnvironment(
@@ -88,10 +98,12 @@ public struct ServiceConfiguration: Sendable {
         rateLimits.limits[rpcClass] = try environment.int(variable, default: 0, range: 0...10_000_000)
       }
     }
+    let port = try environment.int("PORT", default: service.defaultPort, range: 0...65535)
     return Self(
       service: service,
       host: host,
-      port: try environment.int("PORT", default: service.defaultPort, range: 0...65535),
+      port: port,
+      adminPort: try environment["ADMIN_PORT"].map { _ in try environment.int("ADMIN_PORT", default: 0, range: 0...65535) },
       database: database,
       redis: try RedisConfiguration(environment: environment),
       rateLimits: rateLimits,

@@ -1,3 +1,4 @@
+public import CoreMetrics
 public import Foundation
 public import Logging
 public import PostgresNIO
@@ -79,6 +80,7 @@ public final class JobWorker: Service, Sendable {
   private let state = Mutex(State())
   private let wakeUps: AsyncStream<Void>
   private let wake: AsyncStream<Void>.Continuation
+  private let metrics: JobMetrics
 
   private struct State {
     var running: [UUID: Running] = [:]
@@ -98,10 +100,14 @@ public final class JobWorker: Service, Sendable {
 
   /// - Parameter database: a client of the service's database (running); the worker also
   ///   holds one of its connections for LISTEN.
+  /// - Parameter metrics: records `jobs_claimed_total{type}`, `jobs_finished_total{type,outcome}`,
+  ///   `job_claim_latency_seconds{type}` (due to claimed), `job_duration_seconds{type}` and
+  ///   `jobs_running{type}` (default the process's `MetricsSystem`).
   public init(
     database: PostgresClient, handlers: [JobHandler], configuration: JobWorkerConfiguration = JobWorkerConfiguration(),
-    logger: Logger
+    logger: Logger, metrics: any MetricsFactory = MetricsSystem.factory
   ) {
+    self.metrics = JobMetrics(types: handlers.map(\.type), factory: metrics)
     self.database = database
     self.store = JobStore(database: database, logger: logger)
     self.handlers = Dictionary(handlers.map { ($0.type, $0) }, uniquingKeysWith: { _, last in last })
@@ -190,6 +196,7 @@ public final class JobWorker: Service, Sendable {
           if jobs.count < slots { exhausted.insert(type) }
           for job in jobs {
             guard let handler = self.handlers[job.type] else { continue }
+            self.metrics.claimed(job)
             let (stops, stop) = AsyncStream.makeStream(of: StopReason.self, bufferingPolicy: .bufferingOldest(1))
             self.state.withLock { $0.running[job.id] = Running(type: job.type, stop: stop) }
             group.addTask { await self.execute(job, handler: handler, stops: stops) }
@@ -221,6 +228,16 @@ public final class JobWorker: Service, Sendable {
   private enum RunResult: Sendable {
     case finished(JobStore.Outcome)
     case stopped(StopReason)
+
+    var outcomeLabel: String {
+      switch self {
+      case .finished(.succeeded): "succeeded"
+      case .finished(.failed(_, _, let permanent)): permanent ? "failed" : "error"
+      case .finished(.cancelled), .stopped(.cancelRequested): "cancelled"
+      case .stopped(.release): "released"
+      case .stopped(.leaseLost): "lease_lost"
+      }
+    }
   }
 
   /// Runs one claimed job to its outcome, renewing its lease meanwhile.
@@ -233,6 +250,7 @@ public final class JobWorker: Service, Sendable {
       return logger
     }()
     let worker = self.configuration.workerID
+    let started = ContinuousClock.now
     let result: RunResult = await withTaskGroup(of: RunResult?.self) { group in
       group.addTask {
         do {
@@ -278,6 +296,7 @@ public final class JobWorker: Service, Sendable {
       return outcome ?? .stopped(.release)
     }
     self.state.withLock { _ = $0.running.removeValue(forKey: job.id) }
+    self.metrics.finished(job.type, result.outcomeLabel, since: started)
     do {
       switch result {
       case .finished(let outcome):
@@ -294,5 +313,50 @@ public final class JobWorker: Service, Sendable {
       logger.error("Recording a job's outcome failed", metadata: ["error": "\(DatabaseErrors.describe(error))"])
     }
     self.wake.yield()
+  }
+}
+
+/// The worker's metrics, one set per job type.
+private final class JobMetrics: Sendable {
+  private struct PerType: Sendable {
+    var claimed: Counter
+    var claimLatency: CoreMetrics.Timer
+    var duration: CoreMetrics.Timer
+    var running: Meter
+    var outcomes: [String: Counter]
+  }
+
+  private let types: [String: PerType]
+
+  init(types: [String], factory: any MetricsFactory) {
+    var byType: [String: PerType] = [:]
+    for type in types {
+      let dimension = ("type", type)
+      byType[type] = PerType(
+        claimed: Counter(label: "jobs_claimed_total", dimensions: [dimension], factory: factory),
+        claimLatency: CoreMetrics.Timer(label: "job_claim_latency_seconds", dimensions: [dimension], factory: factory),
+        duration: CoreMetrics.Timer(label: "job_duration_seconds", dimensions: [dimension], factory: factory),
+        running: Meter(label: "jobs_running", dimensions: [dimension], factory: factory),
+        outcomes: Dictionary(
+          uniqueKeysWithValues: ["succeeded", "error", "failed", "cancelled", "released", "lease_lost"].map {
+            ($0, Counter(label: "jobs_finished_total", dimensions: [dimension, ("outcome", $0)], factory: factory))
+          }))
+    }
+    self.types = byType
+  }
+
+  func claimed(_ job: Job) {
+    guard let metrics = self.types[job.type] else { return }
+    metrics.claimed.increment()
+    metrics.running.increment()
+    let due = max(job.scheduledAt, job.createdAt)
+    metrics.claimLatency.recordNanoseconds(Int64(max(0, Date().timeIntervalSince(due)) * 1e9))
+  }
+
+  func finished(_ type: String, _ outcome: String, since start: ContinuousClock.Instant) {
+    guard let metrics = self.types[type] else { return }
+    metrics.running.decrement()
+    metrics.duration.recordElapsed(since: start)
+    metrics.outcomes[outcome]?.increment()
   }
 }

@@ -1,3 +1,4 @@
+public import CoreMetrics
 internal import Foundation
 public import Logging
 public import PlatformRedis
@@ -32,6 +33,8 @@ public final class RateLimiter: Sendable {
   private let sequence = Atomic<Int>(0)
   private let rejected = Atomic<Int>(0)
   private let outageDecisions = Atomic<Int>(0)
+  private let rejectedMetric: Counter
+  private let outageMetric: Counter
 
   /// KEYS[1]: the window's sorted set. ARGV: window (µs), limit, member.
   /// Returns {1, remaining} or {0, µs until the oldest call leaves the window}.
@@ -52,10 +55,18 @@ public final class RateLimiter: Sendable {
     return {0, tonumber(oldest[2]) + window - now}
     """)
 
-  public init(redis: RedisClient, outagePolicy: RateLimitOutagePolicy = .allow, logger: Logger) {
+  /// - Parameter metrics: counts `rate_limit_rejections_total` and
+  ///   `rate_limit_outage_decisions_total` (default the process's `MetricsSystem`).
+  public init(
+    redis: RedisClient, outagePolicy: RateLimitOutagePolicy = .allow, logger: Logger,
+    metrics: any MetricsFactory = MetricsSystem.factory
+  ) {
     self.redis = redis
     self.outagePolicy = outagePolicy
     self.logger = logger
+    self.rejectedMetric = Counter(label: "rate_limit_rejections_total", factory: metrics)
+    self.outageMetric = Counter(
+      label: "rate_limit_outage_decisions_total", dimensions: [("policy", outagePolicy.rawValue)], factory: metrics)
   }
 
   /// Calls refused for being over a limit, since start.
@@ -76,9 +87,11 @@ public final class RateLimiter: Sendable {
       else { throw RedisError(.unexpectedReply, "the rate limit script answered \(reply)") }
       if verdict == 1 { return .allowed(remaining: Int(amount)) }
       self.rejected.add(1, ordering: .relaxed)
+      self.rejectedMetric.increment()
       return .limited(retryAfter: .microseconds(max(amount, 1000)))
     } catch {
       self.outageDecisions.add(1, ordering: .relaxed)
+      self.outageMetric.increment()
       switch self.outagePolicy {
       case .allow: return .allowed(remaining: 0)
       case .deny: return .limited(retryAfter: .seconds(1))

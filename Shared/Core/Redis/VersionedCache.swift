@@ -1,3 +1,4 @@
+public import CoreMetrics
 public import Logging
 public import NIOCore
 public import PlatformRedis
@@ -32,6 +33,20 @@ public final class VersionedCache<Value: Sendable>: Sendable {
     public var staleWrites = 0
     /// Values not cached because they exceed `maxValueBytes`.
     public var oversized = 0
+
+    enum Kind: Hashable, Sendable {
+      case hit, miss, error, staleWrite, oversized
+    }
+
+    mutating func count(_ kind: Kind) {
+      switch kind {
+      case .hit: self.hits += 1
+      case .miss: self.misses += 1
+      case .error: self.errors += 1
+      case .staleWrite: self.staleWrites += 1
+      case .oversized: self.oversized += 1
+      }
+    }
   }
 
   public let namespace: String
@@ -42,19 +57,31 @@ public final class VersionedCache<Value: Sendable>: Sendable {
   private let decode: @Sendable (ByteBuffer) throws -> Value
   private let logger: Logger
   private let counts = Mutex(Statistics())
+  private let counters: [Statistics.Kind: Counter]
 
   /// - Parameters:
   ///   - namespace: the key prefix, `{service}:{resource}` or, as seed 002 §4 has it for
   ///     personas, `persona`.
   ///   - timeToLive: how long an entry lives after its last write.
   ///   - maxValueBytes: larger encoded values are not cached (default 256 KiB).
+  ///   - metrics: counts `cache_lookups_total{cache,result}` (hit, miss), `cache_errors_total`,
+  ///     `cache_stale_writes_total` and `cache_oversized_total` (default the process's
+  ///     `MetricsSystem`).
   ///   - encode, decode: the value's bytes; a value that fails to decode counts as a miss.
   public init(
     redis: RedisClient, namespace: String, timeToLive: Duration, maxValueBytes: Int = 256 * 1024,
-    logger: Logger,
+    logger: Logger, metrics: any MetricsFactory = MetricsSystem.factory,
     encode: @escaping @Sendable (Value) throws -> ByteBuffer,
     decode: @escaping @Sendable (ByteBuffer) throws -> Value
   ) {
+    let cache = ("cache", namespace)
+    self.counters = [
+      .hit: Counter(label: "cache_lookups_total", dimensions: [cache, ("result", "hit")], factory: metrics),
+      .miss: Counter(label: "cache_lookups_total", dimensions: [cache, ("result", "miss")], factory: metrics),
+      .error: Counter(label: "cache_errors_total", dimensions: [cache], factory: metrics),
+      .staleWrite: Counter(label: "cache_stale_writes_total", dimensions: [cache], factory: metrics),
+      .oversized: Counter(label: "cache_oversized_total", dimensions: [cache], factory: metrics),
+    ]
     self.redis = redis
     self.namespace = namespace
     self.timeToLive = timeToLive
@@ -74,26 +101,26 @@ public final class VersionedCache<Value: Sendable>: Sendable {
     do {
       stored = try await self.redis.get(self.key(id))
     } catch {
-      self.count(\.errors)
-      self.count(\.misses)
+      self.count(.error)
+      self.count(.miss)
       return .miss
     }
     guard var entry = stored, let kind = entry.readInteger(as: UInt8.self),
       let colon = entry.readableBytesView.firstIndex(of: UInt8(ascii: ":"))
     else {
-      self.count(\.misses)
+      self.count(.miss)
       return .miss
     }
     entry.moveReaderIndex(to: colon + 1)
     if kind == UInt8(ascii: "t") {
-      self.count(\.hits)
+      self.count(.hit)
       return .deleted
     }
     guard kind == UInt8(ascii: "v"), let value = try? self.decode(entry) else {
-      self.count(\.misses)
+      self.count(.miss)
       return .miss
     }
-    self.count(\.hits)
+    self.count(.hit)
     return .hit(value)
   }
 
@@ -123,7 +150,7 @@ public final class VersionedCache<Value: Sendable>: Sendable {
       return
     }
     guard bytes.readableBytes <= self.maxValueBytes else {
-      self.count(\.oversized)
+      self.count(.oversized)
       // An older version may be cached: it must not outlive this write.
       await self.write(version: version, entry: ByteBuffer(string: "u\(version):"), for: id, ttl: self.timeToLive)
       return
@@ -143,14 +170,15 @@ public final class VersionedCache<Value: Sendable>: Sendable {
       let reply = try await self.redis.evaluate(
         VersionedCacheWrite.script, keys: [self.key(id)],
         arguments: [.integer(version), .bytes(entry), .integer(RedisClient.milliseconds(ttl))])
-      if reply == .integer(0) { self.count(\.staleWrites) }
+      if reply == .integer(0) { self.count(.staleWrite) }
     } catch {
-      self.count(\.errors)
+      self.count(.error)
     }
   }
 
-  private func count(_ field: WritableKeyPath<Statistics, Int>) {
-    self.counts.withLock { $0[keyPath: field] += 1 }
+  private func count(_ kind: Statistics.Kind) {
+    self.counts.withLock { $0.count(kind) }
+    self.counters[kind]?.increment()
   }
 }
 

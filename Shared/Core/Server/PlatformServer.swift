@@ -26,6 +26,9 @@ public final class PlatformServer: Service, Sendable {
 
   /// How often health re-checks the database.
   private let databaseCheckInterval: Duration
+  /// The service's metrics (`/metrics` on the admin port).
+  public let metrics = PlatformMetrics()
+  private let boundAdminPort = Mutex<Int?>(nil)
 
   /// - Parameters:
   ///   - definition: the service to run.
@@ -63,6 +66,15 @@ public final class PlatformServer: Service, Sendable {
     }
   }
 
+  /// The admin port, once bound (it is bound before the RPC server is handed out).
+  /// - Throws: the start-up error if it failed.
+  public var adminPort: Int {
+    get async throws {
+      _ = try await self.listeningPort
+      return self.boundAdminPort.withLock { $0 } ?? 0
+    }
+  }
+
   public func run() async throws {
     do {
       try await self.serve()
@@ -84,7 +96,9 @@ public final class PlatformServer: Service, Sendable {
     var healthConfiguration = configuration.database
     healthConfiguration.poolSize = 1
     let healthDatabase = PostgresClient(configuration: healthConfiguration, logger: logger)
-    let redis = try RedisClient(configuration: configuration.redis, group: RuntimeEventLoops.shared, logger: logger)
+    let metrics = self.metrics
+    let redis = try RedisClient(
+      configuration: configuration.redis, group: RuntimeEventLoops.shared, logger: logger, metrics: metrics.factory)
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { await database.run() }
       group.addTask { await healthDatabase.run() }
@@ -97,7 +111,7 @@ public final class PlatformServer: Service, Sendable {
 
       let resources = ServiceResources(
         configuration: configuration, database: database, redis: redis, jobs: JobQueue(database: database, logger: logger),
-        logger: logger)
+        metrics: metrics, logger: logger)
       let services = try await self.definition.makeServices(resources)
       let jobHandlers = try await self.definition.makeJobHandlers(resources)
       let serviceNames = Array(RPCRouter(services: services).serviceNames).sorted()
@@ -116,15 +130,24 @@ public final class PlatformServer: Service, Sendable {
         services: services + [health, reflection],
         interceptors: [
           TracingServerInterceptor(),
+          MetricsInterceptor(factory: metrics.factory),
           ErrorMappingInterceptor(logger: logger),
           AuthInterceptor(verifier: verifier, policy: self.definition.accessPolicy),
         ] + (configuration.rateLimits.isEnabled
           ? [RateLimitInterceptor(
-              limiter: RateLimiter(redis: redis, outagePolicy: configuration.rateLimitOutagePolicy, logger: logger),
+              limiter: RateLimiter(
+                redis: redis, outagePolicy: configuration.rateLimitOutagePolicy, logger: logger, metrics: metrics.factory),
               policy: self.definition.accessPolicy, limits: configuration.rateLimits)]
           : []),
         logger: logger
       )
+      // Bound before the server is handed out: a port in use fails start-up, not a waiter.
+      let admin = AdminServer(host: configuration.host, port: configuration.resolvedAdminPort, metrics: metrics, logger: logger) {
+        health.status(forService: "") == .serving
+      }
+      let adminPort = try await admin.bind()
+      self.boundAdminPort.withLock { $0 = adminPort }
+      group.addTask { try await admin.serve() }
       self.resolveWaiters(.success(server))
 
       group.addTask {
@@ -134,7 +157,8 @@ public final class PlatformServer: Service, Sendable {
       if !jobHandlers.isEmpty {
         var workerConfiguration = JobWorkerConfiguration()
         workerConfiguration.shutdownGracePeriod = configuration.shutdownGracePeriod
-        let worker = JobWorker(database: database, handlers: jobHandlers, configuration: workerConfiguration, logger: logger)
+        let worker = JobWorker(
+          database: database, handlers: jobHandlers, configuration: workerConfiguration, logger: logger, metrics: metrics.factory)
         group.addTask { try await worker.run() }
       }
       group.addTask {

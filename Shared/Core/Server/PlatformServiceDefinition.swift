@@ -33,5 +33,7 @@ public struct ServiceResources: Sendable {
   public var redis: RedisClient
   /// Background jobs in the service's database (`jobs`, a core migration).
   public var jobs: JobQueue
+  /// Where the service's metrics go (shown on the admin port's `/metrics`).
+  public var metrics: PlatformMetrics
   public var logger: Logger
 }

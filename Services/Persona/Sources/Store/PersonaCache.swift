@@ -1,3 +1,4 @@
+public import CoreMetrics
 public import Foundation
 public import Logging
 internal import NIOCore
@@ -9,9 +10,11 @@ public import PlatformRedis
 public typealias PersonaCache = VersionedCache<Persona>
 
 extension VersionedCache where Value == Persona {
-  public static func personas(redis: RedisClient, timeToLive: Duration, logger: Logger) -> PersonaCache {
+  public static func personas(
+    redis: RedisClient, timeToLive: Duration, logger: Logger, metrics: any MetricsFactory
+  ) -> PersonaCache {
     PersonaCache(
-      redis: redis, namespace: "persona", timeToLive: timeToLive, logger: logger,
+      redis: redis, namespace: "persona", timeToLive: timeToLive, logger: logger, metrics: metrics,
       encode: PersonaCacheCoding.encode, decode: PersonaCacheCoding.decode)
   }
 }

@@ -1,0 +1,85 @@
+public import CoreMetrics
+public import GRPCRuntime
+internal import Synchronization
+
+/// Counts every call by method and status (`rpc_server_requests_total{method,code}`), times it
+/// (`rpc_server_duration_seconds{method}`) and tracks the calls in flight
+/// (`rpc_server_in_flight{method}`). Installed outside the error mapping, so it sees the status
+/// the caller gets.
+public struct MetricsInterceptor: ServerInterceptor {
+  private final class MethodMetrics: Sendable {
+    let duration: Timer
+    let inFlight: Meter
+    let codes: Mutex<[StatusCode: Counter]>
+    let method: String
+    let factory: any MetricsFactory
+
+    init(method: String, factory: any MetricsFactory) {
+      self.method = method
+      self.factory = factory
+      self.duration = Timer(label: "rpc_server_duration_seconds", dimensions: [("method", method)], factory: factory)
+      self.inFlight = Meter(label: "rpc_server_in_flight", dimensions: [("method", method)], factory: factory)
+      self.codes = Mutex([:])
+    }
+
+    func finished(_ code: StatusCode) {
+      let counter = self.codes.withLock { counters in
+        if let counter = counters[code] { return counter }
+        let counter = Counter(
+          label: "rpc_server_requests_total", dimensions: [("method", self.method), ("code", "\(code)")], factory: self.factory)
+        counters[code] = counter
+        return counter
+      }
+      counter.increment()
+    }
+  }
+
+  private final class Registry: Sendable {
+    let factory: any MetricsFactory
+    let methods = Mutex<[String: MethodMetrics]>([:])
+    init(factory: any MetricsFactory) { self.factory = factory }
+
+    func metrics(for method: String) -> MethodMetrics {
+      self.methods.withLock { methods in
+        if let metrics = methods[method] { return metrics }
+        let metrics = MethodMetrics(method: method, factory: self.factory)
+        methods[method] = metrics
+        return metrics
+      }
+    }
+  }
+
+  private let registry: Registry
+
+  public init(factory: any MetricsFactory) {
+    self.registry = Registry(factory: factory)
+  }
+
+  public func intercept(context: ServerContext, next: (ServerContext) async throws -> Void) async throws {
+    let metrics = self.registry.metrics(for: context.method.path)
+    let start = ContinuousClock.now
+    metrics.inFlight.increment()
+    defer {
+      metrics.inFlight.decrement()
+      metrics.duration.recordElapsed(since: start)
+    }
+    do {
+      try await next(context)
+      metrics.finished(.ok)
+    } catch let error as RPCError {
+      metrics.finished(error.code)
+      throw error
+    } catch {
+      metrics.finished(.unknown)
+      throw error
+    }
+  }
+}
+
+extension CoreMetrics.Timer {
+  /// Records the time since `start`.
+  func recordElapsed(since start: ContinuousClock.Instant) {
+    let elapsed = ContinuousClock.now - start
+    self.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+  }
+}
