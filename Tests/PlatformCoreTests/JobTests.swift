@@ -165,6 +165,24 @@ struct JobTests {
     }
   }
 
+  @Test("a handler that throws CancellationError by itself has failed an attempt: it is retried, not stuck")
+  func handlerCancellationError() async throws {
+    try await Self.withJobDatabase { _, client in
+      let queue = JobQueue(database: client, logger: Self.logger)
+      let attempts = Mutex(0)
+      let handler = JobHandler(type: "inner-timeout", retryBackoff: (.milliseconds(50), .milliseconds(100))) { _, _ in
+        if attempts.withLock({ $0 += 1; return $0 }) == 1 { throw CancellationError() }
+      }
+      let worker = JobWorker(database: client, handlers: [handler], configuration: Self.fastConfiguration(), logger: Self.logger)
+      try await Self.running(worker) {
+        let job = try await queue.enqueue("inner-timeout").job
+        let done = try await Self.waitFor(job.id, in: queue, state: .succeeded, within: .seconds(5))
+        #expect(done.attempts == 2)
+        #expect(worker.runningJobs.isEmpty)
+      }
+    }
+  }
+
   @Test("cancel: a queued job at once, a running job within a second")
   func cancel() async throws {
     try await Self.withJobDatabase { _, client in
@@ -282,7 +300,8 @@ struct JobTests {
       let queue = JobQueue(database: client, logger: Self.logger)
       let doomed = try Self.startProbe(configuration, worker: "doomed", arguments: ["--lease-ms", "1500"])
       defer { if doomed.isRunning { kill(doomed.processIdentifier, SIGKILL) } }
-      let job = try await queue.enqueue("record", payload: .object(["ms": .number(400)])).job
+      // Long enough that the doomed worker is still at it when it is killed, on a busy machine too.
+      let job = try await queue.enqueue("record", payload: .object(["ms": .number(2500)])).job
       // Wait until the doomed worker has started it, then kill it.
       try await eventuallyTrue {
         var workers: [String] = []
@@ -298,8 +317,9 @@ struct JobTests {
       let killedAt = ContinuousClock.now
       let survivor = try Self.startProbe(configuration, worker: "survivor", arguments: ["--lease-ms", "1500"])
       defer { if survivor.isRunning { kill(survivor.processIdentifier, SIGKILL) } }
-      let finished = try await Self.waitFor(job.id, in: queue, state: .succeeded, within: .seconds(15))
-      #expect(ContinuousClock.now - killedAt < .seconds(8))
+      let finished = try await Self.waitFor(job.id, in: queue, state: .succeeded, within: .seconds(20))
+      // The lease (1.5 s), the next sweep, and the 2.5 s run.
+      #expect(ContinuousClock.now - killedAt < .seconds(10))
       #expect(finished.attempts == 2)
       var runs: [(String, Bool)] = []
       for try await (worker, done) in try await client.query(

@@ -166,9 +166,12 @@ struct RedisClientTests {
     try await self.withClient(server, configure: { $0.reconnectBackoff = (.milliseconds(50), .milliseconds(300)) }) { redis in
       try await redis.set("a", to: "1")
       server.kill()
-      // The first command finds its connection closed or cannot reconnect.
+      // The first commands find their connections closed, then cannot reconnect.
       await #expect(throws: RedisError.self) { try await redis.get("a") }
-      await #expect(throws: RedisError.self) { try await redis.get("a") }
+      for _ in 0..<50 where redis.isReachable {
+        _ = try? await redis.get("a")
+        try await Task.sleep(for: .milliseconds(10))
+      }
       #expect(!redis.isReachable)
       let start = ContinuousClock.now
       for _ in 0..<1000 {

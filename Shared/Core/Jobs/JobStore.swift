@@ -169,16 +169,17 @@ public struct JobStore: Sendable {
       query = """
         WITH done AS (
           UPDATE jobs SET
-            state = CASE WHEN \(permanent) OR attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
-            scheduled_at = CASE WHEN \(permanent) OR attempts >= max_attempts THEN scheduled_at
+            state = CASE WHEN cancel_requested THEN 'cancelled' WHEN \(permanent) OR attempts >= max_attempts THEN 'failed'
+              ELSE 'queued' END,
+            scheduled_at = CASE WHEN cancel_requested OR \(permanent) OR attempts >= max_attempts THEN scheduled_at
               ELSE now() + \(Self.milliseconds(retryAfter)) * interval '1 millisecond' END,
-            finished_at = CASE WHEN \(permanent) OR attempts >= max_attempts THEN now() END,
+            finished_at = CASE WHEN cancel_requested OR \(permanent) OR attempts >= max_attempts THEN now() END,
             lease_holder = NULL, lease_expires_at = NULL, last_error = \(message), updated_at = now()
           WHERE id = \(id) AND state = 'running' AND lease_holder = \(worker)
           RETURNING id, state, attempts, trace_id
         ), recorded AS (
           INSERT INTO job_events (job_id, event, attempt, worker, detail, trace_id)
-          SELECT id, CASE WHEN state = 'failed' THEN 'failed' ELSE 'retried' END, attempts, \(worker), \(message), trace_id FROM done
+          SELECT id, CASE WHEN state = 'queued' THEN 'retried' ELSE state END, attempts, \(worker), \(message), trace_id FROM done
         )
         SELECT state FROM done
         """
@@ -198,12 +199,16 @@ public struct JobStore: Sendable {
     try await self.database.query(
       """
       WITH released AS (
-        UPDATE jobs SET state = 'queued', attempts = greatest(attempts - 1, 0), lease_holder = NULL, lease_expires_at = NULL,
-          scheduled_at = now(), updated_at = now()
+        UPDATE jobs SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
+          finished_at = CASE WHEN cancel_requested THEN now() END,
+          attempts = CASE WHEN cancel_requested THEN attempts ELSE greatest(attempts - 1, 0) END,
+          lease_holder = NULL, lease_expires_at = NULL, scheduled_at = now(), updated_at = now()
         WHERE id = ANY(\(ids)) AND state = 'running' AND lease_holder = \(worker)
-        RETURNING id, attempts, trace_id
+        RETURNING id, state, attempts, trace_id
       )
-      INSERT INTO job_events (job_id, event, attempt, worker, trace_id) SELECT id, 'released', attempts + 1, \(worker), trace_id FROM released
+      INSERT INTO job_events (job_id, event, attempt, worker, trace_id)
+      SELECT id, CASE WHEN state = 'cancelled' THEN 'cancelled' ELSE 'released' END,
+        CASE WHEN state = 'cancelled' THEN attempts ELSE attempts + 1 END, \(worker), trace_id FROM released
       """, logger: self.logger)
     try await self.notifyQueued()
   }
@@ -217,8 +222,8 @@ public struct JobStore: Sendable {
       """
       WITH expired AS (
         UPDATE jobs SET
-          state = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
-          finished_at = CASE WHEN attempts >= max_attempts THEN now() END,
+          state = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
+          finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN now() END,
           lease_holder = NULL, lease_expires_at = NULL, scheduled_at = now(), updated_at = now(),
           last_error = 'its worker stopped renewing the lease (crashed or cut off)'
         WHERE id IN (
@@ -227,7 +232,7 @@ public struct JobStore: Sendable {
         RETURNING id, state, attempts, trace_id
       )
       INSERT INTO job_events (job_id, event, attempt, detail, trace_id)
-      SELECT id, CASE WHEN state = 'failed' THEN 'failed' ELSE 'lease_expired' END, attempts, 'lease expired', trace_id FROM expired
+      SELECT id, CASE WHEN state = 'queued' THEN 'lease_expired' ELSE state END, attempts, 'lease expired', trace_id FROM expired
       RETURNING job_id
       """, logger: self.logger)
     {

@@ -256,7 +256,7 @@ public final class JobWorker: Service, Sendable {
         do {
           try await handler.run(job, logger)
           return .finished(.succeeded)
-        } catch is CancellationError {
+        } catch is CancellationError where Task.isCancelled {
           return nil  // stopped: the reason comes from the other task
         } catch let error as PermanentJobFailure {
           return .finished(.failed(error: error.description, retryAfter: .zero, permanent: true))
@@ -266,7 +266,11 @@ public final class JobWorker: Service, Sendable {
         }
       }
       group.addTask {
-        // Renews the lease; a cancellation or a lost lease ends the run.
+        // Renews the lease; a cancellation or a lost lease ends the run. A worker that cannot
+        // renew (the database is out of its reach) stops before its lease runs out, since another
+        // worker may claim the job then.
+        let clock = ContinuousClock()
+        var renewed = clock.now
         while !Task.isCancelled {
           try? await Task.sleep(for: self.configuration.renewInterval)
           if Task.isCancelled { return nil }
@@ -274,10 +278,13 @@ public final class JobWorker: Service, Sendable {
             switch try await self.store.renew(id: job.id, worker: worker, lease: self.configuration.lease) {
             case nil: return .stopped(.leaseLost)
             case true?: return .stopped(.cancelRequested)
-            case false?: continue
+            case false?: renewed = clock.now
             }
           } catch {
             logger.warning("Renewing a job's lease failed", metadata: ["error": "\(DatabaseErrors.describe(error))"])
+            if clock.now - renewed >= self.configuration.lease - self.configuration.renewInterval * 2 {
+              return .stopped(.leaseLost)
+            }
           }
         }
         return nil

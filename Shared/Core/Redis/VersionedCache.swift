@@ -165,14 +165,24 @@ public final class VersionedCache<Value: Sendable>: Sendable {
     await self.write(version: version, entry: ByteBuffer(string: "t\(version):"), for: id, ttl: self.timeToLive)
   }
 
+  /// A write that fails leaves the older copy in place until it expires, so a failure that is
+  /// not an outage (a timeout, a dropped connection) is retried twice; during an outage the
+  /// client fails at once, and nobody reads the copy either.
   private func write(version: Int64, entry: ByteBuffer, for id: String, ttl: Duration) async {
-    do {
-      let reply = try await self.redis.evaluate(
-        VersionedCacheWrite.script, keys: [self.key(id)],
-        arguments: [.integer(version), .bytes(entry), .integer(RedisClient.milliseconds(ttl))])
-      if reply == .integer(0) { self.count(.staleWrite) }
-    } catch {
-      self.count(.error)
+    for delay in [Duration.zero, .milliseconds(20), .milliseconds(100)] {
+      if delay > .zero { try? await Task.sleep(for: delay) }
+      do {
+        let reply = try await self.redis.evaluate(
+          VersionedCacheWrite.script, keys: [self.key(id)],
+          arguments: [.integer(version), .bytes(entry), .integer(RedisClient.milliseconds(ttl))])
+        if reply == .integer(0) { self.count(.staleWrite) }
+        return
+      } catch let error as RedisError where error.code == .unavailable || error.code == .closed {
+        self.count(.error)
+        return
+      } catch {
+        self.count(.error)
+      }
     }
   }
 

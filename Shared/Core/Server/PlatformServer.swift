@@ -154,12 +154,12 @@ public final class PlatformServer: Service, Sendable {
         await Self.followDatabaseHealth(
           healthDatabase, every: self.databaseCheckInterval, health: health, services: serviceNames, logger: logger)
       }
+      var worker: JobWorker?
       if !jobHandlers.isEmpty {
         var workerConfiguration = JobWorkerConfiguration()
         workerConfiguration.shutdownGracePeriod = configuration.shutdownGracePeriod
-        let worker = JobWorker(
+        worker = JobWorker(
           database: database, handlers: jobHandlers, configuration: workerConfiguration, logger: logger, metrics: metrics.factory)
-        group.addTask { try await worker.run() }
       }
       group.addTask {
         let port = try await server.listeningPort
@@ -167,8 +167,14 @@ public final class PlatformServer: Service, Sendable {
           "Serving", metadata: ["address": "\(configuration.host):\(port)", "services": "\(serviceNames.joined(separator: ","))"])
       }
       do {
+        // The RPC server and the job worker shut down side by side (each drains within the grace
+        // period); Redis and the database close only after both.
         try await withGracefulShutdownHandler {
-          try await server.run()
+          try await withThrowingTaskGroup(of: Void.self) { serving in
+            serving.addTask { try await server.run() }
+            if let worker { serving.addTask { try await worker.run() } }
+            try await serving.waitForAll()
+          }
         } onGracefulShutdown: {
           logger.info("Shutting down: draining in-flight calls")
           health.enterShutdown()
