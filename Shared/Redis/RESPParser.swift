@@ -8,7 +8,8 @@ struct RESPProtocolError: Error, Equatable, CustomStringConvertible {
 
 /// Reads RESP2 replies from a byte stream without recursion, within a byte budget and a
 /// nesting limit, so a broken or hostile server cannot make the client allocate without bound
-/// or run out of stack.
+/// or run out of stack. A reply that arrives in many reads is parsed once: what was read of it
+/// (the open arrays and the offset) is kept until the rest comes.
 struct RESPParser: Sendable {
   /// The largest reply, all of its bytes counted (a bulk string, or an array with everything in
   /// it).
@@ -19,29 +20,49 @@ struct RESPParser: Sendable {
   /// A status, error or integer line longer than this is refused before its end arrives.
   static let maxLineBytes = 64 * 1024
 
-  private struct OpenArray {
+  private struct OpenArray: Sendable {
     var remaining: Int
     var elements: [RESPValue]
   }
 
+  /// Where the reply read so far stopped: the arrays it opened and the offset of the next
+  /// element from the buffer's reader index.
+  private var partial: (open: [OpenArray], position: Int)?
+
+  init(maxReplyBytes: Int, maxDepth: Int) {
+    self.maxReplyBytes = maxReplyBytes
+    self.maxDepth = maxDepth
+  }
+
   /// Reads one whole reply from the front of `buffer` and consumes its bytes.
+  ///
+  /// Between calls `buffer` may only grow at its end (more bytes of the same stream); its
+  /// reader index stays at the start of the reply until the reply is complete.
   /// - Returns: the reply, or nil (consuming nothing) while `buffer` holds only part of one.
   /// - Throws: `RESPProtocolError` when the bytes are not RESP2 or exceed a limit.
-  func parse(_ buffer: inout ByteBuffer) throws -> RESPValue? {
+  mutating func parse(_ buffer: inout ByteBuffer) throws -> RESPValue? {
     let source = buffer
     let maxReplyBytes = self.maxReplyBytes
     let maxDepth = self.maxDepth
+    var saved = self.partial ?? ([], 0)
+    self.partial = nil
     let result: (RESPValue, Int)? = try buffer.withUnsafeReadableBytes { bytes in
       let count = bytes.count
-      var position = 0
-      var open: [OpenArray] = []
+      var position = saved.position
+      var open = saved.open
+      saved.open = []  // one owner, so appending does not copy
       while true {
-        guard position < count else { return nil }
+        let elementStart = position
+        guard position < count else {
+          saved = (open, elementStart)
+          return nil
+        }
         let type = bytes[position]
         guard let lineEnd = try Self.lineEnd(in: bytes, from: position + 1) else {
           if count - position > min(Self.maxLineBytes, maxReplyBytes) + 1 {
             throw RESPProtocolError(description: "a reply line has no end within \(min(Self.maxLineBytes, maxReplyBytes)) bytes")
           }
+          saved = (open, elementStart)
           return nil
         }
         let line = UnsafeRawBufferPointer(rebasing: bytes[(position + 1)..<lineEnd])
@@ -67,7 +88,10 @@ struct RESPParser: Sendable {
             throw RESPProtocolError(description: "a reply larger than the limit of \(maxReplyBytes) bytes")
           }
           let byteCount = Int(length)
-          guard count - position >= byteCount + 2 else { return nil }
+          guard count - position >= byteCount + 2 else {
+            saved = (open, elementStart)
+            return nil
+          }
           guard bytes[position + byteCount] == UInt8(ascii: "\r"), bytes[position + byteCount + 1] == UInt8(ascii: "\n") else {
             throw RESPProtocolError(description: "a bulk string not ended by CRLF")
           }
@@ -116,7 +140,10 @@ struct RESPParser: Sendable {
         }
       }
     }
-    guard let (value, length) = result else { return nil }
+    guard let (value, length) = result else {
+      self.partial = saved
+      return nil
+    }
     buffer.moveReaderIndex(forwardBy: length)
     return value
   }

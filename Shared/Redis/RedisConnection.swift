@@ -3,6 +3,7 @@ internal import NIOConcurrencyHelpers
 internal import NIOCore
 internal import NIOPosix
 internal import NIOSSL
+internal import Synchronization
 
 /// One connection to Redis. Commands from any thread are encoded into an outbox and written
 /// together once per event-loop turn (automatic pipelining); replies are matched to commands in
@@ -13,6 +14,7 @@ final class RedisConnection: Sendable {
   let channel: any Channel
   private let handler: NIOLoopBound<RedisChannelHandler>
   private let outbox: NIOLockedValueBox<Outbox>
+  private let health: ConnectionHealth
 
   private struct Outbox {
     var bytes: ByteBuffer?
@@ -21,13 +23,16 @@ final class RedisConnection: Sendable {
     var closed = false
   }
 
-  private init(channel: any Channel, handler: NIOLoopBound<RedisChannelHandler>) {
+  private init(channel: any Channel, handler: NIOLoopBound<RedisChannelHandler>, health: ConnectionHealth) {
     self.channel = channel
     self.handler = handler
+    self.health = health
     self.outbox = NIOLockedValueBox(Outbox())
   }
 
-  var isActive: Bool { self.channel.isActive }
+  /// Whether commands can still go out on it: open, and not failed (a TLS channel stays active
+  /// for a while after a failure, until its close_notify exchange gives up).
+  var isActive: Bool { self.channel.isActive && !self.health.broken.load(ordering: .relaxed) }
 
   /// Queues `command`; the future completes with its reply (an error reply too).
   func send(_ command: RedisCommand) -> EventLoopFuture<RESPValue> {
@@ -113,6 +118,7 @@ final class RedisConnection: Sendable {
     let timeout = TimeAmount(configuration.commandTimeout)
     let connectTimeout = TimeAmount(configuration.connectTimeout)
     let host = configuration.host
+    let health = ConnectionHealth()
     let channel: any Channel
     do {
       channel = try await ClientBootstrap(group: group)
@@ -126,7 +132,7 @@ final class RedisConnection: Sendable {
                 NIOSSLClientHandler(context: sslContext, serverHostname: isIP ? nil : host))
             }
             try channel.pipeline.syncOperations.addHandler(
-              RedisChannelHandler(parser: parser, commandTimeout: timeout, onPush: onPush))
+              RedisChannelHandler(parser: parser, commandTimeout: timeout, health: health, onPush: onPush))
           }
         }
         .connect(host: host, port: configuration.port)
@@ -143,7 +149,7 @@ final class RedisConnection: Sendable {
       channel.close(promise: nil)
       throw RedisError(.unavailable, "\(configuration.description) closed the connection as it opened")
     }
-    let connection = RedisConnection(channel: channel, handler: handler)
+    let connection = RedisConnection(channel: channel, handler: handler, health: health)
     channel.closeFuture.whenComplete { _ in connection.markClosed() }
 
     var handshake: [RedisCommand] = []
@@ -185,8 +191,9 @@ final class RedisChannelHandler: ChannelInboundHandler, RemovableChannelHandler 
     var writtenAt: NIODeadline
   }
 
-  private let parser: RESPParser
+  private var parser: RESPParser
   private let commandTimeout: TimeAmount
+  private let health: ConnectionHealth
   private let onPush: (@Sendable (RESPValue) -> Bool)?
   private var received: ByteBuffer?
   /// The replies so far of the oldest pending waiter, when it waits for several.
@@ -195,9 +202,10 @@ final class RedisChannelHandler: ChannelInboundHandler, RemovableChannelHandler 
   private var timeoutCheck: RepeatedTask?
   private var failure: RedisError?
 
-  init(parser: RESPParser, commandTimeout: TimeAmount, onPush: (@Sendable (RESPValue) -> Bool)?) {
+  init(parser: RESPParser, commandTimeout: TimeAmount, health: ConnectionHealth, onPush: (@Sendable (RESPValue) -> Bool)?) {
     self.parser = parser
     self.commandTimeout = commandTimeout
+    self.health = health
     self.onPush = onPush
   }
 
@@ -300,6 +308,7 @@ final class RedisChannelHandler: ChannelInboundHandler, RemovableChannelHandler 
 
   /// Commands pending now, and any written after this, fail.
   private func closed() {
+    self.health.broken.store(true, ordering: .relaxed)
     if self.failure == nil { self.failure = RedisError(.connectionClosed, "The Redis connection closed") }
     self.received = nil
     self.failAll(self.failure!)
@@ -310,6 +319,7 @@ final class RedisChannelHandler: ChannelInboundHandler, RemovableChannelHandler 
   }
 
   private func fail(_ error: RedisError, context: ChannelHandlerContext) {
+    self.health.broken.store(true, ordering: .relaxed)
     if self.failure == nil { self.failure = error }
     self.received = nil
     self.failAll(error)
@@ -333,4 +343,9 @@ enum ReplyWaiter: Sendable {
     case .many(_, let promise): promise.fail(error)
     }
   }
+}
+
+/// Set by a connection's handler when it fails or closes: read by the pool from any thread.
+final class ConnectionHealth: Sendable {
+  let broken = Atomic(false)
 }

@@ -7,10 +7,11 @@ import Testing
 struct RESPParserTests {
   let parser = RESPParser(maxReplyBytes: 1024, maxDepth: 4)
 
-  func parseAll(_ text: String, parser: RESPParser? = nil) throws -> [RESPValue] {
+  func parseAll(_ text: String) throws -> [RESPValue] {
+    var parser = self.parser
     var buffer = ByteBuffer(string: text)
     var values: [RESPValue] = []
-    while let value = try (parser ?? self.parser).parse(&buffer) { values.append(value) }
+    while let value = try parser.parse(&buffer) { values.append(value) }
     #expect(buffer.readableBytes == 0, "bytes left over")
     return values
   }
@@ -31,14 +32,36 @@ struct RESPParserTests {
   func fragmented() throws {
     let text = "*3\r\n$3\r\nfoo\r\n*2\r\n:7\r\n+A\r\n$-1\r\n"
     let whole = try self.parseAll(text)
+    var parser = self.parser
     var buffer = ByteBuffer()
     var values: [RESPValue] = []
     for byte in text.utf8 {
       buffer.writeInteger(byte)
-      while let value = try self.parser.parse(&buffer) { values.append(value) }
+      while let value = try parser.parse(&buffer) { values.append(value) }
     }
     #expect(values == whole)
     #expect(values.count == 1)
+  }
+
+  @Test("a large reply arriving in small reads is parsed once, not again from its start on every read")
+  func incremental() throws {
+    var parser = RESPParser(maxReplyBytes: 1 << 24, maxDepth: 4)
+    let elements = 100_000
+    let text = "*\(elements)\r\n" + String(repeating: "$1\r\nx\r\n", count: elements) + "+after\r\n"
+    let bytes = Array(text.utf8)
+    var buffer = ByteBuffer()
+    var values: [RESPValue] = []
+    let clock = ContinuousClock()
+    let start = clock.now
+    for chunk in stride(from: 0, to: bytes.count, by: 100) {
+      buffer.writeBytes(bytes[chunk..<min(chunk + 100, bytes.count)])
+      while let value = try parser.parse(&buffer) { values.append(value) }
+    }
+    // Re-parsing from the start on each of the 7,000 reads would take minutes.
+    #expect(clock.now - start < .seconds(20))
+    #expect(values.count == 2)
+    #expect(values.first?.elements?.count == elements)
+    #expect(values.last == .simpleString("after"))
   }
 
   @Test(
@@ -51,38 +74,43 @@ struct RESPParserTests {
       "%1\r\n", ">2\r\n", "_\r\n",  // RESP3 types: we speak RESP2
     ])
   func malformed(_ text: String) {
+    var parser = self.parser
     var buffer = ByteBuffer(string: text)
-    #expect(throws: RESPProtocolError.self) { _ = try self.parser.parse(&buffer) }
+    #expect(throws: RESPProtocolError.self) { _ = try parser.parse(&buffer) }
   }
 
   @Test("a bulk string or array over the byte limit is refused from its header, before its bytes arrive")
   func byteLimit() throws {
+    var parser = self.parser
     var fits = ByteBuffer(string: "$1000\r\n" + String(repeating: "a", count: 1000) + "\r\n")
-    #expect(try self.parser.parse(&fits)?.bytes?.readableBytes == 1000)
+    #expect(try parser.parse(&fits)?.bytes?.readableBytes == 1000)
     for header in ["$1025\r\n", "$999999999999\r\n", "*342\r\n", "*2147483647\r\n"] {
+      var parser = self.parser
       var buffer = ByteBuffer(string: header)
-      #expect(throws: RESPProtocolError.self, "\(header)") { _ = try self.parser.parse(&buffer) }
+      #expect(throws: RESPProtocolError.self, "\(header)") { _ = try parser.parse(&buffer) }
     }
     // Many small elements that add up to more than the limit.
     var many = ByteBuffer(string: "*300\r\n" + String(repeating: ":1\r\n", count: 300))
-    #expect(throws: RESPProtocolError.self) { _ = try self.parser.parse(&many) }
+    #expect(throws: RESPProtocolError.self) { _ = try parser.parse(&many) }
   }
 
   @Test("a line with no end is refused once it is longer than any valid line")
   func endlessLine() throws {
+    var parser = self.parser
     var buffer = ByteBuffer(string: "+" + String(repeating: "a", count: 1000))
-    #expect(try self.parser.parse(&buffer) == nil)  // may still end
+    #expect(try parser.parse(&buffer) == nil)  // may still end
     buffer.writeString(String(repeating: "a", count: 100))
-    #expect(throws: RESPProtocolError.self) { _ = try self.parser.parse(&buffer) }
+    #expect(throws: RESPProtocolError.self) { _ = try parser.parse(&buffer) }
   }
 
   @Test("nesting at the limit reads, one more level or 100,000 levels are refused without recursion")
   func depth() throws {
     let atLimit = String(repeating: "*1\r\n", count: 4) + ":1\r\n"
     #expect(try self.parseAll(atLimit).count == 1)
+    var parser = self.parser
     var over = ByteBuffer(string: String(repeating: "*1\r\n", count: 5) + ":1\r\n")
-    #expect(throws: RESPProtocolError.self) { _ = try self.parser.parse(&over) }
-    let deep = RESPParser(maxReplyBytes: 1 << 30, maxDepth: 4)
+    #expect(throws: RESPProtocolError.self) { _ = try parser.parse(&over) }
+    var deep = RESPParser(maxReplyBytes: 1 << 30, maxDepth: 4)
     var hostile = ByteBuffer(string: String(repeating: "*1\r\n", count: 100_000) + ":1\r\n")
     #expect(throws: RESPProtocolError.self) { _ = try deep.parse(&hostile) }
   }

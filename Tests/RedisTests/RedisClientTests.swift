@@ -291,6 +291,41 @@ struct RedisClientTests {
     }
   }
 
+  @Test("a subscriber that falls behind by more than 32 MiB is resubscribed (and told so) instead of buffering without bound")
+  func subscriberBacklog() async throws {
+    // Redis's own limit on a subscriber's output buffer is lifted: only the client's applies.
+    let server = try RedisTestServer(configuration: ["client-output-buffer-limit pubsub 0 0 0"])
+    try await self.withClient(server) { redis in
+      let (events, continuation) = AsyncStream.makeStream(of: String.self)
+      let gate = AsyncStream.makeStream(of: Void.self)
+      let stalled = Atomic(false)
+      let subscriber = Task {
+        try await redis.subscribe(to: ["firehose"]) { event in
+          switch event {
+          case .subscribed:
+            continuation.yield("subscribed")
+          case .message:
+            if !stalled.exchange(true, ordering: .relaxed) {
+              for await _ in gate.stream { break }  // stalls until the flood is over
+            }
+          }
+        }
+      }
+      defer { subscriber.cancel() }
+      var iterator = events.makeAsyncIterator()
+      #expect(await iterator.next() == "subscribed")
+      let megabyte = ByteBuffer(repeating: 0x61, count: 1 << 20)
+      for _ in 0..<48 { try await redis.publish(.bytes(megabyte), to: "firehose") }
+      gate.continuation.yield()
+      let deadline = Task {
+        try await Task.sleep(for: .seconds(10))
+        continuation.yield("no resubscription within 10 s")
+      }
+      defer { deadline.cancel() }
+      #expect(await iterator.next() == "subscribed", "the subscription was not made again")
+    }
+  }
+
   @Test("rediss:// with the server's CA; without it the certificate is refused")
   func tls() async throws {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("redis-tls-\(UUID().uuidString)")
