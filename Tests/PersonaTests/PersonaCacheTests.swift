@@ -16,7 +16,7 @@ import Testing
 @Suite("Persona cache and rate limits")
 struct PersonaCacheTests {
   static func withRedis<T>(_ body: (RedisTestServer, RedisClient) async throws -> T) async throws -> T {
-    let server = try RedisTestServer()
+    let server = try await RedisTestServer()
     let redis = try RedisClient(configuration: RedisConfiguration(url: server.url), logger: TestPostgres.logger)
     do {
       let result = try await body(server, redis)
@@ -104,7 +104,7 @@ struct PersonaCacheTests {
             while progress.completed.load(ordering: .relaxed) < 500 { try await Task.sleep(for: .milliseconds(2)) }
             server.kill()
             while progress.completed.load(ordering: .relaxed) < 1500 { try await Task.sleep(for: .milliseconds(2)) }
-            try server.start()
+            try await server.start()
           }
           try await group.waitForAll()
         }
@@ -190,7 +190,7 @@ func eventually(within limit: Duration = .seconds(5), _ condition: () async -> B
 struct AdminPortTests {
   @Test("/metrics counts calls by method and status, cache lookups and Redis commands; /healthz and /readyz answer")
   func metrics() async throws {
-    let server = try RedisTestServer()
+    let server = try await RedisTestServer()
     try await PlatformTestService.run(PersonaService(), configure: { $0.redis = try! RedisConfiguration(url: server.url) }) { service in
       let client = PersonaClient(channel: service.client)
       let options = try await service.options(for: UUID())

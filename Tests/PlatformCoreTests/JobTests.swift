@@ -39,11 +39,7 @@ struct JobLifecycleTests {
 /// crashes.
 @Suite("Durable jobs")
 struct JobTests {
-  static let logger: Logger = {
-    var logger = Logger(label: "jobs")
-    logger.logLevel = .critical
-    return logger
-  }()
+  static let logger = TestPostgres.quietLogger
 
   /// A fresh database with the core migrations and the probe's `job_runs` table.
   static func withJobDatabase<T: Sendable>(_ body: (DatabaseConfiguration, PostgresClient) async throws -> T) async throws -> T {
@@ -278,7 +274,7 @@ struct JobTests {
   }
 
   /// Starts a worker process and waits until it is ready.
-  static func startProbe(_ configuration: DatabaseConfiguration, worker: String, arguments: [String]) throws -> Process {
+  static func startProbe(_ configuration: DatabaseConfiguration, worker: String, arguments: [String]) async throws -> Process {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: Self.probePath)
     process.arguments = ["--database-url", Self.url(configuration), "--worker", worker] + arguments
@@ -286,7 +282,12 @@ struct JobTests {
     process.standardOutput = output
     process.standardError = FileHandle.nullDevice
     try process.run()
-    let line = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+    // Read on a thread of its own: a blocking read must not hold one of the cooperative pool's
+    // threads, which the other tests run on.
+    let handle = output.fileHandleForReading
+    let line = await withCheckedContinuation { continuation in
+      Thread { continuation.resume(returning: String(decoding: handle.availableData, as: UTF8.self)) }.start()
+    }
     guard line.hasPrefix("ready") else {
       process.terminate()
       throw JobTestFailure("job-probe did not start: \(line)")
@@ -298,7 +299,7 @@ struct JobTests {
   func crashedWorker() async throws {
     try await Self.withJobDatabase { configuration, client in
       let queue = JobQueue(database: client, logger: Self.logger)
-      let doomed = try Self.startProbe(configuration, worker: "doomed", arguments: ["--lease-ms", "1500"])
+      let doomed = try await Self.startProbe(configuration, worker: "doomed", arguments: ["--lease-ms", "1500"])
       defer { if doomed.isRunning { kill(doomed.processIdentifier, SIGKILL) } }
       // Long enough that the doomed worker is still at it when it is killed, on a busy machine too.
       let job = try await queue.enqueue("record", payload: .object(["ms": .number(2500)])).job
@@ -315,7 +316,7 @@ struct JobTests {
       kill(doomed.processIdentifier, SIGKILL)
       doomed.waitUntilExit()
       let killedAt = ContinuousClock.now
-      let survivor = try Self.startProbe(configuration, worker: "survivor", arguments: ["--lease-ms", "1500"])
+      let survivor = try await Self.startProbe(configuration, worker: "survivor", arguments: ["--lease-ms", "1500"])
       defer { if survivor.isRunning { kill(survivor.processIdentifier, SIGKILL) } }
       let finished = try await Self.waitFor(job.id, in: queue, state: .succeeded, within: .seconds(20))
       // The lease (1.5 s), the next sweep, and the 2.5 s run.
@@ -338,8 +339,10 @@ struct JobTests {
   @Test("two worker processes over 1,000 jobs: every job succeeds, none ever runs twice at the same time")
   func twoReplicas() async throws {
     try await Self.withJobDatabase { configuration, client in
-      let probes = try ["replica-a", "replica-b"].map {
-        try Self.startProbe(configuration, worker: $0, arguments: ["--lease-ms", "5000", "--concurrency", "8"])
+      var probes: [Process] = []
+      for worker in ["replica-a", "replica-b"] {
+        probes.append(
+          try await Self.startProbe(configuration, worker: worker, arguments: ["--lease-ms", "5000", "--concurrency", "8"]))
       }
       defer { for probe in probes where probe.isRunning { kill(probe.processIdentifier, SIGKILL) } }
       try await client.query(

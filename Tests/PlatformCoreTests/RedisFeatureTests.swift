@@ -10,11 +10,7 @@ import Testing
 /// processes, one per test.
 @Suite("Core Redis features")
 struct RedisFeatureTests {
-  static let logger: Logger = {
-    var logger = Logger(label: "redis-features")
-    logger.logLevel = .critical
-    return logger
-  }()
+  static let logger = TestPostgres.quietLogger
 
   static func client(_ server: RedisTestServer) throws -> RedisClient {
     var configuration = try RedisConfiguration(url: server.url)
@@ -30,7 +26,7 @@ struct RedisFeatureTests {
 
   @Test("cache: version-guarded writes, tombstones, cache-aside, value cap, counters")
   func cache() async throws {
-    let server = try RedisTestServer()
+    let server = try await RedisTestServer()
     let redis = try Self.client(server)
     let cache = Self.textCache(redis)
     guard case .miss = await cache.lookup("a") else { throw Failure("expected a miss") }
@@ -69,7 +65,7 @@ struct RedisFeatureTests {
 
   @Test("cache: Redis down is a miss and the loader answers; caching resumes when it is back")
   func cacheOutage() async throws {
-    let server = try RedisTestServer()
+    let server = try await RedisTestServer()
     let redis = try Self.client(server)
     let cache = Self.textCache(redis)
     await cache.store("cached", version: 1, for: "k")
@@ -78,7 +74,7 @@ struct RedisFeatureTests {
       #expect(try await cache.value(for: "k") { ("from the database", 1) } == "from the database")
     }
     #expect(cache.statistics.errors >= 50)
-    try server.start()
+    try await server.start()
     try await eventually { (try? await redis.ping()) != nil }
     #expect(try await cache.value(for: "k") { ("reloaded", 2) } == "reloaded")
     guard case .hit("reloaded") = await cache.lookup("k") else { throw Failure("caching did not resume") }
@@ -87,7 +83,7 @@ struct RedisFeatureTests {
 
   @Test("rate limit: two replicas sharing Redis cut a burst at exactly the limit")
   func rateLimitAcrossReplicas() async throws {
-    let server = try RedisTestServer()
+    let server = try await RedisTestServer()
     let replicas = [try Self.client(server), try Self.client(server)]
     let limiters = replicas.map { RateLimiter(redis: $0, logger: Self.logger) }
     let key = "user-\(UUID().uuidString):read"
@@ -115,7 +111,7 @@ struct RedisFeatureTests {
 
   @Test("rate limit: the window slides; calls fit again once the oldest leave it")
   func rateLimitWindow() async throws {
-    let server = try RedisTestServer()
+    let server = try await RedisTestServer()
     let redis = try Self.client(server)
     let limiter = RateLimiter(redis: redis, logger: Self.logger)
     try await redis.ping()  // connected before the window starts
@@ -130,7 +126,7 @@ struct RedisFeatureTests {
 
   @Test("rate limit: Redis down follows the configured policy", arguments: [RateLimitOutagePolicy.allow, .deny])
   func rateLimitOutage(_ policy: RateLimitOutagePolicy) async throws {
-    let server = try RedisTestServer()
+    let server = try await RedisTestServer()
     let redis = try Self.client(server)
     let limiter = RateLimiter(redis: redis, outagePolicy: policy, logger: Self.logger)
     server.kill()
@@ -145,7 +141,7 @@ struct RedisFeatureTests {
 
   @Test("locks: one owner at a time; only the owner releases or extends; an expired lease is lost")
   func locks() async throws {
-    let server = try RedisTestServer()
+    let server = try await RedisTestServer()
     let redis = try Self.client(server)
     let locks = DistributedLocks(redis: redis)
     let first = try #require(try await locks.acquire("job:1", ttl: .seconds(3)))
@@ -167,7 +163,7 @@ struct RedisFeatureTests {
 
   @Test("sessions: create, touch slides the expiry, revoke")
   func sessions() async throws {
-    let server = try RedisTestServer()
+    let server = try await RedisTestServer()
     let redis = try Self.client(server)
     let sessions = SessionStore(redis: redis, idleTimeout: .seconds(900))
     let user = UUID()

@@ -12,6 +12,13 @@ public enum TestPostgres {
     Environment.process.string("TEST_DATABASE_URL", default: "postgres://platform:platform@127.0.0.1:5432/postgres")
   }
 
+  /// Logs critical messages only: for tests that cause outages on purpose.
+  public static let quietLogger: Logger = {
+    var logger = Logger(label: "test")
+    logger.logLevel = .critical
+    return logger
+  }()
+
   /// Logs warnings and errors only.
   public static let logger: Logger = {
     var logger = Logger(label: "test")

@@ -22,7 +22,7 @@ public final class RedisTestServer: @unchecked Sendable {
   /// - Parameters:
   ///   - configuration: extra `redis.conf` lines (`requirepass …`, `user …`); written to a file.
   ///   - tls: certificate, key and CA files; the server then also listens with TLS on `tlsPort`.
-  public init(configuration: [String] = [], tls: (certificate: String, key: String, ca: String)? = nil) throws {
+  public init(configuration: [String] = [], tls: (certificate: String, key: String, ca: String)? = nil) async throws {
     self.port = try Self.freePort()
     self.tlsPort = try tls.map { _ in try Self.freePort() }
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("redis-test-\(UUID().uuidString)")
@@ -41,15 +41,16 @@ public final class RedisTestServer: @unchecked Sendable {
     let file = directory.appendingPathComponent("redis.conf")
     try (lines.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
     self.arguments = [file.path]
-    try self.start()
+    try await self.start()
   }
 
   deinit {
     self.kill()
   }
 
-  /// Starts the server (again) and waits until it accepts connections.
-  public func start() throws {
+  /// Starts the server (again) and waits until it accepts connections (sleeping, not blocking a
+  /// thread of the cooperative pool the other tests run on).
+  public func start() async throws {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: Self.executable)
     process.arguments = self.arguments
@@ -57,9 +58,9 @@ public final class RedisTestServer: @unchecked Sendable {
     process.standardError = FileHandle.nullDevice
     try process.run()
     self.lock.withLock { self.process = process }
-    for _ in 0..<200 {
+    for _ in 0..<250 {
       if Self.accepts(port: self.port) { return }
-      usleep(20_000)
+      try await Task.sleep(for: .milliseconds(20))
     }
     throw RedisTestServerError(message: "redis-server did not open port \(self.port)")
   }
@@ -75,9 +76,9 @@ public final class RedisTestServer: @unchecked Sendable {
   }
 
   /// Kills the server and starts it again on the same port.
-  public func restart() throws {
+  public func restart() async throws {
     self.kill()
-    try self.start()
+    try await self.start()
   }
 
   private static var executable: String {

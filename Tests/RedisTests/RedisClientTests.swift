@@ -12,11 +12,7 @@ import Testing
 /// can kill and restart its server.
 @Suite("Redis client against redis-server")
 struct RedisClientTests {
-  static let logger: Logger = {
-    var logger = Logger(label: "redis-test")
-    logger.logLevel = .critical
-    return logger
-  }()
+  static let logger = TestPostgres.quietLogger
 
   func withClient<T>(
     _ server: RedisTestServer, configure: (inout RedisConfiguration) -> Void = { _ in },
@@ -37,7 +33,7 @@ struct RedisClientTests {
 
   @Test("typed commands round-trip binary-safe values; server errors are thrown with their prefix")
   func commands() async throws {
-    let server = try RedisTestServer()
+    let server = try await RedisTestServer()
     try await self.withClient(server) { redis in
       try await redis.ping()
       let binary = ByteBuffer(bytes: [0, 13, 10, 255, 36, 42])
@@ -64,7 +60,7 @@ struct RedisClientTests {
 
   @Test("10,000 concurrent commands on one connection each get their own reply")
   func pipelining() async throws {
-    let server = try RedisTestServer()
+    let server = try await RedisTestServer()
     try await self.withClient(server, configure: { $0.poolSize = 1 }) { redis in
       try await withThrowingTaskGroup(of: Void.self) { group in
         for index in 0..<10_000 {
@@ -92,7 +88,7 @@ struct RedisClientTests {
 
   @Test("a server killed and restarted mid-pipeline: commands fail or succeed, never get another command's reply")
   func killMidPipeline() async throws {
-    let server = try RedisTestServer()
+    let server = try await RedisTestServer()
     try await self.withClient(server, configure: { $0.reconnectBackoff = (.milliseconds(20), .milliseconds(200)) }) { redis in
       let counters = Counters()
       try await withThrowingTaskGroup(of: Void.self) { group in
@@ -125,7 +121,7 @@ struct RedisClientTests {
         let before = counters.succeeded.load(ordering: .relaxed)
         server.kill()
         try await Task.sleep(for: .milliseconds(200))
-        try server.restart()
+        try await server.restart()
         // The client reconnects by itself once its backoff allows.
         let deadline = ContinuousClock.now + .seconds(5)
         let afterRestart = counters.succeeded.load(ordering: .relaxed)
@@ -144,7 +140,7 @@ struct RedisClientTests {
 
   @Test("a command without a reply in time fails with timeout; the next command works")
   func timeout() async throws {
-    let server = try RedisTestServer()
+    let server = try await RedisTestServer()
     try await self.withClient(server, configure: { $0.commandTimeout = .milliseconds(200); $0.poolSize = 1 }) { redis in
       try await redis.ping()
       let start = ContinuousClock.now
@@ -162,7 +158,7 @@ struct RedisClientTests {
 
   @Test("while Redis is down commands fail fast with unavailable; when it is back they work again")
   func outage() async throws {
-    let server = try RedisTestServer()
+    let server = try await RedisTestServer()
     try await self.withClient(server, configure: { $0.reconnectBackoff = (.milliseconds(50), .milliseconds(300)) }) { redis in
       try await redis.set("a", to: "1")
       server.kill()
@@ -182,7 +178,7 @@ struct RedisClientTests {
         }
       }
       #expect(ContinuousClock.now - start < .milliseconds(500), "commands waited during the outage")
-      try server.start()
+      try await server.start()
       let deadline = ContinuousClock.now + .seconds(3)
       var back = false
       while !back && ContinuousClock.now < deadline {
@@ -196,7 +192,7 @@ struct RedisClientTests {
 
   @Test("ACL user, password and database number from the URL; a wrong password is refused without echoing it")
   func authentication() async throws {
-    let server = try RedisTestServer(configuration: [
+    let server = try await RedisTestServer(configuration: [
       "user default off", "user app on >app-secret ~* &* +@all",
     ])
     var configuration = try RedisConfiguration(url: "redis://app:app-secret@127.0.0.1:\(server.port)/3")
@@ -227,7 +223,7 @@ struct RedisClientTests {
 
   @Test("EVALSHA loads the script when the server does not know it (NOSCRIPT)")
   func scripts() async throws {
-    let server = try RedisTestServer()
+    let server = try await RedisTestServer()
     try await self.withClient(server) { redis in
       let script = RedisScript("return redis.call('INCRBY', KEYS[1], ARGV[1])")
       #expect(script.sha1.count == 40)
@@ -246,7 +242,7 @@ struct RedisClientTests {
 
   @Test("a reply over the size cap closes its connection with a protocol error; the client goes on")
   func replyCap() async throws {
-    let server = try RedisTestServer()
+    let server = try await RedisTestServer()
     try await self.withClient(server, configure: { $0.maxReplyBytes = 4096; $0.poolSize = 1 }) { redis in
       try await redis.set("big", to: .string(String(repeating: "b", count: 5000)))
       try await redis.set("small", to: .string(String(repeating: "s", count: 4000)))
@@ -262,7 +258,7 @@ struct RedisClientTests {
 
   @Test("pub/sub: messages arrive; after a restart the subscription is made again and says so")
   func publishSubscribe() async throws {
-    let server = try RedisTestServer()
+    let server = try await RedisTestServer()
     try await self.withClient(server, configure: { $0.reconnectBackoff = (.milliseconds(20), .milliseconds(200)) }) { redis in
       let (events, continuation) = AsyncStream.makeStream(of: RedisSubscriberEvent.self)
       let subscriber = Task {
@@ -276,7 +272,7 @@ struct RedisClientTests {
       try await redis.publish(.bytes(ByteBuffer(bytes: [0, 1, 2])), to: "sport")
       #expect(await iterator.next() == .message(channel: "sport", payload: ByteBuffer(bytes: [0, 1, 2])))
 
-      try server.restart()
+      try await server.restart()
       #expect(await iterator.next() == .subscribed)
       let deadline = ContinuousClock.now + .seconds(3)
       var delivered = 0
@@ -294,7 +290,7 @@ struct RedisClientTests {
   @Test("a subscriber that falls behind by more than 32 MiB is resubscribed (and told so) instead of buffering without bound")
   func subscriberBacklog() async throws {
     // Redis's own limit on a subscriber's output buffer is lifted: only the client's applies.
-    let server = try RedisTestServer(configuration: ["client-output-buffer-limit pubsub 0 0 0"])
+    let server = try await RedisTestServer(configuration: ["client-output-buffer-limit pubsub 0 0 0"])
     try await self.withClient(server) { redis in
       let (events, continuation) = AsyncStream.makeStream(of: String.self)
       let gate = AsyncStream.makeStream(of: Void.self)
@@ -343,7 +339,7 @@ struct RedisClientTests {
     try openssl.run()
     openssl.waitUntilExit()
     try #require(openssl.terminationStatus == 0)
-    let server = try RedisTestServer(tls: (certificate, key, certificate))
+    let server = try await RedisTestServer(tls: (certificate, key, certificate))
     let tlsPort = try #require(server.tlsPort)
 
     var configuration = try RedisConfiguration(url: "rediss://localhost:\(tlsPort)")

@@ -142,25 +142,16 @@ public struct JobStore: Sendable {
   public func finish(id: UUID, worker: String, outcome: Outcome) async throws -> JobState? {
     let query: PostgresQuery
     switch outcome {
-    case .succeeded:
+    case .succeeded, .cancelled:
+      // A final state whose event has the same name.
+      let final = outcome == .succeeded ? JobState.succeeded.rawValue : JobState.cancelled.rawValue
       query = """
         WITH done AS (
-          UPDATE jobs SET state = 'succeeded', lease_holder = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
+          UPDATE jobs SET state = \(final), lease_holder = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
           WHERE id = \(id) AND state = 'running' AND lease_holder = \(worker)
           RETURNING id, state, attempts, trace_id
         ), recorded AS (
-          INSERT INTO job_events (job_id, event, attempt, worker, trace_id) SELECT id, 'succeeded', attempts, \(worker), trace_id FROM done
-        )
-        SELECT state FROM done
-        """
-    case .cancelled:
-      query = """
-        WITH done AS (
-          UPDATE jobs SET state = 'cancelled', lease_holder = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
-          WHERE id = \(id) AND state = 'running' AND lease_holder = \(worker)
-          RETURNING id, state, attempts, trace_id
-        ), recorded AS (
-          INSERT INTO job_events (job_id, event, attempt, worker, trace_id) SELECT id, 'cancelled', attempts, \(worker), trace_id FROM done
+          INSERT INTO job_events (job_id, event, attempt, worker, trace_id) SELECT id, state, attempts, \(worker), trace_id FROM done
         )
         SELECT state FROM done
         """
