@@ -11,6 +11,9 @@ step() { printf '\n=== %s\n' "$*"; }
 
 step "local PostgreSQL and Redis"
 scripts/local-services.sh up
+# The suites find them here (PGPORT / REDIS_PORT move them).
+export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://platform:${PGPASSWORD:-platform}@127.0.0.1:${PGPORT:-5432}/postgres}"
+export TEST_REDIS_URL="${TEST_REDIS_URL:-redis://127.0.0.1:${REDIS_PORT:-6379}}"
 
 step "build"
 swift build --build-tests
