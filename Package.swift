@@ -328,6 +328,7 @@ let package = Package(
       dependencies: [
         "GRPCRuntime",
         "GRPCRuntimeServices",
+        "InteropSupport",
         "PlatformCore",
         "PlatformRedis",
         "PlatformProtos",

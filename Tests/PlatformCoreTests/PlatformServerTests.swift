@@ -1,6 +1,8 @@
 import Foundation
 import GRPCRuntime
 import GRPCRuntimeServices
+import InteropSupport
+import ServiceLifecycle
 import PlatformCore
 import PlatformProtos
 import PlatformTesting
@@ -141,5 +143,60 @@ struct PlatformServerTests {
       definition: PlaceholderServiceDefinition(name: .agent), configuration: configuration, logger: TestPostgres.logger)
     await #expect(throws: DatabaseUnavailable.self) { try await server.run() }
     await #expect(throws: DatabaseUnavailable.self) { try await server.listeningPort }
+  }
+}
+
+@Suite("Platform server shutdown")
+struct PlatformServerShutdownTests {
+  /// Echo whose `echo` runs a query of `sleepSeconds` first: a call that needs the database.
+  struct QueryingEcho: Platform_Echo_V1_EchoServiceHandler {
+    let database: PostgresClient
+    func echo(_ request: Platform_Echo_V1_EchoRequest, context: ServerContext) async throws -> Platform_Echo_V1_EchoResponse {
+      try await self.database.query("SELECT pg_sleep(0.8)", logger: TestPostgres.logger)
+      return .with { $0.text = request.text }
+    }
+    func expand(
+      _ request: Platform_Echo_V1_EchoRequest, responses: ResponseStreamWriter<Platform_Echo_V1_EchoResponse>, context: ServerContext
+    ) async throws { throw RPCError(.unimplemented) }
+    func collect(_ requests: RequestStream<Platform_Echo_V1_EchoRequest>, context: ServerContext) async throws
+      -> Platform_Echo_V1_EchoResponse { throw RPCError(.unimplemented) }
+    func update(
+      _ requests: RequestStream<Platform_Echo_V1_EchoRequest>, responses: ResponseStreamWriter<Platform_Echo_V1_EchoResponse>,
+      context: ServerContext
+    ) async throws { throw RPCError(.unimplemented) }
+  }
+
+  struct QueryingService: PlatformServiceDefinition {
+    var name: PlatformServiceName { .knowledge }
+    func migrations() throws -> [Migration] { [] }
+    var accessPolicy: AccessPolicy {
+      AccessPolicy(openServices: AccessPolicy.defaultOpenServices.union(["platform.echo.v1.EchoService"]))
+    }
+    func makeServices(_ resources: ServiceResources) async throws -> [any RPCService] {
+      [QueryingEcho(database: resources.database)]
+    }
+  }
+
+  @Test("SIGTERM: a call in flight that still needs the database finishes (the pool outlives the drain)")
+  func drainKeepsTheDatabase() async throws {
+    try await TestPostgres.withTemporaryDatabase { database in
+      var configuration = ServiceConfiguration.defaults(for: .knowledge)
+      configuration.port = 0
+      configuration.database = database
+      configuration.shutdownGracePeriod = .seconds(5)
+      let server = PlatformServer(definition: QueryingService(), configuration: configuration, logger: TestPostgres.logger)
+      let group = ServiceGroup(configuration: .init(services: [.init(service: server)], logger: TestPostgres.logger))
+      try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        let client = try RPCClient(configuration: .defaults(targets: ["127.0.0.1:\(try await server.listeningPort)"]))
+        let echo = Platform_Echo_V1_EchoServiceClient(channel: client)
+        async let reply = echo.echo(.with { $0.text = "still here" }, options: CallOptions(timeout: .seconds(10)))
+        try await Task.sleep(for: .milliseconds(300))  // the call is in its query
+        await group.triggerGracefulShutdown()
+        #expect(try await reply.text == "still here")
+        await client.close()
+        try await tasks.waitForAll()
+      }
+    }
   }
 }

@@ -99,9 +99,17 @@ public final class PlatformServer: Service, Sendable {
     let metrics = self.metrics
     let redis = try RedisClient(
       configuration: configuration.redis, group: RuntimeEventLoops.shared, logger: logger, metrics: metrics.factory)
+    // postgres-nio's `run()` ends at a graceful shutdown, but calls still draining after SIGTERM
+    // (and the job worker's grace period) need the database until the server and the worker
+    // are done: the pools run outside the graceful-shutdown scope and close after them.
+    let pools = Task.detached {
+      await withDiscardingTaskGroup { pools in
+        pools.addTask { await database.run() }
+        pools.addTask { await healthDatabase.run() }
+      }
+    }
+    defer { pools.cancel() }
     try await withThrowingTaskGroup(of: Void.self) { group in
-      group.addTask { await database.run() }
-      group.addTask { await healthDatabase.run() }
       defer { group.cancelAll() }
 
       try await database.waitUntilReachable(configuration.database, timeout: configuration.database.connectTimeout, logger: logger)
@@ -184,6 +192,8 @@ public final class PlatformServer: Service, Sendable {
         throw error
       }
       await redis.close()
+      pools.cancel()
+      await pools.value
       logger.info("Stopped")
     }
   }
