@@ -40,10 +40,6 @@ public struct JobStore: Sendable {
     return jobs
   }
 
-  private static func milliseconds(_ duration: Duration) -> Int64 {
-    duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
-  }
-
   /// Adds a job (and wakes the workers when the transaction commits); with a dedup key already
   /// used, returns the job that key made instead.
   /// - Returns: the job, and whether this call added it.
@@ -97,7 +93,7 @@ public struct JobStore: Sendable {
           FOR UPDATE SKIP LOCKED
         ), claimed AS (
           UPDATE jobs SET state = 'running', attempts = jobs.attempts + 1, lease_holder = \(worker),
-            lease_expires_at = now() + \(Self.milliseconds(lease)) * interval '1 millisecond', updated_at = now()
+            lease_expires_at = now() + \(lease.wholeMilliseconds) * interval '1 millisecond', updated_at = now()
           FROM picked WHERE jobs.id = picked.id
           RETURNING jobs.*
         ), recorded AS (
@@ -116,7 +112,7 @@ public struct JobStore: Sendable {
     var cancelRequested: Bool?
     for try await (flag,) in try await self.database.query(
       """
-      UPDATE jobs SET lease_expires_at = now() + \(Self.milliseconds(lease)) * interval '1 millisecond', updated_at = now()
+      UPDATE jobs SET lease_expires_at = now() + \(lease.wholeMilliseconds) * interval '1 millisecond', updated_at = now()
       WHERE id = \(id) AND state = 'running' AND lease_holder = \(worker)
       RETURNING cancel_requested
       """, logger: self.logger
@@ -163,7 +159,7 @@ public struct JobStore: Sendable {
             state = CASE WHEN cancel_requested THEN 'cancelled' WHEN \(permanent) OR attempts >= max_attempts THEN 'failed'
               ELSE 'queued' END,
             scheduled_at = CASE WHEN cancel_requested OR \(permanent) OR attempts >= max_attempts THEN scheduled_at
-              ELSE now() + \(Self.milliseconds(retryAfter)) * interval '1 millisecond' END,
+              ELSE now() + \(retryAfter.wholeMilliseconds) * interval '1 millisecond' END,
             finished_at = CASE WHEN cancel_requested OR \(permanent) OR attempts >= max_attempts THEN now() END,
             lease_holder = NULL, lease_expires_at = NULL, last_error = \(message), updated_at = now()
           WHERE id = \(id) AND state = 'running' AND lease_holder = \(worker)

@@ -79,7 +79,6 @@ public struct MetricsInterceptor: ServerInterceptor {
 extension CoreMetrics.Timer {
   /// Records the time since `start`.
   func recordElapsed(since start: ContinuousClock.Instant) {
-    let elapsed = ContinuousClock.now - start
-    self.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+    self.recordNanoseconds((ContinuousClock.now - start).wholeNanoseconds)
   }
 }

@@ -47,9 +47,8 @@ public struct RateLimitInterceptor: ServerInterceptor {
     case .allowed:
       try await next(context)
     case .limited(let retryAfter):
-      let milliseconds = retryAfter.components.seconds * 1000 + retryAfter.components.attoseconds / 1_000_000_000_000_000
       var trailers = Metadata()
-      trailers.addString(String(max(milliseconds, 1)), forKey: "grpc-retry-pushback-ms")
+      trailers.addString(String(max(retryAfter.wholeMilliseconds, 1)), forKey: "grpc-retry-pushback-ms")
       throw RPCError(
         .resourceExhausted,
         "Rate limit: at most \(limit) \(rpcClass) calls per \(self.limits.window) for each caller",

@@ -77,11 +77,10 @@ public final class RateLimiter: Sendable {
   /// Counts one call against `key`'s window of `limit` calls per `window`.
   public func acquire(_ key: String, limit: Int, per window: Duration) async -> Decision {
     let member = "\(self.instance)-\(self.sequence.wrappingAdd(1, ordering: .relaxed).newValue)"
-    let windowMicroseconds = window.components.seconds * 1_000_000 + window.components.attoseconds / 1_000_000_000_000
     do {
       let reply = try await self.redis.evaluate(
         Self.slidingWindow, keys: ["ratelimit:\(key)"],
-        arguments: [.integer(max(windowMicroseconds, 1)), .integer(Int64(limit)), .string(member)])
+        arguments: [.integer(max(window.wholeMicroseconds, 1)), .integer(Int64(limit)), .string(member)])
       guard let elements = reply.elements, elements.count == 2, let verdict = elements[0].integer,
         let amount = elements[1].integer
       else { throw RedisError(.unexpectedReply, "the rate limit script answered \(reply)") }
