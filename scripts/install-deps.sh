@@ -9,6 +9,7 @@ packages=(
   protobuf-compiler libprotobuf-dev              # protoc, google/protobuf/*.proto
   python3-grpcio python3-protobuf                # the Python interop peer
   python3-h2                                     # the hostile-input suite (Tests/Hostile)
+  python3-venv                                   # the tracing test's Python environment (below)
   libprotobuf-c-dev protobuf-c-compiler          # the C interop peer
   golang-go golang-google-grpc-dev golang-goprotobuf-dev golang-google-genproto-dev  # grpc-go peer
 )
@@ -22,5 +23,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The OTLP receiver of the tracing test decodes spans with `opentelemetry-proto` from PyPI (not in
+# Debian), in a virtual environment of its own under .local/ (Debian's python3 stays as it is).
+venv="$(cd "$(dirname "$0")/.." && pwd)/.local/venv"
+if ! "$venv/bin/python" -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2' 2>/dev/null; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'opentelemetry-proto>=1.20'
 fi
 echo "install-deps: all packages present"

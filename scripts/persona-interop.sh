@@ -11,6 +11,9 @@
 #     codes (INVALID_ARGUMENT, UNAUTHENTICATED, NOT_FOUND);
 #   - persona-c-client (Tests/Interop/c/persona_c_client.c: libnghttp2 + protoc-c code): renders
 #     and lists one of those personas and checks the decoded replies;
+#   - the tracing check: the server exports spans to a real OTLP/HTTP receiver
+#     (Tests/Tracing/otlp_receiver.py, opentelemetry-proto); calls made with a `traceparent` must
+#     arrive as the server's span, child of the caller's, with their SQL and Redis spans under it;
 #   - Tests/Interop/persona/persona_hostile.py: requests nested or sized to take the server down
 #     or to grow a listing past 4 MiB, each refused while the server keeps answering;
 #   - SIGSEGV, then (after a restart) SIGABRT: each must end the server within 5 s.
@@ -27,6 +30,7 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${PERSONA_INTEROP_BUILD_DIR:-$REPO/.build-interop/persona}
 LOGS=$BUILD/logs
 PY=/usr/bin/python3                     # Debian's python3 with python3-grpcio, not pyenv's
+OTLP_PY=${OTLP_PYTHON:-$REPO/.local/venv/bin/python}   # with opentelemetry-proto (scripts/install-deps.sh)
 CLIENT_PY=$REPO/Tests/Interop/persona/persona_client.py
 STEP_TIMEOUT=${STEP_TIMEOUT:-120}       # seconds for each client run
 START_TIMEOUT=${START_TIMEOUT:-90}      # seconds for the server to answer SERVING (migrations)
@@ -59,6 +63,8 @@ if ! "$PY" "$CLIENT_PY" --help >"$LOGS/python-load.log" 2>&1; then
   cat "$LOGS/python-load.log" >&2
   die "the Python persona client does not load (python3-grpcio, python3-protobuf, protoc?)"
 fi
+"$OTLP_PY" -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2' 2>/dev/null ||
+  die "no opentelemetry-proto at $OTLP_PY (run scripts/install-deps.sh)"
 
 # --- database, server, cleanup -----------------------------------------------------------------------
 psql_admin -c 'SELECT 1' >"$LOGS/psql.log" 2>&1 ||
@@ -68,7 +74,7 @@ DB=persona_interop_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
 JWT_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')   # 64 hex characters
 export JWT_SECRET
 PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-SERVER_PID="" DB_CREATED=0 TMP=$(mktemp -d)
+SERVER_PID="" DB_CREATED=0 TMP=$(mktemp -d) RECEIVER_PID=""
 
 cleanup() {
   local _
@@ -78,6 +84,7 @@ cleanup() {
     kill -0 "$SERVER_PID" 2>/dev/null && { echo "(the server ignored SIGTERM for 10 s; killing it)" >&2; kill -KILL "$SERVER_PID" 2>/dev/null; }
     wait "$SERVER_PID" 2>/dev/null
   fi
+  [ -n "$RECEIVER_PID" ] && kill "$RECEIVER_PID" 2>/dev/null
   if [ "$DB_CREATED" = 1 ]; then
     if [ "${PERSONA_INTEROP_KEEP_DB:-0}" = 1 ]; then
       echo "(kept database $DB)" >&2
@@ -100,12 +107,21 @@ pass() { PASSED=$((PASSED + 1)); echo "PASS $*"; }
 fail() { FAILED=$((FAILED + 1)); echo "FAIL $*"; }
 summary() { echo "persona interop: $PASSED passed, $FAILED failed"; }
 
+# The OTLP/HTTP receiver the server exports its spans to.
+SPANS=$LOGS/spans.jsonl
+"$OTLP_PY" "$REPO/Tests/Tracing/otlp_receiver.py" --out "$SPANS" --port-file "$TMP/otlp-port" 2>"$LOGS/otlp-receiver.log" &
+RECEIVER_PID=$!
+for _ in $(seq 100); do [ -s "$TMP/otlp-port" ] && break; sleep 0.1; done
+[ -s "$TMP/otlp-port" ] || { cat "$LOGS/otlp-receiver.log" >&2; die "the OTLP receiver did not start"; }
+OTLP_ENDPOINT=http://127.0.0.1:$(cat "$TMP/otlp-port")
+
 # start_server: starts persona on $PORT against $DB (its log appended to server.log) and waits
 # for SERVING; exits the script when it does not come up.
 start_server() {
   HOST=127.0.0.1 PORT=$PORT \
   DATABASE_URL="postgres://$PGUSER:$PGPASSWORD@$PGHOST:$PGPORT/$DB" \
   JWT_SECRET=$JWT_SECRET JWT_ISSUER=platform JWT_AUDIENCE=platform LOG_LEVEL=${LOG_LEVEL:-info} \
+  OTEL_EXPORTER_OTLP_ENDPOINT=$OTLP_ENDPOINT OTEL_BSP_SCHEDULE_DELAY=200 \
     "$PERSONA_BIN" >>"$LOGS/server.log" 2>&1 &
   SERVER_PID=$!
   if "$PY" "$CLIENT_PY" health --port "$PORT" --timeout "$START_TIMEOUT" --pid "$SERVER_PID" \
@@ -175,6 +191,12 @@ if [ -s "$HANDOFF" ]; then
     --host 127.0.0.1 --port "$PORT" --persona-id "$PERSONA_ID" --persona-name "$PERSONA_NAME"
 else
   fail "c: not run (the Python step created no persona to hand over)"
+fi
+
+run_client trace "$LOGS/trace.log" "$PY" "$CLIENT_PY" trace --port "$PORT" --spans "$SPANS"
+if [ -s "$LOGS/otlp-receiver.log" ]; then
+  fail "trace: the OTLP receiver refused requests"
+  sed 's/^/        | /' "$LOGS/otlp-receiver.log"
 fi
 
 run_client hostile "$LOGS/hostile.log" "$PY" "$REPO/Tests/Interop/persona/persona_hostile.py" --port "$PORT"

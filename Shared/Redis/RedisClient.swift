@@ -4,6 +4,7 @@ public import NIOCore
 public import NIOPosix
 internal import NIOSSL
 internal import Synchronization
+public import Tracing
 
 /// A pooled, pipelining Redis client.
 ///
@@ -21,6 +22,8 @@ public final class RedisClient: Sendable {
   let logger: Logger
   private let state: Mutex<State>
   let metrics: RedisMetrics
+  /// Records each command as a client span (its name, never its arguments); nil: no spans.
+  let tracer: (any Tracer)?
 
   private enum Slot {
     case idle
@@ -45,14 +48,17 @@ public final class RedisClient: Sendable {
   ///   - logger: outages and recoveries are logged here.
   ///   - metrics: where commands, errors and outages are counted (default the process's
   ///     `MetricsSystem`).
+  ///   - tracer: records every command as a span under the current one (default none).
   /// - Throws: when the TLS configuration is invalid.
   public init(
     configuration: RedisConfiguration,
     group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
     logger: Logger,
-    metrics: any MetricsFactory = MetricsSystem.factory
+    metrics: any MetricsFactory = MetricsSystem.factory,
+    tracer: (any Tracer)? = nil
   ) throws {
     self.configuration = configuration
+    self.tracer = tracer
     self.metrics = RedisMetrics(factory: metrics)
     self.group = group
     self.logger = logger
@@ -66,13 +72,16 @@ public final class RedisClient: Sendable {
   ///   failed with the command on it (it may or may not have run).
   public func send(_ command: RedisCommand) async throws -> RESPValue {
     self.metrics.sent(command.name)
+    let span = self.startSpan(command.name)
     do {
       let connection = try await self.connection()
       let reply = try await connection.send(command).get()
       if case .error(let message) = reply { throw RedisError(.server, message) }
+      span?.end()
       return reply
     } catch {
       self.metrics.failed(error)
+      span?.finish(failedWith: error)
       throw error
     }
   }
@@ -89,13 +98,29 @@ public final class RedisClient: Sendable {
       self.metrics.sent(name, count: end - start)
       start = end
     }
+    let span = self.startSpan("PIPELINE")
+    span?.attributes["db.operation.batch.size"] = Int64(commands.count)
     do {
       let connection = try await self.connection()
-      return try await connection.send(commands).get()
+      let replies = try await connection.send(commands).get()
+      span?.end()
+      return replies
     } catch {
       self.metrics.failed(error)
+      span?.finish(failedWith: error)
       throw error
     }
+  }
+
+  private func startSpan(_ operation: String) -> (any Span)? {
+    guard let tracer = self.tracer else { return nil }
+    let span = tracer.startSpan(operation, context: InstrumentationContext.current ?? .topLevel, ofKind: .client)
+    span.updateAttributes { attributes in
+      attributes["db.system.name"] = "redis"
+      attributes["db.operation.name"] = operation
+      attributes["db.namespace"] = "\(self.configuration.database)"
+    }
+    return span
   }
 
   /// Closes every connection; commands in flight fail with `.connectionClosed`, later ones with
@@ -228,5 +253,14 @@ public final class RedisClient: Sendable {
     var wait = initial
     for _ in 1..<max(failures, 1) where wait < maximum { wait *= 2 }
     return min(wait, maximum) * Double.random(in: 0.8...1.2)
+  }
+}
+
+extension Span {
+  fileprivate func finish(failedWith error: any Error) {
+    let code = (error as? RedisError).map { "\($0.code)" } ?? "other"
+    self.attributes["error.type"] = code
+    self.setStatus(SpanStatus(code: .error, message: code))
+    self.end()
   }
 }

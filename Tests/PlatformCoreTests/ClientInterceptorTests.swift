@@ -36,26 +36,28 @@ private func withScriptedServer<Result: Sendable>(
 struct ClientInterceptorTests {
   @Test("A call made while handling a call continues its trace and carries its caller's token")
   func traceAndCredentialsTravel() async throws {
-    let seen = Mutex<(traceparent: String?, authorization: String?)>((nil, nil))
+    let seen = Mutex<(traceparent: String?, authorization: String?, tracestate: String?)>((nil, nil, nil))
     try await withScriptedServer({ request, context in
       seen.withLock {
         $0 = (
           context.requestMetadata.firstString(forKey: "traceparent"),
-          context.requestMetadata.firstString(forKey: "authorization")
+          context.requestMetadata.firstString(forKey: "authorization"),
+          context.requestMetadata.firstString(forKey: "tracestate")
         )
       }
       return .with { $0.id = request.id }
     }) { downstreamPort in
       let downstream = try RPCClient(
         configuration: .defaults(targets: ["127.0.0.1:\(downstreamPort)"]) {
-          $0.interceptors += [TracingClientInterceptor(), CredentialForwardingInterceptor()]
+          $0.interceptors += [CredentialForwardingInterceptor()]
         })
       try await withScriptedServer(interceptors: [TracingServerInterceptor()], { request, _ in
-        try await Platform_Persona_V1_PersonaServiceClient(channel: downstream).getPersona(request)
+        try await Platform_Persona_V1_PersonaServiceClient(channel: TracedChannel(downstream, tracing: .idsOnly)).getPersona(request)
       }) { upstreamPort in
         let client = try RPCClient(configuration: .defaults(targets: ["127.0.0.1:\(upstreamPort)"]))
         var metadata = Metadata()
         metadata.addString("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", forKey: "traceparent")
+        metadata.addString("vendor=opaque-value,other=1", forKey: "tracestate")
         metadata.addString("Bearer the-callers-token", forKey: "authorization")
         let reply = try await Platform_Persona_V1_PersonaServiceClient(channel: client).getPersona(
           .with { $0.id = "relayed" }, options: CallOptions(timeout: .seconds(5), metadata: metadata))
@@ -64,10 +66,11 @@ struct ClientInterceptorTests {
       }
       await downstream.close()
     }
-    let (traceparent, authorization) = seen.withLock { $0 }
+    let (traceparent, authorization, tracestate) = seen.withLock { $0 }
     let trace = try #require(traceparent.flatMap(TraceContext.init(traceparent:)))
     #expect(trace.traceID == "4bf92f3577b34da6a3ce929d0e0e4736")
     #expect(trace.spanID != "00f067aa0ba902b7")  // a new span of the same trace
     #expect(authorization == "Bearer the-callers-token")
+    #expect(tracestate == "vendor=opaque-value,other=1")  // passed on unchanged
   }
 }

@@ -106,7 +106,7 @@ struct JobTests {
   @Test("enqueue: a dedup key returns the first job; bad input is refused")
   func enqueue() async throws {
     try await Self.withJobDatabase { _, client in
-      let queue = JobQueue(database: client, logger: Self.logger)
+      let queue = JobQueue(database: Database(client: client), logger: Self.logger)
       let first = try await queue.enqueue("ingest", payload: .object(["doc": .string("a")]), options: JobOptions(dedupKey: "doc-a"))
       let second = try await queue.enqueue("ingest", payload: .object(["doc": .string("b")]), options: JobOptions(dedupKey: "doc-a"))
       #expect(first.added && !second.added)
@@ -128,7 +128,7 @@ struct JobTests {
   @Test("a failing job is retried with backoff until it succeeds; a permanent failure or the last attempt fails it")
   func retries() async throws {
     try await Self.withJobDatabase { _, client in
-      let queue = JobQueue(database: client, logger: Self.logger)
+      let queue = JobQueue(database: Database(client: client), logger: Self.logger)
       let calls = Mutex<[UUID: [ContinuousClock.Instant]]>([:])
       let flaky = JobHandler(type: "flaky", retryBackoff: (.milliseconds(300), .seconds(1))) { job, _ in
         let count = calls.withLock { calls in
@@ -138,7 +138,7 @@ struct JobTests {
         if job.payload.contains("permanent") { throw PermanentJobFailure("bad input") }
         if job.payload.contains("always") || count < 3 { throw JobTestFailure("attempt \(count) failed") }
       }
-      let worker = JobWorker(database: client, handlers: [flaky], configuration: Self.fastConfiguration(), logger: Self.logger)
+      let worker = JobWorker(database: Database(client: client), handlers: [flaky], configuration: Self.fastConfiguration(), logger: Self.logger)
       try await Self.running(worker) {
         let eventual = try await queue.enqueue("flaky", payload: .object(["kind": .string("eventual")]))
         let permanent = try await queue.enqueue("flaky", payload: .object(["kind": .string("permanent")]))
@@ -164,12 +164,12 @@ struct JobTests {
   @Test("a handler that throws CancellationError by itself has failed an attempt: it is retried, not stuck")
   func handlerCancellationError() async throws {
     try await Self.withJobDatabase { _, client in
-      let queue = JobQueue(database: client, logger: Self.logger)
+      let queue = JobQueue(database: Database(client: client), logger: Self.logger)
       let attempts = Mutex(0)
       let handler = JobHandler(type: "inner-timeout", retryBackoff: (.milliseconds(50), .milliseconds(100))) { _, _ in
         if attempts.withLock({ $0 += 1; return $0 }) == 1 { throw CancellationError() }
       }
-      let worker = JobWorker(database: client, handlers: [handler], configuration: Self.fastConfiguration(), logger: Self.logger)
+      let worker = JobWorker(database: Database(client: client), handlers: [handler], configuration: Self.fastConfiguration(), logger: Self.logger)
       try await Self.running(worker) {
         let job = try await queue.enqueue("inner-timeout").job
         let done = try await Self.waitFor(job.id, in: queue, state: .succeeded, within: .seconds(5))
@@ -182,13 +182,13 @@ struct JobTests {
   @Test("cancel: a queued job at once, a running job within a second")
   func cancel() async throws {
     try await Self.withJobDatabase { _, client in
-      let queue = JobQueue(database: client, logger: Self.logger)
+      let queue = JobQueue(database: Database(client: client), logger: Self.logger)
       let started = AsyncStream.makeStream(of: UUID.self)
       let slow = JobHandler(type: "slow", concurrency: 1) { job, _ in
         started.continuation.yield(job.id)
         try await Task.sleep(for: .seconds(30))
       }
-      let worker = JobWorker(database: client, handlers: [slow], configuration: Self.fastConfiguration(), logger: Self.logger)
+      let worker = JobWorker(database: Database(client: client), handlers: [slow], configuration: Self.fastConfiguration(), logger: Self.logger)
       try await Self.running(worker) {
         let running = try await queue.enqueue("slow")
         let waiting = try await queue.enqueue("slow")  // concurrency 1: stays queued
@@ -208,14 +208,14 @@ struct JobTests {
   @Test("no more jobs of a type run at once than its concurrency")
   func concurrencyLimit() async throws {
     try await Self.withJobDatabase { _, client in
-      let queue = JobQueue(database: client, logger: Self.logger)
+      let queue = JobQueue(database: Database(client: client), logger: Self.logger)
       let gauge = Mutex((now: 0, peak: 0))
       let handler = JobHandler(type: "limited", concurrency: 2) { _, _ in
         gauge.withLock { $0.now += 1; $0.peak = max($0.peak, $0.now) }
         try await Task.sleep(for: .milliseconds(300))
         gauge.withLock { $0.now -= 1 }
       }
-      let worker = JobWorker(database: client, handlers: [handler], configuration: Self.fastConfiguration(), logger: Self.logger)
+      let worker = JobWorker(database: Database(client: client), handlers: [handler], configuration: Self.fastConfiguration(), logger: Self.logger)
       try await Self.running(worker) {
         var ids: [UUID] = []
         for _ in 0..<6 { ids.append(try await queue.enqueue("limited").job.id) }
@@ -229,7 +229,7 @@ struct JobTests {
   @Test("graceful shutdown: no new claims, short jobs finish, long ones go back to the queue uncounted")
   func gracefulShutdown() async throws {
     try await Self.withJobDatabase { _, client in
-      let queue = JobQueue(database: client, logger: Self.logger)
+      let queue = JobQueue(database: Database(client: client), logger: Self.logger)
       let started = AsyncStream.makeStream(of: UUID.self)
       let handler = JobHandler(type: "timed", concurrency: 2) { job, _ in
         started.continuation.yield(job.id)
@@ -237,7 +237,7 @@ struct JobTests {
       }
       var configuration = Self.fastConfiguration()
       configuration.shutdownGracePeriod = .milliseconds(1500)
-      let worker = JobWorker(database: client, handlers: [handler], configuration: configuration, logger: Self.logger)
+      let worker = JobWorker(database: Database(client: client), handlers: [handler], configuration: configuration, logger: Self.logger)
       let short = try await queue.enqueue("timed", payload: .object(["kind": .string("short")]))
       let long = try await queue.enqueue("timed", payload: .object(["kind": .string("long")]))
       let stoppedAt = try await Self.running(worker) {
@@ -299,7 +299,7 @@ struct JobTests {
   @Test("kill -9 of a worker mid-job: another worker finishes the job once the lease has expired")
   func crashedWorker() async throws {
     try await Self.withJobDatabase { configuration, client in
-      let queue = JobQueue(database: client, logger: Self.logger)
+      let queue = JobQueue(database: Database(client: client), logger: Self.logger)
       let doomed = try await Self.startProbe(configuration, worker: "doomed", arguments: ["--lease-ms", "1500"])
       defer { if doomed.isRunning { kill(doomed.processIdentifier, SIGKILL) } }
       // Long enough that the doomed worker is still at it when it is killed, on a busy machine too.

@@ -173,7 +173,7 @@ struct PlatformServerShutdownTests {
       AccessPolicy(openServices: AccessPolicy.defaultOpenServices.union(["platform.echo.v1.EchoService"]))
     }
     func makeServices(_ resources: ServiceResources) async throws -> [any RPCService] {
-      [QueryingEcho(database: resources.database)]
+      [QueryingEcho(database: resources.database.client)]
     }
   }
 

@@ -37,6 +37,8 @@ public struct ServiceConfiguration: Sendable {
   /// How deep request documents (JSON, schemas, templates) may nest (`MAX_NESTING_DEPTH`,
   /// default 16, at most 32); see `NestingLimit`.
   public var maxNestingDepth: Int
+  /// Where spans are exported (`OTEL_EXPORTER_OTLP_ENDPOINT`; unset: trace ids only).
+  public var tracing: TracingConfiguration
   /// Where the other services are (`AGENT_ADDR`, `PERSONA_ADDR`, …; default 127.0.0.1:<port>).
   public var peers: [PlatformServiceName: String]
   /// The untouched environment, for service-specific settings.
@@ -115,6 +117,7 @@ public struct ServiceConfiguration: Sendable {
       shutdownGracePeriod: try environment.seconds("SHUTDOWN_GRACE_SECONDS", default: .seconds(10)),
       maxNestingDepth: try environment.int(
         "MAX_NESTING_DEPTH", default: NestingLimit.defaultDepth, range: 1...NestingLimit.maximumDepth),
+      tracing: try TracingConfiguration(environment: environment),
       peers: peers,
       environment: environment
     )

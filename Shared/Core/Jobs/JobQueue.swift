@@ -10,7 +10,7 @@ public struct JobQueue: Sendable {
 
   private let store: JobStore
 
-  public init(database: PostgresClient, logger: Logger) {
+  public init(database: Database, logger: Logger) {
     self.store = JobStore(database: database, logger: logger)
   }
 

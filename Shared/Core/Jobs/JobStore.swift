@@ -10,10 +10,10 @@ public struct JobStore: Sendable {
   /// when a running job is to stop.
   public static let channel = "platform_jobs"
 
-  private let database: PostgresClient
+  private let database: Database
   private let logger: Logger
 
-  public init(database: PostgresClient, logger: Logger) {
+  public init(database: Database, logger: Logger) {
     self.database = database
     self.logger = logger
   }
@@ -34,10 +34,8 @@ public struct JobStore: Sendable {
       lastError: row.12, traceID: row.13, createdAt: row.14, updatedAt: row.15)
   }
 
-  private static func jobs(_ rows: PostgresRowSequence) async throws -> [Job] {
-    var jobs: [Job] = []
-    for try await row in rows.decode(Row.self) { jobs.append(try Self.job(row)) }
-    return jobs
+  private static func jobs(_ rows: [PostgresRow]) throws -> [Job] {
+    try rows.map { try Self.job($0.decode(Row.self)) }
   }
 
   /// Adds a job (and wakes the workers when the transaction commits); with a dedup key already
@@ -110,14 +108,14 @@ public struct JobStore: Sendable {
   ///   worker's (it expired and the job went back to the queue).
   public func renew(id: UUID, worker: String, lease: Duration) async throws -> Bool? {
     var cancelRequested: Bool?
-    for try await (flag,) in try await self.database.query(
+    for row in try await self.database.query(
       """
       UPDATE jobs SET lease_expires_at = now() + \(lease.wholeMilliseconds) * interval '1 millisecond', updated_at = now()
       WHERE id = \(id) AND state = 'running' AND lease_holder = \(worker)
       RETURNING cancel_requested
       """, logger: self.logger
-    ).decode((Bool,).self) {
-      cancelRequested = flag
+    ) {
+      (cancelRequested,) = try row.decode((Bool,).self)
     }
     return cancelRequested
   }
@@ -172,8 +170,8 @@ public struct JobStore: Sendable {
         """
     }
     var state: JobState?
-    for try await (text,) in try await self.database.query(query, logger: self.logger).decode((String,).self) {
-      state = JobState(rawValue: text)
+    for row in try await self.database.query(query, logger: self.logger) {
+      state = JobState(rawValue: try row.decode(String.self))
     }
     if state == .queued { try await self.notifyQueued() }
     return state
@@ -204,8 +202,7 @@ public struct JobStore: Sendable {
   /// fails them when that was their last attempt.
   /// - Returns: how many were put back or failed.
   public func recoverExpiredLeases() async throws -> Int {
-    var recovered = 0
-    for try await _ in try await self.database.query(
+    let recovered = try await self.database.query(
       """
       WITH expired AS (
         UPDATE jobs SET
@@ -221,10 +218,8 @@ public struct JobStore: Sendable {
       INSERT INTO job_events (job_id, event, attempt, detail, trace_id)
       SELECT id, CASE WHEN state = 'queued' THEN 'lease_expired' ELSE state END, attempts, 'lease expired', trace_id FROM expired
       RETURNING job_id
-      """, logger: self.logger)
-    {
-      recovered += 1
-    }
+      """, logger: self.logger
+    ).count
     if recovered > 0 { try await self.notifyQueued() }
     return recovered
   }
@@ -265,7 +260,7 @@ public struct JobStore: Sendable {
   }
 
   /// A transaction whose own errors (`JobError`) come out as they are, not wrapped.
-  private func transaction<Result: Sendable>(_ body: (PostgresConnection) async throws -> sending Result) async throws -> Result {
+  private func transaction<Result: Sendable>(_ body: (DatabaseConnection) async throws -> sending Result) async throws -> Result {
     do {
       return try await self.database.withTransaction(logger: self.logger, body)
     } catch let error as PostgresTransactionError {

@@ -72,7 +72,7 @@ public struct JobWorkerConfiguration: Sendable {
 /// graceful shutdown it stops claiming, lets running jobs finish within the grace period and
 /// releases the rest to the queue.
 public final class JobWorker: Service, Sendable {
-  private let database: PostgresClient
+  private let database: Database
   private let store: JobStore
   private let handlers: [String: JobHandler]
   private let configuration: JobWorkerConfiguration
@@ -104,7 +104,7 @@ public final class JobWorker: Service, Sendable {
   ///   `job_claim_latency_seconds{type}` (due to claimed), `job_duration_seconds{type}` and
   ///   `jobs_running{type}` (default the process's `MetricsSystem`).
   public init(
-    database: PostgresClient, handlers: [JobHandler], configuration: JobWorkerConfiguration = JobWorkerConfiguration(),
+    database: Database, handlers: [JobHandler], configuration: JobWorkerConfiguration = JobWorkerConfiguration(),
     logger: Logger, metrics: any MetricsFactory = MetricsSystem.factory
   ) {
     self.metrics = JobMetrics(types: handlers.map(\.type), factory: metrics)
@@ -142,7 +142,7 @@ public final class JobWorker: Service, Sendable {
   private func listen() async throws {
     while !Task.isCancelled {
       do {
-        try await self.database.withConnection { connection in
+        try await self.database.client.withConnection { connection in
           try await connection.listen(on: JobStore.channel) { notifications in
             self.wake.yield()  // anything queued while not listening
             for try await notification in notifications {

@@ -24,7 +24,7 @@ public struct ErrorMappingInterceptor: ServerInterceptor {
     } catch where DatabaseErrors.isCancellation(error) {
       throw RPCError(.cancelled, "The call was cancelled")
     } catch {
-      let traceID = context.trace?.traceID ?? "-"
+      let traceID = TraceContext.current?.traceID ?? "-"
       if DatabaseErrors.isUnavailable(error) {
         self.logger.error(
           "Database unavailable",

@@ -90,7 +90,15 @@ public final class PlatformServer: Service, Sendable {
     if configuration.auth.usesDevelopmentSecret {
       logger.warning("JWT_SECRET is not set: using the development secret. Never do this in production.")
     }
-    let database = PostgresClient(configuration: configuration.database, logger: logger)
+    // Spans go to the OTLP collector when one is configured; the exporter runs outside the
+    // graceful-shutdown scope too, and flushes after the last call has ended.
+    let otlp = try PlatformTracing.otlpBackend(configuration.tracing, serviceName: configuration.service.rawValue, logger: logger)
+    let tracing = otlp?.tracing ?? .idsOnly
+    let exporter = otlp.map { ServiceGroup(configuration: .init(services: [$0.exporter], logger: logger)) }
+    let exporting = exporter.map { exporter in Task.detached { try? await exporter.run() } }
+    defer { exporting?.cancel() }
+    let pool = PostgresClient(configuration: configuration.database, logger: logger)
+    let database = Database(client: pool, configuration: configuration.database, tracing: tracing, metrics: self.metrics.factory)
     // Health checks on a connection of their own: a pool busy with requests is not a database
     // that is down.
     var healthConfiguration = configuration.database
@@ -98,13 +106,14 @@ public final class PlatformServer: Service, Sendable {
     let healthDatabase = PostgresClient(configuration: healthConfiguration, logger: logger)
     let metrics = self.metrics
     let redis = try RedisClient(
-      configuration: configuration.redis, group: RuntimeEventLoops.shared, logger: logger, metrics: metrics.factory)
+      configuration: configuration.redis, group: RuntimeEventLoops.shared, logger: logger, metrics: metrics.factory,
+      tracer: tracing.tracer)
     // postgres-nio's `run()` ends at a graceful shutdown, but calls still draining after SIGTERM
     // (and the job worker's grace period) need the database until the server and the worker
     // are done: the pools run outside the graceful-shutdown scope and close after them.
     let pools = Task.detached {
       await withDiscardingTaskGroup { pools in
-        pools.addTask { await database.run() }
+        pools.addTask { await pool.run() }
         pools.addTask { await healthDatabase.run() }
       }
     }
@@ -112,14 +121,14 @@ public final class PlatformServer: Service, Sendable {
     try await withThrowingTaskGroup(of: Void.self) { group in
       defer { group.cancelAll() }
 
-      try await database.waitUntilReachable(configuration.database, timeout: configuration.database.connectTimeout, logger: logger)
-      let applied = try await MigrationRunner(client: database, logger: logger, lockTimeout: configuration.migrationLockTimeout)
+      try await pool.waitUntilReachable(configuration.database, timeout: configuration.database.connectTimeout, logger: logger)
+      let applied = try await MigrationRunner(client: pool, logger: logger, lockTimeout: configuration.migrationLockTimeout)
         .apply(CoreMigrations.all + self.definition.migrations())
       logger.info("Database ready", metadata: ["database": "\(configuration.database)", "migrations_applied": "\(applied.count)"])
 
       let resources = ServiceResources(
         configuration: configuration, database: database, redis: redis, jobs: JobQueue(database: database, logger: logger),
-        metrics: metrics, logger: logger)
+        metrics: metrics, tracing: tracing, logger: logger)
       let services = try await self.definition.makeServices(resources)
       let jobHandlers = try await self.definition.makeJobHandlers(resources)
       let serviceNames = Array(RPCRouter(services: services).serviceNames).sorted()
@@ -137,7 +146,7 @@ public final class PlatformServer: Service, Sendable {
         },
         services: services + [health, reflection],
         interceptors: [
-          TracingServerInterceptor(),
+          TracingServerInterceptor(tracing: tracing),
           MetricsInterceptor(factory: metrics.factory),
           ErrorMappingInterceptor(logger: logger),
           AuthInterceptor(verifier: verifier, policy: self.definition.accessPolicy),
@@ -194,6 +203,10 @@ public final class PlatformServer: Service, Sendable {
       await redis.close()
       pools.cancel()
       await pools.value
+      if let exporter, let exporting {
+        await exporter.triggerGracefulShutdown()
+        await exporting.value
+      }
       logger.info("Stopped")
     }
   }

@@ -26,8 +26,8 @@ extension PlatformServiceDefinition {
 /// What a service's handlers are built from.
 public struct ServiceResources: Sendable {
   public var configuration: ServiceConfiguration
-  /// The service's own database (pooled; running).
-  public var database: PostgresClient
+  /// The service's own database (pooled; running): statements are spans, pool use is metered.
+  public var database: Database
   /// Redis (pooled, shared by the service's caches, locks and rate limits). Commands fail fast
   /// while Redis is down: every use must have a fallback.
   public var redis: RedisClient
@@ -35,5 +35,8 @@ public struct ServiceResources: Sendable {
   public var jobs: JobQueue
   /// Where the service's metrics go (shown on the admin port's `/metrics`).
   public var metrics: PlatformMetrics
+  /// Trace ids for every call, and spans when OTLP export is configured. Wrap clients of other
+  /// services in `TracedChannel(client, tracing: tracing)`.
+  public var tracing: PlatformTracing
   public var logger: Logger
 }

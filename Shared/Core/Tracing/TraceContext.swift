@@ -1,10 +1,13 @@
 public import GRPCRuntime
+public import Tracing
 internal import Synchronization
 #if canImport(Glibc)
 internal import Glibc
 #endif
 
-/// A W3C trace context (`traceparent`): which trace a call belongs to and which span is current.
+/// A W3C trace context (`traceparent` and `tracestate`): which trace a call belongs to and
+/// which span is current. Every call has one, recorded or not: log lines carry its ids, callers
+/// get `x-trace-id`, and outgoing calls continue it.
 public struct TraceContext: Sendable, Hashable {
   /// 32 lowercase hex digits, never all zero.
   public var traceID: String
@@ -12,19 +15,40 @@ public struct TraceContext: Sendable, Hashable {
   public var spanID: String
   /// The trace flags (bit 0: sampled).
   public var flags: UInt8
+  /// The `tracestate` header as received (vendors' entries), passed on unchanged; nil when none
+  /// came or it was longer than `maxStateLength`.
+  public var state: String?
 
-  /// The context of the work the current task does.
-  @TaskLocal public static var current: TraceContext?
+  /// W3C: a platform must propagate at least 512 characters of `tracestate`; longer ones are
+  /// dropped rather than stored per call.
+  public static let maxStateLength = 512
+
+  /// The context of the work the current task does (kept in `InstrumentationContext.current`, where
+  /// swift-distributed-tracing keeps the current span).
+  public static var current: TraceContext? { InstrumentationContext.current?.platformTrace }
 
   /// A new trace with a random id.
   public static func newTrace(sampled: Bool = true) -> TraceContext {
     TraceContext(traceID: Self.randomHex(bytes: 16), spanID: Self.randomHex(bytes: 8), flags: sampled ? 1 : 0)
   }
 
-  public init(traceID: String, spanID: String, flags: UInt8) {
+  public init(traceID: String, spanID: String, flags: UInt8, state: String? = nil) {
     self.traceID = traceID
     self.spanID = spanID
     self.flags = flags
+    self.state = state
+  }
+
+  /// Parses the headers of an incoming call: nil when `traceparent` is missing or malformed
+  /// (the W3C spec says to start a new trace then, and to drop `tracestate` with it).
+  public init?(traceparent: String?, tracestate: String?) {
+    guard let traceparent, var context = TraceContext(traceparent: traceparent) else { return nil }
+    if let tracestate, !tracestate.isEmpty, tracestate.utf8.count <= Self.maxStateLength,
+      tracestate.utf8.allSatisfy({ (0x20...0x7E).contains($0) })
+    {
+      context.state = tracestate
+    }
+    self = context
   }
 
   /// Parses a `traceparent` header (version 00, or a later version's first four fields).
@@ -47,7 +71,13 @@ public struct TraceContext: Sendable, Hashable {
 
   /// A child span in the same trace.
   public func child() -> TraceContext {
-    TraceContext(traceID: self.traceID, spanID: Self.randomHex(bytes: 8), flags: self.flags)
+    TraceContext(traceID: self.traceID, spanID: Self.randomHex(bytes: 8), flags: self.flags, state: self.state)
+  }
+
+  /// Writes this context as `traceparent` (and `tracestate`, when there is one) into `metadata`.
+  public func inject(into metadata: inout Metadata) {
+    metadata.replaceOrAddString(self.traceparent, forKey: "traceparent")
+    if let state = self.state { metadata.replaceOrAddString(state, forKey: "tracestate") }
   }
 
   private static func isHex(_ text: Substring) -> Bool {
@@ -127,43 +157,15 @@ enum TraceRandom {
   }
 }
 
-enum TraceContextKey: ServerContextKey {
+enum PlatformTraceKey: InstrumentationContextKey {
   typealias Value = TraceContext
+  static var nameOverride: String? { "platform-trace" }
 }
 
-extension ServerContext {
-  /// The call's trace context (its span is the server's span for this call).
-  public var trace: TraceContext? { self[TraceContextKey.self] }
-}
-
-/// Reads `traceparent` on every call (or starts a trace), makes the call's span current for the
-/// handler (log lines carry its `trace_id`), and tells the caller the trace id in the
-/// `x-trace-id` response header.
-public struct TracingServerInterceptor: ServerInterceptor {
-  public init() {}
-
-  public func intercept(context: ServerContext, next: (ServerContext) async throws -> Void) async throws {
-    let incoming = context.requestMetadataStrings(forKey: "traceparent").first.flatMap(TraceContext.init(traceparent:))
-    let trace = incoming?.child() ?? TraceContext.newTrace()
-    context[TraceContextKey.self] = trace
-    var initial = context.initialMetadata
-    initial.replaceOrAddString(trace.traceID, forKey: "x-trace-id")
-    context.initialMetadata = initial
-    try await TraceContext.$current.withValue(trace) {
-      try await next(context)
-    }
-  }
-}
-
-/// Writes the current trace context as `traceparent` on every outgoing call, as a new child
-/// span, so the next service continues the trace.
-public struct TracingClientInterceptor: ClientInterceptor {
-  public init() {}
-
-  public func prepare(_ head: inout ClientCallHead) {
-    guard head.metadata.firstString(forKey: "traceparent") == nil,
-      let trace = TraceContext.current ?? ServerContext.current?.trace
-    else { return }
-    head.metadata.addString(trace.child().traceparent, forKey: "traceparent")
+extension InstrumentationContext {
+  /// The ids of the current span (set for every call, recorded or not).
+  public var platformTrace: TraceContext? {
+    get { self[PlatformTraceKey.self] }
+    set { self[PlatformTraceKey.self] = newValue }
   }
 }

@@ -3,6 +3,12 @@
 
     /usr/bin/python3 persona_client.py health --port P [--host H] [--timeout S] [--pid PID]
     JWT_SECRET=… /usr/bin/python3 persona_client.py run --port P [--host H] [--handoff FILE]
+    JWT_SECRET=… /usr/bin/python3 persona_client.py trace --port P --spans SPANS.jsonl
+
+`trace` makes a CreatePersona and a GetPersona call, each with its own `traceparent`, and checks
+the spans an OTLP receiver (Tests/Tracing/otlp_receiver.py) wrote to SPANS.jsonl: the server's
+span is the caller's span's child, and the call's SQL and Redis spans are the server span's
+children, with no parameter values in any of them.
 
 `health` polls grpc.health.v1.Health/Check (service "") until the server answers SERVING; it
 gives up after --timeout seconds or as soon as process --pid is gone (exit 1).
@@ -129,6 +135,7 @@ class Persona:
                              persona_pb2.RenderPersonaResponse)
         self.list = method("ListPersonas", persona_pb2.ListPersonasRequest,
                            persona_pb2.ListPersonasResponse)
+        self.get = method("GetPersona", persona_pb2.GetPersonaRequest, persona_pb2.Persona)
 
 
 def auth(token):
@@ -382,6 +389,110 @@ class Run:
         self.check("B renders A's public persona", self.render_public_by_other_user)
 
 
+# --- traces ---------------------------------------------------------------------------------------
+
+class TraceRun(Run):
+    """Calls made with a caller's `traceparent` must reach the OTLP receiver as the server's span
+    (child of the caller's span) with the SQL and Redis spans of the call as its children."""
+
+    def __init__(self, stub, secret, spans_file):
+        super().__init__(stub, secret)
+        self.spans_file = spans_file
+        self.calls = {}
+
+    def _traced_call(self, name, fn, request):
+        trace_id, parent = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+        metadata = auth(self.token_a) + [("traceparent", f"00-{trace_id}-{parent}-01"),
+                                         ("tracestate", "probe=persona-interop")]
+        reply, call = fn.with_call(request, metadata=metadata, timeout=TIMEOUT)
+        header = dict(call.initial_metadata()).get("x-trace-id")
+        expect(header == trace_id, f"{name}: x-trace-id {header!r}, want the caller's trace {trace_id}")
+        self.calls[name] = (trace_id, parent)
+        return reply
+
+    def call(self):
+        self.persona_name = f"traced-secret-name-{self.tag}"
+        created = self._traced_call("CreatePersona", self.stub.create, persona_pb2.CreatePersonaRequest(
+            persona=persona_pb2.Persona(name=self.persona_name, template=TEMPLATE, variables=struct(SCHEMA)),
+            request_id=str(uuid.uuid4())))
+        self._traced_call("GetPersona", self.stub.get, persona_pb2.GetPersonaRequest(id=created.id))
+        return "x-trace-id is the caller's trace id"
+
+    def _spans(self, trace_id, want_children, within=20):
+        """The spans of `trace_id` once its server span and `want_children` children arrived."""
+        deadline = time.monotonic() + within
+        while True:
+            spans = []
+            if os.path.exists(self.spans_file):
+                with open(self.spans_file, encoding="utf-8") as f:
+                    spans = [s for s in map(json.loads, f) if s["trace_id"] == trace_id]
+            servers = [s for s in spans if s["kind"] == "SERVER"]
+            children = [s for s in spans if servers and s["parent_span_id"] == servers[0]["span_id"]]
+            if (servers and len(children) >= want_children) or time.monotonic() > deadline:
+                return spans, servers, children
+            time.sleep(0.2)
+
+    def _server_span(self, method, want_children):
+        trace_id, parent = self.calls[method]
+        spans, servers, children = self._spans(trace_id, want_children)
+        expect(len(servers) == 1, f"{method}: {len(servers)} server spans of trace {trace_id} reached the receiver "
+               f"({len(spans)} spans of it in all), want 1")
+        server = servers[0]
+        expect(server["name"].endswith("/" + method), f"{method}: server span named {server['name']!r}")
+        expect(server["parent_span_id"] == parent,
+               f"{method}: server span's parent {server['parent_span_id']!r}, want the caller's span {parent}")
+        expect(server["service"] == "persona", f"{method}: service.name {server['service']!r}")
+        expect(server["attributes"].get("rpc.system") == "grpc" and server["attributes"].get("rpc.grpc.status_code") == 0,
+               f"{method}: server span attributes {server['attributes']!r}")
+        return spans, server, children
+
+    def create_spans(self):
+        spans, server, children = self._server_span("CreatePersona", 2)
+        sql = [s for s in children if s["attributes"].get("db.system.name") == "postgresql"]
+        redis = [s for s in children if s["attributes"].get("db.system.name") == "redis"]
+        expect(any(s["name"] == "INSERT personas" for s in sql),
+               f"CreatePersona: no 'INSERT personas' SQL span under the server span (children: {[s['name'] for s in children]})")
+        expect(redis, f"CreatePersona: no Redis span under the server span (children: {[s['name'] for s in children]})")
+        expect(all(s["kind"] == "CLIENT" and s["duration_ns"] > 0 for s in sql + redis),
+               "CreatePersona: SQL/Redis spans must be CLIENT spans with a duration")
+        return f"{len(sql)} SQL and {len(redis)} Redis spans under {server['name']}"
+
+    def get_spans(self):
+        _, server, children = self._server_span("GetPersona", 1)
+        expect(children, "GetPersona: no SQL or Redis span under the server span")
+        return f"children: {', '.join(sorted(s['name'] for s in children))}"
+
+    def no_values(self):
+        # Statement text has placeholders; the values (the persona's name, the caller's token) and
+        # Redis arguments (keys, cached documents) never appear in a span.
+        for method, (trace_id, _) in self.calls.items():
+            spans, _, _ = self._spans(trace_id, 0, within=0)
+            text = json.dumps(spans)
+            expect(self.persona_name not in text, f"{method}: the persona's name appears in a span")
+            expect(self.token_a not in text and self.user_a not in text, f"{method}: the caller's token or id appears in a span")
+        return None
+
+    def all(self):
+        if not self.check("traced calls answer x-trace-id with the caller's trace", self.call):
+            return
+        self.check("CreatePersona: server span (child of the caller's) with SQL and Redis child spans",
+                   self.create_spans)
+        self.check("GetPersona: server span with its child spans", self.get_spans)
+        self.check("spans carry no parameter values", self.no_values)
+
+
+def trace(args):
+    secret = os.environ.get("JWT_SECRET")
+    if not secret:
+        print("persona_client.py trace: set JWT_SECRET (the server's)", file=sys.stderr)
+        return 2
+    with channel_for(args.host, args.port) as channel:
+        r = TraceRun(Persona(channel), secret, args.spans)
+        r.all()
+    print(f"trace: {r.passed} passed, {r.failed} failed", file=sys.stderr)
+    return 0 if r.failed == 0 and r.passed > 0 else 1
+
+
 def run(args):
     secret = os.environ.get("JWT_SECRET")
     if not secret:
@@ -405,11 +516,13 @@ def main():
     h.add_argument("--pid", type=int, help="give up as soon as this process is gone")
     r = sub.add_parser("run", help="run the checks")
     r.add_argument("--handoff", help="write a token of A, a persona id and its name here")
-    for p in (h, r):
+    t = sub.add_parser("trace", help="check the spans of traced calls (OTLP receiver output)")
+    t.add_argument("--spans", required=True, help="the receiver's JSON lines (Tests/Tracing/otlp_receiver.py)")
+    for p in (h, r, t):
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    return health(args) if args.command == "health" else run(args)
+    return {"health": health, "run": run, "trace": trace}[args.command](args)
 
 
 if __name__ == "__main__":

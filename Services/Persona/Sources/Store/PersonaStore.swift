@@ -1,6 +1,6 @@
 public import Foundation
 public import Logging
-internal import PlatformCore
+public import PlatformCore
 public import PostgresNIO
 
 /// Where a listing continues: after the row with this sort key and id.
@@ -22,10 +22,10 @@ public struct PersonaListQuery: Sendable {
 /// The SQL of persona_db. Every read and write names the user it acts for; rows of other users
 /// are reachable only when public, and only for reading.
 public struct PersonaStore: Sendable {
-  private let database: PostgresClient
+  private let database: Database
   private let logger: Logger
 
-  public init(database: PostgresClient, logger: Logger) {
+  public init(database: Database, logger: Logger) {
     self.database = database
     self.logger = logger
   }
@@ -43,7 +43,7 @@ public struct PersonaStore: Sendable {
 
   private func personas(_ query: PostgresQuery) async throws -> [Persona] {
     var personas: [Persona] = []
-    for try await row in try await self.database.query(query, logger: self.logger).decode(PersonaRow.self) {
+    for row in try await self.database.query(query, logger: self.logger).decode(PersonaRow.self) {
       personas.append(try Self.persona(row))
     }
     return personas
@@ -113,7 +113,7 @@ public struct PersonaStore: Sendable {
         + " @@ websearch_to_tsquery('english', $\(binds.count))"
     }
     var total = 0
-    for try await (count,) in try await self.database.query(
+    for (count,) in try await self.database.query(
       PostgresQuery(unsafeSQL: "SELECT count(*) FROM personas WHERE \(filter)", binds: binds), logger: self.logger
     ).decode((Int,).self) {
       total = count
@@ -130,7 +130,7 @@ public struct PersonaStore: Sendable {
 
     var page: [(persona: Persona, cursor: PersonaCursor)] = []
     typealias Row = (UUID, UUID, String, String?, String, String, Bool, Int, Double?, Int, Int, Date, Date, Date?, Int64, Int64)
-    for try await row in try await self.database.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: self.logger)
+    for row in try await self.database.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: self.logger)
       .decode(Row.self)
     {
       let persona = try Self.persona((row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11, row.12, row.13, row.14))
@@ -178,7 +178,7 @@ public struct PersonaStore: Sendable {
       RETURNING revision
       """, logger: self.logger)
     var revision: Int64?
-    for try await (value,) in rows.decode((Int64,).self) { revision = value }
+    for (value,) in try rows.decode((Int64,).self) { revision = value }
     return revision
   }
 
@@ -195,7 +195,7 @@ public struct PersonaStore: Sendable {
     let logger = self.logger
     return try await self.database.withTransaction(logger: logger) { connection -> Persona? in
       var visible = false
-      for try await _ in try await connection.query(
+      for _ in try await connection.query(
         "SELECT 1 FROM personas WHERE id = \(id) AND deleted_at IS NULL AND (user_id = \(user) OR is_public) FOR UPDATE",
         logger: logger)
       {
@@ -208,7 +208,7 @@ public struct PersonaStore: Sendable {
         ON CONFLICT (persona_id, user_id) DO UPDATE SET score = EXCLUDED.score, rated_at = now()
         """, logger: logger)
       var updated: Persona?
-      for try await row in try await connection.query(
+      for row in try await connection.query(
         """
         UPDATE personas SET
           rating = (SELECT round(avg(score), 2) FROM persona_ratings WHERE persona_id = \(id)),
@@ -238,7 +238,7 @@ public struct PersonaStore: Sendable {
           VALUES (\(personaID), \(personaVersion), \(outcome.validator.rawValue), \(outcome.result.jsonText)::jsonb, \(outcome.isValid), \(outcome.issues), clock_timestamp())
           RETURNING id, validated_at
           """, logger: self.logger)
-        for try await (id, validatedAt) in rows.decode((UUID, Date).self) {
+        for (id, validatedAt) in try rows.decode((UUID, Date).self) {
           recorded.append(
             PersonaValidation(
               id: id, personaID: personaID, personaVersion: personaVersion, validator: outcome.validator, isValid: outcome.isValid,
@@ -263,7 +263,7 @@ public struct PersonaStore: Sendable {
       filter += " AND validator = $\(binds.count)"
     }
     var total = 0
-    for try await (count,) in try await self.database.query(
+    for (count,) in try await self.database.query(
       PostgresQuery(unsafeSQL: "SELECT count(*) FROM persona_validations WHERE \(filter)", binds: binds), logger: self.logger
     ).decode((Int,).self) {
       total = count
@@ -279,7 +279,7 @@ public struct PersonaStore: Sendable {
       FROM persona_validations WHERE \(filter) ORDER BY \(key) DESC, id DESC LIMIT $\(binds.count)
       """
     var page: [(validation: PersonaValidation, cursor: PersonaCursor)] = []
-    for try await row in try await self.database.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: self.logger)
+    for row in try await self.database.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: self.logger)
       .decode((UUID, Int, String, String, Bool, [String], Date, Int64).self)
     {
       guard let kind = PersonaValidatorKind(rawValue: row.2) else { continue }

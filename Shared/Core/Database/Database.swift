@@ -1,0 +1,167 @@
+public import CoreMetrics
+public import Logging
+public import PostgresNIO
+internal import Tracing
+
+/// The service's database as its code uses it: the pooled client, with every statement a span
+/// (when tracing records) and the pool's use and wait as metrics:
+/// - `db_pool_connections_in_use`: connections leased right now;
+/// - `db_pool_wait_seconds`: how long each lease waited for a connection;
+/// - `db_pool_connections_max`: the pool's size.
+///
+/// Statements return their rows at once (`[PostgresRow]`): a connection goes back to the pool
+/// when the statement ends, never while a caller is still iterating. Every query in the
+/// platform is bounded by a page size or a primary key, so that costs nothing.
+public struct Database: Sendable {
+  /// The pool itself, for what is not a statement (LISTEN, migrations, health checks).
+  public let client: PostgresClient
+  private let name: String
+  private let tracing: PlatformTracing
+  private let metrics: DatabaseMetrics
+
+  /// - Parameters:
+  ///   - client: the pool (running).
+  ///   - configuration: what it connects to (the database's name on spans, the pool's size).
+  ///   - tracing: records statements as spans when it has a tracer.
+  ///   - metrics: where the pool's use and wait go (default the process's `MetricsSystem`).
+  public init(
+    client: PostgresClient, configuration: DatabaseConfiguration? = nil, tracing: PlatformTracing = .idsOnly,
+    metrics: any MetricsFactory = MetricsSystem.factory
+  ) {
+    self.client = client
+    self.name = configuration?.database ?? ""
+    self.tracing = tracing
+    self.metrics = DatabaseMetrics(factory: metrics, poolSize: configuration?.poolSize)
+  }
+
+  /// Runs one statement on a pooled connection and returns its rows.
+  public func query(_ query: PostgresQuery, logger: Logger) async throws -> [PostgresRow] {
+    try await self.withConnection(logger: logger) { connection in try await connection.query(query, logger: logger) }
+  }
+
+  /// Leases one connection for `body`.
+  public func withConnection<Result>(
+    logger: Logger, _ body: (DatabaseConnection) async throws -> Result
+  ) async throws -> Result {
+    let requested = ContinuousClock.now
+    return try await self.client.withConnection { connection in
+      self.metrics.leased(waited: ContinuousClock.now - requested)
+      defer { self.metrics.released() }
+      return try await body(DatabaseConnection(underlying: connection, database: self.name, tracing: self.tracing))
+    }
+  }
+
+  /// Runs `body` in a transaction on one connection: committed when it returns, rolled back
+  /// when it throws.
+  public func withTransaction<Result>(
+    logger: Logger, _ body: (DatabaseConnection) async throws -> Result
+  ) async throws -> Result {
+    try await self.withConnection(logger: logger) { connection in
+      try await connection.underlying.withTransaction(logger: logger) { _ in try await body(connection) }
+    }
+  }
+}
+
+/// A leased connection whose statements are spans.
+public struct DatabaseConnection: Sendable {
+  public let underlying: PostgresConnection
+  let database: String
+  let tracing: PlatformTracing
+
+  /// Runs one statement and returns its rows.
+  public func query(_ query: PostgresQuery, logger: Logger) async throws -> [PostgresRow] {
+    guard let span = self.tracing.startLeafSpan(SQLSummary.spanName(query.sql)) else {
+      return try await self.underlying.query(query, logger: logger).collect()
+    }
+    span.updateAttributes { attributes in
+      attributes["db.system.name"] = "postgresql"
+      attributes["db.namespace"] = self.database
+      attributes["db.operation.name"] = SQLSummary.operation(query.sql)
+      // The text has placeholders ($1…); the values travel separately and are never recorded.
+      attributes["db.query.text"] = query.sql.truncated(toUTF8Bytes: SQLSummary.maxTextBytes)
+    }
+    do {
+      let rows = try await self.underlying.query(query, logger: logger).collect()
+      span.attributes["db.response.returned_rows"] = Int64(rows.count)
+      span.end()
+      return rows
+    } catch {
+      if let state = DatabaseErrors.sqlState(of: error) { span.attributes["db.response.status_code"] = state }
+      span.setStatus(SpanStatus(code: .error, message: DatabaseErrors.sqlState(of: error) ?? "failed"))
+      span.end()
+      throw error
+    }
+  }
+}
+
+/// Span names for SQL: the operation and its first table (`SELECT personas`), never values.
+enum SQLSummary {
+  static let maxTextBytes = 2048
+
+  /// The statement's first keyword, uppercased (`SELECT`, `WITH`, `INSERT`, …).
+  static func operation(_ sql: some StringProtocol) -> String {
+    let words = Self.words(sql, limit: 1)
+    return words.first.map { $0.uppercased() } ?? "SQL"
+  }
+
+  /// `<operation> <table>` when a table follows FROM, INTO, UPDATE or JOIN in the statement's
+  /// first 64 words; else the operation alone.
+  static func spanName(_ sql: some StringProtocol) -> String {
+    let words = Self.words(sql, limit: 64)
+    guard let first = words.first else { return "SQL" }
+    let operation = first.uppercased()
+    let markers: Set<String> = ["FROM", "INTO", "UPDATE", "JOIN"]
+    for (index, word) in words.enumerated() where markers.contains(word.uppercased()) && index + 1 < words.count {
+      let table = words[index + 1]
+      if table.first.map({ $0.isLetter || $0 == "_" || $0 == "\"" }) == true {
+        return operation + " " + table
+      }
+    }
+    return operation
+  }
+
+  private static func words(_ sql: some StringProtocol, limit: Int) -> [String] {
+    var words: [String] = []
+    var current = ""
+    for character in sql {
+      if character.isLetter || character.isNumber || character == "_" || character == "." || character == "\"" {
+        current.append(character)
+      } else if !current.isEmpty {
+        words.append(current)
+        current = ""
+        if words.count == limit { return words }
+      }
+    }
+    if !current.isEmpty { words.append(current) }
+    return words
+  }
+}
+
+final class DatabaseMetrics: Sendable {
+  private let inUse: Meter
+  private let wait: Timer
+
+  init(factory: any MetricsFactory, poolSize: Int?) {
+    self.inUse = Meter(label: "db_pool_connections_in_use", factory: factory)
+    self.wait = Timer(label: "db_pool_wait_seconds", factory: factory)
+    if let poolSize { Meter(label: "db_pool_connections_max", factory: factory).set(poolSize) }
+  }
+
+  func leased(waited: Duration) {
+    self.wait.recordNanoseconds(waited.wholeNanoseconds)
+    self.inUse.increment()
+  }
+
+  func released() {
+    self.inUse.decrement()
+  }
+}
+
+extension Array where Element == PostgresRow {
+  /// Every row decoded as `columns`, as `PostgresRowSequence.decode` does for a stream.
+  public func decode<each Column: PostgresDecodable>(
+    _ columns: (repeat each Column).Type, file: String = #fileID, line: Int = #line
+  ) throws -> [(repeat each Column)] {
+    try self.map { try $0.decode(columns, context: .default, file: file, line: line) }
+  }
+}
