@@ -71,8 +71,9 @@ public final class RedisClient: Sendable {
   ///   can be had, `.timeout`, `.connectionClosed` or `.protocolViolation` when the connection
   ///   failed with the command on it (it may or may not have run).
   public func send(_ command: RedisCommand) async throws -> RESPValue {
-    self.metrics.sent(command.name)
-    let span = self.startSpan(command.name)
+    let name = command.name
+    self.metrics.sent(name)
+    let span = self.tracer == nil ? nil : self.startSpan(name)
     do {
       let connection = try await self.connection()
       let reply = try await connection.send(command).get()
@@ -98,7 +99,7 @@ public final class RedisClient: Sendable {
       self.metrics.sent(name, count: end - start)
       start = end
     }
-    let span = self.startSpan("PIPELINE")
+    let span = self.tracer == nil ? nil : self.startSpan("PIPELINE")
     span?.attributes["db.operation.batch.size"] = Int64(commands.count)
     do {
       let connection = try await self.connection()

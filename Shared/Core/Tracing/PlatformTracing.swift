@@ -134,14 +134,13 @@ public struct TracingServerInterceptor: ServerInterceptor {
 
   public func intercept(context: ServerContext, next: (ServerContext) async throws -> Void) async throws {
     guard let tracer = self.tracing.tracer else {
-      let incoming = TraceContext(
-        traceparent: context.requestMetadataStrings(forKey: "traceparent").first,
-        tracestate: context.requestMetadataStrings(forKey: "tracestate").first)
+      // `tracestate` is looked up only when there is a trace to continue.
+      let incoming = context.requestMetadataStrings(forKey: "traceparent").first.flatMap {
+        TraceContext(traceparent: $0, tracestate: context.requestMetadataStrings(forKey: "tracestate").first)
+      }
       let trace = incoming?.child() ?? TraceContext.newTrace()
-      var current = InstrumentationContext.topLevel
-      current.platformTrace = trace
       Self.announce(trace, in: context)
-      try await InstrumentationContext.$current.withValue(current) { try await next(context) }
+      try await TraceContext.$current.withValue(trace) { try await next(context) }
       return
     }
 
@@ -156,11 +155,11 @@ public struct TracingServerInterceptor: ServerInterceptor {
     }
     // A span the sampler dropped has no ids: the call still gets a trace for its logs.
     let trace = tracer.traceContext(of: span.context) ?? TraceContext.newTrace(sampled: false)
-    var current = span.context
-    current.platformTrace = trace
     Self.announce(trace, in: context)
     do {
-      try await InstrumentationContext.$current.withValue(current) { try await next(context) }
+      try await InstrumentationContext.$current.withValue(span.context) {
+        try await TraceContext.$current.withValue(trace) { try await next(context) }
+      }
       span.attributes["rpc.grpc.status_code"] = Int64(StatusCode.ok.rawValue)
       span.end()
     } catch {

@@ -1,5 +1,4 @@
 public import GRPCRuntime
-public import Tracing
 internal import Synchronization
 #if canImport(Glibc)
 internal import Glibc
@@ -23,9 +22,10 @@ public struct TraceContext: Sendable, Hashable {
   /// dropped rather than stored per call.
   public static let maxStateLength = 512
 
-  /// The context of the work the current task does (kept in `InstrumentationContext.current`, where
-  /// swift-distributed-tracing keeps the current span).
-  public static var current: TraceContext? { InstrumentationContext.current?.platformTrace }
+  /// The context of the work the current task does. (A task-local of its own rather than an
+  /// entry in swift-distributed-tracing's `InstrumentationContext`, which costs a dictionary per
+  /// call: with no tracer recording, the ids are all a call needs.)
+  @TaskLocal public static var current: TraceContext?
 
   /// A new trace with a random id.
   public static func newTrace(sampled: Bool = true) -> TraceContext {
@@ -154,18 +154,5 @@ enum TraceRandom {
       }
     }
     pool.next = 0
-  }
-}
-
-enum PlatformTraceKey: InstrumentationContextKey {
-  typealias Value = TraceContext
-  static var nameOverride: String? { "platform-trace" }
-}
-
-extension InstrumentationContext {
-  /// The ids of the current span (set for every call, recorded or not).
-  public var platformTrace: TraceContext? {
-    get { self[PlatformTraceKey.self] }
-    set { self[PlatformTraceKey.self] = newValue }
   }
 }
