@@ -18,6 +18,16 @@ struct StrictParsingTests {
     #expect(UUID(strict: Substring("x" + id.uuidString).dropFirst()) == id)
   }
 
+  @Test("lowercasedString is Foundation's text in lowercase, and parses back")
+  func lowercasedText() {
+    for _ in 0..<1000 {
+      let id = UUID()
+      #expect(id.lowercasedString == id.uuidString.lowercased())
+      #expect(UUID(strict: id.lowercasedString) == id)
+    }
+    #expect(UUID(uuid: (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)).lowercasedString == "00000000-0000-0000-0000-000000000000")
+  }
+
   @Test(
     "Anything but exactly 36 characters of 8-4-4-4-12 hex digits is not a UUID",
     arguments: [

@@ -349,7 +349,10 @@ struct TokenVerifierTests {
       try AuthInterceptor.bearerToken(in: ["Bearer abc.def.ghi", "Bearer abc.def.ghi"])
     }
     #expect(throws: TokenError.multipleAuthorizationHeaders) { try AuthInterceptor.bearerToken(in: ["", "Bearer abc.def.ghi"]) }
-    #expect(throws: TokenError.missing) { try AuthInterceptor.bearerToken(in: ["Basic abc"]) }
+    #expect(try AuthInterceptor.bearerToken(in: ["BEARER x"]) == "x")
+    for refused in ["Basic abc", "Bearer ", "Bearer", "Bearer\u{0}abc", "Bearer\tabc", "Bearerabc", "Béarer abc", ""] {
+      #expect(throws: TokenError.missing, "\(refused.debugDescription)") { try AuthInterceptor.bearerToken(in: [refused]) }
+    }
     #expect(throws: TokenError.missing) { try AuthInterceptor.bearerToken(in: []) }
   }
 }

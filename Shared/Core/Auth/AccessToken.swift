@@ -191,7 +191,7 @@ public struct TokenIssuer: Sendable {
     now: Date = Date()
   ) async throws -> String {
     let claims = AccessTokenClaims(
-      sub: SubjectClaim(value: userID.uuidString.lowercased()),
+      sub: SubjectClaim(value: userID.lowercasedString),
       iss: IssuerClaim(value: self.configuration.issuer),
       aud: AudienceClaim(value: [self.configuration.audience]),
       exp: ExpirationClaim(value: now.addingTimeInterval(Double(lifetime.components.seconds))),

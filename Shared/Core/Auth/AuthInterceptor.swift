@@ -74,9 +74,13 @@ public struct AuthInterceptor: ServerInterceptor {
   package static func bearerToken(in authorization: [String]) throws(TokenError) -> String {
     guard authorization.count < 2 else { throw .multipleAuthorizationHeaders }
     guard let value = authorization.first else { throw .missing }
-    let scheme = value.prefix(7)
-    guard scheme.lowercased() == "bearer ", value.count > 7 else { throw .missing }
-    return String(value.dropFirst(7).drop(while: { $0 == " " }))
+    // On the UTF-8 bytes: `String.count` walks a token's grapheme clusters on every call.
+    let bytes = value.utf8
+    guard bytes.count > 7,
+      zip(bytes.prefix(6), "bearer".utf8).allSatisfy({ $0 | 0x20 == $1 }),
+      bytes[bytes.index(bytes.startIndex, offsetBy: 6)] == UInt8(ascii: " ")
+    else { throw .missing }
+    return String(Substring(bytes.dropFirst(7).drop(while: { $0 == UInt8(ascii: " ") })))
   }
 }
 

@@ -249,7 +249,7 @@ public struct JobStore: Sendable {
         try await connection.query(
           "UPDATE jobs SET cancel_requested = true, updated_at = now() WHERE id = \(id)", logger: self.logger)
         try await connection.query(
-          "SELECT pg_notify(\(Self.channel), \("cancel:" + id.uuidString.lowercased()))", logger: self.logger)
+          "SELECT pg_notify(\(Self.channel), \("cancel:" + id.lowercasedString))", logger: self.logger)
       case .succeeded, .failed, .cancelled:
         break
       }

@@ -43,7 +43,7 @@ public struct RateLimitInterceptor: ServerInterceptor {
     let rpcClass = permission.rawValue.split(separator: ":").last.map(String.init) ?? permission.rawValue
     let limit = self.limits.limit(forClass: rpcClass)
     guard limit > 0 else { return try await next(context) }
-    switch await self.limiter.acquire("\(caller.userID.uuidString.lowercased()):\(rpcClass)", limit: limit, per: self.limits.window) {
+    switch await self.limiter.acquire("\(caller.userID.lowercasedString):\(rpcClass)", limit: limit, per: self.limits.window) {
     case .allowed:
       try await next(context)
     case .limited(let retryAfter):

@@ -50,7 +50,7 @@ public struct SessionStore: Sendable {
     self.idleTimeout = idleTimeout
   }
 
-  static func key(_ userID: UUID) -> String { "session:\(userID.uuidString.lowercased())" }
+  static func key(_ userID: UUID) -> String { "session:\(userID.lowercasedString)" }
 
   /// Starts (or replaces) `session`.
   public func create(_ session: Session) async throws {
@@ -58,7 +58,7 @@ public struct SessionStore: Sendable {
       Self.create, keys: [Self.key(session.userID)],
       arguments: [
         .integer(RedisClient.milliseconds(self.idleTimeout)),
-        "user_id", .string(session.userID.uuidString.lowercased()),
+        "user_id", .string(session.userID.lowercasedString),
         "email", .string(session.email),
         "roles", .string(Self.json(session.roles)),
         "permissions", .string(Self.json(session.permissions)),

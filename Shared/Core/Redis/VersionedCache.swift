@@ -56,6 +56,9 @@ public final class VersionedCache<Value: Sendable>: Sendable {
   private let encode: @Sendable (Value) throws -> ByteBuffer
   private let decode: @Sendable (ByteBuffer) throws -> Value
   private let logger: Logger
+  /// The values of recent versions, decoded: a lookup that finds a version decoded before
+  /// skips decoding it again (Redis still says which version is current).
+  private let decoded: VersionedMemo<String, Value>
   private let counts = Mutex(Statistics())
   private let counters: [Statistics.Kind: Counter]
 
@@ -68,9 +71,12 @@ public final class VersionedCache<Value: Sendable>: Sendable {
   ///     `cache_stale_writes_total` and `cache_oversized_total` (default the process's
   ///     `MetricsSystem`).
   ///   - encode, decode: the value's bytes; a value that fails to decode counts as a miss.
+  ///   - memo: how many decoded values (and their encoded bytes) are kept in-process by version
+  ///     (default none).
   public init(
     redis: RedisClient, namespace: String, timeToLive: Duration, maxValueBytes: Int = 256 * 1024,
     logger: Logger, metrics: any MetricsFactory = MetricsSystem.factory,
+    memo: (maxEntries: Int, maxBytes: Int) = (0, 0),
     encode: @escaping @Sendable (Value) throws -> ByteBuffer,
     decode: @escaping @Sendable (ByteBuffer) throws -> Value
   ) {
@@ -89,6 +95,7 @@ public final class VersionedCache<Value: Sendable>: Sendable {
     self.logger = logger
     self.encode = encode
     self.decode = decode
+    self.decoded = VersionedMemo(maxEntries: memo.maxEntries, maxBytes: memo.maxBytes)
   }
 
   public var statistics: Statistics { self.counts.withLock { $0 } }
@@ -111,15 +118,25 @@ public final class VersionedCache<Value: Sendable>: Sendable {
       self.count(.miss)
       return .miss
     }
+    let version = entry.getString(at: entry.readerIndex, length: colon - entry.readerIndex).flatMap { Int64($0) }
     entry.moveReaderIndex(to: colon + 1)
     if kind == UInt8(ascii: "t") {
       self.count(.hit)
       return .deleted
     }
-    guard kind == UInt8(ascii: "v"), let value = try? self.decode(entry) else {
+    guard kind == UInt8(ascii: "v"), let version else {
       self.count(.miss)
       return .miss
     }
+    if let value = self.decoded.value(for: id, version: version) {
+      self.count(.hit)
+      return .hit(value)
+    }
+    guard let value = try? self.decode(entry) else {
+      self.count(.miss)
+      return .miss
+    }
+    self.decoded.store(value, version: version, bytes: entry.readableBytes, for: id)
     self.count(.hit)
     return .hit(value)
   }
@@ -155,6 +172,7 @@ public final class VersionedCache<Value: Sendable>: Sendable {
       await self.write(version: version, entry: ByteBuffer(string: "u\(version):"), for: id, ttl: self.timeToLive)
       return
     }
+    self.decoded.store(value, version: version, bytes: bytes.readableBytes, for: id)
     var entry = ByteBuffer(string: "v\(version):")
     entry.writeImmutableBuffer(bytes)
     await self.write(version: version, entry: entry, for: id, ttl: self.timeToLive)

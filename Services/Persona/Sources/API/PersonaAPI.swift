@@ -7,9 +7,17 @@ public import SwiftProtobuf
 /// `platform.persona.v1.PersonaService`: translates protobuf to the catalog's calls and back.
 public struct PersonaAPI: Platform_Persona_V1_PersonaServiceHandler {
   private let catalog: PersonaCatalog
+  /// GetPersona's recent replies, encoded, by persona and revision (with the usage count they
+  /// show, which changes without a new revision): a persona read again is not encoded again.
+  private let replies: VersionedMemo<UUID, (usageCount: Int, reply: Platform_Persona_V1_Persona)>
 
-  public init(catalog: PersonaCatalog) {
+  /// - Parameters:
+  ///   - catalog: the personas.
+  ///   - replyMemo: how many encoded GetPersona replies to keep, and their bytes at most
+  ///     (default 10,000 and 32 MiB).
+  public init(catalog: PersonaCatalog, replyMemo: (maxEntries: Int, maxBytes: Int) = (10_000, 32 << 20)) {
     self.catalog = catalog
+    self.replies = VersionedMemo(maxEntries: replyMemo.maxEntries, maxBytes: replyMemo.maxBytes)
   }
 
   /// The permission each RPC declares (the contract's comments).
@@ -39,7 +47,14 @@ public struct PersonaAPI: Platform_Persona_V1_PersonaServiceHandler {
     _ request: Platform_Persona_V1_GetPersonaRequest, context: ServerContext
   ) async throws -> Platform_Persona_V1_Persona {
     let caller = try context.requireCaller()
-    return Self.message(try await self.catalog.get(Self.uuid(request.id, field: "id"), caller: caller))
+    let persona = try await self.catalog.get(Self.uuid(request.id, field: "id"), caller: caller)
+    if let memo = self.replies.value(for: persona.id, version: persona.revision), memo.usageCount == persona.usageCount {
+      return memo.reply
+    }
+    let message = Self.message(persona)
+    guard let encoded = try? message.preEncoded() else { return message }
+    self.replies.store((persona.usageCount, encoded.message), version: persona.revision, bytes: encoded.bytes, for: persona.id)
+    return encoded.message
   }
 
   public func listPersonas(
@@ -180,8 +195,8 @@ extension PersonaAPI {
 
   static func message(_ persona: Persona) -> Platform_Persona_V1_Persona {
     .with {
-      $0.id = persona.id.uuidString.lowercased()
-      $0.userID = persona.ownerID.uuidString.lowercased()
+      $0.id = persona.id.lowercasedString
+      $0.userID = persona.ownerID.lowercasedString
       $0.name = persona.name
       $0.description_p = persona.description
       $0.template = persona.template
@@ -200,8 +215,8 @@ extension PersonaAPI {
 
   static func message(_ validation: PersonaValidation) -> Platform_Persona_V1_PersonaValidation {
     .with {
-      $0.id = validation.id.uuidString.lowercased()
-      $0.personaID = validation.personaID.uuidString.lowercased()
+      $0.id = validation.id.lowercasedString
+      $0.personaID = validation.personaID.lowercasedString
       $0.personaVersion = Int32(clamping: validation.personaVersion)
       $0.validator =
         switch validation.validator {

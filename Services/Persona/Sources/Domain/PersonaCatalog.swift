@@ -92,7 +92,7 @@ public struct PersonaCatalog: Sendable {
       guard let persona = try await self.store.findVisible(id: id, viewer: caller.userID) else { throw PersonaError.notFound }
       return persona
     }
-    let persona = try await cache.value(for: id.uuidString.lowercased()) {
+    let persona = try await cache.value(for: id.lowercasedString) {
       try await self.store.find(id: id).map { ($0, $0.revision) }
     }
     guard let persona, persona.ownerID == caller.userID || persona.isPublic else { throw PersonaError.notFound }
@@ -102,7 +102,7 @@ public struct PersonaCatalog: Sendable {
   /// Write-through: the cache holds `persona` before the write is acknowledged, so no replica
   /// serves the copy it replaced.
   private func cached(_ persona: Persona) async -> Persona {
-    await self.cache?.store(persona, version: persona.revision, for: persona.id.uuidString.lowercased())
+    await self.cache?.store(persona, version: persona.revision, for: persona.id.lowercasedString)
     return persona
   }
 
@@ -190,7 +190,7 @@ public struct PersonaCatalog: Sendable {
 
   public func delete(_ id: UUID, expectedVersion: Int?, caller: Caller) async throws {
     if let revision = try await self.store.softDelete(id: id, owner: caller.userID, expectedVersion: expectedVersion) {
-      await self.cache?.storeDeletion(version: revision, for: id.uuidString.lowercased())
+      await self.cache?.storeDeletion(version: revision, for: id.lowercasedString)
       return
     }
     throw try await self.explainMissedWrite(id, caller: caller, expectedVersion: expectedVersion)

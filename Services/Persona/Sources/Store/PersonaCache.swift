@@ -13,9 +13,10 @@ extension VersionedCache where Value == Persona {
   public static func personas(
     redis: RedisClient, timeToLive: Duration, logger: Logger, metrics: any MetricsFactory
   ) -> PersonaCache {
+    // Recent revisions stay decoded in-process (10,000 personas, 32 MiB of their cached bytes).
     PersonaCache(
       redis: redis, namespace: "persona", timeToLive: timeToLive, logger: logger, metrics: metrics,
-      encode: PersonaCacheCoding.encode, decode: PersonaCacheCoding.decode)
+      memo: (10_000, 32 << 20), encode: PersonaCacheCoding.encode, decode: PersonaCacheCoding.decode)
   }
 }
 
