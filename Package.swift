@@ -347,6 +347,7 @@ let package = Package(
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "Tracing", package: "swift-distributed-tracing"),
         .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+        .product(name: "Crypto", package: "swift-crypto"),
       ],
       path: "Tests/PlatformCoreTests",
       swiftSettings: upcomingFeatures

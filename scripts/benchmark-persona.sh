@@ -38,11 +38,13 @@ done
 PERSONA=${PERSONA:-$REPO/.build/release/persona}
 [ -x "$PERSONA" ] || { echo "benchmark-persona.sh: no persona binary at $PERSONA (swift build -c release --product persona)" >&2; exit 2; }
 [ "$(nproc)" -ge 2 ] || { echo "benchmark-persona.sh: needs 2 CPUs (server on 0, h2load on 1)" >&2; exit 2; }
-export JWT_SECRET=${JWT_SECRET:-development-secret-do-not-use-in-production}
 PY=/usr/bin/python3
 
 "$REPO/scripts/local-services.sh" up >/dev/null || exit 1
 TMP=$(mktemp -d)
+# A token key of the run's own: the server trusts its public half, the client signs with it.
+"$PY" "$REPO/scripts/jwt_keys.py" generate --kid bench --private "$TMP/jwt-private.jwk" --public "$TMP/jwks.json" || exit 2
+export JWT_PRIVATE_KEY=$TMP/jwt-private.jwk
 LOGS=$REPO/.local/logs/bench-persona
 rm -rf "$LOGS" && mkdir -p "$LOGS"
 SERVER_PID=
@@ -55,7 +57,7 @@ trap 'exit 130' INT TERM
 
 PORT=$(free_port)
 # taskset execs the server: $! is the server's own PID, whose /proc stat we read.
-PORT=$PORT LOG_LEVEL=warning taskset -c "$SERVER_CPU" "$PERSONA" >"$LOGS/server.log" 2>&1 &
+PORT=$PORT LOG_LEVEL=warning JWT_PUBLIC_KEYS=$TMP/jwks.json taskset -c "$SERVER_CPU" "$PERSONA" >"$LOGS/server.log" 2>&1 &
 SERVER_PID=$!
 "$PY" "$REPO/Tests/Interop/persona/persona_client.py" health --port "$PORT" --pid "$SERVER_PID" --timeout 60 \
   || { cat "$LOGS/server.log" >&2; exit 1; }

@@ -163,7 +163,7 @@ start_server() {   # start_server WORKLOAD go|swift
     stream-swift|large-swift) cmd=("$RPC_INTEROP" server --port "$port") ;;
     health-swift)
       "$REPO/scripts/local-services.sh" up >/dev/null || exit 1
-      env=(PORT="$port" LOG_LEVEL=warning JWT_SECRET=development-secret-do-not-use-in-production)
+      env=(PORT="$port" LOG_LEVEL=warning)
       cmd=("$PERSONA") ;;
     *-swift) cmd=("$RPC_INTEROP" echo-server --port "$port") ;;
   esac

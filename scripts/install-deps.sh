@@ -8,6 +8,7 @@ packages=(
   nghttp2-client                                 # h2load (benchmark) and nghttp (hostile tests)
   protobuf-compiler libprotobuf-dev              # protoc, google/protobuf/*.proto
   python3-grpcio python3-protobuf                # the Python interop peer
+  python3-cryptography                           # Ed25519 token keys and test tokens (scripts/jwt_keys.py)
   python3-h2                                     # the hostile-input suite (Tests/Hostile)
   python3-venv                                   # the tracing test's Python environment (below)
   libprotobuf-c-dev protobuf-c-compiler          # the C interop peer

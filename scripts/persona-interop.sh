@@ -5,7 +5,7 @@
 #
 # Creates a fresh database persona_interop_<random> (PostgreSQL from scripts/local-services.sh up:
 # 127.0.0.1:$PGPORT, role platform/$PGPASSWORD), starts the persona binary on a free loopback
-# port against it with a random JWT_SECRET, waits until grpc.health.v1 says SERVING, then runs
+# port against it with a fresh Ed25519 token key (scripts/jwt_keys.py), waits until grpc.health.v1 says SERVING, then runs
 #   - Tests/Interop/persona/persona_client.py (Python grpcio): creates personas for two users and
 #     checks CreatePersona, RenderPersona, ListPersonas (paging, include_public) and the error
 #     codes (INVALID_ARGUMENT, UNAUTHENTICATED, NOT_FOUND);
@@ -71,8 +71,6 @@ psql_admin -c 'SELECT 1' >"$LOGS/psql.log" 2>&1 ||
   { cat "$LOGS/psql.log" >&2; die "PostgreSQL is not reachable on $PGHOST:$PGPORT (scripts/local-services.sh up)"; }
 
 DB=persona_interop_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
-JWT_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')   # 64 hex characters
-export JWT_SECRET
 PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 SERVER_PID="" DB_CREATED=0 TMP=$(mktemp -d) RECEIVER_PID=""
 
@@ -98,6 +96,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# A token key of this run's own: the server trusts its public half, the clients sign with it.
+"$PY" "$REPO/scripts/jwt_keys.py" generate --kid "interop-$DB" --private "$TMP/jwt-private.jwk" --public "$TMP/jwks.json" ||
+  die "could not generate a token key (python3-cryptography?)"
+export JWT_PRIVATE_KEY=$TMP/jwt-private.jwk
+
 psql_admin -c "CREATE DATABASE \"$DB\"" >>"$LOGS/psql.log" 2>&1 ||
   { cat "$LOGS/psql.log" >&2; die "could not create database $DB"; }
 DB_CREATED=1
@@ -120,7 +123,7 @@ OTLP_ENDPOINT=http://127.0.0.1:$(cat "$TMP/otlp-port")
 start_server() {
   HOST=127.0.0.1 PORT=$PORT \
   DATABASE_URL="postgres://$PGUSER:$PGPASSWORD@$PGHOST:$PGPORT/$DB" \
-  JWT_SECRET=$JWT_SECRET JWT_ISSUER=platform JWT_AUDIENCE=platform LOG_LEVEL=${LOG_LEVEL:-info} \
+  JWT_PUBLIC_KEYS=$TMP/jwks.json JWT_ISSUER=platform JWT_AUDIENCE=platform LOG_LEVEL=${LOG_LEVEL:-info} \
   OTEL_EXPORTER_OTLP_ENDPOINT=$OTLP_ENDPOINT OTEL_BSP_SCHEDULE_DELAY=200 \
     "$PERSONA_BIN" >>"$LOGS/server.log" 2>&1 &
   SERVER_PID=$!

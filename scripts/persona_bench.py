@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """The persona benchmark's gRPC side (scripts/benchmark-persona.sh runs it; h2load sends the load).
 
-    JWT_SECRET=… /usr/bin/python3 persona_bench.py setup --port P --out DIR
-    JWT_SECRET=… /usr/bin/python3 persona_bench.py usage --port P --dir DIR
+    JWT_PRIVATE_KEY=… /usr/bin/python3 persona_bench.py setup --port P --out DIR
+    JWT_PRIVATE_KEY=… /usr/bin/python3 persona_bench.py usage --port P --dir DIR
 
 `setup` creates one private persona for a fresh user and writes into DIR what h2load needs:
 `token` (that user's JWT), `get.bin` and `render.bin` (one gRPC-framed GetPersona and
@@ -45,8 +45,8 @@ def write(directory, name, data):
         f.write(data)
 
 
-def setup(args, secret):
-    token = client.mint_token(secret, str(uuid.uuid4()))
+def setup(args, key):
+    token = client.mint_token(key, str(uuid.uuid4()))
     metadata = client.auth(token)
     with client.channel_for(args.host, args.port) as channel:
         stub = client.Persona(channel)
@@ -99,11 +99,11 @@ def main():
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    secret = os.environ.get("JWT_SECRET")
-    if not secret:
-        print("persona_bench.py: set JWT_SECRET (the server's)", file=sys.stderr)
+    key = client.signing_key()
+    if not key:
+        print("persona_bench.py: set JWT_PRIVATE_KEY (the key the server's JWT_PUBLIC_KEYS trusts)", file=sys.stderr)
         return 2
-    return (setup if args.command == "setup" else usage)(args, secret)
+    return (setup if args.command == "setup" else usage)(args, key)
 
 
 if __name__ == "__main__":

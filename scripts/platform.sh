@@ -32,7 +32,9 @@
 #      PLATFORM_STATE_DIR (.local; its run/ and logs/ hold the pid files and the logs),
 #      PLATFORM_BIN_DIR (run the binaries of this directory, e.g. a deployed copy with its
 #      *.resources beside them, instead of .build/$CONFIG; implies --no-build);
-#      everything the services read (JWT_SECRET, LOG_LEVEL, LOG_FORMAT, HOST, REDIS_URL, ...)
+#      JWT_PUBLIC_KEYS / JWT_PRIVATE_KEY (default: a key pair made under $PLATFORM_STATE_DIR/keys
+#      on the first up; only agent gets the private key),
+#      everything the services read (LOG_LEVEL, LOG_FORMAT, HOST, REDIS_URL, ...)
 #      is passed through. Per service: <SERVICE>_ADDR (e.g. PERSONA_ADDR=127.0.0.1:60052) moves
 #      it (its PORT is taken from there, and the others find it there), <SERVICE>_DATABASE_URL
 #      (e.g. CODE_SANDBOX_DATABASE_URL) points it at another database. PGPORT, PGPASSWORD and
@@ -200,6 +202,25 @@ require_python_grpc() {
     || die "$PY cannot import grpc: install python3-grpcio (scripts/install-deps.sh)"
 }
 
+# The token keys: JWT_PUBLIC_KEYS and JWT_PRIVATE_KEY as given, else a key pair of this
+# machine's own, made on the first up (the private key readable by its owner only).
+token_keys() {
+  if [[ -n ${JWT_PUBLIC_KEYS:-} ]]; then
+    [[ -n ${JWT_PRIVATE_KEY:-} ]] || warn "JWT_PRIVATE_KEY is not set: the agent service cannot issue tokens"
+    export JWT_PUBLIC_KEYS JWT_PRIVATE_KEY="${JWT_PRIVATE_KEY:-}"
+    return
+  fi
+  local dir="$STATE_DIR/keys"
+  if [[ ! -s $dir/jwt-private.jwk || ! -s $dir/jwks.json ]]; then
+    mkdir -p "$dir" && chmod 700 "$dir"
+    "$PY" "$ROOT/scripts/jwt_keys.py" generate --kid "local-$(date -u +%Y%m%d)" \
+      --private "$dir/jwt-private.jwk" --public "$dir/jwks.json" \
+      || die "could not make the token keys (python3-cryptography: scripts/install-deps.sh)"
+    log "token keys made under $dir (JWT_PUBLIC_KEYS=$dir/jwks.json; agent signs with $dir/jwt-private.jwk)"
+  fi
+  export JWT_PUBLIC_KEYS="$dir/jwks.json" JWT_PRIVATE_KEY="$dir/jwt-private.jwk"
+}
+
 check_env() {
   [[ -n ${PORT:-} ]] && warn "PORT=$PORT is ignored (six services); set <SERVICE>_ADDR, e.g. PERSONA_ADDR=127.0.0.1:$PORT"
   [[ -n ${DATABASE_URL:-} ]] && warn "DATABASE_URL is ignored (six databases); set <SERVICE>_DATABASE_URL, e.g. PERSONA_DATABASE_URL"
@@ -302,8 +323,12 @@ cmd_supervise() {
     else
       if ((SUP_RESTARTS)); then slog "restarting $s (restart $SUP_RESTARTS): $bin on $(addr_of "$s")"
       else slog "starting $s: $bin on $(addr_of "$s") (supervisor pid $me)"; fi
-      # env -u: a user's global PORT/DATABASE_URL must not reach six services at once.
-      env -u PORT -u DATABASE_URL \
+      # env -u: a user's global PORT/DATABASE_URL must not reach six services at once, and only
+      # the agent service signs tokens.
+      local -a keys=(JWT_PUBLIC_KEYS="$JWT_PUBLIC_KEYS")
+      [[ $s == agent ]] && keys+=(JWT_PRIVATE_KEY="$JWT_PRIVATE_KEY")
+      env -u PORT -u DATABASE_URL -u JWT_PRIVATE_KEY \
+        "${keys[@]}" \
         PORT="$(port_of "$s")" \
         DATABASE_URL="$(database_url_of "$s")" \
         REDIS_URL="${REDIS_URL:-redis://127.0.0.1:${REDIS_PORT:-6379}}" \
@@ -389,6 +414,7 @@ cmd_up() {
   check_env
   require_python_grpc
   mkdir -p "$LOG_DIR" "$RUN_DIR"
+  token_keys
 
   find_todo 1
   if ((${#TODO[@]} == 0)); then

@@ -524,7 +524,7 @@ struct PersonaServiceTests {
       wrongScheme.addString("Basic dXNlcjpwYXNz", forKey: "authorization")
       await expectStatus(.unauthenticated) { try await fixture.client.createPersona(create, options: CallOptions(metadata: wrongScheme)) }
 
-      let forger = await TokenIssuer(configuration: AuthConfiguration(secret: "not-the-service-secret-at-all-0123456789"))
+      let forger = try await TokenIssuer(configuration: AuthConfiguration(signingKey: .generate(id: "test-key")))
       let forged = try await forger.issue(userID: fixture.alice, roles: [.admin])
       let forgedMessage = await expectStatus(.unauthenticated) {
         try await fixture.client.createPersona(create, options: fixture.service.options(token: forged))

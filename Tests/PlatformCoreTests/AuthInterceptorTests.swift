@@ -20,7 +20,7 @@ private struct WhoAmIService: RPCService {
 struct AuthInterceptorTests {
   @Test("A call with two authorization headers is UNAUTHENTICATED, even when both tokens are valid")
   func twoAuthorizationHeaders() async throws {
-    let auth = AuthConfiguration(secret: "auth-interceptor-test-secret-0123456789")
+    let auth = AuthConfiguration(signingKey: .generate(id: "auth-interceptor-test"))
     let verifier = await TokenVerifier(configuration: auth)
     let interceptor = AuthInterceptor(
       verifier: verifier, policy: AccessPolicy([Platform_Persona_V1_PersonaService.Method.getPersona: "persona:read"]))
@@ -32,7 +32,7 @@ struct AuthInterceptorTests {
       defer { group.cancelAll() }
       let client = try RPCClient(configuration: .defaults(targets: ["127.0.0.1:\(try await server.listeningPort)"]))
       let personas = Platform_Persona_V1_PersonaServiceClient(channel: client)
-      let issuer = await TokenIssuer(configuration: auth)
+      let issuer = try await TokenIssuer(configuration: auth)
       let alice = UUID()
       let bob = UUID()
       let aliceToken = try await issuer.issue(userID: alice, roles: [.viewer])

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Logging
 import PlatformCore
@@ -48,13 +49,13 @@ struct TraceContextTests {
 
 @Suite("Configuration")
 struct ConfigurationTests {
-  @Test("Defaults: loopback, the service's port and database, the development secret")
+  @Test("Defaults: loopback, the service's port and database, the development keys")
   func defaults() {
     let configuration = ServiceConfiguration.defaults(for: .textToSQL)
     #expect(configuration.host == "127.0.0.1")
     #expect(configuration.port == 50054)
     #expect(configuration.database.database == "sql_db")
-    #expect(configuration.auth.usesDevelopmentSecret)
+    #expect(configuration.auth.usesDevelopmentKeys)
     #expect(configuration.peers[.codeSandbox] == "127.0.0.1:50053")
     #expect(PlatformServiceName.codeSandbox.addressVariable == "CODE_SANDBOX_ADDR")
   }
@@ -65,7 +66,7 @@ struct ConfigurationTests {
       service: .persona,
       environment: Environment([
         "PORT": "6000", "DATABASE_URL": "postgres://u:p%40ss%2541@db.internal:6543/personas?sslmode=require",
-        "JWT_SECRET": "a-long-enough-secret-value-0123456789", "LOG_LEVEL": "DEBUG", "AGENT_ADDR": "agent:50051",
+        "JWT_PUBLIC_KEYS": Self.jwks, "LOG_LEVEL": "DEBUG", "AGENT_ADDR": "agent:50051",
       ]))
     #expect(configuration.port == 6000)
     #expect(configuration.database.host == "db.internal" && configuration.database.port == 6543)
@@ -73,26 +74,56 @@ struct ConfigurationTests {
     #expect(configuration.database.description == "postgres://u@db.internal:6543/personas")
     #expect(configuration.logLevel == .debug)
     #expect(configuration.peers[.agent] == "agent:50051")
-    #expect(!configuration.auth.usesDevelopmentSecret)
+    #expect(!configuration.auth.usesDevelopmentKeys)
   }
 
-  @Test("The public development secret is refused unless the service listens on loopback only")
-  func developmentSecret() throws {
-    #expect(try ServiceConfiguration.fromEnvironment(service: .agent, environment: Environment(["HOST": "::1"])).auth.usesDevelopmentSecret)
+  static let signingKey = TokenSigningKey.generate(id: "configuration-test")
+  static let jwks = try! TokenKeySet(keys: [signingKey.verificationKey]).jwks
+
+  @Test("The public development keys are refused unless the service listens on loopback only")
+  func developmentKeys() throws {
+    #expect(try ServiceConfiguration.fromEnvironment(service: .agent, environment: Environment(["HOST": "::1"])).auth.usesDevelopmentKeys)
     #expect {
       try ServiceConfiguration.fromEnvironment(service: .agent, environment: Environment(["HOST": "0.0.0.0"]))
     } throws: { error in
-      (error as? Environment.InvalidValue)?.variable == "JWT_SECRET"
+      (error as? Environment.InvalidValue)?.variable == "JWT_PUBLIC_KEYS"
     }
-    let own = Environment(["HOST": "0.0.0.0", "JWT_SECRET": "a-long-enough-secret-value-0123456789"])
+    let own = Environment(["HOST": "0.0.0.0", "JWT_PUBLIC_KEYS": Self.jwks])
     #expect(try ServiceConfiguration.fromEnvironment(service: .agent, environment: own).host == "0.0.0.0")
+  }
+
+  @Test("Token keys: a JWKS (inline or a file), the agent's private key in it; a private part in the JWKS or a stray kid is refused")
+  func tokenKeys() throws {
+    let next = TokenSigningKey.generate(id: "next")
+    let rotation = try TokenKeySet(keys: [Self.signingKey.verificationKey, next.verificationKey]).jwks
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("jwks-\(UUID().uuidString).json").path
+    try rotation.write(toFile: file, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(atPath: file) }
+    let agent = try AuthConfiguration(environment: Environment(["JWT_PUBLIC_KEYS": file, "JWT_PRIVATE_KEY": next.jwk]))
+    #expect(agent.publicKeys.keys.map(\.id) == ["configuration-test", "next"] && agent.signingKey?.id == "next")
+    #expect(!agent.usesDevelopmentKeys)
+    #expect(throws: Environment.InvalidValue.self) {
+      try AuthConfiguration(environment: Environment(["JWT_PUBLIC_KEYS": Self.jwks, "JWT_PRIVATE_KEY": next.jwk]))
+    }
+    #expect(throws: TokenKeyError.self) { try TokenKeySet(jwks: #"{"keys":[\#(next.jwk)]}"#) }
+    #expect(throws: TokenKeyError.self) { try TokenKeySet(jwks: #"{"keys":[]}"#) }
+    #expect(throws: TokenKeyError.self) { try TokenKeySet(jwks: rotation.replacingOccurrences(of: "next", with: "configuration-test")) }
+    #expect(throws: TokenKeyError.self) { try TokenSigningKey(jwk: next.jwk.replacingOccurrences(of: "\"kid\":\"next\"", with: "\"kid\":\"\"")) }
+    let mismatched = next.jwk.replacingOccurrences(
+      of: Self.base64x(next), with: Self.base64x(Self.signingKey))
+    #expect(throws: TokenKeyError.self) { try TokenSigningKey(jwk: mismatched) }
+    #expect(try TokenSigningKey(jwk: next.jwk).verificationKey.key.rawRepresentation == next.verificationKey.key.rawRepresentation)
+  }
+
+  static func base64x(_ key: TokenSigningKey) -> String {
+    key.verificationKey.jwk.objectValue?["x"]?.stringValue ?? ""
   }
 
   @Test(
     "A malformed setting is an error naming the variable (and never echoing a password)",
     arguments: [
       ("PORT", "http"), ("PORT", "70000"), ("DATABASE_URL", "mysql://u:secret@h/db"), ("DATABASE_URL", "postgres://u:secret@h"),
-      ("LOG_LEVEL", "loud"), ("LOG_FORMAT", "xml"), ("JWT_SECRET", "short"), ("DATABASE_POOL_SIZE", "0"),
+      ("LOG_LEVEL", "loud"), ("LOG_FORMAT", "xml"), ("JWT_SECRET", "short"), ("JWT_PUBLIC_KEYS", "{}"), ("JWT_PRIVATE_KEY", "/nonexistent/key.jwk"), ("DATABASE_POOL_SIZE", "0"),
       ("DATABASE_URL", "postgres://u:secret@h/db?sslmode=prefer"), ("SHUTDOWN_GRACE_SECONDS", "1e16"),
       ("SHUTDOWN_GRACE_SECONDS", "-1"),
     ])

@@ -1,12 +1,13 @@
 import Foundation
 import GRPCRuntime
-import JWTKit
+import Crypto
 import PlatformCore
 import Testing
 
 @Suite("Token verification")
 struct TokenVerifierTests {
-  static let auth = AuthConfiguration(secret: "unit-test-secret-0123456789abcdef")
+  static let key = TokenSigningKey.generate(id: "unit-test")
+  static let auth = AuthConfiguration(signingKey: key)
   static let user = UUID()
 
   static func base64URL(_ text: String) -> String {
@@ -19,14 +20,13 @@ struct TokenVerifierTests {
       .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
   }
 
-  static let header = #"{"alg":"HS256","typ":"JWT"}"#
+  static let header = #"{"alg":"EdDSA","kid":"unit-test","typ":"JWT"}"#
 
-  /// `header.payload.signature` for exactly these segment texts, HS256-signed with the test
-  /// secret: a token the issuer could have made, however odd its text.
-  static func signed(encodedHeader: String, encodedPayload: String) async throws -> String {
-    let keys = await JWTKeyCollection().add(hmac: HMACKey(from: Self.auth.secret), digestAlgorithm: .sha256)
+  /// `header.payload.signature` for exactly these segment texts, signed with the test key: a
+  /// token the issuer could have made, however odd its text.
+  static func signed(encodedHeader: String, encodedPayload: String, key: TokenSigningKey = key) async throws -> String {
     let input = encodedHeader + "." + encodedPayload
-    return input + "." + Self.base64URL(bytes: try await keys.getKey().sign(Array(input.utf8)))
+    return input + "." + Self.base64URL(bytes: try key.signature(for: Array(input.utf8)))
   }
 
   /// A signed token with exactly this header and payload JSON text.
@@ -56,25 +56,64 @@ struct TokenVerifierTests {
     #expect(!caller.has("agent:write"))
   }
 
-  @Test("alg none is refused even with a plausible payload")
-  func algNone() async throws {
-    let token = Self.base64URL(#"{"alg":"none","typ":"JWT"}"#) + "." + Self.base64URL(Self.claims()) + "."
-    await #expect(throws: TokenError.unsupportedAlgorithm("none")) {
+  @Test("alg none is refused in every spelling, even with a plausible payload", arguments: ["none", "None", "NONE", "nOnE", ""])
+  func algNone(alg: String) async throws {
+    let token = Self.base64URL(#"{"alg":"\#(alg)","typ":"JWT","kid":"unit-test"}"#) + "." + Self.base64URL(Self.claims()) + "."
+    await #expect(throws: TokenError.unsupportedAlgorithm(alg)) {
       try await TokenVerifier(configuration: Self.auth).verify(token)
     }
   }
 
-  @Test("Another HMAC algorithm is refused")
-  func otherAlgorithm() async throws {
-    let token = Self.base64URL(#"{"alg":"HS512","typ":"JWT"}"#) + "." + Self.base64URL(Self.claims()) + ".c2ln"
-    await #expect(throws: TokenError.unsupportedAlgorithm("HS512")) {
-      try await TokenVerifier(configuration: Self.auth).verify(token)
+  @Test("HS256 signed with the public key as its secret (key confusion) is refused, as is every other algorithm")
+  func keyConfusion() async throws {
+    let publicKey = Self.key.verificationKey.key.rawRepresentation
+    let jwkText = Self.key.verificationKey.jwk.jsonText
+    for secret in [Array(publicKey), Array(jwkText.utf8)] {
+      let input = Self.base64URL(#"{"alg":"HS256","typ":"JWT","kid":"unit-test"}"#) + "." + Self.base64URL(Self.claims())
+      let mac = HMAC<SHA256>.authenticationCode(for: Array(input.utf8), using: SymmetricKey(data: secret))
+      let token = input + "." + Self.base64URL(bytes: mac)
+      await #expect(throws: TokenError.unsupportedAlgorithm("HS256")) { try await TokenVerifier(configuration: Self.auth).verify(token) }
+    }
+    for alg in ["ES256", "RS256", "HS512", "EdDSA "] {
+      let token = Self.base64URL(#"{"alg":"\#(alg)","typ":"JWT","kid":"unit-test"}"#) + "." + Self.base64URL(Self.claims()) + ".c2ln"
+      await #expect(throws: TokenError.unsupportedAlgorithm(alg)) { try await TokenVerifier(configuration: Self.auth).verify(token) }
     }
   }
 
-  @Test("A token signed with another secret has a bad signature")
+  @Test("A token naming no key or an unknown kid is refused before its signature is looked at")
+  func unknownKey() async throws {
+    let stranger = TokenSigningKey.generate(id: "stranger")
+    for header in [#"{"alg":"EdDSA","typ":"JWT"}"#, #"{"alg":"EdDSA","kid":"stranger"}"#, #"{"alg":"EdDSA","kid":7}"#] {
+      let token = try await Self.signed(
+        encodedHeader: Self.base64URL(header), encodedPayload: Self.base64URL(Self.claims()), key: stranger)
+      await #expect(throws: TokenError.unknownKey) { try await TokenVerifier(configuration: Self.auth).verify(token) }
+    }
+  }
+
+  @Test("During a rotation tokens of the old key and of the new one both verify; the new issuer signs with the new kid")
+  func rotation() async throws {
+    let next = TokenSigningKey.generate(id: "next")
+    var rotated = AuthConfiguration(publicKeys: try TokenKeySet(keys: [Self.key.verificationKey, next.verificationKey]))
+    rotated.signingKey = next
+    let verifier = await TokenVerifier(configuration: rotated)
+    let old = try await TokenIssuer(configuration: Self.auth).issue(userID: Self.user, roles: [.viewer])
+    let new = try await TokenIssuer(configuration: rotated).issue(userID: Self.user, roles: [.viewer])
+    #expect(try await verifier.verify(old).userID == Self.user)
+    #expect(try await verifier.verify(new).userID == Self.user)
+    let header = try #require(CompactHeader.kid(of: new))
+    #expect(header == "next")
+    await #expect(throws: TokenError.unknownKey) { try await TokenVerifier(configuration: Self.auth).verify(new) }
+  }
+
+  @Test("A verifying service cannot issue tokens: it has no signing key")
+  func verifierCannotIssue() async throws {
+    let verifyOnly = AuthConfiguration(publicKeys: try TokenKeySet(keys: [Self.key.verificationKey]))
+    await #expect(throws: TokenKeyError.self) { _ = try await TokenIssuer(configuration: verifyOnly) }
+  }
+
+  @Test("A token signed with another key under the same kid has a bad signature")
   func forged() async throws {
-    let forger = AuthConfiguration(secret: "someone-elses-secret-0123456789abcdef")
+    let forger = AuthConfiguration(signingKey: TokenSigningKey.generate(id: "unit-test"))
     let token = try await TokenIssuer(configuration: forger).issue(userID: Self.user, roles: [.admin])
     await #expect(throws: TokenError.badSignature) {
       try await TokenVerifier(configuration: Self.auth).verify(token)
@@ -176,8 +215,8 @@ struct TokenVerifierTests {
   @Test(
     "A header naming a parameter twice is malformed",
     arguments: [
-      #"{"alg":"HS256","typ":"JWT","typ":"JWT"}"#, #"{"alg":"HS256","alg":"HS256"}"#, #"{"alg":"none","alg":"HS256"}"#,
-      #"{"alg":"HS256","alg":"none"}"#, #"{"alg":"HS256","kid":"a","kid":"b"}"#,
+      #"{"alg":"EdDSA","kid":"unit-test","typ":"JWT","typ":"JWT"}"#, #"{"alg":"EdDSA","kid":"unit-test","alg":"EdDSA","kid":"unit-test"}"#, #"{"alg":"none","alg":"EdDSA","kid":"unit-test"}"#,
+      #"{"alg":"EdDSA","kid":"unit-test","alg":"none"}"#, #"{"alg":"EdDSA","kid":"unit-test","kid":"a","kid":"b"}"#,
     ])
   func duplicateHeaderParameters(header: String) async throws {
     let token = try await Self.signed(header: header, payload: Self.payload())
@@ -188,7 +227,7 @@ struct TokenVerifierTests {
     "A crit header is refused: no extension is understood (RFC 7515 §4.1.11)",
     arguments: [#""crit":["exp"],"exp":1"#, #""crit":["b64"],"b64":true"#, #""crit":["x-unknown"]"#])
   func criticalExtension(parameters: String) async throws {
-    let token = try await Self.signed(header: #"{"alg":"HS256","typ":"JWT",\#(parameters)}"#, payload: Self.payload())
+    let token = try await Self.signed(header: #"{"alg":"EdDSA","kid":"unit-test","typ":"JWT",\#(parameters)}"#, payload: Self.payload())
     await #expect(throws: TokenError.unsupportedCriticalExtension) {
       try await TokenVerifier(configuration: Self.auth).verify(token)
     }
@@ -196,7 +235,7 @@ struct TokenVerifierTests {
 
   @Test("A malformed crit header is malformed", arguments: ["[]", #""b64""#, "[1]", "null", "{}", #"["b64",2]"#])
   func malformedCritical(crit: String) async throws {
-    let token = try await Self.signed(header: #"{"alg":"HS256","typ":"JWT","crit":\#(crit)}"#, payload: Self.payload())
+    let token = try await Self.signed(header: #"{"alg":"EdDSA","kid":"unit-test","typ":"JWT","crit":\#(crit)}"#, payload: Self.payload())
     await #expect(throws: TokenError.malformed) { try await TokenVerifier(configuration: Self.auth).verify(token) }
   }
 
@@ -256,7 +295,7 @@ struct TokenVerifierTests {
       // Runs of '?' and '~' encode to '_' and '-' whatever their alignment.
       let payload = Self.base64URL(
         Self.payload(#","email":"??????~~~~~~@example.com\#(String(repeating: " ", count: spaces))""#))
-      let header = Self.base64URL(#"{"alg":"HS256","typ":"JWT"\#(String(repeating: " ", count: spaces))}"#)
+      let header = Self.base64URL(#"{"alg":"EdDSA","kid":"unit-test","typ":"JWT"\#(String(repeating: " ", count: spaces))}"#)
       if let misspelled = misspelling.apply(to: payload) {
         await #expect(throws: TokenError.malformed, "payload \(misspelled)") {
           try await verifier.verify(Self.signed(encodedHeader: header, encodedPayload: misspelled))
@@ -280,7 +319,7 @@ struct TokenVerifierTests {
     let verifier = await TokenVerifier(configuration: Self.auth)
     let payload = Self.payload(#","email":"a\#(character)b@example.com""#)
     await #expect(throws: TokenError.malformed) { try await verifier.verify(Self.signed(payload: payload)) }
-    let header = #"{"alg":"HS256","typ":"J\#(character)WT"}"#
+    let header = #"{"alg":"EdDSA","kid":"unit-test","typ":"J\#(character)WT"}"#
     await #expect(throws: TokenError.malformed) {
       try await verifier.verify(Self.signed(header: header, payload: Self.payload()))
     }
@@ -354,5 +393,18 @@ struct TokenVerifierTests {
       #expect(throws: TokenError.missing, "\(refused.debugDescription)") { try AuthInterceptor.bearerToken(in: [refused]) }
     }
     #expect(throws: TokenError.missing) { try AuthInterceptor.bearerToken(in: []) }
+  }
+}
+
+/// Reads a token's `kid` header (the tests' own reading, not the verifier's).
+enum CompactHeader {
+  static func kid(of token: String) -> String? {
+    guard let first = token.split(separator: ".").first else { return nil }
+    var text = first.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+    while text.count % 4 != 0 { text += "=" }
+    guard let data = Data(base64Encoded: text),
+      let header = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+    else { return nil }
+    return header["kid"] as? String
   }
 }

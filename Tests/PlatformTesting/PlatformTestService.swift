@@ -82,8 +82,8 @@ public struct PlatformTestService: Sendable {
   public let auth: AuthConfiguration
   private let issuer: TokenIssuer
 
-  /// The secret test services verify tokens with.
-  public static let testAuth = AuthConfiguration(secret: "platform-test-secret-0123456789abcdef")
+  /// The key test services verify tokens with (a new one per test process).
+  public static let testAuth = AuthConfiguration(signingKey: .generate(id: "test-key"))
 
   /// Starts `definition` on a fresh database, runs `body`, then stops the service and drops the
   /// database.
@@ -123,7 +123,7 @@ public struct PlatformTestService: Sendable {
           let port = try await server.listeningPort
           clients.append((port, try await server.adminPort, try RPCClient(configuration: .defaults(targets: ["127.0.0.1:\(port)"]))))
         }
-        let issuer = await TokenIssuer(configuration: configuration.auth)
+        let issuer = try await TokenIssuer(configuration: configuration.auth)
         return try await TestPostgres.withClient(database) { databaseClient in
           let services = clients.map {
             PlatformTestService(

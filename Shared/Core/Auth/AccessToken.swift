@@ -2,7 +2,7 @@ public import Foundation
 internal import JWTKit
 internal import Synchronization
 
-/// The claims of the platform's access tokens (HS256 JWTs the agent service issues).
+/// The claims of the platform's access tokens (EdDSA JWTs the agent service issues).
 struct AccessTokenClaims: JWTPayload {
   var sub: SubjectClaim
   var iss: IssuerClaim
@@ -13,6 +13,8 @@ struct AccessTokenClaims: JWTPayload {
   var email: String?
   var roles: [String]?
   var permissions: [String]?
+  /// The login session the token belongs to (`session:{user_id}` in Redis).
+  var sid: String?
 
   /// Claims are checked by `TokenVerifier`, which knows the configured issuer, audience and
   /// leeway; the signature check alone happens here.
@@ -20,9 +22,13 @@ struct AccessTokenClaims: JWTPayload {
 }
 
 extension AuthConfiguration {
-  /// The HS256 key of `secret`, the one key tokens are signed and verified with.
-  func signingKeys() async -> JWTKeyCollection {
-    await JWTKeyCollection().add(hmac: HMACKey(from: self.secret), digestAlgorithm: .sha256)
+  /// The public keys, each under its `kid`: what tokens are verified with.
+  func verificationKeys() async -> JWTKeyCollection {
+    let keys = JWTKeyCollection()
+    for key in self.publicKeys.keys {
+      await keys.add(eddsa: EdDSA.PublicKey(backing: key.key), kid: JWKIdentifier(string: key.id))
+    }
+    return keys
   }
 }
 
@@ -32,6 +38,7 @@ public enum TokenError: Error, Equatable, Sendable, CustomStringConvertible {
   case multipleAuthorizationHeaders
   case malformed
   case unsupportedAlgorithm(String)
+  case unknownKey
   case unsupportedCriticalExtension
   case badSignature
   case expired
@@ -46,7 +53,8 @@ public enum TokenError: Error, Equatable, Sendable, CustomStringConvertible {
     case .missing: "The call needs `authorization: Bearer <token>`"
     case .multipleAuthorizationHeaders: "The call carries more than one `authorization` header"
     case .malformed: "The bearer token is not a well-formed JWT"
-    case .unsupportedAlgorithm(let alg): "The token's algorithm \(alg.isEmpty ? "(none)" : alg) is not accepted; tokens are HS256"
+    case .unsupportedAlgorithm(let alg): "The token's algorithm \(alg.isEmpty ? "(none)" : alg) is not accepted; tokens are EdDSA"
+    case .unknownKey: "The token's key (kid) is not one this service trusts"
     case .unsupportedCriticalExtension: "The token's header names critical extensions (crit), which are not supported"
     case .badSignature: "The token's signature is invalid"
     case .expired: "The token has expired"
@@ -59,9 +67,11 @@ public enum TokenError: Error, Equatable, Sendable, CustomStringConvertible {
   }
 }
 
-/// Verifies access tokens locally: HS256 signature with the shared secret, then issuer, audience,
-/// expiry, not-before and issued-at (with leeway). Any other algorithm, `none` included, is
-/// refused before the signature is looked at.
+/// Verifies access tokens locally: an EdDSA (Ed25519) signature by one of the trusted public keys,
+/// named by the token's `kid`, then issuer, audience, expiry, not-before and issued-at (with
+/// leeway). Any other algorithm (`none` and HS256 included, so a token "signed" with a public key
+/// as an HMAC secret means nothing) and an unknown `kid` are refused before the signature is
+/// looked at.
 ///
 /// The token is read strictly first (`CompactJWS`: canonical base64url, strict JSON without
 /// duplicate names), then its header: a `crit` parameter is refused (RFC 7515 §4.1.11; no
@@ -80,7 +90,7 @@ public struct TokenVerifier: Sendable {
 
   public init(configuration: AuthConfiguration, cacheCapacity: Int = 10_000) async {
     self.configuration = configuration
-    self.keys = await configuration.signingKeys()
+    self.keys = await configuration.verificationKeys()
     self.verified = VerifiedTokens(capacity: cacheCapacity)
   }
 
@@ -94,7 +104,10 @@ public struct TokenVerifier: Sendable {
     let jws = try CompactJWS(token)
     let algorithm = jws.header["alg"]?.stringValue ?? ""
     // The name goes back to the caller in the status message: keep it short.
-    guard algorithm == "HS256" else { throw .unsupportedAlgorithm(String(algorithm.prefix(16))) }
+    guard algorithm == "EdDSA" else { throw .unsupportedAlgorithm(String(algorithm.prefix(16))) }
+    guard let keyID = jws.header["kid"]?.stringValue, self.configuration.publicKeys.key(id: keyID) != nil else {
+      throw .unknownKey
+    }
     if let critical = jws.header["crit"] {
       // A non-empty array of names (RFC 7515 §4.1.11); any name is an extension not understood.
       guard case .array(let names) = critical, !names.isEmpty, names.allSatisfy({ $0.stringValue != nil }) else {
@@ -127,7 +140,8 @@ public struct TokenVerifier: Sendable {
       userID: userID,
       email: claims.email,
       roles: (claims.roles ?? []).compactMap(Role.init(storedName:)),
-      extraPermissions: (claims.permissions ?? []).map(Permission.init(rawValue:))
+      extraPermissions: (claims.permissions ?? []).map(Permission.init(rawValue:)),
+      sessionID: claims.sid
     )
     self.verified[token] = VerifiedTokens.Entry(
       caller: caller, expiresAt: claims.exp.value, notBefore: claims.nbf?.value, issuedAt: claims.iat?.value)
@@ -171,22 +185,30 @@ final class VerifiedTokens: Sendable {
   }
 }
 
-/// Issues access tokens with the shared secret: the agent service's login, and tests.
+/// Issues access tokens with the signing key: the agent service's login, and tests.
 public struct TokenIssuer: Sendable {
   private let keys: JWTKeyCollection
+  private let keyID: JWKIdentifier
   private let configuration: AuthConfiguration
 
-  public init(configuration: AuthConfiguration) async {
+  /// - Throws: `TokenKeyError` when the configuration has no signing key (only the agent
+  ///   service has one).
+  public init(configuration: AuthConfiguration) async throws(TokenKeyError) {
+    guard let signingKey = configuration.signingKey else {
+      throw TokenKeyError("no signing key: only the agent service issues tokens (JWT_PRIVATE_KEY)")
+    }
     self.configuration = configuration
-    self.keys = await configuration.signingKeys()
+    self.keyID = JWKIdentifier(string: signingKey.id)
+    self.keys = await JWTKeyCollection().add(eddsa: EdDSA.PrivateKey(backing: signingKey.key), kid: self.keyID)
   }
 
-  /// A signed token for `userID`, valid for `lifetime` from `now`.
+  /// A signed token for `userID`, valid for `lifetime` from `now`, naming its key (`kid`).
   public func issue(
     userID: UUID,
     email: String? = nil,
     roles: [Role],
     permissions: [Permission] = [],
+    sessionID: String? = nil,
     lifetime: Duration = .seconds(900),
     now: Date = Date()
   ) async throws -> String {
@@ -199,8 +221,9 @@ public struct TokenIssuer: Sendable {
       nbf: nil,
       email: email,
       roles: roles.map(\.rawValue),
-      permissions: permissions.map(\.rawValue)
+      permissions: permissions.map(\.rawValue),
+      sid: sessionID
     )
-    return try await self.keys.sign(claims)
+    return try await self.keys.sign(claims, kid: self.keyID)
   }
 }

@@ -56,11 +56,16 @@ public struct Caller: Sendable, Hashable {
   public var roles: [Role]
   /// Everything the caller may do: its roles' permissions plus its extra ones.
   public var permissions: Set<Permission>
+  /// The login session the caller's token belongs to (nil for tokens without one).
+  public var sessionID: String?
 
-  public init(userID: UUID, email: String? = nil, roles: [Role], extraPermissions: [Permission] = []) {
+  public init(
+    userID: UUID, email: String? = nil, roles: [Role], extraPermissions: [Permission] = [], sessionID: String? = nil
+  ) {
     self.userID = userID
     self.email = email
     self.roles = roles
+    self.sessionID = sessionID
     self.permissions = roles.reduce(into: Set(extraPermissions)) { $0.formUnion($1.permissions) }
   }
 

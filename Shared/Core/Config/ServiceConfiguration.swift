@@ -86,12 +86,12 @@ public struct ServiceConfiguration: Sendable {
     }
     let host = environment.string("HOST", default: "127.0.0.1")
     let auth = try AuthConfiguration(environment: environment)
-    // The development secret is in the source: anyone could sign an admin token with it. It is
-    // fine only where nobody else can connect.
-    if auth.usesDevelopmentSecret && !["127.0.0.1", "::1", "localhost"].contains(host) {
+    // The development key's private half is in the source: anyone could sign an admin token
+    // with it. It is fine only where nobody else can connect.
+    if auth.usesDevelopmentKeys && !["127.0.0.1", "::1", "localhost"].contains(host) {
       throw Environment.InvalidValue(
-        variable: "JWT_SECRET", value: "<unset>",
-        expected: "a secret of your own (at least 32 bytes) when HOST (\(host)) is not loopback: the development secret is public")
+        variable: "JWT_PUBLIC_KEYS", value: "<unset>",
+        expected: "keys of your own (scripts/jwt_keys.py generate) when HOST (\(host)) is not loopback: the development key is public")
     }
     var rateLimits = RateLimits(defaultLimit: try environment.int("RATE_LIMIT_PER_MINUTE", default: 0, range: 0...10_000_000))
     for rpcClass in ["read", "write", "execute"] {

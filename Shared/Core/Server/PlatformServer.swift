@@ -87,8 +87,9 @@ public final class PlatformServer: Service, Sendable {
   private func serve() async throws {
     let configuration = self.configuration
     let logger = self.logger
-    if configuration.auth.usesDevelopmentSecret {
-      logger.warning("JWT_SECRET is not set: using the development secret. Never do this in production.")
+    if configuration.auth.usesDevelopmentKeys {
+      logger.warning(
+        "JWT_PUBLIC_KEYS is not set: using the development token keys, whose private half is public. Never do this in production.")
     }
     // Spans go to the OTLP collector when one is configured; the exporter runs outside the
     // graceful-shutdown scope too, and flushes after the last call has ended.

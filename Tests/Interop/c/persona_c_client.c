@@ -6,7 +6,7 @@
  *
  *   persona-c-client --host H --port P --persona-id ID --persona-name NAME [--token JWT]
  *
- * The token (HS256 JWT, `authorization: Bearer …`) comes from --token or $PERSONA_TOKEN; it must
+ * The token (an EdDSA JWT, `authorization: Bearer …`) comes from --token or $PERSONA_TOKEN; it must
  * belong to the owner of persona ID, which must have been created with the interop template
  * (TEMPLATE below) and variable schema {role: string (required), tone: string, default "calmly"}
  * and never updated (Tests/Interop/persona/persona_client.py creates it so).

@@ -2,8 +2,8 @@
 """grpcio client of platform.persona.v1.PersonaService: the persona service's Python interop test.
 
     /usr/bin/python3 persona_client.py health --port P [--host H] [--timeout S] [--pid PID]
-    JWT_SECRET=… /usr/bin/python3 persona_client.py run --port P [--host H] [--handoff FILE]
-    JWT_SECRET=… /usr/bin/python3 persona_client.py trace --port P --spans SPANS.jsonl
+    JWT_PRIVATE_KEY=… /usr/bin/python3 persona_client.py run --port P [--host H] [--handoff FILE]
+    JWT_PRIVATE_KEY=… /usr/bin/python3 persona_client.py trace --port P --spans SPANS.jsonl
 
 `trace` makes a CreatePersona and a GetPersona call, each with its own `traceparent`, and checks
 the spans an OTLP receiver (Tests/Tracing/otlp_receiver.py) wrote to SPANS.jsonl: the server's
@@ -13,7 +13,7 @@ children, with no parameter values in any of them.
 `health` polls grpc.health.v1.Health/Check (service "") until the server answers SERVING; it
 gives up after --timeout seconds or as soon as process --pid is gone (exit 1).
 
-`run` mints HS256 JWTs for two fresh users A and B with $JWT_SECRET (iss/aud "platform", or
+`run` mints EdDSA JWTs for two fresh users A and B with $JWT_PRIVATE_KEY (iss/aud "platform", or
 $JWT_ISSUER/$JWT_AUDIENCE; role developer), creates 3 personas for A (the third public) and 1 for
 B, then checks rendering, paging, visibility and the error codes, printing one
 "PASS py <check>" or "FAIL py <check>: why" line per check; exit status 1 if any failed. With
@@ -27,8 +27,6 @@ generic multi-callables.
 """
 import argparse
 import base64
-import hashlib
-import hmac
 import importlib.util
 import json
 import os
@@ -39,6 +37,8 @@ import time
 import uuid
 
 import grpc
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import json_format, struct_pb2
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -91,11 +91,30 @@ def _b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def mint_token(secret, sub, roles=("developer",), permissions=(), ttl=3600, now=None):
-    """An HS256 JWT as the platform's services verify it (jwt-kit): sub, iss, aud, iat, exp,
-    roles, permissions."""
+def signing_key():
+    """The private JWK tokens are signed with: $JWT_PRIVATE_KEY, the JSON or a file holding it
+    (scripts/jwt_keys.py generate). None when unset."""
+    value = os.environ.get("JWT_PRIVATE_KEY", "").strip()
+    if not value:
+        return None
+    if not value.startswith("{"):
+        with open(value, encoding="utf-8") as f:
+            value = f.read()
+    return json.loads(value)
+
+
+def other_key(key):
+    """A key under the same kid that the server does not trust: its tokens are forgeries."""
+    forged = Ed25519PrivateKey.generate()
+    d = forged.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    return dict(key, d=_b64url(d))
+
+
+def mint_token(key, sub, roles=("developer",), permissions=(), ttl=3600, now=None):
+    """An EdDSA (Ed25519) JWT as the agent service signs it: header alg EdDSA with the key's kid;
+    claims sub, iss, aud, iat, exp, roles, permissions."""
     now = int(time.time()) if now is None else now
-    header = {"alg": "HS256", "typ": "JWT"}
+    header = {"alg": "EdDSA", "typ": "JWT", "kid": key["kid"]}
     claims = {
         "sub": sub,
         "iss": os.environ.get("JWT_ISSUER", "platform"),
@@ -107,7 +126,8 @@ def mint_token(secret, sub, roles=("developer",), permissions=(), ttl=3600, now=
     }
     signing_input = ".".join(_b64url(json.dumps(part, separators=(",", ":")).encode())
                              for part in (header, claims))
-    signature = hmac.new(secret.encode(), signing_input.encode("ascii"), hashlib.sha256).digest()
+    d = base64.urlsafe_b64decode(key["d"] + "=" * (-len(key["d"]) % 4))
+    signature = Ed25519PrivateKey.from_private_bytes(d).sign(signing_input.encode("ascii"))
     return signing_input + "." + _b64url(signature)
 
 
@@ -194,13 +214,13 @@ def health(args):
 # --- the checks -----------------------------------------------------------------------------------
 
 class Run:
-    def __init__(self, stub, secret):
+    def __init__(self, stub, key):
         self.stub = stub
-        self.secret = secret
+        self.key = key
         self.user_a = str(uuid.uuid4())
         self.user_b = str(uuid.uuid4())
-        self.token_a = mint_token(secret, self.user_a)
-        self.token_b = mint_token(secret, self.user_b)
+        self.token_a = mint_token(key, self.user_a)
+        self.token_b = mint_token(key, self.user_b)
         self.tag = uuid.uuid4().hex[:8]
         self.a = []           # A's personas as created: [private, private, public]
         self.b = None         # B's persona
@@ -317,12 +337,12 @@ class Run:
         return repr(e.details())
 
     def bad_signature(self):
-        token = mint_token(self.secret + "-not-it", self.user_a)
+        token = mint_token(other_key(self.key), self.user_a)
         expect_code(self._render_with(token), grpc.StatusCode.UNAUTHENTICATED,
-                    "RenderPersona with a token signed by another secret")
+                    "RenderPersona with a token signed by another key under the server's kid")
 
     def expired(self):
-        token = mint_token(self.secret, self.user_a, now=int(time.time()) - 7200, ttl=3600)
+        token = mint_token(self.key, self.user_a, now=int(time.time()) - 7200, ttl=3600)
         expect_code(self._render_with(token), grpc.StatusCode.UNAUTHENTICATED,
                     "RenderPersona with a token expired an hour ago")
 
@@ -395,8 +415,8 @@ class TraceRun(Run):
     """Calls made with a caller's `traceparent` must reach the OTLP receiver as the server's span
     (child of the caller's span) with the SQL and Redis spans of the call as its children."""
 
-    def __init__(self, stub, secret, spans_file):
-        super().__init__(stub, secret)
+    def __init__(self, stub, key, spans_file):
+        super().__init__(stub, key)
         self.spans_file = spans_file
         self.calls = {}
 
@@ -482,28 +502,28 @@ class TraceRun(Run):
 
 
 def trace(args):
-    secret = os.environ.get("JWT_SECRET")
-    if not secret:
-        print("persona_client.py trace: set JWT_SECRET (the server's)", file=sys.stderr)
+    key = signing_key()
+    if not key:
+        print("persona_client.py trace: set JWT_PRIVATE_KEY (the key the server's JWT_PUBLIC_KEYS trusts)", file=sys.stderr)
         return 2
     with channel_for(args.host, args.port) as channel:
-        r = TraceRun(Persona(channel), secret, args.spans)
+        r = TraceRun(Persona(channel), key, args.spans)
         r.all()
     print(f"trace: {r.passed} passed, {r.failed} failed", file=sys.stderr)
     return 0 if r.failed == 0 and r.passed > 0 else 1
 
 
 def run(args):
-    secret = os.environ.get("JWT_SECRET")
-    if not secret:
-        print("persona_client.py run: set JWT_SECRET (the server's)", file=sys.stderr)
+    key = signing_key()
+    if not key:
+        print("persona_client.py run: set JWT_PRIVATE_KEY (the key the server's JWT_PUBLIC_KEYS trusts)", file=sys.stderr)
         return 2
     with channel_for(args.host, args.port) as channel:
-        r = Run(Persona(channel), secret)
+        r = Run(Persona(channel), key)
         r.all()
     if args.handoff and r.a:
         with open(args.handoff, "w") as f:
-            f.write(f"{mint_token(secret, r.user_a)}\n{r.a[0].id}\n{r.a[0].name}\n")
+            f.write(f"{mint_token(key, r.user_a)}\n{r.a[0].id}\n{r.a[0].name}\n")
     print(f"python: {r.passed} passed, {r.failed} failed", file=sys.stderr)
     return 0 if r.failed == 0 and r.passed > 0 else 1
 

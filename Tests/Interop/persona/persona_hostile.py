@@ -2,7 +2,7 @@
 """Hostile requests against the real persona server (grpcio), each of which once took it down or
 made it store or send without bound. After every one the server must still answer.
 
-    JWT_SECRET=… /usr/bin/python3 persona_hostile.py --port P [--host H]
+    JWT_PRIVATE_KEY=… /usr/bin/python3 persona_hostile.py --port P [--host H]
 
 One "PASS hostile <check>" or "FAIL hostile <check>: why" line per check; exit 1 if any failed.
 """
@@ -14,7 +14,7 @@ import uuid
 import grpc
 
 from persona_client import (TIMEOUT, Persona, TestFailure, auth, channel_for, expect, expect_code,
-                            health_pb2, mint_token, persona_pb2, struct)
+                            health_pb2, mint_token, persona_pb2, signing_key, struct)
 
 MIB = 1 << 20
 
@@ -40,7 +40,7 @@ def nested_list_value(levels):
 
 
 class Hostile:
-    def __init__(self, channel, secret):
+    def __init__(self, channel, key):
         self.stub = Persona(channel)
         self.health = channel.unary_unary(
             "/grpc.health.v1.Health/Check",
@@ -52,7 +52,7 @@ class Hostile:
             request_serializer=lambda b: b,
             response_deserializer=persona_pb2.RenderPersonaResponse.FromString)
         self.user = str(uuid.uuid4())
-        self.token = mint_token(secret, self.user)
+        self.token = mint_token(key, self.user)
         self.passed = self.failed = 0
 
     def check(self, name, fn):
@@ -179,12 +179,12 @@ def main():
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    secret = os.environ.get("JWT_SECRET")
-    if not secret:
-        print("persona_hostile.py: set JWT_SECRET (the server's)", file=sys.stderr)
+    key = signing_key()
+    if not key:
+        print("persona_hostile.py: set JWT_PRIVATE_KEY (the key the server's JWT_PUBLIC_KEYS trusts)", file=sys.stderr)
         return 2
     with channel_for(args.host, args.port) as channel:
-        h = Hostile(channel, secret)
+        h = Hostile(channel, key)
         h.all()
     print(f"hostile: {h.passed} passed, {h.failed} failed", file=sys.stderr)
     return 0 if h.failed == 0 and h.passed > 0 else 1
