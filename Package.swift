@@ -248,8 +248,37 @@ let package = Package(
     ),
     .target(
       name: "Agent",
-      dependencies: ["PlatformCore", "PlatformProtos"],
+      dependencies: [
+        "GRPCRuntime",
+        "PlatformCore",
+        "PlatformProtos",
+        "PlatformRedis",
+        .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "CryptoExtras", package: "swift-crypto"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "PostgresNIO", package: "postgres-nio"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
       path: "Services/Agent/Sources",
+      resources: [.copy("Migrations")],
+      swiftSettings: upcomingFeatures
+    ),
+    .testTarget(
+      name: "AgentTests",
+      dependencies: [
+        "Agent",
+        "GRPCRuntime",
+        "PlatformCore",
+        "PlatformProtos",
+        "PlatformRedis",
+        "PlatformTesting",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "PostgresNIO", package: "postgres-nio"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      path: "Tests/AgentTests",
       swiftSettings: upcomingFeatures
     ),
     .executableTarget(

@@ -1,7 +1,53 @@
+internal import Foundation
+public import GRPCRuntime
+internal import Logging
 public import PlatformCore
 
-/// The Agent service. Until its own issue it is a placeholder: it connects its database and
-/// serves health and reflection; every other call is UNIMPLEMENTED.
-public enum AgentService {
-  public static let definition = PlaceholderServiceDefinition(name: .agent)
+/// The agent service as the platform server runs it. Today: identity (AuthService: register,
+/// login, token refresh, logout, the current user), the only issuer of access tokens. Agents,
+/// plugins and executions come with their own issue.
+public struct AgentService: PlatformServiceDefinition {
+  public var name: PlatformServiceName { .agent }
+  /// The password hashing cost (OWASP's by default; tests may lower it).
+  public var passwordParameters: PasswordHasher.Parameters
+
+  public init(passwordParameters: PasswordHasher.Parameters = .owasp) {
+    self.passwordParameters = passwordParameters
+  }
+
+  public static let definition = AgentService()
+
+  public func migrations() throws -> [Migration] {
+    try Migration.load(bundle: .module)
+  }
+
+  public var accessPolicy: AccessPolicy { AuthAPI.accessPolicy }
+
+  public func makeServices(_ resources: ServiceResources) async throws -> [any RPCService] {
+    let environment = resources.configuration.environment
+    var configuration = try AccountsConfiguration(environment: environment)
+    configuration.passwordParameters = self.passwordParameters
+    let issuer: TokenIssuer
+    do {
+      issuer = try await TokenIssuer(configuration: resources.configuration.auth)
+    } catch {
+      throw Environment.InvalidValue(
+        variable: "JWT_PRIVATE_KEY", value: "<unset>", expected: "the agent service's signing key: \(error.description)")
+    }
+    let accounts = Accounts(
+      store: IdentityStore(database: resources.database, logger: resources.logger),
+      hasher: try PasswordHasher(parameters: configuration.passwordParameters),
+      issuer: issuer,
+      sessions: SessionStore(redis: resources.redis),
+      limiter: RateLimiter(redis: resources.redis, logger: resources.logger, metrics: resources.metrics.factory),
+      redis: resources.redis,
+      audit: AuditLog(database: resources.database, logger: resources.logger),
+      configuration: configuration, logger: resources.logger)
+    if let email = environment["BOOTSTRAP_ADMIN_EMAIL"], let password = environment["BOOTSTRAP_ADMIN_PASSWORD"] {
+      if try await accounts.bootstrapAdmin(email: email, password: password) {
+        resources.logger.notice("Created the first admin from BOOTSTRAP_ADMIN_EMAIL", metadata: ["email": "\(email)"])
+      }
+    }
+    return [AuthAPI(accounts: accounts)]
+  }
 }

@@ -1,20 +1,26 @@
 public import GRPCRuntime
 
 /// Which permission each method needs. Methods of `openServices` need no credentials (health
-/// and reflection, so probes and grpcurl work); any other method without a declared permission
-/// is refused, so a method added without a policy entry fails closed.
+/// and reflection, so probes and grpcurl work), nor do `openMethods` (signing up and in); any
+/// other method without a declared permission is refused, so a method added without a policy
+/// entry fails closed. `Permission.authenticated` asks for credentials and nothing more.
 public struct AccessPolicy: Sendable {
   public var requirements: [String: Permission]
   public var openServices: Set<String>
+  public var openMethods: Set<String>
 
   /// The services every platform server leaves open.
   public static let defaultOpenServices: Set<String> = [
     "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection",
   ]
 
-  public init(_ requirements: [MethodDescriptor: Permission] = [:], openServices: Set<String> = Self.defaultOpenServices) {
+  public init(
+    _ requirements: [MethodDescriptor: Permission] = [:], openMethods: [MethodDescriptor] = [],
+    openServices: Set<String> = Self.defaultOpenServices
+  ) {
     self.requirements = Dictionary(uniqueKeysWithValues: requirements.map { ($0.key.path, $0.value) })
     self.openServices = openServices
+    self.openMethods = Set(openMethods.map(\.path))
   }
 
   public enum Decision: Equatable, Sendable {
@@ -24,7 +30,7 @@ public struct AccessPolicy: Sendable {
   }
 
   public func decision(for method: MethodDescriptor) -> Decision {
-    if self.openServices.contains(method.service) { return .open }
+    if self.openServices.contains(method.service) || self.openMethods.contains(method.path) { return .open }
     if let permission = self.requirements[method.path] { return .requires(permission) }
     return .undeclared
   }

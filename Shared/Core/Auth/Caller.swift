@@ -12,6 +12,8 @@ public struct Permission: RawRepresentable, Hashable, Sendable, CustomStringConv
 
   /// Granted to admins: every permission.
   public static let all: Permission = "*"
+  /// What every authenticated caller holds: a method requiring it needs credentials only.
+  public static let authenticated: Permission = "authenticated"
 }
 
 /// The platform's roles and the permissions each grants (DESIGN.md "Auth").
@@ -70,7 +72,7 @@ public struct Caller: Sendable, Hashable {
   }
 
   public func has(_ permission: Permission) -> Bool {
-    self.permissions.contains(.all) || self.permissions.contains(permission)
+    permission == .authenticated || self.permissions.contains(.all) || self.permissions.contains(permission)
   }
 }
 

@@ -20,6 +20,12 @@ public struct Environment: Sendable {
     public var value: String
     public var expected: String
     public var description: String { "\(self.variable)=\(self.value) is invalid: expected \(self.expected)" }
+
+    public init(variable: String, value: String, expected: String) {
+      self.variable = variable
+      self.value = value
+      self.expected = expected
+    }
   }
 
   /// The variable's value; nil when it is unset or empty.

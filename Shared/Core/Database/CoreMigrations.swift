@@ -46,5 +46,29 @@ public enum CoreMigrations {
         );
         CREATE INDEX idx_job_events_job ON job_events(job_id, id);
         """),
+    Migration(
+      version: 1_000_002, name: "core_auth_audit_log",
+      sql: """
+        -- Who was let in or refused, and why (seed 000 auth_audit_log), in every service's own
+        -- database: logins, refreshes, key changes, role changes, and every refused call.
+        CREATE TABLE auth_audit_log (
+            id BIGSERIAL PRIMARY KEY,
+            trace_id VARCHAR(64) NOT NULL,
+            -- The policy that decided, once column policies exist (seed 000 auth_policy).
+            auth_policy_id BIGINT,
+            -- A user id, an API key id, or for a failed login the SHA-256 of the email tried.
+            subject_id VARCHAR(64) NOT NULL,
+            resource VARCHAR(128) NOT NULL,
+            action VARCHAR(32) NOT NULL,
+            decision VARCHAR(16) NOT NULL CHECK (decision IN ('allow', 'deny', 'mask')),
+            masked_fields JSONB NOT NULL DEFAULT '[]'::jsonb,
+            -- Why (a refusal's reason, the peer): at most 2 KB of JSON.
+            detail JSONB NOT NULL DEFAULT '{}'::jsonb CHECK (octet_length(detail::text) <= 2048),
+            created_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+        );
+        CREATE INDEX idx_auth_audit_log_created ON auth_audit_log(created_at DESC, id DESC);
+        CREATE INDEX idx_auth_audit_log_subject ON auth_audit_log(subject_id, created_at DESC);
+        CREATE INDEX idx_auth_audit_log_action ON auth_audit_log(action, created_at DESC);
+        """),
   ]
 }

@@ -11,12 +11,17 @@ public struct Session: Sendable, Equatable {
   public var permissions: [String]
   /// When the session was last used (whole seconds).
   public var lastActive: Date
+  /// The id access tokens of this session carry (`sid`).
+  public var sessionID: String?
 
-  public init(userID: UUID, email: String, roles: [String], permissions: [String], lastActive: Date = Date()) {
+  public init(
+    userID: UUID, email: String, roles: [String], permissions: [String], lastActive: Date = Date(), sessionID: String? = nil
+  ) {
     self.userID = userID
     self.email = email
     self.roles = roles
     self.permissions = permissions
+    self.sessionID = sessionID
     self.lastActive = Date(timeIntervalSince1970: lastActive.timeIntervalSince1970.rounded(.down))
   }
 }
@@ -63,7 +68,7 @@ public struct SessionStore: Sendable {
         "roles", .string(Self.json(session.roles)),
         "permissions", .string(Self.json(session.permissions)),
         "last_active", .integer(Int64(session.lastActive.timeIntervalSince1970)),
-      ])
+      ] + (session.sessionID.map { ["session_id", .string($0)] } ?? []))
   }
 
   /// The session of `userID`, its expiry slid forward; nil when there is none (expired,
@@ -82,7 +87,7 @@ public struct SessionStore: Sendable {
     else { throw RedisError(.unexpectedReply, "session:\(userID) is not a session hash") }
     return Session(
       userID: userID, email: email, roles: roles, permissions: permissions,
-      lastActive: Date(timeIntervalSince1970: lastActive))
+      lastActive: Date(timeIntervalSince1970: lastActive), sessionID: fields["session_id"])
   }
 
   /// Ends the session of `userID`.

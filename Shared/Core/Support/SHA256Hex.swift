@@ -2,7 +2,7 @@ internal import Crypto
 
 extension String {
   /// SHA-256 of the text's UTF-8 bytes, as 64 lowercase hex digits.
-  var sha256Hex: String {
+  public var sha256Hex: String {
     SHA256.hash(data: Array(self.utf8)).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
   }
 }

@@ -49,6 +49,11 @@ public enum Platform_Agent_V1_AuthService {
       method: "GetCurrentUser",
       kind: .unary
     )
+    public static let logout = MethodDescriptor(
+      service: "platform.agent.v1.AuthService",
+      method: "Logout",
+      kind: .unary
+    )
     public static let createApiKey = MethodDescriptor(
       service: "platform.agent.v1.AuthService",
       method: "CreateApiKey",
@@ -71,6 +76,7 @@ public enum Platform_Agent_V1_AuthService {
       Self.login,
       Self.refreshToken,
       Self.getCurrentUser,
+      Self.logout,
       Self.createApiKey,
       Self.listApiKeys,
       Self.revokeApiKey
@@ -115,6 +121,13 @@ public protocol Platform_Agent_V1_AuthServiceHandler: RPCService {
     context: ServerContext
   ) async throws -> Platform_Agent_V1_User
 
+  /// Ends the caller's session: its refresh tokens stop working at once, its access tokens within
+  /// seconds in every service. Idempotent. Requires no permission beyond authentication.
+  func logout(
+    _ request: Platform_Agent_V1_LogoutRequest,
+    context: ServerContext
+  ) async throws -> Platform_Agent_V1_LogoutResponse
+
   /// Creates an API key for the caller and returns its secret once. INVALID_ARGUMENT (name,
   /// expire_time), PERMISSION_DENIED (a permission the caller lacks), RESOURCE_EXHAUSTED (key quota).
   /// Requires no permission beyond authentication; an API key cannot create API keys.
@@ -152,6 +165,9 @@ extension Platform_Agent_V1_AuthServiceHandler {
     }
     router.registerUnary(Platform_Agent_V1_AuthService.Method.getCurrentUser) { request, context in
       try await self.getCurrentUser(request, context: context)
+    }
+    router.registerUnary(Platform_Agent_V1_AuthService.Method.logout) { request, context in
+      try await self.logout(request, context: context)
     }
     router.registerUnary(Platform_Agent_V1_AuthService.Method.createApiKey) { request, context in
       try await self.createApiKey(request, context: context)
@@ -246,6 +262,24 @@ public struct Platform_Agent_V1_AuthServiceClient: Sendable {
   ) async throws -> Platform_Agent_V1_User {
     try await self.channel.unary(
       Platform_Agent_V1_AuthService.Method.getCurrentUser,
+      request: request,
+      options: options
+    )
+  }
+
+  /// Ends the caller's session: its refresh tokens stop working at once, its access tokens within
+  /// seconds in every service. Idempotent. Requires no permission beyond authentication.
+  ///
+  /// - Parameters:
+  ///   - request: The request message.
+  ///   - options: Options for this call; defaults to `CallOptions.defaults`.
+  /// - Returns: The response message.
+  public func logout(
+    _ request: Platform_Agent_V1_LogoutRequest,
+    options: CallOptions = .defaults
+  ) async throws -> Platform_Agent_V1_LogoutResponse {
+    try await self.channel.unary(
+      Platform_Agent_V1_AuthService.Method.logout,
       request: request,
       options: options
     )

@@ -1,0 +1,158 @@
+public import Foundation
+public import Logging
+public import PlatformCore
+internal import PostgresNIO
+
+/// The SQL of users, roles and refresh tokens in agent_db.
+public struct IdentityStore: Sendable {
+  private let database: Database
+  private let logger: Logger
+
+  public init(database: Database, logger: Logger) {
+    self.database = database
+    self.logger = logger
+  }
+
+  static let userColumns =
+    "id, email, name, roles, permissions, is_active, email_verified, last_login_at, created_at, updated_at, deleted_at"
+  private typealias UserRow = (UUID, String, String, [String], [String], Bool, Bool, Date?, Date, Date, Date?)
+
+  private static func user(_ row: UserRow) -> User {
+    User(
+      id: row.0, email: row.1, name: row.2, roles: row.3, permissions: row.4, isActive: row.5, emailVerified: row.6,
+      lastLoginAt: row.7, createdAt: row.8, updatedAt: row.9, deletedAt: row.10)
+  }
+
+  private func users(_ query: PostgresQuery) async throws -> [User] {
+    try await self.database.query(query, logger: self.logger).decode(UserRow.self).map(Self.user)
+  }
+
+  // MARK: - Users
+
+  /// Inserts a user; nil when the email is taken (by anyone, any case: emails are stored
+  /// lowercased). A repeated `requestID` returns the user the first request made.
+  public func insertUser(
+    email: EmailAddress, passwordHash: String, name: String, roles: [String], requestID: UUID?
+  ) async throws -> (user: User, created: Bool)? {
+    let inserted = try await self.users(
+      """
+      INSERT INTO users (email, password_hash, name, roles, request_id)
+      VALUES (\(email.value), \(passwordHash), \(name), \(roles), \(requestID))
+      ON CONFLICT DO NOTHING
+      RETURNING \(unescaped: Self.userColumns)
+      """)
+    if let user = inserted.first { return (user, true) }
+    if let requestID,
+      let earlier = try await self.users(
+        "SELECT \(unescaped: Self.userColumns) FROM users WHERE request_id = \(requestID) AND email = \(email.value)"
+      ).first
+    {
+      return (earlier, false)
+    }
+    return nil
+  }
+
+  /// The user with `email` and its password hash (deleted users included: the caller decides).
+  public func userForLogin(email: EmailAddress) async throws -> (user: User, passwordHash: String)? {
+    let rows = try await self.database.query(
+      "SELECT password_hash, \(unescaped: Self.userColumns) FROM users WHERE email = \(email.value)", logger: self.logger)
+    guard let row = rows.first else { return nil }
+    let r = try row.decode((String, UUID, String, String, [String], [String], Bool, Bool, Date?, Date, Date, Date?).self)
+    return (Self.user((r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11)), r.0)
+  }
+
+  public func user(id: UUID) async throws -> User? {
+    try await self.users("SELECT \(unescaped: Self.userColumns) FROM users WHERE id = \(id)").first
+  }
+
+  public func recordLogin(userID: UUID) async throws {
+    _ = try await self.database.query("UPDATE users SET last_login_at = now() WHERE id = \(userID)", logger: self.logger)
+  }
+
+  /// Whether any active admin exists.
+  public func hasActiveAdmin() async throws -> Bool {
+    let rows = try await self.database.query(
+      "SELECT 1 FROM users WHERE 'admin' = ANY(roles) AND is_active AND deleted_at IS NULL LIMIT 1", logger: self.logger)
+    return !rows.isEmpty
+  }
+
+  /// The permissions of the roles named, as the roles table defines them.
+  public func permissions(ofRoles names: [String]) async throws -> [String: [String]] {
+    var permissions: [String: [String]] = [:]
+    for row in try await self.database.query(
+      "SELECT name, permissions::text FROM roles WHERE name = ANY(\(names))", logger: self.logger)
+    {
+      let (name, json) = try row.decode((String, String).self)
+      if case .array(let values)? = try? JSONValue(jsonText: json) { permissions[name] = values.compactMap(\.stringValue) }
+    }
+    return permissions
+  }
+
+  // MARK: - Refresh tokens
+
+  public func insertRefreshToken(
+    userID: UUID, familyID: UUID, sessionID: String, tokenHash: String, expiresAt: Date
+  ) async throws {
+    _ = try await self.database.query(
+      """
+      INSERT INTO refresh_tokens (user_id, family_id, session_id, token_hash, expires_at)
+      VALUES (\(userID), \(familyID), \(sessionID), \(tokenHash), \(expiresAt))
+      """, logger: self.logger)
+  }
+
+  /// What presenting a refresh token found.
+  public enum Redemption: Sendable, Equatable {
+    /// Valid: it is marked used; its successor goes into the same family.
+    case redeemed(userID: UUID, familyID: UUID, sessionID: String)
+    /// Used before: a replay. The whole family is now revoked.
+    case reused(userID: UUID, familyID: UUID)
+    /// Revoked (by a logout, a replay of its family, a deactivation) and never used.
+    case revoked(userID: UUID)
+    case expired
+    case unknown
+  }
+
+  /// Redeems the token whose hash is `tokenHash`, in one transaction: a valid token is marked
+  /// used and `successor` (its replacement) is stored in the same family; a token used before
+  /// revokes its family.
+  public func redeem(tokenHash: String, successorHash: String, successorExpiresAt: Date) async throws -> Redemption {
+    try await self.database.withTransaction(logger: self.logger) { connection in
+      let rows = try await connection.query(
+        """
+        SELECT user_id, family_id, session_id, used_at IS NOT NULL, revoked_at IS NOT NULL, expires_at <= now()
+        FROM refresh_tokens WHERE token_hash = \(tokenHash) FOR UPDATE
+        """, logger: self.logger)
+      guard let row = rows.first else { return .unknown }
+      let (userID, familyID, sessionID, used, revoked, expired) = try row.decode((UUID, UUID, String, Bool, Bool, Bool).self)
+      if used {
+        _ = try await connection.query(
+          """
+          UPDATE refresh_tokens SET revoked_at = coalesce(revoked_at, now()), revoke_reason = coalesce(revoke_reason, 'reuse')
+          WHERE family_id = \(familyID)
+          """, logger: self.logger)
+        return .reused(userID: userID, familyID: familyID)
+      }
+      if revoked { return .revoked(userID: userID) }
+      if expired { return .expired }
+      _ = try await connection.query(
+        "UPDATE refresh_tokens SET used_at = now() WHERE token_hash = \(tokenHash)", logger: self.logger)
+      _ = try await connection.query(
+        """
+        INSERT INTO refresh_tokens (user_id, family_id, session_id, token_hash, expires_at)
+        VALUES (\(userID), \(familyID), \(sessionID), \(successorHash), \(successorExpiresAt))
+        """, logger: self.logger)
+      return .redeemed(userID: userID, familyID: familyID, sessionID: sessionID)
+    }
+  }
+
+  /// Revokes every live refresh token of a session (logout).
+  public func revokeSession(_ sessionID: String, userID: UUID, reason: String) async throws -> Int {
+    try await self.database.query(
+      """
+      UPDATE refresh_tokens SET revoked_at = now(), revoke_reason = \(reason)
+      WHERE session_id = \(sessionID) AND user_id = \(userID) AND revoked_at IS NULL
+      RETURNING id
+      """, logger: self.logger
+    ).count
+  }
+}
