@@ -201,7 +201,7 @@ struct AccountsTests {
     }
   }
 
-  @Test("Logout revokes the session's refresh tokens and its Redis session; it needs credentials")
+  @Test("Logout revokes the session's refresh tokens, its Redis session, and within 5 s its access tokens; it needs credentials")
   func logout() async throws {
     try await withAgent { service, auth in
       let email = uniqueEmail()
@@ -217,8 +217,30 @@ struct AccountsTests {
       let redis = try RedisClient(configuration: try RedisConfiguration(url: PlatformTestService.redisURL), logger: TestPostgres.quietLogger)
       let userID = try #require(UUID(strict: user.id))
       #expect(try await SessionStore(redis: redis).touch(userID)?.sessionID != nil)
+      _ = try await auth.getCurrentUser(.init(), options: bearer(login.tokens.accessToken))
       _ = try await auth.logout(.init(), options: bearer(login.tokens.accessToken))
       #expect(try await SessionStore(redis: redis).touch(userID) == nil)
+      // The access token stops working within 5 seconds (here, and in every other service).
+      let clock = ContinuousClock()
+      let loggedOut = clock.now
+      var refusedAfter: Duration?
+      while clock.now - loggedOut < .seconds(5) {
+        do {
+          _ = try await auth.getCurrentUser(.init(), options: bearer(login.tokens.accessToken))
+          try await Task.sleep(for: .milliseconds(100))
+        } catch let error as RPCError where error.code == .unauthenticated {
+          refusedAfter = clock.now - loggedOut
+          break
+        }
+      }
+      #expect(refusedAfter != nil, "the token still worked 5 s after logout")
+      // The refusal is written off the call path, soon after.
+      var audited = false
+      for _ in 0..<50 where !audited {
+        audited = try await auditActions(service, subject: user.id).contains("refused")
+        if !audited { try await Task.sleep(for: .milliseconds(50)) }
+      }
+      #expect(audited)
       await expectStatus(.unauthenticated) { try await auth.refreshToken(.with { $0.refreshToken = login.tokens.refreshToken }) }
       await expectStatus(.unauthenticated) { try await auth.logout(.init()) }
       await redis.close()

@@ -1,6 +1,8 @@
+public import CoreMetrics
 public import Foundation
 public import Logging
 internal import PostgresNIO
+internal import Synchronization
 
 /// One entry of `auth_audit_log`.
 public struct AuditEvent: Sendable, Equatable {
@@ -56,16 +58,94 @@ public struct AuditLog: Sendable {
     try await self.insert(event) { query in try await connection.query(query, logger: self.logger) }
   }
 
+  /// Records `events` in one statement.
+  public func record(_ events: [AuditEvent]) async throws {
+    guard !events.isEmpty else { return }
+    _ = try await self.database.query(
+      """
+      INSERT INTO auth_audit_log (trace_id, subject_id, resource, action, decision, detail)
+      SELECT t, s, r, a, d, x::jsonb FROM unnest(
+        \(events.map(\.traceID)), \(events.map(\.subject)), \(events.map(\.resource)), \(events.map(\.action)),
+        \(events.map(\.decision.rawValue)), \(events.map(Self.detailText))
+      ) AS e(t, s, r, a, d, x)
+      """, logger: self.logger)
+  }
+
   private func insert(_ event: AuditEvent, _ run: (PostgresQuery) async throws -> [PostgresRow]) async throws {
+    _ = try await run(
+      """
+      INSERT INTO auth_audit_log (trace_id, subject_id, resource, action, decision, detail)
+      VALUES (\(event.traceID), \(event.subject), \(event.resource), \(event.action), \(event.decision.rawValue), \(Self.detailText(event))::jsonb)
+      """)
+  }
+
+  private static func detailText(_ event: AuditEvent) -> String {
     var detail: [String: JSONValue] = [:]
     for (name, value) in event.detail.sorted(by: { $0.key < $1.key }).prefix(Self.maxDetailFields) {
       detail[String(name.prefix(32))] = .string(value.truncated(toUTF8Bytes: Self.maxDetailValueBytes))
     }
-    let detailText = JSONValue.object(detail).jsonText
-    _ = try await run(
-      """
-      INSERT INTO auth_audit_log (trace_id, subject_id, resource, action, decision, detail)
-      VALUES (\(event.traceID), \(event.subject), \(event.resource), \(event.action), \(event.decision.rawValue), \(detailText)::jsonb)
-      """)
+    return JSONValue.object(detail).jsonText
+  }
+}
+
+/// Records audit events off the call path: a bounded queue that one task drains into
+/// `auth_audit_log`, many rows per statement. A flood of refused calls queues at most `capacity`
+/// events; beyond that they are dropped and counted (`audit_events_dropped_total`), and no call
+/// ever waits for the database to write its refusal.
+public final class AuditRecorder: Sendable {
+  private let log: AuditLog
+  private let capacity: Int
+  private let queue = Mutex<[AuditEvent]>([])
+  /// Wakes the writer; holds at most one pending wake-up.
+  private let wakeUps: AsyncStream<Void>
+  private let wake: AsyncStream<Void>.Continuation
+  private let dropped: Counter
+  private let logger: Logger
+  static let batchSize = 200
+
+  public init(log: AuditLog, capacity: Int = 2000, logger: Logger, metrics: any MetricsFactory = MetricsSystem.factory) {
+    self.log = log
+    self.capacity = capacity
+    (self.wakeUps, self.wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    self.dropped = Counter(label: "audit_events_dropped_total", factory: metrics)
+    self.logger = logger
+  }
+
+  /// Queues `event`; never waits.
+  public func record(_ event: AuditEvent) {
+    let queued = self.queue.withLock { queue in
+      guard queue.count < self.capacity else { return false }
+      queue.append(event)
+      return true
+    }
+    if queued { self.wake.yield() } else { self.dropped.increment() }
+  }
+
+  /// Writes queued events until `finish()`, then the rest.
+  public func run() async {
+    for await _ in self.wakeUps { await self.writeQueued() }
+    await self.writeQueued()
+  }
+
+  private func writeQueued() async {
+    let events = self.queue.withLock { queue in
+      defer { queue.removeAll(keepingCapacity: true) }
+      return queue
+    }
+    var start = 0
+    while start < events.count {
+      let batch = Array(events[start..<min(start + Self.batchSize, events.count)])
+      start += batch.count
+      do {
+        try await self.log.record(batch)
+      } catch {
+        self.logger.error("Audit events were not recorded", metadata: ["count": "\(batch.count)", "error": "\(error)"])
+      }
+    }
+  }
+
+  /// Ends `run()` once the queued events are written.
+  public func finish() {
+    self.wake.finish()
   }
 }

@@ -37,15 +37,20 @@ public struct AccessPolicy: Sendable {
 }
 
 /// Verifies the `authorization: Bearer` token of every call and checks the method's permission:
-/// UNAUTHENTICATED without a valid token, PERMISSION_DENIED without the permission. The caller
-/// is attached to the context (`context.caller`).
+/// UNAUTHENTICATED without a valid token (or when the token's session has ended: logout,
+/// deactivation), PERMISSION_DENIED without the permission. The caller is attached to the
+/// context (`context.caller`). Every refusal is queued for `auth_audit_log`.
 public struct AuthInterceptor: ServerInterceptor {
   private let verifier: TokenVerifier
   private let policy: AccessPolicy
+  private let sessions: SessionCheck?
+  private let audit: AuditRecorder?
 
-  public init(verifier: TokenVerifier, policy: AccessPolicy) {
+  public init(verifier: TokenVerifier, policy: AccessPolicy, sessions: SessionCheck? = nil, audit: AuditRecorder? = nil) {
     self.verifier = verifier
     self.policy = policy
+    self.sessions = sessions
+    self.audit = audit
   }
 
   public func intercept(context: ServerContext, next: (ServerContext) async throws -> Void) async throws {
@@ -54,7 +59,7 @@ public struct AuthInterceptor: ServerInterceptor {
     case .open:
       return try await next(context)
     case .undeclared:
-      throw RPCError(.permissionDenied, "\(context.method.path) declares no permission and is closed")
+      throw self.refuse(context, nil, .permissionDenied, "\(context.method.path) declares no permission and is closed")
     case .requires(let permission):
       required = permission
     }
@@ -62,13 +67,32 @@ public struct AuthInterceptor: ServerInterceptor {
     do {
       caller = try await self.verifier.verify(Self.bearerToken(in: context.requestMetadataStrings(forKey: "authorization")))
     } catch {
-      throw RPCError(.unauthenticated, error.description)
+      throw self.refuse(context, nil, .unauthenticated, error.description)
+    }
+    // Tokens the agent service issues name their session; one that has ended (logout,
+    // deactivation) is refused. Tokens without a session are not revocable this way.
+    if let sessions = self.sessions, let sessionID = caller.sessionID {
+      switch await sessions.check(userID: caller.userID, sessionID: sessionID) {
+      case .live, .unknown(accepted: true): break
+      case .ended: throw self.refuse(context, caller, .unauthenticated, "The token's session has ended; sign in again")
+      case .unknown(accepted: false):
+        throw self.refuse(context, caller, .unavailable, "The session cannot be checked now (Redis is unreachable)")
+      }
     }
     guard caller.has(required) else {
-      throw RPCError(.permissionDenied, "\(context.method.method) requires the permission \(required)")
+      throw self.refuse(context, caller, .permissionDenied, "\(context.method.method) requires the permission \(required)")
     }
     context[CallerKey.self] = caller
     try await next(context)
+  }
+
+  /// The refusal, queued for the audit log.
+  private func refuse(_ context: ServerContext, _ caller: Caller?, _ code: StatusCode, _ message: String) -> RPCError {
+    self.audit?.record(
+      AuditEvent(
+        subject: caller?.userID.lowercasedString ?? "anonymous", resource: context.method.path, action: "refused",
+        decision: .deny, detail: ["status": "\(code)", "reason": message, "peer": context.peer]))
+    return RPCError(code, message)
   }
 
   /// The token of the call's one `authorization: Bearer` header, from the values the call sent

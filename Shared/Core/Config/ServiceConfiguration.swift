@@ -23,6 +23,9 @@ public struct ServiceConfiguration: Sendable {
   /// What the rate limiter does while Redis is down (`RATE_LIMIT_REDIS_DOWN`, allow or deny;
   /// default allow).
   public var rateLimitOutagePolicy: RateLimitOutagePolicy
+  /// What the session check does while Redis is down (`SESSION_CHECK_REDIS_DOWN`, allow or
+  /// deny; default allow).
+  public var sessionOutagePolicy: SessionOutagePolicy
   /// How bearer tokens are verified (`JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`).
   public var auth: AuthConfiguration
   /// `LOG_LEVEL` (trace … critical, default info).
@@ -110,6 +113,7 @@ public struct ServiceConfiguration: Sendable {
       redis: try RedisConfiguration(environment: environment),
       rateLimits: rateLimits,
       rateLimitOutagePolicy: try environment.choice("RATE_LIMIT_REDIS_DOWN", default: RateLimitOutagePolicy.allow),
+      sessionOutagePolicy: try environment.choice("SESSION_CHECK_REDIS_DOWN", default: SessionOutagePolicy.allow),
       auth: auth,
       logLevel: level,
       logFormat: try environment.choice("LOG_FORMAT", default: LogFormat.json),

@@ -50,6 +50,14 @@ public struct SessionStore: Sendable {
     return redis.call('HGETALL', KEYS[1])
     """)
 
+  /// Whether `session_id` of KEYS[1] is ARGV[2]; if so its expiry slides to ARGV[1] ms.
+  static let check = RedisScript(
+    """
+    if redis.call('HGET', KEYS[1], 'session_id') ~= ARGV[2] then return 0 end
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+    return 1
+    """)
+
   public init(redis: RedisClient, idleTimeout: Duration = .seconds(15 * 60)) {
     self.redis = redis
     self.idleTimeout = idleTimeout
@@ -88,6 +96,15 @@ public struct SessionStore: Sendable {
     return Session(
       userID: userID, email: email, roles: roles, permissions: permissions,
       lastActive: Date(timeIntervalSince1970: lastActive), sessionID: fields["session_id"])
+  }
+
+  /// Whether `sessionID` is the live session of `userID`; a live one's expiry slides forward.
+  /// - Throws: `RedisError` when Redis cannot answer.
+  public func isLive(_ userID: UUID, sessionID: String) async throws -> Bool {
+    let reply = try await self.redis.evaluate(
+      Self.check, keys: [Self.key(userID)],
+      arguments: [.integer(RedisClient.milliseconds(self.idleTimeout)), .string(sessionID)])
+    return reply == .integer(1)
   }
 
   /// Ends the session of `userID`.

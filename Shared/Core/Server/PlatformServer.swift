@@ -138,6 +138,11 @@ public final class PlatformServer: Service, Sendable {
         descriptorSet: Array(Data(base64Encoded: PlatformDescriptors.fileDescriptorSetBase64) ?? Data()),
         serviceNames: serviceNames + ["grpc.health.v1.Health"])
       let verifier = await TokenVerifier(configuration: configuration.auth)
+      // Refusals are written by one task, after the call has its answer.
+      let auditRecorder = AuditRecorder(
+        log: AuditLog(database: database, logger: logger), logger: logger, metrics: metrics.factory)
+      let auditing = Task { await auditRecorder.run() }
+      defer { auditRecorder.finish() }
       let server = RPCServer(
         configuration: .defaults {
           $0.host = configuration.host
@@ -150,7 +155,10 @@ public final class PlatformServer: Service, Sendable {
           TracingServerInterceptor(tracing: tracing),
           MetricsInterceptor(factory: metrics.factory),
           ErrorMappingInterceptor(logger: logger),
-          AuthInterceptor(verifier: verifier, policy: self.definition.accessPolicy),
+          AuthInterceptor(
+            verifier: verifier, policy: self.definition.accessPolicy,
+            sessions: SessionCheck(redis: redis, outagePolicy: configuration.sessionOutagePolicy, logger: logger),
+            audit: auditRecorder),
         ] + (configuration.rateLimits.isEnabled
           ? [RateLimitInterceptor(
               limiter: RateLimiter(
@@ -198,9 +206,13 @@ public final class PlatformServer: Service, Sendable {
           health.enterShutdown()
         }
       } catch {
+        auditRecorder.finish()
+        await auditing.value
         await redis.close()
         throw error
       }
+      auditRecorder.finish()
+      await auditing.value
       await redis.close()
       pools.cancel()
       await pools.value
