@@ -48,6 +48,10 @@ public struct AgentService: PlatformServiceDefinition {
         resources.logger.notice("Created the first admin from BOOTSTRAP_ADMIN_EMAIL", metadata: ["email": "\(email)"])
       }
     }
-    return [AuthAPI(accounts: accounts)]
+    let apiKeys = ApiKeys(
+      keys: ApiKeyStore(database: resources.database, logger: resources.logger),
+      identity: IdentityStore(database: resources.database, logger: resources.logger),
+      audit: AuditLog(database: resources.database, logger: resources.logger), logger: resources.logger)
+    return [AuthAPI(accounts: accounts, apiKeys: apiKeys)]
   }
 }

@@ -60,10 +60,14 @@ public struct Caller: Sendable, Hashable {
   public var permissions: Set<Permission>
   /// The login session the caller's token belongs to (nil for tokens without one).
   public var sessionID: String?
+  /// The API key the call was made with (nil for a bearer token).
+  public var apiKeyID: String?
 
   public init(
-    userID: UUID, email: String? = nil, roles: [Role], extraPermissions: [Permission] = [], sessionID: String? = nil
+    userID: UUID, email: String? = nil, roles: [Role], extraPermissions: [Permission] = [], sessionID: String? = nil,
+    apiKeyID: String? = nil
   ) {
+    self.apiKeyID = apiKeyID
     self.userID = userID
     self.email = email
     self.roles = roles

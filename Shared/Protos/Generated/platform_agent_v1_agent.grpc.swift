@@ -69,6 +69,11 @@ public enum Platform_Agent_V1_AuthService {
       method: "RevokeApiKey",
       kind: .unary
     )
+    public static let verifyApiKey = MethodDescriptor(
+      service: "platform.agent.v1.AuthService",
+      method: "VerifyApiKey",
+      kind: .unary
+    )
 
     /// Every method of the service, in .proto order.
     public static let all: [MethodDescriptor] = [
@@ -79,7 +84,8 @@ public enum Platform_Agent_V1_AuthService {
       Self.logout,
       Self.createApiKey,
       Self.listApiKeys,
-      Self.revokeApiKey
+      Self.revokeApiKey,
+      Self.verifyApiKey
     ]
   }
 }
@@ -149,6 +155,14 @@ public protocol Platform_Agent_V1_AuthServiceHandler: RPCService {
     _ request: Platform_Agent_V1_RevokeApiKeyRequest,
     context: ServerContext
   ) async throws -> Platform_Agent_V1_ApiKey
+
+  /// Says what an API key stands for. UNAUTHENTICATED if unknown, revoked, expired, or its owner
+  /// is inactive. Needs no other credentials (holding the key is the credential); the services
+  /// call it to authenticate calls made with a key, caching the answer for at most 30 s.
+  func verifyApiKey(
+    _ request: Platform_Agent_V1_VerifyApiKeyRequest,
+    context: ServerContext
+  ) async throws -> Platform_Agent_V1_VerifyApiKeyResponse
 }
 
 extension Platform_Agent_V1_AuthServiceHandler {
@@ -177,6 +191,9 @@ extension Platform_Agent_V1_AuthServiceHandler {
     }
     router.registerUnary(Platform_Agent_V1_AuthService.Method.revokeApiKey) { request, context in
       try await self.revokeApiKey(request, context: context)
+    }
+    router.registerUnary(Platform_Agent_V1_AuthService.Method.verifyApiKey) { request, context in
+      try await self.verifyApiKey(request, context: context)
     }
   }
 }
@@ -335,6 +352,25 @@ public struct Platform_Agent_V1_AuthServiceClient: Sendable {
   ) async throws -> Platform_Agent_V1_ApiKey {
     try await self.channel.unary(
       Platform_Agent_V1_AuthService.Method.revokeApiKey,
+      request: request,
+      options: options
+    )
+  }
+
+  /// Says what an API key stands for. UNAUTHENTICATED if unknown, revoked, expired, or its owner
+  /// is inactive. Needs no other credentials (holding the key is the credential); the services
+  /// call it to authenticate calls made with a key, caching the answer for at most 30 s.
+  ///
+  /// - Parameters:
+  ///   - request: The request message.
+  ///   - options: Options for this call; defaults to `CallOptions.defaults`.
+  /// - Returns: The response message.
+  public func verifyApiKey(
+    _ request: Platform_Agent_V1_VerifyApiKeyRequest,
+    options: CallOptions = .defaults
+  ) async throws -> Platform_Agent_V1_VerifyApiKeyResponse {
+    try await self.channel.unary(
+      Platform_Agent_V1_AuthService.Method.verifyApiKey,
       request: request,
       options: options
     )

@@ -460,6 +460,9 @@ public nonisolated struct Platform_Agent_V1_ApiKey: Sendable {
   /// Clears the value of `createTime`. Subsequent reads from it will return its default value.
   public mutating func clearCreateTime() {self._createTime = nil}
 
+  /// Calls per minute the key may make in each service (default 100).
+  public var rateLimitPerMinute: Int32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -625,6 +628,9 @@ public nonisolated struct Platform_Agent_V1_CreateApiKeyRequest: Sendable {
   /// (FAILED_PRECONDITION): the secret is shown exactly once.
   public var requestID: String = String()
 
+  /// Calls per minute; 0 = the default (100). INVALID_ARGUMENT above 1,000,000.
+  public var rateLimitPerMinute: Int32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -699,6 +705,54 @@ public nonisolated struct Platform_Agent_V1_RevokeApiKeyRequest: Sendable {
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+}
+
+public nonisolated struct Platform_Agent_V1_VerifyApiKeyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The whole key, as a client sent it.
+  public var key: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// What a valid key stands for: how every service authenticates a call made with an API key.
+public nonisolated struct Platform_Agent_V1_VerifyApiKeyResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var keyID: String = String()
+
+  public var userID: String = String()
+
+  /// The owner's roles (built-in names; other roles travel as permissions).
+  public var roles: [String] = []
+
+  /// The permissions the key grants now: its own list limited to what its owner holds now.
+  public var permissions: [String] = []
+
+  public var rateLimitPerMinute: Int32 = 0
+
+  /// Unset = never expires.
+  public var expireTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_expireTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_expireTime = newValue}
+  }
+  /// Returns true if `expireTime` has been explicitly set.
+  public var hasExpireTime: Bool {self._expireTime != nil}
+  /// Clears the value of `expireTime`. Subsequent reads from it will return its default value.
+  public mutating func clearExpireTime() {self._expireTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _expireTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
 public nonisolated struct Platform_Agent_V1_GetUserRequest: Sendable {
@@ -1816,7 +1870,7 @@ nonisolated extension Platform_Agent_V1_AuthTokens: SwiftProtobuf.Message, Swift
 
 nonisolated extension Platform_Agent_V1_ApiKey: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ApiKey"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}user_id\0\u{1}name\0\u{3}key_prefix\0\u{1}permissions\0\u{1}status\0\u{3}expire_time\0\u{3}last_used_time\0\u{3}create_time\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}user_id\0\u{1}name\0\u{3}key_prefix\0\u{1}permissions\0\u{1}status\0\u{3}expire_time\0\u{3}last_used_time\0\u{3}create_time\0\u{3}rate_limit_per_minute\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1833,6 +1887,7 @@ nonisolated extension Platform_Agent_V1_ApiKey: SwiftProtobuf.Message, SwiftProt
       case 7: try { try decoder.decodeSingularMessageField(value: &self._expireTime) }()
       case 8: try { try decoder.decodeSingularMessageField(value: &self._lastUsedTime) }()
       case 9: try { try decoder.decodeSingularMessageField(value: &self._createTime) }()
+      case 10: try { try decoder.decodeSingularInt32Field(value: &self.rateLimitPerMinute) }()
       default: break
       }
     }
@@ -1870,6 +1925,9 @@ nonisolated extension Platform_Agent_V1_ApiKey: SwiftProtobuf.Message, SwiftProt
     try { if let v = self._createTime {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
     } }()
+    if self.rateLimitPerMinute != 0 {
+      try visitor.visitSingularInt32Field(value: self.rateLimitPerMinute, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1883,6 +1941,7 @@ nonisolated extension Platform_Agent_V1_ApiKey: SwiftProtobuf.Message, SwiftProt
     if lhs._expireTime != rhs._expireTime {return false}
     if lhs._lastUsedTime != rhs._lastUsedTime {return false}
     if lhs._createTime != rhs._createTime {return false}
+    if lhs.rateLimitPerMinute != rhs.rateLimitPerMinute {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2179,7 +2238,7 @@ nonisolated extension Platform_Agent_V1_LogoutResponse: SwiftProtobuf.Message, S
 
 nonisolated extension Platform_Agent_V1_CreateApiKeyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateApiKeyRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}permissions\0\u{3}expire_time\0\u{3}request_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}permissions\0\u{3}expire_time\0\u{3}request_id\0\u{3}rate_limit_per_minute\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2191,6 +2250,7 @@ nonisolated extension Platform_Agent_V1_CreateApiKeyRequest: SwiftProtobuf.Messa
       case 2: try { try decoder.decodeRepeatedStringField(value: &self.permissions) }()
       case 3: try { try decoder.decodeSingularMessageField(value: &self._expireTime) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.rateLimitPerMinute) }()
       default: break
       }
     }
@@ -2213,6 +2273,9 @@ nonisolated extension Platform_Agent_V1_CreateApiKeyRequest: SwiftProtobuf.Messa
     if !self.requestID.isEmpty {
       try visitor.visitSingularStringField(value: self.requestID, fieldNumber: 4)
     }
+    if self.rateLimitPerMinute != 0 {
+      try visitor.visitSingularInt32Field(value: self.rateLimitPerMinute, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2221,6 +2284,7 @@ nonisolated extension Platform_Agent_V1_CreateApiKeyRequest: SwiftProtobuf.Messa
     if lhs.permissions != rhs.permissions {return false}
     if lhs._expireTime != rhs._expireTime {return false}
     if lhs.requestID != rhs.requestID {return false}
+    if lhs.rateLimitPerMinute != rhs.rateLimitPerMinute {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2370,6 +2434,95 @@ nonisolated extension Platform_Agent_V1_RevokeApiKeyRequest: SwiftProtobuf.Messa
 
   public static func ==(lhs: Platform_Agent_V1_RevokeApiKeyRequest, rhs: Platform_Agent_V1_RevokeApiKeyRequest) -> Bool {
     if lhs.id != rhs.id {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Agent_V1_VerifyApiKeyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".VerifyApiKeyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}key\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.key) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.key.isEmpty {
+      try visitor.visitSingularStringField(value: self.key, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Agent_V1_VerifyApiKeyRequest, rhs: Platform_Agent_V1_VerifyApiKeyRequest) -> Bool {
+    if lhs.key != rhs.key {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Agent_V1_VerifyApiKeyResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".VerifyApiKeyResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}key_id\0\u{3}user_id\0\u{1}roles\0\u{1}permissions\0\u{3}rate_limit_per_minute\0\u{3}expire_time\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.keyID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.userID) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.roles) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.permissions) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.rateLimitPerMinute) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._expireTime) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.keyID.isEmpty {
+      try visitor.visitSingularStringField(value: self.keyID, fieldNumber: 1)
+    }
+    if !self.userID.isEmpty {
+      try visitor.visitSingularStringField(value: self.userID, fieldNumber: 2)
+    }
+    if !self.roles.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.roles, fieldNumber: 3)
+    }
+    if !self.permissions.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.permissions, fieldNumber: 4)
+    }
+    if self.rateLimitPerMinute != 0 {
+      try visitor.visitSingularInt32Field(value: self.rateLimitPerMinute, fieldNumber: 5)
+    }
+    try { if let v = self._expireTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Agent_V1_VerifyApiKeyResponse, rhs: Platform_Agent_V1_VerifyApiKeyResponse) -> Bool {
+    if lhs.keyID != rhs.keyID {return false}
+    if lhs.userID != rhs.userID {return false}
+    if lhs.roles != rhs.roles {return false}
+    if lhs.permissions != rhs.permissions {return false}
+    if lhs.rateLimitPerMinute != rhs.rateLimitPerMinute {return false}
+    if lhs._expireTime != rhs._expireTime {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -22,12 +22,26 @@ extension IdentityError: RPCErrorConvertible {
   }
 }
 
-/// `platform.agent.v1.AuthService`: accounts and tokens over protobuf.
+extension ApiKeyError: RPCErrorConvertible {
+  public var rpcError: RPCError {
+    switch self {
+    case .invalid: RPCError(.unauthenticated, "The API key is invalid, revoked or expired")
+    case .permissionDenied(let why): RPCError(.permissionDenied, why)
+    case .quota(let limit): RPCError(.resourceExhausted, "At most \(limit) active API keys per user; revoke one first")
+    case .secretShownOnce(let id):
+      RPCError(.failedPrecondition, "request_id: key \(id.lowercasedString) was created by this request; its secret was shown once and is not shown again")
+    }
+  }
+}
+
+/// `platform.agent.v1.AuthService`: accounts, tokens and API keys over protobuf.
 public struct AuthAPI: Platform_Agent_V1_AuthServiceHandler {
   private let accounts: Accounts
+  private let apiKeys: ApiKeys
 
-  public init(accounts: Accounts) {
+  public init(accounts: Accounts, apiKeys: ApiKeys) {
     self.accounts = accounts
+    self.apiKeys = apiKeys
   }
 
   /// Register, Login and RefreshToken need no credentials; the others need a signed-in caller.
@@ -41,17 +55,11 @@ public struct AuthAPI: Platform_Agent_V1_AuthServiceHandler {
     ],
     openMethods: [
       Platform_Agent_V1_AuthService.Method.register, Platform_Agent_V1_AuthService.Method.login,
-      Platform_Agent_V1_AuthService.Method.refreshToken,
+      Platform_Agent_V1_AuthService.Method.refreshToken, Platform_Agent_V1_AuthService.Method.verifyApiKey,
     ])
 
   public func register(_ request: Platform_Agent_V1_RegisterRequest, context: ServerContext) async throws -> Platform_Agent_V1_User {
-    var requestID: UUID?
-    if !request.requestID.isEmpty {
-      guard let id = UUID(strict: request.requestID) else {
-        throw IdentityError.invalidArgument(field: "request_id", reason: "is not a UUID")
-      }
-      requestID = id
-    }
+    let requestID = try Self.optionalUUID(request.requestID, field: "request_id")
     return Self.message(
       try await self.accounts.register(email: request.email, password: request.password, name: request.name, requestID: requestID))
   }
@@ -83,15 +91,52 @@ public struct AuthAPI: Platform_Agent_V1_AuthServiceHandler {
   public func createApiKey(
     _ request: Platform_Agent_V1_CreateApiKeyRequest, context: ServerContext
   ) async throws -> Platform_Agent_V1_CreateApiKeyResponse {
-    throw RPCError(.unimplemented, "API keys are not available yet")
+    let caller = try context.requireCaller()
+    let requestID = try Self.optionalUUID(request.requestID, field: "request_id")
+    let (key, secret) = try await self.apiKeys.create(
+      caller: caller, name: request.name, permissions: request.permissions,
+      expiresAt: request.hasExpireTime ? request.expireTime.date : nil, rateLimit: Int(request.rateLimitPerMinute),
+      requestID: requestID)
+    return .with {
+      $0.apiKey = Self.message(key)
+      $0.secret = secret
+    }
   }
 
   public func listApiKeys(_ request: Platform_Agent_V1_ListApiKeysRequest, context: ServerContext) async throws -> Platform_Agent_V1_ListApiKeysResponse {
-    throw RPCError(.unimplemented, "API keys are not available yet")
+    let page = try await self.apiKeys.list(
+      caller: try context.requireCaller(), includeRevoked: request.includeRevoked, pageSize: request.pageSize,
+      pageToken: request.pageToken)
+    return .with {
+      $0.apiKeys = page.keys.map(Self.message)
+      $0.nextPageToken = page.nextPageToken
+      $0.totalSize = Int32(clamping: page.total)
+    }
   }
 
   public func revokeApiKey(_ request: Platform_Agent_V1_RevokeApiKeyRequest, context: ServerContext) async throws -> Platform_Agent_V1_ApiKey {
-    throw RPCError(.unimplemented, "API keys are not available yet")
+    guard let id = UUID(strict: request.id) else { throw IdentityError.invalidArgument(field: "id", reason: "is not a UUID") }
+    return Self.message(try await self.apiKeys.revoke(caller: try context.requireCaller(), id: id))
+  }
+
+  public func verifyApiKey(
+    _ request: Platform_Agent_V1_VerifyApiKeyRequest, context: ServerContext
+  ) async throws -> Platform_Agent_V1_VerifyApiKeyResponse {
+    let verified = try await self.apiKeys.verify(request.key)
+    return .with {
+      $0.keyID = verified.keyID.lowercasedString
+      $0.userID = verified.userID.lowercasedString
+      $0.roles = verified.roles
+      $0.permissions = verified.permissions
+      $0.rateLimitPerMinute = Int32(clamping: verified.rateLimit)
+      if let expiresAt = verified.expiresAt { $0.expireTime = Google_Protobuf_Timestamp(date: expiresAt) }
+    }
+  }
+
+  static func optionalUUID(_ text: String, field: String) throws -> UUID? {
+    guard !text.isEmpty else { return nil }
+    guard let id = UUID(strict: text) else { throw IdentityError.invalidArgument(field: field, reason: "is not a UUID") }
+    return id
   }
 
   // MARK: - Conversions
@@ -119,6 +164,26 @@ public struct AuthAPI: Platform_Agent_V1_AuthServiceHandler {
     case .analyst: .analyst
     case .viewer: .viewer
     case nil: nil
+    }
+  }
+
+  static func message(_ key: ApiKey) -> Platform_Agent_V1_ApiKey {
+    .with {
+      $0.id = key.id.lowercasedString
+      $0.userID = key.userID.lowercasedString
+      $0.name = key.name
+      $0.keyPrefix = key.keyPrefix
+      $0.permissions = key.permissions
+      $0.status =
+        switch key.status {
+        case .active: .active
+        case .inactive: .inactive
+        case .revoked: .revoked
+        }
+      if let expiresAt = key.expiresAt { $0.expireTime = Google_Protobuf_Timestamp(date: expiresAt) }
+      if let lastUsed = key.lastUsedAt { $0.lastUsedTime = Google_Protobuf_Timestamp(date: lastUsed) }
+      $0.createTime = Google_Protobuf_Timestamp(date: key.createdAt)
+      $0.rateLimitPerMinute = Int32(clamping: key.rateLimit)
     }
   }
 

@@ -28,3 +28,34 @@ public struct IssuedTokens: Sendable {
   public var refreshToken: String
   public var refreshExpiresAt: Date
 }
+
+/// An API key (agent_db.api_keys), without its secret.
+public struct ApiKey: Sendable, Equatable {
+  public enum Status: String, Sendable {
+    case active, inactive, revoked
+  }
+
+  public var id: UUID
+  public var userID: UUID
+  public var name: String
+  public var keyPrefix: String
+  /// Empty: all of the owner's permissions.
+  public var permissions: [String]
+  /// Calls per minute.
+  public var rateLimit: Int
+  public var status: Status
+  public var expiresAt: Date?
+  public var lastUsedAt: Date?
+  public var createdAt: Date
+}
+
+/// What a valid API key stands for right now.
+public struct VerifiedApiKey: Sendable, Equatable {
+  public var keyID: UUID
+  public var userID: UUID
+  /// The owner's built-in roles when the key grants all the owner's permissions; else none.
+  public var roles: [String]
+  public var permissions: [String]
+  public var rateLimit: Int
+  public var expiresAt: Date?
+}
