@@ -269,6 +269,7 @@ let package = Package(
       name: "AgentTests",
       dependencies: [
         "Agent",
+        "Persona",
         "GRPCRuntime",
         "PlatformCore",
         "PlatformProtos",

@@ -23,6 +23,18 @@ public struct AgentService: PlatformServiceDefinition {
 
   public var accessPolicy: AccessPolicy { AuthAPI.accessPolicy }
 
+  /// The agent service checks keys itself, in its own database.
+  public func makeApiKeyVerifier(_ resources: ServiceResources) async throws -> (any ApiKeyVerifying)? {
+    LocalApiKeyVerifier(apiKeys: Self.apiKeys(resources))
+  }
+
+  static func apiKeys(_ resources: ServiceResources) -> ApiKeys {
+    ApiKeys(
+      keys: ApiKeyStore(database: resources.database, logger: resources.logger),
+      identity: IdentityStore(database: resources.database, logger: resources.logger),
+      audit: AuditLog(database: resources.database, logger: resources.logger), logger: resources.logger)
+  }
+
   public func makeServices(_ resources: ServiceResources) async throws -> [any RPCService] {
     let environment = resources.configuration.environment
     var configuration = try AccountsConfiguration(environment: environment)
@@ -48,10 +60,25 @@ public struct AgentService: PlatformServiceDefinition {
         resources.logger.notice("Created the first admin from BOOTSTRAP_ADMIN_EMAIL", metadata: ["email": "\(email)"])
       }
     }
-    let apiKeys = ApiKeys(
-      keys: ApiKeyStore(database: resources.database, logger: resources.logger),
-      identity: IdentityStore(database: resources.database, logger: resources.logger),
-      audit: AuditLog(database: resources.database, logger: resources.logger), logger: resources.logger)
-    return [AuthAPI(accounts: accounts, apiKeys: apiKeys)]
+    return [AuthAPI(accounts: accounts, apiKeys: Self.apiKeys(resources))]
+  }
+}
+
+/// The agent service's own API key check: its database, no cache.
+struct LocalApiKeyVerifier: ApiKeyVerifying {
+  let apiKeys: ApiKeys
+
+  func identity(of key: String) async throws -> ApiKeyIdentity? {
+    let verified: VerifiedApiKey
+    do {
+      verified = try await self.apiKeys.verify(key)
+    } catch ApiKeyError.invalid {
+      return nil
+    }
+    return ApiKeyIdentity(
+      caller: Caller(
+        userID: verified.userID, roles: verified.roles.compactMap(Role.init(storedName:)),
+        extraPermissions: verified.permissions.map(Permission.init(rawValue:)), apiKeyID: verified.keyID.lowercasedString),
+      rateLimitPerMinute: verified.rateLimit)
   }
 }

@@ -45,12 +45,19 @@ public struct AuthInterceptor: ServerInterceptor {
   private let policy: AccessPolicy
   private let sessions: SessionCheck?
   private let audit: AuditRecorder?
+  private let apiKeys: ApiKeyVerifying?
+  private let limiter: RateLimiter?
 
-  public init(verifier: TokenVerifier, policy: AccessPolicy, sessions: SessionCheck? = nil, audit: AuditRecorder? = nil) {
+  public init(
+    verifier: TokenVerifier, policy: AccessPolicy, sessions: SessionCheck? = nil, audit: AuditRecorder? = nil,
+    apiKeys: ApiKeyVerifying? = nil, limiter: RateLimiter? = nil
+  ) {
     self.verifier = verifier
     self.policy = policy
     self.sessions = sessions
     self.audit = audit
+    self.apiKeys = apiKeys
+    self.limiter = limiter
   }
 
   public func intercept(context: ServerContext, next: (ServerContext) async throws -> Void) async throws {
@@ -63,9 +70,19 @@ public struct AuthInterceptor: ServerInterceptor {
     case .requires(let permission):
       required = permission
     }
+    let authorization = context.requestMetadataStrings(forKey: "authorization")
+    let apiKeyHeaders = context.requestMetadataStrings(forKey: "x-api-key")
+    if !apiKeyHeaders.isEmpty || authorization.first.map(Self.isApiKeyScheme) == true {
+      let caller = try await self.apiKeyCaller(context, authorization: authorization, apiKeyHeaders: apiKeyHeaders)
+      guard caller.has(required) else {
+        throw self.refuse(context, caller, .permissionDenied, "\(context.method.method) requires the permission \(required)")
+      }
+      context[CallerKey.self] = caller
+      return try await next(context)
+    }
     let caller: Caller
     do {
-      caller = try await self.verifier.verify(Self.bearerToken(in: context.requestMetadataStrings(forKey: "authorization")))
+      caller = try await self.verifier.verify(Self.bearerToken(in: authorization))
     } catch {
       throw self.refuse(context, nil, .unauthenticated, error.description)
     }
@@ -84,6 +101,42 @@ public struct AuthInterceptor: ServerInterceptor {
     }
     context[CallerKey.self] = caller
     try await next(context)
+  }
+
+  /// The caller of an API key (`x-api-key: <key>` or `authorization: ApiKey <key>`, one of
+  /// them, once), after the key's own rate limit.
+  private func apiKeyCaller(_ context: ServerContext, authorization: [String], apiKeyHeaders: [String]) async throws -> Caller {
+    guard apiKeyHeaders.count + authorization.count == 1 else {
+      throw self.refuse(context, nil, .unauthenticated, "The call must carry one credential: a bearer token or an API key")
+    }
+    let key = apiKeyHeaders.first ?? String(Substring(authorization[0].utf8.dropFirst(7).drop(while: { $0 == UInt8(ascii: " ") })))
+    guard let apiKeys = self.apiKeys else {
+      throw self.refuse(context, nil, .unauthenticated, "API keys are not accepted here")
+    }
+    let identity: ApiKeyIdentity?
+    do {
+      identity = try await apiKeys.identity(of: key)
+    } catch {
+      throw RPCError(.unavailable, "The API key cannot be checked now; retry shortly")
+    }
+    guard let identity else { throw self.refuse(context, nil, .unauthenticated, "The API key is invalid, revoked or expired") }
+    if let limiter = self.limiter, let keyID = identity.caller.apiKeyID,
+      case .limited(let retryAfter) = await limiter.acquire("apikey:\(keyID)", limit: identity.rateLimitPerMinute, per: .seconds(60))
+    {
+      _ = self.refuse(context, identity.caller, .resourceExhausted, "API key rate limit")
+      var trailers = Metadata()
+      trailers.addString(String(max(retryAfter.wholeMilliseconds, 1)), forKey: "grpc-retry-pushback-ms")
+      throw RPCError(
+        .resourceExhausted, "The API key's limit of \(identity.rateLimitPerMinute) calls per minute is reached", metadata: trailers)
+    }
+    return identity.caller
+  }
+
+  /// `ApiKey <key>`, the scheme in any case.
+  static func isApiKeyScheme(_ value: String) -> Bool {
+    let bytes = value.utf8
+    return bytes.count > 7 && zip(bytes.prefix(6), "apikey".utf8).allSatisfy({ $0 | 0x20 == $1 })
+      && bytes[bytes.index(bytes.startIndex, offsetBy: 6)] == UInt8(ascii: " ")
   }
 
   /// The refusal, queued for the audit log.

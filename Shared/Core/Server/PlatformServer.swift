@@ -138,6 +138,16 @@ public final class PlatformServer: Service, Sendable {
         descriptorSet: Array(Data(base64Encoded: PlatformDescriptors.fileDescriptorSetBase64) ?? Data()),
         serviceNames: serviceNames + ["grpc.health.v1.Health"])
       let verifier = await TokenVerifier(configuration: configuration.auth)
+      // API keys: the agent service says what a key stands for (remembered in Redis up to 30 s).
+      var agentClient: RPCClient?
+      var apiKeys = try await self.definition.makeApiKeyVerifier(resources)
+      if apiKeys == nil, let agentAddress = configuration.peers[.agent] {
+        let client = try RPCClient(configuration: .defaults(targets: [agentAddress]))
+        agentClient = client
+        apiKeys = AgentApiKeyVerifier(
+          agent: TracedChannel(client, tracing: tracing), redis: redis,
+          cacheFor: try configuration.environment.seconds("API_KEY_CACHE_SECONDS", default: .seconds(30)), logger: logger)
+      }
       // Refusals are written by one task, after the call has its answer.
       let auditRecorder = AuditRecorder(
         log: AuditLog(database: database, logger: logger), logger: logger, metrics: metrics.factory)
@@ -158,7 +168,8 @@ public final class PlatformServer: Service, Sendable {
           AuthInterceptor(
             verifier: verifier, policy: self.definition.accessPolicy,
             sessions: SessionCheck(redis: redis, outagePolicy: configuration.sessionOutagePolicy, logger: logger),
-            audit: auditRecorder),
+            audit: auditRecorder, apiKeys: apiKeys,
+            limiter: RateLimiter(redis: redis, outagePolicy: configuration.rateLimitOutagePolicy, logger: logger, metrics: metrics.factory)),
         ] + (configuration.rateLimits.isEnabled
           ? [RateLimitInterceptor(
               limiter: RateLimiter(
@@ -208,11 +219,13 @@ public final class PlatformServer: Service, Sendable {
       } catch {
         auditRecorder.finish()
         await auditing.value
+        await agentClient?.close()
         await redis.close()
         throw error
       }
       auditRecorder.finish()
       await auditing.value
+      await agentClient?.close()
       await redis.close()
       pools.cancel()
       await pools.value

@@ -17,10 +17,14 @@ public protocol PlatformServiceDefinition: Sendable {
   /// The background jobs the service runs (default none); the server runs a `JobWorker` for
   /// them beside the RPCs.
   func makeJobHandlers(_ resources: ServiceResources) async throws -> [JobHandler]
+  /// How calls made with an API key are authenticated; nil (the default) asks the agent service
+  /// (`AgentApiKeyVerifier`). The agent service answers for itself.
+  func makeApiKeyVerifier(_ resources: ServiceResources) async throws -> (any ApiKeyVerifying)?
 }
 
 extension PlatformServiceDefinition {
   public func makeJobHandlers(_ resources: ServiceResources) async throws -> [JobHandler] { [] }
+  public func makeApiKeyVerifier(_ resources: ServiceResources) async throws -> (any ApiKeyVerifying)? { nil }
 }
 
 /// What a service's handlers are built from.
