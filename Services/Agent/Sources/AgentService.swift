@@ -4,8 +4,9 @@ internal import Logging
 public import PlatformCore
 
 /// The agent service as the platform server runs it. Today: identity (AuthService: register,
-/// login, token refresh, logout, the current user), the only issuer of access tokens. Agents,
-/// plugins and executions come with their own issue.
+/// login, token refresh, logout, the current user, API keys; UserService: administration and
+/// the audit log), the only issuer of access tokens. Agents, plugins and executions come with
+/// their own issue.
 public struct AgentService: PlatformServiceDefinition {
   public var name: PlatformServiceName { .agent }
   /// The password hashing cost (OWASP's by default; tests may lower it).
@@ -21,7 +22,11 @@ public struct AgentService: PlatformServiceDefinition {
     try Migration.load(bundle: .module)
   }
 
-  public var accessPolicy: AccessPolicy { AuthAPI.accessPolicy }
+  public var accessPolicy: AccessPolicy {
+    var policy = AuthAPI.accessPolicy
+    for (method, permission) in UserAPI.requirements { policy.requirements[method.path] = permission }
+    return policy
+  }
 
   /// The agent service checks keys itself, in its own database.
   public func makeApiKeyVerifier(_ resources: ServiceResources) async throws -> (any ApiKeyVerifying)? {
@@ -60,7 +65,10 @@ public struct AgentService: PlatformServiceDefinition {
         resources.logger.notice("Created the first admin from BOOTSTRAP_ADMIN_EMAIL", metadata: ["email": "\(email)"])
       }
     }
-    return [AuthAPI(accounts: accounts, apiKeys: Self.apiKeys(resources))]
+    let admin = UserAdmin(
+      store: IdentityStore(database: resources.database, logger: resources.logger), sessions: SessionStore(redis: resources.redis),
+      audit: AuditLog(database: resources.database, logger: resources.logger), logger: resources.logger)
+    return [AuthAPI(accounts: accounts, apiKeys: Self.apiKeys(resources)), UserAPI(admin: admin)]
   }
 }
 

@@ -401,9 +401,25 @@ public enum Platform_Agent_V1_UserService {
       method: "UpdateUserRoles",
       kind: .unary
     )
+    public static let deactivateUser = MethodDescriptor(
+      service: "platform.agent.v1.UserService",
+      method: "DeactivateUser",
+      kind: .unary
+    )
+    public static let listAuditEvents = MethodDescriptor(
+      service: "platform.agent.v1.UserService",
+      method: "ListAuditEvents",
+      kind: .unary
+    )
 
     /// Every method of the service, in .proto order.
-    public static let all: [MethodDescriptor] = [Self.getUser, Self.listUsers, Self.updateUserRoles]
+    public static let all: [MethodDescriptor] = [
+      Self.getUser,
+      Self.listUsers,
+      Self.updateUserRoles,
+      Self.deactivateUser,
+      Self.listAuditEvents
+    ]
   }
 }
 
@@ -433,6 +449,21 @@ public protocol Platform_Agent_V1_UserServiceHandler: RPCService {
     _ request: Platform_Agent_V1_UpdateUserRolesRequest,
     context: ServerContext
   ) async throws -> Platform_Agent_V1_User
+
+  /// Deactivates a user: their sessions end in every service within seconds, their refresh
+  /// tokens and API keys are revoked. Idempotent. NOT_FOUND, FAILED_PRECONDITION (the last active
+  /// admin). Requires agent:admin.
+  func deactivateUser(
+    _ request: Platform_Agent_V1_DeactivateUserRequest,
+    context: ServerContext
+  ) async throws -> Platform_Agent_V1_User
+
+  /// Lists the agent service's audit log, newest first. INVALID_ARGUMENT (page_token, times).
+  /// Requires agent:admin.
+  func listAuditEvents(
+    _ request: Platform_Agent_V1_ListAuditEventsRequest,
+    context: ServerContext
+  ) async throws -> Platform_Agent_V1_ListAuditEventsResponse
 }
 
 extension Platform_Agent_V1_UserServiceHandler {
@@ -446,6 +477,12 @@ extension Platform_Agent_V1_UserServiceHandler {
     }
     router.registerUnary(Platform_Agent_V1_UserService.Method.updateUserRoles) { request, context in
       try await self.updateUserRoles(request, context: context)
+    }
+    router.registerUnary(Platform_Agent_V1_UserService.Method.deactivateUser) { request, context in
+      try await self.deactivateUser(request, context: context)
+    }
+    router.registerUnary(Platform_Agent_V1_UserService.Method.listAuditEvents) { request, context in
+      try await self.listAuditEvents(request, context: context)
     }
   }
 }
@@ -510,6 +547,43 @@ public struct Platform_Agent_V1_UserServiceClient: Sendable {
   ) async throws -> Platform_Agent_V1_User {
     try await self.channel.unary(
       Platform_Agent_V1_UserService.Method.updateUserRoles,
+      request: request,
+      options: options
+    )
+  }
+
+  /// Deactivates a user: their sessions end in every service within seconds, their refresh
+  /// tokens and API keys are revoked. Idempotent. NOT_FOUND, FAILED_PRECONDITION (the last active
+  /// admin). Requires agent:admin.
+  ///
+  /// - Parameters:
+  ///   - request: The request message.
+  ///   - options: Options for this call; defaults to `CallOptions.defaults`.
+  /// - Returns: The response message.
+  public func deactivateUser(
+    _ request: Platform_Agent_V1_DeactivateUserRequest,
+    options: CallOptions = .defaults
+  ) async throws -> Platform_Agent_V1_User {
+    try await self.channel.unary(
+      Platform_Agent_V1_UserService.Method.deactivateUser,
+      request: request,
+      options: options
+    )
+  }
+
+  /// Lists the agent service's audit log, newest first. INVALID_ARGUMENT (page_token, times).
+  /// Requires agent:admin.
+  ///
+  /// - Parameters:
+  ///   - request: The request message.
+  ///   - options: Options for this call; defaults to `CallOptions.defaults`.
+  /// - Returns: The response message.
+  public func listAuditEvents(
+    _ request: Platform_Agent_V1_ListAuditEventsRequest,
+    options: CallOptions = .defaults
+  ) async throws -> Platform_Agent_V1_ListAuditEventsResponse {
+    try await self.channel.unary(
+      Platform_Agent_V1_UserService.Method.listAuditEvents,
       request: request,
       options: options
     )

@@ -59,3 +59,15 @@ public struct VerifiedApiKey: Sendable, Equatable {
   public var rateLimit: Int
   public var expiresAt: Date?
 }
+
+/// A row of auth_audit_log, as admins read it.
+public struct StoredAuditEvent: Sendable, Equatable {
+  public var id: Int64
+  public var traceID: String
+  public var subject: String
+  public var resource: String
+  public var action: String
+  public var decision: String
+  public var detail: [String: String]
+  public var createdAt: Date
+}

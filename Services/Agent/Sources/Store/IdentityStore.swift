@@ -88,6 +88,127 @@ public struct IdentityStore: Sendable {
     return permissions
   }
 
+  // MARK: - Administration
+
+  /// A page of users, newest first, after `cursor`.
+  public func listUsers(
+    query: String?, role: String?, includeInactive: Bool, after cursor: (Date, UUID)?, limit: Int
+  ) async throws -> (users: [User], more: Bool, total: Int) {
+    // The query is a substring, not a pattern: LIKE's wildcards in it match only themselves.
+    let pattern = query.map { "%" + $0.lowercased().replacingOccurrences(of: "\\", with: "\\\\")
+      .replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%" }
+    let after = cursor?.0 ?? Date.distantFuture
+    let afterID = cursor?.1 ?? UUID(uuid: (255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255))
+    let total = try await self.database.query(
+      """
+      SELECT count(*) FROM users
+      WHERE (\(includeInactive) OR (is_active AND deleted_at IS NULL))
+        AND (\(pattern)::text IS NULL OR lower(email) LIKE \(pattern) OR lower(name) LIKE \(pattern))
+        AND (\(role)::text IS NULL OR \(role) = ANY(roles))
+      """, logger: self.logger
+    ).first?.decode(Int.self) ?? 0
+    var page = try await self.users(
+      """
+      SELECT \(unescaped: Self.userColumns) FROM users
+      WHERE (\(includeInactive) OR (is_active AND deleted_at IS NULL))
+        AND (\(pattern)::text IS NULL OR lower(email) LIKE \(pattern) OR lower(name) LIKE \(pattern))
+        AND (\(role)::text IS NULL OR \(role) = ANY(roles))
+        AND (created_at, id) < (\(after), \(afterID))
+      ORDER BY created_at DESC, id DESC LIMIT \(limit + 1)
+      """)
+    let more = page.count > limit
+    if more { page.removeLast() }
+    return (page, more, total)
+  }
+
+  /// Role names the roles table defines.
+  public func knownRoles(_ names: [String]) async throws -> Set<String> {
+    Set(try await self.database.query("SELECT name FROM roles WHERE name = ANY(\(names))", logger: self.logger).decode(String.self))
+  }
+
+  public enum AdminChange: Sendable {
+    case roles([String], permissions: [String], isActive: Bool?)
+    case deactivate
+  }
+
+  public enum AdminOutcome: Sendable, Equatable {
+    case updated(User, deactivated: Bool)
+    case notFound
+    /// The change would leave no active admin.
+    case lastAdmin
+  }
+
+  /// Applies an admin's change to a user in one transaction, refusing one that would leave no
+  /// active admin (the admins are locked while it is decided, so two demotions cannot each
+  /// leave the other as the last).
+  public func apply(_ change: AdminChange, to userID: UUID) async throws -> AdminOutcome {
+    try await self.database.withTransaction(logger: self.logger) { connection -> AdminOutcome in
+      let admins = try await connection.query(
+        "SELECT id FROM users WHERE 'admin' = ANY(roles) AND is_active AND deleted_at IS NULL ORDER BY id FOR UPDATE",
+        logger: self.logger
+      ).decode(UUID.self)
+      let current = try await connection.query(
+        "SELECT \(unescaped: Self.userColumns) FROM users WHERE id = \(userID) FOR UPDATE", logger: self.logger
+      ).decode(UserRow.self).first.map(Self.user)
+      guard let current else { return .notFound }
+      let staysAdmin: Bool
+      switch change {
+      case .roles(let roles, _, let isActive): staysAdmin = roles.contains("admin") && (isActive ?? current.isActive)
+      case .deactivate: staysAdmin = false
+      }
+      if admins.contains(userID) && !staysAdmin && admins.count == 1 { return .lastAdmin }
+      let rows: [PostgresRow]
+      switch change {
+      case .roles(let roles, let permissions, let isActive):
+        rows = try await connection.query(
+          """
+          UPDATE users SET roles = \(roles), permissions = \(permissions), is_active = coalesce(\(isActive), is_active), updated_at = now()
+          WHERE id = \(userID) RETURNING \(unescaped: Self.userColumns)
+          """, logger: self.logger)
+      case .deactivate:
+        rows = try await connection.query(
+          "UPDATE users SET is_active = false, updated_at = now() WHERE id = \(userID) RETURNING \(unescaped: Self.userColumns)",
+          logger: self.logger)
+      }
+      guard let updated = try rows.decode(UserRow.self).first.map(Self.user) else { return .notFound }
+      let deactivated = current.isActive && !updated.isActive
+      if deactivated {
+        _ = try await connection.query(
+          "UPDATE refresh_tokens SET revoked_at = now(), revoke_reason = 'deactivated' WHERE user_id = \(userID) AND revoked_at IS NULL",
+          logger: self.logger)
+        _ = try await connection.query(
+          "UPDATE api_keys SET status = 'revoked', revoked_at = now() WHERE user_id = \(userID) AND status <> 'revoked'",
+          logger: self.logger)
+      }
+      return .updated(updated, deactivated: deactivated)
+    }
+  }
+
+  /// A page of the audit log, newest first.
+  public func auditEvents(
+    subject: String?, action: String?, from start: Date?, until end: Date?, beforeID: Int64?, limit: Int
+  ) async throws -> (events: [StoredAuditEvent], more: Bool) {
+    var events = try await self.database.query(
+      """
+      SELECT id, trace_id, subject_id, resource, action, decision, detail::text, created_at FROM auth_audit_log
+      WHERE (\(subject)::text IS NULL OR subject_id = \(subject)) AND (\(action)::text IS NULL OR action = \(action))
+        AND (\(start)::timestamptz IS NULL OR created_at >= \(start)) AND (\(end)::timestamptz IS NULL OR created_at < \(end))
+        AND id < \(beforeID ?? Int64.max)
+      ORDER BY id DESC LIMIT \(limit + 1)
+      """, logger: self.logger
+    ).decode((Int64, String, String, String, String, String, String, Date).self).map { row in
+      var detail: [String: String] = [:]
+      if case .object(let members)? = try? JSONValue(jsonText: row.6) {
+        for (name, value) in members { detail[name] = value.stringValue ?? value.jsonText }
+      }
+      return StoredAuditEvent(
+        id: row.0, traceID: row.1, subject: row.2, resource: row.3, action: row.4, decision: row.5, detail: detail, createdAt: row.7)
+    }
+    let more = events.count > limit
+    if more { events.removeLast() }
+    return (events, more)
+  }
+
   // MARK: - Refresh tokens
 
   public func insertRefreshToken(
