@@ -328,3 +328,38 @@ struct PasswordHasherTests {
     #expect(AgentService().passwordParameters == .owasp)
   }
 }
+
+@Suite("Sessions across sign-ins and refreshes")
+struct SessionLifecycleTests {
+  @Test("A session that expired from idleness resumes on refresh; one replaced by a newer sign-in ends its refresh tokens")
+  func resumeAndReplace() async throws {
+    try await withAgent { service, auth in
+      let email = uniqueEmail()
+      let user = try await auth.register(.with {
+        $0.email = email
+        $0.password = goodPassword
+        $0.name = "Fay"
+      })
+      let userID = try #require(UUID(strict: user.id))
+      let redis = try RedisClient(configuration: try RedisConfiguration(url: PlatformTestService.redisURL), logger: TestPostgres.quietLogger)
+      let first = try await auth.login(.with {
+        $0.email = email
+        $0.password = goodPassword
+      })
+      // Idle for longer than the session lives: the hash is gone.
+      _ = try await redis.delete(["session:\(user.id)"])
+      let resumed = try await auth.refreshToken(.with { $0.refreshToken = first.tokens.refreshToken }).tokens
+      _ = try await auth.getCurrentUser(.init(), options: bearer(resumed.accessToken))
+      #expect(try await SessionStore(redis: redis).touch(userID)?.sessionID != nil)
+
+      // A sign-in elsewhere replaces the session: the first device's refresh is refused.
+      _ = try await auth.login(.with {
+        $0.email = email
+        $0.password = goodPassword
+      })
+      await expectStatus(.unauthenticated) { try await auth.refreshToken(.with { $0.refreshToken = resumed.refreshToken }) }
+      #expect(try await auditActions(service, subject: user.id).contains("refresh_replaced"))
+      await redis.close()
+    }
+  }
+}

@@ -58,6 +58,20 @@ public struct SessionStore: Sendable {
     return 1
     """)
 
+  /// Resumes session ARGV[2] of KEYS[1]: recreated (fields ARGV[3...]) when the hash expired,
+  /// slid when it is that session, refused (0) when another session replaced it.
+  static let resume = RedisScript(
+    """
+    local current = redis.call('HGET', KEYS[1], 'session_id')
+    if current and current ~= ARGV[2] then return 0 end
+    if not current then
+      redis.call('DEL', KEYS[1])
+      redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+    end
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+    return 1
+    """)
+
   public init(redis: RedisClient, idleTimeout: Duration = .seconds(15 * 60)) {
     self.redis = redis
     self.idleTimeout = idleTimeout
@@ -69,14 +83,7 @@ public struct SessionStore: Sendable {
   public func create(_ session: Session) async throws {
     _ = try await self.redis.evaluate(
       Self.create, keys: [Self.key(session.userID)],
-      arguments: [
-        .integer(RedisClient.milliseconds(self.idleTimeout)),
-        "user_id", .string(session.userID.lowercasedString),
-        "email", .string(session.email),
-        "roles", .string(Self.json(session.roles)),
-        "permissions", .string(Self.json(session.permissions)),
-        "last_active", .integer(Int64(session.lastActive.timeIntervalSince1970)),
-      ] + (session.sessionID.map { ["session_id", .string($0)] } ?? []))
+      arguments: [.integer(RedisClient.milliseconds(self.idleTimeout))] + Self.fields(session))
   }
 
   /// The session of `userID`, its expiry slid forward; nil when there is none (expired,
@@ -96,6 +103,27 @@ public struct SessionStore: Sendable {
     return Session(
       userID: userID, email: email, roles: roles, permissions: permissions,
       lastActive: Date(timeIntervalSince1970: lastActive), sessionID: fields["session_id"])
+  }
+
+  /// Continues `session` (which must have a session id) after a token refresh: it is recreated
+  /// if it expired from idleness, and refused when a newer sign-in replaced it.
+  /// - Returns: false when another session is the user's live one.
+  public func resume(_ session: Session) async throws -> Bool {
+    guard let sessionID = session.sessionID else { return false }
+    let reply = try await self.redis.evaluate(
+      Self.resume, keys: [Self.key(session.userID)],
+      arguments: [.integer(RedisClient.milliseconds(self.idleTimeout)), .string(sessionID)] + Self.fields(session))
+    return reply == .integer(1)
+  }
+
+  private static func fields(_ session: Session) -> [RedisArgument] {
+    [
+      "user_id", .string(session.userID.lowercasedString),
+      "email", .string(session.email),
+      "roles", .string(Self.json(session.roles)),
+      "permissions", .string(Self.json(session.permissions)),
+      "last_active", .integer(Int64(session.lastActive.timeIntervalSince1970)),
+    ] + (session.sessionID.map { ["session_id", .string($0)] } ?? [])
   }
 
   /// Whether `sessionID` is the live session of `userID`; a live one's expiry slides forward.

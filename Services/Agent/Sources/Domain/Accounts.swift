@@ -200,6 +200,21 @@ public struct Accounts: Sendable {
       throw IdentityError.invalidRefreshToken
     case .redeemed(let userID, _, let sessionID):
       guard let user = try await self.store.user(id: userID), user.canSignIn else { throw IdentityError.invalidRefreshToken }
+      // The session continues: recreated if it expired from idleness; refused if a newer
+      // sign-in replaced it (one session per user, seed 002 §4.2.1), whose tokens would be
+      // refused everywhere anyway.
+      do {
+        let session = Session(userID: user.id, email: user.email, roles: user.roles, permissions: user.permissions, sessionID: sessionID)
+        guard try await self.sessions.resume(session) else {
+          _ = try await self.store.revokeSession(sessionID, userID: user.id, reason: "replaced")
+          await self.record(AuditEvent(subject: userID.lowercasedString, resource: "auth", action: "refresh_replaced", decision: .deny))
+          throw IdentityError.invalidRefreshToken
+        }
+      } catch let error as IdentityError {
+        throw error
+      } catch {
+        self.logger.warning("The session was not resumed", metadata: ["user_id": "\(user.id)", "error": "\(error)"])
+      }
       let access = try await self.accessToken(for: user, sessionID: sessionID)
       await self.record(AuditEvent(subject: userID.lowercasedString, resource: "auth", action: "refresh", decision: .allow))
       return IssuedTokens(
