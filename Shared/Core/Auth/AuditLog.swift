@@ -53,6 +53,16 @@ public struct AuditLog: Sendable {
     try await self.insert(event) { query in try await self.database.query(query, logger: self.logger) }
   }
 
+  /// Records `event`, logging (not throwing) a failure: for events about something already
+  /// done, which a failed audit write must not undo.
+  public func recordOrLog(_ event: AuditEvent) async {
+    do {
+      try await self.record(event)
+    } catch {
+      self.logger.error("An audit event was not recorded", metadata: ["action": "\(event.action)", "error": "\(error)"])
+    }
+  }
+
   /// Records `event` inside the caller's transaction (it commits or rolls back with it).
   public func record(_ event: AuditEvent, on connection: DatabaseConnection) async throws {
     try await self.insert(event) { query in try await connection.query(query, logger: self.logger) }

@@ -45,12 +45,12 @@ public struct AuthInterceptor: ServerInterceptor {
   private let policy: AccessPolicy
   private let sessions: SessionCheck?
   private let audit: AuditRecorder?
-  private let apiKeys: ApiKeyVerifying?
+  private let apiKeys: (any ApiKeyVerifying)?
   private let limiter: RateLimiter?
 
   public init(
     verifier: TokenVerifier, policy: AccessPolicy, sessions: SessionCheck? = nil, audit: AuditRecorder? = nil,
-    apiKeys: ApiKeyVerifying? = nil, limiter: RateLimiter? = nil
+    apiKeys: (any ApiKeyVerifying)? = nil, limiter: RateLimiter? = nil
   ) {
     self.verifier = verifier
     self.policy = policy

@@ -85,7 +85,7 @@ public struct Accounts: Sendable {
       email: email, passwordHash: hash, name: name, roles: Self.defaultRoles, requestID: requestID)
     else { throw IdentityError.alreadyExists("an account with this email exists") }
     if inserted.created {
-      await self.record(AuditEvent(subject: inserted.user.id.lowercasedString, resource: "auth", action: "register", decision: .allow))
+      await self.audit.recordOrLog(AuditEvent(subject: inserted.user.id.lowercasedString, resource: "auth", action: "register", decision: .allow))
     }
     return inserted.user
   }
@@ -103,7 +103,7 @@ public struct Accounts: Sendable {
     else {
       throw IdentityError.alreadyExists("BOOTSTRAP_ADMIN_EMAIL belongs to an account that is not an active admin")
     }
-    await self.record(AuditEvent(subject: inserted.user.id.lowercasedString, resource: "auth", action: "bootstrap_admin", decision: .allow))
+    await self.audit.recordOrLog(AuditEvent(subject: inserted.user.id.lowercasedString, resource: "auth", action: "bootstrap_admin", decision: .allow))
     return true
   }
 
@@ -123,7 +123,7 @@ public struct Accounts: Sendable {
     guard matches, passwordAcceptable, let user = found?.user, user.canSignIn else {
       await self.countFailure(subject: subject)
       let reason = found == nil ? "unknown email" : (matches && passwordAcceptable ? "inactive" : "wrong password")
-      await self.record(
+      await self.audit.recordOrLog(
         AuditEvent(
           subject: found.map { $0.user.id.lowercasedString } ?? subject, resource: "auth", action: "login_failed",
           decision: .deny, detail: ["peer": Self.host(of: peer), "reason": reason]))
@@ -141,7 +141,7 @@ public struct Accounts: Sendable {
       self.logger.warning("The session was not stored", metadata: ["user_id": "\(user.id)", "error": "\(error)"])
     }
     try await self.store.recordLogin(userID: user.id)
-    await self.record(
+    await self.audit.recordOrLog(
       AuditEvent(subject: user.id.lowercasedString, resource: "auth", action: "login", decision: .allow, detail: ["peer": Self.host(of: peer)]))
     return (tokens, user)
   }
@@ -153,7 +153,7 @@ public struct Accounts: Sendable {
     ]
     for (key, limit, window) in checks {
       if case .limited(let retryAfter) = await self.limiter.acquire(key, limit: limit, per: window) {
-        await self.record(
+        await self.audit.recordOrLog(
           AuditEvent(subject: subject, resource: "auth", action: "login_limited", decision: .deny, detail: ["peer": Self.host(of: peer)]))
         throw IdentityError.rateLimited(retryAfter: retryAfter)
       }
@@ -190,10 +190,10 @@ public struct Accounts: Sendable {
     case .unknown, .expired:
       throw IdentityError.invalidRefreshToken
     case .revoked(let userID):
-      await self.record(AuditEvent(subject: userID.lowercasedString, resource: "auth", action: "refresh_revoked", decision: .deny))
+      await self.audit.recordOrLog(AuditEvent(subject: userID.lowercasedString, resource: "auth", action: "refresh_revoked", decision: .deny))
       throw IdentityError.invalidRefreshToken
     case .reused(let userID, let familyID):
-      await self.record(
+      await self.audit.recordOrLog(
         AuditEvent(
           subject: userID.lowercasedString, resource: "auth", action: "refresh_reuse", decision: .deny,
           detail: ["family": familyID.lowercasedString]))
@@ -207,7 +207,7 @@ public struct Accounts: Sendable {
         let session = Session(userID: user.id, email: user.email, roles: user.roles, permissions: user.permissions, sessionID: sessionID)
         guard try await self.sessions.resume(session) else {
           _ = try await self.store.revokeSession(sessionID, userID: user.id, reason: "replaced")
-          await self.record(AuditEvent(subject: userID.lowercasedString, resource: "auth", action: "refresh_replaced", decision: .deny))
+          await self.audit.recordOrLog(AuditEvent(subject: userID.lowercasedString, resource: "auth", action: "refresh_replaced", decision: .deny))
           throw IdentityError.invalidRefreshToken
         }
       } catch let error as IdentityError {
@@ -216,7 +216,7 @@ public struct Accounts: Sendable {
         self.logger.warning("The session was not resumed", metadata: ["user_id": "\(user.id)", "error": "\(error)"])
       }
       let access = try await self.accessToken(for: user, sessionID: sessionID)
-      await self.record(AuditEvent(subject: userID.lowercasedString, resource: "auth", action: "refresh", decision: .allow))
+      await self.audit.recordOrLog(AuditEvent(subject: userID.lowercasedString, resource: "auth", action: "refresh", decision: .allow))
       return IssuedTokens(
         accessToken: access.token, accessExpiresAt: access.expiresAt, accessLifetime: self.configuration.accessTokenLifetime,
         refreshToken: successor, refreshExpiresAt: expiresAt)
@@ -230,7 +230,7 @@ public struct Accounts: Sendable {
       _ = try await self.store.revokeSession(sessionID, userID: caller.userID, reason: "logout")
     }
     _ = try await self.sessions.revoke(caller.userID)
-    await self.record(AuditEvent(subject: caller.userID.lowercasedString, resource: "auth", action: "logout", decision: .allow))
+    await self.audit.recordOrLog(AuditEvent(subject: caller.userID.lowercasedString, resource: "auth", action: "logout", decision: .allow))
   }
 
   public func currentUser(_ caller: Caller) async throws -> User {
@@ -271,13 +271,6 @@ public struct Accounts: Sendable {
     return (token, now.addingTimeInterval(Double(self.configuration.accessTokenLifetime.components.seconds)))
   }
 
-  private func record(_ event: AuditEvent) async {
-    do {
-      try await self.audit.record(event)
-    } catch {
-      self.logger.error("An audit event was not recorded", metadata: ["action": "\(event.action)", "error": "\(error)"])
-    }
-  }
 
   /// The address of a peer (`ipv4:10.0.0.1:53211` → `10.0.0.1`).
   static func host(of peer: String) -> String {

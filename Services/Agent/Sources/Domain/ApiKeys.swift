@@ -47,7 +47,7 @@ public struct ApiKeys: Sendable {
         requestID: requestID, maxActive: Self.maxActivePerUser)
     else { throw ApiKeyError.quota(Self.maxActivePerUser) }
     guard inserted.created else { throw ApiKeyError.secretShownOnce(inserted.key.id) }
-    await self.record(
+    await self.audit.recordOrLog(
       AuditEvent(
         subject: caller.userID.lowercasedString, resource: "api_key:\(inserted.key.id.lowercasedString)", action: "api_key_create",
         decision: .allow))
@@ -88,7 +88,7 @@ public struct ApiKeys: Sendable {
       throw IdentityError.notFound("API key not found")
     }
     if revoked.revokedNow {
-      await self.record(
+      await self.audit.recordOrLog(
         AuditEvent(
           subject: caller.userID.lowercasedString, resource: "api_key:\(id.lowercasedString)", action: "api_key_revoke", decision: .allow))
     }
@@ -142,13 +142,6 @@ public struct ApiKeys: Sendable {
     return Array(Set(permissions)).sorted()
   }
 
-  private func record(_ event: AuditEvent) async {
-    do {
-      try await self.audit.record(event)
-    } catch {
-      self.logger.error("An audit event was not recorded", metadata: ["action": "\(event.action)", "error": "\(error)"])
-    }
-  }
 }
 
 public enum ApiKeyError: Error, Equatable, Sendable {

@@ -78,7 +78,7 @@ public struct UserAdmin: Sendable {
     let permissions = try ApiKeys.checkPermissions(permissions)
     let outcome = try await self.store.apply(.roles(Array(Set(roles)).sorted(), permissions: permissions, isActive: isActive), to: userID)
     let user = try self.user(from: outcome)
-    await self.record(
+    await self.audit.recordOrLog(
       AuditEvent(
         subject: caller.userID.lowercasedString, resource: "user:\(userID.lowercasedString)", action: "role_change", decision: .allow,
         detail: ["roles": user.roles.joined(separator: ","), "is_active": "\(user.isActive)"]))
@@ -144,17 +144,10 @@ public struct UserAdmin: Sendable {
     } catch {
       self.logger.error("A deactivated user's session was not ended", metadata: ["user_id": "\(userID)", "error": "\(error)"])
     }
-    await self.record(
+    await self.audit.recordOrLog(
       AuditEvent(subject: caller.userID.lowercasedString, resource: "user:\(userID.lowercasedString)", action: "deactivate", decision: .allow))
   }
 
-  private func record(_ event: AuditEvent) async {
-    do {
-      try await self.audit.record(event)
-    } catch {
-      self.logger.error("An audit event was not recorded", metadata: ["action": "\(event.action)", "error": "\(error)"])
-    }
-  }
 }
 
 public enum AdminError: Error, Equatable, Sendable {
