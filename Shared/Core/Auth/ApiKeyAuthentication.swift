@@ -42,7 +42,14 @@ public struct AgentApiKeyVerifier: ApiKeyVerifying {
     self.logger = logger
   }
 
+  /// Longer keys, or keys with characters outside printable ASCII, are refused without asking
+  /// the agent service: garbage must not become a call to it (or a Redis entry) per attempt.
+  static let maxKeyBytes = 128
+
   public func identity(of key: String) async throws -> ApiKeyIdentity? {
+    guard !key.isEmpty, key.utf8.count <= Self.maxKeyBytes, key.utf8.allSatisfy({ (0x21...0x7E).contains($0) }) else {
+      return nil
+    }
     let cacheKey = "apikey:" + key.sha256Hex
     if let cached = try? await self.redis.get(cacheKey) {
       let text = String(buffer: cached)
@@ -56,12 +63,7 @@ public struct AgentApiKeyVerifier: ApiKeyVerifying {
       _ = try? await self.redis.set(cacheKey, to: .string("invalid"), expiration: .seconds(5))
       return nil
     }
-    guard let userID = UUID(strict: verified.userID) else { return nil }
-    let identity = ApiKeyIdentity(
-      caller: Caller(
-        userID: userID, roles: verified.roles.compactMap(Role.init(storedName:)),
-        extraPermissions: verified.permissions.map(Permission.init(rawValue:)), apiKeyID: verified.keyID),
-      rateLimitPerMinute: Int(verified.rateLimitPerMinute))
+    guard let identity = Self.identity(verified) else { return nil }
     var ttl = self.cacheFor
     if verified.hasExpireTime {
       let left = verified.expireTime.date.timeIntervalSinceNow
@@ -79,8 +81,11 @@ public struct AgentApiKeyVerifier: ApiKeyVerifying {
   }
 
   private static func decode(_ text: String) -> ApiKeyIdentity? {
-    guard let verified = try? Platform_Agent_V1_VerifyApiKeyResponse(jsonString: text), let userID = UUID(strict: verified.userID)
-    else { return nil }
+    (try? Platform_Agent_V1_VerifyApiKeyResponse(jsonString: text)).flatMap(Self.identity)
+  }
+
+  private static func identity(_ verified: Platform_Agent_V1_VerifyApiKeyResponse) -> ApiKeyIdentity? {
+    guard let userID = UUID(strict: verified.userID) else { return nil }
     return ApiKeyIdentity(
       caller: Caller(
         userID: userID, roles: verified.roles.compactMap(Role.init(storedName:)),

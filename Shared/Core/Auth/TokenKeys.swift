@@ -140,13 +140,19 @@ public struct TokenSigningKey: Sendable {
 }
 
 /// Unpadded base64url (RFC 4648 §5), read in its one canonical spelling.
-enum Base64URL {
-  static func encode(_ bytes: some DataProtocol) -> String {
+public enum Base64URL {
+  public static func encode(_ bytes: some DataProtocol) -> String {
     Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
       .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
   }
 
-  static func decode(_ text: String) -> [UInt8]? {
+  public static func decode(_ text: String) -> [UInt8]? {
     CompactJWS.base64URLDecoded(text.utf8)
+  }
+
+  /// `bytes` bytes from the system's CSPRNG, as unpadded base64url: ids and secrets.
+  public static func randomToken(bytes: Int) -> String {
+    var generator = SystemRandomNumberGenerator()
+    return Self.encode((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &generator) })
   }
 }

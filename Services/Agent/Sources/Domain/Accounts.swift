@@ -117,7 +117,8 @@ public struct Accounts: Sendable {
     try await self.checkLoginLimits(subject: subject, peer: peer)
     try await self.waitAfterFailures(subject: subject)
 
-    let found = try await email.asyncFlatMap { try await self.store.userForLogin(email: $0) }
+    var found: (user: User, passwordHash: String)?
+    if let email { found = try await self.store.userForLogin(email: email) }
     let passwordAcceptable = password.utf8.count <= PasswordPolicy.maxBytes
     let matches = try await self.hasher.verify(passwordAcceptable ? password : "", against: found?.passwordHash)
     guard matches, passwordAcceptable, let user = found?.user, user.canSignIn else {
@@ -130,7 +131,7 @@ public struct Accounts: Sendable {
       throw IdentityError.invalidCredentials
     }
     _ = try? await self.redis.delete([Self.failureKey(subject)])
-    let sessionID = Self.randomToken(bytes: 16)
+    let sessionID = Base64URL.randomToken(bytes: 16)
     let tokens = try await self.issue(for: user, sessionID: sessionID, familyID: UUID())
     do {
       try await self.sessions.create(
@@ -182,7 +183,7 @@ public struct Accounts: Sendable {
 
   public func refresh(token: String) async throws -> IssuedTokens {
     guard token.hasPrefix(Self.refreshPrefix), token.utf8.count <= 128 else { throw IdentityError.invalidRefreshToken }
-    let successor = Self.refreshPrefix + Self.randomToken(bytes: 32)
+    let successor = Self.refreshPrefix + Base64URL.randomToken(bytes: 32)
     let expiresAt = Date().addingTimeInterval(Double(self.configuration.refreshTokenLifetime.components.seconds))
     switch try await self.store.redeem(
       tokenHash: token.sha256Hex, successorHash: successor.sha256Hex, successorExpiresAt: expiresAt)
@@ -246,7 +247,7 @@ public struct Accounts: Sendable {
 
   private func issue(for user: User, sessionID: String, familyID: UUID) async throws -> IssuedTokens {
     let access = try await self.accessToken(for: user, sessionID: sessionID)
-    let refresh = Self.refreshPrefix + Self.randomToken(bytes: 32)
+    let refresh = Self.refreshPrefix + Base64URL.randomToken(bytes: 32)
     let refreshExpiresAt = Date().addingTimeInterval(Double(self.configuration.refreshTokenLifetime.components.seconds))
     try await self.store.insertRefreshToken(
       userID: user.id, familyID: familyID, sessionID: sessionID, tokenHash: refresh.sha256Hex, expiresAt: refreshExpiresAt)
@@ -271,7 +272,6 @@ public struct Accounts: Sendable {
     return (token, now.addingTimeInterval(Double(self.configuration.accessTokenLifetime.components.seconds)))
   }
 
-
   /// The address of a peer (`ipv4:10.0.0.1:53211` → `10.0.0.1`).
   static func host(of peer: String) -> String {
     var text = Substring(peer)
@@ -279,20 +279,5 @@ public struct Accounts: Sendable {
     if text.hasPrefix("["), let end = text.firstIndex(of: "]") { return String(text[text.index(after: text.startIndex)..<end]) }
     if let colon = text.lastIndex(of: ":") { return String(text[..<colon]) }
     return String(text)
-  }
-
-  /// `bytes` random bytes as unpadded base64url.
-  static func randomToken(bytes: Int) -> String {
-    var generator = SystemRandomNumberGenerator()
-    let data = Data((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &generator) })
-    return data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-      .replacingOccurrences(of: "=", with: "")
-  }
-}
-
-extension Optional {
-  fileprivate func asyncFlatMap<Result>(_ transform: (Wrapped) async throws -> Result?) async rethrows -> Result? {
-    guard let self else { return nil }
-    return try await transform(self)
   }
 }

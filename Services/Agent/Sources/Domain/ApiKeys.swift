@@ -39,7 +39,7 @@ public struct ApiKeys: Sendable {
     guard rateLimit >= 0, rateLimit <= Self.maxRateLimit else {
       throw IdentityError.invalidArgument(field: "rate_limit_per_minute", reason: "must be 0 (the default) to \(Self.maxRateLimit)")
     }
-    let secret = Self.keyPrefix + Accounts.randomToken(bytes: 32)
+    let secret = Self.keyPrefix + Base64URL.randomToken(bytes: 32)
     guard
       let inserted = try await self.keys.insert(
         owner: caller.userID, name: name, keyHash: secret.sha256Hex, keyPrefix: String(secret.prefix(12)),

@@ -61,12 +61,11 @@ public struct ApiKeyStore: Sendable {
     let total = try await self.database.query(
       "SELECT count(*) FROM api_keys WHERE user_id = \(owner) AND (\(includeRevoked) OR status <> 'revoked')", logger: self.logger
     ).first?.decode(Int.self) ?? 0
-    let after = cursor?.0 ?? Date.distantFuture
-    let afterID = cursor?.1 ?? UUID(uuid: (255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255))
+    let (after, afterID) = (cursor?.0, cursor?.1)
     var page = try await self.keys(
       """
       SELECT \(unescaped: Self.columns) FROM api_keys
-      WHERE user_id = \(owner) AND (\(includeRevoked) OR status <> 'revoked') AND (created_at, id) < (\(after), \(afterID))
+      WHERE user_id = \(owner) AND (\(includeRevoked) OR status <> 'revoked') AND (\(after)::timestamptz IS NULL OR (created_at, id) < (\(after), \(afterID)))
       ORDER BY created_at DESC, id DESC LIMIT \(limit + 1)
       """)
     let more = page.count > limit

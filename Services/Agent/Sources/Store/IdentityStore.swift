@@ -97,8 +97,7 @@ public struct IdentityStore: Sendable {
     // The query is a substring, not a pattern: LIKE's wildcards in it match only themselves.
     let pattern = query.map { "%" + $0.lowercased().replacingOccurrences(of: "\\", with: "\\\\")
       .replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%" }
-    let after = cursor?.0 ?? Date.distantFuture
-    let afterID = cursor?.1 ?? UUID(uuid: (255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255))
+    let (after, afterID) = (cursor?.0, cursor?.1)
     let total = try await self.database.query(
       """
       SELECT count(*) FROM users
@@ -113,7 +112,7 @@ public struct IdentityStore: Sendable {
       WHERE (\(includeInactive) OR (is_active AND deleted_at IS NULL))
         AND (\(pattern)::text IS NULL OR lower(email) LIKE \(pattern) OR lower(name) LIKE \(pattern))
         AND (\(role)::text IS NULL OR \(role) = ANY(roles))
-        AND (created_at, id) < (\(after), \(afterID))
+        AND (\(after)::timestamptz IS NULL OR (created_at, id) < (\(after), \(afterID)))
       ORDER BY created_at DESC, id DESC LIMIT \(limit + 1)
       """)
     let more = page.count > limit
