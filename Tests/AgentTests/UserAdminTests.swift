@@ -120,6 +120,101 @@ struct UserAdminTests {
     }
   }
 
+  @Test("Admins define roles: their permissions travel in the holders' next token; built-in roles are fixed; a held role cannot go")
+  func definedRoles() async throws {
+    try await withAdmin { service, auth, users, adminOptions, _ in
+      let (viewer, viewerID) = try await signedInUser(auth)
+      let auditor = Platform_Agent_V1_RoleDefinition.with {
+        $0.name = "auditor"
+        $0.description_p = "Reads users and the audit log"
+        $0.permissions = ["agent:admin", "persona:read", "agent:admin"]
+      }
+      await expectStatus(.permissionDenied) { try await users.createRole(.with { $0.role = auditor }, options: viewer) }
+      let created = try await users.createRole(.with { $0.role = auditor }, options: adminOptions)
+      #expect(created.permissions == ["agent:admin", "persona:read"] && !created.builtin && created.userCount == 0)
+      await expectStatus(.alreadyExists) { try await users.createRole(.with { $0.role = auditor }, options: adminOptions) }
+      for bad in ["Auditor", "1st", "", "a b", String(repeating: "a", count: 51), "admin\u{0}"] {
+        await expectStatus(.invalidArgument) {
+          try await users.createRole(.with { $0.role = .with { $0.name = bad; $0.permissions = ["persona:read"] } }, options: adminOptions)
+        }
+      }
+      for bad in [[], ["persona"], ["persona:read:x"], ["PERSONA:READ"], Array(repeating: "persona:read", count: 65)] {
+        await expectStatus(.invalidArgument) {
+          try await users.createRole(.with { $0.role = .with { $0.name = "bad"; $0.permissions = bad } }, options: adminOptions)
+        }
+      }
+      await expectStatus(.invalidArgument) {
+        try await users.updateUserRoles(.with {
+          $0.userID = viewerID
+          $0.roleNames = ["nonexistent"]
+        }, options: adminOptions)
+      }
+
+      // Granted, the role's permissions are in the user's next token, which every service honours.
+      let granted = try await users.updateUserRoles(.with {
+        $0.userID = viewerID
+        $0.roles = [.viewer]
+        $0.roleNames = ["auditor"]
+      }, options: adminOptions)
+      #expect(granted.roles == [.viewer] && granted.roleNames == ["auditor", "viewer"])
+      let email = try await users.getUser(.with { $0.id = viewerID }, options: adminOptions).email
+      func tokenOfViewer() async throws -> CallOptions {
+        bearer(try await auth.login(.with {
+          $0.email = email
+          $0.password = goodPassword
+        }).tokens.accessToken)
+      }
+      var token = try await tokenOfViewer()
+      #expect(try await users.listUsers(.with { $0.roleName = "auditor" }, options: token).users.map(\.id) == [viewerID])
+      await expectStatus(.invalidArgument) {
+        try await users.listUsers(.with {
+          $0.roleName = "auditor"
+          $0.role = .admin
+        }, options: adminOptions)
+      }
+      await expectStatus(.failedPrecondition) { try await users.deleteRole(.with { $0.name = "auditor" }, options: adminOptions) }
+
+      // Changed, the holders' next token carries the new permissions.
+      let narrowed = try await users.updateRole(.with {
+        $0.role = .with {
+          $0.name = "auditor"
+          $0.permissions = ["persona:read"]
+          $0.description_p = "ignored: not in the mask"
+        }
+        $0.updateMask = .with { $0.paths = ["permissions"] }
+      }, options: adminOptions)
+      #expect(narrowed.permissions == ["persona:read"] && narrowed.description_p == auditor.description_p && narrowed.userCount == 1)
+      token = try await tokenOfViewer()
+      await expectStatus(.permissionDenied) { try await users.listUsers(.init(), options: token) }
+
+      for builtin in ["admin", "viewer"] {
+        await expectStatus(.failedPrecondition) {
+          try await users.updateRole(.with { $0.role = .with { $0.name = builtin; $0.permissions = ["*"] } }, options: adminOptions)
+        }
+        await expectStatus(.failedPrecondition) { try await users.deleteRole(.with { $0.name = builtin }, options: adminOptions) }
+      }
+      await expectStatus(.notFound) { try await users.deleteRole(.with { $0.name = "nobody-has-this" }, options: adminOptions) }
+      await expectStatus(.invalidArgument) {
+        try await users.updateRole(.with {
+          $0.role = .with { $0.name = "auditor" }
+          $0.updateMask = .with { $0.paths = ["name"] }
+        }, options: adminOptions)
+      }
+      let listed = try await users.listRoles(.init(), options: viewer)
+      #expect(listed.roles.map(\.name) == ["admin", "analyst", "developer", "viewer", "auditor"])
+      #expect(listed.roles.first { $0.name == "viewer" }?.userCount == 1)
+
+      _ = try await users.updateUserRoles(.with {
+        $0.userID = viewerID
+        $0.roles = [.viewer]
+      }, options: adminOptions)
+      _ = try await users.deleteRole(.with { $0.name = "auditor" }, options: adminOptions)
+      #expect(try await users.listRoles(.init(), options: viewer).roles.count == 4)
+      let actions = try await auditActions(service)
+      #expect(["role_create", "role_update", "role_delete"].allSatisfy(actions.contains))
+    }
+  }
+
   @Test("Deactivation ends the user's tokens within 5 s, revokes refresh tokens and API keys, and login answers as for a wrong password")
   func deactivation() async throws {
     try await withAdmin { service, auth, users, adminOptions, _ in

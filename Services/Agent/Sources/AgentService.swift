@@ -68,7 +68,10 @@ public struct AgentService: PlatformServiceDefinition {
     let admin = UserAdmin(
       store: IdentityStore(database: resources.database, logger: resources.logger), sessions: SessionStore(redis: resources.redis),
       audit: AuditLog(database: resources.database, logger: resources.logger), logger: resources.logger)
-    return [AuthAPI(accounts: accounts, apiKeys: Self.apiKeys(resources)), UserAPI(admin: admin)]
+    let roles = RoleAdmin(
+      store: RoleStore(database: resources.database, logger: resources.logger),
+      audit: AuditLog(database: resources.database, logger: resources.logger))
+    return [AuthAPI(accounts: accounts, apiKeys: Self.apiKeys(resources)), UserAPI(admin: admin, roles: roles)]
   }
 }
 

@@ -411,6 +411,26 @@ public enum Platform_Agent_V1_UserService {
       method: "ListAuditEvents",
       kind: .unary
     )
+    public static let listRoles = MethodDescriptor(
+      service: "platform.agent.v1.UserService",
+      method: "ListRoles",
+      kind: .unary
+    )
+    public static let createRole = MethodDescriptor(
+      service: "platform.agent.v1.UserService",
+      method: "CreateRole",
+      kind: .unary
+    )
+    public static let updateRole = MethodDescriptor(
+      service: "platform.agent.v1.UserService",
+      method: "UpdateRole",
+      kind: .unary
+    )
+    public static let deleteRole = MethodDescriptor(
+      service: "platform.agent.v1.UserService",
+      method: "DeleteRole",
+      kind: .unary
+    )
 
     /// Every method of the service, in .proto order.
     public static let all: [MethodDescriptor] = [
@@ -418,7 +438,11 @@ public enum Platform_Agent_V1_UserService {
       Self.listUsers,
       Self.updateUserRoles,
       Self.deactivateUser,
-      Self.listAuditEvents
+      Self.listAuditEvents,
+      Self.listRoles,
+      Self.createRole,
+      Self.updateRole,
+      Self.deleteRole
     ]
   }
 }
@@ -464,6 +488,34 @@ public protocol Platform_Agent_V1_UserServiceHandler: RPCService {
     _ request: Platform_Agent_V1_ListAuditEventsRequest,
     context: ServerContext
   ) async throws -> Platform_Agent_V1_ListAuditEventsResponse
+
+  /// Lists every role with its permissions. Anyone signed in.
+  func listRoles(
+    _ request: Platform_Agent_V1_ListRolesRequest,
+    context: ServerContext
+  ) async throws -> Platform_Agent_V1_ListRolesResponse
+
+  /// Defines a role. INVALID_ARGUMENT (name, description, permissions), ALREADY_EXISTS,
+  /// RESOURCE_EXHAUSTED (at most 200 roles). Audited. Requires agent:admin.
+  func createRole(
+    _ request: Platform_Agent_V1_CreateRoleRequest,
+    context: ServerContext
+  ) async throws -> Platform_Agent_V1_RoleDefinition
+
+  /// Changes a defined role's description or permissions; its holders get the new permissions
+  /// with their next token. NOT_FOUND, INVALID_ARGUMENT, FAILED_PRECONDITION (built in). Audited.
+  /// Requires agent:admin.
+  func updateRole(
+    _ request: Platform_Agent_V1_UpdateRoleRequest,
+    context: ServerContext
+  ) async throws -> Platform_Agent_V1_RoleDefinition
+
+  /// Deletes a defined role. NOT_FOUND, FAILED_PRECONDITION (built in, or users still hold it).
+  /// Audited. Requires agent:admin.
+  func deleteRole(
+    _ request: Platform_Agent_V1_DeleteRoleRequest,
+    context: ServerContext
+  ) async throws -> SwiftProtobuf.Google_Protobuf_Empty
 }
 
 extension Platform_Agent_V1_UserServiceHandler {
@@ -483,6 +535,18 @@ extension Platform_Agent_V1_UserServiceHandler {
     }
     router.registerUnary(Platform_Agent_V1_UserService.Method.listAuditEvents) { request, context in
       try await self.listAuditEvents(request, context: context)
+    }
+    router.registerUnary(Platform_Agent_V1_UserService.Method.listRoles) { request, context in
+      try await self.listRoles(request, context: context)
+    }
+    router.registerUnary(Platform_Agent_V1_UserService.Method.createRole) { request, context in
+      try await self.createRole(request, context: context)
+    }
+    router.registerUnary(Platform_Agent_V1_UserService.Method.updateRole) { request, context in
+      try await self.updateRole(request, context: context)
+    }
+    router.registerUnary(Platform_Agent_V1_UserService.Method.deleteRole) { request, context in
+      try await self.deleteRole(request, context: context)
     }
   }
 }
@@ -584,6 +648,78 @@ public struct Platform_Agent_V1_UserServiceClient: Sendable {
   ) async throws -> Platform_Agent_V1_ListAuditEventsResponse {
     try await self.channel.unary(
       Platform_Agent_V1_UserService.Method.listAuditEvents,
+      request: request,
+      options: options
+    )
+  }
+
+  /// Lists every role with its permissions. Anyone signed in.
+  ///
+  /// - Parameters:
+  ///   - request: The request message.
+  ///   - options: Options for this call; defaults to `CallOptions.defaults`.
+  /// - Returns: The response message.
+  public func listRoles(
+    _ request: Platform_Agent_V1_ListRolesRequest,
+    options: CallOptions = .defaults
+  ) async throws -> Platform_Agent_V1_ListRolesResponse {
+    try await self.channel.unary(
+      Platform_Agent_V1_UserService.Method.listRoles,
+      request: request,
+      options: options
+    )
+  }
+
+  /// Defines a role. INVALID_ARGUMENT (name, description, permissions), ALREADY_EXISTS,
+  /// RESOURCE_EXHAUSTED (at most 200 roles). Audited. Requires agent:admin.
+  ///
+  /// - Parameters:
+  ///   - request: The request message.
+  ///   - options: Options for this call; defaults to `CallOptions.defaults`.
+  /// - Returns: The response message.
+  public func createRole(
+    _ request: Platform_Agent_V1_CreateRoleRequest,
+    options: CallOptions = .defaults
+  ) async throws -> Platform_Agent_V1_RoleDefinition {
+    try await self.channel.unary(
+      Platform_Agent_V1_UserService.Method.createRole,
+      request: request,
+      options: options
+    )
+  }
+
+  /// Changes a defined role's description or permissions; its holders get the new permissions
+  /// with their next token. NOT_FOUND, INVALID_ARGUMENT, FAILED_PRECONDITION (built in). Audited.
+  /// Requires agent:admin.
+  ///
+  /// - Parameters:
+  ///   - request: The request message.
+  ///   - options: Options for this call; defaults to `CallOptions.defaults`.
+  /// - Returns: The response message.
+  public func updateRole(
+    _ request: Platform_Agent_V1_UpdateRoleRequest,
+    options: CallOptions = .defaults
+  ) async throws -> Platform_Agent_V1_RoleDefinition {
+    try await self.channel.unary(
+      Platform_Agent_V1_UserService.Method.updateRole,
+      request: request,
+      options: options
+    )
+  }
+
+  /// Deletes a defined role. NOT_FOUND, FAILED_PRECONDITION (built in, or users still hold it).
+  /// Audited. Requires agent:admin.
+  ///
+  /// - Parameters:
+  ///   - request: The request message.
+  ///   - options: Options for this call; defaults to `CallOptions.defaults`.
+  /// - Returns: The response message.
+  public func deleteRole(
+    _ request: Platform_Agent_V1_DeleteRoleRequest,
+    options: CallOptions = .defaults
+  ) async throws -> SwiftProtobuf.Google_Protobuf_Empty {
+    try await self.channel.unary(
+      Platform_Agent_V1_UserService.Method.deleteRole,
       request: request,
       options: options
     )

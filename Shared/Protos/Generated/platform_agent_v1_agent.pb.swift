@@ -348,6 +348,10 @@ public nonisolated struct Platform_Agent_V1_User: Sendable {
   /// Clears the value of `deleteTime`. Subsequent reads from it will return its default value.
   public mutating func clearDeleteTime() {self._deleteTime = nil}
 
+  /// Every role the user holds, by name: the built-in ones (also in `roles`) and those an admin
+  /// defined (UserService.CreateRole).
+  public var roleNames: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -785,6 +789,10 @@ public nonisolated struct Platform_Agent_V1_ListUsersRequest: Sendable {
   /// Also list inactive and deleted users.
   public var includeInactive: Bool = false
 
+  /// Only users holding this role, by name (built-in or defined); INVALID_ARGUMENT together with
+  /// `role`.
+  public var roleName: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -829,11 +837,157 @@ public nonisolated struct Platform_Agent_V1_UpdateUserRolesRequest: Sendable {
   /// Clears the value of `isActive`. Subsequent reads from it will return its default value.
   public mutating func clearIsActive() {self._isActive = nil}
 
+  /// Roles by name, added to `roles`: built-in or defined (CreateRole). INVALID_ARGUMENT naming
+  /// `role_names` for a name that is not a role. `roles` and `role_names` together name 1 to 16.
+  public var roleNames: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _isActive: Bool? = nil
+}
+
+/// A role (agent_db.roles): a name and the permissions it grants. A defined role's permissions
+/// travel in its holders' access tokens, so every service honours them without knowing the role.
+public nonisolated struct Platform_Agent_V1_RoleDefinition: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1–50 characters: a lowercase ASCII letter, then lowercase letters, digits, '_' or '-'.
+  /// Immutable.
+  public var name: String = String()
+
+  /// At most 1,000 characters.
+  public var description_p: String = String()
+
+  /// "resource:action" (either part may be "*"), or "*" for everything; at most 64, each at
+  /// most 64 bytes.
+  public var permissions: [String] = []
+
+  /// Output only. admin, developer, analyst and viewer are built in: they cannot change or go.
+  public var builtin: Bool = false
+
+  /// Output only. How many users (active or not) hold the role.
+  public var userCount: Int32 = 0
+
+  /// Output only.
+  public var createTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_createTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_createTime = newValue}
+  }
+  /// Returns true if `createTime` has been explicitly set.
+  public var hasCreateTime: Bool {self._createTime != nil}
+  /// Clears the value of `createTime`. Subsequent reads from it will return its default value.
+  public mutating func clearCreateTime() {self._createTime = nil}
+
+  /// Output only.
+  public var updateTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_updateTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_updateTime = newValue}
+  }
+  /// Returns true if `updateTime` has been explicitly set.
+  public var hasUpdateTime: Bool {self._updateTime != nil}
+  /// Clears the value of `updateTime`. Subsequent reads from it will return its default value.
+  public mutating func clearUpdateTime() {self._updateTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _createTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Platform_Agent_V1_ListRolesRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Platform_Agent_V1_ListRolesResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Every role, built-in first, then by name.
+  public var roles: [Platform_Agent_V1_RoleDefinition] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Platform_Agent_V1_CreateRoleRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// name, description, permissions; the output-only fields are ignored.
+  public var role: Platform_Agent_V1_RoleDefinition {
+    get {_role ?? Platform_Agent_V1_RoleDefinition()}
+    set {_role = newValue}
+  }
+  /// Returns true if `role` has been explicitly set.
+  public var hasRole: Bool {self._role != nil}
+  /// Clears the value of `role`. Subsequent reads from it will return its default value.
+  public mutating func clearRole() {self._role = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _role: Platform_Agent_V1_RoleDefinition? = nil
+}
+
+public nonisolated struct Platform_Agent_V1_UpdateRoleRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The role, by `name`, with the new values.
+  public var role: Platform_Agent_V1_RoleDefinition {
+    get {_role ?? Platform_Agent_V1_RoleDefinition()}
+    set {_role = newValue}
+  }
+  /// Returns true if `role` has been explicitly set.
+  public var hasRole: Bool {self._role != nil}
+  /// Clears the value of `role`. Subsequent reads from it will return its default value.
+  public mutating func clearRole() {self._role = nil}
+
+  /// description and/or permissions; empty = both.
+  public var updateMask: SwiftProtobuf.Google_Protobuf_FieldMask {
+    get {_updateMask ?? SwiftProtobuf.Google_Protobuf_FieldMask()}
+    set {_updateMask = newValue}
+  }
+  /// Returns true if `updateMask` has been explicitly set.
+  public var hasUpdateMask: Bool {self._updateMask != nil}
+  /// Clears the value of `updateMask`. Subsequent reads from it will return its default value.
+  public mutating func clearUpdateMask() {self._updateMask = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _role: Platform_Agent_V1_RoleDefinition? = nil
+  fileprivate var _updateMask: SwiftProtobuf.Google_Protobuf_FieldMask? = nil
+}
+
+public nonisolated struct Platform_Agent_V1_DeleteRoleRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Platform_Agent_V1_DeactivateUserRequest: Sendable {
@@ -1835,7 +1989,7 @@ nonisolated extension Platform_Agent_V1_LogLevel: SwiftProtobuf._ProtoNameProvid
 
 nonisolated extension Platform_Agent_V1_User: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".User"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}email\0\u{1}name\0\u{1}roles\0\u{1}permissions\0\u{3}is_active\0\u{3}email_verified\0\u{3}last_login_time\0\u{3}create_time\0\u{3}update_time\0\u{3}delete_time\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}email\0\u{1}name\0\u{1}roles\0\u{1}permissions\0\u{3}is_active\0\u{3}email_verified\0\u{3}last_login_time\0\u{3}create_time\0\u{3}update_time\0\u{3}delete_time\0\u{3}role_names\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1854,6 +2008,7 @@ nonisolated extension Platform_Agent_V1_User: SwiftProtobuf.Message, SwiftProtob
       case 9: try { try decoder.decodeSingularMessageField(value: &self._createTime) }()
       case 10: try { try decoder.decodeSingularMessageField(value: &self._updateTime) }()
       case 11: try { try decoder.decodeSingularMessageField(value: &self._deleteTime) }()
+      case 12: try { try decoder.decodeRepeatedStringField(value: &self.roleNames) }()
       default: break
       }
     }
@@ -1897,6 +2052,9 @@ nonisolated extension Platform_Agent_V1_User: SwiftProtobuf.Message, SwiftProtob
     try { if let v = self._deleteTime {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
     } }()
+    if !self.roleNames.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.roleNames, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1912,6 +2070,7 @@ nonisolated extension Platform_Agent_V1_User: SwiftProtobuf.Message, SwiftProtob
     if lhs._createTime != rhs._createTime {return false}
     if lhs._updateTime != rhs._updateTime {return false}
     if lhs._deleteTime != rhs._deleteTime {return false}
+    if lhs.roleNames != rhs.roleNames {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2668,7 +2827,7 @@ nonisolated extension Platform_Agent_V1_GetUserRequest: SwiftProtobuf.Message, S
 
 nonisolated extension Platform_Agent_V1_ListUsersRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListUsersRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}page_size\0\u{3}page_token\0\u{1}query\0\u{1}role\0\u{3}include_inactive\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}page_size\0\u{3}page_token\0\u{1}query\0\u{1}role\0\u{3}include_inactive\0\u{3}role_name\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2681,6 +2840,7 @@ nonisolated extension Platform_Agent_V1_ListUsersRequest: SwiftProtobuf.Message,
       case 3: try { try decoder.decodeSingularStringField(value: &self.query) }()
       case 4: try { try decoder.decodeSingularEnumField(value: &self.role) }()
       case 5: try { try decoder.decodeSingularBoolField(value: &self.includeInactive) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.roleName) }()
       default: break
       }
     }
@@ -2702,6 +2862,9 @@ nonisolated extension Platform_Agent_V1_ListUsersRequest: SwiftProtobuf.Message,
     if self.includeInactive != false {
       try visitor.visitSingularBoolField(value: self.includeInactive, fieldNumber: 5)
     }
+    if !self.roleName.isEmpty {
+      try visitor.visitSingularStringField(value: self.roleName, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2711,6 +2874,7 @@ nonisolated extension Platform_Agent_V1_ListUsersRequest: SwiftProtobuf.Message,
     if lhs.query != rhs.query {return false}
     if lhs.role != rhs.role {return false}
     if lhs.includeInactive != rhs.includeInactive {return false}
+    if lhs.roleName != rhs.roleName {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2758,7 +2922,7 @@ nonisolated extension Platform_Agent_V1_ListUsersResponse: SwiftProtobuf.Message
 
 nonisolated extension Platform_Agent_V1_UpdateUserRolesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateUserRolesRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{1}roles\0\u{1}permissions\0\u{3}is_active\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}user_id\0\u{1}roles\0\u{1}permissions\0\u{3}is_active\0\u{3}role_names\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2770,6 +2934,7 @@ nonisolated extension Platform_Agent_V1_UpdateUserRolesRequest: SwiftProtobuf.Me
       case 2: try { try decoder.decodeRepeatedEnumField(value: &self.roles) }()
       case 3: try { try decoder.decodeRepeatedStringField(value: &self.permissions) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self._isActive) }()
+      case 5: try { try decoder.decodeRepeatedStringField(value: &self.roleNames) }()
       default: break
       }
     }
@@ -2792,6 +2957,9 @@ nonisolated extension Platform_Agent_V1_UpdateUserRolesRequest: SwiftProtobuf.Me
     try { if let v = self._isActive {
       try visitor.visitSingularBoolField(value: v, fieldNumber: 4)
     } }()
+    if !self.roleNames.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.roleNames, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2800,6 +2968,223 @@ nonisolated extension Platform_Agent_V1_UpdateUserRolesRequest: SwiftProtobuf.Me
     if lhs.roles != rhs.roles {return false}
     if lhs.permissions != rhs.permissions {return false}
     if lhs._isActive != rhs._isActive {return false}
+    if lhs.roleNames != rhs.roleNames {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Agent_V1_RoleDefinition: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RoleDefinition"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}description\0\u{1}permissions\0\u{1}builtin\0\u{3}user_count\0\u{3}create_time\0\u{3}update_time\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.permissions) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.builtin) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.userCount) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._createTime) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._updateTime) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.description_p.isEmpty {
+      try visitor.visitSingularStringField(value: self.description_p, fieldNumber: 2)
+    }
+    if !self.permissions.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.permissions, fieldNumber: 3)
+    }
+    if self.builtin != false {
+      try visitor.visitSingularBoolField(value: self.builtin, fieldNumber: 4)
+    }
+    if self.userCount != 0 {
+      try visitor.visitSingularInt32Field(value: self.userCount, fieldNumber: 5)
+    }
+    try { if let v = self._createTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._updateTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Agent_V1_RoleDefinition, rhs: Platform_Agent_V1_RoleDefinition) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.description_p != rhs.description_p {return false}
+    if lhs.permissions != rhs.permissions {return false}
+    if lhs.builtin != rhs.builtin {return false}
+    if lhs.userCount != rhs.userCount {return false}
+    if lhs._createTime != rhs._createTime {return false}
+    if lhs._updateTime != rhs._updateTime {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Agent_V1_ListRolesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListRolesRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Agent_V1_ListRolesRequest, rhs: Platform_Agent_V1_ListRolesRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Agent_V1_ListRolesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListRolesResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}roles\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.roles) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.roles.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.roles, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Agent_V1_ListRolesResponse, rhs: Platform_Agent_V1_ListRolesResponse) -> Bool {
+    if lhs.roles != rhs.roles {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Agent_V1_CreateRoleRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CreateRoleRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}role\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._role) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._role {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Agent_V1_CreateRoleRequest, rhs: Platform_Agent_V1_CreateRoleRequest) -> Bool {
+    if lhs._role != rhs._role {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Agent_V1_UpdateRoleRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdateRoleRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}role\0\u{3}update_mask\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._role) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._updateMask) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._role {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._updateMask {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Agent_V1_UpdateRoleRequest, rhs: Platform_Agent_V1_UpdateRoleRequest) -> Bool {
+    if lhs._role != rhs._role {return false}
+    if lhs._updateMask != rhs._updateMask {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Agent_V1_DeleteRoleRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeleteRoleRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Agent_V1_DeleteRoleRequest, rhs: Platform_Agent_V1_DeleteRoleRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

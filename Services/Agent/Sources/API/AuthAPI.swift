@@ -147,6 +147,8 @@ public struct AuthAPI: Platform_Agent_V1_AuthServiceHandler {
       $0.email = user.email
       $0.name = user.name
       $0.roles = user.roles.compactMap(Self.role)
+      var seen = Set<String>()
+      $0.roleNames = user.roles.map { Role(storedName: $0)?.rawValue ?? $0 }.filter { seen.insert($0).inserted }
       $0.permissions = user.permissions
       $0.isActive = user.isActive
       $0.emailVerified = user.emailVerified

@@ -12,12 +12,25 @@ extension AdminError: RPCErrorConvertible {
   }
 }
 
+extension RoleError: RPCErrorConvertible {
+  public var rpcError: RPCError {
+    switch self {
+    case .builtin(let name): RPCError(.failedPrecondition, "\(name) is a built-in role; built-in roles cannot change")
+    case .held(let name, let users):
+      RPCError(.failedPrecondition, "\(users) user(s) hold the role \(name); take it from them first (UpdateUserRoles)")
+    case .quota(let maximum): RPCError(.resourceExhausted, "At most \(maximum) roles may exist; delete one first")
+    }
+  }
+}
+
 /// `platform.agent.v1.UserService`: user administration over protobuf.
 public struct UserAPI: Platform_Agent_V1_UserServiceHandler {
   private let admin: UserAdmin
+  private let roles: RoleAdmin
 
-  public init(admin: UserAdmin) {
+  public init(admin: UserAdmin, roles: RoleAdmin) {
     self.admin = admin
+    self.roles = roles
   }
 
   public static let requirements: [MethodDescriptor: Permission] = [
@@ -27,6 +40,10 @@ public struct UserAPI: Platform_Agent_V1_UserServiceHandler {
     Platform_Agent_V1_UserService.Method.updateUserRoles: UserAdmin.adminPermission,
     Platform_Agent_V1_UserService.Method.deactivateUser: UserAdmin.adminPermission,
     Platform_Agent_V1_UserService.Method.listAuditEvents: UserAdmin.adminPermission,
+    Platform_Agent_V1_UserService.Method.listRoles: .authenticated,
+    Platform_Agent_V1_UserService.Method.createRole: UserAdmin.adminPermission,
+    Platform_Agent_V1_UserService.Method.updateRole: UserAdmin.adminPermission,
+    Platform_Agent_V1_UserService.Method.deleteRole: UserAdmin.adminPermission,
   ]
 
   public func getUser(_ request: Platform_Agent_V1_GetUserRequest, context: ServerContext) async throws -> Platform_Agent_V1_User {
@@ -34,7 +51,7 @@ public struct UserAPI: Platform_Agent_V1_UserServiceHandler {
   }
 
   public func listUsers(_ request: Platform_Agent_V1_ListUsersRequest, context: ServerContext) async throws -> Platform_Agent_V1_ListUsersResponse {
-    let role: String?
+    var role: String?
     switch request.role {
     case .unspecified: role = nil
     case .admin: role = "admin"
@@ -42,6 +59,10 @@ public struct UserAPI: Platform_Agent_V1_UserServiceHandler {
     case .analyst: role = "analyst"
     case .viewer: role = "viewer"
     case .UNRECOGNIZED(let value): throw IdentityError.invalidArgument(field: "role", reason: "unknown value \(value)")
+    }
+    if !request.roleName.isEmpty {
+      guard role == nil else { throw IdentityError.invalidArgument(field: "role_name", reason: "cannot be combined with role") }
+      role = try RoleAdmin.checkName(request.roleName, field: "role_name")
     }
     let page = try await self.admin.list(
       query: request.query, role: role, includeInactive: request.includeInactive, pageSize: request.pageSize,
@@ -64,6 +85,8 @@ public struct UserAPI: Platform_Agent_V1_UserServiceHandler {
       case .unspecified, .UNRECOGNIZED: throw IdentityError.invalidArgument(field: "roles", reason: "holds an unspecified or unknown role")
       }
     }
+    guard request.roleNames.count <= 16 else { throw IdentityError.invalidArgument(field: "role_names", reason: "at most 16") }
+    for name in request.roleNames { roles.append(try RoleAdmin.checkName(name, field: "role_names")) }
     return AuthAPI.message(
       try await self.admin.updateRoles(
         caller: try context.requireCaller(), userID: try Self.userID(request.userID, field: "user_id"), roles: roles,
@@ -98,6 +121,54 @@ public struct UserAPI: Platform_Agent_V1_UserServiceHandler {
         }
       }
       $0.nextPageToken = page.nextPageToken
+    }
+  }
+
+  public func listRoles(_ request: Platform_Agent_V1_ListRolesRequest, context: ServerContext) async throws -> Platform_Agent_V1_ListRolesResponse {
+    let roles = try await self.roles.list()
+    return .with { $0.roles = roles.map(Self.message) }
+  }
+
+  public func createRole(_ request: Platform_Agent_V1_CreateRoleRequest, context: ServerContext) async throws -> Platform_Agent_V1_RoleDefinition {
+    Self.message(
+      try await self.roles.create(
+        caller: try context.requireCaller(), name: request.role.name, description: request.role.description_p,
+        permissions: request.role.permissions))
+  }
+
+  public func updateRole(_ request: Platform_Agent_V1_UpdateRoleRequest, context: ServerContext) async throws -> Platform_Agent_V1_RoleDefinition {
+    var description = true, permissions = true
+    if request.hasUpdateMask, !request.updateMask.paths.isEmpty {
+      description = false
+      permissions = false
+      for path in request.updateMask.paths {
+        switch path {
+        case "description": description = true
+        case "permissions": permissions = true
+        default: throw IdentityError.invalidArgument(field: "update_mask", reason: "\(path.prefix(64).debugDescription) cannot be updated")
+        }
+      }
+    }
+    return Self.message(
+      try await self.roles.update(
+        caller: try context.requireCaller(), name: request.role.name, description: description ? request.role.description_p : nil,
+        permissions: permissions ? request.role.permissions : nil))
+  }
+
+  public func deleteRole(_ request: Platform_Agent_V1_DeleteRoleRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
+    try await self.roles.delete(caller: try context.requireCaller(), name: request.name)
+    return Google_Protobuf_Empty()
+  }
+
+  static func message(_ role: RoleDefinition) -> Platform_Agent_V1_RoleDefinition {
+    .with {
+      $0.name = role.name
+      $0.description_p = role.description
+      $0.permissions = role.permissions
+      $0.builtin = role.builtin
+      $0.userCount = Int32(clamping: role.userCount)
+      $0.createTime = Google_Protobuf_Timestamp(date: role.createdAt)
+      $0.updateTime = Google_Protobuf_Timestamp(date: role.updatedAt)
     }
   }
 

@@ -129,15 +129,15 @@ public struct ApiKeys: Sendable {
   }
 
   /// `resource:action` names (or `*`), at most 64 of them.
-  static func checkPermissions(_ permissions: [String]) throws(IdentityError) -> [String] {
-    guard permissions.count <= 64 else { throw .invalidArgument(field: "permissions", reason: "at most 64") }
+  static func checkPermissions(_ permissions: [String], field: String = "permissions") throws(IdentityError) -> [String] {
+    guard permissions.count <= 64 else { throw .invalidArgument(field: field, reason: "at most 64") }
     let allowed = Set("abcdefghijklmnopqrstuvwxyz0123456789_-".utf8)
     for permission in permissions {
       let parts = permission.split(separator: ":", omittingEmptySubsequences: false)
       let valid = permission == "*"
         || (parts.count == 2 && permission.utf8.count <= 64
           && parts.allSatisfy { !$0.isEmpty && ($0 == "*" || $0.utf8.allSatisfy(allowed.contains)) })
-      guard valid else { throw .invalidArgument(field: "permissions", reason: "\(permission.prefix(64).debugDescription) is not resource:action") }
+      guard valid else { throw .invalidArgument(field: field, reason: "\(permission.prefix(64).debugDescription) is not resource:action") }
     }
     return Array(Set(permissions)).sorted()
   }

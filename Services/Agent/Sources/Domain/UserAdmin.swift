@@ -68,15 +68,12 @@ public struct UserAdmin: Sendable {
   public func updateRoles(
     caller: Caller, userID: UUID, roles: [String], permissions: [String], isActive: Bool?
   ) async throws -> User {
+    let roles = Array(Set(roles)).sorted()
     guard !roles.isEmpty, roles.count <= 16 else {
       throw IdentityError.invalidArgument(field: "roles", reason: "must name 1 to 16 roles")
     }
-    let known = try await self.store.knownRoles(roles)
-    if let unknown = roles.first(where: { !known.contains($0) }) {
-      throw IdentityError.invalidArgument(field: "roles", reason: "\(unknown.prefix(50)) is not a role")
-    }
     let permissions = try ApiKeys.checkPermissions(permissions)
-    let outcome = try await self.store.apply(.roles(Array(Set(roles)).sorted(), permissions: permissions, isActive: isActive), to: userID)
+    let outcome = try await self.store.apply(.roles(roles, permissions: permissions, isActive: isActive), to: userID)
     let user = try self.user(from: outcome)
     await self.audit.recordOrLog(
       AuditEvent(
@@ -134,6 +131,7 @@ public struct UserAdmin: Sendable {
     case .updated(let user, _): return user
     case .notFound: throw IdentityError.notFound("User not found")
     case .lastAdmin: throw AdminError.lastAdmin
+    case .unknownRole(let name): throw IdentityError.invalidArgument(field: "role_names", reason: "\(name) is not a role")
     }
   }
 

@@ -120,11 +120,6 @@ public struct IdentityStore: Sendable {
     return (page, more, total)
   }
 
-  /// Role names the roles table defines.
-  public func knownRoles(_ names: [String]) async throws -> Set<String> {
-    Set(try await self.database.query("SELECT name FROM roles WHERE name = ANY(\(names))", logger: self.logger).decode(String.self))
-  }
-
   public enum AdminChange: Sendable {
     case roles([String], permissions: [String], isActive: Bool?)
     case deactivate
@@ -135,6 +130,8 @@ public struct IdentityStore: Sendable {
     case notFound
     /// The change would leave no active admin.
     case lastAdmin
+    /// The change grants a role the roles table does not define.
+    case unknownRole(String)
   }
 
   /// Applies an admin's change to a user in one transaction, refusing one that would leave no
@@ -150,6 +147,14 @@ public struct IdentityStore: Sendable {
         "SELECT \(unescaped: Self.userColumns) FROM users WHERE id = \(userID) FOR UPDATE", logger: self.logger
       ).decode(UserRow.self).first.map(Self.user)
       guard let current else { return .notFound }
+      if case .roles(let roles, _, _) = change {
+        // Share-locked, so a role cannot be deleted between this check and the commit.
+        let names: [String] = try await connection.query(
+          "SELECT name FROM roles WHERE name = ANY(\(roles)) FOR SHARE", logger: self.logger
+        ).decode(String.self)
+        let known = Set(names)
+        if let unknown = roles.first(where: { !known.contains($0) }) { return .unknownRole(unknown) }
+      }
       let staysAdmin: Bool
       switch change {
       case .roles(let roles, _, let isActive): staysAdmin = roles.contains("admin") && (isActive ?? current.isActive)
