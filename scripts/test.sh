@@ -40,9 +40,9 @@ scripts/interop.sh "$(swift build --show-bin-path)/rpc-interop"
 step "persona service from C (libprotobuf-c) and Python (grpcio) clients"
 scripts/persona-interop.sh "$(swift build --show-bin-path)/persona"
 
-step "agent from outside: Login answers a wrong password and an unknown email alike, in the same time"
-# 40 tries of each here (about 100 s: scrypt at full cost in a debug build); the script's default
-# is 200 (README: measurement).
+step "identity from outside: hostile credentials against agent and persona; Login answers a wrong password and an unknown email alike, in the same time"
+# The hostile suite takes about 70 s; the timing check 40 tries of each here (about 100 s: scrypt
+# at full cost in a debug build); the script's default is 200 (README: measurement).
 ENUMERATION_TRIES=40 scripts/agent-hostile.sh "$(swift build --show-bin-path)/agent"
 
 step "platform.sh supervision (restarts after a crash, nothing after down)"

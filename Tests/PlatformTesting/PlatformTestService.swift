@@ -2,7 +2,7 @@ public import Foundation
 public import GRPCRuntime
 public import Logging
 public import PlatformCore
-public import PlatformRedis
+internal import PlatformRedis
 public import PostgresNIO
 
 /// Where tests find PostgreSQL: `TEST_DATABASE_URL` names a database of a role that may create

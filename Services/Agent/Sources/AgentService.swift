@@ -2,6 +2,7 @@ internal import Foundation
 public import GRPCRuntime
 internal import Logging
 public import PlatformCore
+internal import PlatformProtos
 
 /// The agent service as the platform server runs it. Today: identity (AuthService: register,
 /// login, token refresh, logout, the current user, API keys; UserService: administration and
@@ -25,6 +26,8 @@ public struct AgentService: PlatformServiceDefinition {
   public var accessPolicy: AccessPolicy {
     var policy = AuthAPI.accessPolicy
     for (method, permission) in UserAPI.requirements { policy.requirements[method.path] = permission }
+    // Identity: every refused call is a security event.
+    policy.auditedServices = [Platform_Agent_V1_AuthService.serviceName, Platform_Agent_V1_UserService.serviceName]
     return policy
   }
 

@@ -8,6 +8,10 @@ public struct AccessPolicy: Sendable {
   public var requirements: [String: Permission]
   public var openServices: Set<String>
   public var openMethods: Set<String>
+  /// Services whose every refused call is audited, including refusals of the handler itself
+  /// (bad input, a missing precondition), not only the auth interceptor's: the identity
+  /// service's, where a refused call is a security event (`RefusalAuditInterceptor`).
+  public var auditedServices: Set<String> = []
 
   /// The services every platform server leaves open.
   public static let defaultOpenServices: Set<String> = [

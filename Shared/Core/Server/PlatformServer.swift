@@ -170,7 +170,9 @@ public final class PlatformServer: Service, Sendable {
             sessions: SessionCheck(redis: redis, outagePolicy: configuration.sessionOutagePolicy, logger: logger),
             audit: auditRecorder, apiKeys: apiKeys,
             limiter: RateLimiter(redis: redis, outagePolicy: configuration.rateLimitOutagePolicy, logger: logger, metrics: metrics.factory)),
-        ] + (configuration.rateLimits.isEnabled
+        ] + (self.definition.accessPolicy.auditedServices.isEmpty ? [] : [
+          RefusalAuditInterceptor(audit: auditRecorder, services: self.definition.accessPolicy.auditedServices)
+        ]) + (configuration.rateLimits.isEnabled
           ? [RateLimitInterceptor(
               limiter: RateLimiter(
                 redis: redis, outagePolicy: configuration.rateLimitOutagePolicy, logger: logger, metrics: metrics.factory),

@@ -22,6 +22,17 @@ extension IdentityError: RPCErrorConvertible {
   }
 }
 
+extension IdentityError: SelfAuditedError {
+  /// Failed and rate-limited logins and refused refresh tokens are audited where they are
+  /// decided, with more to say.
+  public var isAudited: Bool {
+    switch self {
+    case .invalidCredentials, .invalidRefreshToken, .rateLimited: true
+    default: false
+    }
+  }
+}
+
 extension ApiKeyError: RPCErrorConvertible {
   public var rpcError: RPCError {
     switch self {

@@ -113,7 +113,8 @@ public struct Accounts: Sendable {
     // Anything that is not an address can match no account: the same answer as a wrong
     // password (after the same limits), not a hint.
     let email = try? EmailAddress(rawEmail)
-    let subject = email.map { "email:" + $0.value.sha256Hex.prefix(24) } ?? "email:invalid"
+    // Limits count per address tried; one that cannot exist is counted as typed (lowercased).
+    let subject = "email:" + (email?.value ?? rawEmail.prefix(256).lowercased()).sha256Hex.prefix(24)
     try await self.checkLoginLimits(subject: subject, peer: peer)
     try await self.waitAfterFailures(subject: subject)
 
@@ -182,13 +183,19 @@ public struct Accounts: Sendable {
   // MARK: - Refresh, logout
 
   public func refresh(token: String) async throws -> IssuedTokens {
-    guard token.hasPrefix(Self.refreshPrefix), token.utf8.count <= 128 else { throw IdentityError.invalidRefreshToken }
+    guard token.hasPrefix(Self.refreshPrefix), token.utf8.count <= 128 else {
+      await self.audit.recordOrLog(
+        AuditEvent(subject: "anonymous", resource: "auth", action: "refresh_failed", decision: .deny, detail: ["reason": "malformed"]))
+      throw IdentityError.invalidRefreshToken
+    }
     let successor = Self.refreshPrefix + Base64URL.randomToken(bytes: 32)
     let expiresAt = Date().addingTimeInterval(Double(self.configuration.refreshTokenLifetime.components.seconds))
     switch try await self.store.redeem(
       tokenHash: token.sha256Hex, successorHash: successor.sha256Hex, successorExpiresAt: expiresAt)
     {
     case .unknown, .expired:
+      await self.audit.recordOrLog(
+        AuditEvent(subject: "anonymous", resource: "auth", action: "refresh_failed", decision: .deny, detail: ["reason": "unknown or expired"]))
       throw IdentityError.invalidRefreshToken
     case .revoked(let userID):
       await self.audit.recordOrLog(AuditEvent(subject: userID.lowercasedString, resource: "auth", action: "refresh_revoked", decision: .deny))
@@ -200,7 +207,11 @@ public struct Accounts: Sendable {
           detail: ["family": familyID.lowercasedString]))
       throw IdentityError.invalidRefreshToken
     case .redeemed(let userID, _, let sessionID):
-      guard let user = try await self.store.user(id: userID), user.canSignIn else { throw IdentityError.invalidRefreshToken }
+      guard let user = try await self.store.user(id: userID), user.canSignIn else {
+        await self.audit.recordOrLog(
+          AuditEvent(subject: userID.lowercasedString, resource: "auth", action: "refresh_failed", decision: .deny, detail: ["reason": "inactive"]))
+        throw IdentityError.invalidRefreshToken
+      }
       // The session continues: recreated if it expired from idleness; refused if a newer
       // sign-in replaced it (one session per user, seed 002 §4.2.1), whose tokens would be
       // refused everywhere anyway.

@@ -1,4 +1,4 @@
-public import Foundation
+internal import Foundation
 
 /// Why identity input was refused; each case names the field.
 public enum IdentityError: Error, Equatable, Sendable {

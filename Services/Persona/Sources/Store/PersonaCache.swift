@@ -80,7 +80,7 @@ enum PersonaCacheCoding {
   }
 
   private static func write(_ id: UUID, to buffer: inout ByteBuffer) {
-    withUnsafeBytes(of: id.uuid) { buffer.writeBytes($0) }
+    _ = withUnsafeBytes(of: id.uuid) { buffer.writeBytes($0) }
   }
 
   private static func readUUID(_ buffer: inout ByteBuffer) -> UUID? {
