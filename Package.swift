@@ -32,6 +32,7 @@ let package = Package(
     .executable(name: "agent", targets: ["AgentServer"]),
     .executable(name: "persona", targets: ["PersonaServer"]),
     .executable(name: "code-sandbox", targets: ["CodeSandboxServer"]),
+    .executable(name: "sandbox-exec", targets: ["SandboxExec"]),
     .executable(name: "text-to-sql", targets: ["TextToSQLServer"]),
     .executable(name: "knowledge", targets: ["KnowledgeServer"]),
     .executable(name: "workflow", targets: ["WorkflowServer"]),
@@ -266,6 +267,20 @@ let package = Package(
       swiftSettings: upcomingFeatures
     ),
     .testTarget(
+      name: "CodeSandboxTests",
+      dependencies: [
+        "CodeSandbox",
+        "GRPCRuntime",
+        "PlatformCore",
+        "PlatformProtos",
+        "PlatformTesting",
+        .product(name: "PostgresNIO", package: "postgres-nio"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      path: "Tests/CodeSandboxTests",
+      swiftSettings: upcomingFeatures
+    ),
+    .testTarget(
       name: "AgentTests",
       dependencies: [
         "Agent",
@@ -313,9 +328,28 @@ let package = Package(
     ),
     .target(
       name: "CodeSandbox",
-      dependencies: ["PlatformCore", "PlatformProtos"],
+      dependencies: [
+        "GRPCRuntime",
+        "PlatformCore",
+        "PlatformProtos",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "PostgresNIO", package: "postgres-nio"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
       path: "Services/CodeSandbox/Sources",
+      resources: [.copy("Migrations")],
       swiftSettings: upcomingFeatures
+    ),
+    // The sandbox's launcher and init, in C: rlimits, the seccomp filter (libseccomp) and the
+    // uid change between fork and exec, where Swift cannot run.
+    .executableTarget(
+      name: "SandboxExec",
+      path: "Services/CodeSandbox/Exec",
+      cSettings: [.unsafeFlags(["-O2", "-Wall", "-Wextra"])],
+      linkerSettings: [.linkedLibrary("seccomp"), .unsafeFlags(["-static-stdlib"])]
     ),
     .executableTarget(
       name: "CodeSandboxServer",

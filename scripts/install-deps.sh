@@ -13,6 +13,9 @@ packages=(
   python3-venv                                   # the tracing test's Python environment (below)
   libprotobuf-c-dev protobuf-c-compiler          # the C interop peer
   golang-go golang-google-grpc-dev golang-goprotobuf-dev golang-google-genproto-dev  # grpc-go peer
+  bubblewrap libseccomp-dev                      # code-sandbox: the sandbox and its seccomp filter
+  python3 python3-numpy python3-pandas python3-matplotlib  # code-sandbox: what agents' Python imports
+  nodejs esbuild node-typescript                 # code-sandbox: JavaScript, TypeScript (stripped; tsc when asked)
 )
 
 missing=()

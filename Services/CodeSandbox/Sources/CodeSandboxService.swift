@@ -1,7 +1,53 @@
+internal import Foundation
+public import GRPCRuntime
+internal import Logging
 public import PlatformCore
 
-/// The CodeSandbox service. Until its own issue it is a placeholder: it connects its database and
-/// serves health and reflection; every other call is UNIMPLEMENTED.
-public enum CodeSandboxService {
-  public static let definition = PlaceholderServiceDefinition(name: .codeSandbox)
+/// The code-sandbox service: runs untrusted Python, JavaScript and TypeScript in bubblewrap
+/// sandboxes (CodeSandboxService), recording every run in code_db.
+public struct CodeSandboxService: PlatformServiceDefinition {
+  public var name: PlatformServiceName { .codeSandbox }
+
+  public init() {}
+
+  public static let definition = CodeSandboxService()
+
+  public func migrations() throws -> [Migration] {
+    try Migration.load(bundle: .module)
+  }
+
+  public var accessPolicy: AccessPolicy { CodeSandboxAPI.accessPolicy }
+
+  /// The longest a run can be pending or running: a wait in the queue and the longest run.
+  static let longestRun = Duration.seconds(60 + 120 + 30)
+
+  public func makeServices(_ resources: ServiceResources) async throws -> [any RPCService] {
+    let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
+    let configuration = try SandboxConfiguration(environment: resources.configuration.environment, executableDirectory: executable)
+    let sandbox: Sandbox
+    do {
+      sandbox = try Sandbox(configuration: configuration, logger: resources.logger)
+    } catch SandboxError.host(let why) {
+      throw Environment.InvalidValue(variable: "SANDBOX_*", value: "-", expected: why)
+    }
+    let store = ExecutionStore(database: resources.database, logger: resources.logger)
+    // Runs a crash interrupted are failed now and, for other replicas' crashes, every minute.
+    let logger = resources.logger
+    let port = resources.configuration.port
+    let instance = "\(ProcessInfo.processInfo.hostName):\(port == 0 ? "any-\(UUID().lowercasedString.prefix(8))" : String(port))"
+    Task {
+      var first = true
+      while !Task.isCancelled {
+        do {
+          let failed = try await store.failStale(instance: first ? instance : nil, olderThan: Self.longestRun)
+          first = false
+          if failed > 0 { logger.warning("Failed runs a stopped service left pending or running", metadata: ["count": "\(failed)"]) }
+        } catch {
+          logger.warning("Could not check for interrupted runs", metadata: ["error": "\(error)"])
+        }
+        try? await Task.sleep(for: .seconds(60))
+      }
+    }
+    return [CodeSandboxAPI(executions: Executions(store: store, sandbox: sandbox, instance: instance, logger: resources.logger))]
+  }
 }

@@ -52,6 +52,11 @@ public enum Platform_Codesandbox_V1_CodeSandboxService {
       method: "StreamExecution",
       kind: .serverStreaming
     )
+    public static let cancelExecution = MethodDescriptor(
+      service: "platform.codesandbox.v1.CodeSandboxService",
+      method: "CancelExecution",
+      kind: .unary
+    )
 
     /// Every method of the service, in .proto order.
     public static let all: [MethodDescriptor] = [
@@ -59,7 +64,8 @@ public enum Platform_Codesandbox_V1_CodeSandboxService {
       Self.getCodeExecution,
       Self.listCodeExecutions,
       Self.analyzeCode,
-      Self.streamExecution
+      Self.streamExecution,
+      Self.cancelExecution
     ]
   }
 }
@@ -106,6 +112,13 @@ public protocol Platform_Codesandbox_V1_CodeSandboxServiceHandler: RPCService {
     responses: ResponseStreamWriter<Platform_Codesandbox_V1_StreamExecutionResponse>,
     context: ServerContext
   ) async throws
+
+  /// Stops a running execution of the caller's within a second (status CANCELLED) and returns it;
+  /// a finished one is returned as it is. NOT_FOUND. Requires code:execute.
+  func cancelExecution(
+    _ request: Platform_Codesandbox_V1_CancelExecutionRequest,
+    context: ServerContext
+  ) async throws -> Platform_Codesandbox_V1_CodeExecution
 }
 
 extension Platform_Codesandbox_V1_CodeSandboxServiceHandler {
@@ -135,6 +148,11 @@ extension Platform_Codesandbox_V1_CodeSandboxServiceHandler {
       Platform_Codesandbox_V1_CodeSandboxService.Method.streamExecution
     ) { request, responses, context in
       try await self.streamExecution(request, responses: responses, context: context)
+    }
+    router.registerUnary(
+      Platform_Codesandbox_V1_CodeSandboxService.Method.cancelExecution
+    ) { request, context in
+      try await self.cancelExecution(request, context: context)
     }
   }
 }
@@ -243,6 +261,24 @@ public struct Platform_Codesandbox_V1_CodeSandboxServiceClient: Sendable {
       request: request,
       options: options,
       responses: responses
+    )
+  }
+
+  /// Stops a running execution of the caller's within a second (status CANCELLED) and returns it;
+  /// a finished one is returned as it is. NOT_FOUND. Requires code:execute.
+  ///
+  /// - Parameters:
+  ///   - request: The request message.
+  ///   - options: Options for this call; defaults to `CallOptions.defaults`.
+  /// - Returns: The response message.
+  public func cancelExecution(
+    _ request: Platform_Codesandbox_V1_CancelExecutionRequest,
+    options: CallOptions = .defaults
+  ) async throws -> Platform_Codesandbox_V1_CodeExecution {
+    try await self.channel.unary(
+      Platform_Codesandbox_V1_CodeSandboxService.Method.cancelExecution,
+      request: request,
+      options: options
     )
   }
 }

@@ -134,6 +134,109 @@ public nonisolated enum Platform_Codesandbox_V1_IssueSeverity: SwiftProtobuf.Enu
 
 }
 
+/// Why a run ended the way it did.
+public nonisolated enum Platform_Codesandbox_V1_TerminationReason: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// The program exited by itself; see exit_code.
+  case exited // = 1
+
+  /// It went over limits.memory_mb (the cgroup's OOM killer): exit 137.
+  case memoryLimit // = 2
+
+  /// Its stdout or stderr went over limits.max_output_bytes; it was stopped there.
+  case outputLimit // = 3
+
+  /// It used up its CPU seconds (SIGXCPU).
+  case cpuLimit // = 4
+
+  /// It went over limits.timeout_ms (status TIMEOUT).
+  case timeLimit // = 5
+
+  /// A signal ended it; see signal.
+  case signal // = 6
+
+  /// It made a system call the sandbox forbids (ptrace, mount, unshare, bpf, …): SIGSYS.
+  case deniedSyscall // = 7
+
+  /// TypeScript did not compile (or type-check, when asked); the compiler's message is in stderr.
+  case compileError // = 8
+
+  /// Not run: a CRITICAL security issue and block_on_critical.
+  case securityBlocked // = 9
+
+  /// The caller cancelled the call (status CANCELLED).
+  case cancelled // = 10
+
+  /// The sandbox itself failed; see error.
+  case sandboxError // = 11
+
+  /// The service stopped or crashed during the run.
+  case interrupted // = 12
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .exited
+    case 2: self = .memoryLimit
+    case 3: self = .outputLimit
+    case 4: self = .cpuLimit
+    case 5: self = .timeLimit
+    case 6: self = .signal
+    case 7: self = .deniedSyscall
+    case 8: self = .compileError
+    case 9: self = .securityBlocked
+    case 10: self = .cancelled
+    case 11: self = .sandboxError
+    case 12: self = .interrupted
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .exited: return 1
+    case .memoryLimit: return 2
+    case .outputLimit: return 3
+    case .cpuLimit: return 4
+    case .timeLimit: return 5
+    case .signal: return 6
+    case .deniedSyscall: return 7
+    case .compileError: return 8
+    case .securityBlocked: return 9
+    case .cancelled: return 10
+    case .sandboxError: return 11
+    case .interrupted: return 12
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Platform_Codesandbox_V1_TerminationReason] = [
+    .unspecified,
+    .exited,
+    .memoryLimit,
+    .outputLimit,
+    .cpuLimit,
+    .timeLimit,
+    .signal,
+    .deniedSyscall,
+    .compileError,
+    .securityBlocked,
+    .cancelled,
+    .sandboxError,
+    .interrupted,
+  ]
+
+}
+
 /// Which stream a chunk of output came from.
 public nonisolated enum Platform_Codesandbox_V1_OutputStream: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
@@ -215,6 +318,43 @@ public nonisolated struct Platform_Codesandbox_V1_SecurityIssue: Sendable {
   public var line: Int32 = 0
 
   public var column: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A file handed to the program: placed in its working directory before it starts.
+public nonisolated struct Platform_Codesandbox_V1_InputFile: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1–128 bytes: no '/', no leading '.', no control characters.
+  public var name: String = String()
+
+  public var content: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A file the program wrote under outputs/ (code_db.code_outputs).
+public nonisolated struct Platform_Codesandbox_V1_OutputFile: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Relative to outputs/, e.g. "plot.png" or "tables/a.csv".
+  public var name: String = String()
+
+  /// From the name's extension and the first bytes (image/png, text/csv, …).
+  public var contentType: String = String()
+
+  public var sizeBytes: Int64 = 0
+
+  public var content: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -376,6 +516,37 @@ public nonisolated struct Platform_Codesandbox_V1_CodeExecution: @unchecked Send
   /// Clears the value of `completeTime`. Subsequent reads from it will return its default value.
   public mutating func clearCompleteTime() {_uniqueStorage()._completeTime = nil}
 
+  /// Output only. Why it ended (set once it did).
+  public var terminationReason: Platform_Codesandbox_V1_TerminationReason {
+    get {_storage._terminationReason}
+    set {_uniqueStorage()._terminationReason = newValue}
+  }
+
+  /// Output only. The signal that ended the program, 0 if none.
+  public var signal: Int32 {
+    get {_storage._signal}
+    set {_uniqueStorage()._signal = newValue}
+  }
+
+  /// Output only. The files it wrote under outputs/ (at most 20 and 10 MiB together by default;
+  /// outputs_truncated when some were left out).
+  public var outputs: [Platform_Codesandbox_V1_OutputFile] {
+    get {_storage._outputs}
+    set {_uniqueStorage()._outputs = newValue}
+  }
+
+  /// Output only.
+  public var outputsTruncated: Bool {
+    get {_storage._outputsTruncated}
+    set {_uniqueStorage()._outputsTruncated = newValue}
+  }
+
+  /// Whether TypeScript was type-checked before it ran.
+  public var typeCheck: Bool {
+    get {_storage._typeCheck}
+    set {_uniqueStorage()._typeCheck = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -412,6 +583,17 @@ public nonisolated struct Platform_Codesandbox_V1_ExecuteCodeRequest: Sendable {
   /// Idempotency key (UUID): a retry returns the first call's execution (waiting for it if it is
   /// still running) instead of running the code twice.
   public var requestID: String = String()
+
+  /// Placed in the working directory: at most 20 files, 10 MiB together; INVALID_ARGUMENT naming
+  /// `files` otherwise.
+  public var files: [Platform_Codesandbox_V1_InputFile] = []
+
+  /// TypeScript only: type-check with tsc (strict) before running; a type error fails the run
+  /// with the compiler's message (TERMINATION_REASON_COMPILE_ERROR). Costs seconds.
+  public var typeCheck: Bool = false
+
+  /// Record code with a CRITICAL security issue as FAILED (SECURITY_BLOCKED) without running it.
+  public var blockOnCritical: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -496,8 +678,20 @@ public nonisolated struct Platform_Codesandbox_V1_AnalyzeCodeResponse: Sendable 
 
   public var issues: [Platform_Codesandbox_V1_SecurityIssue] = []
 
-  /// Whether ExecuteCode would run this code (no CRITICAL issue).
+  /// Whether ExecuteCode with block_on_critical would run this code (no CRITICAL issue).
   public var allowed: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Platform_Codesandbox_V1_CancelExecutionRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -582,6 +776,10 @@ nonisolated extension Platform_Codesandbox_V1_Language: SwiftProtobuf._ProtoName
 
 nonisolated extension Platform_Codesandbox_V1_IssueSeverity: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ISSUE_SEVERITY_UNSPECIFIED\0\u{1}ISSUE_SEVERITY_LOW\0\u{1}ISSUE_SEVERITY_MEDIUM\0\u{1}ISSUE_SEVERITY_HIGH\0\u{1}ISSUE_SEVERITY_CRITICAL\0")
+}
+
+nonisolated extension Platform_Codesandbox_V1_TerminationReason: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TERMINATION_REASON_UNSPECIFIED\0\u{1}TERMINATION_REASON_EXITED\0\u{1}TERMINATION_REASON_MEMORY_LIMIT\0\u{1}TERMINATION_REASON_OUTPUT_LIMIT\0\u{1}TERMINATION_REASON_CPU_LIMIT\0\u{1}TERMINATION_REASON_TIME_LIMIT\0\u{1}TERMINATION_REASON_SIGNAL\0\u{1}TERMINATION_REASON_DENIED_SYSCALL\0\u{1}TERMINATION_REASON_COMPILE_ERROR\0\u{1}TERMINATION_REASON_SECURITY_BLOCKED\0\u{1}TERMINATION_REASON_CANCELLED\0\u{1}TERMINATION_REASON_SANDBOX_ERROR\0\u{1}TERMINATION_REASON_INTERRUPTED\0")
 }
 
 nonisolated extension Platform_Codesandbox_V1_OutputStream: SwiftProtobuf._ProtoNameProviding {
@@ -683,9 +881,89 @@ nonisolated extension Platform_Codesandbox_V1_SecurityIssue: SwiftProtobuf.Messa
   }
 }
 
+nonisolated extension Platform_Codesandbox_V1_InputFile: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".InputFile"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}content\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.content) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.content.isEmpty {
+      try visitor.visitSingularBytesField(value: self.content, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Codesandbox_V1_InputFile, rhs: Platform_Codesandbox_V1_InputFile) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.content != rhs.content {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Codesandbox_V1_OutputFile: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OutputFile"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}content_type\0\u{3}size_bytes\0\u{1}content\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.contentType) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.sizeBytes) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.content) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.contentType.isEmpty {
+      try visitor.visitSingularStringField(value: self.contentType, fieldNumber: 2)
+    }
+    if self.sizeBytes != 0 {
+      try visitor.visitSingularInt64Field(value: self.sizeBytes, fieldNumber: 3)
+    }
+    if !self.content.isEmpty {
+      try visitor.visitSingularBytesField(value: self.content, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Codesandbox_V1_OutputFile, rhs: Platform_Codesandbox_V1_OutputFile) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.contentType != rhs.contentType {return false}
+    if lhs.sizeBytes != rhs.sizeBytes {return false}
+    if lhs.content != rhs.content {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Platform_Codesandbox_V1_CodeExecution: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CodeExecution"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}user_id\0\u{3}agent_id\0\u{1}language\0\u{1}code\0\u{1}status\0\u{1}stdout\0\u{1}stderr\0\u{3}exit_code\0\u{3}stdout_truncated\0\u{3}stderr_truncated\0\u{1}limits\0\u{3}execution_time_ms\0\u{3}memory_used_mb\0\u{3}cpu_usage_percent\0\u{3}security_score\0\u{3}security_issues\0\u{1}error\0\u{3}create_time\0\u{3}start_time\0\u{3}complete_time\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}user_id\0\u{3}agent_id\0\u{1}language\0\u{1}code\0\u{1}status\0\u{1}stdout\0\u{1}stderr\0\u{3}exit_code\0\u{3}stdout_truncated\0\u{3}stderr_truncated\0\u{1}limits\0\u{3}execution_time_ms\0\u{3}memory_used_mb\0\u{3}cpu_usage_percent\0\u{3}security_score\0\u{3}security_issues\0\u{1}error\0\u{3}create_time\0\u{3}start_time\0\u{3}complete_time\0\u{3}termination_reason\0\u{1}signal\0\u{1}outputs\0\u{3}outputs_truncated\0\u{3}type_check\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -709,6 +987,11 @@ nonisolated extension Platform_Codesandbox_V1_CodeExecution: SwiftProtobuf.Messa
     var _createTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _startTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _completeTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _terminationReason: Platform_Codesandbox_V1_TerminationReason = .unspecified
+    var _signal: Int32 = 0
+    var _outputs: [Platform_Codesandbox_V1_OutputFile] = []
+    var _outputsTruncated: Bool = false
+    var _typeCheck: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -740,6 +1023,11 @@ nonisolated extension Platform_Codesandbox_V1_CodeExecution: SwiftProtobuf.Messa
       _createTime = source._createTime
       _startTime = source._startTime
       _completeTime = source._completeTime
+      _terminationReason = source._terminationReason
+      _signal = source._signal
+      _outputs = source._outputs
+      _outputsTruncated = source._outputsTruncated
+      _typeCheck = source._typeCheck
     }
   }
 
@@ -779,6 +1067,11 @@ nonisolated extension Platform_Codesandbox_V1_CodeExecution: SwiftProtobuf.Messa
         case 19: try { try decoder.decodeSingularMessageField(value: &_storage._createTime) }()
         case 20: try { try decoder.decodeSingularMessageField(value: &_storage._startTime) }()
         case 21: try { try decoder.decodeSingularMessageField(value: &_storage._completeTime) }()
+        case 22: try { try decoder.decodeSingularEnumField(value: &_storage._terminationReason) }()
+        case 23: try { try decoder.decodeSingularInt32Field(value: &_storage._signal) }()
+        case 24: try { try decoder.decodeRepeatedMessageField(value: &_storage._outputs) }()
+        case 25: try { try decoder.decodeSingularBoolField(value: &_storage._outputsTruncated) }()
+        case 26: try { try decoder.decodeSingularBoolField(value: &_storage._typeCheck) }()
         default: break
         }
       }
@@ -854,6 +1147,21 @@ nonisolated extension Platform_Codesandbox_V1_CodeExecution: SwiftProtobuf.Messa
       try { if let v = _storage._completeTime {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
       } }()
+      if _storage._terminationReason != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._terminationReason, fieldNumber: 22)
+      }
+      if _storage._signal != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._signal, fieldNumber: 23)
+      }
+      if !_storage._outputs.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._outputs, fieldNumber: 24)
+      }
+      if _storage._outputsTruncated != false {
+        try visitor.visitSingularBoolField(value: _storage._outputsTruncated, fieldNumber: 25)
+      }
+      if _storage._typeCheck != false {
+        try visitor.visitSingularBoolField(value: _storage._typeCheck, fieldNumber: 26)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -884,6 +1192,11 @@ nonisolated extension Platform_Codesandbox_V1_CodeExecution: SwiftProtobuf.Messa
         if _storage._createTime != rhs_storage._createTime {return false}
         if _storage._startTime != rhs_storage._startTime {return false}
         if _storage._completeTime != rhs_storage._completeTime {return false}
+        if _storage._terminationReason != rhs_storage._terminationReason {return false}
+        if _storage._signal != rhs_storage._signal {return false}
+        if _storage._outputs != rhs_storage._outputs {return false}
+        if _storage._outputsTruncated != rhs_storage._outputsTruncated {return false}
+        if _storage._typeCheck != rhs_storage._typeCheck {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -895,7 +1208,7 @@ nonisolated extension Platform_Codesandbox_V1_CodeExecution: SwiftProtobuf.Messa
 
 nonisolated extension Platform_Codesandbox_V1_ExecuteCodeRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ExecuteCodeRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}language\0\u{1}code\0\u{1}stdin\0\u{1}limits\0\u{3}agent_id\0\u{3}request_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}language\0\u{1}code\0\u{1}stdin\0\u{1}limits\0\u{3}agent_id\0\u{3}request_id\0\u{1}files\0\u{3}type_check\0\u{3}block_on_critical\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -909,6 +1222,9 @@ nonisolated extension Platform_Codesandbox_V1_ExecuteCodeRequest: SwiftProtobuf.
       case 4: try { try decoder.decodeSingularMessageField(value: &self._limits) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.agentID) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
+      case 7: try { try decoder.decodeRepeatedMessageField(value: &self.files) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.typeCheck) }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self.blockOnCritical) }()
       default: break
       }
     }
@@ -937,6 +1253,15 @@ nonisolated extension Platform_Codesandbox_V1_ExecuteCodeRequest: SwiftProtobuf.
     if !self.requestID.isEmpty {
       try visitor.visitSingularStringField(value: self.requestID, fieldNumber: 6)
     }
+    if !self.files.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.files, fieldNumber: 7)
+    }
+    if self.typeCheck != false {
+      try visitor.visitSingularBoolField(value: self.typeCheck, fieldNumber: 8)
+    }
+    if self.blockOnCritical != false {
+      try visitor.visitSingularBoolField(value: self.blockOnCritical, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -947,6 +1272,9 @@ nonisolated extension Platform_Codesandbox_V1_ExecuteCodeRequest: SwiftProtobuf.
     if lhs._limits != rhs._limits {return false}
     if lhs.agentID != rhs.agentID {return false}
     if lhs.requestID != rhs.requestID {return false}
+    if lhs.files != rhs.files {return false}
+    if lhs.typeCheck != rhs.typeCheck {return false}
+    if lhs.blockOnCritical != rhs.blockOnCritical {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1142,6 +1470,36 @@ nonisolated extension Platform_Codesandbox_V1_AnalyzeCodeResponse: SwiftProtobuf
     if lhs.securityScore != rhs.securityScore {return false}
     if lhs.issues != rhs.issues {return false}
     if lhs.allowed != rhs.allowed {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Codesandbox_V1_CancelExecutionRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CancelExecutionRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Codesandbox_V1_CancelExecutionRequest, rhs: Platform_Codesandbox_V1_CancelExecutionRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
