@@ -4,6 +4,7 @@ import GRPCRuntime
 import PlatformCore
 import PlatformProtos
 import PlatformTesting
+import PostgresNIO
 import SwiftProtobuf
 import Testing
 
@@ -54,6 +55,213 @@ struct ExecutionTests {
       #expect(raised.status == .failed && raised.exitCode == 1 && raised.stderr.contains("ValueError: boom"))
       let thrown = try await run(client, options, .javascript, "throw new Error('boom')")
       #expect(thrown.status == .failed && thrown.exitCode == 1 && thrown.stderr.contains("Error: boom"))
+    }
+  }
+}
+
+@Suite("Code sandbox: files, TypeScript, libraries, streaming")
+struct FeatureTests {
+  @Test("Input files are in the working directory; files written under outputs/ come back, stored, with a content type")
+  func files() async throws {
+    try await withSandbox { _, client, options in
+      let code = """
+        import pandas as pd, numpy as np, matplotlib.pyplot as plt, os
+        frame = pd.read_csv('data.csv')
+        print(int(np.sum(frame['x'])))
+        plt.plot(frame['x'], frame['y'])
+        plt.savefig('outputs/plot.png')
+        os.makedirs('outputs/tables', exist_ok=True)
+        frame.to_csv('outputs/tables/copy.csv', index=False)
+        """
+      let execution = try await run(client, options, .python, code) {
+        $0.files = [.with {
+          $0.name = "data.csv"
+          $0.content = Data("x,y\n1,2\n2,4\n3,9\n".utf8)
+        }]
+        $0.limits.timeoutMs = 30_000
+      }
+      #expect(execution.status == .completed && execution.stdout == "6\n", "\(execution.stderr)")
+      #expect(execution.outputs.map(\.name) == ["plot.png", "tables/copy.csv"])
+      #expect(execution.outputs.map(\.contentType) == ["image/png", "text/csv"])
+      #expect(execution.outputs.first?.content.starts(with: [0x89, 0x50, 0x4E, 0x47]) == true)
+      let stored = try await client.getCodeExecution(.with { $0.id = execution.id }, options: options)
+      #expect(stored.outputs == execution.outputs && stored.memoryUsedMb > 0)
+      await expectStatus(.invalidArgument) {
+        try await run(client, options, .python, "print(1)") { $0.files = [.with { $0.name = "../escape" }] }
+      }
+      await expectStatus(.invalidArgument) {
+        try await run(client, options, .python, "print(1)") { $0.files = [.with { $0.name = "main.py" }] }
+      }
+    }
+  }
+
+  @Test("TypeScript: types stripped and run; with type_check a type error fails the run with the compiler's message")
+  func typescript() async throws {
+    try await withSandbox { _, client, options in
+      let code = "const n: number = 'not a number' as any as string as unknown as number; let s: string = 42 as any; const x: number = \"oops\";\nconsole.log('ran', typeof x)"
+      let stripped = try await run(client, options, .typescript, code)
+      #expect(stripped.status == .completed && stripped.stdout == "ran string\n", "\(stripped.stderr)")
+      let checked = try await run(client, options, .typescript, code) {
+        $0.typeCheck = true
+        $0.limits.timeoutMs = 60_000
+      }
+      #expect(checked.status == .failed && checked.terminationReason == .compileError, "\(checked)")
+      #expect(checked.stdout.contains("TS2322") || checked.stderr.contains("TS2322"), "\(checked.stdout) \(checked.stderr)")
+      await expectStatus(.invalidArgument) { try await run(client, options, .python, "print(1)") { $0.typeCheck = true } }
+      let broken = try await run(client, options, .typescript, "const = ;")
+      #expect(broken.status == .failed && broken.terminationReason == .compileError && !broken.stderr.isEmpty)
+    }
+  }
+
+  @Test("Streaming delivers output while the program runs, then the finished execution")
+  func streaming() async throws {
+    try await withSandbox { _, client, options in
+      let request = Platform_Codesandbox_V1_ExecuteCodeRequest.with {
+        $0.language = .python
+        $0.code = "import time\nprint('first', flush=True)\ntime.sleep(1.5)\nprint('second')"
+      }
+      let clock = ContinuousClock()
+      let start = clock.now
+      var firstOutput: ContinuousClock.Instant?
+      var completed: (Platform_Codesandbox_V1_CodeExecution, ContinuousClock.Instant)?
+      var started = false
+      var text = ""
+      try await client.streamExecution(request, options: options) { responses in
+        for try await response in responses {
+          switch response.event {
+          case .started(let execution): started = execution.status == .pending || execution.status == .running
+          case .output(let chunk):
+            if firstOutput == nil { firstOutput = clock.now }
+            #expect(chunk.offset == Int64(text.utf8.count))
+            text += String(decoding: chunk.data, as: UTF8.self)
+          case .completed(let execution): completed = (execution, clock.now)
+          case nil: break
+          }
+        }
+      }
+      let (execution, end) = try #require(completed)
+      #expect(started && text == "first\nsecond\n" && execution.stdout == text && execution.status == .completed)
+      let first = try #require(firstOutput)
+      #expect(end - first > .milliseconds(1000), "the first line came \(first - start) after the start, \(end - first) before the end")
+    }
+  }
+}
+
+@Suite("Code sandbox: limits and refusals")
+struct LimitTests {
+  @Test("Time, memory, output and CPU limits end the run with their reason; a forbidden system call is SIGSYS")
+  func limits() async throws {
+    try await withSandbox { _, client, options in
+      let slow = try await run(client, options, .python, "import time\ntime.sleep(30)") { $0.limits.timeoutMs = 500 }
+      #expect(slow.status == .timeout && slow.terminationReason == .timeLimit && slow.executionTimeMs < 1500, "\(slow)")
+      let hungry = try await run(client, options, .python, "x = bytearray(200 << 20)\nprint('allocated')") { $0.limits.memoryMb = 64 }
+      #expect(hungry.status == .failed && hungry.terminationReason == .memoryLimit && hungry.exitCode == 137, "\(hungry)")
+      let chatty = try await run(client, options, .python, "while True: print('x' * 1000)") { $0.limits.maxOutputBytes = 10_000 }
+      #expect(chatty.status == .failed && chatty.terminationReason == .outputLimit && chatty.stdoutTruncated)
+      #expect(chatty.stdout.utf8.count <= 10_000)
+      let spinning = try await run(client, options, .javascript, "while (true) {}") {
+        $0.limits.timeoutMs = 3000
+        $0.limits.cpuMillis = 1000
+      }
+      #expect(spinning.status == .timeout || spinning.terminationReason == .cpuLimit, "\(spinning)")
+      let forbidden = try await run(client, options, .python, "import ctypes\nctypes.CDLL(None).unshare(0x10000000)")
+      #expect(forbidden.status == .failed && forbidden.terminationReason == .deniedSyscall && forbidden.signal == 31, "\(forbidden)")
+      #expect(forbidden.securityScore < 50)
+    }
+  }
+
+  @Test("Bad requests are INVALID_ARGUMENT naming the field and record nothing")
+  func badRequests() async throws {
+    try await withSandbox { service, client, options in
+      let bad: [(String, (inout Platform_Codesandbox_V1_ExecuteCodeRequest) -> Void)] = [
+        ("language", { $0.language = .unspecified }),
+        ("language", { $0.language = .init(rawValue: 99)! }),
+        ("code", { $0.code = "" }),
+        ("code", { $0.code = String(repeating: "x", count: 256 * 1024 + 1) }),
+        ("limits.timeout_ms", { $0.limits.timeoutMs = 60_001 }),
+        ("limits.memory_mb", { $0.limits.memoryMb = 4096 }),
+        ("limits.cpu_millis", { $0.limits.cpuMillis = -1 }),
+        ("limits.max_output_bytes", { $0.limits.maxOutputBytes = (1 << 20) + 1 }),
+        ("request_id", { $0.requestID = "not-a-uuid" }),
+        ("files", { $0.files = Array(repeating: .with { $0.name = "a" }, count: 2) }),
+      ]
+      for (field, configure) in bad {
+        let message = await expectStatus(.invalidArgument) { try await run(client, options, .python, "print(1)", configure) }
+        #expect(message.hasPrefix(field), "\(field): \(message)")
+      }
+      let rows = try await service.database.query("SELECT count(*) FROM code_executions", logger: TestPostgres.quietLogger)
+      for try await (count,) in rows.decode((Int,).self) { #expect(count == 0) }
+    }
+  }
+
+  @Test("Another user's execution is NOT_FOUND; listing is the caller's own, filtered, in pages")
+  func ownership() async throws {
+    try await withSandbox { service, client, options in
+      let python = try await run(client, options, .python, "print(1)")
+      let javascript = try await run(client, options, .javascript, "process.exit(2)")
+      let other = try await service.options(for: UUID())
+      await expectStatus(.notFound) { try await client.getCodeExecution(.with { $0.id = python.id }, options: other) }
+      await expectStatus(.notFound) { try await client.cancelExecution(.with { $0.id = python.id }, options: other) }
+      #expect(try await client.listCodeExecutions(.init(), options: other).executions.isEmpty)
+      let mine = try await client.listCodeExecutions(.with { $0.pageSize = 1 }, options: options)
+      #expect(mine.executions.map(\.id) == [javascript.id] && mine.totalSize == 2 && !mine.nextPageToken.isEmpty)
+      let rest = try await client.listCodeExecutions(.with {
+        $0.pageSize = 1
+        $0.pageToken = mine.nextPageToken
+      }, options: options)
+      #expect(rest.executions.map(\.id) == [python.id] && rest.nextPageToken.isEmpty)
+      #expect(try await client.listCodeExecutions(.with { $0.status = .failed }, options: options).executions.map(\.id) == [javascript.id])
+      #expect(try await client.listCodeExecutions(.with { $0.language = .python }, options: options).executions.map(\.id) == [python.id])
+      await expectStatus(.invalidArgument) {
+        try await client.listCodeExecutions(.with {
+          $0.pageToken = mine.nextPageToken
+          $0.language = .python
+        }, options: options)
+      }
+    }
+  }
+
+  @Test("A retried request id returns the first run; CancelExecution stops a run within a second")
+  func idempotencyAndCancel() async throws {
+    try await withSandbox { _, client, options in
+      let id = UUID().lowercasedString
+      let first = try await run(client, options, .python, "import random\nprint(random.random())") { $0.requestID = id }
+      let again = try await run(client, options, .python, "import random\nprint(random.random())") { $0.requestID = id }
+      #expect(first.id == again.id && first.stdout == again.stdout)
+
+      let long = Task { try await run(client, options, .python, "import time\nprint('up', flush=True)\ntime.sleep(30)") { $0.limits.timeoutMs = 30_000 } }
+      var running: Platform_Codesandbox_V1_CodeExecution?
+      for _ in 0..<100 {
+        running = try await client.listCodeExecutions(.with { $0.status = .running }, options: options).executions.first
+        if running != nil { break }
+        try await Task.sleep(for: .milliseconds(50))
+      }
+      let target = try #require(running)
+      let clock = ContinuousClock()
+      let start = clock.now
+      let cancelled = try await client.cancelExecution(.with { $0.id = target.id }, options: options)
+      #expect(clock.now - start < .seconds(1) && cancelled.status == .cancelled, "\(cancelled)")
+      _ = try? await long.value
+    }
+  }
+
+  @Test("CRITICAL findings block the run only when asked; AnalyzeCode reports without running")
+  func security() async throws {
+    try await withSandbox { _, client, options in
+      let code = "import ctypes\nimport subprocess as sp\nsp.run(['ls'])\nprint(open('/etc/passwd').read())"
+      let analysis = try await client.analyzeCode(.with {
+        $0.language = .python
+        $0.code = code
+      }, options: options)
+      #expect(!analysis.allowed && analysis.securityScore < 50)
+      #expect(Set(analysis.issues.map(\.rule)).isSuperset(of: ["native-code", "subprocess-spawn", "fs-escape"]))
+      let blocked = try await run(client, options, .python, code) { $0.blockOnCritical = true }
+      #expect(blocked.status == .failed && blocked.terminationReason == .securityBlocked && blocked.stdout.isEmpty)
+      let comment = try await client.analyzeCode(.with {
+        $0.language = .javascript
+        $0.code = "// require('child_process')\nconst s = 'eval(x)'; console.log(s)"
+      }, options: options)
+      #expect(comment.issues.isEmpty && comment.securityScore == 100)
     }
   }
 }

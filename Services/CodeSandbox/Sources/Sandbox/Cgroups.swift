@@ -2,7 +2,7 @@ internal import Foundation
 
 /// The memory, CPU and process limits of runs, through the host's cgroups: v2 where it is
 /// mounted (one hierarchy), else v1's memory, pids and cpu controllers. Each run gets a cgroup of
-/// its own under the service's (`code-sandbox-<pid>/run-<n>`), with fresh counters, removed
+/// its own under the service's (`code-sandbox-<pid>-<n>/run-<n>`), with fresh counters, removed
 /// after the run once it is empty.
 public struct CgroupHost: Sendable, CustomStringConvertible {
   public enum Version: String, Sendable {
@@ -63,7 +63,7 @@ public struct CgroupHost: Sendable, CustomStringConvertible {
     }
   }
 
-  /// Removes what services that are gone left behind: `code-sandbox-<pid>` directories of dead pids.
+  /// Removes what services that are gone left behind: `code-sandbox-<pid>-<n>` directories of dead pids.
   public static func removeStale(root: String = "/sys/fs/cgroup", prefix: String) {
     let own = Self.ownCgroups()
     var parents: Set<String> = []
@@ -78,7 +78,10 @@ public struct CgroupHost: Sendable, CustomStringConvertible {
     }
     for parent in parents {
       for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where entry.hasPrefix(prefix) {
-        guard let pid = Int32(entry.dropFirst(prefix.count)), kill(pid, 0) != 0, errno == ESRCH else { continue }
+        // code-sandbox-<pid>-<n>: removed once that process is gone.
+        guard let pid = entry.dropFirst(prefix.count).split(separator: "-").first.flatMap({ Int32($0) }), kill(pid, 0) != 0,
+          errno == ESRCH
+        else { continue }
         let directory = "\(parent)/\(entry)"
         for run in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where run.hasPrefix("run-") {
           _ = Cgroup.killAll(in: "\(directory)/\(run)")

@@ -124,7 +124,8 @@ public final class Sandbox: Sendable {
       throw SandboxError.host("\(what) is not at \(path) (scripts/install-deps.sh installs it; SANDBOX_BWRAP, SANDBOX_EXEC)")
     }
     signal(SIGPIPE, SIG_IGN)
-    let label = "code-sandbox-\(getpid())"
+    // Each sandbox its own directory (one process may hold several: tests).
+    let label = "code-sandbox-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     CgroupHost.removeStale(prefix: "code-sandbox-")
     let cgroups = CgroupHost.detect(label: label)
     if cgroups == nil && !configuration.allowWeakLimits {
