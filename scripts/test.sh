@@ -45,6 +45,9 @@ step "identity from outside: hostile credentials against agent and persona; Logi
 # at full cost in a debug build); the script's default is 200 (README: measurement).
 ENUMERATION_TRIES=40 scripts/agent-hostile.sh "$(swift build --show-bin-path)/agent"
 
+step "code-sandbox escapes: network, files, /proc, resources, processes, privileges; nothing left behind"
+scripts/sandbox-escape.sh "$(swift build --show-bin-path)/code-sandbox"
+
 step "platform.sh supervision (restarts after a crash, nothing after down)"
 scripts/test-supervision.sh "$(swift build --show-bin-path)/persona"
 

@@ -44,44 +44,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "Tests", "Interop", "persona"))
 from persona_client import channel_for, persona_pb2, signing_key, _b64url  # noqa: E402
+from platform_protos import load  # noqa: E402
 
-PROTOS = os.path.join(REPO, "Protos")
 TIMEOUT = 60
 PASSWORD = "correct horse battery staple"
 
 
-def _load_agent_protos():
-    """agent_pb2 imports platform.common.v1.common_pb2; the proto package `platform` would be the
-    standard library's module, so the generated modules are registered under their import names
-    by hand."""
-    import importlib.util
-    import tempfile
-    import types
-    files = ["platform/common/v1/common.proto", "platform/agent/v1/agent.proto"]
-    includes = ["-I" + PROTOS] + (["-I/usr/include"] if os.path.exists("/usr/include/google/protobuf/struct.proto") else [])
-    loaded = {}
-    with tempfile.TemporaryDirectory(prefix="identity-hostile-py-") as tmp:
-        subprocess.run(["protoc", *includes, "--python_out=" + tmp] + [os.path.join(PROTOS, f) for f in files], check=True)
-        for proto in files:
-            name = proto[:-len(".proto")].replace("/", ".") + "_pb2"
-            package = name.rsplit(".", 1)[0]
-            for i in range(1, package.count(".") + 2):
-                prefix = ".".join(package.split(".")[:i])
-                if i > 1 or prefix != "platform":
-                    sys.modules.setdefault(prefix, types.ModuleType(prefix))
-            spec = importlib.util.spec_from_file_location(name, os.path.join(tmp, proto[:-len(".proto")] + "_pb2.py"))
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-            setattr(sys.modules[package], name.rsplit(".", 1)[1], module)
-            loaded[proto] = module
-    return loaded["platform/agent/v1/agent.proto"]
-
-
-# `from platform.common.v1 import common_pb2` needs "platform.common" and "platform.common.v1" in
-# sys.modules; the stdlib `platform` itself stays untouched (the import looks the package up by its
-# full name first).
-agent_pb2 = _load_agent_protos()
+agent_pb2, = load("platform/agent/v1/agent.proto")
 
 
 # --- tokens ---------------------------------------------------------------------------------------

@@ -306,6 +306,9 @@ public final class Sandbox: Sendable {
       "--proc", "/proc", "--dev", "/dev",
       "--size", String(self.configuration.tmpMegabytes << 20), "--tmpfs", "/tmp",
       "--size", String(self.configuration.tmpMegabytes << 20), "--tmpfs", "/work",
+      // The root bubblewrap built (a tmpfs holding the mount points) becomes read-only: /tmp and
+      // /work are the only writable places.
+      "--remount-ro", "/",
       "--chdir", "/work",
     ]
     let environment = ["PATH": "/usr/bin:/bin", "HOME": "/work", "TMPDIR": "/tmp", "LANG": "C.UTF-8"].merging(run.environment) { $1 }
