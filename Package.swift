@@ -271,6 +271,7 @@ let package = Package(
       dependencies: [
         "CodeSandbox",
         "GRPCRuntime",
+        "GRPCRuntimeServices",
         "PlatformCore",
         "PlatformProtos",
         "PlatformTesting",

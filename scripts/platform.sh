@@ -327,6 +327,12 @@ cmd_supervise() {
       # the agent service signs tokens.
       local -a keys=(JWT_PUBLIC_KEYS="$JWT_PUBLIC_KEYS")
       [[ $s == agent ]] && keys+=(JWT_PRIVATE_KEY="$JWT_PRIVATE_KEY")
+      # code-sandbox limits memory and CPU through cgroups, which only root can write here; as
+      # another user it runs on local defaults without them (README "Code sandbox"), and says so.
+      if [[ $s == code-sandbox && $(id -u) != 0 && -z ${SANDBOX_ALLOW_WEAK_LIMITS:-} ]]; then
+        keys+=(SANDBOX_ALLOW_WEAK_LIMITS=1)
+        ((SUP_RESTARTS)) || slog "code-sandbox: not root, so runs get no cgroup memory or CPU limit (SANDBOX_ALLOW_WEAK_LIMITS=1)"
+      fi
       env -u PORT -u DATABASE_URL -u JWT_PRIVATE_KEY \
         "${keys[@]}" \
         PORT="$(port_of "$s")" \

@@ -1,6 +1,7 @@
 import CodeSandbox
 import Foundation
 import GRPCRuntime
+import GRPCRuntimeServices
 import PlatformCore
 import PlatformProtos
 import PlatformTesting
@@ -15,8 +16,11 @@ typealias Client = Platform_Codesandbox_V1_CodeSandboxServiceClient
 func withSandbox<T: Sendable>(
   _ settings: [String: String] = [:], _ body: (PlatformTestService, Client, CallOptions) async throws -> T
 ) async throws -> T {
-  try await PlatformTestService.run(
-    CodeSandboxService(), configure: { $0.environment = Environment(settings) }
+  // Slot uids of this instance's own: RLIMIT_NPROC counts a uid's processes and threads across
+  // the suite's concurrent services.
+  let uidBase = 62_000 + 16 * Int.random(in: 0..<10_000)
+  return try await PlatformTestService.run(
+    CodeSandboxService(), configure: { $0.environment = Environment(["SANDBOX_UID_BASE": "\(uidBase)"].merging(settings) { $1 }) }
   ) { service in
     try await body(service, Client(channel: service.client), try await service.options(for: UUID()))
   }
@@ -263,5 +267,110 @@ struct LimitTests {
       }, options: options)
       #expect(comment.issues.isEmpty && comment.securityScore == 100)
     }
+  }
+}
+
+@Suite("Code sandbox: load and recovery")
+struct LoadTests {
+  @Test("Beyond pool + queue a run is RESOURCE_EXHAUSTED at once; none hangs; Get, List and health answer while the pool is full")
+  func saturation() async throws {
+    try await withSandbox(["SANDBOX_POOL_SIZE": "2", "SANDBOX_QUEUE_SIZE": "2", "SANDBOX_MAX_PER_USER": "100"]) { service, client, options in
+      let clock = ContinuousClock()
+      let sleeper = "import time\ntime.sleep(1.5)\nprint('done')"
+      let quick = try await run(client, options, .python, "print(1)")
+      let outcomes = try await withThrowingTaskGroup(of: (String, Duration).self) { group in
+        for _ in 0..<8 {
+          group.addTask {
+            let start = clock.now
+            do {
+              let execution = try await run(client, options, .python, sleeper)
+              return (execution.status == .completed ? "completed" : "other", clock.now - start)
+            } catch let error as RPCError {
+              return ("\(error.code)", clock.now - start)
+            }
+          }
+        }
+        // While the pool is full: the service keeps answering.
+        try await Task.sleep(for: .milliseconds(500))
+        let before = clock.now
+        _ = try await client.getCodeExecution(.with { $0.id = quick.id }, options: options)
+        _ = try await client.listCodeExecutions(.init(), options: options)
+        let health = Grpc_Health_V1_HealthClient(channel: service.client)
+        #expect(try await health.check(.init()).status == .serving)
+        #expect(clock.now - before < .milliseconds(500), "Get, List and health took \(clock.now - before) with the pool full")
+        var outcomes: [(String, Duration)] = []
+        for try await outcome in group { outcomes.append(outcome) }
+        return outcomes
+      }
+      let refused = outcomes.filter { $0.0 == "\(StatusCode.resourceExhausted)" }
+      #expect(outcomes.filter { $0.0 == "completed" }.count == 4 && refused.count == 4, "\(outcomes)")
+      #expect(refused.allSatisfy { $0.1 < .milliseconds(500) }, "refusals waited: \(refused)")
+      #expect(outcomes.allSatisfy { $0.1 < .seconds(10) })
+      // Refused runs leave no row behind.
+      #expect(try await client.listCodeExecutions(.init(), options: options).totalSize == 5)
+    }
+  }
+
+  @Test("One user's runs are capped (SANDBOX_MAX_PER_USER); another user still gets a slot")
+  func perUser() async throws {
+    try await withSandbox(["SANDBOX_POOL_SIZE": "2", "SANDBOX_QUEUE_SIZE": "2", "SANDBOX_MAX_PER_USER": "1"]) { service, client, options in
+      let first = Task { try await run(client, options, .python, "import time\ntime.sleep(1)") }
+      try await Task.sleep(for: .milliseconds(300))
+      await expectStatus(.resourceExhausted) { try await run(client, options, .python, "print(1)") }
+      let other = try await service.options(for: UUID())
+      #expect(try await run(client, other, .python, "print(2)").stdout == "2\n")
+      #expect(try await first.value.status == .completed)
+    }
+  }
+
+  @Test("Runs a crash left pending or running are failed as interrupted at start: this instance's at once, any instance's once too old")
+  func staleRows() async throws {
+    try await withSandbox(["SANDBOX_POOL_SIZE": "1"]) { service, _, _ in
+      let host = ProcessInfo.processInfo.hostName
+      let user = UUID()
+      let old = UUID(), young = UUID()
+      _ = try await service.database.query(
+        """
+        INSERT INTO code_executions (id, user_id, language, code, status, container_id, limits, created_at) VALUES
+          (\(old), \(user), 'python', 'print(1)', 'running', \(host + ":9/slot-0"), '{}', now() - interval '10 minutes'),
+          (\(young), \(user), 'python', 'print(1)', 'running', \(host + ":9/slot-0"), '{}', now())
+        """, logger: TestPostgres.quietLogger)
+      let store = ExecutionStore(database: Database(client: service.database), logger: TestPostgres.quietLogger)
+      #expect(try await store.failStale(instance: nil, olderThan: .seconds(210)) == 1)
+      #expect(try await store.execution(old, userID: user)?.status == .failed)
+      #expect(try await store.execution(old, userID: user)?.reason == .interrupted)
+      #expect(try await store.execution(young, userID: user)?.status == .running)
+      // The instance that ran it (host:9), restarted, fails its own at once.
+      #expect(try await store.failStale(instance: host + ":9", olderThan: .seconds(210)) == 1)
+      #expect(try await store.execution(young, userID: user)?.status == .failed)
+    }
+  }
+}
+
+@Suite("Code sandbox: lifecycle and analysis")
+struct LifecycleTests {
+  @Test("The execution lifecycle: pending → running → a finish; pending may finish at once; a finish is final")
+  func lifecycle() {
+    typealias S = Execution.Status
+    #expect(S.pending.canMove(to: .running) && S.pending.canMove(to: .failed) && S.pending.canMove(to: .cancelled))
+    #expect(!S.pending.canMove(to: .completed) && !S.pending.canMove(to: .timeout))
+    for finish in [S.completed, .failed, .timeout, .cancelled] {
+      #expect(S.running.canMove(to: finish) && finish.isFinished)
+      #expect(S.allCases.allSatisfy { !finish.canMove(to: $0) })
+    }
+    #expect(!S.running.canMove(to: .pending) && !S.running.isFinished)
+  }
+
+  @Test("Static analysis reads tokens: aliases are followed, comments and strings are not code, findings have positions")
+  func analysis() {
+    let python = SecurityAnalysis.analyze("import subprocess as sp\n# os.system('x')\nx = 'eval(1)'\nsp.run(['ls'])\nfrom os import system\n", language: .python)
+    #expect(python.findings.map(\.rule) == ["subprocess-spawn", "subprocess-spawn", "subprocess-spawn"])
+    #expect(python.findings.map(\.line) == [1, 4, 5] && python.score == 70)
+    let javascript = SecurityAnalysis.analyze("const cp = require('node:child_process')\n/* eval(x) */\nnew Function('return 1')", language: .javascript)
+    #expect(javascript.findings.map(\.rule) == ["subprocess-spawn", "dynamic-code"])
+    let clean = SecurityAnalysis.analyze("print('hello')", language: .python)
+    #expect(clean.findings.isEmpty && clean.score == 100 && !clean.hasCritical)
+    let deep = SecurityAnalysis.analyze(String(repeating: "(", count: 200_000) + String(repeating: "[", count: 200_000), language: .python)
+    #expect(deep.findings.isEmpty)
   }
 }

@@ -160,7 +160,14 @@ public enum SecurityAnalysis {
       let parts = name.split(separator: ".", maxSplits: 1)
       let head = String(parts[0])
       let resolved = (aliases[head] ?? head) + (parts.count > 1 ? ".\(parts[1])" : "")
+      let before = findings.count
       Self.pythonCall(resolved, at: token, into: &findings)
+      // A use of an imported risky module (`sp.run` after `import subprocess as sp`).
+      if findings.count == before, parts.count > 1, aliases[head] != nil,
+        let (rule, severity, what) = Self.pythonModules[String(resolved.split(separator: ".")[0])]
+      {
+        findings.append(SecurityFinding(rule: rule, severity: severity, message: "\(resolved) \(what)", line: token.line, column: token.column))
+      }
       for attribute in name.split(separator: ".").dropFirst() where attribute.hasPrefix("__") {
         Self.pythonCall(String(attribute), at: token, into: &findings)
       }

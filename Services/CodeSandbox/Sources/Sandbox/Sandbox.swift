@@ -18,7 +18,8 @@ public struct SandboxConfiguration: Sendable {
   public var uidBase: Int
   /// The writable tmpfs of a run, in MiB (`SANDBOX_TMP_MB`, default 64).
   public var tmpMegabytes: Int
-  /// Processes per run (`SANDBOX_MAX_PROCESSES`, default 64).
+  /// Processes and threads per run (`SANDBOX_MAX_PROCESSES`, default 128: node alone starts a
+  /// dozen threads, and RLIMIT_NPROC counts threads).
   public var maxProcesses: Int
   /// Output files per run and their bytes together (`SANDBOX_MAX_OUTPUT_FILES` 20,
   /// `SANDBOX_MAX_OUTPUT_FILES_MB` 10).
@@ -39,7 +40,7 @@ public struct SandboxConfiguration: Sendable {
     self.perUser = try environment.int("SANDBOX_MAX_PER_USER", default: max(1, (self.poolSize + self.queueSize) / 2), range: 1...10_000)
     self.uidBase = try environment.int("SANDBOX_UID_BASE", default: 61000, range: 1000...4_000_000_000)
     self.tmpMegabytes = try environment.int("SANDBOX_TMP_MB", default: 64, range: 1...4096)
-    self.maxProcesses = try environment.int("SANDBOX_MAX_PROCESSES", default: 64, range: 8...4096)
+    self.maxProcesses = try environment.int("SANDBOX_MAX_PROCESSES", default: 128, range: 16...4096)
     self.maxOutputFiles = try environment.int("SANDBOX_MAX_OUTPUT_FILES", default: 20, range: 0...1000)
     self.maxOutputFileBytes = try environment.int("SANDBOX_MAX_OUTPUT_FILES_MB", default: 10, range: 0...10) << 20
     self.allowWeakLimits = environment["SANDBOX_ALLOW_WEAK_LIMITS"] == "1"
