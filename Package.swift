@@ -341,7 +341,7 @@ let package = Package(
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],
       path: "Services/CodeSandbox/Sources",
-      resources: [.copy("Migrations")],
+      resources: [.copy("Migrations"), .copy("Analyzer")],
       swiftSettings: upcomingFeatures
     ),
     // The sandbox's launcher and init, in C: rlimits, the seccomp filter (libseccomp) and the

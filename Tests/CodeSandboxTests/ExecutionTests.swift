@@ -261,6 +261,21 @@ struct LimitTests {
       #expect(Set(analysis.issues.map(\.rule)).isSuperset(of: ["native-code", "subprocess-spawn", "fs-escape"]))
       let blocked = try await run(client, options, .python, code) { $0.blockOnCritical = true }
       #expect(blocked.status == .failed && blocked.terminationReason == .securityBlocked && blocked.stdout.isEmpty)
+      // Python goes through its own parser, in the analyser's sandbox: a syntax error is a finding
+      // with its line, and nesting no parser survives is refused, not a crash.
+      for (bad, line) in [("print(1)\ndef f(:\n", 2), (String(repeating: "(", count: 100_000), 1), (String(repeating: "-", count: 100_000) + "1", 0)] {
+        let parsed = try await client.analyzeCode(.with {
+          $0.language = .python
+          $0.code = bad
+        }, options: options)
+        #expect(parsed.issues.map(\.rule) == ["syntax-error"] || (line == 0 && parsed.issues.isEmpty), "\(parsed)")
+        #expect(line == 0 || parsed.issues.first?.line == Int32(line))
+      }
+      let aliased = try await client.analyzeCode(.with {
+        $0.language = .python
+        $0.code = "from subprocess import run as r\nr(['ls'])\nprint(().__class__.__base__.__subclasses__())"
+      }, options: options)
+      #expect(Set(aliased.issues.map(\.rule)) == ["subprocess-spawn", "sandbox-introspection"], "\(aliased)")
       let comment = try await client.analyzeCode(.with {
         $0.language = .javascript
         $0.code = "// require('child_process')\nconst s = 'eval(x)'; console.log(s)"

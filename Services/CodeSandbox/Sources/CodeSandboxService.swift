@@ -48,6 +48,11 @@ public struct CodeSandboxService: PlatformServiceDefinition {
         try? await Task.sleep(for: .seconds(60))
       }
     }
-    return [CodeSandboxAPI(executions: Executions(store: store, sandbox: sandbox, instance: instance, logger: resources.logger))]
+    let analyzer = PythonAnalyzer(sandbox: sandbox, logger: resources.logger)
+    if analyzer == nil { resources.logger.warning("Analyzer/analyze.py is missing: Python is analysed from its tokens only") }
+    return [
+      CodeSandboxAPI(
+        executions: Executions(store: store, sandbox: sandbox, analyzer: analyzer, instance: instance, logger: resources.logger))
+    ]
   }
 }

@@ -283,17 +283,19 @@ public nonisolated struct Platform_Codesandbox_V1_ResourceLimits: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Wall-clock limit; default 10 000, max 60 000. Exceeding it kills the run: status TIMEOUT.
+  /// Wall-clock limit; default 10 000, min 100, max 60 000. Exceeding it kills the run: status
+  /// TIMEOUT.
   public var timeoutMs: Int32 = 0
 
-  /// Memory limit; default 256, max 1024. Exceeding it kills the run: status FAILED, exit 137.
+  /// Memory limit; default 256, min 32, max 1024. Exceeding it kills the run: status FAILED,
+  /// exit 137.
   public var memoryMb: Int32 = 0
 
-  /// CPU share in thousandths of a core; default 1000 (one core), max 2000.
+  /// CPU share in thousandths of a core; default 1000 (one core), min 100, max 2000.
   public var cpuMillis: Int32 = 0
 
-  /// Cap on stdout and stderr each; default 1 MiB. Output beyond it is dropped and the
-  /// execution's *_truncated flag set.
+  /// Cap on stdout and stderr each; default and max 1 MiB. Output beyond it stops the run
+  /// (TERMINATION_REASON_OUTPUT_LIMIT) and sets the execution's *_truncated flag.
   public var maxOutputBytes: Int32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -528,8 +530,8 @@ public nonisolated struct Platform_Codesandbox_V1_CodeExecution: @unchecked Send
     set {_uniqueStorage()._signal = newValue}
   }
 
-  /// Output only. The files it wrote under outputs/ (at most 20 and 10 MiB together by default;
-  /// outputs_truncated when some were left out).
+  /// Output only. The files it wrote under outputs/ (at most 20 and 1 MiB together by default, so
+  /// a reply stays under 4 MiB; outputs_truncated when some were left out). Not in listings.
   public var outputs: [Platform_Codesandbox_V1_OutputFile] {
     get {_storage._outputs}
     set {_uniqueStorage()._outputs = newValue}
@@ -584,7 +586,7 @@ public nonisolated struct Platform_Codesandbox_V1_ExecuteCodeRequest: Sendable {
   /// still running) instead of running the code twice.
   public var requestID: String = String()
 
-  /// Placed in the working directory: at most 20 files, 10 MiB together; INVALID_ARGUMENT naming
+  /// Placed in the working directory: at most 20 files, 2 MiB together; INVALID_ARGUMENT naming
   /// `files` otherwise.
   public var files: [Platform_Codesandbox_V1_InputFile] = []
 

@@ -136,7 +136,7 @@ public struct CodeSandboxAPI: Platform_Codesandbox_V1_CodeSandboxServiceHandler 
     guard !request.code.isEmpty, request.code.utf8.count <= Executions.Request.maxCodeBytes else {
       throw ExecutionError.invalidArgument(field: "code", reason: "must be 1 byte to 256 KiB")
     }
-    let report = SecurityAnalysis.analyze(request.code, language: language)
+    let report = await self.executions.analysis(request.code, language: language)
     return .with {
       $0.securityScore = Int32(report.score)
       $0.issues = report.findings.map(Self.message)

@@ -9,14 +9,16 @@ internal import PlatformCore
 public struct Executions: Sendable {
   let store: ExecutionStore
   let sandbox: Sandbox
+  let analyzer: PythonAnalyzer?
   let running: RunningExecutions
   /// "host:port": which instance runs a row (code_executions.container_id "host:port/slot-n").
   let instance: String
   let logger: Logger
 
-  public init(store: ExecutionStore, sandbox: Sandbox, instance: String, logger: Logger) {
+  public init(store: ExecutionStore, sandbox: Sandbox, analyzer: PythonAnalyzer?, instance: String, logger: Logger) {
     self.store = store
     self.sandbox = sandbox
+    self.analyzer = analyzer
     self.running = RunningExecutions()
     self.instance = instance
     self.logger = logger
@@ -87,7 +89,7 @@ public struct Executions: Sendable {
 
   /// Runs the request and returns the finished execution.
   public func execute(_ request: Request, caller: UUID, onEvent: @escaping @Sendable (Event) async -> Void = { _ in }) async throws -> Execution {
-    let report = SecurityAnalysis.analyze(request.code, language: request.language)
+    let report = await self.analysis(request.code, language: request.language)
     var execution = Execution(
       id: UUID(), userID: caller, agentID: request.agentID, language: request.language, code: request.code, status: .pending,
       slot: "\(self.instance)/queued", limits: request.limits, typeCheck: request.typeCheck, securityScore: report.score,
@@ -146,6 +148,20 @@ public struct Executions: Sendable {
     try await self.record(execution)
     // As stored: with its times and output files.
     return try await self.store.execution(id, userID: caller) ?? execution
+  }
+
+  /// The static findings: Python's through its own parser in the analyser's sandbox, when it
+  /// answers; otherwise (and for JavaScript and TypeScript) from the tokens.
+  public func analysis(_ code: String, language: Language) async -> SecurityReport {
+    if language == .python, let analyzer = self.analyzer, let answer = await analyzer.analyze(code) {
+      switch answer {
+      case .findings(let findings):
+        return SecurityReport(findings: findings)
+      case .unparsable(let message, let line):
+        return SecurityReport(findings: [SecurityFinding(rule: "syntax-error", severity: .low, message: message, line: line, column: 0)])
+      }
+    }
+    return SecurityAnalysis.analyze(code, language: language)
   }
 
   /// Stops a run of the caller's; the finished execution.

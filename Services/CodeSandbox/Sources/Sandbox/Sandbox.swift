@@ -22,7 +22,7 @@ public struct SandboxConfiguration: Sendable {
   /// dozen threads, and RLIMIT_NPROC counts threads).
   public var maxProcesses: Int
   /// Output files per run and their bytes together (`SANDBOX_MAX_OUTPUT_FILES` 20,
-  /// `SANDBOX_MAX_OUTPUT_FILES_MB` 10).
+  /// `SANDBOX_MAX_OUTPUT_FILES_MB` 1, at most 1: a reply stays under the 4 MiB message limit).
   public var maxOutputFiles: Int
   public var maxOutputFileBytes: Int
   /// Run without memory and CPU limits where the host has no writable cgroup
@@ -42,7 +42,7 @@ public struct SandboxConfiguration: Sendable {
     self.tmpMegabytes = try environment.int("SANDBOX_TMP_MB", default: 64, range: 1...4096)
     self.maxProcesses = try environment.int("SANDBOX_MAX_PROCESSES", default: 128, range: 16...4096)
     self.maxOutputFiles = try environment.int("SANDBOX_MAX_OUTPUT_FILES", default: 20, range: 0...1000)
-    self.maxOutputFileBytes = try environment.int("SANDBOX_MAX_OUTPUT_FILES_MB", default: 10, range: 0...10) << 20
+    self.maxOutputFileBytes = try environment.int("SANDBOX_MAX_OUTPUT_FILES_MB", default: 1, range: 0...1) << 20
     self.allowWeakLimits = environment["SANDBOX_ALLOW_WEAK_LIMITS"] == "1"
     self.bwrap = environment.string("SANDBOX_BWRAP", default: "/usr/bin/bwrap")
     self.launcher = environment.string("SANDBOX_EXEC", default: "\(executableDirectory)/sandbox-exec")
@@ -279,16 +279,36 @@ public final class Sandbox: Sendable {
 
   /// The launcher's arguments, then bubblewrap's, then the init's.
   func arguments(_ run: SandboxRun, slot: Int, cgroup: Cgroup?) -> [String] {
+    let environment = ["PATH": "/usr/bin:/bin", "HOME": "/work", "TMPDIR": "/tmp", "LANG": "C.UTF-8"].merging(run.environment) { $1 }
+    var initArguments = [
+      "/sandbox/init", "init", "--max-files", String(self.configuration.maxOutputFiles), "--max-bytes",
+      String(self.configuration.maxOutputFileBytes), "--",
+    ]
+    for (index, stage) in run.stages.enumerated() {
+      if index > 0 { initArguments.append("--then") }
+      initArguments += stage
+    }
+    return self.launchArguments(uidOffset: slot, cgroup: cgroup, cpuSeconds: run.cpuSeconds, processes: self.configuration.maxProcesses)
+      + self.bubblewrapArguments(environment: environment, binds: [(self.configuration.launcher, "/sandbox/init")])
+      + initArguments
+  }
+
+  /// `sandbox-exec launch …`: the cgroup, rlimits, and the uid `uidBase + uidOffset` (as root).
+  func launchArguments(uidOffset: Int, cgroup: Cgroup?, cpuSeconds: Int, processes: Int) -> [String] {
     var launch = ["launch"]
     if self.dropsPrivileges {
-      let id = String(self.configuration.uidBase + slot)
+      let id = String(self.configuration.uidBase + uidOffset)
       launch += ["--uid", id, "--gid", id]
     }
     for file in cgroup?.procsFiles ?? [] { launch += ["--cgroup-procs", file] }
-    launch += [
-      "--cpu-seconds", String(run.cpuSeconds), "--nproc", String(self.configuration.maxProcesses),
+    return launch + [
+      "--cpu-seconds", String(cpuSeconds), "--nproc", String(processes),
       "--fsize", String(self.configuration.tmpMegabytes << 20), "--nofile", "256", "--bwrap", self.configuration.bwrap, "--",
     ]
+  }
+
+  /// bubblewrap's namespaces and mounts, with `binds` (host file, sandbox path) read-only.
+  func bubblewrapArguments(environment: [String: String], binds: [(String, String)]) -> [String] {
     var bwrap = [
       "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup", "--unshare-net",
       "--die-with-parent", "--new-session", "--clearenv", "--cap-drop", "ALL",
@@ -302,8 +322,8 @@ public final class Sandbox: Sendable {
     for path in ["/etc/ld.so.cache", "/etc/alternatives", "/etc/matplotlibrc", "/etc/fonts"] where access(path, R_OK) == 0 {
       bwrap += ["--ro-bind", path, path]
     }
+    for (source, target) in binds { bwrap += ["--ro-bind", source, target] }
     bwrap += [
-      "--ro-bind", self.configuration.launcher, "/sandbox/init",
       "--proc", "/proc", "--dev", "/dev",
       "--size", String(self.configuration.tmpMegabytes << 20), "--tmpfs", "/tmp",
       "--size", String(self.configuration.tmpMegabytes << 20), "--tmpfs", "/work",
@@ -312,17 +332,8 @@ public final class Sandbox: Sendable {
       "--remount-ro", "/",
       "--chdir", "/work",
     ]
-    let environment = ["PATH": "/usr/bin:/bin", "HOME": "/work", "TMPDIR": "/tmp", "LANG": "C.UTF-8"].merging(run.environment) { $1 }
     for (name, value) in environment.sorted(by: { $0.key < $1.key }) { bwrap += ["--setenv", name, value] }
-    var initArguments = [
-      "/sandbox/init", "init", "--max-files", String(self.configuration.maxOutputFiles), "--max-bytes",
-      String(self.configuration.maxOutputFileBytes), "--",
-    ]
-    for (index, stage) in run.stages.enumerated() {
-      if index > 0 { initArguments.append("--then") }
-      initArguments += stage
-    }
-    return launch + bwrap + initArguments
+    return bwrap
   }
 
   /// The init's report: "X code signal stage", "F namelength size" + name + bytes, "T", "E".
