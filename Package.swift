@@ -339,6 +339,8 @@ let package = Package(
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "PostgresNIO", package: "postgres-nio"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "CoreMetrics", package: "swift-metrics"),
+        "PlatformRedis",
       ],
       path: "Services/CodeSandbox/Sources",
       resources: [.copy("Migrations"), .copy("Analyzer")],

@@ -249,6 +249,38 @@ struct LimitTests {
     }
   }
 
+  @Test("A caller that cancels its call stops the run within a second, recorded as CANCELLED")
+  func callCancelled() async throws {
+    try await withSandbox { _, client, options in
+      let request = Platform_Codesandbox_V1_ExecuteCodeRequest.with {
+        $0.language = .python
+        $0.code = "import time\nprint('up', flush=True)\ntime.sleep(30)"
+        $0.limits.timeoutMs = 30_000
+      }
+      let started = AsyncStream.makeStream(of: String.self)
+      let call = Task {
+        try await client.streamExecution(request, options: options) { responses in
+          for try await response in responses {
+            if case .started(let execution) = response.event { started.continuation.yield(execution.id) }
+          }
+        }
+      }
+      var iterator = started.stream.makeAsyncIterator()
+      let id = try #require(await iterator.next())
+      try await Task.sleep(for: .milliseconds(300))
+      let clock = ContinuousClock()
+      let cancelledAt = clock.now
+      call.cancel()
+      var execution = try await client.getCodeExecution(.with { $0.id = id }, options: options)
+      while execution.status == .running || execution.status == .pending, clock.now - cancelledAt < .seconds(3) {
+        try await Task.sleep(for: .milliseconds(20))
+        execution = try await client.getCodeExecution(.with { $0.id = id }, options: options)
+      }
+      #expect(execution.status == .cancelled && execution.terminationReason == .cancelled, "\(execution)")
+      #expect(clock.now - cancelledAt < .seconds(1), "stopped \(clock.now - cancelledAt) after the cancel")
+    }
+  }
+
   @Test("CRITICAL findings block the run only when asked; AnalyzeCode reports without running")
   func security() async throws {
     try await withSandbox { _, client, options in
@@ -323,6 +355,11 @@ struct LoadTests {
       #expect(outcomes.allSatisfy { $0.1 < .seconds(10) })
       // Refused runs leave no row behind.
       #expect(try await client.listCodeExecutions(.init(), options: options).totalSize == 5)
+      // The health details on /metrics: what isolation this host gives, and the refusals.
+      let metrics = try httpRequest(port: service.adminPort, path: "/metrics").body
+      #expect(metrics.contains(#"sandbox_refused_total{why="pool_full"} 4"#), "\(metrics)")
+      #expect(metrics.contains(#"sandbox_isolation{cgroup="v"#) && metrics.contains(#"uids="per-slot""#))
+      #expect(metrics.contains(#"sandbox_runs_total{ending="success"} 5"#))
     }
   }
 
@@ -335,6 +372,31 @@ struct LoadTests {
       let other = try await service.options(for: UUID())
       #expect(try await run(client, other, .python, "print(2)").stdout == "2\n")
       #expect(try await first.value.status == .completed)
+    }
+  }
+
+  @Test("CancelExecution on another replica stops the run within a second (through Redis)")
+  func cancelAcrossReplicas() async throws {
+    let uidBase = 62_000 + 16 * Int.random(in: 0..<10_000)
+    try await PlatformTestService.runReplicas(
+      CodeSandboxService(), count: 2, configure: { $0.environment = Environment(["SANDBOX_UID_BASE": "\(uidBase)"]) }
+    ) { replicas in
+      let (a, b) = (Client(channel: replicas[0].client), Client(channel: replicas[1].client))
+      let user = UUID()
+      let options = try await replicas[0].options(for: user)
+      let long = Task { try await run(a, options, .python, "import time\nprint('up', flush=True)\ntime.sleep(30)") { $0.limits.timeoutMs = 30_000 } }
+      var running: Platform_Codesandbox_V1_CodeExecution?
+      for _ in 0..<100 {
+        running = try await b.listCodeExecutions(.with { $0.status = .running }, options: options).executions.first
+        if running != nil { break }
+        try await Task.sleep(for: .milliseconds(50))
+      }
+      let target = try #require(running)
+      let clock = ContinuousClock()
+      let start = clock.now
+      let cancelled = try await b.cancelExecution(.with { $0.id = target.id }, options: options)
+      #expect(cancelled.status == .cancelled && clock.now - start < .seconds(1), "\(cancelled) after \(clock.now - start)")
+      #expect(try await long.value.status == .cancelled)
     }
   }
 

@@ -26,16 +26,21 @@ public struct CodeSandboxService: PlatformServiceDefinition {
     let configuration = try SandboxConfiguration(environment: resources.configuration.environment, executableDirectory: executable)
     let sandbox: Sandbox
     do {
-      sandbox = try Sandbox(configuration: configuration, logger: resources.logger)
+      sandbox = try Sandbox(configuration: configuration, logger: resources.logger, metrics: resources.metrics.factory)
     } catch SandboxError.host(let why) {
       throw Environment.InvalidValue(variable: "SANDBOX_*", value: "-", expected: why)
     }
     let store = ExecutionStore(database: resources.database, logger: resources.logger)
-    // Runs a crash interrupted are failed now and, for other replicas' crashes, every minute.
     let logger = resources.logger
     let port = resources.configuration.port
     let instance = "\(ProcessInfo.processInfo.hostName):\(port == 0 ? "any-\(UUID().lowercasedString.prefix(8))" : String(port))"
-    Task {
+    let analyzer = PythonAnalyzer(sandbox: sandbox, logger: resources.logger)
+    if analyzer == nil { resources.logger.warning("Analyzer/analyze.py is missing: Python is analysed from its tokens only") }
+    let executions = Executions(
+      store: store, sandbox: sandbox, analyzer: analyzer, redis: resources.redis, instance: instance, logger: resources.logger)
+    // Runs a crash interrupted are failed now (this instance's at once) and, for other replicas'
+    // crashes, every minute; cancellations published by other instances are followed.
+    resources.lifetime.run {
       var first = true
       while !Task.isCancelled {
         do {
@@ -48,11 +53,11 @@ public struct CodeSandboxService: PlatformServiceDefinition {
         try? await Task.sleep(for: .seconds(60))
       }
     }
-    let analyzer = PythonAnalyzer(sandbox: sandbox, logger: resources.logger)
-    if analyzer == nil { resources.logger.warning("Analyzer/analyze.py is missing: Python is analysed from its tokens only") }
-    return [
-      CodeSandboxAPI(
-        executions: Executions(store: store, sandbox: sandbox, analyzer: analyzer, instance: instance, logger: resources.logger))
-    ]
+    resources.lifetime.run { await executions.followCancellations() }
+    resources.lifetime.onStop {
+      await analyzer?.shutdown()
+      sandbox.shutdown()
+    }
+    return [CodeSandboxAPI(executions: executions)]
   }
 }

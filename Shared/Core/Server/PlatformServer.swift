@@ -127,9 +127,10 @@ public final class PlatformServer: Service, Sendable {
         .apply(CoreMigrations.all + self.definition.migrations())
       logger.info("Database ready", metadata: ["database": "\(configuration.database)", "migrations_applied": "\(applied.count)"])
 
+      let lifetime = ServiceLifetime()
       let resources = ServiceResources(
         configuration: configuration, database: database, redis: redis, jobs: JobQueue(database: database, logger: logger),
-        metrics: metrics, tracing: tracing, logger: logger)
+        metrics: metrics, tracing: tracing, logger: logger, lifetime: lifetime)
       let services = try await self.definition.makeServices(resources)
       let jobHandlers = try await self.definition.makeJobHandlers(resources)
       let serviceNames = Array(RPCRouter(services: services).serviceNames).sorted()
@@ -205,6 +206,14 @@ public final class PlatformServer: Service, Sendable {
         logger.info(
           "Serving", metadata: ["address": "\(configuration.host):\(port)", "services": "\(serviceNames.joined(separator: ","))"])
       }
+      let background = lifetime.start()
+      // The service's loops stop first, then its resources are released, then Redis and the
+      // database close.
+      func stopService() async {
+        background.cancel()
+        await background.value
+        await lifetime.stop()
+      }
       do {
         // The RPC server and the job worker shut down side by side (each drains within the grace
         // period); Redis and the database close only after both.
@@ -219,12 +228,14 @@ public final class PlatformServer: Service, Sendable {
           health.enterShutdown()
         }
       } catch {
+        await stopService()
         auditRecorder.finish()
         await auditing.value
         await agentClient?.close()
         await redis.close()
         throw error
       }
+      await stopService()
       auditRecorder.finish()
       await auditing.value
       await agentClient?.close()

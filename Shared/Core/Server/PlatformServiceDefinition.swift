@@ -43,4 +43,6 @@ public struct ServiceResources: Sendable {
   /// services in `TracedChannel(client, tracing: tracing)`.
   public var tracing: PlatformTracing
   public var logger: Logger
+  /// Loops that run beside the RPCs while the server serves, and what to release when it stops.
+  public var lifetime: ServiceLifetime
 }

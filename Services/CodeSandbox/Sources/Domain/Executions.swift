@@ -3,6 +3,7 @@ public import Logging
 internal import NIOConcurrencyHelpers
 public import NIOCore
 internal import PlatformCore
+public import PlatformRedis
 
 /// Running code: checked, analysed, recorded before it starts, run in the sandbox, recorded when
 /// it ends. The one place that turns a sandbox outcome into an execution's status.
@@ -11,14 +12,19 @@ public struct Executions: Sendable {
   let sandbox: Sandbox
   let analyzer: PythonAnalyzer?
   let running: RunningExecutions
+  /// Where cancellations go to every instance (CancelExecution reaches the one running the run).
+  let redis: RedisClient?
   /// "host:port": which instance runs a row (code_executions.container_id "host:port/slot-n").
   let instance: String
   let logger: Logger
 
-  public init(store: ExecutionStore, sandbox: Sandbox, analyzer: PythonAnalyzer?, instance: String, logger: Logger) {
+  public init(
+    store: ExecutionStore, sandbox: Sandbox, analyzer: PythonAnalyzer?, redis: RedisClient?, instance: String, logger: Logger
+  ) {
     self.store = store
     self.sandbox = sandbox
     self.analyzer = analyzer
+    self.redis = redis
     self.running = RunningExecutions()
     self.instance = instance
     self.logger = logger
@@ -142,7 +148,10 @@ public struct Executions: Sendable {
       execution.status = .cancelled
       execution.reason = .cancelled
       try await self.record(execution)
-      throw error
+      // The caller's own call was cancelled: so is its answer. CancelExecution stopped it: the
+      // caller gets the cancelled execution.
+      if Task.isCancelled { throw error }
+      return try await self.store.execution(id, userID: caller) ?? execution
     }
     Self.apply(outcome, to: &execution)
     try await self.record(execution)
@@ -166,8 +175,16 @@ public struct Executions: Sendable {
 
   /// Stops a run of the caller's; the finished execution.
   public func cancel(_ id: UUID, caller: UUID) async throws -> Execution {
-    guard try await self.store.execution(id, userID: caller) != nil else { throw ExecutionError.notFound }
-    self.running.cancel(id)
+    guard let current = try await self.store.execution(id, userID: caller) else { throw ExecutionError.notFound }
+    if current.status.isFinished { return current }
+    if !self.running.cancel(id) {
+      // Another instance runs it: tell them all.
+      do {
+        _ = try await self.redis?.publish(.string(id.lowercasedString), to: Self.cancelChannel)
+      } catch {
+        self.logger.warning("A cancellation could not be published", metadata: ["execution_id": "\(id)", "error": "\(error)"])
+      }
+    }
     let deadline = ContinuousClock.now + .seconds(2)
     while ContinuousClock.now < deadline {
       if let current = try await self.store.execution(id, userID: caller), current.status.isFinished { return current }
@@ -175,6 +192,19 @@ public struct Executions: Sendable {
     }
     guard let current = try await self.store.execution(id, userID: caller) else { throw ExecutionError.notFound }
     return current
+  }
+
+  /// The Redis channel of cancellations: an execution id per message.
+  public static let cancelChannel = "code-sandbox:cancel"
+
+  /// Follows the cancellations other instances publish, until cancelled.
+  public func followCancellations() async {
+    guard let redis = self.redis else { return }
+    do {
+      try await redis.subscribe(to: [Self.cancelChannel]) { event in
+        if case .message(_, let payload) = event, let id = UUID(strict: String(buffer: payload)) { _ = self.running.cancel(id) }
+      }
+    } catch {}
   }
 
   public func execution(_ id: UUID, caller: UUID) async throws -> Execution {
@@ -290,7 +320,13 @@ final class RunningExecutions: Sendable {
 
   func add(_ id: UUID, task: Task<SandboxOutcome, any Error>) { self.tasks.withLockedValue { $0[id] = task } }
   func remove(_ id: UUID) { _ = self.tasks.withLockedValue { $0.removeValue(forKey: id) } }
-  func cancel(_ id: UUID) { self.tasks.withLockedValue { $0[id] }?.cancel() }
+  /// Cancels a run of this instance's; false when it has none of that id.
+  @discardableResult
+  func cancel(_ id: UUID) -> Bool {
+    guard let task = self.tasks.withLockedValue({ $0[id] }) else { return false }
+    task.cancel()
+    return true
+  }
 }
 
 /// An output file's media type: from its first bytes, else its extension.

@@ -38,7 +38,7 @@ public actor PythonAnalyzer {
   public func analyze(_ code: String) async -> Answer? {
     let request = JSONValue.object(["code": .string(code)]).jsonText + "\n"
     do {
-      let process = try self.running()
+      let process = try await self.running()
       let line = try await self.io.runIfActive { try Self.exchange(request, stdin: process.stdin, stdout: process.stdout) }
       guard case .object(let fields) = try JSONValue(jsonText: line) else { throw SandboxError.host("not an object") }
       if let error = fields["error"]?.stringValue {
@@ -61,8 +61,14 @@ public actor PythonAnalyzer {
     }
   }
 
-  private func running() throws -> SandboxProcess {
-    if let process = self.process, kill(process.pid, 0) == 0 { return process }
+  /// Stops the helper for good (the service is stopping).
+  public func shutdown() {
+    self.stop()
+    try? self.io.syncShutdownGracefully()
+  }
+
+  private func running() async throws -> SandboxProcess {
+    if let process = self.process { return process }
     self.stop()
     let cgroup = try self.sandbox.cgroups?.makeRun(
       "analyzer-\(UInt32.random(in: 0...UInt32.max))", memoryBytes: 256 << 20, cpuMillis: 1000, maxProcesses: 16)
@@ -70,21 +76,31 @@ public actor PythonAnalyzer {
       uidOffset: self.sandbox.configuration.poolSize, cgroup: cgroup, cpuSeconds: 3600, processes: 16)
       + self.sandbox.bubblewrapArguments(environment: ["LANG": "C.UTF-8"], binds: [(self.script, "/sandbox/analyze.py")])
       + ["/usr/bin/python3", "-I", "/sandbox/analyze.py"]
-    let process = try SandboxProcess(executable: self.sandbox.configuration.launcher, arguments: arguments)
+    let process = try await self.sandbox.spawn(arguments)
     // Only its stdin and stdout are used; a helper writing to a closed stderr fails and is restarted.
     for fd in [process.stderr, process.report, process.inputs] { close(fd) }
+    // Reaped the moment it exits, whoever ends it: a zombie child confuses anything in this
+    // process that waits for children of its own.
+    Task {
+      _ = await process.wait()
+      await self.exited(process.pid)
+    }
     self.process = process
     self.cgroup = cgroup
     return process
   }
 
-  private func stop() {
+  /// The helper exited: the next request starts another.
+  private func exited(_ pid: pid_t) {
+    guard self.process?.pid == pid else { return }
+    self.stop(kill: false)  // reaped: its pid may already be another process's
+  }
+
+  private func stop(kill: Bool = true) {
     if let process = self.process {
-      process.kill()
+      if kill { process.kill() }
       close(process.stdin)
       close(process.stdout)
-      var status: CInt = 0
-      waitpid(process.pid, &status, 0)
     }
     self.cgroup?.killAll()
     self.cgroup?.remove()

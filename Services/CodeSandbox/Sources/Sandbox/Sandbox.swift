@@ -3,6 +3,7 @@ public import Logging
 internal import NIOCore
 internal import NIOPosix
 internal import NIOConcurrencyHelpers
+public import CoreMetrics
 public import PlatformCore
 
 /// How the sandbox runs programs (`SANDBOX_*` settings).
@@ -85,6 +86,19 @@ struct SandboxOutcome: Sendable {
     case memoryLimit
     /// The sandbox itself failed: the launcher or bubblewrap said why on stderr.
     case sandboxFailed(String)
+
+    /// For metrics.
+    var name: String {
+      switch self {
+      case .exited(let code, let signal): signal != 0 ? "signal" : code == 0 ? "success" : "exit_code"
+      case .stageFailed: "compile_error"
+      case .timedOut: "timeout"
+      case .cancelled: "cancelled"
+      case .outputLimit: "output_limit"
+      case .memoryLimit: "memory_limit"
+      case .sandboxFailed: "sandbox_error"
+      }
+    }
   }
 
   var ending: Ending
@@ -110,16 +124,20 @@ public final class Sandbox: Sendable {
   let configuration: SandboxConfiguration
   let cgroups: CgroupHost?
   let pool: SandboxPool
-  let waiters: NIOThreadPool
+  /// Where processes are started: one thread that lives as long as the sandbox. The launcher asks
+  /// for SIGKILL when its parent dies, and on Linux the parent is the thread that started it; a
+  /// pool thread that exits when idle would kill a run mid-way.
+  let spawner: NIOThreadPool
   let group: any EventLoopGroup
   let logger: Logger
   /// Whether slots get uids of their own (the service runs as root).
   let dropsPrivileges: Bool
+  let metrics: SandboxMetrics
   private let runCounter = NIOLockedValueBox<UInt64>(0)
 
   /// Checks the host and prepares the cgroups. Throws `SandboxError.host` where runs could not be
   /// contained: no bubblewrap or launcher, or no memory limit without SANDBOX_ALLOW_WEAK_LIMITS.
-  public init(configuration: SandboxConfiguration, logger: Logger) throws {
+  public init(configuration: SandboxConfiguration, logger: Logger, metrics: any MetricsFactory = MetricsSystem.factory) throws {
     for (path, what) in [(configuration.bwrap, "bubblewrap"), (configuration.launcher, "the sandbox launcher")]
     where access(path, X_OK) != 0 {
       throw SandboxError.host("\(what) is not at \(path) (scripts/install-deps.sh installs it; SANDBOX_BWRAP, SANDBOX_EXEC)")
@@ -135,12 +153,15 @@ public final class Sandbox: Sendable {
     }
     self.configuration = configuration
     self.cgroups = cgroups
-    self.pool = SandboxPool(size: configuration.poolSize, queueSize: configuration.queueSize, perUser: configuration.perUser)
-    self.waiters = NIOThreadPool(numberOfThreads: configuration.poolSize)
-    self.waiters.start()
+    self.dropsPrivileges = geteuid() == 0
+    self.metrics = SandboxMetrics(
+      factory: metrics, cgroup: cgroups?.version.rawValue ?? "none", uids: self.dropsPrivileges ? "per-slot" : "shared")
+    self.pool = SandboxPool(
+      size: configuration.poolSize, queueSize: configuration.queueSize, perUser: configuration.perUser, metrics: self.metrics)
+    self.spawner = NIOThreadPool(numberOfThreads: 1)
+    self.spawner.start()
     self.group = MultiThreadedEventLoopGroup.singleton
     self.logger = logger
-    self.dropsPrivileges = geteuid() == 0
     logger.notice(
       "Sandbox ready",
       metadata: [
@@ -156,7 +177,7 @@ public final class Sandbox: Sendable {
   }
 
   public func shutdown() {
-    try? self.waiters.syncShutdownGracefully()
+    try? self.spawner.syncShutdownGracefully()
     self.cgroups?.removeAll()
   }
 
@@ -185,7 +206,7 @@ public final class Sandbox: Sendable {
         cgroup.remove()
       }
     }
-    let process = try SandboxProcess(executable: self.configuration.launcher, arguments: self.arguments(run, slot: slot, cgroup: cgroup))
+    let process = try await self.spawn(self.arguments(run, slot: slot, cgroup: cgroup))
     let started = ContinuousClock.now
     let state = RunState(maxOutputBytes: run.maxOutputBytes)
 
@@ -198,7 +219,26 @@ public final class Sandbox: Sendable {
     let inputs = buffer
     let stdin = ByteBuffer(bytes: run.stdin)
 
-    let report = try await withTaskCancellationHandler {
+    let report: [UInt8]
+    do {
+      report = try await self.exchange(process, run: run, state: state, inputs: inputs, stdin: stdin, onOutput: onOutput)
+    } catch {
+      // A pipe failed (or the call was cancelled): nothing of the run may go on.
+      process.kill()
+      _ = await process.wait()
+      throw error
+    }
+    let status = await process.wait()
+    return self.outcome(run: run, slot: slot, started: started, state: state, report: report, status: status, cgroup: cgroup)
+  }
+
+  /// Feeds the run its inputs and stdin and reads its output and report until they end, the
+  /// clock runs out, the output goes over its cap or the caller cancels (the last three kill it).
+  private func exchange(
+    _ process: SandboxProcess, run: SandboxRun, state: RunState, inputs: ByteBuffer, stdin: ByteBuffer,
+    onOutput: @escaping @Sendable (Int, ByteBuffer) async -> Void
+  ) async throws -> [UInt8] {
+    try await withTaskCancellationHandler {
       try await withThrowingTaskGroup(of: [UInt8]?.self) { tasks in
         tasks.addTask {
           await writePipe(process.inputs, group: self.group, inputs)
@@ -248,7 +288,13 @@ public final class Sandbox: Sendable {
       state.cancelled()
       process.kill()
     }
-    let status = try await process.wait(on: self.waiters)
+  }
+
+  /// How the run ended, from what the state, the init's report, the cgroup and the launcher's
+  /// status say.
+  private func outcome(
+    run: SandboxRun, slot: Int, started: ContinuousClock.Instant, state: RunState, report: [UInt8], status: CInt, cgroup: Cgroup?
+  ) -> SandboxOutcome {
     var outcome = SandboxOutcome(ending: .sandboxFailed("the sandbox ended without a report"))
     outcome.elapsed = ContinuousClock.now - started
     outcome.slot = slot
@@ -274,7 +320,14 @@ public final class Sandbox: Sendable {
       outcome.ending = .sandboxFailed("the sandbox failed (\(launcher))\(said.isEmpty ? "" : ": \(said)")")
       self.logger.error("A sandbox failed", metadata: ["status": "\(launcher)", "stderr": "\(said)"])
     }
+    self.metrics.ended(outcome.ending.name)
     return outcome
+  }
+
+  /// Starts the launcher with `arguments`, on the spawner's thread.
+  func spawn(_ arguments: [String]) async throws -> SandboxProcess {
+    let launcher = self.configuration.launcher
+    return try await self.spawner.runIfActive { try SandboxProcess(executable: launcher, arguments: arguments) }
   }
 
   /// The launcher's arguments, then bubblewrap's, then the init's.

@@ -1,3 +1,4 @@
+internal import CoreMetrics
 internal import Foundation
 
 /// The bounded pool of sandbox slots: `size` runs at once, `queueSize` more waiting in order,
@@ -12,18 +13,35 @@ actor SandboxPool {
   let size: Int
   let queueSize: Int
   let perUser: Int
+  private let metrics: SandboxMetrics?
 
-  init(size: Int, queueSize: Int, perUser: Int) {
+  init(size: Int, queueSize: Int, perUser: Int, metrics: SandboxMetrics? = nil) {
     self.size = size
     self.queueSize = queueSize
     self.perUser = perUser
+    self.metrics = metrics
     self.free = Array((0..<size).reversed())
+  }
+
+  private func report() {
+    self.metrics?.busy.record(self.size - self.free.count)
+    self.metrics?.waiting.record(self.waiters.count)
   }
 
   /// Runs `body` with a slot, waiting in the queue if every slot is busy.
   func withSlot<T: Sendable>(user: UUID, _ body: @Sendable (Int) async throws -> T) async throws -> T {
-    let slot = try await self.acquire(user: user)
-    defer { self.release(slot, user: user) }
+    let slot: Int
+    do {
+      slot = try await self.acquire(user: user)
+    } catch let error as SandboxError {
+      self.metrics?.refused(error == .poolFull ? "pool_full" : "user_limit")
+      throw error
+    }
+    self.report()
+    defer {
+      self.release(slot, user: user)
+      self.report()
+    }
     return try await body(slot)
   }
 
@@ -47,6 +65,7 @@ actor SandboxPool {
             continuation.resume(throwing: CancellationError())
           } else {
             self.waiters.append((id, user, continuation))
+            self.report()
           }
         }
       } onCancel: {

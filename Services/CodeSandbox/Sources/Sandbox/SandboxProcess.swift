@@ -72,14 +72,22 @@ final class SandboxProcess: Sendable {
     Glibc.kill(self.pid, SIGKILL)
   }
 
-  /// Waits for the launcher to exit (on `pool`, where blocking is fine) and returns its status.
-  func wait(on pool: NIOThreadPool) async throws -> CInt {
-    try await pool.runIfActive { [pid] in
-      var status: CInt = 0
-      while waitpid(pid, &status, 0) < 0 {
-        guard errno == EINTR else { throw SandboxError.host("waitpid: \(String(cString: strerror(errno)))") }
+  /// Waits for the launcher to exit and returns its wait status (-1 if it could not be waited
+  /// for). On a thread of its own, which no shutdown stops: every child is reaped, because a
+  /// zombie confuses anything else in the process that waits for children of its own.
+  func wait() async -> CInt {
+    let pid = self.pid
+    return await withCheckedContinuation { continuation in
+      Thread.detachNewThread {
+        var status: CInt = 0
+        while waitpid(pid, &status, 0) < 0 {
+          if errno != EINTR {
+            status = -1
+            break
+          }
+        }
+        continuation.resume(returning: status)
       }
-      return status
     }
   }
 }
