@@ -360,10 +360,22 @@ let package = Package(
       path: "Services/CodeSandbox/Server",
       swiftSettings: upcomingFeatures
     ),
+    // libpg_query: PostgreSQL's own parser, for the text-to-SQL guard.
+    .systemLibrary(
+      name: "CPgQuery",
+      path: "Services/TextToSQL/CPgQuery",
+      providers: [.apt(["libpg-query-dev"])]
+    ),
     .target(
       name: "TextToSQL",
-      dependencies: ["PlatformCore", "PlatformProtos"],
+      dependencies: ["CPgQuery", "PlatformCore", "PlatformProtos"],
       path: "Services/TextToSQL/Sources",
+      swiftSettings: upcomingFeatures
+    ),
+    .testTarget(
+      name: "TextToSQLTests",
+      dependencies: ["TextToSQL"],
+      path: "Tests/TextToSQLTests",
       swiftSettings: upcomingFeatures
     ),
     .executableTarget(

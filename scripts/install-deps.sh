@@ -16,6 +16,7 @@ packages=(
   bubblewrap libseccomp-dev                      # code-sandbox: the sandbox and its seccomp filter
   python3 python3-numpy python3-pandas python3-matplotlib  # code-sandbox: what agents' Python imports
   nodejs esbuild node-typescript                 # code-sandbox: JavaScript, TypeScript (stripped; tsc when asked)
+  libpg-query-dev                                # text-to-sql: PostgreSQL's parser for the SQL guard
 )
 
 missing=()

@@ -110,7 +110,7 @@ public struct Executions: Sendable {
       execution.reason = .securityBlocked
       execution.errorMessage = "Not run: " + report.findings.filter { $0.severity == .critical }.map(\.message).joined(separator: "; ")
       try await self.record(execution)
-      return execution
+      return try await self.store.execution(execution.id, userID: caller) ?? execution
     }
 
     let run = SandboxRun(

@@ -1,0 +1,320 @@
+internal import CPgQuery
+internal import Foundation
+
+/// The guard's first three layers, decided on PostgreSQL's own parse tree (libpg_query, the
+/// parser of PostgreSQL 15) before anything runs. Each is an allowlist, so what it does not know
+/// is refused (fail closed):
+/// 1. **The statement:** within the input limits (size, no NUL byte, depth, node count), it parses,
+///    and it is exactly one plain SELECT: WITH only over SELECTs, no INTO, no locking clause;
+///    every node of its tree is a kind a read-only query is made of (no utility statement, no
+///    parameter, no XML, no table sample).
+/// 2. **Functions, operators and types:** every function called (in expressions and in FROM) is an
+///    aggregate, math, string, date/time, JSON, array, window or conditional function of the
+///    allowlist, named plainly or as `pg_catalog.name`; every operator is a built-in one; every
+///    cast is to a built-in scalar type; attribute notation (`(x).name`, which may call a function
+///    `name(x)`) is refused. Names are compared as the parser resolved them (case folding,
+///    quoting and `U&""` escapes already undone).
+/// 3. **Relations:** no system catalog or schema (`pg_*`, `information_schema`), and, when given,
+///    only the synced schema's tables and views (and the query's own CTEs).
+///
+/// The read-only transaction, the timeout and the caps that execution adds are the next layers.
+public struct SQLGuard: Sendable {
+  /// The largest statement, in bytes.
+  public static let maxBytes = 64 * 1024
+  /// The parse tree's limits: 1,000 nested subqueries or a 5,000-branch UNION exceed them.
+  public static let maxDepth = 600
+  public static let maxNodes = 40_000
+
+  /// Relations the query may read, lowercased, as `schema.name` and bare `name` (nil: any
+  /// relation that is not a system catalog).
+  public var relations: Set<String>?
+  /// The synced schema's column names, lowercased. With them, `alias.name` must name a column (or
+  /// a name the query itself defines): PostgreSQL reads `t.f` as the function call `f(t)` when
+  /// `t` has no column `f` (functional notation), which no function allowlist sees.
+  public var columns: Set<String>?
+
+  public init(relations: Set<String>? = nil, columns: Set<String>? = nil) {
+    self.relations = relations
+    self.columns = columns
+  }
+
+  public enum Refusal: Error, Equatable, Sendable, CustomStringConvertible {
+    case input(String)
+    case syntax(String, position: Int)
+    case statement(String)
+    case function(String)
+    case `operator`(String)
+    case type(String)
+    case relation(String)
+
+    public var description: String {
+      switch self {
+      case .input(let why): "The statement \(why)"
+      case .syntax(let message, let position): "The statement does not parse: \(message) (at character \(position))"
+      case .statement(let why): "Only one plain SELECT is allowed: \(why)"
+      case .function(let name): "The function \(name) is not allowed"
+      case .operator(let name): "The operator \(name) is not allowed"
+      case .type(let name): "Casting to \(name) is not allowed"
+      case .relation(let name): "The relation \(name) is not allowed"
+      }
+    }
+
+    /// Which layer refused.
+    public var layer: String {
+      switch self {
+      case .input, .syntax, .statement: "parser"
+      case .function, .operator, .type: "functions"
+      case .relation: "relations"
+      }
+    }
+  }
+
+  /// What a checked statement reads.
+  public struct Checked: Sendable, Equatable {
+    /// The relations it names (as written, lowercased), CTEs excluded.
+    public var relations: Set<String>
+    public var functions: Set<String>
+  }
+
+  public func check(_ sql: String) -> Result<Checked, Refusal> {
+    guard sql.utf8.count <= Self.maxBytes else { return .failure(.input("is longer than \(Self.maxBytes) bytes")) }
+    guard !sql.utf8.contains(0) else { return .failure(.input("contains a NUL byte")) }
+    let parsed = pg_query_parse(sql)
+    defer { pg_query_free_parse_result(parsed) }
+    if let error = parsed.error {
+      return .failure(.syntax(error.pointee.message.map { String(cString: $0) } ?? "syntax error", position: Int(error.pointee.cursorpos)))
+    }
+    guard let json = parsed.parse_tree else { return .failure(.input("could not be parsed")) }
+    let bytes = Array(UnsafeBufferPointer(start: UnsafeRawPointer(json).assumingMemoryBound(to: UInt8.self), count: strlen(json)))
+    do throws(ParseTree.Failure) {
+      return self.check(try ParseTree(json: bytes, maxDepth: Self.maxDepth, maxNodes: Self.maxNodes))
+    } catch .tooDeep {
+      return .failure(.input("is nested too deeply"))
+    } catch .tooLarge {
+      return .failure(.input("is too large (more than \(Self.maxNodes) parse nodes)"))
+    } catch {
+      return .failure(.input("could not be parsed"))
+    }
+  }
+
+  // MARK: - The rules
+
+  private func check(_ tree: ParseTree) -> Result<Checked, Refusal> {
+    guard let statements = tree.member(0, "stmts"), tree.nodes[statements].kind == .array else {
+      return .failure(.statement("it is empty (or only a comment)"))
+    }
+    let list = tree.nodes[statements].children
+    guard list.count == 1 else {
+      return .failure(.statement(list.isEmpty ? "it is empty (or only a comment)" : "it holds \(list.count) statements"))
+    }
+    guard let wrapper = tree.member(list[0], "stmt"), let kind = tree.nodes[wrapper].children.first.flatMap({ tree.nodes[$0].key }),
+      kind == "SelectStmt"
+    else {
+      let kind = tree.member(list[0], "stmt").flatMap { tree.nodes[$0].children.first }.flatMap { tree.nodes[$0].key } ?? "?"
+      return .failure(.statement("it is a \(kind.replacingOccurrences(of: "Stmt", with: "")) statement"))
+    }
+
+    var cteNames = Set<String>()
+    // Names the query defines for columns: output names, table-alias column lists, CTE column lists.
+    var definedNames = Set<String>()
+    for node in tree.nodes.indices {
+      switch tree.nodes[node].key {
+      case "CommonTableExpr":
+        if let name = tree.text(node, "ctename") { cteNames.insert(name.lowercased()) }
+      case "ResTarget":
+        if let name = tree.text(node, "name") { definedNames.insert(name.lowercased()) }
+      case "colnames", "aliascolnames":
+        for name in tree.names(node) ?? [] { definedNames.insert(name.lowercased()) }
+      case "intoClause":
+        return .failure(.statement("SELECT INTO creates a table"))
+      case "lockingClause":
+        return .failure(.statement("FOR UPDATE/SHARE locks rows"))
+      default: break
+      }
+    }
+    var checked = Checked(relations: [], functions: [])
+    for node in tree.nodes.indices {
+      guard let key = tree.nodes[node].key, let first = key.unicodeScalars.first, ("A"..."Z").contains(first) else { continue }
+      guard Self.nodeKinds.contains(key) else { return .failure(Self.refusal(forNode: key)) }
+      switch key {
+      case "SelectStmt":
+        if tree.member(node, "intoClause") != nil { return .failure(.statement("SELECT INTO creates a table")) }
+        if tree.member(node, "lockingClause") != nil { return .failure(.statement("FOR UPDATE/SHARE locks rows")) }
+      case "FuncCall":
+        guard let parts = tree.names(tree.member(node, "funcname")), let name = Self.builtin(parts) else {
+          let parts = tree.names(tree.member(node, "funcname")) ?? ["?"]
+          return .failure(.function(parts.joined(separator: ".")))
+        }
+        guard Self.functions.contains(name) else { return .failure(.function(name)) }
+        checked.functions.insert(name)
+      case "A_Expr":
+        if let parts = tree.names(tree.member(node, "name")) {
+          guard let name = Self.builtin(parts), Self.operators.contains(name) else { return .failure(.operator(parts.joined(separator: "."))) }
+        }
+      case "TypeCast":
+        guard let typeName = tree.member(node, "typeName") else { return .failure(.type("?")) }
+        guard let parts = tree.names(tree.member(typeName, "names")), let name = Self.builtin(parts), Self.types.contains(name) else {
+          return .failure(.type((tree.names(tree.member(typeName, "names")) ?? ["?"]).joined(separator: ".")))
+        }
+      case "A_Indirection":
+        // (x).name is attribute notation, which calls a function name(x) when x has no such field.
+        if let list = tree.member(node, "indirection"),
+          tree.nodes[list].children.contains(where: { tree.member($0, "String") != nil || tree.member($0, "A_Star") != nil })
+        {
+          return .failure(.function("(…).field: attribute notation"))
+        }
+      case "ColumnRef":
+        // schema.table.column is fine; four parts (catalog.schema.table.column) or more are not.
+        guard let fields = tree.member(node, "fields") else { continue }
+        let parts = tree.nodes[fields].children
+        if parts.count > 3 { return .failure(.relation("a four-part name")) }
+        if parts.count >= 2, let columns = self.columns, let last = tree.names(fields)?.last?.lowercased(),
+          !columns.contains(last), !definedNames.contains(last)
+        {
+          return .failure(.function("\(last): no column of that name (t.\(last) would call \(last)(t))"))
+        }
+      case "RangeVar":
+        let schema = tree.text(node, "schemaname")?.lowercased()
+        let relation = (tree.text(node, "relname") ?? "").lowercased()
+        if tree.text(node, "catalogname") != nil { return .failure(.relation("a name with a database")) }
+        if schema == "information_schema" && Self.metadataViews.contains(relation) {
+          checked.relations.insert("information_schema.\(relation)")
+          continue
+        }
+        if let schema, Self.systemSchemas.contains(schema) || schema.hasPrefix("pg_") {
+          return .failure(.relation("\(schema).\(relation)"))
+        }
+        if schema == nil && cteNames.contains(relation) { continue }
+        if relation.hasPrefix("pg_") || Self.systemRelations.contains(relation) {
+          return .failure(.relation(schema.map { "\($0).\(relation)" } ?? relation))
+        }
+        let qualified = schema.map { "\($0).\(relation)" } ?? relation
+        if let allowed = self.relations, !allowed.contains(qualified) {
+          return .failure(.relation(qualified))
+        }
+        checked.relations.insert(qualified)
+      default:
+        break
+      }
+    }
+    return .success(checked)
+  }
+
+  /// A plain name, or one qualified with pg_catalog; nil for any other schema.
+  private static func builtin(_ parts: [String]) -> String? {
+    switch parts.count {
+    case 1: parts[0]
+    case 2 where parts[0] == "pg_catalog": parts[1]
+    default: nil
+    }
+  }
+
+  private static func refusal(forNode kind: String) -> Refusal {
+    if kind.hasSuffix("Stmt") { return .statement("it holds a \(kind.replacingOccurrences(of: "Stmt", with: "")) statement") }
+    switch kind {
+    case "IntoClause": return .statement("SELECT INTO creates a table")
+    case "LockingClause": return .statement("FOR UPDATE/SHARE locks rows")
+    case "ParamRef": return .statement("it has parameters")
+    default: return .statement("\(kind) is not part of a read-only query")
+    }
+  }
+
+  // MARK: - The allowlists
+
+  /// Parse-tree node kinds a plain SELECT is made of.
+  static let nodeKinds: Set<String> = [
+    "SelectStmt", "ResTarget", "ColumnRef", "A_Star", "A_Const", "A_Expr", "BoolExpr", "FuncCall", "TypeCast", "SubLink",
+    "RangeVar", "JoinExpr", "RangeSubselect", "RangeFunction", "SortBy", "WindowDef", "CaseExpr", "CaseWhen", "CoalesceExpr",
+    "MinMaxExpr", "NullTest", "BooleanTest", "A_Indirection", "A_Indices", "A_ArrayExpr", "RowExpr", "CommonTableExpr",
+    "WithClause", "GroupingSet", "String", "Integer", "Float", "Boolean", "BitString", "List", "Alias", "SQLValueFunction",
+    "CollateClause", "NamedArgExpr", "TypeName", "GroupingFunc",
+  ]
+
+  static let systemSchemas: Set<String> = ["pg_catalog", "information_schema", "pg_toast"]
+  /// Views of information_schema reachable without the schema name on the default search path.
+  static let systemRelations: Set<String> = ["information_schema"]
+
+  /// information_schema views of table metadata (filtered by the role's own privileges); the
+  /// rest of information_schema (roles, user mappings, server options) is refused.
+  static let metadataViews: Set<String> = [
+    "columns", "tables", "views", "schemata", "key_column_usage", "table_constraints", "referential_constraints",
+    "constraint_column_usage", "check_constraints",
+  ]
+
+  static let functions: Set<String> = [
+    // Aggregates.
+    "count", "sum", "avg", "min", "max", "stddev", "stddev_pop", "stddev_samp", "variance", "var_pop", "var_samp", "bool_and",
+    "bool_or", "every", "string_agg", "array_agg", "json_agg", "jsonb_agg", "json_object_agg", "jsonb_object_agg",
+    "percentile_cont", "percentile_disc", "mode", "corr", "covar_pop", "covar_samp", "regr_slope", "regr_intercept", "regr_r2",
+    "regr_count", "regr_avgx", "regr_avgy", "bit_and", "bit_or",
+    // Window functions.
+    "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead", "first_value", "last_value",
+    "nth_value",
+    // Math.
+    "abs", "ceil", "ceiling", "floor", "round", "trunc", "sqrt", "cbrt", "power", "pow", "exp", "ln", "log", "log10", "mod",
+    "sign", "pi", "degrees", "radians", "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "width_bucket", "div", "gcd",
+    "lcm", "factorial", "scale", "random",
+    // Strings.
+    "length", "char_length", "character_length", "octet_length", "bit_length", "lower", "upper", "initcap", "btrim", "ltrim",
+    "rtrim", "lpad", "rpad", "substr", "substring", "position", "strpos", "replace", "split_part", "concat", "concat_ws",
+    "left", "right", "reverse", "repeat", "translate", "ascii", "chr", "starts_with", "regexp_replace", "regexp_match",
+    "regexp_matches", "regexp_split_to_array", "regexp_split_to_table", "regexp_count", "regexp_like", "overlay", "md5",
+    "to_char", "to_number", "to_date", "to_timestamp", "format", "quote_literal", "quote_ident", "string_to_array",
+    "array_to_string", "encode", "decode", "normalize", "unistr",
+    // Dates and times.
+    "now", "date_trunc", "date_part", "extract", "age", "make_date", "make_time", "make_timestamp", "make_timestamptz",
+    "make_interval", "justify_days", "justify_hours", "justify_interval", "isfinite", "timezone", "date_bin",
+    "transaction_timestamp", "statement_timestamp",
+    // JSON.
+    "to_json", "to_jsonb", "row_to_json", "json_build_object", "jsonb_build_object", "json_build_array", "jsonb_build_array",
+    "json_object", "jsonb_object", "json_array_length", "jsonb_array_length", "json_each", "jsonb_each", "json_each_text",
+    "jsonb_each_text", "json_extract_path", "jsonb_extract_path", "json_extract_path_text", "jsonb_extract_path_text",
+    "json_object_keys", "jsonb_object_keys", "json_array_elements", "jsonb_array_elements", "json_array_elements_text",
+    "jsonb_array_elements_text", "json_typeof", "jsonb_typeof", "jsonb_strip_nulls", "jsonb_pretty", "jsonb_set",
+    "jsonb_insert", "jsonb_path_exists", "jsonb_path_query", "jsonb_path_query_array", "jsonb_path_query_first",
+    "jsonb_path_match",
+    // Arrays and sets.
+    "array_length", "array_lower", "array_upper", "array_position", "array_positions", "array_remove", "array_replace",
+    "array_append", "array_prepend", "array_cat", "cardinality", "unnest", "generate_series", "array_fill",
+    // Conditional and comparison, and what LIKE … ESCAPE, SIMILAR TO, OVERLAPS and SQL/JSON
+    // queries parse into.
+    "num_nulls", "num_nonnulls", "like_escape", "similar_to_escape", "similar_escape", "overlaps", "json_value",
+    "json_query", "json_exists",
+  ]
+
+  static let operators: Set<String> = [
+    "=", "<>", "!=", "<", ">", "<=", ">=", "+", "-", "*", "/", "%", "^", "|/", "||/", "@", "&", "|", "#", "~", "<<", ">>",
+    "||", "~~", "~~*", "!~~", "!~~*", "~*", "!~", "!~*", "@>", "<@", "&&", "->", "->>", "#>", "#>>", "?", "?|", "?&", "#-",
+    "@?", "@@",
+    // How BETWEEN's forms appear in the tree.
+    "BETWEEN", "NOT BETWEEN", "BETWEEN SYMMETRIC", "NOT BETWEEN SYMMETRIC",
+  ]
+
+  static let types: Set<String> = [
+    "int2", "int4", "int8", "smallint", "integer", "int", "bigint", "numeric", "decimal", "float4", "float8", "real", "text",
+    "varchar", "bpchar", "char", "name", "bool", "boolean", "date", "time", "timetz", "timestamp", "timestamptz", "interval",
+    "json", "jsonb", "uuid", "bytea", "money", "inet", "cidr",
+  ]
+}
+
+extension SQLGuard {
+  /// The column names DDL defines (CREATE TABLE columns, and the output names of CREATE VIEW),
+  /// lowercased: the `columns` of a schema known only as DDL (tests, fixtures).
+  public static func columnNames(inDDL ddl: String) throws -> Set<String> {
+    let parsed = pg_query_parse(ddl)
+    defer { pg_query_free_parse_result(parsed) }
+    if let error = parsed.error { throw Refusal.syntax(error.pointee.message.map { String(cString: $0) } ?? "", position: 0) }
+    guard let json = parsed.parse_tree else { return [] }
+    let bytes = Array(UnsafeBufferPointer(start: UnsafeRawPointer(json).assumingMemoryBound(to: UInt8.self), count: strlen(json)))
+    let tree = try ParseTree(json: bytes, maxDepth: 10_000, maxNodes: 10_000_000)
+    var names = Set<String>()
+    for node in tree.nodes.indices {
+      switch tree.nodes[node].key {
+      case "ColumnDef": if let name = tree.text(node, "colname") { names.insert(name.lowercased()) }
+      case "ResTarget": if let name = tree.text(node, "name") { names.insert(name.lowercased()) }
+      default: break
+      }
+    }
+    return names
+  }
+}
