@@ -35,9 +35,9 @@ enum Corpus {
 }
 
 /// The corpus schema's column names, read from schema.sql by the same parser.
-func corpusColumns() throws -> Set<String> {
+func corpusColumns() throws -> [String: Set<String>] {
   let ddl = try String(contentsOf: Corpus.directory.appendingPathComponent("schema.sql"), encoding: .utf8)
-  return try SQLGuard.columnNames(inDDL: ddl)
+  return try SQLGuard.columns(inDDL: ddl)
 }
 
 @Suite("SQL guard: parser, functions, relations")
@@ -99,6 +99,10 @@ struct SQLGuardTests {
     // Functional notation: t.pg_sleep is pg_sleep(t) when t has no column pg_sleep.
     #expect(layer("SELECT t.pg_sleep FROM (SELECT 1.0::float8) AS t(x)") == "functions")
     #expect(layer("SELECT t.x FROM (SELECT 1.0::float8) AS t(x)") == nil && layer("SELECT o.customer_id FROM orders o") == nil)
+    // A name defined elsewhere in the query does not make it t's column.
+    #expect(layer("SELECT t.pg_sleep, (SELECT 1 AS pg_sleep) FROM (SELECT 1.0::float8) AS t(x)") == "functions")
+    #expect(layer("SELECT o.pg_sleep FROM orders o") == "functions" && layer("SELECT orders.id FROM orders") == nil)
+    #expect(layer("WITH w AS (SELECT id AS n FROM orders) SELECT w.n FROM w") == nil && layer("WITH w AS (SELECT 1 AS n) SELECT w.m FROM w") == "functions")
     let narrowed = SQLGuard(relations: ["orders", "public.orders"])
     #expect(throws: Never.self) { try narrowed.check("SELECT id FROM orders").get() }
     #expect(throws: SQLGuard.Refusal.relation("customers")) { try narrowed.check("SELECT id FROM customers").get() }

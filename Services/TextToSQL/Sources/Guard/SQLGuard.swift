@@ -28,12 +28,13 @@ public struct SQLGuard: Sendable {
   /// Relations the query may read, lowercased, as `schema.name` and bare `name` (nil: any
   /// relation that is not a system catalog).
   public var relations: Set<String>?
-  /// The synced schema's column names, lowercased. With them, `alias.name` must name a column (or
-  /// a name the query itself defines): PostgreSQL reads `t.f` as the function call `f(t)` when
-  /// `t` has no column `f` (functional notation), which no function allowlist sees.
-  public var columns: Set<String>?
+  /// The synced schema's columns per relation (lowercased; keyed by bare and schema-qualified
+  /// name). With them, `t.f` must name a column of what `t` stands for in the query (a table, a
+  /// subquery, a CTE, a function): PostgreSQL reads `t.f` as the function call `f(t)` when `t`
+  /// has no column `f` (functional notation), which no function allowlist sees.
+  public var columns: [String: Set<String>]?
 
-  public init(relations: Set<String>? = nil, columns: Set<String>? = nil) {
+  public init(relations: Set<String>? = nil, columns: [String: Set<String>]? = nil) {
     self.relations = relations
     self.columns = columns
   }
@@ -115,16 +116,10 @@ public struct SQLGuard: Sendable {
     }
 
     var cteNames = Set<String>()
-    // Names the query defines for columns: output names, table-alias column lists, CTE column lists.
-    var definedNames = Set<String>()
     for node in tree.nodes.indices {
       switch tree.nodes[node].key {
       case "CommonTableExpr":
         if let name = tree.text(node, "ctename") { cteNames.insert(name.lowercased()) }
-      case "ResTarget":
-        if let name = tree.text(node, "name") { definedNames.insert(name.lowercased()) }
-      case "colnames", "aliascolnames":
-        for name in tree.names(node) ?? [] { definedNames.insert(name.lowercased()) }
       case "intoClause":
         return .failure(.statement("SELECT INTO creates a table"))
       case "lockingClause":
@@ -132,6 +127,7 @@ public struct SQLGuard: Sendable {
       default: break
       }
     }
+    let scopes = self.columns.map { Self.scopes(tree, schema: $0) }
     var checked = Checked(relations: [], functions: [])
     for node in tree.nodes.indices {
       guard let key = tree.nodes[node].key, let first = key.unicodeScalars.first, ("A"..."Z").contains(first) else { continue }
@@ -168,10 +164,14 @@ public struct SQLGuard: Sendable {
         guard let fields = tree.member(node, "fields") else { continue }
         let parts = tree.nodes[fields].children
         if parts.count > 3 { return .failure(.relation("a four-part name")) }
-        if parts.count >= 2, let columns = self.columns, let last = tree.names(fields)?.last?.lowercased(),
-          !columns.contains(last), !definedNames.contains(last)
-        {
-          return .failure(.function("\(last): no column of that name (t.\(last) would call \(last)(t))"))
+        if parts.count >= 2, let scopes, let names = tree.names(fields)?.map({ $0.lowercased() }) {
+          let (qualifier, field) = (names[names.count - 2], names[names.count - 1])
+          // The qualifier's own columns; a qualifier the query does not define (an unusual
+          // join alias), any column at all.
+          let known = scopes.byName[qualifier] ?? scopes.all
+          guard known.contains(field) else {
+            return .failure(.function("\(qualifier).\(field): \(qualifier) has no column \(field) (it would call \(field)(\(qualifier)))"))
+          }
         }
       case "RangeVar":
         let schema = tree.text(node, "schemaname")?.lowercased()
@@ -199,6 +199,77 @@ public struct SQLGuard: Sendable {
     }
     return .success(checked)
   }
+
+  /// What each name that can qualify a column stands for in the query, with its columns: tables
+  /// and views (by alias or name), subqueries and CTEs (their column lists or output names),
+  /// functions in FROM (their column lists and alias). `all` is every column name known.
+  private static func scopes(_ tree: ParseTree, schema: [String: Set<String>]) -> (byName: [String: Set<String>], all: Set<String>) {
+    var byName: [String: Set<String>] = [:]
+    var all = Set(schema.values.flatMap { $0 })
+    func add(_ name: String?, _ columns: Set<String>) {
+      guard let name = name?.lowercased() else { return }
+      byName[name, default: []].formUnion(columns)
+      all.formUnion(columns)
+    }
+    func aliasColumns(_ node: Int) -> (name: String?, columns: [String]?) {
+      guard let alias = tree.member(node, "alias") else { return (nil, nil) }
+      return (tree.text(alias, "aliasname"), tree.names(tree.member(alias, "colnames")))
+    }
+    var ctes: [String: Set<String>] = [:]
+    for node in tree.nodes.indices where tree.nodes[node].key == "CommonTableExpr" {
+      guard let name = tree.text(node, "ctename")?.lowercased() else { continue }
+      let columns = tree.names(tree.member(node, "aliascolnames")).map { Set($0.map { $0.lowercased() }) }
+        ?? Self.targetNames(tree, tree.member(node, "ctequery").flatMap { tree.member($0, "SelectStmt") })
+      ctes[name] = columns
+      add(name, columns)
+    }
+    for node in tree.nodes.indices {
+      switch tree.nodes[node].key {
+      case "RangeVar":
+        let relation = (tree.text(node, "relname") ?? "").lowercased()
+        let qualified = tree.text(node, "schemaname").map { "\($0.lowercased()).\(relation)" } ?? relation
+        var columns = schema[qualified] ?? schema[relation] ?? ctes[relation] ?? []
+        let (alias, renamed) = aliasColumns(node)
+        if let renamed { columns.formUnion(renamed.map { $0.lowercased() }) }
+        add(alias ?? relation, columns)
+        if alias == nil, qualified != relation { add(qualified, columns) }
+      case "RangeSubselect":
+        let (alias, renamed) = aliasColumns(node)
+        add(alias, renamed.map { Set($0.map { $0.lowercased() }) } ?? Self.targetNames(tree, tree.member(node, "subquery").flatMap { tree.member($0, "SelectStmt") }))
+      case "RangeFunction":
+        // A set-returning function's columns: its column list, else its output parameters' names
+        // (for the allowlisted ones that have them), else the alias (a scalar result).
+        let (alias, renamed) = aliasColumns(node)
+        var columns = Set((renamed ?? []).map { $0.lowercased() } + (alias.map { [$0.lowercased()] } ?? []))
+        for call in tree.nodes.indices where tree.nodes[call].key == "FuncCall" && Self.isInside(call, node, tree) {
+          if let name = tree.names(tree.member(call, "funcname"))?.last?.lowercased() {
+            columns.insert(name)
+            columns.formUnion(Self.functionColumns[name] ?? [])
+          }
+        }
+        add(alias, columns)
+      default: break
+      }
+    }
+    return (byName, all)
+  }
+
+  /// Whether `node` lies under `ancestor`.
+  private static func isInside(_ node: Int, _ ancestor: Int, _ tree: ParseTree) -> Bool {
+    var current = tree.nodes[node].parent
+    while current >= 0 {
+      if current == ancestor { return true }
+      current = tree.nodes[current].parent
+    }
+    return false
+  }
+
+  /// The output columns of allowlisted set-returning functions that name them.
+  static let functionColumns: [String: Set<String>] = [
+    "json_each": ["key", "value"], "jsonb_each": ["key", "value"], "json_each_text": ["key", "value"],
+    "jsonb_each_text": ["key", "value"], "json_array_elements": ["value"], "jsonb_array_elements": ["value"],
+    "json_array_elements_text": ["value"], "jsonb_array_elements_text": ["value"],
+  ]
 
   /// A plain name, or one qualified with pg_catalog; nil for any other schema.
   private static func builtin(_ parts: [String]) -> String? {
@@ -298,21 +369,58 @@ public struct SQLGuard: Sendable {
 }
 
 extension SQLGuard {
-  /// The column names DDL defines (CREATE TABLE columns, and the output names of CREATE VIEW),
-  /// lowercased: the `columns` of a schema known only as DDL (tests, fixtures).
-  public static func columnNames(inDDL ddl: String) throws -> Set<String> {
+  /// The columns DDL defines, per relation (CREATE TABLE columns; a view's or materialized view's
+  /// output names), lowercased: the `columns` of a schema known only as DDL (tests, fixtures).
+  public static func columns(inDDL ddl: String) throws -> [String: Set<String>] {
     let parsed = pg_query_parse(ddl)
     defer { pg_query_free_parse_result(parsed) }
     if let error = parsed.error { throw Refusal.syntax(error.pointee.message.map { String(cString: $0) } ?? "", position: 0) }
-    guard let json = parsed.parse_tree else { return [] }
+    guard let json = parsed.parse_tree else { return [:] }
     let bytes = Array(UnsafeBufferPointer(start: UnsafeRawPointer(json).assumingMemoryBound(to: UInt8.self), count: strlen(json)))
     let tree = try ParseTree(json: bytes, maxDepth: 10_000, maxNodes: 10_000_000)
-    var names = Set<String>()
+    var columns: [String: Set<String>] = [:]
+    func add(_ relation: Int?, _ names: Set<String>) {
+      guard let relation, let name = tree.text(relation, "relname")?.lowercased() else { return }
+      columns[name, default: []].formUnion(names)
+      if let schema = tree.text(relation, "schemaname")?.lowercased() { columns["\(schema).\(name)", default: []].formUnion(names) }
+    }
     for node in tree.nodes.indices {
       switch tree.nodes[node].key {
-      case "ColumnDef": if let name = tree.text(node, "colname") { names.insert(name.lowercased()) }
-      case "ResTarget": if let name = tree.text(node, "name") { names.insert(name.lowercased()) }
+      case "CreateStmt":
+        var names = Set<String>()
+        for element in tree.member(node, "tableElts").map({ tree.nodes[$0].children }) ?? [] {
+          if let definition = tree.member(element, "ColumnDef"), let name = tree.text(definition, "colname") { names.insert(name.lowercased()) }
+        }
+        add(tree.member(node, "relation"), names)
+      case "ViewStmt":
+        let query = tree.member(node, "query").flatMap { tree.member($0, "SelectStmt") }
+        add(tree.member(node, "view"), Self.targetNames(tree, query))
+      case "CreateTableAsStmt":
+        let query = tree.member(node, "query").flatMap { tree.member($0, "SelectStmt") }
+        add(tree.member(node, "into").flatMap { tree.member($0, "rel") }, Self.targetNames(tree, query))
       default: break
+      }
+    }
+    return columns
+  }
+
+  /// The output column names of a SELECT's fields object (of the first branch of a set
+  /// operation): an alias, else a column's or a function's name, as PostgreSQL names them.
+  static func targetNames(_ tree: ParseTree, _ select: Int?) -> Set<String> {
+    var select = select
+    while let current = select, let left = tree.member(current, "larg") { select = left }
+    guard let select, let list = tree.member(select, "targetList") else { return [] }
+    var names = Set<String>()
+    for item in tree.nodes[list].children {
+      guard let target = tree.member(item, "ResTarget") else { continue }
+      if let name = tree.text(target, "name") {
+        names.insert(name.lowercased())
+      } else if let value = tree.member(target, "val") {
+        if let column = tree.member(value, "ColumnRef"), let last = tree.names(tree.member(column, "fields"))?.last {
+          names.insert(last.lowercased())
+        } else if let call = tree.member(value, "FuncCall"), let last = tree.names(tree.member(call, "funcname"))?.last {
+          names.insert(last.lowercased())
+        }
       }
     }
     return names
