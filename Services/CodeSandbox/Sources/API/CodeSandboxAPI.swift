@@ -117,8 +117,8 @@ public struct CodeSandboxAPI: Platform_Codesandbox_V1_CodeSandboxServiceHandler 
       }
       cursor = (Date(timeIntervalSince1970: Double(decoded.createdMicros) / 1_000_000), decoded.id)
     }
-    let page = try await self.executions.store.list(
-      userID: caller.userID, language: language, status: status, agentID: agent, after: cursor, limit: limit)
+    let page = try await self.executions.list(
+      caller: caller.userID, language: language, status: status, agentID: agent, after: cursor, limit: limit)
     return .with {
       $0.executions = page.executions.map(Self.message)
       $0.totalSize = Int32(clamping: page.total)
@@ -133,9 +133,7 @@ public struct CodeSandboxAPI: Platform_Codesandbox_V1_CodeSandboxServiceHandler 
     _ request: Platform_Codesandbox_V1_AnalyzeCodeRequest, context: ServerContext
   ) async throws -> Platform_Codesandbox_V1_AnalyzeCodeResponse {
     let language = try Self.language(request.language)
-    guard !request.code.isEmpty, request.code.utf8.count <= Executions.Request.maxCodeBytes else {
-      throw ExecutionError.invalidArgument(field: "code", reason: "must be 1 byte to 256 KiB")
-    }
+    try Executions.Request.checkCode(request.code)
     let report = await self.executions.analysis(request.code, language: language)
     return .with {
       $0.securityScore = Int32(report.score)
@@ -150,9 +148,6 @@ public struct CodeSandboxAPI: Platform_Codesandbox_V1_CodeSandboxServiceHandler 
     let limits = try Execution.Limits.checked(
       timeout: request.limits.timeoutMs, memory: request.limits.memoryMb, cpu: request.limits.cpuMillis,
       output: request.limits.maxOutputBytes)
-    guard request.stdin.utf8.count <= Executions.Request.maxStdinBytes else {
-      throw ExecutionError.invalidArgument(field: "stdin", reason: "is larger than 1 MiB")
-    }
     return try Executions.Request(
       language: try Self.language(request.language), code: request.code, stdin: Array(request.stdin.utf8), limits: limits,
       agentID: request.agentID.isEmpty ? nil : try Self.id(request.agentID, field: "agent_id"),

@@ -52,9 +52,7 @@ public struct Executions: Sendable {
       language: Language, code: String, stdin: [UInt8], limits: Execution.Limits, agentID: UUID?, requestID: UUID?,
       files: [(name: String, content: [UInt8])], typeCheck: Bool, blockOnCritical: Bool
     ) throws(ExecutionError) {
-      guard !code.isEmpty, code.utf8.count <= Self.maxCodeBytes else {
-        throw .invalidArgument(field: "code", reason: "must be 1 byte to 256 KiB")
-      }
+      try Self.checkCode(code)
       guard stdin.count <= Self.maxStdinBytes else { throw .invalidArgument(field: "stdin", reason: "is larger than 1 MiB") }
       guard files.count <= Self.maxFiles, files.reduce(0, { $0 + $1.content.count }) <= Self.maxFileBytes else {
         throw .invalidArgument(field: "files", reason: "at most \(Self.maxFiles) files and 2 MiB together")
@@ -78,6 +76,13 @@ public struct Executions: Sendable {
       self.files = files
       self.typeCheck = typeCheck
       self.blockOnCritical = blockOnCritical
+    }
+
+    /// - Throws: `ExecutionError.invalidArgument` naming `code` unless it is 1 byte to 256 KiB.
+    public static func checkCode(_ code: String) throws(ExecutionError) {
+      guard !code.isEmpty, code.utf8.count <= Self.maxCodeBytes else {
+        throw .invalidArgument(field: "code", reason: "must be 1 byte to 256 KiB")
+      }
     }
 
     static func validFileName(_ name: String) -> Bool {
@@ -109,8 +114,7 @@ public struct Executions: Sendable {
       execution.status = .failed
       execution.reason = .securityBlocked
       execution.errorMessage = "Not run: " + report.findings.filter { $0.severity == .critical }.map(\.message).joined(separator: "; ")
-      try await self.record(execution)
-      return try await self.store.execution(execution.id, userID: caller) ?? execution
+      return try await self.record(execution)
     }
 
     let run = SandboxRun(
@@ -147,16 +151,14 @@ public struct Executions: Sendable {
     } catch let error as CancellationError {
       execution.status = .cancelled
       execution.reason = .cancelled
-      try await self.record(execution)
+      let recorded = try await self.record(execution)
       // The caller's own call was cancelled: so is its answer. CancelExecution stopped it: the
       // caller gets the cancelled execution.
       if Task.isCancelled { throw error }
-      return try await self.store.execution(id, userID: caller) ?? execution
+      return recorded
     }
     Self.apply(outcome, to: &execution)
-    try await self.record(execution)
-    // As stored: with its times and output files.
-    return try await self.store.execution(id, userID: caller) ?? execution
+    return try await self.record(execution)
   }
 
   /// The static findings: Python's through its own parser in the analyser's sandbox, when it
@@ -186,12 +188,12 @@ public struct Executions: Sendable {
       }
     }
     let deadline = ContinuousClock.now + .seconds(2)
-    while ContinuousClock.now < deadline {
-      if let current = try await self.store.execution(id, userID: caller), current.status.isFinished { return current }
+    var latest = current
+    while !latest.status.isFinished && ContinuousClock.now < deadline {
       try await Task.sleep(for: .milliseconds(50))
+      latest = try await self.execution(id, caller: caller)
     }
-    guard let current = try await self.store.execution(id, userID: caller) else { throw ExecutionError.notFound }
-    return current
+    return latest
   }
 
   /// The Redis channel of cancellations: an execution id per message.
@@ -212,10 +214,20 @@ public struct Executions: Sendable {
     return execution
   }
 
-  /// Writes the finished run even when the call was cancelled (a cancelled task's queries fail).
-  private func record(_ execution: Execution) async throws {
+  /// Writes the finished run even when the call was cancelled (a cancelled task's queries fail)
+  /// and returns it as stored: with its times and output files. A row something else finished
+  /// first (the stale sweep) is read back as it is.
+  private func record(_ execution: Execution) async throws -> Execution {
     let store = self.store
-    try await Task { try await store.finish(execution) }.value
+    if let stored = try await Task(operation: { try await store.finish(execution) }).value { return stored }
+    return try await self.execution(execution.id, caller: execution.userID)
+  }
+
+  /// A page of the caller's executions, newest first (ExecutionStore.list).
+  public func list(
+    caller: UUID, language: Language?, status: Execution.Status?, agentID: UUID?, after cursor: (Date, UUID)?, limit: Int
+  ) async throws -> (executions: [Execution], more: Bool, total: Int) {
+    try await self.store.list(userID: caller, language: language, status: status, agentID: agentID, after: cursor, limit: limit)
   }
 
   /// A retried request: the first run's execution once it has finished.
@@ -224,10 +236,9 @@ public struct Executions: Sendable {
     var current = first
     while !current.status.isFinished && ContinuousClock.now < deadline {
       try await Task.sleep(for: .milliseconds(100))
-      guard let latest = try await self.store.execution(first.id, userID: first.userID) else { throw ExecutionError.notFound }
-      current = latest
+      current = try await self.execution(first.id, caller: first.userID)
     }
-    return try await self.store.execution(first.id, userID: first.userID) ?? current
+    return current
   }
 
   /// What each run-time event costs the security score (README).

@@ -19,77 +19,75 @@ public struct CgroupHost: Sendable, CustomStringConvertible {
     "cgroup \(self.version.rawValue) (\(self.bases.keys.filter { !$0.isEmpty }.sorted().joined(separator: ", ")))"
   }
 
+  /// Where the services' directories go: v2's one hierarchy (beside our own cgroup, which may not
+  /// hold processes and children with controllers at once; under the root if we are the root),
+  /// or per v1 controller, under our own cgroup.
+  private static func parents(root: String) -> (version: Version, parents: [String: String]) {
+    let own = Self.ownCgroups()
+    if FileManager.default.fileExists(atPath: "\(root)/cgroup.controllers") {
+      let path = own[""] ?? "/"
+      return (.v2, ["": path == "/" ? root : root + (path as NSString).deletingLastPathComponent])
+    }
+    var parents: [String: String] = [:]
+    for controller in ["memory", "pids", "cpu", "cpuacct"] where FileManager.default.fileExists(atPath: "\(root)/\(controller)/cgroup.procs") {
+      let mine = own[controller] ?? "/"
+      parents[controller] = "\(root)/\(controller)" + (mine == "/" ? "" : mine)
+    }
+    return (.v1, parents)
+  }
+
   /// What this host offers: nil when no memory controller can be written (not root, not
   /// delegated, not mounted).
   public static func detect(root: String = "/sys/fs/cgroup", label: String) -> CgroupHost? {
-    let fm = FileManager.default
-    let own = Self.ownCgroups()
-    if fm.fileExists(atPath: "\(root)/cgroup.controllers") {
-      // v2: our own cgroup may not hold processes and children with controllers at once, so
-      // the service's subtree is a sibling of ours under our parent… unless we are the root.
-      let path = own[""] ?? "/"
-      let parent = path == "/" ? root : root + (path as NSString).deletingLastPathComponent
+    let (version, parents) = Self.parents(root: root)
+    switch version {
+    case .v2:
+      guard let parent = parents[""] else { return nil }
       let base = "\(parent)/\(label)"
       // The controllers must be enabled down the path: in the parent for the service's
       // directory, in that directory for the runs' (pids and cpu are optional).
       for directory in [parent, base] {
         guard directory == parent || Self.makeDirectory(directory) else { return nil }
-        Self.write("+memory", to: "\(directory)/cgroup.subtree_control")
-        Self.write("+pids", to: "\(directory)/cgroup.subtree_control")
-        Self.write("+cpu", to: "\(directory)/cgroup.subtree_control")
+        for controller in ["+memory", "+pids", "+cpu"] { Self.write(controller, to: "\(directory)/cgroup.subtree_control") }
       }
       guard Self.read("\(base)/cgroup.subtree_control")?.contains("memory") == true else { return nil }
       return CgroupHost(version: .v2, bases: ["": base], limitsSwap: true)
+    case .v1:
+      var bases: [String: String] = [:]
+      for (controller, parent) in parents where Self.makeDirectory("\(parent)/\(label)") { bases[controller] = "\(parent)/\(label)" }
+      guard let memory = bases["memory"] else { return nil }
+      return CgroupHost(
+        version: .v1, bases: bases, limitsSwap: FileManager.default.fileExists(atPath: "\(memory)/memory.memsw.limit_in_bytes"))
     }
-    var bases: [String: String] = [:]
-    for controller in ["memory", "pids", "cpu", "cpuacct"] {
-      let mount = "\(root)/\(controller)"
-      guard fm.fileExists(atPath: "\(mount)/cgroup.procs") else { continue }
-      let own = own[controller] ?? "/"
-      let base = mount + (own == "/" ? "" : own) + "/\(label)"
-      if Self.makeDirectory(base) { bases[controller] = base }
-    }
-    guard let memory = bases["memory"] else { return nil }
-    return CgroupHost(version: .v1, bases: bases, limitsSwap: fm.fileExists(atPath: "\(memory)/memory.memsw.limit_in_bytes"))
   }
 
-  /// Removes the service's cgroups of runs that ended (empty ones) and the directory itself.
+  /// Removes the service's directory and the cgroups in it (runs', the analyser's) once empty.
   public func removeAll() {
-    for base in Set(self.bases.values) {
-      for entry in (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [] where entry.hasPrefix("run-") {
-        rmdir("\(base)/\(entry)")
-      }
-      rmdir(base)
-    }
+    for base in Set(self.bases.values) { Self.remove(base, killing: false) }
   }
 
-  /// Removes what services that are gone left behind: `code-sandbox-<pid>-<n>` directories of dead pids.
+  /// Removes what services that are gone left behind: `code-sandbox-<pid>-<n>` directories of
+  /// dead pids, with whatever still runs in them killed.
   public static func removeStale(root: String = "/sys/fs/cgroup", prefix: String) {
-    let own = Self.ownCgroups()
-    var parents: Set<String> = []
-    if FileManager.default.fileExists(atPath: "\(root)/cgroup.controllers") {
-      let path = own[""] ?? "/"
-      parents.insert(path == "/" ? root : root + (path as NSString).deletingLastPathComponent)
-    } else {
-      for controller in ["memory", "pids", "cpu", "cpuacct"] {
-        let mine = own[controller] ?? "/"
-        parents.insert("\(root)/\(controller)" + (mine == "/" ? "" : mine))
-      }
-    }
-    for parent in parents {
+    for parent in Set(Self.parents(root: root).parents.values) {
       for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where entry.hasPrefix(prefix) {
-        // code-sandbox-<pid>-<n>: removed once that process is gone.
         guard let pid = entry.dropFirst(prefix.count).split(separator: "-").first.flatMap({ Int32($0) }), kill(pid, 0) != 0,
           errno == ESRCH
         else { continue }
-        let directory = "\(parent)/\(entry)"
-        for run in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where run.hasPrefix("run-") {
-          _ = Cgroup.killAll(in: "\(directory)/\(run)")
-          rmdir("\(directory)/\(run)")
-        }
-        rmdir(directory)
+        Self.remove("\(parent)/\(entry)", killing: true)
       }
     }
+  }
+
+  /// Removes `directory` and the cgroups in it, killing their processes first if asked.
+  private static func remove(_ directory: String, killing: Bool) {
+    for child in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
+      var isDirectory: ObjCBool = false
+      guard FileManager.default.fileExists(atPath: "\(directory)/\(child)", isDirectory: &isDirectory), isDirectory.boolValue else { continue }
+      if killing { _ = Cgroup.killAll(in: "\(directory)/\(child)") }
+      rmdir("\(directory)/\(child)")
+    }
+    rmdir(directory)
   }
 
   /// A new cgroup for one run, with its limits set.

@@ -83,7 +83,7 @@ public actor PythonAnalyzer {
     // process that waits for children of its own.
     Task {
       _ = await process.wait()
-      await self.exited(process.pid)
+      self.exited(process.pid)
     }
     self.process = process
     self.cgroup = cgroup

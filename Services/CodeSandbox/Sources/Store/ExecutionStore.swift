@@ -100,22 +100,27 @@ public struct ExecutionStore: Sendable {
       logger: self.logger)
   }
 
-  /// Writes a finished run and its output files; a row already finished is left alone.
-  public func finish(_ execution: Execution) async throws {
-    try await self.database.withTransaction(logger: self.logger) { connection in
-      let updated = try await connection.query(
-        """
-        UPDATE code_executions SET status = \(execution.status.rawValue), stdout = \(execution.stdout), stderr = \(execution.stderr),
-          exit_code = \(execution.exitCode), signal = \(execution.signal), stdout_truncated = \(execution.stdoutTruncated),
-          stderr_truncated = \(execution.stderrTruncated), execution_time_ms = \(execution.executionMilliseconds),
-          memory_used_mb = \(execution.memoryMegabytes), cpu_usage_percent = \(execution.cpuPercent.map { min($0, 999.99) }),
-          security_score = \(execution.securityScore), termination_reason = \(execution.reason?.rawValue),
-          error_message = \(execution.errorMessage.map { String($0.prefix(2000)) }), outputs_truncated = \(execution.outputsTruncated),
-          started_at = coalesce(started_at, \(execution.startedAt)), completed_at = now()
-        WHERE id = \(execution.id) AND status IN ('pending', 'running')
-        RETURNING id
-        """, logger: self.logger)
-      guard !updated.isEmpty else { return }
+  /// Writes a finished run and its output files and returns the row as stored (with the run's
+  /// output files); nil when the row had already finished (it is left alone). One statement
+  /// when there are no output files.
+  public func finish(_ execution: Execution) async throws -> Execution? {
+    let update: PostgresQuery = """
+      UPDATE code_executions SET status = \(execution.status.rawValue), stdout = \(execution.stdout), stderr = \(execution.stderr),
+        exit_code = \(execution.exitCode), signal = \(execution.signal), stdout_truncated = \(execution.stdoutTruncated),
+        stderr_truncated = \(execution.stderrTruncated), execution_time_ms = \(execution.executionMilliseconds),
+        memory_used_mb = \(execution.memoryMegabytes), cpu_usage_percent = \(execution.cpuPercent.map { min($0, 999.99) }),
+        security_score = \(execution.securityScore), termination_reason = \(execution.reason?.rawValue),
+        error_message = \(execution.errorMessage.map { String($0.prefix(2000)) }), outputs_truncated = \(execution.outputsTruncated),
+        started_at = coalesce(started_at, \(execution.startedAt)), completed_at = now()
+      WHERE id = \(execution.id) AND status IN ('pending', 'running')
+      RETURNING \(unescaped: Self.columns(full: true))
+      """
+    guard !execution.outputs.isEmpty else {
+      return try await self.database.query(update, logger: self.logger).first.map(Self.execution)
+    }
+    return try await self.database.withTransaction(logger: self.logger) { connection -> Execution? in
+      guard var stored = try await connection.query(update, logger: self.logger).first.map(Self.execution) else { return nil }
+      stored.outputs = execution.outputs.sorted { Array($0.name.utf8).lexicographicallyPrecedes(Array($1.name.utf8)) }
       for file in execution.outputs {
         _ = try await connection.query(
           """
@@ -124,6 +129,7 @@ public struct ExecutionStore: Sendable {
           ON CONFLICT (execution_id, name) DO NOTHING
           """, logger: self.logger)
       }
+      return stored
     }
   }
 
@@ -135,7 +141,7 @@ public struct ExecutionStore: Sendable {
       ).first.map(Self.execution)
     else { return nil }
     execution.outputs = try await self.database.query(
-      "SELECT name, content_type, size_bytes, content FROM code_outputs WHERE execution_id = \(id) ORDER BY name", logger: self.logger
+      "SELECT name, content_type, size_bytes, content FROM code_outputs WHERE execution_id = \(id) ORDER BY name COLLATE \"C\"", logger: self.logger
     ).map { row in
       let (name, type, size, content) = try row.decode((String, String, Int, ByteBuffer).self)
       return Execution.OutputFile(name: name, contentType: type, size: size, content: Array(content.readableBytesView))

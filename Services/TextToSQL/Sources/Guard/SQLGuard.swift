@@ -80,6 +80,11 @@ public struct SQLGuard: Sendable {
   public func check(_ sql: String) -> Result<Checked, Refusal> {
     guard sql.utf8.count <= Self.maxBytes else { return .failure(.input("is longer than \(Self.maxBytes) bytes")) }
     guard !sql.utf8.contains(0) else { return .failure(.input("contains a NUL byte")) }
+    return Self.parse(sql, maxDepth: Self.maxDepth, maxNodes: Self.maxNodes).flatMap(self.check)
+  }
+
+  /// PostgreSQL's parse tree of `sql`, within the limits.
+  static func parse(_ sql: String, maxDepth: Int, maxNodes: Int) -> Result<ParseTree, Refusal> {
     let parsed = pg_query_parse(sql)
     defer { pg_query_free_parse_result(parsed) }
     if let error = parsed.error {
@@ -88,11 +93,11 @@ public struct SQLGuard: Sendable {
     guard let json = parsed.parse_tree else { return .failure(.input("could not be parsed")) }
     let bytes = Array(UnsafeBufferPointer(start: UnsafeRawPointer(json).assumingMemoryBound(to: UInt8.self), count: strlen(json)))
     do throws(ParseTree.Failure) {
-      return self.check(try ParseTree(json: bytes, maxDepth: Self.maxDepth, maxNodes: Self.maxNodes))
+      return .success(try ParseTree(json: bytes, maxDepth: maxDepth, maxNodes: maxNodes))
     } catch .tooDeep {
       return .failure(.input("is nested too deeply"))
     } catch .tooLarge {
-      return .failure(.input("is too large (more than \(Self.maxNodes) parse nodes)"))
+      return .failure(.input("is too large (more than \(maxNodes) parse nodes)"))
     } catch {
       return .failure(.input("could not be parsed"))
     }
@@ -185,7 +190,7 @@ public struct SQLGuard: Sendable {
           return .failure(.relation("\(schema).\(relation)"))
         }
         if schema == nil && cteNames.contains(relation) { continue }
-        if relation.hasPrefix("pg_") || Self.systemRelations.contains(relation) {
+        if relation.hasPrefix("pg_") {
           return .failure(.relation(schema.map { "\($0).\(relation)" } ?? relation))
         }
         let qualified = schema.map { "\($0).\(relation)" } ?? relation
@@ -302,8 +307,6 @@ public struct SQLGuard: Sendable {
   ]
 
   static let systemSchemas: Set<String> = ["pg_catalog", "information_schema", "pg_toast"]
-  /// Views of information_schema reachable without the schema name on the default search path.
-  static let systemRelations: Set<String> = ["information_schema"]
 
   /// information_schema views of table metadata (filtered by the role's own privileges); the
   /// rest of information_schema (roles, user mappings, server options) is refused.
@@ -372,12 +375,7 @@ extension SQLGuard {
   /// The columns DDL defines, per relation (CREATE TABLE columns; a view's or materialized view's
   /// output names), lowercased: the `columns` of a schema known only as DDL (tests, fixtures).
   public static func columns(inDDL ddl: String) throws -> [String: Set<String>] {
-    let parsed = pg_query_parse(ddl)
-    defer { pg_query_free_parse_result(parsed) }
-    if let error = parsed.error { throw Refusal.syntax(error.pointee.message.map { String(cString: $0) } ?? "", position: 0) }
-    guard let json = parsed.parse_tree else { return [:] }
-    let bytes = Array(UnsafeBufferPointer(start: UnsafeRawPointer(json).assumingMemoryBound(to: UInt8.self), count: strlen(json)))
-    let tree = try ParseTree(json: bytes, maxDepth: 10_000, maxNodes: 10_000_000)
+    let tree = try Self.parse(ddl, maxDepth: 10_000, maxNodes: 10_000_000).get()
     var columns: [String: Set<String>] = [:]
     func add(_ relation: Int?, _ names: Set<String>) {
       guard let relation, let name = tree.text(relation, "relname")?.lowercased() else { return }
