@@ -13,7 +13,8 @@
 #     logged-out, deactivated, revoked and escalating credentials, brute force, hostile emails;
 #     each refused with the right status, changing nothing, and in the refusing service's audit log;
 #   - Tests/Hostile/agent_enumeration.py: Login with a wrong password and with unknown emails,
-#     200 tries each: the same answer, and median latencies less than 10% apart.
+#     200 tries each, in back-to-back pairs: the same answer, and the median ratio of the pairs'
+#     latencies within 10% of 1.
 # One PASS/FAIL line per check, then "agent hostile: N passed, M failed"; exits 1 on any failure,
 # 2 when it cannot run at all. The servers are stopped and the databases dropped on exit.
 #
