@@ -366,15 +366,27 @@ let package = Package(
       path: "Services/TextToSQL/CPgQuery",
       providers: [.apt(["libpg-query-dev"])]
     ),
+    // SQLite's C API, for registered SQLite databases.
+    .systemLibrary(
+      name: "CSQLite3",
+      path: "Services/TextToSQL/CSQLite3",
+      providers: [.apt(["libsqlite3-dev"])]
+    ),
     .target(
       name: "TextToSQL",
-      dependencies: ["CPgQuery", "PlatformCore", "PlatformProtos"],
+      dependencies: [
+        "CPgQuery", "CSQLite3", "PlatformCore", "PlatformProtos",
+        .product(name: "PostgresNIO", package: "postgres-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "Crypto", package: "swift-crypto"),
+      ],
       path: "Services/TextToSQL/Sources",
+      resources: [.copy("Migrations")],
       swiftSettings: upcomingFeatures
     ),
     .testTarget(
       name: "TextToSQLTests",
-      dependencies: ["TextToSQL"],
+      dependencies: ["TextToSQL", "PlatformTesting", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
       path: "Tests/TextToSQLTests",
       swiftSettings: upcomingFeatures
     ),

@@ -17,6 +17,7 @@ packages=(
   python3 python3-numpy python3-pandas python3-matplotlib  # code-sandbox: what agents' Python imports
   nodejs esbuild node-typescript                 # code-sandbox: JavaScript, TypeScript (stripped; tsc when asked)
   libpg-query-dev                                # text-to-sql: PostgreSQL's parser for the SQL guard
+  libsqlite3-dev sqlite3                         # text-to-sql: registered SQLite databases (and the tests' files)
 )
 
 missing=()

@@ -20,10 +20,14 @@ public struct AuditEvent: Sendable, Equatable {
   /// Why, in a few short fields (a refusal's reason, the peer).
   public var detail: [String: String]
   public var traceID: String
+  /// The policy that decided (a service's own `auth_policy` row), if any.
+  public var policyID: Int64?
+  /// Fields a mask decision masked (at most 64, each at most 128 bytes).
+  public var maskedFields: [String]
 
   public init(
     subject: String, resource: String, action: String, decision: Decision, detail: [String: String] = [:],
-    traceID: String? = nil
+    traceID: String? = nil, policyID: Int64? = nil, maskedFields: [String] = []
   ) {
     self.subject = String(subject.prefix(64))
     self.resource = String(resource.prefix(128))
@@ -31,6 +35,8 @@ public struct AuditEvent: Sendable, Equatable {
     self.decision = decision
     self.detail = detail
     self.traceID = traceID ?? TraceContext.current?.traceID ?? "-"
+    self.policyID = policyID
+    self.maskedFields = maskedFields.prefix(64).map { $0.truncated(toUTF8Bytes: 128) }
   }
 }
 
@@ -73,20 +79,25 @@ public struct AuditLog: Sendable {
     guard !events.isEmpty else { return }
     _ = try await self.database.query(
       """
-      INSERT INTO auth_audit_log (trace_id, subject_id, resource, action, decision, detail)
-      SELECT t, s, r, a, d, x::jsonb FROM unnest(
+      INSERT INTO auth_audit_log (trace_id, subject_id, resource, action, decision, detail, auth_policy_id, masked_fields)
+      SELECT t, s, r, a, d, x::jsonb, nullif(p, '')::bigint, m::jsonb FROM unnest(
         \(events.map(\.traceID)), \(events.map(\.subject)), \(events.map(\.resource)), \(events.map(\.action)),
-        \(events.map(\.decision.rawValue)), \(events.map(Self.detailText))
-      ) AS e(t, s, r, a, d, x)
+        \(events.map(\.decision.rawValue)), \(events.map(Self.detailText)), \(events.map { $0.policyID.map(String.init) ?? "" }), \(events.map(Self.maskedText))
+      ) AS e(t, s, r, a, d, x, p, m)
       """, logger: self.logger)
   }
 
   private func insert(_ event: AuditEvent, _ run: (PostgresQuery) async throws -> [PostgresRow]) async throws {
     _ = try await run(
       """
-      INSERT INTO auth_audit_log (trace_id, subject_id, resource, action, decision, detail)
-      VALUES (\(event.traceID), \(event.subject), \(event.resource), \(event.action), \(event.decision.rawValue), \(Self.detailText(event))::jsonb)
+      INSERT INTO auth_audit_log (trace_id, subject_id, resource, action, decision, detail, auth_policy_id, masked_fields)
+      VALUES (\(event.traceID), \(event.subject), \(event.resource), \(event.action), \(event.decision.rawValue),
+        \(Self.detailText(event))::jsonb, \(event.policyID), \(Self.maskedText(event))::jsonb)
       """)
+  }
+
+  private static func maskedText(_ event: AuditEvent) -> String {
+    JSONValue.array(event.maskedFields.map { .string($0) }).jsonText
   }
 
   private static func detailText(_ event: AuditEvent) -> String {

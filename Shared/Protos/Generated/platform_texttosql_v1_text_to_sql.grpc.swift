@@ -75,6 +75,21 @@ public enum Platform_Texttosql_V1_DatabaseService {
       method: "ListTables",
       kind: .unary
     )
+    public static let setColumnPolicy = MethodDescriptor(
+      service: "platform.texttosql.v1.DatabaseService",
+      method: "SetColumnPolicy",
+      kind: .unary
+    )
+    public static let listColumnPolicies = MethodDescriptor(
+      service: "platform.texttosql.v1.DatabaseService",
+      method: "ListColumnPolicies",
+      kind: .unary
+    )
+    public static let deleteColumnPolicy = MethodDescriptor(
+      service: "platform.texttosql.v1.DatabaseService",
+      method: "DeleteColumnPolicy",
+      kind: .unary
+    )
 
     /// Every method of the service, in .proto order.
     public static let all: [MethodDescriptor] = [
@@ -86,7 +101,10 @@ public enum Platform_Texttosql_V1_DatabaseService {
       Self.testConnection,
       Self.syncSchema,
       Self.listSchemas,
-      Self.listTables
+      Self.listTables,
+      Self.setColumnPolicy,
+      Self.listColumnPolicies,
+      Self.deleteColumnPolicy
     ]
   }
 }
@@ -157,6 +175,25 @@ public protocol Platform_Texttosql_V1_DatabaseServiceHandler: RPCService {
     _ request: Platform_Texttosql_V1_ListTablesRequest,
     context: ServerContext
   ) async throws -> Platform_Texttosql_V1_ListTablesResponse
+
+  /// Sets the policy of one column (deny or mask). INVALID_ARGUMENT (policy.*), NOT_FOUND
+  /// (database). Every decision it makes is recorded in auth_audit_log. Requires sql:write.
+  func setColumnPolicy(
+    _ request: Platform_Texttosql_V1_SetColumnPolicyRequest,
+    context: ServerContext
+  ) async throws -> Platform_Texttosql_V1_ColumnPolicy
+
+  /// The database's column policies. NOT_FOUND (database). Requires sql:read.
+  func listColumnPolicies(
+    _ request: Platform_Texttosql_V1_ListColumnPoliciesRequest,
+    context: ServerContext
+  ) async throws -> Platform_Texttosql_V1_ListColumnPoliciesResponse
+
+  /// Removes a column's policy. NOT_FOUND (database or policy). Requires sql:write.
+  func deleteColumnPolicy(
+    _ request: Platform_Texttosql_V1_DeleteColumnPolicyRequest,
+    context: ServerContext
+  ) async throws -> SwiftProtobuf.Google_Protobuf_Empty
 }
 
 extension Platform_Texttosql_V1_DatabaseServiceHandler {
@@ -206,6 +243,21 @@ extension Platform_Texttosql_V1_DatabaseServiceHandler {
       Platform_Texttosql_V1_DatabaseService.Method.listTables
     ) { request, context in
       try await self.listTables(request, context: context)
+    }
+    router.registerUnary(
+      Platform_Texttosql_V1_DatabaseService.Method.setColumnPolicy
+    ) { request, context in
+      try await self.setColumnPolicy(request, context: context)
+    }
+    router.registerUnary(
+      Platform_Texttosql_V1_DatabaseService.Method.listColumnPolicies
+    ) { request, context in
+      try await self.listColumnPolicies(request, context: context)
+    }
+    router.registerUnary(
+      Platform_Texttosql_V1_DatabaseService.Method.deleteColumnPolicy
+    ) { request, context in
+      try await self.deleteColumnPolicy(request, context: context)
     }
   }
 }
@@ -376,6 +428,58 @@ public struct Platform_Texttosql_V1_DatabaseServiceClient: Sendable {
   ) async throws -> Platform_Texttosql_V1_ListTablesResponse {
     try await self.channel.unary(
       Platform_Texttosql_V1_DatabaseService.Method.listTables,
+      request: request,
+      options: options
+    )
+  }
+
+  /// Sets the policy of one column (deny or mask). INVALID_ARGUMENT (policy.*), NOT_FOUND
+  /// (database). Every decision it makes is recorded in auth_audit_log. Requires sql:write.
+  ///
+  /// - Parameters:
+  ///   - request: The request message.
+  ///   - options: Options for this call; defaults to `CallOptions.defaults`.
+  /// - Returns: The response message.
+  public func setColumnPolicy(
+    _ request: Platform_Texttosql_V1_SetColumnPolicyRequest,
+    options: CallOptions = .defaults
+  ) async throws -> Platform_Texttosql_V1_ColumnPolicy {
+    try await self.channel.unary(
+      Platform_Texttosql_V1_DatabaseService.Method.setColumnPolicy,
+      request: request,
+      options: options
+    )
+  }
+
+  /// The database's column policies. NOT_FOUND (database). Requires sql:read.
+  ///
+  /// - Parameters:
+  ///   - request: The request message.
+  ///   - options: Options for this call; defaults to `CallOptions.defaults`.
+  /// - Returns: The response message.
+  public func listColumnPolicies(
+    _ request: Platform_Texttosql_V1_ListColumnPoliciesRequest,
+    options: CallOptions = .defaults
+  ) async throws -> Platform_Texttosql_V1_ListColumnPoliciesResponse {
+    try await self.channel.unary(
+      Platform_Texttosql_V1_DatabaseService.Method.listColumnPolicies,
+      request: request,
+      options: options
+    )
+  }
+
+  /// Removes a column's policy. NOT_FOUND (database or policy). Requires sql:write.
+  ///
+  /// - Parameters:
+  ///   - request: The request message.
+  ///   - options: Options for this call; defaults to `CallOptions.defaults`.
+  /// - Returns: The response message.
+  public func deleteColumnPolicy(
+    _ request: Platform_Texttosql_V1_DeleteColumnPolicyRequest,
+    options: CallOptions = .defaults
+  ) async throws -> SwiftProtobuf.Google_Protobuf_Empty {
+    try await self.channel.unary(
+      Platform_Texttosql_V1_DatabaseService.Method.deleteColumnPolicy,
       request: request,
       options: options
     )

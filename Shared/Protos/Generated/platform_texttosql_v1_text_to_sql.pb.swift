@@ -129,6 +129,101 @@ public nonisolated enum Platform_Texttosql_V1_SslMode: SwiftProtobuf.Enum, Swift
 
 }
 
+/// What a column policy does to a column.
+public nonisolated enum Platform_Texttosql_V1_PolicyEffect: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// Any query that reads the column is refused (SELECT * and whole-row references included).
+  case deny // = 1
+
+  /// The column may only be selected as it is (not filtered, joined, grouped, ordered or used in
+  /// an expression or a subquery); its values are replaced in results.
+  case mask // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .deny
+    case 2: self = .mask
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .deny: return 1
+    case .mask: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Platform_Texttosql_V1_PolicyEffect] = [
+    .unspecified,
+    .deny,
+    .mask,
+  ]
+
+}
+
+/// How a masked column's values are replaced.
+public nonisolated enum Platform_Texttosql_V1_MaskKind: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+
+  /// NULL.
+  case unspecified // = 0
+  case null // = 1
+
+  /// "sha256:" and the first 16 hex digits of the SHA-256 of the value's text (stable, so equal
+  /// values stay equal; not reversible for values of many possibilities).
+  case hash // = 2
+
+  /// The last 4 characters kept, the rest replaced by '*' (at most 4 kept and never more than
+  /// a third of the value).
+  case partial // = 3
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .null
+    case 2: self = .hash
+    case 3: self = .partial
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .null: return 1
+    case .hash: return 2
+    case .partial: return 3
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Platform_Texttosql_V1_MaskKind] = [
+    .unspecified,
+    .null,
+    .hash,
+    .partial,
+  ]
+
+}
+
 /// How to reach a target database. Stored encrypted (databases.connection_string); the password
 /// is input only: responses leave it empty and set password_set instead.
 public nonisolated struct Platform_Texttosql_V1_ConnectionConfig: Sendable {
@@ -243,6 +338,13 @@ public nonisolated struct Platform_Texttosql_V1_Database: @unchecked Sendable {
   public var hasUpdateTime: Bool {_storage._updateTime != nil}
   /// Clears the value of `updateTime`. Subsequent reads from it will return its default value.
   public mutating func clearUpdateTime() {_uniqueStorage()._updateTime = nil}
+
+  /// The only relations queries may read, as "schema.table" (lowercase); empty = every synced
+  /// table and view. The guard refuses any other relation by name.
+  public var allowedTables: [String] {
+    get {_storage._allowedTables}
+    set {_uniqueStorage()._allowedTables = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -652,6 +754,17 @@ public nonisolated struct Platform_Texttosql_V1_TestConnectionResponse: Sendable
   /// Why it failed, sanitized (no host, user or password).
   public var message: String = String()
 
+  /// Whether the role can change anything: superuser, a role that may create roles or
+  /// databases, pg_write_server_files / pg_execute_server_program membership, or INSERT, UPDATE,
+  /// DELETE, TRUNCATE on any table (for SQLite: whether the file is writable by the service).
+  public var canWrite: Bool = false
+
+  /// What lets it write, e.g. "superuser", "INSERT on public.orders" (at most 20, then "…").
+  public var writePrivileges: [String] = []
+
+  /// Advice when can_write: a read-only role and how to create one.
+  public var recommendation: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -767,6 +880,109 @@ public nonisolated struct Platform_Texttosql_V1_ListTablesResponse: Sendable {
   public var nextPageToken: String = String()
 
   public var totalSize: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A column policy of a registered database (seed 000 auth_policy: effect per field).
+public nonisolated struct Platform_Texttosql_V1_ColumnPolicy: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Output only.
+  public var id: Int64 = 0
+
+  /// Output only.
+  public var databaseID: String = String()
+
+  /// "schema.table" of the synced schema (lowercase), e.g. "public.employees".
+  public var tableName: String = String()
+
+  public var columnName: String = String()
+
+  public var effect: Platform_Texttosql_V1_PolicyEffect = .unspecified
+
+  /// For MASK.
+  public var mask: Platform_Texttosql_V1_MaskKind = .unspecified
+
+  /// Output only.
+  public var createTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_createTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_createTime = newValue}
+  }
+  /// Returns true if `createTime` has been explicitly set.
+  public var hasCreateTime: Bool {self._createTime != nil}
+  /// Clears the value of `createTime`. Subsequent reads from it will return its default value.
+  public mutating func clearCreateTime() {self._createTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _createTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Platform_Texttosql_V1_SetColumnPolicyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var databaseID: String = String()
+
+  /// Replaces the policy of the same table and column, if any.
+  public var policy: Platform_Texttosql_V1_ColumnPolicy {
+    get {_policy ?? Platform_Texttosql_V1_ColumnPolicy()}
+    set {_policy = newValue}
+  }
+  /// Returns true if `policy` has been explicitly set.
+  public var hasPolicy: Bool {self._policy != nil}
+  /// Clears the value of `policy`. Subsequent reads from it will return its default value.
+  public mutating func clearPolicy() {self._policy = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _policy: Platform_Texttosql_V1_ColumnPolicy? = nil
+}
+
+public nonisolated struct Platform_Texttosql_V1_ListColumnPoliciesRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var databaseID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Platform_Texttosql_V1_ListColumnPoliciesResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var policies: [Platform_Texttosql_V1_ColumnPolicy] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Platform_Texttosql_V1_DeleteColumnPolicyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var databaseID: String = String()
+
+  public var tableName: String = String()
+
+  public var columnName: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -929,10 +1145,16 @@ public nonisolated struct Platform_Texttosql_V1_QueryResult: Sendable {
 
   public var rows: [SwiftProtobuf.Google_Protobuf_ListValue] = []
 
-  /// Whether rows stopped at max_rows (more exist).
+  /// Whether rows stopped at max_rows (more exist) or at the result's byte cap.
   public var truncated: Bool = false
 
   public var executionTimeMs: Int32 = 0
+
+  /// Why it was truncated: "rows" or "bytes".
+  public var truncatedReason: String = String()
+
+  /// Result columns whose values a column policy masked.
+  public var maskedColumns: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1160,6 +1382,14 @@ nonisolated extension Platform_Texttosql_V1_SslMode: SwiftProtobuf._ProtoNamePro
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0SSL_MODE_UNSPECIFIED\0\u{1}SSL_MODE_DISABLE\0\u{1}SSL_MODE_REQUIRE\0\u{1}SSL_MODE_VERIFY_FULL\0")
 }
 
+nonisolated extension Platform_Texttosql_V1_PolicyEffect: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0POLICY_EFFECT_UNSPECIFIED\0\u{1}POLICY_EFFECT_DENY\0\u{1}POLICY_EFFECT_MASK\0")
+}
+
+nonisolated extension Platform_Texttosql_V1_MaskKind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MASK_KIND_UNSPECIFIED\0\u{1}MASK_KIND_NULL\0\u{1}MASK_KIND_HASH\0\u{1}MASK_KIND_PARTIAL\0")
+}
+
 nonisolated extension Platform_Texttosql_V1_ConnectionConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ConnectionConfig"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}host\0\u{1}port\0\u{3}database_name\0\u{1}username\0\u{1}password\0\u{3}password_set\0\u{3}ssl_mode\0\u{1}options\0")
@@ -1227,7 +1457,7 @@ nonisolated extension Platform_Texttosql_V1_ConnectionConfig: SwiftProtobuf.Mess
 
 nonisolated extension Platform_Texttosql_V1_Database: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Database"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}user_id\0\u{1}name\0\u{3}database_type\0\u{1}connection\0\u{3}is_active\0\u{1}version\0\u{3}last_sync_time\0\u{3}create_time\0\u{3}update_time\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}user_id\0\u{1}name\0\u{3}database_type\0\u{1}connection\0\u{3}is_active\0\u{1}version\0\u{3}last_sync_time\0\u{3}create_time\0\u{3}update_time\0\u{3}allowed_tables\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -1240,6 +1470,7 @@ nonisolated extension Platform_Texttosql_V1_Database: SwiftProtobuf.Message, Swi
     var _lastSyncTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _createTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _allowedTables: [String] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1260,6 +1491,7 @@ nonisolated extension Platform_Texttosql_V1_Database: SwiftProtobuf.Message, Swi
       _lastSyncTime = source._lastSyncTime
       _createTime = source._createTime
       _updateTime = source._updateTime
+      _allowedTables = source._allowedTables
     }
   }
 
@@ -1288,6 +1520,7 @@ nonisolated extension Platform_Texttosql_V1_Database: SwiftProtobuf.Message, Swi
         case 8: try { try decoder.decodeSingularMessageField(value: &_storage._lastSyncTime) }()
         case 9: try { try decoder.decodeSingularMessageField(value: &_storage._createTime) }()
         case 10: try { try decoder.decodeSingularMessageField(value: &_storage._updateTime) }()
+        case 11: try { try decoder.decodeRepeatedStringField(value: &_storage._allowedTables) }()
         default: break
         }
       }
@@ -1330,6 +1563,9 @@ nonisolated extension Platform_Texttosql_V1_Database: SwiftProtobuf.Message, Swi
       try { if let v = _storage._updateTime {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
       } }()
+      if !_storage._allowedTables.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._allowedTables, fieldNumber: 11)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1349,6 +1585,7 @@ nonisolated extension Platform_Texttosql_V1_Database: SwiftProtobuf.Message, Swi
         if _storage._lastSyncTime != rhs_storage._lastSyncTime {return false}
         if _storage._createTime != rhs_storage._createTime {return false}
         if _storage._updateTime != rhs_storage._updateTime {return false}
+        if _storage._allowedTables != rhs_storage._allowedTables {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -2012,7 +2249,7 @@ nonisolated extension Platform_Texttosql_V1_UnsavedDatabase: SwiftProtobuf.Messa
 
 nonisolated extension Platform_Texttosql_V1_TestConnectionResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TestConnectionResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}ok\0\u{3}latency_ms\0\u{3}server_version\0\u{1}message\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}ok\0\u{3}latency_ms\0\u{3}server_version\0\u{1}message\0\u{3}can_write\0\u{3}write_privileges\0\u{1}recommendation\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2024,6 +2261,9 @@ nonisolated extension Platform_Texttosql_V1_TestConnectionResponse: SwiftProtobu
       case 2: try { try decoder.decodeSingularInt32Field(value: &self.latencyMs) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.serverVersion) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.canWrite) }()
+      case 6: try { try decoder.decodeRepeatedStringField(value: &self.writePrivileges) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.recommendation) }()
       default: break
       }
     }
@@ -2042,6 +2282,15 @@ nonisolated extension Platform_Texttosql_V1_TestConnectionResponse: SwiftProtobu
     if !self.message.isEmpty {
       try visitor.visitSingularStringField(value: self.message, fieldNumber: 4)
     }
+    if self.canWrite != false {
+      try visitor.visitSingularBoolField(value: self.canWrite, fieldNumber: 5)
+    }
+    if !self.writePrivileges.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.writePrivileges, fieldNumber: 6)
+    }
+    if !self.recommendation.isEmpty {
+      try visitor.visitSingularStringField(value: self.recommendation, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2050,6 +2299,9 @@ nonisolated extension Platform_Texttosql_V1_TestConnectionResponse: SwiftProtobu
     if lhs.latencyMs != rhs.latencyMs {return false}
     if lhs.serverVersion != rhs.serverVersion {return false}
     if lhs.message != rhs.message {return false}
+    if lhs.canWrite != rhs.canWrite {return false}
+    if lhs.writePrivileges != rhs.writePrivileges {return false}
+    if lhs.recommendation != rhs.recommendation {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2314,6 +2566,209 @@ nonisolated extension Platform_Texttosql_V1_ListTablesResponse: SwiftProtobuf.Me
   }
 }
 
+nonisolated extension Platform_Texttosql_V1_ColumnPolicy: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ColumnPolicy"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}database_id\0\u{3}table_name\0\u{3}column_name\0\u{1}effect\0\u{1}mask\0\u{3}create_time\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.databaseID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.tableName) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.columnName) }()
+      case 5: try { try decoder.decodeSingularEnumField(value: &self.effect) }()
+      case 6: try { try decoder.decodeSingularEnumField(value: &self.mask) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._createTime) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.id != 0 {
+      try visitor.visitSingularInt64Field(value: self.id, fieldNumber: 1)
+    }
+    if !self.databaseID.isEmpty {
+      try visitor.visitSingularStringField(value: self.databaseID, fieldNumber: 2)
+    }
+    if !self.tableName.isEmpty {
+      try visitor.visitSingularStringField(value: self.tableName, fieldNumber: 3)
+    }
+    if !self.columnName.isEmpty {
+      try visitor.visitSingularStringField(value: self.columnName, fieldNumber: 4)
+    }
+    if self.effect != .unspecified {
+      try visitor.visitSingularEnumField(value: self.effect, fieldNumber: 5)
+    }
+    if self.mask != .unspecified {
+      try visitor.visitSingularEnumField(value: self.mask, fieldNumber: 6)
+    }
+    try { if let v = self._createTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Texttosql_V1_ColumnPolicy, rhs: Platform_Texttosql_V1_ColumnPolicy) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.databaseID != rhs.databaseID {return false}
+    if lhs.tableName != rhs.tableName {return false}
+    if lhs.columnName != rhs.columnName {return false}
+    if lhs.effect != rhs.effect {return false}
+    if lhs.mask != rhs.mask {return false}
+    if lhs._createTime != rhs._createTime {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Texttosql_V1_SetColumnPolicyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetColumnPolicyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}database_id\0\u{1}policy\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.databaseID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._policy) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.databaseID.isEmpty {
+      try visitor.visitSingularStringField(value: self.databaseID, fieldNumber: 1)
+    }
+    try { if let v = self._policy {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Texttosql_V1_SetColumnPolicyRequest, rhs: Platform_Texttosql_V1_SetColumnPolicyRequest) -> Bool {
+    if lhs.databaseID != rhs.databaseID {return false}
+    if lhs._policy != rhs._policy {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Texttosql_V1_ListColumnPoliciesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListColumnPoliciesRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}database_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.databaseID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.databaseID.isEmpty {
+      try visitor.visitSingularStringField(value: self.databaseID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Texttosql_V1_ListColumnPoliciesRequest, rhs: Platform_Texttosql_V1_ListColumnPoliciesRequest) -> Bool {
+    if lhs.databaseID != rhs.databaseID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Texttosql_V1_ListColumnPoliciesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListColumnPoliciesResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}policies\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.policies) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.policies.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.policies, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Texttosql_V1_ListColumnPoliciesResponse, rhs: Platform_Texttosql_V1_ListColumnPoliciesResponse) -> Bool {
+    if lhs.policies != rhs.policies {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Texttosql_V1_DeleteColumnPolicyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeleteColumnPolicyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}database_id\0\u{3}table_name\0\u{3}column_name\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.databaseID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.tableName) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.columnName) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.databaseID.isEmpty {
+      try visitor.visitSingularStringField(value: self.databaseID, fieldNumber: 1)
+    }
+    if !self.tableName.isEmpty {
+      try visitor.visitSingularStringField(value: self.tableName, fieldNumber: 2)
+    }
+    if !self.columnName.isEmpty {
+      try visitor.visitSingularStringField(value: self.columnName, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Texttosql_V1_DeleteColumnPolicyRequest, rhs: Platform_Texttosql_V1_DeleteColumnPolicyRequest) -> Bool {
+    if lhs.databaseID != rhs.databaseID {return false}
+    if lhs.tableName != rhs.tableName {return false}
+    if lhs.columnName != rhs.columnName {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Platform_Texttosql_V1_SqlValidation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SqlValidation"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}is_read_only\0\u{3}is_safe\0\u{3}statement_type\0\u{3}referenced_tables\0\u{1}issues\0")
@@ -2555,7 +3010,7 @@ nonisolated extension Platform_Texttosql_V1_ResultColumn: SwiftProtobuf.Message,
 
 nonisolated extension Platform_Texttosql_V1_QueryResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".QueryResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}columns\0\u{1}rows\0\u{1}truncated\0\u{3}execution_time_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}columns\0\u{1}rows\0\u{1}truncated\0\u{3}execution_time_ms\0\u{3}truncated_reason\0\u{3}masked_columns\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2567,6 +3022,8 @@ nonisolated extension Platform_Texttosql_V1_QueryResult: SwiftProtobuf.Message, 
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.rows) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.truncated) }()
       case 4: try { try decoder.decodeSingularInt32Field(value: &self.executionTimeMs) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.truncatedReason) }()
+      case 6: try { try decoder.decodeRepeatedStringField(value: &self.maskedColumns) }()
       default: break
       }
     }
@@ -2585,6 +3042,12 @@ nonisolated extension Platform_Texttosql_V1_QueryResult: SwiftProtobuf.Message, 
     if self.executionTimeMs != 0 {
       try visitor.visitSingularInt32Field(value: self.executionTimeMs, fieldNumber: 4)
     }
+    if !self.truncatedReason.isEmpty {
+      try visitor.visitSingularStringField(value: self.truncatedReason, fieldNumber: 5)
+    }
+    if !self.maskedColumns.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.maskedColumns, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2593,6 +3056,8 @@ nonisolated extension Platform_Texttosql_V1_QueryResult: SwiftProtobuf.Message, 
     if lhs.rows != rhs.rows {return false}
     if lhs.truncated != rhs.truncated {return false}
     if lhs.executionTimeMs != rhs.executionTimeMs {return false}
+    if lhs.truncatedReason != rhs.truncatedReason {return false}
+    if lhs.maskedColumns != rhs.maskedColumns {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -33,10 +33,20 @@ public struct SQLGuard: Sendable {
   /// subquery, a CTE, a function): PostgreSQL reads `t.f` as the function call `f(t)` when `t`
   /// has no column `f` (functional notation), which no function allowlist sees.
   public var columns: [String: Set<String>]?
+  /// The functions queries may call: PostgreSQL's allowlist, or SQLite's for SQLite targets
+  /// (where SQLite's authorizer checks them again).
+  public var functionAllowlist: Set<String>
+  /// The fourth layer: deny and mask per column.
+  public var policies: ColumnPolicies
 
-  public init(relations: Set<String>? = nil, columns: [String: Set<String>]? = nil) {
+  public init(
+    relations: Set<String>? = nil, columns: [String: Set<String>]? = nil, dialect: SQLDialect = .postgresql,
+    policies: ColumnPolicies = ColumnPolicies([])
+  ) {
     self.relations = relations
     self.columns = columns
+    self.functionAllowlist = dialect == .sqlite ? Self.sqliteFunctions : Self.functions
+    self.policies = policies
   }
 
   public enum Refusal: Error, Equatable, Sendable, CustomStringConvertible {
@@ -47,6 +57,7 @@ public struct SQLGuard: Sendable {
     case `operator`(String)
     case type(String)
     case relation(String)
+    case column(String)
 
     public var description: String {
       switch self {
@@ -57,6 +68,7 @@ public struct SQLGuard: Sendable {
       case .operator(let name): "The operator \(name) is not allowed"
       case .type(let name): "Casting to \(name) is not allowed"
       case .relation(let name): "The relation \(name) is not allowed"
+      case .column(let why): "Column policy: \(why)"
       }
     }
 
@@ -66,6 +78,7 @@ public struct SQLGuard: Sendable {
       case .input, .syntax, .statement: "parser"
       case .function, .operator, .type: "functions"
       case .relation: "relations"
+      case .column: "columns"
       }
     }
   }
@@ -75,12 +88,32 @@ public struct SQLGuard: Sendable {
     /// The relations it names (as written, lowercased), CTEs excluded.
     public var relations: Set<String>
     public var functions: Set<String>
+    /// The masked columns it selects (their values are replaced in results).
+    public var masked: [ColumnPolicies.Rule] = []
+    /// The statement as the parser delimited it (without a trailing semicolon): what runs.
+    public var statement: String = ""
   }
 
   public func check(_ sql: String) -> Result<Checked, Refusal> {
     guard sql.utf8.count <= Self.maxBytes else { return .failure(.input("is longer than \(Self.maxBytes) bytes")) }
     guard !sql.utf8.contains(0) else { return .failure(.input("contains a NUL byte")) }
-    return Self.parse(sql, maxDepth: Self.maxDepth, maxNodes: Self.maxNodes).flatMap(self.check)
+    return Self.parse(sql, maxDepth: Self.maxDepth, maxNodes: Self.maxNodes).flatMap { tree in
+      self.check(tree).map { checked in
+        var checked = checked
+        checked.statement = Self.statementText(tree, sql)
+        return checked
+      }
+    }
+  }
+
+  /// The text of the tree's only statement: `stmt_location` and `stmt_len` (0: to the end).
+  private static func statementText(_ tree: ParseTree, _ sql: String) -> String {
+    guard let statements = tree.member(0, "stmts"), let first = tree.nodes[statements].children.first else { return sql }
+    let bytes = Array(sql.utf8)
+    let start = tree.text(first, "stmt_location").flatMap { Int($0) } ?? 0
+    let length = tree.text(first, "stmt_len").flatMap { Int($0) } ?? 0
+    guard start >= 0, start <= bytes.count, length >= 0, start + length <= bytes.count else { return sql }
+    return String(decoding: bytes[start..<(length == 0 ? bytes.count : start + length)], as: UTF8.self)
   }
 
   /// PostgreSQL's parse tree of `sql`, within the limits.
@@ -146,7 +179,7 @@ public struct SQLGuard: Sendable {
           let parts = tree.names(tree.member(node, "funcname")) ?? ["?"]
           return .failure(.function(parts.joined(separator: ".")))
         }
-        guard Self.functions.contains(name) else { return .failure(.function(name)) }
+        guard self.functionAllowlist.contains(name) else { return .failure(.function(name)) }
         checked.functions.insert(name)
       case "A_Expr":
         if let parts = tree.names(tree.member(node, "name")) {
@@ -201,6 +234,10 @@ public struct SQLGuard: Sendable {
       default:
         break
       }
+    }
+    switch Self.checkColumns(tree, policies: self.policies) {
+    case .success(let masked): checked.masked = masked
+    case .failure(let refusal): return .failure(refusal)
     }
     return .success(checked)
   }
@@ -260,7 +297,7 @@ public struct SQLGuard: Sendable {
   }
 
   /// Whether `node` lies under `ancestor`.
-  private static func isInside(_ node: Int, _ ancestor: Int, _ tree: ParseTree) -> Bool {
+  static func isInside(_ node: Int, _ ancestor: Int, _ tree: ParseTree) -> Bool {
     var current = tree.nodes[node].parent
     while current >= 0 {
       if current == ancestor { return true }
@@ -356,6 +393,19 @@ public struct SQLGuard: Sendable {
     "json_query", "json_exists",
   ]
 
+  /// SQLite's aggregate, window, math, string, date/time, JSON and conditional functions; not
+  /// load_extension, randomblob/zeroblob (byte bombs), sqlite_* or anything else.
+  static let sqliteFunctions: Set<String> = [
+    "count", "sum", "total", "avg", "min", "max", "group_concat", "string_agg", "row_number", "rank", "dense_rank",
+    "percent_rank", "cume_dist", "ntile", "lag", "lead", "first_value", "last_value", "nth_value", "abs", "round", "ceil",
+    "ceiling", "floor", "sqrt", "power", "pow", "exp", "ln", "log", "log10", "log2", "mod", "pi", "sign", "trunc", "sin",
+    "cos", "tan", "lower", "upper", "length", "octet_length", "substr", "substring", "trim", "ltrim", "rtrim", "replace",
+    "instr", "printf", "format", "char", "unicode", "hex", "quote", "like", "glob", "concat", "concat_ws", "coalesce",
+    "ifnull", "nullif", "iif", "typeof", "date", "time", "datetime", "julianday", "strftime", "unixepoch", "timediff", "json",
+    "json_extract", "json_array", "json_object", "json_array_length", "json_type", "json_valid", "json_quote",
+    "json_group_array", "json_group_object", "json_each", "json_tree", "likely", "unlikely", "likelihood",
+  ]
+
   static let operators: Set<String> = [
     "=", "<>", "!=", "<", ">", "<=", ">=", "+", "-", "*", "/", "%", "^", "|/", "||/", "@", "&", "|", "#", "~", "<<", ">>",
     "||", "~~", "~~*", "!~~", "!~~*", "~*", "!~", "!~*", "@>", "<@", "&&", "->", "->>", "#>", "#>>", "?", "?|", "?&", "#-",
@@ -422,5 +472,22 @@ extension SQLGuard {
       }
     }
     return names
+  }
+}
+
+extension SQLGuard {
+  /// The statements of a script, split by PostgreSQL's own parser (function bodies, quoted
+  /// semicolons and comments respected): for loading fixtures one statement at a time.
+  static func statements(of script: String) -> [String]? {
+    let result = pg_query_split_with_parser(script)
+    defer { pg_query_free_split_result(result) }
+    guard result.error == nil, let list = result.stmts else { return nil }
+    let bytes = Array(script.utf8)
+    return (0..<Int(result.n_stmts)).compactMap { index in
+      guard let statement = list[index]?.pointee else { return nil }
+      let start = Int(statement.stmt_location)
+      let text = String(decoding: bytes[start..<start + Int(statement.stmt_len)], as: UTF8.self)
+      return text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? nil : text
+    }
   }
 }

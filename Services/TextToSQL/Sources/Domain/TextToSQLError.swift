@@ -1,0 +1,22 @@
+/// What the text-to-SQL service refuses or fails with; each case is one gRPC status.
+public enum TextToSQLError: Error, Equatable, Sendable {
+  case invalidArgument(field: String, reason: String)
+  case notFound(String)
+  case alreadyExists(String)
+  case failedPrecondition(String)
+  case unimplemented(String)
+  case unavailable(String)
+  case deadlineExceeded(String)
+  case resourceExhausted(String)
+
+  /// The status of a target's failure.
+  static func target(_ error: TargetError) -> TextToSQLError {
+    switch error {
+    case .unavailable(let why): .unavailable(why)
+    case .refused(let why): .failedPrecondition(why)
+    case .rejected(let why): .invalidArgument(field: "sql", reason: "the database refused the statement: \(why)")
+    case .timedOut: .deadlineExceeded("The statement ran past its timeout and was cancelled")
+    case .busy: .resourceExhausted("Too many statements are running on this database; retry shortly")
+    }
+  }
+}
