@@ -34,6 +34,10 @@
 #      *.resources beside them, instead of .build/$CONFIG; implies --no-build);
 #      JWT_PUBLIC_KEYS / JWT_PRIVATE_KEY (default: a key pair made under $PLATFORM_STATE_DIR/keys
 #      on the first up; only agent gets the private key),
+#      SQL_ENCRYPTION_KEY (default: a key made under $PLATFORM_STATE_DIR/keys on the first up;
+#      only text-to-sql gets it), SQL_ALLOWED_HOSTS (default 127.0.0.0/8,::1: local development
+#      registers local databases; the platform's own role stays refused), SQL_SQLITE_DIR
+#      (default $PLATFORM_STATE_DIR/sqlite),
 #      everything the services read (LOG_LEVEL, LOG_FORMAT, HOST, REDIS_URL, ...)
 #      is passed through. Per service: <SERVICE>_ADDR (e.g. PERSONA_ADDR=127.0.0.1:60052) moves
 #      it (its PORT is taken from there, and the others find it there), <SERVICE>_DATABASE_URL
@@ -221,6 +225,20 @@ token_keys() {
   export JWT_PUBLIC_KEYS="$dir/jwks.json" JWT_PRIVATE_KEY="$dir/jwt-private.jwk"
 }
 
+# The key text-to-sql seals registered databases' credentials with: SQL_ENCRYPTION_KEY as given,
+# else 32 random bytes of this machine's own, made on the first up (readable by its owner only).
+sql_encryption_key() {
+  [[ -n ${SQL_ENCRYPTION_KEY:-} ]] && { export SQL_ENCRYPTION_KEY; return; }
+  local file="$STATE_DIR/keys/sql-encryption.key"
+  if [[ ! -s $file ]]; then
+    mkdir -p "$STATE_DIR/keys" && chmod 700 "$STATE_DIR/keys"
+    (umask 077 && printf 'local-%s:%s\n' "$(date -u +%Y%m%d)" "$(head -c 32 /dev/urandom | base64 -w0)" >"$file")
+    log "SQL encryption key made at $file"
+  fi
+  SQL_ENCRYPTION_KEY="$(cat "$file")"
+  export SQL_ENCRYPTION_KEY
+}
+
 check_env() {
   [[ -n ${PORT:-} ]] && warn "PORT=$PORT is ignored (six services); set <SERVICE>_ADDR, e.g. PERSONA_ADDR=127.0.0.1:$PORT"
   [[ -n ${DATABASE_URL:-} ]] && warn "DATABASE_URL is ignored (six databases); set <SERVICE>_DATABASE_URL, e.g. PERSONA_DATABASE_URL"
@@ -327,13 +345,18 @@ cmd_supervise() {
       # the agent service signs tokens.
       local -a keys=(JWT_PUBLIC_KEYS="$JWT_PUBLIC_KEYS")
       [[ $s == agent ]] && keys+=(JWT_PRIVATE_KEY="$JWT_PRIVATE_KEY")
+      if [[ $s == text-to-sql ]]; then
+        mkdir -p "${SQL_SQLITE_DIR:-$STATE_DIR/sqlite}"
+        keys+=(SQL_ENCRYPTION_KEY="$SQL_ENCRYPTION_KEY" SQL_ALLOWED_HOSTS="${SQL_ALLOWED_HOSTS-127.0.0.0/8,::1}"
+          SQL_SQLITE_DIR="${SQL_SQLITE_DIR:-$STATE_DIR/sqlite}")
+      fi
       # code-sandbox limits memory and CPU through cgroups, which only root can write here; as
       # another user it runs on local defaults without them (README "Code sandbox"), and says so.
       if [[ $s == code-sandbox && $(id -u) != 0 && -z ${SANDBOX_ALLOW_WEAK_LIMITS:-} ]]; then
         keys+=(SANDBOX_ALLOW_WEAK_LIMITS=1)
         ((SUP_RESTARTS)) || slog "code-sandbox: not root, so runs get no cgroup memory or CPU limit (SANDBOX_ALLOW_WEAK_LIMITS=1)"
       fi
-      env -u PORT -u DATABASE_URL -u JWT_PRIVATE_KEY \
+      env -u PORT -u DATABASE_URL -u JWT_PRIVATE_KEY -u SQL_ENCRYPTION_KEY \
         "${keys[@]}" \
         PORT="$(port_of "$s")" \
         DATABASE_URL="$(database_url_of "$s")" \
@@ -421,6 +444,7 @@ cmd_up() {
   require_python_grpc
   mkdir -p "$LOG_DIR" "$RUN_DIR"
   token_keys
+  sql_encryption_key
 
   find_todo 1
   if ((${#TODO[@]} == 0)); then
