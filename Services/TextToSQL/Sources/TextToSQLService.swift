@@ -36,9 +36,15 @@ public struct TextToSQLService: PlatformServiceDefinition {
     let databases = Databases(
       store: DatabaseStore(database: resources.database, logger: resources.logger), secrets: secrets, targets: targets,
       redis: resources.redis, audit: audit, logger: resources.logger)
+    let generator: any SQLGenerator =
+      switch try ModelProvider(environment: environment) {
+      case .offline: OfflineSQLGenerator()
+      case .openAI(let provider): OpenAISQLGenerator(provider: provider)
+      }
+    resources.logger.info("Questions become SQL through the \(generator.name) generator")
     let queries = Queries(
       databases: databases, store: QueryStore(database: resources.database, logger: resources.logger),
-      generator: OfflineSQLGenerator(), audit: audit, logger: resources.logger)
+      generator: generator, audit: audit, logger: resources.logger)
     resources.lifetime.run {
       while !Task.isCancelled {
         try? await Task.sleep(for: .seconds(60))
