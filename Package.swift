@@ -34,6 +34,7 @@ let package = Package(
     .executable(name: "code-sandbox", targets: ["CodeSandboxServer"]),
     .executable(name: "sandbox-exec", targets: ["SandboxExec"]),
     .executable(name: "text-to-sql", targets: ["TextToSQLServer"]),
+    .executable(name: "text-to-sql-bench", targets: ["TextToSQLBenchmark"]),
     .executable(name: "knowledge", targets: ["KnowledgeServer"]),
     .executable(name: "workflow", targets: ["WorkflowServer"]),
   ],
@@ -389,6 +390,20 @@ let package = Package(
       name: "TextToSQLTests",
       dependencies: ["TextToSQL", "PlatformTesting", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
       path: "Tests/TextToSQLTests",
+      swiftSettings: upcomingFeatures
+    ),
+    // The guard's latency, ExecuteQuery against postgres-nio directly, AskQuestion
+    // (scripts/benchmark-text-to-sql.sh).
+    .executableTarget(
+      name: "TextToSQLBenchmark",
+      dependencies: [
+        "TextToSQL", "PlatformCore", "PlatformProtos", "PlatformRedis",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "PostgresNIO", package: "postgres-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ],
+      path: "Tests/TextToSQLBenchmark",
       swiftSettings: upcomingFeatures
     ),
     .executableTarget(

@@ -25,6 +25,7 @@ public struct Databases: Sendable {
     self.cache = redis.map { redis in
       VersionedCache<SchemaCatalog>(
         redis: redis, namespace: "sql:schema", timeToLive: .seconds(24 * 3600), maxValueBytes: 4 << 20, logger: logger,
+        memo: (maxEntries: 64, maxBytes: 64 << 20),
         encode: { catalog in ByteBuffer(bytes: try JSONEncoder().encode(catalog)) },
         decode: { buffer in try JSONDecoder().decode(SchemaCatalog.self, from: Data(buffer.readableBytesView)) })
     }
@@ -225,10 +226,9 @@ public struct Databases: Sendable {
   private func sampleRows(of table: CatalogTable, target: any TargetDatabase, policies: ColumnPolicies) async -> String {
     let quote = { (name: String) in "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
     let sql = "SELECT * FROM \(quote(table.schema)).\(quote(table.name)) LIMIT 3"
-    guard var rows = try? await target.run(sql, limits: QueryLimits(maxRows: 3, maxBytes: 16 * 1024, timeout: .seconds(5))) else {
-      return "[]"
-    }
     let rules = policies.rules.filter { $0.column.table == table.qualifiedName.lowercased() }
+    let limits = QueryLimits(maxRows: 3, maxBytes: 16 * 1024, timeout: .seconds(5))
+    guard var rows = try? await target.run(sql, limits: limits, origins: !rules.isEmpty) else { return "[]" }
     _ = ResultMasker.mask(&rows, rules: rules.filter { $0.effect != .deny })
     let denied = Set(rules.filter { $0.effect == .deny }.map(\.column.column))
     let objects: [JSONValue] = rows.rows.map { values in

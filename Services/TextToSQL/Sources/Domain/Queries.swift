@@ -96,38 +96,71 @@ public struct Queries: Sendable {
     let catalog = try await self.databases.catalog(of: database.row)
     let policies = try await self.databases.policies(databaseID)
     let sqlGuard = self.sqlGuard(for: database, catalog: catalog, policies: policies)
-    var query: RecordedQuery
-    let outcome: Result<SQLGuard.Checked, SQLGuard.Refusal>
     switch source {
     case .sql(let sql):
       guard !sql.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
         throw TextToSQLError.invalidArgument(field: "sql", reason: "is empty")
       }
-      outcome = sqlGuard.check(sql)
-      query = try await self.record(
-        sql: sql, question: "", explanation: "", validation: Self.validation(outcome), generated: nil, database: databaseID,
-        caller: caller.userID, requestID: requestID)
+      let outcome = sqlGuard.check(sql)
+      let id = UUID()
+      guard case .success(let checked) = outcome else {
+        _ = try await self.record(
+          id: id, sql: sql, question: "", explanation: "", validation: Self.validation(outcome), generated: nil, database: databaseID,
+          caller: caller.userID, requestID: requestID)
+        throw await self.refused(outcome, database: databaseID, caller: caller, policies: policies)
+      }
+      // Run first, then record the query with its outcome: one write.
+      let ran: Result<RunResult, TextToSQLError>
+      do {
+        ran = .success(try await self.run(checked, queryID: id, database: database, policies: policies, caller: caller, limits: resolved))
+      } catch let error as TextToSQLError {
+        ran = .failure(error)
+      }
+      let query = try await self.record(
+        id: id, sql: sql, question: "", explanation: "", validation: Self.validation(outcome), generated: nil, database: databaseID,
+        caller: caller.userID, requestID: requestID, outcome: ran.map(\.rows))
+      return (query, try ran.get())
     case .recorded(let id):
       guard let recorded = try await self.store.get(id, userID: caller.userID), recorded.databaseID == databaseID else {
         throw TextToSQLError.notFound("Query not found")
       }
-      query = recorded
-      outcome = sqlGuard.check(recorded.sql)
+      let outcome = sqlGuard.check(recorded.sql)
+      guard case .success(let checked) = outcome else {
+        throw await self.refused(outcome, database: databaseID, caller: caller, policies: policies)
+      }
+      return try await self.runRecorded(recorded, checked: checked, database: database, policies: policies, caller: caller, limits: resolved)
     }
-    let checked: SQLGuard.Checked
-    switch outcome {
-    case .success(let value): checked = value
-    case .failure(let refusal):
-      await self.auditRefusal(refusal, database: databaseID, caller: caller, policies: policies)
-      throw TextToSQLError.invalidArgument(field: "sql", reason: refusal.description)
-    }
-    return try await self.run(query, checked: checked, database: database, policies: policies, caller: caller, limits: resolved)
   }
 
-  private func run(
+  /// The error of a refused statement, its column-policy decision audited.
+  private func refused(
+    _ outcome: Result<SQLGuard.Checked, SQLGuard.Refusal>, database: UUID, caller: Caller, policies: ColumnPolicies
+  ) async -> TextToSQLError {
+    guard case .failure(let refusal) = outcome else { return .invalidArgument(field: "sql", reason: "was refused") }
+    await self.auditRefusal(refusal, database: database, caller: caller, policies: policies)
+    return .invalidArgument(field: "sql", reason: refusal.description)
+  }
+
+  /// Runs a recorded query and records the outcome on it.
+  private func runRecorded(
     _ query: RecordedQuery, checked: SQLGuard.Checked, database: OpenedDatabase, policies: ColumnPolicies, caller: Caller,
     limits: QueryLimits
   ) async throws -> (query: RecordedQuery, result: RunResult) {
+    do {
+      let result = try await self.run(checked, queryID: query.id, database: database, policies: policies, caller: caller, limits: limits)
+      let recorded = try await self.store.recordRun(
+        query.id, rows: result.rows.rows.count, milliseconds: Int(result.rows.elapsed.wholeMilliseconds), error: nil)
+      return (recorded, result)
+    } catch let error as TextToSQLError {
+      _ = try? await self.store.recordRun(query.id, rows: nil, milliseconds: 0, error: error.message)
+      throw error
+    }
+  }
+
+  /// Runs a checked statement on its target, masks the result and audits the masking.
+  private func run(
+    _ checked: SQLGuard.Checked, queryID: UUID, database: OpenedDatabase, policies: ColumnPolicies, caller: Caller, limits: QueryLimits
+  ) async throws(TextToSQLError) -> RunResult {
     var result: ResultRows
     do {
       let target = try await self.databases.targets.target(kind: database.row.kind, config: database.config, key: Targets.key(database.row))
@@ -136,18 +169,10 @@ public struct Queries: Sendable {
         let tables = allowed.isEmpty ? nil : Set(allowed.compactMap { $0.hasPrefix("main.") ? String($0.dropFirst(5)) : nil })
         result = try await sqlite.run(checked.statement, limits: limits, policy: SQLiteReadPolicy(tables: tables, deniedColumns: policies.denied))
       } else {
-        result = try await target.run(checked.statement, limits: limits)
+        result = try await target.run(checked.statement, limits: limits, origins: !checked.masked.isEmpty)
       }
     } catch {
-      let failure = TextToSQLError.target(error)
-      let message: String =
-        switch failure {
-        case .invalidArgument(_, let reason): reason
-        case .unavailable(let why), .failedPrecondition(let why), .deadlineExceeded(let why), .resourceExhausted(let why): why
-        default: "failed"
-        }
-      _ = try? await self.store.recordRun(query.id, rows: nil, milliseconds: 0, error: message)
-      throw failure
+      throw TextToSQLError.target(error)
     }
     let masked = ResultMasker.mask(&result, rules: checked.masked)
     if !masked.isEmpty {
@@ -155,12 +180,10 @@ public struct Queries: Sendable {
         AuditEvent(
           subject: caller.userID.uuidString.lowercased(),
           resource: "sql:\(database.row.id.uuidString.lowercased())", action: "query", decision: .mask,
-          detail: ["query_id": query.id.uuidString.lowercased()], policyID: checked.masked.first?.id,
+          detail: ["query_id": queryID.uuidString.lowercased()], policyID: checked.masked.first?.id,
           maskedFields: checked.masked.map(\.column.description)))
     }
-    let recorded = try await self.store.recordRun(
-      query.id, rows: result.rows.count, milliseconds: Int(result.elapsed.wholeMilliseconds), error: nil)
-    return (recorded, RunResult(rows: result, masked: masked))
+    return RunResult(rows: result, masked: masked)
   }
 
   private func auditRefusal(_ refusal: SQLGuard.Refusal, database: UUID, caller: Caller, policies: ColumnPolicies) async {
@@ -178,18 +201,21 @@ public struct Queries: Sendable {
     return database
   }
 
+  /// Records a query; with `outcome`, the run it had (its rows, or why it failed).
   private func record(
-    sql: String, question: String, explanation: String, validation: RecordedQuery.Validation, generated: GeneratedSQL?,
-    database: UUID, caller: UUID, requestID: UUID?
+    id: UUID = UUID(), sql: String, question: String, explanation: String, validation: RecordedQuery.Validation,
+    generated: GeneratedSQL?, database: UUID, caller: UUID, requestID: UUID?, outcome: Result<ResultRows, TextToSQLError>? = nil
   ) async throws -> RecordedQuery {
     // PostgreSQL text holds no NUL; what was refused for one is recorded with U+FFFD instead.
     let storable = { (text: String) in text.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}") }
     let query = RecordedQuery(
-      id: UUID(), userID: caller, databaseID: database, naturalLanguage: storable(question),
+      id: id, userID: caller, databaseID: database, naturalLanguage: storable(question),
       sql: storable(sql).truncated(toUTF8Bytes: SQLGuard.maxBytes), explanation: explanation.truncated(toUTF8Bytes: 8192), validation: validation,
       generator: generated == nil ? nil : self.generator.name, promptTokens: generated?.promptTokens ?? 0,
-      completionTokens: generated?.completionTokens ?? 0, executed: false, resultRows: nil, executionMilliseconds: nil,
-      errorMessage: nil, createdAt: Date(), executedAt: nil)
+      completionTokens: generated?.completionTokens ?? 0, executed: (try? outcome?.get()) != nil,
+      resultRows: (try? outcome?.get())?.rows.count, executionMilliseconds: (try? outcome?.get()).map { Int($0.elapsed.wholeMilliseconds) },
+      errorMessage: outcome.flatMap { if case .failure(let error) = $0 { error.message } else { nil } }, createdAt: Date(),
+      executedAt: outcome == nil ? nil : Date())
     return try await self.store.insert(query, requestID: requestID).query
   }
 
@@ -259,7 +285,7 @@ public struct Queries: Sendable {
         sql: generated.sql, question: question, explanation: generated.explanation, validation: Self.validation(outcome),
         generated: generated, database: databaseID, caller: caller.userID, requestID: requestID)
       do {
-        let ran = try await self.run(query, checked: checked, database: database, policies: policies, caller: caller, limits: limits)
+        let ran = try await self.runRecorded(query, checked: checked, database: database, policies: policies, caller: caller, limits: limits)
         return (ran.query, ran.result)
       } catch TextToSQLError.invalidArgument(_, let reason) where feedback.count + 1 < Self.maxAttempts {
         feedback.append((generated.sql, reason))

@@ -9,6 +9,16 @@ public enum TextToSQLError: Error, Equatable, Sendable {
   case deadlineExceeded(String)
   case resourceExhausted(String)
 
+  /// The message alone (recorded with a failed run).
+  var message: String {
+    switch self {
+    case .invalidArgument(_, let reason): reason
+    case .notFound(let why), .alreadyExists(let why), .failedPrecondition(let why), .unimplemented(let why), .unavailable(let why),
+      .deadlineExceeded(let why), .resourceExhausted(let why):
+      why
+    }
+  }
+
   /// The status of a target's failure.
   static func target(_ error: TargetError) -> TextToSQLError {
     switch error {

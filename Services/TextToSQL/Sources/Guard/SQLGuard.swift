@@ -478,7 +478,7 @@ extension SQLGuard {
 extension SQLGuard {
   /// The statements of a script, split by PostgreSQL's own parser (function bodies, quoted
   /// semicolons and comments respected): for loading fixtures one statement at a time.
-  static func statements(of script: String) -> [String]? {
+  public static func statements(of script: String) -> [String]? {
     let result = pg_query_split_with_parser(script)
     defer { pg_query_free_split_result(result) }
     guard result.error == nil, let list = result.stmts else { return nil }

@@ -34,9 +34,11 @@ public struct QueryStore: Sendable {
     let rows = try await self.database.query(
       """
       INSERT INTO sql_queries (id, user_id, database_id, natural_language, generated_sql, explanation, validation_result, is_safe,
-        generator, prompt_tokens, completion_tokens, request_id)
+        generator, prompt_tokens, completion_tokens, request_id, executed, result_rows, execution_time_ms, error_message, executed_at)
       VALUES (\(query.id), \(query.userID), \(query.databaseID), \(query.naturalLanguage), \(query.sql), \(query.explanation),
-        \(validation)::jsonb, \(query.validation.isSafe), \(query.generator), \(query.promptTokens), \(query.completionTokens), \(requestID))
+        \(validation)::jsonb, \(query.validation.isSafe), \(query.generator), \(query.promptTokens), \(query.completionTokens), \(requestID),
+        \(query.executed), \(query.resultRows), \(query.executionMilliseconds), \(query.errorMessage.map { $0.truncated(toUTF8Bytes: 4096) }),
+        CASE WHEN \(query.executedAt != nil) THEN clock_timestamp() END)
       ON CONFLICT (user_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
       RETURNING \(unescaped: Self.columns)
       """, logger: self.logger)

@@ -210,7 +210,7 @@ final class PostgresTarget: TargetDatabase {
 
   // MARK: - Runs
 
-  func run(_ sql: String, limits: QueryLimits) async throws(TargetError) -> ResultRows {
+  func run(_ sql: String, limits: QueryLimits, origins: Bool) async throws(TargetError) -> ResultRows {
     try await self.transaction(timeout: limits.timeout) { connection in
       let started = ContinuousClock.now
       // The statement parsed as one SELECT, so it ends where its text ends; the newline ends a
@@ -242,7 +242,7 @@ final class PostgresTarget: TargetDatabase {
         rows = try await connection.query(PostgresQuery(unsafeSQL: retyped), logger: self.logger)
         columns = Array(rows.columns)
       }
-      let origins = try await self.origins(of: columns, on: connection)
+      let origins = origins ? try await self.origins(of: columns, on: connection) : columns.map { _ in nil }
       var result = ResultRows(
         columns: columns.enumerated().map { index, column in
           ResultRows.Column(name: column.name, dataType: Self.typeName(column.dataType), origin: origins[index])
@@ -354,12 +354,14 @@ final class PostgresTarget: TargetDatabase {
     do {
       _ = try await connection.query("BEGIN TRANSACTION READ ONLY", logger: self.logger).collect()
       do {
-        for setting in [
-          "statement_timeout = \(milliseconds)", "idle_in_transaction_session_timeout = \(milliseconds + 10_000)",
-          "lock_timeout = \(min(milliseconds, 5000))",
-        ] {
-          _ = try await connection.query(PostgresQuery(unsafeSQL: "SET LOCAL " + setting), logger: self.logger).collect()
-        }
+        // SET LOCAL, the three in one round trip.
+        _ = try await connection.query(
+          """
+          SELECT set_config('statement_timeout', \(String(milliseconds)), true),
+            set_config('idle_in_transaction_session_timeout', \(String(milliseconds + 10_000)), true),
+            set_config('lock_timeout', \(String(min(milliseconds, 5000))), true)
+          """, logger: self.logger
+        ).collect()
         let result = try await body(connection)
         _ = try await connection.query("ROLLBACK", logger: self.logger).collect()
         reusable = true

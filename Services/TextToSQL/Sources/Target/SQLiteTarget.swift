@@ -135,7 +135,7 @@ final class SQLiteTarget: TargetDatabase {
     }
   }
 
-  func run(_ sql: String, limits: QueryLimits) async throws(TargetError) -> ResultRows {
+  func run(_ sql: String, limits: QueryLimits, origins: Bool) async throws(TargetError) -> ResultRows {
     try await self.run(sql, limits: limits, policy: nil)
   }
 

@@ -127,8 +127,9 @@ public protocol TargetDatabase: Sendable {
   /// of short text columns (none for `withheld` columns).
   func catalog(schemas: [String], withheld: Set<ColumnName>) async throws(TargetError) -> SchemaCatalog
 
-  /// Runs one statement the guard passed, read-only, within `limits`, always rolled back.
-  func run(_ sql: String, limits: QueryLimits) async throws(TargetError) -> ResultRows
+  /// Runs one statement the guard passed, read-only, within `limits`, always rolled back; with
+  /// `origins`, says which table column each result column comes from (for masking).
+  func run(_ sql: String, limits: QueryLimits, origins: Bool) async throws(TargetError) -> ResultRows
 
   /// Closes its connections.
   func shutdown() async
