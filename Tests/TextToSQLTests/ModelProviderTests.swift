@@ -58,6 +58,11 @@ struct ModelProviderTests {
       ]
       try await withTextToSQL(settings) { _, databases, queries, options in
         let id = try await registerAndSync(target, databases, options)
+        // Descriptions the model writes, for tables without a comment; the schema says so.
+        _ = try await databases.syncSchema(.with { $0.databaseID = id; $0.enhanceDescriptions = true }, options: options)
+        let tables = try await databases.listTables(.with { $0.databaseID = id }, options: options).tables
+        #expect(tables.map(\.description_p) == ["Company departments", "Rows of public.employees, described by the model."])
+        #expect(try await databases.listSchemas(.with { $0.databaseID = id }, options: options).schemas.first?.isEnhanced == true)
         let counted = try await queries.askQuestion(.with { $0.databaseID = id; $0.question = "count departments please" }, options: options)
         #expect(counted.result.rows.first?.values.first?.numberValue == 3, "\(counted)")
         #expect(counted.query.usage.promptTokens == 120 && counted.query.explanation == "Counts the departments.")
@@ -71,11 +76,12 @@ struct ModelProviderTests {
           _ = try await queries.generateSql(.with { $0.databaseID = id; $0.question = "broken" }, options: options)
         }
         let requests = try await server.requests()
-        let system = (requests.first?["messages"] as? [[String: Any]])?.first?["content"] as? String ?? ""
+        let asking = requests.filter { !((($0["messages"] as? [[String: Any]])?.first?["content"] as? String ?? "").hasPrefix("You describe")) }
+        let system = (asking.first?["messages"] as? [[String: Any]])?.first?["content"] as? String ?? ""
         #expect(system.contains("TABLE public.employees") && system.contains("FOREIGN KEY (department_id) REFERENCES public.departments(id)"))
         #expect(system.contains("'Engineering'"), "sample values of short text columns reach the prompt")
         #expect(requests.allSatisfy { ($0["authorization"] as? String) == "Bearer sk-test" && ($0["model"] as? String) == "test-model" })
-        let second = (requests[1]["messages"] as? [[String: Any]]) ?? []
+        let second = (asking[1]["messages"] as? [[String: Any]]) ?? []
         #expect(second.contains { ($0["content"] as? String) == "count departments please" }, "a past question is an example")
         let retries = requests.filter { (($0["messages"] as? [[String: Any]]) ?? []).contains { ($0["content"] as? String ?? "").contains("was rejected") } }
         #expect(retries.count == 1 && String(describing: retries[0]).contains("pg_sleep"))

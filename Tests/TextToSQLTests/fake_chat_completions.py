@@ -8,7 +8,8 @@ POST /v1/chat/completions answers by the last user message:
   - "retry": a statement the guard refuses (pg_sleep) until a message says it was rejected,
     then a valid one;
   - "fenced": SQL in a fenced code block with a trailing semicolon;
-  - "broken": HTTP 500.
+  - "broken": HTTP 500;
+and a request to describe a table (SyncSchema's enhance_descriptions): one sentence naming it.
 GET /requests returns every request body received, as a JSON list.
 """
 import json
@@ -54,6 +55,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(404, {"error": {"message": "not found"}})
         users = [m["content"] for m in request["messages"] if m["role"] == "user"]
         question = users[-1]
+        if request["messages"][0]["content"].startswith("You describe database tables"):
+            table = question.split()[1] if question.startswith("TABLE ") else "?"
+            return self.answer(200, completion(f"Rows of {table}, described by the model."))
         rejected = any("was rejected" in text for text in users)
         if "broken" in question:
             return self.answer(500, {"error": {"message": "the model is overloaded"}})

@@ -33,14 +33,19 @@ public struct TextToSQLService: PlatformServiceDefinition {
         egress: egress, platformRole: (ownEndpoints, own.username), sqliteDirectory: environment.values["SQL_SQLITE_DIR"] ?? ""),
       logger: resources.logger)
     let audit = AuditLog(database: resources.database, logger: resources.logger)
+    let generator: any SQLGenerator
+    var describer: (any TableDescriber)?
+    switch try ModelProvider(environment: environment) {
+    case .offline:
+      generator = OfflineSQLGenerator()
+    case .openAI(let provider):
+      let model = OpenAISQLGenerator(provider: provider)
+      generator = model
+      describer = model
+    }
     let databases = Databases(
       store: DatabaseStore(database: resources.database, logger: resources.logger), secrets: secrets, targets: targets,
-      redis: resources.redis, audit: audit, logger: resources.logger)
-    let generator: any SQLGenerator =
-      switch try ModelProvider(environment: environment) {
-      case .offline: OfflineSQLGenerator()
-      case .openAI(let provider): OpenAISQLGenerator(provider: provider)
-      }
+      redis: resources.redis, audit: audit, logger: resources.logger, describer: describer)
     resources.logger.info("Questions become SQL through the \(generator.name) generator")
     let queries = Queries(
       databases: databases, store: QueryStore(database: resources.database, logger: resources.logger),

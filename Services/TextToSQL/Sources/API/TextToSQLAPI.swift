@@ -338,7 +338,8 @@ public struct DatabaseAPI: Platform_Texttosql_V1_DatabaseServiceHandler {
   ) async throws -> Platform_Texttosql_V1_SyncSchemaResponse {
     let caller = try context.requireCaller()
     let result = try await self.databases.sync(
-      try Messages.id(request.databaseID, field: "database_id"), caller: caller.userID, schemas: request.schemaNames)
+      try Messages.id(request.databaseID, field: "database_id"), caller: caller.userID, schemas: request.schemaNames,
+      enhance: request.enhanceDescriptions)
     return .with {
       $0.schemaCount = Int32(result.schemas)
       $0.tableCount = Int32(result.tables)

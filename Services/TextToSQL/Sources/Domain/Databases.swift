@@ -15,10 +15,14 @@ public struct Databases: Sendable {
   let locks: DistributedLocks?
   let audit: AuditLog
   let logger: Logger
+  /// Writes descriptions when a sync asks (the model provider; nil offline).
+  let describer: (any TableDescriber)?
 
   public init(
-    store: DatabaseStore, secrets: SecretBox, targets: Targets, redis: RedisClient?, audit: AuditLog, logger: Logger
+    store: DatabaseStore, secrets: SecretBox, targets: Targets, redis: RedisClient?, audit: AuditLog, logger: Logger,
+    describer: (any TableDescriber)? = nil
   ) {
+    self.describer = describer
     self.store = store
     self.secrets = secrets
     self.targets = targets
@@ -165,7 +169,9 @@ public struct Databases: Sendable {
     public var syncedAt: Date
   }
 
-  public func sync(_ id: UUID, caller: UUID, schemas: [String]) async throws -> SyncResult {
+  /// Reads the catalog into the metadata; with `enhance` and a model provider, the model writes
+  /// the descriptions of tables without a comment (at most `maxEnhancedTables`).
+  public func sync(_ id: UUID, caller: UUID, schemas: [String], enhance: Bool = false) async throws -> SyncResult {
     let database = try await self.database(id, caller: caller)
     guard database.row.isActive else { throw TextToSQLError.failedPrecondition("The database is inactive") }
     for (index, schema) in schemas.enumerated() where schema.isEmpty || schema.utf8.count > 100 {
@@ -194,19 +200,32 @@ public struct Databases: Sendable {
     } catch {
       throw TextToSQLError.target(error)
     }
+    var enhanced = false
     for index in catalog.tables.indices where catalog.tables[index].description.isEmpty {
+      if enhance, let describer = self.describer, index < Self.maxEnhancedTables {
+        do {
+          catalog.tables[index].description = try await describer.describe(catalog.tables[index])
+          enhanced = true
+          continue
+        } catch {
+          self.logger.warning("The model did not describe a table", metadata: ["table": "\(catalog.tables[index].qualifiedName)", "error": "\(error)"])
+        }
+      }
       catalog.tables[index].description = Self.describe(catalog.tables[index])
     }
     var samples: [String: String] = [:]
     for table in catalog.tables.prefix(PostgresTarget.maxSampledTables) {
       samples[table.qualifiedName] = await self.sampleRows(of: table, target: target, policies: policies)
     }
-    let stored = try await self.store.replaceCatalog(catalog, samples: samples, databaseID: id, syncedSchemas: schemas.isEmpty ? nil : schemas)
+    let stored = try await self.store.replaceCatalog(
+      catalog, samples: samples, databaseID: id, syncedSchemas: schemas.isEmpty ? nil : schemas, enhanced: enhanced)
     let full = try await self.store.catalog(databaseID: id) ?? catalog
     await self.cache?.store(full, version: Self.version(of: stored.syncedAt), for: id.uuidString.lowercased())
     return SyncResult(
       schemas: Set(catalog.tables.map(\.schema)).count, tables: catalog.tables.count, removed: stored.removed, syncedAt: stored.syncedAt)
   }
+
+  static let maxEnhancedTables = 50
 
   /// A description from names, for a table without a comment: what the search over
   /// descriptions and the generator link questions to.

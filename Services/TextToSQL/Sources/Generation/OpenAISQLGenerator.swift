@@ -6,7 +6,7 @@ public import PlatformCore
 /// successfully on this database (Vanna's idea; the guard still checks everything), and, on a
 /// retry, the earlier SQL with why the guard or the database rejected it. The model answers
 /// with a JSON object {"sql", "explanation"}.
-public struct OpenAISQLGenerator: SQLGenerator {
+public struct OpenAISQLGenerator: SQLGenerator, TableDescriber {
   private let client: ChatCompletionsClient
 
   public init(provider: ModelProvider.OpenAICompatible) {
@@ -43,9 +43,26 @@ public struct OpenAISQLGenerator: SQLGenerator {
       sql: sql, explanation: explanation, promptTokens: completion.promptTokens, completionTokens: completion.completionTokens)
   }
 
-  static func instructions(_ request: GenerationRequest) -> String {
+  public func describe(_ table: CatalogTable) async throws(GenerationError) -> String {
+    let schema = Self.schemaText(SchemaCatalog(tables: [table]))
+    let messages = [
+      ChatCompletionsClient.Message(
+        role: "system", content: "You describe database tables in one sentence for people who write SQL: what one row is, and what the table is for."),
+      ChatCompletionsClient.Message(role: "user", content: schema),
+    ]
+    do {
+      let text = try await self.client.complete(messages, json: false, maxTokens: 120).content
+      return String(text.trimmingCharacters(in: .whitespacesAndNewlines).prefix(500))
+    } catch {
+      throw .unavailable(error.description)
+    }
+  }
+
+  /// The tables as text for a prompt: columns with types, keys, comments and sample values,
+  /// within `maxSchemaBytes`.
+  static func schemaText(_ catalog: SchemaCatalog) -> String {
     var schema = ""
-    for table in request.catalog.tables {
+    for table in catalog.tables {
       var text = "TABLE \(table.qualifiedName)"
       if !table.description.isEmpty { text += " -- \(table.description.prefix(300))" }
       text += "\n"
@@ -61,6 +78,11 @@ public struct OpenAISQLGenerator: SQLGenerator {
       guard schema.utf8.count + text.utf8.count <= Self.maxSchemaBytes else { break }
       schema += text
     }
+    return schema
+  }
+
+  static func instructions(_ request: GenerationRequest) -> String {
+    let schema = Self.schemaText(request.catalog)
     let dialect = request.dialect == .sqlite ? "SQLite" : "PostgreSQL"
     return """
       You write one read-only \(dialect) SELECT statement that answers the user's question over this schema, \

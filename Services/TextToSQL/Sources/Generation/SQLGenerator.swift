@@ -44,6 +44,12 @@ public struct GeneratedSQL: Sendable, Equatable {
   }
 }
 
+/// Writes a table's description from its name and columns (SyncSchema's
+/// `enhance_descriptions`), for the search that picks a question's tables.
+public protocol TableDescriber: Sendable {
+  func describe(_ table: CatalogTable) async throws(GenerationError) -> String
+}
+
 public enum GenerationError: Error, Equatable, Sendable {
   /// The generator cannot answer this question (the offline one says which kinds it handles).
   case unsupported(String)

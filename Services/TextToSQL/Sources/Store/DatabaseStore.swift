@@ -118,7 +118,7 @@ public struct DatabaseStore: Sendable {
   /// upserted, the ones that disappeared removed, `last_sync_at` set.
   /// - Returns: the sync time, and how many tables were removed.
   public func replaceCatalog(
-    _ catalog: SchemaCatalog, samples: [String: String], databaseID: UUID, syncedSchemas: [String]?
+    _ catalog: SchemaCatalog, samples: [String: String], databaseID: UUID, syncedSchemas: [String]?, enhanced: Bool
   ) async throws -> (syncedAt: Date, removed: Int) {
     try await self.database.withTransaction(logger: self.logger) { connection in
       let encoder = JSONEncoder()
@@ -126,9 +126,10 @@ public struct DatabaseStore: Sendable {
       let names = Array(Set(catalog.tables.map(\.schema))).sorted()
       _ = try await connection.query(
         """
-        INSERT INTO schemas (database_id, schema_name, description)
-        SELECT \(databaseID), n, 'Schema ' || n FROM unnest(\(names)::text[]) n
-        ON CONFLICT (database_id, schema_name) DO UPDATE SET updated_at = now()
+        INSERT INTO schemas (database_id, schema_name, description, is_enhanced, enhanced_at)
+        SELECT \(databaseID), n, 'Schema ' || n, \(enhanced), CASE WHEN \(enhanced) THEN now() END FROM unnest(\(names)::text[]) n
+        ON CONFLICT (database_id, schema_name) DO UPDATE SET updated_at = now(), is_enhanced = excluded.is_enhanced,
+          enhanced_at = excluded.enhanced_at
         """, logger: self.logger)
       var schemaNames: [String] = []
       var tableNames: [String] = []
