@@ -127,6 +127,16 @@ struct SchemaAndQueryTests {
         await expectStatus(.invalidArgument, containing: "question") {
           _ = try await queries.askQuestion(.with { $0.databaseID = id; $0.question = String(repeating: "x", count: 2001) }, options: options)
         }
+        // Types without a binary decoder come back as their text, duplicate names kept.
+        let typed = try await queries.executeQuery(
+          .with {
+            $0.databaseID = id
+            $0.sql = "SELECT interval '1 day' AS x, ARRAY[1, 2] AS x, 9007199254740993::int8 AS big, 1.5::numeric AS n, true AS b, NULL::text AS z"
+          }, options: options)
+        #expect(typed.result.columns.map(\.name) == ["x", "x", "big", "n", "b", "z"])
+        let values = try #require(typed.result.rows.first).values
+        #expect(values[0].stringValue == "1 day" && values[1].stringValue == "{1,2}" && values[2].stringValue == "9007199254740993")
+        #expect(values[3].stringValue == "1.5" && values[4].boolValue && values[5].kind == .nullValue(.nullValue))
         // Caps: rows, then bytes.
         let capped = try await queries.executeQuery(
           .with { $0.databaseID = id; $0.sql = "SELECT g FROM generate_series(1, 100000) g"; $0.maxRows = 10 }, options: options)

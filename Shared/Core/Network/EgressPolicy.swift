@@ -64,7 +64,8 @@ public struct EgressPolicy: Sendable {
 
     public var description: String {
       switch self {
-      case .unresolved(let host): "The host \(host) does not resolve"
+      // Without the name: messages about a user's target never carry its host.
+      case .unresolved: "The host name does not resolve"
       case .refused(let kind, let variable):
         "The target resolves to a \(kind) address, which this service does not connect to unless \(variable) allows it"
       }

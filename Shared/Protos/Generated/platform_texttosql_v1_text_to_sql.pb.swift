@@ -995,11 +995,11 @@ public nonisolated struct Platform_Texttosql_V1_SqlValidation: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Parsed as exactly one statement that only reads (SELECT / WITH … SELECT / EXPLAIN without
-  /// ANALYZE; no locking clauses, no writable CTEs, no side-effecting functions).
+  /// Parsed as exactly one plain SELECT (WITH over SELECTs only; no INTO, no locking clause).
   public var isReadOnly: Bool = false
 
-  /// is_read_only and every referenced table exists in the synced schema.
+  /// Passed every layer of the guard: is_read_only, allowlisted functions, operators and casts,
+  /// only synced (and allowed) relations, and the column policies.
   public var isSafe: Bool = false
 
   /// E.g. "SELECT".
@@ -1008,7 +1008,7 @@ public nonisolated struct Platform_Texttosql_V1_SqlValidation: Sendable {
   /// Schema-qualified tables the statement reads.
   public var referencedTables: [String] = []
 
-  /// Why it isn't safe, e.g. "statement 1: DELETE is not allowed".
+  /// Why it isn't safe, e.g. "Only one plain SELECT is allowed: it is a Delete statement".
   public var issues: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
