@@ -390,6 +390,7 @@ let package = Package(
       name: "TextToSQLTests",
       dependencies: ["TextToSQL", "PlatformTesting", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
       path: "Tests/TextToSQLTests",
+      exclude: ["fake_chat_completions.py"],
       swiftSettings: upcomingFeatures
     ),
     // The guard's latency, ExecuteQuery against postgres-nio directly, AskQuestion
@@ -416,6 +417,12 @@ let package = Package(
       name: "Knowledge",
       dependencies: ["PlatformCore", "PlatformProtos"],
       path: "Services/Knowledge/Sources",
+      swiftSettings: upcomingFeatures
+    ),
+    .testTarget(
+      name: "KnowledgeTests",
+      dependencies: ["Knowledge"],
+      path: "Tests/KnowledgeTests",
       swiftSettings: upcomingFeatures
     ),
     .executableTarget(
