@@ -8,12 +8,14 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// The knowledge service (port 50055): documents → chunks → embeddings; vector, keyword and
-/// hybrid search. Rows live in knowledge_db (seed 002 §2.5; embeddings in pgvector).
+/// The knowledge service (port 50055): knowledge bases of documents → chunks → embeddings; vector,
+/// keyword and hybrid search. Rows live in knowledge_db (seed 004 knowledge_bases, seed 002 §2.5
+/// documents and document_chunks; embeddings in pgvector).
 ///
 /// Conventions (DESIGN.md "Cross-cutting rules"): every RPC needs a valid JWT or API key
-/// (UNAUTHENTICATED) and the permission its comment names (PERMISSION_DENIED). Documents belong to
-/// their user; another user's is NOT_FOUND and never appears in search results. List RPCs page with
+/// (UNAUTHENTICATED) and the permission its comment names (PERMISSION_DENIED). Knowledge bases and
+/// their documents belong to their user; another user's is NOT_FOUND and never appears in search
+/// results. List RPCs page with
 /// page_size (0 = 50, capped at 1000) and an opaque page_token. Updates take update_mask and the
 /// version last read (FAILED_PRECONDITION on mismatch). Creates take a request_id (UUID).
 
@@ -90,20 +92,22 @@ public nonisolated enum Platform_Knowledge_V1_DocumentStatus: SwiftProtobuf.Enum
 
 }
 
-/// How a document is split into chunks.
+/// How a document is split into chunks. Sizes are in tokens (words, numbers and punctuation
+/// marks; a long word counts one token per 4 characters). Markdown documents are cut at
+/// headings, which become the chunks' heading path; code blocks stay whole.
 public nonisolated enum Platform_Knowledge_V1_ChunkingStrategy: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
 
-  /// The server's default (PARAGRAPH).
+  /// The knowledge base's default (PARAGRAPH unless it says otherwise).
   case unspecified // = 0
 
-  /// Fixed windows of chunk_size characters.
+  /// Windows of chunk_size tokens ending at whitespace.
   case fixedSize // = 1
 
-  /// Sentences packed up to chunk_size.
+  /// Whole sentences packed up to chunk_size.
   case sentence // = 2
 
-  /// Paragraphs (and Markdown sections) packed up to chunk_size.
+  /// Whole paragraphs packed up to chunk_size (a longer one split by sentences).
   case paragraph // = 3
   case UNRECOGNIZED(Int)
 
@@ -137,6 +141,47 @@ public nonisolated enum Platform_Knowledge_V1_ChunkingStrategy: SwiftProtobuf.En
     .fixedSize,
     .sentence,
     .paragraph,
+  ]
+
+}
+
+/// Whether a knowledge base takes new documents.
+public nonisolated enum Platform_Knowledge_V1_KnowledgeBaseStatus: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case active // = 1
+
+  /// Searchable; no new documents (FAILED_PRECONDITION).
+  case archived // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .active
+    case 2: self = .archived
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .active: return 1
+    case .archived: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Platform_Knowledge_V1_KnowledgeBaseStatus] = [
+    .unspecified,
+    .active,
+    .archived,
   ]
 
 }
@@ -197,7 +242,7 @@ public nonisolated enum Platform_Knowledge_V1_SearchMode: SwiftProtobuf.Enum, Sw
   /// PostgreSQL full-text rank.
   case keyword // = 2
 
-  /// Reciprocal-rank fusion of VECTOR and KEYWORD.
+  /// VECTOR and KEYWORD fused (SearchRequest.fusion).
   case hybrid // = 3
   case UNRECOGNIZED(Int)
 
@@ -235,6 +280,52 @@ public nonisolated enum Platform_Knowledge_V1_SearchMode: SwiftProtobuf.Enum, Sw
 
 }
 
+/// How HYBRID combines the two rankings.
+public nonisolated enum Platform_Knowledge_V1_FusionMethod: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+
+  /// RRF.
+  case unspecified // = 0
+
+  /// Reciprocal-rank fusion: Σ 1 / (rrf_k + rank) over the two rankings.
+  case rrf // = 1
+
+  /// hybrid_alpha · vector score + (1 − hybrid_alpha) · keyword score, each min-max normalised
+  /// over the candidates of its ranking.
+  case weighted // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .rrf
+    case 2: self = .weighted
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .rrf: return 1
+    case .weighted: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Platform_Knowledge_V1_FusionMethod] = [
+    .unspecified,
+    .rrf,
+    .weighted,
+  ]
+
+}
+
 public nonisolated struct Platform_Knowledge_V1_ChunkingOptions: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -242,11 +333,255 @@ public nonisolated struct Platform_Knowledge_V1_ChunkingOptions: Sendable {
 
   public var strategy: Platform_Knowledge_V1_ChunkingStrategy = .unspecified
 
-  /// Target chunk length in characters; 0 = 1000, range 100–8000.
+  /// Target (and largest) chunk length in tokens; 0 = the knowledge base's (seed 004: 512), range
+  /// 16–8192.
   public var chunkSize: Int32 = 0
 
-  /// Characters repeated between consecutive chunks; 0 = none, less than chunk_size.
+  /// Tokens of the previous chunk repeated at the start of the next (whole words or sentences);
+  /// 0 = the knowledge base's (seed 004: 50); less than half of chunk_size.
   public var chunkOverlap: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A knowledge base (seed 004 knowledge_bases): documents with one embedding model and default
+/// chunking, searched together.
+public nonisolated struct Platform_Knowledge_V1_KnowledgeBase: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Output only. UUID.
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
+
+  /// Output only. The owner.
+  public var userID: String {
+    get {_storage._userID}
+    set {_uniqueStorage()._userID = newValue}
+  }
+
+  /// 1–255 characters, unique per user (ALREADY_EXISTS).
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
+
+  /// At most 4096 characters.
+  public var description_p: String {
+    get {_storage._description_p}
+    set {_uniqueStorage()._description_p = newValue}
+  }
+
+  /// The embedding model, as the configured provider names it; empty on create = the service's
+  /// default. Immutable once the knowledge base has documents (FAILED_PRECONDITION).
+  public var embeddingModel: String {
+    get {_storage._embeddingModel}
+    set {_uniqueStorage()._embeddingModel = newValue}
+  }
+
+  /// Output only. The model's dimension (e.g. 384), fixed with the model.
+  public var embeddingDimension: Int32 {
+    get {_storage._embeddingDimension}
+    set {_uniqueStorage()._embeddingDimension = newValue}
+  }
+
+  /// Defaults for its documents (seed 004: chunk_size 512, chunk_overlap 50, PARAGRAPH).
+  public var chunking: Platform_Knowledge_V1_ChunkingOptions {
+    get {_storage._chunking ?? Platform_Knowledge_V1_ChunkingOptions()}
+    set {_uniqueStorage()._chunking = newValue}
+  }
+  /// Returns true if `chunking` has been explicitly set.
+  public var hasChunking: Bool {_storage._chunking != nil}
+  /// Clears the value of `chunking`. Subsequent reads from it will return its default value.
+  public mutating func clearChunking() {_uniqueStorage()._chunking = nil}
+
+  /// Output only. "hnsw".
+  public var indexType: String {
+    get {_storage._indexType}
+    set {_uniqueStorage()._indexType = newValue}
+  }
+
+  /// Output only. "cosine".
+  public var metric: String {
+    get {_storage._metric}
+    set {_uniqueStorage()._metric = newValue}
+  }
+
+  /// Output only. Documents not deleted.
+  public var documentCount: Int32 {
+    get {_storage._documentCount}
+    set {_uniqueStorage()._documentCount = newValue}
+  }
+
+  /// Output only. Chunks of its READY documents.
+  public var chunkCount: Int64 {
+    get {_storage._chunkCount}
+    set {_uniqueStorage()._chunkCount = newValue}
+  }
+
+  public var status: Platform_Knowledge_V1_KnowledgeBaseStatus {
+    get {_storage._status}
+    set {_uniqueStorage()._status = newValue}
+  }
+
+  /// Output only. Starts at 1, incremented by every update.
+  public var version: Int32 {
+    get {_storage._version}
+    set {_uniqueStorage()._version = newValue}
+  }
+
+  /// Output only.
+  public var createTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._createTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._createTime = newValue}
+  }
+  /// Returns true if `createTime` has been explicitly set.
+  public var hasCreateTime: Bool {_storage._createTime != nil}
+  /// Clears the value of `createTime`. Subsequent reads from it will return its default value.
+  public mutating func clearCreateTime() {_uniqueStorage()._createTime = nil}
+
+  /// Output only.
+  public var updateTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_storage._updateTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._updateTime = newValue}
+  }
+  /// Returns true if `updateTime` has been explicitly set.
+  public var hasUpdateTime: Bool {_storage._updateTime != nil}
+  /// Clears the value of `updateTime`. Subsequent reads from it will return its default value.
+  public mutating func clearUpdateTime() {_uniqueStorage()._updateTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Platform_Knowledge_V1_CreateKnowledgeBaseRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Output-only fields are ignored. INVALID_ARGUMENT naming the field.
+  public var knowledgeBase: Platform_Knowledge_V1_KnowledgeBase {
+    get {_knowledgeBase ?? Platform_Knowledge_V1_KnowledgeBase()}
+    set {_knowledgeBase = newValue}
+  }
+  /// Returns true if `knowledgeBase` has been explicitly set.
+  public var hasKnowledgeBase: Bool {self._knowledgeBase != nil}
+  /// Clears the value of `knowledgeBase`. Subsequent reads from it will return its default value.
+  public mutating func clearKnowledgeBase() {self._knowledgeBase = nil}
+
+  /// Idempotency key (UUID).
+  public var requestID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _knowledgeBase: Platform_Knowledge_V1_KnowledgeBase? = nil
+}
+
+public nonisolated struct Platform_Knowledge_V1_GetKnowledgeBaseRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Platform_Knowledge_V1_ListKnowledgeBasesRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var pageSize: Int32 = 0
+
+  public var pageToken: String = String()
+
+  /// Case-insensitive substring of the name.
+  public var query: String = String()
+
+  /// Also list archived knowledge bases.
+  public var includeArchived: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Platform_Knowledge_V1_ListKnowledgeBasesResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// By name.
+  public var knowledgeBases: [Platform_Knowledge_V1_KnowledgeBase] = []
+
+  public var nextPageToken: String = String()
+
+  public var totalSize: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Platform_Knowledge_V1_UpdateKnowledgeBaseRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// knowledge_base.id names it; the fields in update_mask are replaced.
+  public var knowledgeBase: Platform_Knowledge_V1_KnowledgeBase {
+    get {_knowledgeBase ?? Platform_Knowledge_V1_KnowledgeBase()}
+    set {_knowledgeBase = newValue}
+  }
+  /// Returns true if `knowledgeBase` has been explicitly set.
+  public var hasKnowledgeBase: Bool {self._knowledgeBase != nil}
+  /// Clears the value of `knowledgeBase`. Subsequent reads from it will return its default value.
+  public mutating func clearKnowledgeBase() {self._knowledgeBase = nil}
+
+  /// Paths: name, description, chunking (for documents added later), status, embedding_model
+  /// (only while it has no documents).
+  public var updateMask: SwiftProtobuf.Google_Protobuf_FieldMask {
+    get {_updateMask ?? SwiftProtobuf.Google_Protobuf_FieldMask()}
+    set {_updateMask = newValue}
+  }
+  /// Returns true if `updateMask` has been explicitly set.
+  public var hasUpdateMask: Bool {self._updateMask != nil}
+  /// Clears the value of `updateMask`. Subsequent reads from it will return its default value.
+  public mutating func clearUpdateMask() {self._updateMask = nil}
+
+  /// The version the caller last read; FAILED_PRECONDITION if it has changed since.
+  public var version: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _knowledgeBase: Platform_Knowledge_V1_KnowledgeBase? = nil
+  fileprivate var _updateMask: SwiftProtobuf.Google_Protobuf_FieldMask? = nil
+}
+
+public nonisolated struct Platform_Knowledge_V1_DeleteKnowledgeBaseRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  /// If non-zero, FAILED_PRECONDITION unless it is the current version.
+  public var version: Int32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -283,8 +618,9 @@ public nonisolated struct Platform_Knowledge_V1_Document: @unchecked Sendable {
     set {_uniqueStorage()._content = newValue}
   }
 
-  /// One of text/plain, text/markdown, text/html, application/pdf, application/msword;
-  /// INVALID_ARGUMENT naming `content_type` otherwise.
+  /// One of text/plain, text/markdown, text/html, application/pdf, application/msword (.doc),
+  /// application/vnd.openxmlformats-officedocument.wordprocessingml.document (.docx);
+  /// INVALID_ARGUMENT naming `content_type` otherwise, or when the bytes are of another type.
   public var contentType: String {
     get {_storage._contentType}
     set {_uniqueStorage()._contentType = newValue}
@@ -386,6 +722,36 @@ public nonisolated struct Platform_Knowledge_V1_Document: @unchecked Sendable {
   /// Clears the value of `deleteTime`. Subsequent reads from it will return its default value.
   public mutating func clearDeleteTime() {_uniqueStorage()._deleteTime = nil}
 
+  /// The knowledge base the document belongs to; required on create, immutable.
+  public var knowledgeBaseID: String {
+    get {_storage._knowledgeBaseID}
+    set {_uniqueStorage()._knowledgeBaseID = newValue}
+  }
+
+  /// Output only. Progress while PROCESSING: chunks embedded so far, of chunk_total.
+  public var chunksIndexed: Int32 {
+    get {_storage._chunksIndexed}
+    set {_uniqueStorage()._chunksIndexed = newValue}
+  }
+
+  /// Output only. Chunks the current processing makes (0 until the text is chunked).
+  public var chunkTotal: Int32 {
+    get {_storage._chunkTotal}
+    set {_uniqueStorage()._chunkTotal = newValue}
+  }
+
+  /// Free-form labels, filterable in Search (any of); at most 32 of 1–64 characters.
+  public var tags: [String] {
+    get {_storage._tags}
+    set {_uniqueStorage()._tags = newValue}
+  }
+
+  /// Output only. The SHA-256 of the original bytes (hex).
+  public var contentHash: String {
+    get {_storage._contentHash}
+    set {_uniqueStorage()._contentHash = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -411,7 +777,8 @@ public nonisolated struct Platform_Knowledge_V1_DocumentChunk: Sendable {
 
   public var contentLength: Int32 = 0
 
-  /// E.g. {"heading": "…", "page": 3, "start_char": 1200}.
+  /// E.g. {"heading_path": ["Install", "Debian"], "page": 3, "start_char": 1200,
+  /// "end_char": 2400, "token_count": 498}.
   public var metadata: SwiftProtobuf.Google_Protobuf_Struct {
     get {_metadata ?? SwiftProtobuf.Google_Protobuf_Struct()}
     set {_metadata = newValue}
@@ -445,6 +812,9 @@ public nonisolated struct Platform_Knowledge_V1_CreateDocumentRequest: Sendable 
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
+
+  /// The knowledge base (ACTIVE, the caller's).
+  public var knowledgeBaseID: String = String()
 
   /// 1–255 characters.
   public var title: String = String()
@@ -495,6 +865,8 @@ public nonisolated struct Platform_Knowledge_V1_CreateDocumentRequest: Sendable 
   /// Idempotency key (UUID).
   public var requestID: String = String()
 
+  public var tags: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Source: Equatable, Sendable {
@@ -509,6 +881,57 @@ public nonisolated struct Platform_Knowledge_V1_CreateDocumentRequest: Sendable 
 
   fileprivate var _metadata: SwiftProtobuf.Google_Protobuf_Struct? = nil
   fileprivate var _chunking: Platform_Knowledge_V1_ChunkingOptions? = nil
+}
+
+/// UploadDocument's messages: the header first, then the file's bytes in order.
+public nonisolated struct Platform_Knowledge_V1_UploadDocumentRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var part: Platform_Knowledge_V1_UploadDocumentRequest.OneOf_Part? = nil
+
+  /// Everything but the bytes (`file` and `content` are ignored).
+  public var header: Platform_Knowledge_V1_CreateDocumentRequest {
+    get {
+      if case .header(let v)? = part {return v}
+      return Platform_Knowledge_V1_CreateDocumentRequest()
+    }
+    set {part = .header(newValue)}
+  }
+
+  /// The next piece of the file; each at most 1 MiB, in all at most KNOWLEDGE_MAX_FILE_MB.
+  public var data: Data {
+    get {
+      if case .data(let v)? = part {return v}
+      return Data()
+    }
+    set {part = .data(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Part: Equatable, Sendable {
+    /// Everything but the bytes (`file` and `content` are ignored).
+    case header(Platform_Knowledge_V1_CreateDocumentRequest)
+    /// The next piece of the file; each at most 1 MiB, in all at most KNOWLEDGE_MAX_FILE_MB.
+    case data(Data)
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Platform_Knowledge_V1_WatchDocumentRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Platform_Knowledge_V1_GetDocumentRequest: Sendable {
@@ -529,6 +952,9 @@ public nonisolated struct Platform_Knowledge_V1_ListDocumentsRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
+
+  /// Only this knowledge base's; empty = all of the caller's.
+  public var knowledgeBaseID: String = String()
 
   public var pageSize: Int32 = 0
 
@@ -676,96 +1102,201 @@ public nonisolated struct Platform_Knowledge_V1_SearchFilter: Sendable {
   /// Clears the value of `metadata`. Subsequent reads from it will return its default value.
   public mutating func clearMetadata() {self._metadata = nil}
 
+  /// Only documents with any of these tags.
+  public var tagsAny: [String] = []
+
+  /// Only documents created at or after / before these times.
+  public var createdAfter: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_createdAfter ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_createdAfter = newValue}
+  }
+  /// Returns true if `createdAfter` has been explicitly set.
+  public var hasCreatedAfter: Bool {self._createdAfter != nil}
+  /// Clears the value of `createdAfter`. Subsequent reads from it will return its default value.
+  public mutating func clearCreatedAfter() {self._createdAfter = nil}
+
+  public var createdBefore: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_createdBefore ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_createdBefore = newValue}
+  }
+  /// Returns true if `createdBefore` has been explicitly set.
+  public var hasCreatedBefore: Bool {self._createdBefore != nil}
+  /// Clears the value of `createdBefore`. Subsequent reads from it will return its default value.
+  public mutating func clearCreatedBefore() {self._createdBefore = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _metadata: SwiftProtobuf.Google_Protobuf_Struct? = nil
+  fileprivate var _createdAfter: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _createdBefore: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
-public nonisolated struct Platform_Knowledge_V1_SearchRequest: Sendable {
+public nonisolated struct Platform_Knowledge_V1_SearchRequest: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// 1–2000 characters; INVALID_ARGUMENT naming `query` otherwise.
-  public var query: String = String()
+  /// The caller's knowledge bases to search; at least one, at most 32.
+  public var knowledgeBaseIds: [String] {
+    get {_storage._knowledgeBaseIds}
+    set {_uniqueStorage()._knowledgeBaseIds = newValue}
+  }
 
-  public var mode: Platform_Knowledge_V1_SearchMode = .unspecified
+  /// 1–2000 characters; INVALID_ARGUMENT naming `query` otherwise.
+  public var query: String {
+    get {_storage._query}
+    set {_uniqueStorage()._query = newValue}
+  }
+
+  public var mode: Platform_Knowledge_V1_SearchMode {
+    get {_storage._mode}
+    set {_uniqueStorage()._mode = newValue}
+  }
 
   /// Results to return; 0 = 5, max 100.
-  public var topK: Int32 = 0
+  public var topK: Int32 {
+    get {_storage._topK}
+    set {_uniqueStorage()._topK = newValue}
+  }
 
   public var filter: Platform_Knowledge_V1_SearchFilter {
-    get {_filter ?? Platform_Knowledge_V1_SearchFilter()}
-    set {_filter = newValue}
+    get {_storage._filter ?? Platform_Knowledge_V1_SearchFilter()}
+    set {_uniqueStorage()._filter = newValue}
   }
   /// Returns true if `filter` has been explicitly set.
-  public var hasFilter: Bool {self._filter != nil}
+  public var hasFilter: Bool {_storage._filter != nil}
   /// Clears the value of `filter`. Subsequent reads from it will return its default value.
-  public mutating func clearFilter() {self._filter = nil}
+  public mutating func clearFilter() {_uniqueStorage()._filter = nil}
 
   /// Drop results scoring below this (0–1; 0 = keep all).
-  public var minScore: Double = 0
+  public var minScore: Double {
+    get {_storage._minScore}
+    set {_uniqueStorage()._minScore = newValue}
+  }
 
-  /// Weight of the vector ranking in HYBRID, 0–1; 0 = 0.5.
-  public var hybridAlpha: Double = 0
+  /// Weight of the vector ranking in WEIGHTED fusion, 0–1; 0 = 0.7.
+  public var hybridAlpha: Double {
+    get {_storage._hybridAlpha}
+    set {_uniqueStorage()._hybridAlpha = newValue}
+  }
+
+  public var fusion: Platform_Knowledge_V1_FusionMethod {
+    get {_storage._fusion}
+    set {_uniqueStorage()._fusion = newValue}
+  }
+
+  /// RRF's k; 0 = 60.
+  public var rrfK: Int32 {
+    get {_storage._rrfK}
+    set {_uniqueStorage()._rrfK = newValue}
+  }
+
+  /// Also return this many chunks before and after each hit (0–3).
+  public var neighbors: Int32 {
+    get {_storage._neighbors}
+    set {_uniqueStorage()._neighbors = newValue}
+  }
+
+  /// KEYWORD's text-search configuration (e.g. "english", "simple"); empty = "english".
+  public var language: String {
+    get {_storage._language}
+    set {_uniqueStorage()._language = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _filter: Platform_Knowledge_V1_SearchFilter? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// A chunk that matched, with its score.
-public nonisolated struct Platform_Knowledge_V1_SearchResult: Sendable {
+public nonisolated struct Platform_Knowledge_V1_SearchResult: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var chunk: Platform_Knowledge_V1_DocumentChunk {
-    get {_chunk ?? Platform_Knowledge_V1_DocumentChunk()}
-    set {_chunk = newValue}
+    get {_storage._chunk ?? Platform_Knowledge_V1_DocumentChunk()}
+    set {_uniqueStorage()._chunk = newValue}
   }
   /// Returns true if `chunk` has been explicitly set.
-  public var hasChunk: Bool {self._chunk != nil}
+  public var hasChunk: Bool {_storage._chunk != nil}
   /// Clears the value of `chunk`. Subsequent reads from it will return its default value.
-  public mutating func clearChunk() {self._chunk = nil}
+  public mutating func clearChunk() {_uniqueStorage()._chunk = nil}
 
-  public var documentID: String = String()
+  public var documentID: String {
+    get {_storage._documentID}
+    set {_uniqueStorage()._documentID = newValue}
+  }
 
-  public var documentTitle: String = String()
+  public var documentTitle: String {
+    get {_storage._documentTitle}
+    set {_uniqueStorage()._documentTitle = newValue}
+  }
 
   /// Normalized to 0–1, higher is better; comparable within one response only.
-  public var score: Double = 0
+  public var score: Double {
+    get {_storage._score}
+    set {_uniqueStorage()._score = newValue}
+  }
 
-  /// The components of score (unset for modes that didn't compute them).
+  /// The components of score (unset for modes that didn't compute them): cosine similarity and
+  /// full-text rank as computed, and each one's 1-based rank among the candidates.
   public var vectorScore: Double {
-    get {_vectorScore ?? 0}
-    set {_vectorScore = newValue}
+    get {_storage._vectorScore ?? 0}
+    set {_uniqueStorage()._vectorScore = newValue}
   }
   /// Returns true if `vectorScore` has been explicitly set.
-  public var hasVectorScore: Bool {self._vectorScore != nil}
+  public var hasVectorScore: Bool {_storage._vectorScore != nil}
   /// Clears the value of `vectorScore`. Subsequent reads from it will return its default value.
-  public mutating func clearVectorScore() {self._vectorScore = nil}
+  public mutating func clearVectorScore() {_uniqueStorage()._vectorScore = nil}
 
   public var keywordScore: Double {
-    get {_keywordScore ?? 0}
-    set {_keywordScore = newValue}
+    get {_storage._keywordScore ?? 0}
+    set {_uniqueStorage()._keywordScore = newValue}
   }
   /// Returns true if `keywordScore` has been explicitly set.
-  public var hasKeywordScore: Bool {self._keywordScore != nil}
+  public var hasKeywordScore: Bool {_storage._keywordScore != nil}
   /// Clears the value of `keywordScore`. Subsequent reads from it will return its default value.
-  public mutating func clearKeywordScore() {self._keywordScore = nil}
+  public mutating func clearKeywordScore() {_uniqueStorage()._keywordScore = nil}
+
+  public var vectorRank: Int32 {
+    get {_storage._vectorRank ?? 0}
+    set {_uniqueStorage()._vectorRank = newValue}
+  }
+  /// Returns true if `vectorRank` has been explicitly set.
+  public var hasVectorRank: Bool {_storage._vectorRank != nil}
+  /// Clears the value of `vectorRank`. Subsequent reads from it will return its default value.
+  public mutating func clearVectorRank() {_uniqueStorage()._vectorRank = nil}
+
+  public var keywordRank: Int32 {
+    get {_storage._keywordRank ?? 0}
+    set {_uniqueStorage()._keywordRank = newValue}
+  }
+  /// Returns true if `keywordRank` has been explicitly set.
+  public var hasKeywordRank: Bool {_storage._keywordRank != nil}
+  /// Clears the value of `keywordRank`. Subsequent reads from it will return its default value.
+  public mutating func clearKeywordRank() {_uniqueStorage()._keywordRank = nil}
+
+  public var knowledgeBaseID: String {
+    get {_storage._knowledgeBaseID}
+    set {_uniqueStorage()._knowledgeBaseID = newValue}
+  }
+
+  /// With SearchRequest.neighbors: the chunks around the hit, in order (the hit excluded).
+  public var neighbors: [Platform_Knowledge_V1_DocumentChunk] {
+    get {_storage._neighbors}
+    set {_uniqueStorage()._neighbors = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _chunk: Platform_Knowledge_V1_DocumentChunk? = nil
-  fileprivate var _vectorScore: Double? = nil
-  fileprivate var _keywordScore: Double? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Platform_Knowledge_V1_SearchResponse: Sendable {
@@ -781,6 +1312,12 @@ public nonisolated struct Platform_Knowledge_V1_SearchResponse: Sendable {
 
   /// The embedding model used, e.g. "offline-hash-384" for the deterministic default.
   public var embeddingModel: String = String()
+
+  /// How HYBRID was fused (unset for other modes).
+  public var fusion: Platform_Knowledge_V1_FusionMethod = .unspecified
+
+  /// Milliseconds spent embedding the query (VECTOR and HYBRID).
+  public var embeddingTimeMs: Int32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -823,12 +1360,20 @@ nonisolated extension Platform_Knowledge_V1_ChunkingStrategy: SwiftProtobuf._Pro
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CHUNKING_STRATEGY_UNSPECIFIED\0\u{1}CHUNKING_STRATEGY_FIXED_SIZE\0\u{1}CHUNKING_STRATEGY_SENTENCE\0\u{1}CHUNKING_STRATEGY_PARAGRAPH\0")
 }
 
+nonisolated extension Platform_Knowledge_V1_KnowledgeBaseStatus: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0KNOWLEDGE_BASE_STATUS_UNSPECIFIED\0\u{1}KNOWLEDGE_BASE_STATUS_ACTIVE\0\u{1}KNOWLEDGE_BASE_STATUS_ARCHIVED\0")
+}
+
 nonisolated extension Platform_Knowledge_V1_DocumentView: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DOCUMENT_VIEW_UNSPECIFIED\0\u{1}DOCUMENT_VIEW_BASIC\0\u{1}DOCUMENT_VIEW_FULL\0")
 }
 
 nonisolated extension Platform_Knowledge_V1_SearchMode: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0SEARCH_MODE_UNSPECIFIED\0\u{1}SEARCH_MODE_VECTOR\0\u{1}SEARCH_MODE_KEYWORD\0\u{1}SEARCH_MODE_HYBRID\0")
+}
+
+nonisolated extension Platform_Knowledge_V1_FusionMethod: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0FUSION_METHOD_UNSPECIFIED\0\u{1}FUSION_METHOD_RRF\0\u{1}FUSION_METHOD_WEIGHTED\0")
 }
 
 nonisolated extension Platform_Knowledge_V1_ChunkingOptions: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -871,9 +1416,410 @@ nonisolated extension Platform_Knowledge_V1_ChunkingOptions: SwiftProtobuf.Messa
   }
 }
 
+nonisolated extension Platform_Knowledge_V1_KnowledgeBase: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".KnowledgeBase"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}user_id\0\u{1}name\0\u{1}description\0\u{3}embedding_model\0\u{3}embedding_dimension\0\u{1}chunking\0\u{3}index_type\0\u{1}metric\0\u{3}document_count\0\u{3}chunk_count\0\u{1}status\0\u{1}version\0\u{3}create_time\0\u{3}update_time\0")
+
+  fileprivate class _StorageClass {
+    var _id: String = String()
+    var _userID: String = String()
+    var _name: String = String()
+    var _description_p: String = String()
+    var _embeddingModel: String = String()
+    var _embeddingDimension: Int32 = 0
+    var _chunking: Platform_Knowledge_V1_ChunkingOptions? = nil
+    var _indexType: String = String()
+    var _metric: String = String()
+    var _documentCount: Int32 = 0
+    var _chunkCount: Int64 = 0
+    var _status: Platform_Knowledge_V1_KnowledgeBaseStatus = .unspecified
+    var _version: Int32 = 0
+    var _createTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _userID = source._userID
+      _name = source._name
+      _description_p = source._description_p
+      _embeddingModel = source._embeddingModel
+      _embeddingDimension = source._embeddingDimension
+      _chunking = source._chunking
+      _indexType = source._indexType
+      _metric = source._metric
+      _documentCount = source._documentCount
+      _chunkCount = source._chunkCount
+      _status = source._status
+      _version = source._version
+      _createTime = source._createTime
+      _updateTime = source._updateTime
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._userID) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._description_p) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._embeddingModel) }()
+        case 6: try { try decoder.decodeSingularInt32Field(value: &_storage._embeddingDimension) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._chunking) }()
+        case 8: try { try decoder.decodeSingularStringField(value: &_storage._indexType) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._metric) }()
+        case 10: try { try decoder.decodeSingularInt32Field(value: &_storage._documentCount) }()
+        case 11: try { try decoder.decodeSingularInt64Field(value: &_storage._chunkCount) }()
+        case 12: try { try decoder.decodeSingularEnumField(value: &_storage._status) }()
+        case 13: try { try decoder.decodeSingularInt32Field(value: &_storage._version) }()
+        case 14: try { try decoder.decodeSingularMessageField(value: &_storage._createTime) }()
+        case 15: try { try decoder.decodeSingularMessageField(value: &_storage._updateTime) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 1)
+      }
+      if !_storage._userID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._userID, fieldNumber: 2)
+      }
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 3)
+      }
+      if !_storage._description_p.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._description_p, fieldNumber: 4)
+      }
+      if !_storage._embeddingModel.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._embeddingModel, fieldNumber: 5)
+      }
+      if _storage._embeddingDimension != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._embeddingDimension, fieldNumber: 6)
+      }
+      try { if let v = _storage._chunking {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      } }()
+      if !_storage._indexType.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._indexType, fieldNumber: 8)
+      }
+      if !_storage._metric.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._metric, fieldNumber: 9)
+      }
+      if _storage._documentCount != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._documentCount, fieldNumber: 10)
+      }
+      if _storage._chunkCount != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._chunkCount, fieldNumber: 11)
+      }
+      if _storage._status != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._status, fieldNumber: 12)
+      }
+      if _storage._version != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._version, fieldNumber: 13)
+      }
+      try { if let v = _storage._createTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      } }()
+      try { if let v = _storage._updateTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Knowledge_V1_KnowledgeBase, rhs: Platform_Knowledge_V1_KnowledgeBase) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._userID != rhs_storage._userID {return false}
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._description_p != rhs_storage._description_p {return false}
+        if _storage._embeddingModel != rhs_storage._embeddingModel {return false}
+        if _storage._embeddingDimension != rhs_storage._embeddingDimension {return false}
+        if _storage._chunking != rhs_storage._chunking {return false}
+        if _storage._indexType != rhs_storage._indexType {return false}
+        if _storage._metric != rhs_storage._metric {return false}
+        if _storage._documentCount != rhs_storage._documentCount {return false}
+        if _storage._chunkCount != rhs_storage._chunkCount {return false}
+        if _storage._status != rhs_storage._status {return false}
+        if _storage._version != rhs_storage._version {return false}
+        if _storage._createTime != rhs_storage._createTime {return false}
+        if _storage._updateTime != rhs_storage._updateTime {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Knowledge_V1_CreateKnowledgeBaseRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CreateKnowledgeBaseRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}knowledge_base\0\u{3}request_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._knowledgeBase) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._knowledgeBase {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.requestID.isEmpty {
+      try visitor.visitSingularStringField(value: self.requestID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Knowledge_V1_CreateKnowledgeBaseRequest, rhs: Platform_Knowledge_V1_CreateKnowledgeBaseRequest) -> Bool {
+    if lhs._knowledgeBase != rhs._knowledgeBase {return false}
+    if lhs.requestID != rhs.requestID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Knowledge_V1_GetKnowledgeBaseRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetKnowledgeBaseRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Knowledge_V1_GetKnowledgeBaseRequest, rhs: Platform_Knowledge_V1_GetKnowledgeBaseRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Knowledge_V1_ListKnowledgeBasesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListKnowledgeBasesRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}page_size\0\u{3}page_token\0\u{1}query\0\u{3}include_archived\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.pageSize) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.pageToken) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.query) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.includeArchived) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.pageSize != 0 {
+      try visitor.visitSingularInt32Field(value: self.pageSize, fieldNumber: 1)
+    }
+    if !self.pageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.pageToken, fieldNumber: 2)
+    }
+    if !self.query.isEmpty {
+      try visitor.visitSingularStringField(value: self.query, fieldNumber: 3)
+    }
+    if self.includeArchived != false {
+      try visitor.visitSingularBoolField(value: self.includeArchived, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Knowledge_V1_ListKnowledgeBasesRequest, rhs: Platform_Knowledge_V1_ListKnowledgeBasesRequest) -> Bool {
+    if lhs.pageSize != rhs.pageSize {return false}
+    if lhs.pageToken != rhs.pageToken {return false}
+    if lhs.query != rhs.query {return false}
+    if lhs.includeArchived != rhs.includeArchived {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Knowledge_V1_ListKnowledgeBasesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListKnowledgeBasesResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}knowledge_bases\0\u{3}next_page_token\0\u{3}total_size\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.knowledgeBases) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.nextPageToken) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.totalSize) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.knowledgeBases.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.knowledgeBases, fieldNumber: 1)
+    }
+    if !self.nextPageToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.nextPageToken, fieldNumber: 2)
+    }
+    if self.totalSize != 0 {
+      try visitor.visitSingularInt32Field(value: self.totalSize, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Knowledge_V1_ListKnowledgeBasesResponse, rhs: Platform_Knowledge_V1_ListKnowledgeBasesResponse) -> Bool {
+    if lhs.knowledgeBases != rhs.knowledgeBases {return false}
+    if lhs.nextPageToken != rhs.nextPageToken {return false}
+    if lhs.totalSize != rhs.totalSize {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Knowledge_V1_UpdateKnowledgeBaseRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdateKnowledgeBaseRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}knowledge_base\0\u{3}update_mask\0\u{1}version\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._knowledgeBase) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._updateMask) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.version) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._knowledgeBase {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._updateMask {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if self.version != 0 {
+      try visitor.visitSingularInt32Field(value: self.version, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Knowledge_V1_UpdateKnowledgeBaseRequest, rhs: Platform_Knowledge_V1_UpdateKnowledgeBaseRequest) -> Bool {
+    if lhs._knowledgeBase != rhs._knowledgeBase {return false}
+    if lhs._updateMask != rhs._updateMask {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Knowledge_V1_DeleteKnowledgeBaseRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DeleteKnowledgeBaseRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}version\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.version) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularInt32Field(value: self.version, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Knowledge_V1_DeleteKnowledgeBaseRequest, rhs: Platform_Knowledge_V1_DeleteKnowledgeBaseRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Platform_Knowledge_V1_Document: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Document"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}user_id\0\u{1}title\0\u{1}content\0\u{3}content_type\0\u{3}file_name\0\u{3}file_size\0\u{1}metadata\0\u{1}chunking\0\u{1}status\0\u{3}status_message\0\u{3}chunk_count\0\u{1}version\0\u{3}index_time\0\u{3}create_time\0\u{3}update_time\0\u{3}delete_time\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}user_id\0\u{1}title\0\u{1}content\0\u{3}content_type\0\u{3}file_name\0\u{3}file_size\0\u{1}metadata\0\u{1}chunking\0\u{1}status\0\u{3}status_message\0\u{3}chunk_count\0\u{1}version\0\u{3}index_time\0\u{3}create_time\0\u{3}update_time\0\u{3}delete_time\0\u{3}knowledge_base_id\0\u{3}chunks_indexed\0\u{3}chunk_total\0\u{1}tags\0\u{3}content_hash\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -893,6 +1839,11 @@ nonisolated extension Platform_Knowledge_V1_Document: SwiftProtobuf.Message, Swi
     var _createTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _deleteTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _knowledgeBaseID: String = String()
+    var _chunksIndexed: Int32 = 0
+    var _chunkTotal: Int32 = 0
+    var _tags: [String] = []
+    var _contentHash: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -920,6 +1871,11 @@ nonisolated extension Platform_Knowledge_V1_Document: SwiftProtobuf.Message, Swi
       _createTime = source._createTime
       _updateTime = source._updateTime
       _deleteTime = source._deleteTime
+      _knowledgeBaseID = source._knowledgeBaseID
+      _chunksIndexed = source._chunksIndexed
+      _chunkTotal = source._chunkTotal
+      _tags = source._tags
+      _contentHash = source._contentHash
     }
   }
 
@@ -955,6 +1911,11 @@ nonisolated extension Platform_Knowledge_V1_Document: SwiftProtobuf.Message, Swi
         case 15: try { try decoder.decodeSingularMessageField(value: &_storage._createTime) }()
         case 16: try { try decoder.decodeSingularMessageField(value: &_storage._updateTime) }()
         case 17: try { try decoder.decodeSingularMessageField(value: &_storage._deleteTime) }()
+        case 18: try { try decoder.decodeSingularStringField(value: &_storage._knowledgeBaseID) }()
+        case 19: try { try decoder.decodeSingularInt32Field(value: &_storage._chunksIndexed) }()
+        case 20: try { try decoder.decodeSingularInt32Field(value: &_storage._chunkTotal) }()
+        case 21: try { try decoder.decodeRepeatedStringField(value: &_storage._tags) }()
+        case 22: try { try decoder.decodeSingularStringField(value: &_storage._contentHash) }()
         default: break
         }
       }
@@ -1018,6 +1979,21 @@ nonisolated extension Platform_Knowledge_V1_Document: SwiftProtobuf.Message, Swi
       try { if let v = _storage._deleteTime {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
       } }()
+      if !_storage._knowledgeBaseID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._knowledgeBaseID, fieldNumber: 18)
+      }
+      if _storage._chunksIndexed != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._chunksIndexed, fieldNumber: 19)
+      }
+      if _storage._chunkTotal != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._chunkTotal, fieldNumber: 20)
+      }
+      if !_storage._tags.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._tags, fieldNumber: 21)
+      }
+      if !_storage._contentHash.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._contentHash, fieldNumber: 22)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1044,6 +2020,11 @@ nonisolated extension Platform_Knowledge_V1_Document: SwiftProtobuf.Message, Swi
         if _storage._createTime != rhs_storage._createTime {return false}
         if _storage._updateTime != rhs_storage._updateTime {return false}
         if _storage._deleteTime != rhs_storage._deleteTime {return false}
+        if _storage._knowledgeBaseID != rhs_storage._knowledgeBaseID {return false}
+        if _storage._chunksIndexed != rhs_storage._chunksIndexed {return false}
+        if _storage._chunkTotal != rhs_storage._chunkTotal {return false}
+        if _storage._tags != rhs_storage._tags {return false}
+        if _storage._contentHash != rhs_storage._contentHash {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -1124,7 +2105,7 @@ nonisolated extension Platform_Knowledge_V1_DocumentChunk: SwiftProtobuf.Message
 
 nonisolated extension Platform_Knowledge_V1_CreateDocumentRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateDocumentRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}title\0\u{1}content\0\u{1}file\0\u{3}file_name\0\u{3}content_type\0\u{1}metadata\0\u{1}chunking\0\u{3}request_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}title\0\u{1}content\0\u{1}file\0\u{3}file_name\0\u{3}content_type\0\u{1}metadata\0\u{1}chunking\0\u{3}request_id\0\u{3}knowledge_base_id\0\u{1}tags\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1154,6 +2135,8 @@ nonisolated extension Platform_Knowledge_V1_CreateDocumentRequest: SwiftProtobuf
       case 6: try { try decoder.decodeSingularMessageField(value: &self._metadata) }()
       case 7: try { try decoder.decodeSingularMessageField(value: &self._chunking) }()
       case 8: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.knowledgeBaseID) }()
+      case 10: try { try decoder.decodeRepeatedStringField(value: &self.tags) }()
       default: break
       }
     }
@@ -1193,10 +2176,17 @@ nonisolated extension Platform_Knowledge_V1_CreateDocumentRequest: SwiftProtobuf
     if !self.requestID.isEmpty {
       try visitor.visitSingularStringField(value: self.requestID, fieldNumber: 8)
     }
+    if !self.knowledgeBaseID.isEmpty {
+      try visitor.visitSingularStringField(value: self.knowledgeBaseID, fieldNumber: 9)
+    }
+    if !self.tags.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.tags, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Platform_Knowledge_V1_CreateDocumentRequest, rhs: Platform_Knowledge_V1_CreateDocumentRequest) -> Bool {
+    if lhs.knowledgeBaseID != rhs.knowledgeBaseID {return false}
     if lhs.title != rhs.title {return false}
     if lhs.source != rhs.source {return false}
     if lhs.fileName != rhs.fileName {return false}
@@ -1204,6 +2194,99 @@ nonisolated extension Platform_Knowledge_V1_CreateDocumentRequest: SwiftProtobuf
     if lhs._metadata != rhs._metadata {return false}
     if lhs._chunking != rhs._chunking {return false}
     if lhs.requestID != rhs.requestID {return false}
+    if lhs.tags != rhs.tags {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Knowledge_V1_UploadDocumentRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UploadDocumentRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}header\0\u{1}data\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try {
+        var v: Platform_Knowledge_V1_CreateDocumentRequest?
+        var hadOneofValue = false
+        if let current = self.part {
+          hadOneofValue = true
+          if case .header(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.part = .header(v)
+        }
+      }()
+      case 2: try {
+        var v: Data?
+        try decoder.decodeSingularBytesField(value: &v)
+        if let v = v {
+          if self.part != nil {try decoder.handleConflictingOneOf()}
+          self.part = .data(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    switch self.part {
+    case .header?: try {
+      guard case .header(let v)? = self.part else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    }()
+    case .data?: try {
+      guard case .data(let v)? = self.part else { preconditionFailure() }
+      try visitor.visitSingularBytesField(value: v, fieldNumber: 2)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Knowledge_V1_UploadDocumentRequest, rhs: Platform_Knowledge_V1_UploadDocumentRequest) -> Bool {
+    if lhs.part != rhs.part {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Knowledge_V1_WatchDocumentRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WatchDocumentRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Knowledge_V1_WatchDocumentRequest, rhs: Platform_Knowledge_V1_WatchDocumentRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1246,7 +2329,7 @@ nonisolated extension Platform_Knowledge_V1_GetDocumentRequest: SwiftProtobuf.Me
 
 nonisolated extension Platform_Knowledge_V1_ListDocumentsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListDocumentsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}page_size\0\u{3}page_token\0\u{1}status\0\u{3}content_type\0\u{1}query\0\u{1}view\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}page_size\0\u{3}page_token\0\u{1}status\0\u{3}content_type\0\u{1}query\0\u{1}view\0\u{3}knowledge_base_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1260,6 +2343,7 @@ nonisolated extension Platform_Knowledge_V1_ListDocumentsRequest: SwiftProtobuf.
       case 4: try { try decoder.decodeSingularStringField(value: &self.contentType) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.query) }()
       case 6: try { try decoder.decodeSingularEnumField(value: &self.view) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.knowledgeBaseID) }()
       default: break
       }
     }
@@ -1284,10 +2368,14 @@ nonisolated extension Platform_Knowledge_V1_ListDocumentsRequest: SwiftProtobuf.
     if self.view != .unspecified {
       try visitor.visitSingularEnumField(value: self.view, fieldNumber: 6)
     }
+    if !self.knowledgeBaseID.isEmpty {
+      try visitor.visitSingularStringField(value: self.knowledgeBaseID, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Platform_Knowledge_V1_ListDocumentsRequest, rhs: Platform_Knowledge_V1_ListDocumentsRequest) -> Bool {
+    if lhs.knowledgeBaseID != rhs.knowledgeBaseID {return false}
     if lhs.pageSize != rhs.pageSize {return false}
     if lhs.pageToken != rhs.pageToken {return false}
     if lhs.status != rhs.status {return false}
@@ -1505,7 +2593,7 @@ nonisolated extension Platform_Knowledge_V1_ListChunksResponse: SwiftProtobuf.Me
 
 nonisolated extension Platform_Knowledge_V1_SearchFilter: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SearchFilter"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}document_ids\0\u{3}content_types\0\u{1}metadata\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}document_ids\0\u{3}content_types\0\u{1}metadata\0\u{3}tags_any\0\u{3}created_after\0\u{3}created_before\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1516,6 +2604,9 @@ nonisolated extension Platform_Knowledge_V1_SearchFilter: SwiftProtobuf.Message,
       case 1: try { try decoder.decodeRepeatedStringField(value: &self.documentIds) }()
       case 2: try { try decoder.decodeRepeatedStringField(value: &self.contentTypes) }()
       case 3: try { try decoder.decodeSingularMessageField(value: &self._metadata) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.tagsAny) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._createdAfter) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._createdBefore) }()
       default: break
       }
     }
@@ -1535,6 +2626,15 @@ nonisolated extension Platform_Knowledge_V1_SearchFilter: SwiftProtobuf.Message,
     try { if let v = self._metadata {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
     } }()
+    if !self.tagsAny.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.tagsAny, fieldNumber: 4)
+    }
+    try { if let v = self._createdAfter {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._createdBefore {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1542,6 +2642,9 @@ nonisolated extension Platform_Knowledge_V1_SearchFilter: SwiftProtobuf.Message,
     if lhs.documentIds != rhs.documentIds {return false}
     if lhs.contentTypes != rhs.contentTypes {return false}
     if lhs._metadata != rhs._metadata {return false}
+    if lhs.tagsAny != rhs.tagsAny {return false}
+    if lhs._createdAfter != rhs._createdAfter {return false}
+    if lhs._createdBefore != rhs._createdBefore {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1549,58 +2652,139 @@ nonisolated extension Platform_Knowledge_V1_SearchFilter: SwiftProtobuf.Message,
 
 nonisolated extension Platform_Knowledge_V1_SearchRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SearchRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}query\0\u{1}mode\0\u{3}top_k\0\u{1}filter\0\u{3}min_score\0\u{3}hybrid_alpha\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}query\0\u{1}mode\0\u{3}top_k\0\u{1}filter\0\u{3}min_score\0\u{3}hybrid_alpha\0\u{3}knowledge_base_ids\0\u{1}fusion\0\u{3}rrf_k\0\u{1}neighbors\0\u{1}language\0")
+
+  fileprivate class _StorageClass {
+    var _knowledgeBaseIds: [String] = []
+    var _query: String = String()
+    var _mode: Platform_Knowledge_V1_SearchMode = .unspecified
+    var _topK: Int32 = 0
+    var _filter: Platform_Knowledge_V1_SearchFilter? = nil
+    var _minScore: Double = 0
+    var _hybridAlpha: Double = 0
+    var _fusion: Platform_Knowledge_V1_FusionMethod = .unspecified
+    var _rrfK: Int32 = 0
+    var _neighbors: Int32 = 0
+    var _language: String = String()
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _knowledgeBaseIds = source._knowledgeBaseIds
+      _query = source._query
+      _mode = source._mode
+      _topK = source._topK
+      _filter = source._filter
+      _minScore = source._minScore
+      _hybridAlpha = source._hybridAlpha
+      _fusion = source._fusion
+      _rrfK = source._rrfK
+      _neighbors = source._neighbors
+      _language = source._language
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.query) }()
-      case 2: try { try decoder.decodeSingularEnumField(value: &self.mode) }()
-      case 3: try { try decoder.decodeSingularInt32Field(value: &self.topK) }()
-      case 4: try { try decoder.decodeSingularMessageField(value: &self._filter) }()
-      case 5: try { try decoder.decodeSingularDoubleField(value: &self.minScore) }()
-      case 6: try { try decoder.decodeSingularDoubleField(value: &self.hybridAlpha) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._query) }()
+        case 2: try { try decoder.decodeSingularEnumField(value: &_storage._mode) }()
+        case 3: try { try decoder.decodeSingularInt32Field(value: &_storage._topK) }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._filter) }()
+        case 5: try { try decoder.decodeSingularDoubleField(value: &_storage._minScore) }()
+        case 6: try { try decoder.decodeSingularDoubleField(value: &_storage._hybridAlpha) }()
+        case 7: try { try decoder.decodeRepeatedStringField(value: &_storage._knowledgeBaseIds) }()
+        case 8: try { try decoder.decodeSingularEnumField(value: &_storage._fusion) }()
+        case 9: try { try decoder.decodeSingularInt32Field(value: &_storage._rrfK) }()
+        case 10: try { try decoder.decodeSingularInt32Field(value: &_storage._neighbors) }()
+        case 11: try { try decoder.decodeSingularStringField(value: &_storage._language) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.query.isEmpty {
-      try visitor.visitSingularStringField(value: self.query, fieldNumber: 1)
-    }
-    if self.mode != .unspecified {
-      try visitor.visitSingularEnumField(value: self.mode, fieldNumber: 2)
-    }
-    if self.topK != 0 {
-      try visitor.visitSingularInt32Field(value: self.topK, fieldNumber: 3)
-    }
-    try { if let v = self._filter {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
-    } }()
-    if self.minScore.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.minScore, fieldNumber: 5)
-    }
-    if self.hybridAlpha.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.hybridAlpha, fieldNumber: 6)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._query.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._query, fieldNumber: 1)
+      }
+      if _storage._mode != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._mode, fieldNumber: 2)
+      }
+      if _storage._topK != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._topK, fieldNumber: 3)
+      }
+      try { if let v = _storage._filter {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+      if _storage._minScore.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._minScore, fieldNumber: 5)
+      }
+      if _storage._hybridAlpha.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._hybridAlpha, fieldNumber: 6)
+      }
+      if !_storage._knowledgeBaseIds.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._knowledgeBaseIds, fieldNumber: 7)
+      }
+      if _storage._fusion != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._fusion, fieldNumber: 8)
+      }
+      if _storage._rrfK != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._rrfK, fieldNumber: 9)
+      }
+      if _storage._neighbors != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._neighbors, fieldNumber: 10)
+      }
+      if !_storage._language.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._language, fieldNumber: 11)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Platform_Knowledge_V1_SearchRequest, rhs: Platform_Knowledge_V1_SearchRequest) -> Bool {
-    if lhs.query != rhs.query {return false}
-    if lhs.mode != rhs.mode {return false}
-    if lhs.topK != rhs.topK {return false}
-    if lhs._filter != rhs._filter {return false}
-    if lhs.minScore != rhs.minScore {return false}
-    if lhs.hybridAlpha != rhs.hybridAlpha {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._knowledgeBaseIds != rhs_storage._knowledgeBaseIds {return false}
+        if _storage._query != rhs_storage._query {return false}
+        if _storage._mode != rhs_storage._mode {return false}
+        if _storage._topK != rhs_storage._topK {return false}
+        if _storage._filter != rhs_storage._filter {return false}
+        if _storage._minScore != rhs_storage._minScore {return false}
+        if _storage._hybridAlpha != rhs_storage._hybridAlpha {return false}
+        if _storage._fusion != rhs_storage._fusion {return false}
+        if _storage._rrfK != rhs_storage._rrfK {return false}
+        if _storage._neighbors != rhs_storage._neighbors {return false}
+        if _storage._language != rhs_storage._language {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1608,58 +2792,132 @@ nonisolated extension Platform_Knowledge_V1_SearchRequest: SwiftProtobuf.Message
 
 nonisolated extension Platform_Knowledge_V1_SearchResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SearchResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}chunk\0\u{3}document_id\0\u{3}document_title\0\u{1}score\0\u{3}vector_score\0\u{3}keyword_score\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}chunk\0\u{3}document_id\0\u{3}document_title\0\u{1}score\0\u{3}vector_score\0\u{3}keyword_score\0\u{3}vector_rank\0\u{3}keyword_rank\0\u{3}knowledge_base_id\0\u{1}neighbors\0")
+
+  fileprivate class _StorageClass {
+    var _chunk: Platform_Knowledge_V1_DocumentChunk? = nil
+    var _documentID: String = String()
+    var _documentTitle: String = String()
+    var _score: Double = 0
+    var _vectorScore: Double? = nil
+    var _keywordScore: Double? = nil
+    var _vectorRank: Int32? = nil
+    var _keywordRank: Int32? = nil
+    var _knowledgeBaseID: String = String()
+    var _neighbors: [Platform_Knowledge_V1_DocumentChunk] = []
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _chunk = source._chunk
+      _documentID = source._documentID
+      _documentTitle = source._documentTitle
+      _score = source._score
+      _vectorScore = source._vectorScore
+      _keywordScore = source._keywordScore
+      _vectorRank = source._vectorRank
+      _keywordRank = source._keywordRank
+      _knowledgeBaseID = source._knowledgeBaseID
+      _neighbors = source._neighbors
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularMessageField(value: &self._chunk) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.documentID) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.documentTitle) }()
-      case 4: try { try decoder.decodeSingularDoubleField(value: &self.score) }()
-      case 5: try { try decoder.decodeSingularDoubleField(value: &self._vectorScore) }()
-      case 6: try { try decoder.decodeSingularDoubleField(value: &self._keywordScore) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._chunk) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._documentID) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._documentTitle) }()
+        case 4: try { try decoder.decodeSingularDoubleField(value: &_storage._score) }()
+        case 5: try { try decoder.decodeSingularDoubleField(value: &_storage._vectorScore) }()
+        case 6: try { try decoder.decodeSingularDoubleField(value: &_storage._keywordScore) }()
+        case 7: try { try decoder.decodeSingularInt32Field(value: &_storage._vectorRank) }()
+        case 8: try { try decoder.decodeSingularInt32Field(value: &_storage._keywordRank) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._knowledgeBaseID) }()
+        case 10: try { try decoder.decodeRepeatedMessageField(value: &_storage._neighbors) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._chunk {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    } }()
-    if !self.documentID.isEmpty {
-      try visitor.visitSingularStringField(value: self.documentID, fieldNumber: 2)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._chunk {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      if !_storage._documentID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._documentID, fieldNumber: 2)
+      }
+      if !_storage._documentTitle.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._documentTitle, fieldNumber: 3)
+      }
+      if _storage._score.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._score, fieldNumber: 4)
+      }
+      try { if let v = _storage._vectorScore {
+        try visitor.visitSingularDoubleField(value: v, fieldNumber: 5)
+      } }()
+      try { if let v = _storage._keywordScore {
+        try visitor.visitSingularDoubleField(value: v, fieldNumber: 6)
+      } }()
+      try { if let v = _storage._vectorRank {
+        try visitor.visitSingularInt32Field(value: v, fieldNumber: 7)
+      } }()
+      try { if let v = _storage._keywordRank {
+        try visitor.visitSingularInt32Field(value: v, fieldNumber: 8)
+      } }()
+      if !_storage._knowledgeBaseID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._knowledgeBaseID, fieldNumber: 9)
+      }
+      if !_storage._neighbors.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._neighbors, fieldNumber: 10)
+      }
     }
-    if !self.documentTitle.isEmpty {
-      try visitor.visitSingularStringField(value: self.documentTitle, fieldNumber: 3)
-    }
-    if self.score.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.score, fieldNumber: 4)
-    }
-    try { if let v = self._vectorScore {
-      try visitor.visitSingularDoubleField(value: v, fieldNumber: 5)
-    } }()
-    try { if let v = self._keywordScore {
-      try visitor.visitSingularDoubleField(value: v, fieldNumber: 6)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Platform_Knowledge_V1_SearchResult, rhs: Platform_Knowledge_V1_SearchResult) -> Bool {
-    if lhs._chunk != rhs._chunk {return false}
-    if lhs.documentID != rhs.documentID {return false}
-    if lhs.documentTitle != rhs.documentTitle {return false}
-    if lhs.score != rhs.score {return false}
-    if lhs._vectorScore != rhs._vectorScore {return false}
-    if lhs._keywordScore != rhs._keywordScore {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._chunk != rhs_storage._chunk {return false}
+        if _storage._documentID != rhs_storage._documentID {return false}
+        if _storage._documentTitle != rhs_storage._documentTitle {return false}
+        if _storage._score != rhs_storage._score {return false}
+        if _storage._vectorScore != rhs_storage._vectorScore {return false}
+        if _storage._keywordScore != rhs_storage._keywordScore {return false}
+        if _storage._vectorRank != rhs_storage._vectorRank {return false}
+        if _storage._keywordRank != rhs_storage._keywordRank {return false}
+        if _storage._knowledgeBaseID != rhs_storage._knowledgeBaseID {return false}
+        if _storage._neighbors != rhs_storage._neighbors {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1667,7 +2925,7 @@ nonisolated extension Platform_Knowledge_V1_SearchResult: SwiftProtobuf.Message,
 
 nonisolated extension Platform_Knowledge_V1_SearchResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SearchResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}results\0\u{1}mode\0\u{3}embedding_model\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}results\0\u{1}mode\0\u{3}embedding_model\0\u{1}fusion\0\u{3}embedding_time_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1678,6 +2936,8 @@ nonisolated extension Platform_Knowledge_V1_SearchResponse: SwiftProtobuf.Messag
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.results) }()
       case 2: try { try decoder.decodeSingularEnumField(value: &self.mode) }()
       case 3: try { try decoder.decodeSingularStringField(value: &self.embeddingModel) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.fusion) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.embeddingTimeMs) }()
       default: break
       }
     }
@@ -1693,6 +2953,12 @@ nonisolated extension Platform_Knowledge_V1_SearchResponse: SwiftProtobuf.Messag
     if !self.embeddingModel.isEmpty {
       try visitor.visitSingularStringField(value: self.embeddingModel, fieldNumber: 3)
     }
+    if self.fusion != .unspecified {
+      try visitor.visitSingularEnumField(value: self.fusion, fieldNumber: 4)
+    }
+    if self.embeddingTimeMs != 0 {
+      try visitor.visitSingularInt32Field(value: self.embeddingTimeMs, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1700,6 +2966,8 @@ nonisolated extension Platform_Knowledge_V1_SearchResponse: SwiftProtobuf.Messag
     if lhs.results != rhs.results {return false}
     if lhs.mode != rhs.mode {return false}
     if lhs.embeddingModel != rhs.embeddingModel {return false}
+    if lhs.fusion != rhs.fusion {return false}
+    if lhs.embeddingTimeMs != rhs.embeddingTimeMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
