@@ -415,13 +415,14 @@ let package = Package(
     ),
     .target(
       name: "Knowledge",
-      dependencies: ["PlatformCore", "PlatformProtos"],
+      dependencies: ["PlatformCore", "PlatformProtos", .product(name: "PostgresNIO", package: "postgres-nio")],
       path: "Services/Knowledge/Sources",
+      resources: [.copy("Migrations")],
       swiftSettings: upcomingFeatures
     ),
     .testTarget(
       name: "KnowledgeTests",
-      dependencies: ["Knowledge"],
+      dependencies: ["Knowledge", "PlatformTesting", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
       path: "Tests/KnowledgeTests",
       swiftSettings: upcomingFeatures
     ),

@@ -1,7 +1,24 @@
+public import GRPCRuntime
 public import PlatformCore
 
-/// The Knowledge service. Until its own issue it is a placeholder: it connects its database and
-/// serves health and reflection; every other call is UNIMPLEMENTED.
-public enum KnowledgeService {
-  public static let definition = PlaceholderServiceDefinition(name: .knowledge)
+/// The knowledge service: knowledge bases in knowledge_db (documents, ingestion and search come
+/// with the rest of its issue).
+public struct KnowledgeService: PlatformServiceDefinition {
+  public var name: PlatformServiceName { .knowledge }
+
+  public init() {}
+
+  public static let definition = KnowledgeService()
+
+  public func migrations() throws -> [Migration] {
+    try Migration.load(bundle: .module)
+  }
+
+  public var accessPolicy: AccessPolicy { KnowledgeAPI.accessPolicy }
+
+  public func makeServices(_ resources: ServiceResources) async throws -> [any RPCService] {
+    let bases = KnowledgeBases(
+      store: KnowledgeBaseStore(database: resources.database, logger: resources.logger), models: [.offline], logger: resources.logger)
+    return [KnowledgeAPI(bases: bases)]
+  }
 }
