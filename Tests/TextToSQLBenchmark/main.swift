@@ -109,10 +109,6 @@ struct TextToSQLBenchmark: AsyncParsableCommand {
         }, options: options)
       _ = try await databases.syncSchema(.with { $0.databaseID = database.id }, options: options)
 
-      var direct = admin
-      direct.database = target
-      direct.username = role
-      direct.password = "bench"
       let connection = try await PostgresConnection.connect(
         on: MultiThreadedEventLoopGroup.singleton.any(),
         configuration: .init(host: "127.0.0.1", port: admin.port, username: role, password: "bench", database: target, tls: .disable),

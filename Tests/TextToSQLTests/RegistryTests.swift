@@ -113,7 +113,7 @@ struct RegistryTests {
   func egress() async throws {
     try await TargetServer.with(setup: smallSchema) { target in
       // Default: no SQL_ALLOWED_HOSTS.
-      try await withTextToSQL(["SQL_ALLOWED_HOSTS": ""]) { service, databases, _, options in
+      try await withTextToSQL(["SQL_ALLOWED_HOSTS": ""]) { _, databases, _, options in
         for host in ["127.0.0.1", "localhost", "10.1.2.3", "169.254.169.254", "192.168.0.1", "::1", "::ffff:127.0.0.1", "0.0.0.0", "fd00::1"] {
           var connection = target.connection()
           connection.host = host
@@ -138,7 +138,6 @@ struct RegistryTests {
               $0.validateConnection = true
             }, options: options)
         }
-        _ = service
       }
       // Loopback allowed: a target works, the platform's own role still does not.
       try await withTextToSQL { _, databases, _, options in

@@ -13,7 +13,7 @@ struct SchemaAndQueryTests {
   @Test("Sync reads tables, columns, keys, indexes and samples, caches them, and replaces what changed")
   func sync() async throws {
     try await TargetServer.with(setup: smallSchema) { target in
-      try await withTextToSQL { service, databases, _, options in
+      try await withTextToSQL { _, databases, _, options in
         let id = try await registerAndSync(target, databases, options)
         let tables = try await databases.listTables(.with { $0.databaseID = id; $0.includeSampleData = true }, options: options)
         #expect(tables.tables.map(\.tableName) == ["departments", "employees"])
@@ -46,7 +46,6 @@ struct SchemaAndQueryTests {
           _ = try await databases.syncSchema(.with { $0.databaseID = id }, options: options)
         }
         #expect(try await databases.listTables(.with { $0.databaseID = id }, options: options).tables.count == 2)
-        _ = service
       }
     }
   }

@@ -28,11 +28,10 @@ struct TargetServer: Sendable {
   var password: String
   var admin: DatabaseConfiguration
 
-  var configuration: DatabaseConfiguration {
+  /// The platform's admin role on the target database.
+  var adminConfiguration: DatabaseConfiguration {
     var configuration = self.admin
     configuration.database = self.name
-    configuration.username = self.role
-    configuration.password = self.password
     return configuration
   }
 
@@ -49,9 +48,7 @@ struct TargetServer: Sendable {
 
   /// Runs SQL on the target as the platform's admin role.
   func adminQuery(_ sql: String) async throws {
-    var configuration = self.admin
-    configuration.database = self.name
-    try await TestPostgres.withClient(configuration) { client in
+    try await TestPostgres.withClient(self.adminConfiguration) { client in
       try await client.withConnection { connection in
         // One statement at a time (the extended protocol takes one), on one connection, so
         // SET ROLE holds for the rest.
@@ -64,9 +61,7 @@ struct TargetServer: Sendable {
 
   /// The rows of `sql` on the target, as text, run by the admin role.
   func adminRows(_ sql: String) async throws -> [String] {
-    var configuration = self.admin
-    configuration.database = self.name
-    return try await TestPostgres.withClient(configuration) { client in
+    return try await TestPostgres.withClient(self.adminConfiguration) { client in
       try await client.query(PostgresQuery(unsafeSQL: sql), logger: TestPostgres.quietLogger).collect().map { try $0.decode(String.self) }
     }
   }

@@ -13,6 +13,3 @@ static inline int platform_sqlite3_harden(sqlite3 *db) {
   rc |= sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_VIEW, 1, (int *)0);
   return rc;
 }
-
-// SQLITE_TRANSIENT is a cast macro Swift does not import.
-static inline void platform_sqlite3_unused(void) {}

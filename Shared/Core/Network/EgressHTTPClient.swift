@@ -62,7 +62,9 @@ public struct EgressHTTPClient: Sendable {
     var path = url.path.isEmpty ? "/" : url.path
     if let query = url.query { path += "?" + query }
     var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: method), uri: path)
-    head.headers.add(name: "Host", value: url.port.map { "\(host):\($0)" } ?? host)
+    // An IPv6 literal goes in brackets (RFC 9110 §7.2).
+    let authority = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
+    head.headers.add(name: "Host", value: url.port.map { "\(authority):\($0)" } ?? authority)
     head.headers.add(name: "Content-Length", value: String(body.count))
     head.headers.add(name: "Connection", value: "close")
     for (name, value) in headers { head.headers.add(name: name, value: value) }

@@ -1,3 +1,5 @@
+internal import Foundation
+
 /// What a schema sync knows about a registered database: its tables and views with their
 /// columns, keys, indexes, row estimates and a few sample values. The generator links questions
 /// to it, the guard takes its relations and columns from it, and it is cached in Redis
@@ -39,7 +41,8 @@ public struct CatalogTable: Sendable, Codable, Equatable {
   /// `schema.name`.
   public var qualifiedName: String { "\(self.schema).\(self.name)" }
 
-  public var primaryKey: [String] { self.columns.filter(\.isPrimaryKey).map(\.name) }
+  /// `"schema"."name"`, for SQL.
+  var quotedName: String { SQLDialect.quote(self.schema) + "." + SQLDialect.quote(self.name) }
 }
 
 public struct CatalogColumn: Sendable, Codable, Equatable {
@@ -105,4 +108,9 @@ public struct CatalogForeignKey: Sendable, Codable, Equatable {
 public enum SQLDialect: String, Sendable, Codable {
   case postgresql
   case sqlite
+
+  /// `name` as a quoted identifier: double quotes, doubled inside (both dialects).
+  static func quote(_ name: String) -> String {
+    "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+  }
 }

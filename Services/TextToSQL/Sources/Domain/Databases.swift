@@ -219,7 +219,8 @@ public struct Databases: Sendable {
     }
     let stored = try await self.store.replaceCatalog(
       catalog, samples: samples, databaseID: id, syncedSchemas: schemas.isEmpty ? nil : schemas, enhanced: enhanced)
-    let full = try await self.store.catalog(databaseID: id) ?? catalog
+    // A sync of some schemas keeps the others: the cache holds the whole stored catalog.
+    let full = schemas.isEmpty ? catalog : try await self.store.catalog(databaseID: id) ?? catalog
     await self.cache?.store(full, version: Self.version(of: stored.syncedAt), for: id.uuidString.lowercased())
     return SyncResult(
       schemas: Set(catalog.tables.map(\.schema)).count, tables: catalog.tables.count, removed: stored.removed, syncedAt: stored.syncedAt)
@@ -243,8 +244,7 @@ public struct Databases: Sendable {
   /// Up to 3 rows of `table` as a JSON array of objects; denied columns left out, masked ones
   /// masked; "[]" when they cannot be read.
   private func sampleRows(of table: CatalogTable, target: any TargetDatabase, policies: ColumnPolicies) async -> String {
-    let quote = { (name: String) in "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
-    let sql = "SELECT * FROM \(quote(table.schema)).\(quote(table.name)) LIMIT 3"
+    let sql = "SELECT * FROM \(table.quotedName) LIMIT 3"
     let rules = policies.rules.filter { $0.column.table == table.qualifiedName.lowercased() }
     let limits = QueryLimits(maxRows: 3, maxBytes: 16 * 1024, timeout: .seconds(5))
     guard var rows = try? await target.run(sql, limits: limits, origins: !rules.isEmpty) else { return "[]" }

@@ -281,7 +281,7 @@ public struct Queries: Sendable {
       }
       guard let limits else { break }
       // Run it; a statement the database rejects goes back to the generator with the error.
-      var query = try await self.record(
+      let query = try await self.record(
         sql: generated.sql, question: question, explanation: generated.explanation, validation: Self.validation(outcome),
         generated: generated, database: databaseID, caller: caller.userID, requestID: requestID)
       do {
@@ -289,7 +289,6 @@ public struct Queries: Sendable {
         return (ran.query, ran.result)
       } catch TextToSQLError.invalidArgument(_, let reason) where feedback.count + 1 < Self.maxAttempts {
         feedback.append((generated.sql, reason))
-        query = try await self.store.get(query.id, userID: caller.userID) ?? query
         continue
       }
     }

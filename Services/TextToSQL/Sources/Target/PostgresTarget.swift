@@ -181,7 +181,7 @@ final class PostgresTarget: TargetDatabase {
           let column = table.columns[index]
           guard Self.isText(column.dataType), !withheld.contains(ColumnName(table: table.qualifiedName, column: column.name)) else { continue }
           let sql = """
-            SELECT DISTINCT v FROM (SELECT \(Self.quote(column.name))::text AS v FROM \(Self.quote(table.schema)).\(Self.quote(table.name))
+            SELECT DISTINCT v FROM (SELECT \(SQLDialect.quote(column.name))::text AS v FROM \(table.quotedName)
               LIMIT 2000) s WHERE v IS NOT NULL AND length(v) <= 64 LIMIT \(Self.maxSampleValues + 1)
             """
           let values = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: self.logger).collect()
@@ -201,11 +201,6 @@ final class PostgresTarget: TargetDatabase {
   static func isText(_ type: String) -> Bool {
     type == "text" || type.hasPrefix("character varying") || type.hasPrefix("character(") || type == "character"
       || type.hasPrefix("varchar")
-  }
-
-  /// `name` as a quoted identifier.
-  static func quote(_ name: String) -> String {
-    "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
   }
 
   // MARK: - Runs
@@ -231,7 +226,7 @@ final class PostgresTarget: TargetDatabase {
         let names = (1...columns.count).map { "c\($0)" }
         let list = columns.enumerated().map { index, column in
           let cast = Self.decoders[column.dataType.rawValue] == nil ? "::text" : ""
-          return "q.c\(index + 1)\(cast) AS \(Self.quote(column.name))"
+          return "q.c\(index + 1)\(cast) AS \(SQLDialect.quote(column.name))"
         }.joined(separator: ", ")
         let retyped = """
           SELECT \(list) FROM (

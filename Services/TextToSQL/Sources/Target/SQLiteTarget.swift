@@ -85,7 +85,7 @@ final class SQLiteTarget: TargetDatabase {
         maxRows: PostgresTarget.maxTables)
       for relation in relations {
         guard case .text(let name) = relation[0], case .text(let kind) = relation[1] else { continue }
-        let quoted = Self.quote(name)
+        let quoted = SQLDialect.quote(name)
         var table = CatalogTable(schema: "main", name: name, isView: kind == "view", columns: [])
         for info in try connection.rows("SELECT cid, name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(\(Self.literal(name)))", maxRows: 2000) {
           guard case .number(let cid) = info[0], case .text(let column) = info[1] else { continue }
@@ -123,7 +123,7 @@ final class SQLiteTarget: TargetDatabase {
           else { continue }
           let values = try connection.rows(
             """
-            SELECT DISTINCT v FROM (SELECT CAST(\(Self.quote(column.name)) AS TEXT) AS v FROM \(quoted) LIMIT 2000)
+            SELECT DISTINCT v FROM (SELECT CAST(\(SQLDialect.quote(column.name)) AS TEXT) AS v FROM \(quoted) LIMIT 2000)
             WHERE v IS NOT NULL AND length(v) <= 64 LIMIT \(PostgresTarget.maxSampleValues + 1)
             """, maxRows: PostgresTarget.maxSampleValues + 1
           ).compactMap { if case .text(let value) = $0[0] { value } else { nil } }
@@ -169,10 +169,6 @@ final class SQLiteTarget: TargetDatabase {
     } catch {
       throw .unavailable("The SQLite pool is stopped")
     }
-  }
-
-  static func quote(_ name: String) -> String {
-    "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
   }
 
   static func literal(_ text: String) -> String {
