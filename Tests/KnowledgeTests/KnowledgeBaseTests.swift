@@ -84,12 +84,21 @@ struct KnowledgeBaseTests {
       await expectStatus(.failedPrecondition) { _ = try await client.deleteKnowledgeBase(.with { $0.id = created.id; $0.version = 1 }, options: options) }
       _ = try await client.deleteKnowledgeBase(.with { $0.id = created.id; $0.version = 2 }, options: options)
       await expectStatus(.notFound) { _ = try await client.getKnowledgeBase(.with { $0.id = created.id }, options: options) }
-      // A viewer reads but does not write; what is not served yet says so.
+      // A viewer reads but does not write.
       let viewer = try await service.options(for: UUID(), roles: [.viewer])
       await expectStatus(.permissionDenied) {
         _ = try await client.createKnowledgeBase(.with { $0.knowledgeBase = .with { $0.name = "v" } }, options: viewer)
       }
-      await expectStatus(.unimplemented) { _ = try await client.search(.with { $0.query = "x" }, options: options) }
+      let noBases = await expectStatus(.invalidArgument) { _ = try await client.search(.with { $0.query = "x" }, options: options) }
+      #expect(noBases.contains("knowledge_base_ids"))
+      // The language is a text-search configuration of the server.
+      let german = try await client.createKnowledgeBase(.with { $0.knowledgeBase = .with { $0.name = "de"; $0.language = "german" } }, options: options)
+      #expect(german.language == "german")
+      #expect(small.language == "english")
+      let language = await expectStatus(.invalidArgument) {
+        _ = try await client.createKnowledgeBase(.with { $0.knowledgeBase = .with { $0.name = "xx"; $0.language = "klingon'; --" } }, options: options)
+      }
+      #expect(language.contains("knowledge_base.language"))
     }
   }
 }

@@ -1,8 +1,13 @@
 public import GRPCRuntime
 public import PlatformCore
 
-/// The knowledge service: knowledge bases in knowledge_db (documents, ingestion and search come
-/// with the rest of its issue).
+/// The knowledge service: knowledge bases of documents in knowledge_db, indexed by a durable job
+/// (extract → chunk → embed) and searched by vector, keyword or both.
+///
+/// Configuration: `EMBEDDING_PROVIDER` and friends (`EmbeddingProviders`), `KNOWLEDGE_MAX_FILE_MB`
+/// (UploadDocument's limit, default 50), `KNOWLEDGE_INDEX_CONCURRENCY` (documents indexed at once
+/// per replica, default 2), `KNOWLEDGE_EXTRACT_TIMEOUT_SECONDS` (30) and
+/// `KNOWLEDGE_EXTRACT_MEMORY_MB` (1024) for the out-of-process text extraction.
 public struct KnowledgeService: PlatformServiceDefinition {
   public var name: PlatformServiceName { .knowledge }
 
@@ -16,9 +21,42 @@ public struct KnowledgeService: PlatformServiceDefinition {
 
   public var accessPolicy: AccessPolicy { KnowledgeAPI.accessPolicy }
 
+  struct Parts {
+    var bases: KnowledgeBases
+    var baseStore: KnowledgeBaseStore
+    var documents: DocumentStore
+    var chunks: ChunkStore
+    var providers: EmbeddingProviders
+  }
+
+  func parts(_ resources: ServiceResources) throws -> Parts {
+    let providers = try EmbeddingProviders(environment: resources.configuration.environment)
+    let baseStore = KnowledgeBaseStore(database: resources.database, logger: resources.logger)
+    return Parts(
+      bases: KnowledgeBases(store: baseStore, models: providers.models, logger: resources.logger), baseStore: baseStore,
+      documents: DocumentStore(database: resources.database, logger: resources.logger),
+      chunks: ChunkStore(database: resources.database, logger: resources.logger), providers: providers)
+  }
+
   public func makeServices(_ resources: ServiceResources) async throws -> [any RPCService] {
-    let bases = KnowledgeBases(
-      store: KnowledgeBaseStore(database: resources.database, logger: resources.logger), models: [.offline], logger: resources.logger)
-    return [KnowledgeAPI(bases: bases)]
+    let parts = try self.parts(resources)
+    try await VectorIndexes.ensure(dimensions: Set(parts.providers.models.map(\.dimension)), database: resources.database, logger: resources.logger)
+    let maxFileMB = try resources.configuration.environment.int("KNOWLEDGE_MAX_FILE_MB", default: 50, range: 1...1024)
+    let documents = Documents(store: parts.documents, bases: parts.bases, jobs: resources.jobs, logger: resources.logger)
+    let search = Search(chunks: parts.chunks, bases: parts.bases, providers: parts.providers, logger: resources.logger)
+    return [KnowledgeAPI(bases: parts.bases, documents: documents, chunks: parts.chunks, search: search, maxUploadBytes: maxFileMB << 20)]
+  }
+
+  public func makeJobHandlers(_ resources: ServiceResources) async throws -> [JobHandler] {
+    let parts = try self.parts(resources)
+    let environment = resources.configuration.environment
+    var limits = ExtractionLimits()
+    limits.timeout = .seconds(try environment.int("KNOWLEDGE_EXTRACT_TIMEOUT_SECONDS", default: 30, range: 1...600))
+    limits.memoryBytes = try environment.int("KNOWLEDGE_EXTRACT_MEMORY_MB", default: 1024, range: 64...65536) << 20
+    let ingestion = Ingestion(
+      documents: parts.documents, chunks: parts.chunks, bases: parts.baseStore,
+      cache: EmbeddingCache(database: resources.database, logger: resources.logger), providers: parts.providers,
+      extractor: TextExtractor(limits: limits), logger: resources.logger)
+    return [ingestion.handler(concurrency: try environment.int("KNOWLEDGE_INDEX_CONCURRENCY", default: 2, range: 1...64))]
   }
 }

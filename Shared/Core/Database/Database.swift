@@ -52,12 +52,17 @@ public struct Database: Sendable {
   }
 
   /// Runs `body` in a transaction on one connection: committed when it returns, rolled back
-  /// when it throws.
+  /// when it throws. What `body` throws comes out as it was thrown (not wrapped), so callers
+  /// catch their own errors.
   public func withTransaction<Result>(
     logger: Logger, _ body: (DatabaseConnection) async throws -> Result
   ) async throws -> Result {
-    try await self.withConnection(logger: logger) { connection in
-      try await connection.underlying.withTransaction(logger: logger) { _ in try await body(connection) }
+    do {
+      return try await self.withConnection(logger: logger) { connection in
+        try await connection.underlying.withTransaction(logger: logger) { _ in try await body(connection) }
+      }
+    } catch let error as PostgresTransactionError where error.closureError != nil {
+      throw error.closureError ?? error
     }
   }
 }
@@ -163,5 +168,29 @@ extension Array where Element == PostgresRow {
     _ columns: (repeat each Column).Type, file: String = #fileID, line: Int = #line
   ) throws -> [(repeat each Column)] {
     try self.map { try $0.decode(columns, context: .default, file: file, line: line) }
+  }
+}
+
+extension PostgresRow {
+  /// The columns from `start` on decoded as `columns`, for rows wider than one tuple (or read in
+  /// parts): `row.decode((UUID, String).self, startingAt: 3)` reads columns 3 and 4.
+  public func decode<each Column: PostgresDecodable>(
+    _ columns: (repeat each Column).Type, startingAt start: Int, file: String = #fileID, line: Int = #line
+  ) throws -> (repeat each Column) {
+    let cells = self.makeRandomAccess()
+    var index = start
+    func next<Value: PostgresDecodable>(_ type: Value.Type) throws -> Value {
+      defer { index += 1 }
+      guard index < cells.count else { throw PostgresDecodingError.Code.missingData }
+      return try cells[index].decode(Value.self, context: .default, file: file, line: line)
+    }
+    return (repeat try next((each Column).self))
+  }
+
+  /// The column at `index` decoded as `type`.
+  public func decode<Value: PostgresDecodable>(_ type: Value.Type, startingAt index: Int, file: String = #fileID, line: Int = #line) throws -> Value {
+    let cells = self.makeRandomAccess()
+    guard index < cells.count else { throw PostgresDecodingError.Code.missingData }
+    return try cells[index].decode(Value.self, context: .default, file: file, line: line)
   }
 }

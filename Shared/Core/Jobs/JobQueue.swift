@@ -22,6 +22,23 @@ public struct JobQueue: Sendable {
   public func enqueue(_ type: String, payload: JSONValue = .object([:]), options: JobOptions = JobOptions()) async throws
     -> (job: Job, added: Bool)
   {
+    let options = try Self.checked(type, payload: payload, options: options)
+    return try await self.store.enqueue(type: type, payload: payload.jsonText, options: options)
+  }
+
+  /// `enqueue` inside the caller's transaction on `connection`, so that the job exists exactly
+  /// when the caller's own writes do (the record it works on and the job that works on it are
+  /// never one without the other).
+  @discardableResult
+  public func enqueue(
+    _ type: String, payload: JSONValue = .object([:]), options: JobOptions = JobOptions(), in connection: DatabaseConnection
+  ) async throws -> (job: Job, added: Bool) {
+    let options = try Self.checked(type, payload: payload, options: options)
+    return try await self.store.enqueue(type: type, payload: payload.jsonText, options: options, in: connection)
+  }
+
+  /// The options with the current trace id, after checking type, payload and options.
+  private static func checked(_ type: String, payload: JSONValue, options: JobOptions) throws -> JobOptions {
     guard (1...100).contains(type.utf8.count), !type.unicodeScalars.contains("\0") else {
       throw JobError.invalid("type must be 1–100 bytes without NUL")
     }
@@ -35,7 +52,7 @@ public struct JobQueue: Sendable {
     }
     var options = options
     if options.traceID == nil { options.traceID = TraceContext.current?.traceID }
-    return try await self.store.enqueue(type: type, payload: payload.jsonText, options: options)
+    return options
   }
 
   /// The job with `id`, nil when there is none.

@@ -42,32 +42,40 @@ public struct JobStore: Sendable {
   /// used, returns the job that key made instead.
   /// - Returns: the job, and whether this call added it.
   public func enqueue(type: String, payload: String, options: JobOptions) async throws -> (job: Job, added: Bool) {
-    let runAt = options.runAt ?? Date()
-    return try await self.transaction { connection in
-      let inserted = try await Self.jobs(
-        try await connection.query(
-          """
-          INSERT INTO jobs (type, priority, dedup_key, max_attempts, scheduled_at, payload, trace_id)
-          VALUES (\(type), \(options.priority), \(options.dedupKey), \(options.maxAttempts), \(runAt), \(payload)::jsonb, \(options.traceID))
-          ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
-          RETURNING \(unescaped: Self.columns)
-          """, logger: self.logger))
-      if let job = inserted.first {
-        try await connection.query(
-          """
-          INSERT INTO job_events (job_id, event, attempt, trace_id) VALUES (\(job.id), 'enqueued', 0, \(job.traceID))
-          """, logger: self.logger)
-        try await connection.query("SELECT pg_notify(\(Self.channel), \("queued:" + type))", logger: self.logger)
-        return (job, true)
-      }
-      guard let dedupKey = options.dedupKey,
-        let earlier = try await Self.jobs(
-          try await connection.query(
-            "SELECT \(unescaped: Self.columns) FROM jobs WHERE dedup_key = \(dedupKey)", logger: self.logger)
-        ).first
-      else { throw JobError.invalid("the insert returned nothing") }
-      return (earlier, false)
+    try await self.transaction { connection in
+      try await self.enqueue(type: type, payload: payload, options: options, in: connection)
     }
+  }
+
+  /// `enqueue` inside the caller's transaction on `connection`: the job exists exactly when the
+  /// caller's own writes commit (and the workers are woken then).
+  public func enqueue(
+    type: String, payload: String, options: JobOptions, in connection: DatabaseConnection
+  ) async throws -> (job: Job, added: Bool) {
+    let runAt = options.runAt ?? Date()
+    let inserted = try await Self.jobs(
+      try await connection.query(
+        """
+        INSERT INTO jobs (type, priority, dedup_key, max_attempts, scheduled_at, payload, trace_id)
+        VALUES (\(type), \(options.priority), \(options.dedupKey), \(options.maxAttempts), \(runAt), \(payload)::jsonb, \(options.traceID))
+        ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
+        RETURNING \(unescaped: Self.columns)
+        """, logger: self.logger))
+    if let job = inserted.first {
+      try await connection.query(
+        """
+        INSERT INTO job_events (job_id, event, attempt, trace_id) VALUES (\(job.id), 'enqueued', 0, \(job.traceID))
+        """, logger: self.logger)
+      try await connection.query("SELECT pg_notify(\(Self.channel), \("queued:" + type))", logger: self.logger)
+      return (job, true)
+    }
+    guard let dedupKey = options.dedupKey,
+      let earlier = try await Self.jobs(
+        try await connection.query(
+          "SELECT \(unescaped: Self.columns) FROM jobs WHERE dedup_key = \(dedupKey)", logger: self.logger)
+      ).first
+    else { throw JobError.invalid("the insert returned nothing") }
+    return (earlier, false)
   }
 
   public func find(id: UUID) async throws -> Job? {
@@ -261,12 +269,7 @@ public struct JobStore: Sendable {
 
   /// A transaction whose own errors (`JobError`) come out as they are, not wrapped.
   private func transaction<Result: Sendable>(_ body: (DatabaseConnection) async throws -> sending Result) async throws -> Result {
-    do {
-      return try await self.database.withTransaction(logger: self.logger, body)
-    } catch let error as PostgresTransactionError {
-      if let jobError = error.closureError as? JobError { throw jobError }
-      throw error
-    }
+    try await self.database.withTransaction(logger: self.logger, body)
   }
 
   private func notifyQueued() async throws {

@@ -455,6 +455,15 @@ public nonisolated struct Platform_Knowledge_V1_KnowledgeBase: @unchecked Sendab
   /// Clears the value of `updateTime`. Subsequent reads from it will return its default value.
   public mutating func clearUpdateTime() {_uniqueStorage()._updateTime = nil}
 
+  /// The PostgreSQL text-search configuration its documents' keywords are indexed with (stemming
+  /// and stop words), e.g. "english", "simple", "german"; empty on create = "english".
+  /// INVALID_ARGUMENT if the server has no such configuration. Fixed once the knowledge base has
+  /// documents (FAILED_PRECONDITION).
+  public var language: String {
+    get {_storage._language}
+    set {_uniqueStorage()._language = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -551,8 +560,8 @@ public nonisolated struct Platform_Knowledge_V1_UpdateKnowledgeBaseRequest: Send
   /// Clears the value of `knowledgeBase`. Subsequent reads from it will return its default value.
   public mutating func clearKnowledgeBase() {self._knowledgeBase = nil}
 
-  /// Paths: name, description, chunking (for documents added later), status, embedding_model
-  /// (only while it has no documents).
+  /// Paths: name, description, chunking (for documents added later), status, embedding_model and
+  /// language (only while it has no documents).
   public var updateMask: SwiftProtobuf.Google_Protobuf_FieldMask {
     get {_updateMask ?? SwiftProtobuf.Google_Protobuf_FieldMask()}
     set {_updateMask = newValue}
@@ -821,7 +830,9 @@ public nonisolated struct Platform_Knowledge_V1_CreateDocumentRequest: Sendable 
 
   public var source: Platform_Knowledge_V1_CreateDocumentRequest.OneOf_Source? = nil
 
-  /// The document's text (text/plain, text/markdown, text/html); at most 10 MiB.
+  /// The document's text (text/plain, text/markdown, text/html); at most 4,000,000 bytes, so
+  /// that the request stays under the server's 4 MiB message limit. Larger texts and files go
+  /// through UploadDocument.
   public var content: String {
     get {
       if case .content(let v)? = source {return v}
@@ -830,7 +841,7 @@ public nonisolated struct Platform_Knowledge_V1_CreateDocumentRequest: Sendable 
     set {source = .content(newValue)}
   }
 
-  /// The file's raw bytes (any supported content_type, e.g. a PDF); at most 20 MiB.
+  /// The file's raw bytes (any supported content_type, e.g. a PDF); at most 4,000,000 bytes.
   public var file: Data {
     get {
       if case .file(let v)? = source {return v}
@@ -842,6 +853,7 @@ public nonisolated struct Platform_Knowledge_V1_CreateDocumentRequest: Sendable 
   /// The original file name (with file).
   public var fileName: String = String()
 
+  /// Empty: detected from the bytes (text/plain for `content`).
   public var contentType: String = String()
 
   public var metadata: SwiftProtobuf.Google_Protobuf_Struct {
@@ -870,9 +882,11 @@ public nonisolated struct Platform_Knowledge_V1_CreateDocumentRequest: Sendable 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Source: Equatable, Sendable {
-    /// The document's text (text/plain, text/markdown, text/html); at most 10 MiB.
+    /// The document's text (text/plain, text/markdown, text/html); at most 4,000,000 bytes, so
+    /// that the request stays under the server's 4 MiB message limit. Larger texts and files go
+    /// through UploadDocument.
     case content(String)
-    /// The file's raw bytes (any supported content_type, e.g. a PDF); at most 20 MiB.
+    /// The file's raw bytes (any supported content_type, e.g. a PDF); at most 4,000,000 bytes.
     case file(Data)
 
   }
@@ -1199,10 +1213,11 @@ public nonisolated struct Platform_Knowledge_V1_SearchRequest: @unchecked Sendab
     set {_uniqueStorage()._neighbors = newValue}
   }
 
-  /// KEYWORD's text-search configuration (e.g. "english", "simple"); empty = "english".
-  public var language: String {
-    get {_storage._language}
-    set {_uniqueStorage()._language = newValue}
+  /// At most one result per document (its best chunk), for finding documents rather than
+  /// passages; top_k then counts documents.
+  public var distinctDocuments: Bool {
+    get {_storage._distinctDocuments}
+    set {_uniqueStorage()._distinctDocuments = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1237,14 +1252,20 @@ public nonisolated struct Platform_Knowledge_V1_SearchResult: @unchecked Sendabl
     set {_uniqueStorage()._documentTitle = newValue}
   }
 
-  /// Normalized to 0–1, higher is better; comparable within one response only.
+  /// 0–1, higher is better. VECTOR: the cosine similarity (negative as 0). KEYWORD: the BM25
+  /// score divided by the best one in the response. HYBRID WEIGHTED: hybrid_alpha · the vector
+  /// score + (1 − hybrid_alpha) · the keyword score, each min-max normalised over its ranking's
+  /// candidates (a chunk missing from a ranking scores 0 there). HYBRID RRF: Σ 1 / (rrf_k + rank)
+  /// divided by its largest possible value, 2 / (rrf_k + 1).
   public var score: Double {
     get {_storage._score}
     set {_uniqueStorage()._score = newValue}
   }
 
-  /// The components of score (unset for modes that didn't compute them): cosine similarity and
-  /// full-text rank as computed, and each one's 1-based rank among the candidates.
+  /// The components of score (unset for modes that didn't compute them): the cosine similarity
+  /// and the BM25 score (k1 1.2, b 0.75 over the searched knowledge bases' chunks, the document
+  /// title counted with each chunk) as computed, and each one's 1-based rank among the
+  /// candidates.
   public var vectorScore: Double {
     get {_storage._vectorScore ?? 0}
     set {_uniqueStorage()._vectorScore = newValue}
@@ -1418,7 +1439,7 @@ nonisolated extension Platform_Knowledge_V1_ChunkingOptions: SwiftProtobuf.Messa
 
 nonisolated extension Platform_Knowledge_V1_KnowledgeBase: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".KnowledgeBase"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}user_id\0\u{1}name\0\u{1}description\0\u{3}embedding_model\0\u{3}embedding_dimension\0\u{1}chunking\0\u{3}index_type\0\u{1}metric\0\u{3}document_count\0\u{3}chunk_count\0\u{1}status\0\u{1}version\0\u{3}create_time\0\u{3}update_time\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}user_id\0\u{1}name\0\u{1}description\0\u{3}embedding_model\0\u{3}embedding_dimension\0\u{1}chunking\0\u{3}index_type\0\u{1}metric\0\u{3}document_count\0\u{3}chunk_count\0\u{1}status\0\u{1}version\0\u{3}create_time\0\u{3}update_time\0\u{1}language\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -1436,6 +1457,7 @@ nonisolated extension Platform_Knowledge_V1_KnowledgeBase: SwiftProtobuf.Message
     var _version: Int32 = 0
     var _createTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _language: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1461,6 +1483,7 @@ nonisolated extension Platform_Knowledge_V1_KnowledgeBase: SwiftProtobuf.Message
       _version = source._version
       _createTime = source._createTime
       _updateTime = source._updateTime
+      _language = source._language
     }
   }
 
@@ -1494,6 +1517,7 @@ nonisolated extension Platform_Knowledge_V1_KnowledgeBase: SwiftProtobuf.Message
         case 13: try { try decoder.decodeSingularInt32Field(value: &_storage._version) }()
         case 14: try { try decoder.decodeSingularMessageField(value: &_storage._createTime) }()
         case 15: try { try decoder.decodeSingularMessageField(value: &_storage._updateTime) }()
+        case 16: try { try decoder.decodeSingularStringField(value: &_storage._language) }()
         default: break
         }
       }
@@ -1551,6 +1575,9 @@ nonisolated extension Platform_Knowledge_V1_KnowledgeBase: SwiftProtobuf.Message
       try { if let v = _storage._updateTime {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
       } }()
+      if !_storage._language.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._language, fieldNumber: 16)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1575,6 +1602,7 @@ nonisolated extension Platform_Knowledge_V1_KnowledgeBase: SwiftProtobuf.Message
         if _storage._version != rhs_storage._version {return false}
         if _storage._createTime != rhs_storage._createTime {return false}
         if _storage._updateTime != rhs_storage._updateTime {return false}
+        if _storage._language != rhs_storage._language {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -2652,7 +2680,7 @@ nonisolated extension Platform_Knowledge_V1_SearchFilter: SwiftProtobuf.Message,
 
 nonisolated extension Platform_Knowledge_V1_SearchRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SearchRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}query\0\u{1}mode\0\u{3}top_k\0\u{1}filter\0\u{3}min_score\0\u{3}hybrid_alpha\0\u{3}knowledge_base_ids\0\u{1}fusion\0\u{3}rrf_k\0\u{1}neighbors\0\u{1}language\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}query\0\u{1}mode\0\u{3}top_k\0\u{1}filter\0\u{3}min_score\0\u{3}hybrid_alpha\0\u{3}knowledge_base_ids\0\u{1}fusion\0\u{3}rrf_k\0\u{1}neighbors\0\u{4}\u{2}distinct_documents\0\u{b}language\0\u{c}\u{b}\u{1}")
 
   fileprivate class _StorageClass {
     var _knowledgeBaseIds: [String] = []
@@ -2665,7 +2693,7 @@ nonisolated extension Platform_Knowledge_V1_SearchRequest: SwiftProtobuf.Message
     var _fusion: Platform_Knowledge_V1_FusionMethod = .unspecified
     var _rrfK: Int32 = 0
     var _neighbors: Int32 = 0
-    var _language: String = String()
+    var _distinctDocuments: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2686,7 +2714,7 @@ nonisolated extension Platform_Knowledge_V1_SearchRequest: SwiftProtobuf.Message
       _fusion = source._fusion
       _rrfK = source._rrfK
       _neighbors = source._neighbors
-      _language = source._language
+      _distinctDocuments = source._distinctDocuments
     }
   }
 
@@ -2715,7 +2743,7 @@ nonisolated extension Platform_Knowledge_V1_SearchRequest: SwiftProtobuf.Message
         case 8: try { try decoder.decodeSingularEnumField(value: &_storage._fusion) }()
         case 9: try { try decoder.decodeSingularInt32Field(value: &_storage._rrfK) }()
         case 10: try { try decoder.decodeSingularInt32Field(value: &_storage._neighbors) }()
-        case 11: try { try decoder.decodeSingularStringField(value: &_storage._language) }()
+        case 12: try { try decoder.decodeSingularBoolField(value: &_storage._distinctDocuments) }()
         default: break
         }
       }
@@ -2758,8 +2786,8 @@ nonisolated extension Platform_Knowledge_V1_SearchRequest: SwiftProtobuf.Message
       if _storage._neighbors != 0 {
         try visitor.visitSingularInt32Field(value: _storage._neighbors, fieldNumber: 10)
       }
-      if !_storage._language.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._language, fieldNumber: 11)
+      if _storage._distinctDocuments != false {
+        try visitor.visitSingularBoolField(value: _storage._distinctDocuments, fieldNumber: 12)
       }
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -2780,7 +2808,7 @@ nonisolated extension Platform_Knowledge_V1_SearchRequest: SwiftProtobuf.Message
         if _storage._fusion != rhs_storage._fusion {return false}
         if _storage._rrfK != rhs_storage._rrfK {return false}
         if _storage._neighbors != rhs_storage._neighbors {return false}
-        if _storage._language != rhs_storage._language {return false}
+        if _storage._distinctDocuments != rhs_storage._distinctDocuments {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -12,18 +12,27 @@ extension KnowledgeError: RPCErrorConvertible {
     case .alreadyExists(let what): RPCError(.alreadyExists, what)
     case .failedPrecondition(let why): RPCError(.failedPrecondition, why)
     case .unimplemented(let why): RPCError(.unimplemented, why)
+    case .unavailable(let why): RPCError(.unavailable, why)
     }
   }
 }
 
-/// `platform.knowledge.v1.KnowledgeService` over protobuf. Knowledge bases are served; documents,
-/// ingestion and search arrive with the rest of the knowledge issue and answer UNIMPLEMENTED
-/// until then.
+/// `platform.knowledge.v1.KnowledgeService` over protobuf: knowledge bases here, documents and
+/// search in the extensions beside this file.
 public struct KnowledgeAPI: Platform_Knowledge_V1_KnowledgeServiceHandler {
-  private let bases: KnowledgeBases
+  let bases: KnowledgeBases
+  let documents: Documents
+  let chunks: ChunkStore
+  let searcher: Search
+  /// UploadDocument's limit (KNOWLEDGE_MAX_FILE_MB).
+  let maxUploadBytes: Int
 
-  public init(bases: KnowledgeBases) {
+  public init(bases: KnowledgeBases, documents: Documents, chunks: ChunkStore, search: Search, maxUploadBytes: Int) {
     self.bases = bases
+    self.documents = documents
+    self.chunks = chunks
+    self.searcher = search
+    self.maxUploadBytes = maxUploadBytes
   }
 
   typealias Method = Platform_Knowledge_V1_KnowledgeService.Method
@@ -46,7 +55,8 @@ public struct KnowledgeAPI: Platform_Knowledge_V1_KnowledgeServiceHandler {
     let message = request.knowledgeBase
     let draft = KnowledgeBases.Draft(
       name: message.name, description: message.description_p, embeddingModel: message.embeddingModel,
-      chunking: try Self.chunking(message.chunking, field: "knowledge_base.chunking"), status: try Self.status(message.status))
+      chunking: try Self.chunking(message.chunking, field: "knowledge_base.chunking"), status: try Self.status(message.status),
+      language: message.language)
     let requestID = request.requestID.isEmpty ? nil : try Self.id(request.requestID, field: "request_id")
     return Self.message(try await self.bases.create(draft, owner: caller.userID, requestID: requestID))
   }
@@ -108,6 +118,7 @@ public struct KnowledgeAPI: Platform_Knowledge_V1_KnowledgeServiceHandler {
         case "embedding_model": draft.embeddingModel = message.embeddingModel
         case "chunking": draft.chunking = chunking
         case "status": draft.status = status
+        case "language": draft.language = message.language
         default: throw KnowledgeError.invalidArgument(field: "update_mask", reason: "\(path) is not an updatable field")
         }
       }
@@ -122,72 +133,6 @@ public struct KnowledgeAPI: Platform_Knowledge_V1_KnowledgeServiceHandler {
     try await self.bases.delete(
       try Self.id(request.id, field: "id"), owner: caller.userID, version: request.version == 0 ? nil : Int(request.version))
     return Google_Protobuf_Empty()
-  }
-
-  // MARK: - Documents and search (not yet)
-
-  static let notYet = KnowledgeError.unimplemented(
-    "Documents, ingestion and search are not served yet; knowledge bases are (Create/Get/List/Update/DeleteKnowledgeBase)")
-
-  public func uploadDocument(
-    _ requests: RequestStream<Platform_Knowledge_V1_UploadDocumentRequest>, context: ServerContext
-  ) async throws -> Platform_Knowledge_V1_Document {
-    throw Self.notYet
-  }
-
-  public func watchDocument(
-    _ request: Platform_Knowledge_V1_WatchDocumentRequest, responses: ResponseStreamWriter<Platform_Knowledge_V1_Document>,
-    context: ServerContext
-  ) async throws {
-    throw Self.notYet
-  }
-
-  public func createDocument(
-    _ request: Platform_Knowledge_V1_CreateDocumentRequest, context: ServerContext
-  ) async throws -> Platform_Knowledge_V1_Document {
-    throw Self.notYet
-  }
-
-  public func getDocument(
-    _ request: Platform_Knowledge_V1_GetDocumentRequest, context: ServerContext
-  ) async throws -> Platform_Knowledge_V1_Document {
-    throw Self.notYet
-  }
-
-  public func listDocuments(
-    _ request: Platform_Knowledge_V1_ListDocumentsRequest, context: ServerContext
-  ) async throws -> Platform_Knowledge_V1_ListDocumentsResponse {
-    throw Self.notYet
-  }
-
-  public func updateDocument(
-    _ request: Platform_Knowledge_V1_UpdateDocumentRequest, context: ServerContext
-  ) async throws -> Platform_Knowledge_V1_Document {
-    throw Self.notYet
-  }
-
-  public func deleteDocument(
-    _ request: Platform_Knowledge_V1_DeleteDocumentRequest, context: ServerContext
-  ) async throws -> Google_Protobuf_Empty {
-    throw Self.notYet
-  }
-
-  public func listChunks(
-    _ request: Platform_Knowledge_V1_ListChunksRequest, context: ServerContext
-  ) async throws -> Platform_Knowledge_V1_ListChunksResponse {
-    throw Self.notYet
-  }
-
-  public func search(
-    _ request: Platform_Knowledge_V1_SearchRequest, context: ServerContext
-  ) async throws -> Platform_Knowledge_V1_SearchResponse {
-    throw Self.notYet
-  }
-
-  public func reindexDocument(
-    _ request: Platform_Knowledge_V1_ReindexDocumentRequest, context: ServerContext
-  ) async throws -> Platform_Knowledge_V1_Document {
-    throw Self.notYet
   }
 
   // MARK: - Messages
@@ -237,6 +182,7 @@ public struct KnowledgeAPI: Platform_Knowledge_V1_KnowledgeServiceHandler {
         $0.chunkSize = Int32(base.chunking.size)
         $0.chunkOverlap = Int32(base.chunking.overlap)
       }
+      $0.language = base.language
       $0.indexType = "hnsw"
       $0.metric = "cosine"
       $0.documentCount = Int32(clamping: base.documentCount)

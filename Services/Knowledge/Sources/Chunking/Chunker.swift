@@ -137,7 +137,7 @@ public enum Tokenizer {
 public enum Chunker {
   public static func chunks(of text: String, options: ChunkingOptions, maxChunks: Int = 100_000) -> [Chunk] {
     guard maxChunks > 0, !text.isEmpty else { return [] }
-    let doc = Document(text)
+    let doc = SourceText(text)
     let size = max(1, options.size)
     var packer = Packer(doc: doc, size: size, overlap: min(max(0, options.overlap), size - 1), maxChunks: maxChunks)
     let level = Level(options.strategy)
@@ -154,7 +154,7 @@ public enum Chunker {
 
   /// The sentences of `text` as the sentence strategy sees them (for tests and diagnostics).
   static func sentences(of text: String) -> [String] {
-    let doc = Document(text)
+    let doc = SourceText(text)
     return doc.paragraphs(0..<doc.chars.count).flatMap { doc.sentences($0.range) }.map { String(doc.chars[$0.range]) }
   }
 }
@@ -209,7 +209,7 @@ fileprivate struct Section {
 }
 
 /// The source as Characters, with each Character's class and the form feed positions.
-fileprivate struct Document {
+fileprivate struct SourceText {
   let chars: [Character]
   let kinds: [CharKind]
   let formFeeds: [Int]
@@ -488,7 +488,7 @@ fileprivate struct Document {
 /// (a trailing paragraph contributes its trailing sentences) start the next chunk; they are dropped, oldest
 /// first, when the next span would not fit beside them.
 fileprivate struct Packer {
-  let doc: Document
+  let doc: SourceText
   let size: Int
   let overlap: Int
   let maxChunks: Int

@@ -14,6 +14,8 @@ public struct KnowledgeBase: Sendable, Equatable {
   public var embeddingModel: String
   public var dimension: Int
   public var chunking: ChunkingOptions
+  /// The PostgreSQL text-search configuration of its keywords ("english" by default).
+  public var language: String
   public var documentCount: Int
   public var chunkCount: Int64
   public var status: Status
@@ -49,4 +51,6 @@ public enum KnowledgeError: Error, Equatable, Sendable {
   case alreadyExists(String)
   case failedPrecondition(String)
   case unimplemented(String)
+  /// A dependency (the embedding provider) is down.
+  case unavailable(String)
 }

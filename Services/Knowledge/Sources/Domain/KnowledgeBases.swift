@@ -1,4 +1,5 @@
 public import Foundation
+public import PlatformCore
 public import Logging
 
 /// Knowledge bases: created, read, listed, updated and deleted by their owner.
@@ -21,26 +22,40 @@ public struct KnowledgeBases: Sendable {
     public var embeddingModel: String
     public var chunking: ChunkingOptions
     public var status: KnowledgeBase.Status
+    /// Empty: "english".
+    public var language: String
 
-    public init(name: String, description: String, embeddingModel: String, chunking: ChunkingOptions, status: KnowledgeBase.Status) {
+    public init(
+      name: String, description: String, embeddingModel: String, chunking: ChunkingOptions, status: KnowledgeBase.Status, language: String = ""
+    ) {
       self.name = name
       self.description = description
       self.embeddingModel = embeddingModel
       self.chunking = chunking
       self.status = status
+      self.language = language
     }
   }
 
   public func create(_ draft: Draft, owner: UUID, requestID: UUID?) async throws -> KnowledgeBase {
-    let (draft, model) = try self.checked(draft)
+    let (draft, model) = try await self.checked(draft)
     let base = KnowledgeBase(
       id: UUID(), ownerID: owner, name: draft.name, description: draft.description, embeddingModel: model.name,
-      dimension: model.dimension, chunking: draft.chunking, documentCount: 0, chunkCount: 0, status: draft.status, version: 1,
+      dimension: model.dimension, chunking: draft.chunking, language: draft.language, documentCount: 0, chunkCount: 0, status: draft.status, version: 1,
       createdAt: Date(), updatedAt: Date())
     do {
       return try await self.store.insert(base, requestID: requestID).base
     } catch KnowledgeBaseStore.Failure.nameTaken {
       throw KnowledgeError.alreadyExists("A knowledge base named \(draft.name) exists")
+    }
+  }
+
+  /// The owner's knowledge bases `ids`, in that order; NOT_FOUND naming the first that is not.
+  public func bases(_ ids: [UUID], owner: UUID) async throws -> [KnowledgeBase] {
+    let found = Dictionary(try await self.store.get(ids, ownerID: owner).map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+    return try ids.map { id in
+      guard let base = found[id] else { throw KnowledgeError.notFound("Knowledge base \(id.lowercasedString) not found") }
+      return base
     }
   }
 
@@ -65,11 +80,14 @@ public struct KnowledgeBases: Sendable {
     }
     var draft = Draft(
       name: current.name, description: current.description, embeddingModel: current.embeddingModel, chunking: current.chunking,
-      status: current.status)
+      status: current.status, language: current.language)
     try change(&draft)
-    let (checked, model) = try self.checked(draft)
+    let (checked, model) = try await self.checked(draft)
     if model.name != current.embeddingModel && current.documentCount > 0 {
       throw KnowledgeError.failedPrecondition("The embedding model is fixed once the knowledge base has documents")
+    }
+    if checked.language != current.language && current.documentCount > 0 {
+      throw KnowledgeError.failedPrecondition("The language is fixed once the knowledge base has documents")
     }
     var updated = current
     updated.name = checked.name
@@ -78,6 +96,7 @@ public struct KnowledgeBases: Sendable {
     updated.dimension = model.dimension
     updated.chunking = checked.chunking
     updated.status = checked.status
+    updated.language = checked.language
     do {
       return try await self.store.update(updated, expected: version)
     } catch KnowledgeBaseStore.Failure.nameTaken {
@@ -98,7 +117,7 @@ public struct KnowledgeBases: Sendable {
   }
 
   /// `draft` with defaults filled in and its model, or INVALID_ARGUMENT naming the field.
-  func checked(_ draft: Draft) throws -> (Draft, EmbeddingModel) {
+  func checked(_ draft: Draft) async throws -> (Draft, EmbeddingModel) {
     var draft = draft
     draft.name = draft.name.trimmingCharacters(in: .whitespacesAndNewlines)
     guard (1...KnowledgeBase.maxNameCharacters).contains(draft.name.count), draft.name.utf8.count <= 1020,
@@ -117,6 +136,13 @@ public struct KnowledgeBases: Sendable {
     guard let model = self.models.first(where: { $0.name == name }) else {
       throw KnowledgeError.invalidArgument(
         field: "knowledge_base.embedding_model", reason: "is not available here; available: \(self.models.map(\.name).joined(separator: ", "))")
+    }
+    if draft.language.isEmpty { draft.language = "english" }
+    guard draft.language.utf8.count <= 63, draft.language.utf8.allSatisfy({ (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == 0x5F }),
+      try await self.store.hasTextSearchConfiguration(draft.language)
+    else {
+      throw KnowledgeError.invalidArgument(
+        field: "knowledge_base.language", reason: "is not a text-search configuration of this server (e.g. english, simple, german)")
     }
     if draft.chunking.size == 0 { draft.chunking.size = ChunkingOptions.default.size }
     // 0 is "the default" in the contract: 50 tokens, or less when the chunks are small.

@@ -20,15 +20,17 @@ public struct KnowledgeBaseStore: Sendable {
 
   private static let columns = """
     id, owner_id, name, description, embedding_model, vector_dimension, chunk_strategy, chunk_size, chunk_overlap,
-    document_count, chunk_count, status, version, created_at, updated_at
+    (SELECT count(*) FROM documents d WHERE d.knowledge_base_id = knowledge_bases.id AND d.deleted_at IS NULL)::int,
+    chunk_count, status, version, created_at, updated_at, language
     """
 
   private static func row(_ row: PostgresRow) throws -> KnowledgeBase {
     let c = try row.decode((UUID, UUID, String, String, String, Int, String, Int, Int, Int, Int64, String, Int, Date, Date).self)
+    let language = try row.decode(String.self, startingAt: 15)
     return KnowledgeBase(
       id: c.0, ownerID: c.1, name: c.2, description: c.3, embeddingModel: c.4, dimension: c.5,
       chunking: ChunkingOptions(strategy: ChunkingOptions.Strategy(rawValue: c.6) ?? .paragraph, size: c.7, overlap: c.8),
-      documentCount: c.9, chunkCount: c.10, status: KnowledgeBase.Status(rawValue: c.11) ?? .active, version: c.12, createdAt: c.13,
+      language: language, documentCount: c.9, chunkCount: c.10, status: KnowledgeBase.Status(rawValue: c.11) ?? .active, version: c.12, createdAt: c.13,
       updatedAt: c.14)
   }
 
@@ -39,9 +41,10 @@ public struct KnowledgeBaseStore: Sendable {
       let rows = try await self.database.query(
         """
         INSERT INTO knowledge_bases (id, owner_id, name, description, embedding_model, vector_dimension, chunk_strategy, chunk_size,
-          chunk_overlap, status, request_id)
+          chunk_overlap, status, request_id, language)
         VALUES (\(base.id), \(base.ownerID), \(base.name), \(base.description), \(base.embeddingModel), \(base.dimension),
-          \(base.chunking.strategy.rawValue), \(base.chunking.size), \(base.chunking.overlap), \(base.status.rawValue), \(requestID))
+          \(base.chunking.strategy.rawValue), \(base.chunking.size), \(base.chunking.overlap), \(base.status.rawValue), \(requestID),
+          \(base.language))
         ON CONFLICT (owner_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
         RETURNING \(unescaped: Self.columns)
         """, logger: self.logger)
@@ -54,6 +57,18 @@ public struct KnowledgeBaseStore: Sendable {
     } catch where DatabaseErrors.sqlState(of: error) == "23505" {
       throw Failure.nameTaken
     }
+  }
+
+  /// The owner's knowledge bases among `ids` (those that are not the owner's are missing).
+  public func get(_ ids: [UUID], ownerID: UUID) async throws -> [KnowledgeBase] {
+    try await self.database.query(
+      "SELECT \(unescaped: Self.columns) FROM knowledge_bases WHERE id = ANY(\(ids)) AND owner_id = \(ownerID)", logger: self.logger
+    ).map(Self.row)
+  }
+
+  /// Whether PostgreSQL has the text-search configuration `name`.
+  public func hasTextSearchConfiguration(_ name: String) async throws -> Bool {
+    try await self.database.query("SELECT 1 FROM pg_ts_config WHERE cfgname = \(name)", logger: self.logger).first != nil
   }
 
   public func get(_ id: UUID, ownerID: UUID) async throws -> KnowledgeBase? {
@@ -95,7 +110,8 @@ public struct KnowledgeBaseStore: Sendable {
         """
         UPDATE knowledge_bases SET name = \(base.name), description = \(base.description), embedding_model = \(base.embeddingModel),
           vector_dimension = \(base.dimension), chunk_strategy = \(base.chunking.strategy.rawValue), chunk_size = \(base.chunking.size),
-          chunk_overlap = \(base.chunking.overlap), status = \(base.status.rawValue), version = version + 1, updated_at = now()
+          chunk_overlap = \(base.chunking.overlap), status = \(base.status.rawValue), language = \(base.language), version = version + 1,
+          updated_at = now()
         WHERE id = \(base.id) AND owner_id = \(base.ownerID) AND version = \(expected)
         RETURNING \(unescaped: Self.columns)
         """, logger: self.logger)

@@ -1,0 +1,268 @@
+public import Foundation
+public import Logging
+public import PlatformCore
+
+/// Search over the caller's knowledge bases: VECTOR (cosine over the HNSW indexes), KEYWORD
+/// (BM25 over the chunks' tsvectors) and HYBRID (the two fused by reciprocal rank or by weighted
+/// normalised scores). Every result says how its score was made.
+public struct Search: Sendable {
+  let chunks: ChunkStore
+  let bases: KnowledgeBases
+  let providers: EmbeddingProviders
+  let logger: Logger
+
+  public init(chunks: ChunkStore, bases: KnowledgeBases, providers: EmbeddingProviders, logger: Logger) {
+    self.chunks = chunks
+    self.bases = bases
+    self.providers = providers
+    self.logger = logger
+  }
+
+  public enum Mode: Sendable, Equatable { case vector, keyword, hybrid }
+  public enum Fusion: Sendable, Equatable { case rrf, weighted }
+
+  public struct Query: Sendable {
+    public var knowledgeBaseIDs: [UUID]
+    public var text: String
+    public var mode: Mode = .hybrid
+    public var topK = 5
+    public var filter = ChunkFilter()
+    public var minScore = 0.0
+    /// WEIGHTED fusion's weight of the vector ranking.
+    public var alpha = 0.7
+    public var fusion: Fusion = .rrf
+    public var rrfK = 60
+    public var neighbors = 0
+    public var distinctDocuments = false
+
+    public init(knowledgeBaseIDs: [UUID], text: String) {
+      self.knowledgeBaseIDs = knowledgeBaseIDs
+      self.text = text
+    }
+  }
+
+  public struct Hit: Sendable {
+    public var chunk: StoredChunk
+    public var documentTitle: String
+    public var score: Double
+    public var vectorScore: Double?
+    public var keywordScore: Double?
+    public var vectorRank: Int?
+    public var keywordRank: Int?
+    public var neighbors: [StoredChunk]
+  }
+
+  public struct Outcome: Sendable {
+    public var hits: [Hit]
+    /// The mode used: HYBRID falls back to KEYWORD when the embedding provider is down.
+    public var mode: Mode
+    public var embeddingModel: String
+    public var fusion: Fusion?
+    public var embeddingTime: Duration
+  }
+
+  /// Candidates each ranking contributes to HYBRID (at least; more for a large top_k).
+  static let hybridCandidates = 100
+  /// Chunks the keyword ranking scores at most per query: the candidates come from the query's
+  /// rarest terms until their chunks add up to this (BM25's weight is in the rare terms; a
+  /// chunk with only common terms could not rank high), and never more than `candidateCap`.
+  static let rareTermBudget = 20_000
+  static let candidateCap = 20_000
+
+  public func search(_ query: Query, owner: UUID) async throws -> Outcome {
+    let bases = try await self.bases.bases(query.knowledgeBaseIDs, owner: owner)
+    let wanted = query.distinctDocuments ? query.topK * 4 : query.topK
+    let candidates = query.mode == .hybrid ? max(Self.hybridCandidates, wanted * 2) : wanted
+    var mode = query.mode
+    var vector: [RankedChunk] = []
+    var keyword: [RankedChunk] = []
+    var embeddingTime = Duration.zero
+    let models = Dictionary(grouping: bases, by: \.embeddingModel)
+    // A filter narrows the search to the documents it lets through, looked up once.
+    let documents = try await self.chunks.documents(matching: query.filter, knowledgeBases: bases.map(\.id))
+    if documents?.isEmpty == true {
+      return Outcome(hits: [], mode: mode, embeddingModel: "", fusion: mode == .hybrid ? query.fusion : nil, embeddingTime: .zero)
+    }
+    if mode != .keyword {
+      do {
+        for (model, group) in models.sorted(by: { $0.key < $1.key }) {
+          guard let embedder = self.providers.embedder(for: model) else {
+            throw KnowledgeError.failedPrecondition("The embedding model \(model) is not configured on this server")
+          }
+          let clock = ContinuousClock.now
+          let embedded = try await embedder.embed([query.text])
+          embeddingTime += ContinuousClock.now - clock
+          guard let first = embedded.first, first.count == embedder.model.dimension else {
+            throw EmbeddingError.unavailable("the provider returned no vector of the model's dimension")
+          }
+          if first.allSatisfy({ $0 == 0 }) { continue }
+          vector += try await self.chunks.nearest(first, knowledgeBases: group.map(\.id), documents: documents, limit: candidates)
+        }
+      } catch EmbeddingError.unavailable(let why) {
+        guard mode == .hybrid else { throw KnowledgeError.unavailable("The embedding provider is unavailable: \(why)") }
+        self.logger.warning("Hybrid search falls back to keyword search", metadata: ["error": "\(why)"])
+        mode = .keyword
+        vector = []
+      }
+      vector.sort { $0.score > $1.score }
+    }
+    if mode != .vector {
+      for (language, group) in Dictionary(grouping: bases, by: \.language).sorted(by: { $0.key < $1.key }) {
+        keyword += try await self.keywordRanking(query, language: language, knowledgeBases: group.map(\.id), documents: documents, limit: candidates)
+      }
+      keyword.sort { $0.score > $1.score }
+    }
+    if query.distinctDocuments {
+      vector = Self.bestPerDocument(vector)
+      keyword = Self.bestPerDocument(keyword)
+    }
+    var hits = Self.fuse(vector: vector, keyword: keyword, mode: mode, query: query)
+    hits = Array(hits.filter { $0.score >= query.minScore }.prefix(query.topK))
+    let titles = try await self.chunks.titles(Array(Set(hits.map(\.chunk.documentID))))
+    let around = try await self.chunks.neighbors(of: hits.map { ($0.chunk.documentID, $0.chunk.index) }, radius: query.neighbors)
+    for index in hits.indices {
+      let hit = hits[index].chunk
+      hits[index].documentTitle = titles[hit.documentID] ?? ""
+      hits[index].neighbors = (around[hit.documentID] ?? []).filter { $0.id != hit.id && abs($0.index - hit.index) <= query.neighbors }
+    }
+    let usedModels = models.keys.sorted().joined(separator: ",")
+    return Outcome(
+      hits: hits, mode: mode, embeddingModel: mode == .keyword ? "" : usedModels, fusion: mode == .hybrid ? query.fusion : nil,
+      embeddingTime: embeddingTime)
+  }
+
+  /// BM25 over the chunks matching the query as websearch_to_tsquery reads it (quoted phrases,
+  /// `-word`, `or`); when that finds fewer than `limit` (every word of a long question is rarely
+  /// in one chunk), over the chunks matching any of its terms instead, the rarest first.
+  func keywordRanking(
+    _ query: Query, language: String, knowledgeBases: [UUID], documents: [UUID]?, limit: Int
+  ) async throws -> [RankedChunk] {
+    guard let websearch = try await self.chunks.websearchQuery(query.text, language: language) else { return [] }
+    let statistics = try await self.chunks.keywordStatistics(terms: query.text, language: language, knowledgeBases: knowledgeBases)
+    guard statistics.chunks > 0 else { return [] }
+    let total = Double(statistics.chunks)
+    let averageLength = max(1, Double(statistics.totalLength) / total)
+    let present = statistics.terms.filter { $0.chunks > 0 }
+    guard !present.isEmpty else { return [] }
+    // Lucene's IDF: never negative, so a term in most chunks still counts a little.
+    let weights = present.map { (term: $0.term, idf: log(1 + (total - Double($0.chunks) + 0.5) / (Double($0.chunks) + 0.5))) }
+    var ranked = try await self.chunks.bm25(
+      candidates: websearch, weights: weights, averageLength: averageLength, knowledgeBases: knowledgeBases, documents: documents,
+      candidateLimit: Self.candidateCap, limit: limit)
+    if ranked.count < limit {
+      var budget = 0
+      var rare: [String] = []
+      for term in present.sorted(by: { $0.chunks < $1.chunks }) where rare.isEmpty || budget + term.chunks <= Self.rareTermBudget {
+        rare.append(term.term)
+        budget += term.chunks
+      }
+      // websearch_to_tsquery's `-word` exclusions hold in the fallback too.
+      let excluded = Self.negatedLexemes(in: websearch)
+      let any = "(" + rare.map(Self.tsqueryLexeme).joined(separator: " | ") + ")" + excluded.map { " & !" + $0 }.joined()
+      let more = try await self.chunks.bm25(
+        candidates: any, weights: weights, averageLength: averageLength, knowledgeBases: knowledgeBases, documents: documents,
+        candidateLimit: Self.candidateCap, limit: limit)
+      let seen = Set(ranked.map(\.chunk.id))
+      ranked += more.filter { !seen.contains($0.chunk.id) }
+      ranked.sort { $0.score > $1.score }
+      ranked = Array(ranked.prefix(limit))
+    }
+    return ranked
+  }
+
+  /// A lexeme quoted for tsquery input.
+  static func tsqueryLexeme(_ lexeme: String) -> String {
+    "'" + lexeme.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "''") + "'"
+  }
+
+  /// The `!'lexeme'` operands of a tsquery's text (its `-word` exclusions).
+  static func negatedLexemes(in tsquery: String) -> [String] {
+    var found: [String] = []
+    var rest = Substring(tsquery)
+    while let bang = rest.firstIndex(of: "!") {
+      rest = rest[rest.index(after: bang)...]
+      guard rest.first == "'" else { continue }
+      var index = rest.index(after: rest.startIndex)
+      var lexeme = "'"
+      while index < rest.endIndex {
+        let character = rest[index]
+        lexeme.append(character)
+        index = rest.index(after: index)
+        if character == "'" {
+          if index < rest.endIndex, rest[index] == "'" {
+            lexeme.append("'")
+            index = rest.index(after: index)
+          } else {
+            break
+          }
+        }
+      }
+      found.append(lexeme)
+      rest = rest[index...]
+    }
+    return found
+  }
+
+  /// Each document's best chunk, in ranking order.
+  static func bestPerDocument(_ ranking: [RankedChunk]) -> [RankedChunk] {
+    var seen = Set<UUID>()
+    return ranking.filter { seen.insert($0.chunk.documentID).inserted }
+  }
+
+  /// The two rankings as one, best first, each hit with its components.
+  static func fuse(vector: [RankedChunk], keyword: [RankedChunk], mode: Mode, query: Query) -> [Hit] {
+    // Distinct documents fuse by document: a document's best chunk in either ranking stands for it.
+    let key: (RankedChunk) -> UUID = query.distinctDocuments ? { $0.chunk.documentID } : { $0.chunk.id }
+    var hits: [UUID: Hit] = [:]
+    var order: [UUID] = []
+    func hit(for ranked: RankedChunk) -> UUID {
+      let id = key(ranked)
+      if hits[id] == nil {
+        hits[id] = Hit(chunk: ranked.chunk, documentTitle: "", score: 0, neighbors: [])
+        order.append(id)
+      }
+      return id
+    }
+    for (rank, ranked) in vector.enumerated() {
+      let id = hit(for: ranked)
+      hits[id]?.vectorScore = ranked.score
+      hits[id]?.vectorRank = rank + 1
+    }
+    for (rank, ranked) in keyword.enumerated() {
+      let id = hit(for: ranked)
+      hits[id]?.keywordScore = ranked.score
+      hits[id]?.keywordRank = rank + 1
+    }
+    let bestKeyword = keyword.first?.score ?? 0
+    let k = Double(query.rrfK)
+    let normaliseVector = Self.minMax(vector.map(\.score))
+    let normaliseKeyword = Self.minMax(keyword.map(\.score))
+    func score(_ hit: Hit) -> Double {
+      switch (mode, query.fusion) {
+      case (.vector, _):
+        return max(0, min(1, hit.vectorScore ?? 0))
+      case (.keyword, _):
+        return bestKeyword > 0 ? (hit.keywordScore ?? 0) / bestKeyword : 0
+      case (.hybrid, .rrf):
+        let parts = [hit.vectorRank, hit.keywordRank].compactMap { $0 }.map { 1 / (k + Double($0)) }
+        return parts.reduce(0, +) / (2 / (k + 1))
+      case (.hybrid, .weighted):
+        return query.alpha * (hit.vectorScore.map(normaliseVector) ?? 0) + (1 - query.alpha) * (hit.keywordScore.map(normaliseKeyword) ?? 0)
+      }
+    }
+    for id in order {
+      guard var fused = hits[id] else { continue }
+      fused.score = score(fused)
+      hits[id] = fused
+    }
+    return order.compactMap { hits[$0] }.enumerated().sorted { left, right in
+      left.element.score != right.element.score ? left.element.score > right.element.score : left.offset < right.offset
+    }.map(\.element)
+  }
+
+  /// Min-max normalisation over `scores` (all 1 when they are equal).
+  static func minMax(_ scores: [Double]) -> @Sendable (Double) -> Double {
+    guard let low = scores.min(), let high = scores.max(), high > low else { return { _ in 1 } }
+    return { ($0 - low) / (high - low) }
+  }
+}

@@ -1,0 +1,299 @@
+public import Foundation
+public import Logging
+public import PlatformCore
+internal import PostgresNIO
+
+/// A chunk as stored (knowledge_db.document_chunks).
+public struct StoredChunk: Sendable, Equatable {
+  public var id: UUID
+  public var documentID: UUID
+  public var knowledgeBaseID: UUID
+  public var index: Int
+  public var content: String
+  public var contentLength: Int
+  public var metadata: JSONValue
+  public var createdAt: Date
+  /// Only when asked for.
+  public var embedding: [Float]?
+}
+
+/// A chunk with its score in one ranking.
+public struct RankedChunk: Sendable, Equatable {
+  public var chunk: StoredChunk
+  /// Cosine similarity (vector) or BM25 (keyword).
+  public var score: Double
+}
+
+/// What narrows a search beyond the knowledge bases (SearchFilter).
+public struct ChunkFilter: Sendable, Equatable {
+  public var documentIDs: [UUID] = []
+  public var contentTypes: [String] = []
+  /// Top-level metadata keys and the values they must equal.
+  public var metadata: [String: JSONValue] = [:]
+  public var tagsAny: [String] = []
+  public var createdAfter: Date?
+  public var createdBefore: Date?
+
+  public init() {}
+
+  public var isEmpty: Bool {
+    self.documentIDs.isEmpty && self.contentTypes.isEmpty && self.metadata.isEmpty && self.tagsAny.isEmpty
+      && self.createdAfter == nil && self.createdBefore == nil
+  }
+}
+
+/// The SQL of chunks: writing a document's chunks, listing them, and the vector and keyword
+/// rankings Search fuses.
+public struct ChunkStore: Sendable {
+  let database: Database
+  let logger: Logger
+
+  public init(database: Database, logger: Logger) {
+    self.database = database
+    self.logger = logger
+  }
+
+  static let columns = "c.id, c.document_id, c.knowledge_base_id, c.chunk_index, c.content, c.content_length, c.metadata::text, c.created_at"
+
+  static func chunk(_ row: PostgresRow) throws -> StoredChunk {
+    let c = try row.decode((UUID, UUID, UUID, Int, String, Int, String, Date).self)
+    return StoredChunk(
+      id: c.0, documentID: c.1, knowledgeBaseID: c.2, index: c.3, content: c.4, contentLength: c.5,
+      metadata: (try? JSONValue(jsonText: c.6)) ?? .object([:]), createdAt: c.7, embedding: nil)
+  }
+
+  /// A chunk to write: its text, metadata and embedding.
+  public struct NewChunk: Sendable {
+    public var index: Int
+    public var content: String
+    public var metadata: JSONValue
+    public var embedding: [Float]
+
+    public init(index: Int, content: String, metadata: JSONValue, embedding: [Float]) {
+      self.index = index
+      self.content = content
+      self.metadata = metadata
+      self.embedding = embedding
+    }
+  }
+
+  /// Chunks per INSERT statement.
+  static let insertBatch = 200
+
+  /// Replaces the chunks of generation `generation` of a processing document and marks it
+  /// indexed, in one transaction: searches see the old chunks or the new ones, never a mix.
+  /// `content` is the extracted text when extraction produced it.
+  /// - Returns: false (and nothing written) when that generation is no longer current.
+  public func finish(
+    _ document: Document, generation: Int, content: String?, chunks: [NewChunk], language: String
+  ) async throws -> Bool {
+    try await self.database.withTransaction(logger: self.logger) { connection in
+      let current = try await connection.query(
+        """
+        SELECT generation, status, deleted_at IS NULL FROM documents WHERE id = \(document.id) FOR UPDATE
+        """, logger: self.logger
+      ).first?.decode((Int, String, Bool).self)
+      guard let current, current.0 == generation, current.1 == DocumentStatus.processing.rawValue, current.2 else { return false }
+      try await connection.query("DELETE FROM document_chunks WHERE document_id = \(document.id)", logger: self.logger)
+      var start = 0
+      while start < chunks.count {
+        let batch = chunks[start..<min(start + Self.insertBatch, chunks.count)]
+        start += Self.insertBatch
+        try await connection.query(
+          """
+          INSERT INTO document_chunks (document_id, knowledge_base_id, chunk_index, content, content_length, embedding, dimension,
+            keywords, keyword_length, metadata)
+          SELECT \(document.id), \(document.knowledgeBaseID), n.chunk_index, n.content, char_length(n.content), n.embedding::vector,
+            vector_dims(n.embedding::vector), k.keywords, (SELECT coalesce(sum(array_length(u.positions, 1)), 0) FROM unnest(k.keywords) u),
+            n.metadata::jsonb
+          FROM unnest(\(batch.map(\.index)), \(batch.map(\.content)), \(batch.map { Self.vectorLiteral($0.embedding) }),
+            \(batch.map(\.metadata.jsonText))) AS n(chunk_index, content, embedding, metadata),
+          LATERAL (SELECT setweight(to_tsvector(\(language)::regconfig, \(document.title)), 'A')
+            || to_tsvector(\(language)::regconfig, n.content) AS keywords) k
+          """, logger: self.logger)
+      }
+      try await connection.query(
+        """
+        UPDATE documents SET status = 'indexed', status_message = NULL, chunk_count = \(chunks.count), chunks_indexed = \(chunks.count),
+          chunk_total = \(chunks.count), content = coalesce(\(content), content), indexed_at = now(), updated_at = now()
+        WHERE id = \(document.id)
+        """, logger: self.logger)
+      return true
+    }
+  }
+
+  /// pgvector's text form of `vector`.
+  static func vectorLiteral(_ vector: [Float]) -> String {
+    "[" + vector.map { $0.isFinite ? String($0) : "0" }.joined(separator: ",") + "]"
+  }
+
+  /// A document's chunks in order from `afterIndex` (exclusive).
+  public func chunks(of documentID: UUID, afterIndex: Int?, limit: Int, embeddings: Bool) async throws -> (chunks: [StoredChunk], total: Int, more: Bool) {
+    let rows = try await self.database.query(
+      """
+      SELECT \(unescaped: Self.columns), CASE WHEN \(embeddings) THEN c.embedding::real[] END FROM document_chunks c
+      WHERE c.document_id = \(documentID) AND c.chunk_index > \(afterIndex ?? -1)
+      ORDER BY c.chunk_index LIMIT \(limit + 1)
+      """, logger: self.logger)
+    let total = try await self.database.query(
+      "SELECT count(*)::int8 FROM document_chunks WHERE document_id = \(documentID)", logger: self.logger
+    ).first?.decode(Int64.self) ?? 0
+    let chunks = try rows.prefix(limit).map { row in
+      var chunk = try Self.chunk(row)
+      chunk.embedding = try row.decode([Float]?.self, startingAt: 8)
+      return chunk
+    }
+    return (chunks, Int(total), rows.count > limit)
+  }
+
+  /// The chunks within `radius` of each hit in its document (the hits themselves excluded).
+  public func neighbors(of hits: [(documentID: UUID, index: Int)], radius: Int) async throws -> [UUID: [StoredChunk]] {
+    guard radius > 0, !hits.isEmpty else { return [:] }
+    let rows = try await self.database.query(
+      """
+      SELECT \(unescaped: Self.columns) FROM document_chunks c
+      JOIN unnest(\(hits.map(\.documentID)), \(hits.map(\.index))) AS h(document_id, chunk_index)
+        ON c.document_id = h.document_id AND c.chunk_index BETWEEN h.chunk_index - \(radius) AND h.chunk_index + \(radius)
+      ORDER BY c.document_id, c.chunk_index
+      """, logger: self.logger)
+    var byDocument: [UUID: [StoredChunk]] = [:]
+    for row in rows {
+      let chunk = try Self.chunk(row)
+      if byDocument[chunk.documentID]?.contains(where: { $0.id == chunk.id }) != true { byDocument[chunk.documentID, default: []].append(chunk) }
+    }
+    return byDocument
+  }
+
+  // MARK: - Rankings
+
+  /// The documents of the knowledge bases that `filter` lets through (nil when it is empty:
+  /// all of them). Chunks exist only for indexed documents that are not deleted.
+  public func documents(matching filter: ChunkFilter, knowledgeBases: [UUID]) async throws -> [UUID]? {
+    if filter.isEmpty { return nil }
+    let metadata: String? = filter.metadata.isEmpty ? nil : JSONValue.object(filter.metadata).jsonText
+    return try await self.database.query(
+      """
+      SELECT d.id FROM documents d
+      WHERE d.knowledge_base_id = ANY(\(knowledgeBases)) AND d.deleted_at IS NULL AND d.status = 'indexed'
+        AND (cardinality(\(filter.documentIDs)::uuid[]) = 0 OR d.id = ANY(\(filter.documentIDs)))
+        AND (cardinality(\(filter.contentTypes)::text[]) = 0 OR d.content_type = ANY(\(filter.contentTypes)))
+        AND (cardinality(\(filter.tagsAny)::text[]) = 0 OR d.tags && \(filter.tagsAny))
+        AND (\(filter.createdAfter)::timestamptz IS NULL OR d.created_at >= \(filter.createdAfter))
+        AND (\(filter.createdBefore)::timestamptz IS NULL OR d.created_at < \(filter.createdBefore))
+        AND (\(metadata)::jsonb IS NULL OR NOT EXISTS (
+          SELECT 1 FROM jsonb_each(\(metadata)::jsonb) f WHERE d.metadata -> f.key IS DISTINCT FROM f.value))
+      """, logger: self.logger
+    ).map { try $0.decode(UUID.self) }
+  }
+
+  /// The `limit` chunks of the knowledge bases nearest to `query` by cosine similarity, best
+  /// first. The knowledge bases' chunks all have `query.count` dimensions; the partial HNSW index
+  /// of that dimension serves it, with pgvector's iterative scan so that a selective filter
+  /// still yields `limit` chunks.
+  public func nearest(
+    _ query: [Float], knowledgeBases: [UUID], documents: [UUID]?, limit: Int
+  ) async throws -> [RankedChunk] {
+    let dimension = query.count
+    let expression = VectorIndexes.expression(dimension: dimension)
+    let literal = Self.vectorLiteral(query)
+    return try await self.database.withTransaction(logger: self.logger) { connection in
+      try await connection.query("SET LOCAL hnsw.iterative_scan = relaxed_order", logger: self.logger)
+      try await connection.query(
+        "SELECT set_config('hnsw.ef_search', \(String(min(1000, max(40, limit * 2)))), true)", logger: self.logger)
+      let sql: PostgresQuery = """
+        WITH nearest AS MATERIALIZED (
+          SELECT \(unescaped: Self.columns), \(unescaped: expression) <=> \(literal)::\(unescaped: VectorIndexes.type(dimension: dimension)) AS distance
+          FROM document_chunks c
+          WHERE c.dimension = \(unescaped: String(dimension)) AND c.knowledge_base_id = ANY(\(knowledgeBases))
+            AND (\(documents == nil) OR c.document_id = ANY(\(documents ?? [])))
+          ORDER BY distance LIMIT \(limit)
+        )
+        SELECT * FROM nearest ORDER BY distance
+        """
+      return try await connection.query(sql, logger: self.logger).map { row in
+        RankedChunk(chunk: try Self.chunk(row), score: 1 - (try row.decode(Double.self, startingAt: 8)))
+      }
+    }
+  }
+
+  /// How many chunks the knowledge bases hold, their total keyword length, and in how many chunks
+  /// each of `terms` occurs.
+  public func keywordStatistics(terms query: String, language: String, knowledgeBases: [UUID]) async throws
+    -> (chunks: Int, totalLength: Int, terms: [(term: String, chunks: Int)])
+  {
+    let totalsRow = try await self.database.query(
+      """
+      SELECT coalesce(sum(chunk_count), 0)::int8, coalesce(sum(keyword_length_total), 0)::int8 FROM knowledge_bases
+      WHERE id = ANY(\(knowledgeBases))
+      """, logger: self.logger
+    ).first
+    let totals: (Int64, Int64) = try totalsRow.map { try $0.decode((Int64, Int64).self) } ?? (0, 0)
+    let rows = try await self.database.query(
+      """
+      SELECT q.term, coalesce(sum(k.chunks), 0)::int8
+      FROM unnest(tsvector_to_array(to_tsvector(\(language)::regconfig, \(query)))) AS q(term)
+      LEFT JOIN keyword_terms k ON k.term = q.term AND k.knowledge_base_id = ANY(\(knowledgeBases))
+      GROUP BY q.term
+      """, logger: self.logger)
+    let terms = try rows.map { row in
+      let (term, chunks) = try row.decode((String, Int64).self)
+      return (term, Int(chunks))
+    }
+    return (Int(totals.0), Int(totals.1), terms)
+  }
+
+  /// The BM25 parameters (Lucene's defaults).
+  public static let k1 = 1.2
+  public static let b = 0.75
+
+  /// BM25 over the candidates that match `candidates` (a tsquery), best first: the sum over
+  /// `weights` (term → IDF) of idf · tf·(k1+1) / (tf + k1·(1 − b + b·length/averageLength)),
+  /// with tf counted in the chunk's keywords (title included).
+  public func bm25(
+    candidates: String, weights: [(term: String, idf: Double)], averageLength: Double, knowledgeBases: [UUID], documents: [UUID]?,
+    candidateLimit: Int, limit: Int
+  ) async throws -> [RankedChunk] {
+    let sql: PostgresQuery = """
+      WITH candidates AS (
+        SELECT c.id, c.keywords, c.keyword_length FROM document_chunks c
+        WHERE c.knowledge_base_id = ANY(\(knowledgeBases)) AND c.keywords @@ \(candidates)::tsquery
+          AND (\(documents == nil) OR c.document_id = ANY(\(documents ?? [])))
+        LIMIT \(candidateLimit)
+      ),
+      scored AS (
+        SELECT m.id, sum(w.idf * m.tf * \(Self.k1 + 1) / (m.tf + \(Self.k1) * (1 - \(Self.b) + \(Self.b) * m.keyword_length / \(averageLength)))) AS score
+        FROM (
+          SELECT c.id, c.keyword_length, u.lexeme, coalesce(array_length(u.positions, 1), 1)::float8 AS tf
+          FROM candidates c, unnest(c.keywords) u WHERE u.lexeme = ANY(\(weights.map(\.term)))
+        ) m
+        JOIN unnest(\(weights.map(\.term)), \(weights.map(\.idf))) AS w(term, idf) ON w.term = m.lexeme
+        GROUP BY m.id ORDER BY score DESC LIMIT \(limit)
+      )
+      SELECT \(unescaped: Self.columns), s.score FROM scored s JOIN document_chunks c ON c.id = s.id ORDER BY s.score DESC, c.id
+      """
+    return try await self.database.query(sql, logger: self.logger).map { row in
+      RankedChunk(chunk: try Self.chunk(row), score: try row.decode(Double.self, startingAt: 8))
+    }
+  }
+
+  /// Whether `query` as websearch_to_tsquery reads it has any term (a query of stop words or
+  /// punctuation has none), and that tsquery's text.
+  public func websearchQuery(_ query: String, language: String) async throws -> String? {
+    let text = try await self.database.query(
+      "SELECT websearch_to_tsquery(\(language)::regconfig, \(query))::text", logger: self.logger
+    ).first?.decode(String.self)
+    guard let text, !text.isEmpty else { return nil }
+    return text
+  }
+
+  /// Titles of documents by id.
+  public func titles(_ ids: [UUID]) async throws -> [UUID: String] {
+    guard !ids.isEmpty else { return [:] }
+    var titles: [UUID: String] = [:]
+    for row in try await self.database.query("SELECT id, title FROM documents WHERE id = ANY(\(ids))", logger: self.logger) {
+      let (id, title) = try row.decode((UUID, String).self)
+      titles[id] = title
+    }
+    return titles
+  }
+}

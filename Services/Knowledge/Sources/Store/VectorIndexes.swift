@@ -1,0 +1,51 @@
+internal import Foundation
+public import Logging
+public import PlatformCore
+internal import PostgresNIO
+
+/// The HNSW indexes of chunk embeddings. Knowledge bases may use models of different dimensions,
+/// and a pgvector index needs one, so chunks keep their embedding as an untyped `vector` with its
+/// `dimension` beside it, and each dimension gets a partial expression index
+/// `USING hnsw ((embedding::vector(d)) vector_cosine_ops) WHERE dimension = d` (halfvec above
+/// 2,000 dimensions, pgvector's limit for vector; none above 4,000). One table keeps one schema,
+/// one set of triggers and one query path; a partial index costs nothing for the other
+/// dimensions. Table-per-dimension would need DDL per model and a query per table.
+public enum VectorIndexes {
+  /// The cast type of `dimension`: vector(d), or halfvec(d) above 2,000 dimensions.
+  static func type(dimension: Int) -> String {
+    dimension <= 2000 ? "vector(\(dimension))" : "halfvec(\(dimension))"
+  }
+
+  /// The indexed expression over chunk `c`.
+  static func expression(dimension: Int) -> String {
+    "(c.embedding::\(Self.type(dimension: dimension)))"
+  }
+
+  static func name(dimension: Int) -> String { "idx_document_chunks_embedding_\(dimension)" }
+
+  /// Creates the index of each dimension that has none (CONCURRENTLY: writes go on meanwhile);
+  /// an index a crashed build left invalid is dropped and built again. Called at start-up with the
+  /// configured models' dimensions.
+  public static func ensure(dimensions: Set<Int>, database: Database, logger: Logger) async throws {
+    for dimension in dimensions.sorted() where (1...4000).contains(dimension) {
+      let name = Self.name(dimension: dimension)
+      let valid = try await database.query(
+        """
+        SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid WHERE c.relname = \(name)
+        """, logger: logger
+      ).first?.decode(Bool.self)
+      if valid == true { continue }
+      if valid == false {
+        logger.warning("Rebuilding an invalid vector index", metadata: ["index": "\(name)"])
+        try await database.query("DROP INDEX CONCURRENTLY IF EXISTS \(unescaped: name)", logger: logger)
+      }
+      let operators = dimension <= 2000 ? "vector_cosine_ops" : "halfvec_cosine_ops"
+      try await database.query(
+        """
+        CREATE INDEX CONCURRENTLY IF NOT EXISTS \(unescaped: name) ON document_chunks
+        USING hnsw ((embedding::\(unescaped: Self.type(dimension: dimension))) \(unescaped: operators)) WHERE dimension = \(unescaped: String(dimension))
+        """, logger: logger)
+      logger.info("Created a vector index", metadata: ["index": "\(name)"])
+    }
+  }
+}

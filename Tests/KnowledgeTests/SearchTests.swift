@@ -1,0 +1,223 @@
+import Foundation
+import GRPCRuntime
+import PlatformCore
+import PlatformProtos
+import PlatformTesting
+import PostgresNIO
+import SwiftProtobuf
+import Testing
+@testable import Knowledge
+
+@Suite("Knowledge: search")
+struct SearchTests {
+  static let corpus: [(title: String, text: String, tags: [String], team: String)] = [
+    ("grep", "grep searches files for lines that match a regular expression pattern and prints each matching line.", ["text"], "tools"),
+    ("tar", "tar stores many files in one archive and extracts them again; it can compress the archive with gzip.", ["archive"], "tools"),
+    ("ssh", "ssh opens an encrypted remote login session on another machine over the network.", ["network"], "ops"),
+    ("cron", "cron runs scheduled commands periodically at fixed times, dates or intervals.", ["schedule"], "ops"),
+    ("penguins", "Penguins are flightless seabirds of the southern hemisphere that feed on fish in cold water.", ["birds"], "zoo"),
+  ]
+
+  @Test("VECTOR, KEYWORD and HYBRID (RRF and weighted) rank the right chunk first and show how its score was made")
+  func modes() async throws {
+    try await PlatformTestService.run(KnowledgeService()) { service in
+      let client = KnowledgeClient(channel: service.client)
+      let options = try await service.options(for: UUID())
+      let base = try await makeBase(client, options)
+      var ids: [String: String] = [:]
+      for entry in Self.corpus {
+        ids[entry.title] = try await addDocument(
+          client, options, base: base.id, title: entry.title, content: entry.text, tags: entry.tags,
+          metadata: .with { $0.fields["team"] = .init(stringValue: entry.team) }
+        ).id
+      }
+      for mode in [Platform_Knowledge_V1_SearchMode.keyword, .vector, .hybrid] {
+        for fusion in [Platform_Knowledge_V1_FusionMethod.rrf, .weighted] {
+          let response = try await client.search(
+            .with { $0.knowledgeBaseIds = [base.id]; $0.query = "archive files compressed with gzip"; $0.mode = mode; $0.fusion = fusion; $0.topK = 3 },
+            options: options)
+          #expect(response.mode == mode, "\(mode)")
+          let first = try #require(response.results.first, "\(mode) \(fusion)")
+          #expect(first.documentID == ids["tar"] && first.documentTitle == "tar", "\(mode) \(fusion): \(response.results.map(\.documentTitle))")
+          #expect(first.knowledgeBaseID == base.id && (0...1).contains(first.score))
+          #expect(response.results.map(\.score) == response.results.map(\.score).sorted(by: >))
+          switch mode {
+          case .keyword:
+            #expect(first.hasKeywordScore && first.keywordRank == 1 && !first.hasVectorScore && first.score == 1)
+            #expect(response.embeddingModel.isEmpty)
+          case .vector:
+            #expect(first.hasVectorScore && first.vectorRank == 1 && !first.hasKeywordScore && abs(first.score - first.vectorScore) < 1e-9)
+            #expect(response.embeddingModel == "offline-hash-384")
+          default:
+            #expect(first.hasVectorScore && first.hasKeywordScore && first.vectorRank == 1 && first.keywordRank == 1)
+            #expect(response.fusion == fusion)
+            // Ranked first in both: RRF's largest possible value, and the weighted sum's.
+            #expect(abs(first.score - 1) < 1e-9)
+          }
+        }
+      }
+      // A long natural-language question still matches (the OR-of-terms fallback), while the
+      // websearch syntax holds: a quoted phrase, and `-word` excludes.
+      let question = try await client.search(
+        .with { $0.knowledgeBaseIds = [base.id]; $0.query = "which program would let me log in on a remote machine securely?"; $0.mode = .keyword },
+        options: options)
+      #expect(question.results.first?.documentID == ids["ssh"])
+      let phrase = try await client.search(
+        .with { $0.knowledgeBaseIds = [base.id]; $0.query = "\"regular expression\""; $0.mode = .keyword }, options: options)
+      #expect(phrase.results.map(\.documentID) == [ids["grep"]])
+      let excluded = try await client.search(
+        .with { $0.knowledgeBaseIds = [base.id]; $0.query = "files -archive"; $0.mode = .keyword }, options: options)
+      #expect(excluded.results.map(\.documentID) == [ids["grep"]])
+      let stopWords = try await client.search(
+        .with { $0.knowledgeBaseIds = [base.id]; $0.query = "the of and"; $0.mode = .keyword }, options: options)
+      #expect(stopWords.results.isEmpty)
+
+      // Filters: tags, metadata, document ids, content types, creation time; min_score; top_k.
+      func titles(_ filter: Platform_Knowledge_V1_SearchFilter, query: String = "files network fish commands") async throws -> Set<String> {
+        Set(
+          try await client.search(
+            .with { $0.knowledgeBaseIds = [base.id]; $0.query = query; $0.filter = filter; $0.topK = 10; $0.mode = .hybrid }, options: options
+          ).results.map(\.documentTitle))
+      }
+      #expect(try await titles(.with { $0.tagsAny = ["birds", "network"] }) == ["penguins", "ssh"])
+      #expect(try await titles(.with { $0.metadata = .with { $0.fields["team"] = .init(stringValue: "ops") } }) == ["ssh", "cron"])
+      #expect(try await titles(.with { $0.documentIds = [ids["cron"]!] }) == ["cron"])
+      #expect(try await titles(.with { $0.contentTypes = ["text/html"] }).isEmpty)
+      #expect(try await titles(.with { $0.createdAfter = Google_Protobuf_Timestamp(date: Date().addingTimeInterval(3600)) }).isEmpty)
+      #expect(try await titles(.with { $0.createdBefore = Google_Protobuf_Timestamp(date: Date().addingTimeInterval(3600)) }).count == 5)
+      let strict = try await client.search(
+        .with { $0.knowledgeBaseIds = [base.id]; $0.query = "penguins"; $0.mode = .keyword; $0.minScore = 0.99; $0.topK = 10 }, options: options)
+      #expect(strict.results.map(\.documentTitle) == ["penguins"])
+
+      // Bad requests.
+      for (bad, field) in [
+        (Platform_Knowledge_V1_SearchRequest.with { $0.query = "" }, "query"),
+        (.with { $0.query = String(repeating: "q", count: 2001) }, "query"),
+        (.with { $0.query = "q"; $0.topK = 101 }, "top_k"),
+        (.with { $0.query = "q"; $0.minScore = 1.5 }, "min_score"),
+        (.with { $0.query = "q"; $0.hybridAlpha = -0.1 }, "hybrid_alpha"),
+        (.with { $0.query = "q"; $0.neighbors = 4 }, "neighbors"),
+        (.with { $0.query = "q"; $0.filter = .with { $0.documentIds = ["nope"] } }, "filter.document_ids"),
+        (.with { $0.query = "q"; $0.filter = .with { $0.contentTypes = ["image/png"] } }, "content_type"),
+      ] {
+        var request = bad
+        request.knowledgeBaseIds = [base.id]
+        let message = await expectStatus(.invalidArgument) { _ = try await client.search(request, options: options) }
+        #expect(message.contains(field), "\(field): \(message)")
+      }
+      await expectStatus(.notFound) { _ = try await client.search(.with { $0.knowledgeBaseIds = [UUID().uuidString]; $0.query = "q" }, options: options) }
+    }
+  }
+
+  @Test("Neighbours come with a hit; distinct_documents returns one chunk per document")
+  func neighboursAndDistinct() async throws {
+    try await PlatformTestService.run(KnowledgeService()) { service in
+      let client = KnowledgeClient(channel: service.client)
+      let options = try await service.options(for: UUID())
+      let base = try await makeBase(client, options, chunkSize: 16)
+      let paragraphs = (0..<8).map { "Paragraph \($0) talks about topic number \($0) and nothing else at all here." }
+      let long = try await addDocument(client, options, base: base.id, title: "long", content: paragraphs.joined(separator: "\n\n"))
+      #expect(long.chunkCount >= 8)
+      try await addDocument(client, options, base: base.id, title: "other", content: "Another document that talks about topic numbers too.")
+      let hit = try await client.search(
+        .with { $0.knowledgeBaseIds = [base.id]; $0.query = "topic number 4"; $0.mode = .keyword; $0.topK = 1; $0.neighbors = 2 }, options: options)
+      let first = try #require(hit.results.first)
+      let index = first.chunk.chunkIndex
+      #expect(first.neighbors.map(\.chunkIndex) == Array(max(0, index - 2)...(index + 2)).filter { $0 != index && $0 < long.chunkCount })
+      let all = try await client.search(
+        .with { $0.knowledgeBaseIds = [base.id]; $0.query = "topic"; $0.mode = .hybrid; $0.topK = 10 }, options: options)
+      #expect(Set(all.results.map(\.documentID)).count == 2 && all.results.count == 10)
+      let distinct = try await client.search(
+        .with { $0.knowledgeBaseIds = [base.id]; $0.query = "topic"; $0.mode = .hybrid; $0.topK = 10; $0.distinctDocuments = true }, options: options)
+      #expect(distinct.results.count == 2 && Set(distinct.results.map(\.documentID)).count == 2)
+    }
+  }
+
+  @Test("A selective filter still yields k results from the HNSW index (iterative scan): a knowledge base with 1% of the chunks")
+  func selectiveFilter() async throws {
+    try await TestPostgres.withTemporaryDatabase { configuration in
+      let big = UUID()
+      let small = UUID()
+      try await TestPostgres.withClient(configuration) { client in
+        _ = try await MigrationRunner(client: client, logger: TestPostgres.quietLogger).apply(CoreMigrations.all + KnowledgeService().migrations())
+        let database = Database(client: client)
+        try await VectorIndexes.ensure(dimensions: [384], database: database, logger: TestPostgres.quietLogger)
+        let embedder = OfflineEmbedder()
+        let owner = UUID()
+        for (base, count) in [(big, 3000), (small, 30)] {
+          _ = try await client.query(
+            """
+            INSERT INTO knowledge_bases (id, name, owner_id, embedding_model, vector_dimension) VALUES (\(base), \(base.uuidString), \(owner), 'offline-hash-384', 384);
+            """, logger: TestPostgres.logger)
+          let document = UUID()
+          _ = try await client.query(
+            """
+            INSERT INTO documents (id, user_id, knowledge_base_id, title, content_type, content_hash, chunk_strategy, chunk_size, chunk_overlap, status)
+            VALUES (\(document), \(owner), \(base), 'd', 'text/plain', \(String(repeating: "0", count: 64)), 'fixed', 100, 10, 'indexed')
+            """, logger: TestPostgres.logger)
+          // Every chunk of either knowledge base is about the same thing.
+          let texts = (0..<count).map { "server \($0) logs requests, errors and latency of the service mesh" }
+          let vectors = try await embedder.embed(texts)
+          _ = try await client.query(
+            """
+            INSERT INTO document_chunks (document_id, knowledge_base_id, chunk_index, content, content_length, embedding, dimension, keywords, keyword_length)
+            SELECT \(document), \(base), i - 1, t, char_length(t), v::vector, 384, to_tsvector('english', t), 1
+            FROM unnest(\(texts), \(vectors.map(ChunkStore.vectorLiteral))) WITH ORDINALITY AS n(t, v, i)
+            """, logger: TestPostgres.logger)
+        }
+        // Only the HNSW index can serve the ordering: no sequential scan, no knowledge-base index.
+        _ = try await client.query("DROP INDEX idx_document_chunks_knowledge_base", logger: TestPostgres.logger)
+        _ = try await client.query("ANALYZE document_chunks", logger: TestPostgres.logger)
+        _ = try await client.query(PostgresQuery(unsafeSQL: "ALTER DATABASE \(configuration.database ?? "") SET enable_seqscan = off"), logger: TestPostgres.logger)
+      }
+      // New connections get the setting.
+      try await TestPostgres.withClient(configuration) { client in
+        let database = Database(client: client)
+        let query = try await OfflineEmbedder().embed(["latency of the service mesh"])[0]
+        let store = ChunkStore(database: database, logger: TestPostgres.quietLogger)
+        let found = try await store.nearest(query, knowledgeBases: [small], documents: nil, limit: 10)
+        #expect(found.count == 10 && found.allSatisfy { $0.chunk.knowledgeBaseID == small })
+        #expect(found.map(\.score) == found.map(\.score).sorted(by: >))
+        // The control: the same plan without the iterative scan stops after ef_search candidates,
+        // of which about 1% are the small knowledge base's.
+        let plain = try await database.withTransaction(logger: TestPostgres.quietLogger) { connection in
+          _ = try await connection.query("SET LOCAL hnsw.iterative_scan = off", logger: TestPostgres.quietLogger)
+          let plan = try await connection.query(
+            """
+            EXPLAIN SELECT c.id FROM document_chunks c WHERE c.dimension = 384 AND c.knowledge_base_id = ANY(\([small]))
+            ORDER BY (c.embedding::vector(384)) <=> \(ChunkStore.vectorLiteral(query))::vector(384) LIMIT 10
+            """, logger: TestPostgres.quietLogger)
+          #expect(try plan.map { try $0.decode(String.self) }.joined().contains("idx_document_chunks_embedding_384"))
+          return try await connection.query(
+            """
+            SELECT c.id FROM document_chunks c WHERE c.dimension = 384 AND c.knowledge_base_id = ANY(\([small]))
+            ORDER BY (c.embedding::vector(384)) <=> \(ChunkStore.vectorLiteral(query))::vector(384) LIMIT 10
+            """, logger: TestPostgres.quietLogger
+          ).count
+        }
+        #expect(plain < 10, "without the iterative scan the filter leaves \(plain)")
+      }
+    }
+  }
+
+  @Test("Another user's chunks never appear, even when they match best")
+  func ownerScoping() async throws {
+    try await PlatformTestService.run(KnowledgeService()) { service in
+      let client = KnowledgeClient(channel: service.client)
+      let options = try await service.options(for: UUID())
+      let mine = try await makeBase(client, options, name: "mine")
+      try await addDocument(client, options, base: mine.id, title: "m", content: "notes about the service")
+      let stranger = try await service.options(for: UUID())
+      let theirs = try await makeBase(client, stranger, name: "theirs")
+      try await addDocument(client, stranger, base: theirs.id, title: "t", content: "latency of the service mesh")
+      for mode in [Platform_Knowledge_V1_SearchMode.keyword, .vector, .hybrid] {
+        let response = try await client.search(
+          .with { $0.knowledgeBaseIds = [mine.id]; $0.query = "latency of the service mesh"; $0.mode = mode; $0.topK = 100 }, options: options)
+        #expect(!response.results.isEmpty && response.results.allSatisfy { $0.knowledgeBaseID == mine.id })
+      }
+      await expectStatus(.notFound) {
+        _ = try await client.search(.with { $0.knowledgeBaseIds = [mine.id, theirs.id]; $0.query = "latency" }, options: options)
+      }
+    }
+  }
+}
