@@ -424,6 +424,7 @@ let package = Package(
       name: "KnowledgeTests",
       dependencies: ["Knowledge", "PlatformTesting", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
       path: "Tests/KnowledgeTests",
+      exclude: ["Fixtures"],
       swiftSettings: upcomingFeatures
     ),
     .executableTarget(

@@ -18,6 +18,7 @@ packages=(
   nodejs esbuild node-typescript                 # code-sandbox: JavaScript, TypeScript (stripped; tsc when asked)
   libpg-query-dev                                # text-to-sql: PostgreSQL's parser for the SQL guard
   libsqlite3-dev sqlite3                         # text-to-sql: registered SQLite databases (and the tests' files)
+  poppler-utils antiword catdoc                  # knowledge: text out of PDF and Word files (out of process)
 )
 
 missing=()

@@ -188,6 +188,35 @@ struct ServerBehaviorTests {
     }
   }
 
+  @Test("A streamed message larger than the stream's flow-control window arrives whole, both ways")
+  func streamedMessageOverWindow() async throws {
+    // The default stream window is 1 MiB and the message limit 4 MiB: a 1.5 MiB message in a
+    // client or bidirectional stream must not wait for a window that opens only when it is read.
+    try await withServer(services: [EchoService()]) { client, _ in
+      let echo = Platform_Echo_V1_EchoServiceClient(channel: client)
+      let size = 3 << 19
+      let big = String(repeating: "b", count: size)
+      let collected = try await echo.collect(options: CallOptions(timeout: .seconds(10))) { writer in
+        try await writer.write(.with { $0.text = "small" })
+        try await writer.write(.with { $0.text = big })
+        try await writer.write(.with { $0.text = big })
+      }
+      let expected = 5 + 2 * size + 2
+      #expect(collected.text.utf8.count == expected)
+      let echoed = try await echo.update(
+        options: CallOptions(timeout: .seconds(10)),
+        requests: { writer in
+          for _ in 0..<3 { try await writer.write(.with { $0.text = big }) }
+        },
+        responses: { responses in
+          var sizes: [Int] = []
+          for try await response in responses { sizes.append(response.text.utf8.count) }
+          return sizes
+        })
+      #expect(echoed == [size, size, size])
+    }
+  }
+
   @Test("The client honours MAX_CONCURRENT_STREAMS: no call fails, the server never runs more")
   func concurrentStreamLimit() async throws {
     let recorder = Recorder()

@@ -200,15 +200,16 @@ import Testing
     #expect(windows.allSatisfy { $0.headingPath == ["Big"] })
   }
 
-  @Test("Form feeds number pages; a chunk's page is where it starts")
+  @Test("Form feeds number pages; no chunk crosses a page")
   func pages() {
     let text =
       "Page one has a few more words here.\n\u{0C}Page two has a few more words here.\u{0C}Page three has a few more words here."
     let chunks = Chunker.chunks(of: text, options: .init(strategy: .sentence, size: 16, overlap: 0))
     expectWellFormed(chunks, of: text, size: 16)
     #expect(chunks.map(\.page) == [1, 2, 3])
-    let spanning = Chunker.chunks(of: text, options: .init(strategy: .fixed, size: 512, overlap: 0))
-    #expect(spanning.map(\.page) == [1])
+    // Even when the pages would fit in one chunk.
+    let large = Chunker.chunks(of: text, options: .init(strategy: .fixed, size: 512, overlap: 0))
+    #expect(large.map(\.page) == [1, 2, 3] && large.map(\.text) == text.split(separator: "\u{0C}").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) })
     #expect(Chunker.chunks(of: "No pages here.", options: .default).map(\.page) == [nil])
   }
 

@@ -322,7 +322,13 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     } catch let thrown {
       error = thrown
     }
-    if let error { self.cancel(stream, error) }
+    if let error {
+      self.cancel(stream, error)
+    } else if let streaming, streaming.isDrained {
+      // An unfinished message the caller is waiting for (`MessageDeframer.creditHeldBytes`).
+      let credit = stream.deframer.creditHeldBytes()
+      if credit > 0 { nghttp2_session_consume(session, stream.id, credit) }
+    }
   }
 
   fileprivate func streamClosed(_ id: Int32, errorCode: UInt32) {
@@ -384,6 +390,11 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   fileprivate func consume(_ count: Int, on id: Int32) {
     guard let session = self.session else { return }
     nghttp2_session_consume(session, id, count)
+    // The caller has read every complete message: an unfinished one may come in whole.
+    if let stream = self.streams[id], !stream.finished, stream.responses?.isDrained == true {
+      let credit = stream.deframer.creditHeldBytes()
+      if credit > 0 { nghttp2_session_consume(session, id, credit) }
+    }
     self.scheduleFlush()
   }
 

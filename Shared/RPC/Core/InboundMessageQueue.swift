@@ -22,6 +22,11 @@ final class InboundMessageQueue: Sendable {
     self.onConsumed = onConsumed
   }
 
+  /// Whether no received message waits to be taken (the consumer has read all that arrived).
+  var isDrained: Bool {
+    self.state.withLock { $0.head >= $0.messages.count }
+  }
+
   /// Called on the event loop with each message received.
   func push(_ message: ReceivedMessage) {
     var discarded = false
@@ -42,7 +47,7 @@ final class InboundMessageQueue: Sendable {
       waiter.resume(returning: message)
     } else if discarded {
       // Nobody will read it: give its flow-control window back at once.
-      self.onConsumed(message.payload.count + 5)
+      self.onConsumed(message.uncredited)
     }
   }
 
@@ -54,7 +59,7 @@ final class InboundMessageQueue: Sendable {
       guard state.end == nil else { return nil }
       if let error {
         state.end = .failure(error)
-        for message in state.messages[state.head...] { discardedBytes += message.payload.count + 5 }
+        for message in state.messages[state.head...] { discardedBytes += message.uncredited }
         state.messages.removeAll()
         state.head = 0
       } else {
@@ -108,7 +113,7 @@ final class InboundMessageQueue: Sendable {
   private func deliver(_ outcome: Outcome) throws -> ReceivedMessage? {
     switch outcome {
     case .message(let message):
-      self.onConsumed(message.payload.count + 5)
+      self.onConsumed(message.uncredited)
       return message
     case .end(let end):
       try end.get()

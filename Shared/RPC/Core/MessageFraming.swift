@@ -3,6 +3,12 @@
 struct ReceivedMessage: Sendable {
   var compressed: Bool
   var payload: [UInt8]
+  /// Its bytes already given back to the HTTP/2 flow-control window while it was arriving
+  /// (`MessageDeframer.creditHeldBytes`); the rest are given back when it is consumed.
+  var credited = 0
+
+  /// The bytes still to give back to the flow-control window once it is consumed.
+  var uncredited: Int { self.payload.count + 5 - self.credited }
 }
 
 /// Splits the bytes of a stream's DATA frames into gRPC's length-prefixed messages: a one-byte
@@ -28,10 +34,45 @@ struct MessageDeframer {
   /// the message was truncated.
   var hasPartialMessage: Bool { !self.prefix.isEmpty || self.partial != nil }
 
-  /// Appends `chunk` and emits every message it completes.
+  /// The bytes of the unfinished message held now (its prefix included).
+  private var heldBytes: Int { self.prefix.count + (self.partial.map { 5 + $0.payload.count } ?? 0) }
+  /// How many of `heldBytes` were given back to the flow-control window already.
+  private var creditedHeldBytes = 0
+
+  /// Appends `chunk` and emits every message it completes. A message carries how many of its
+  /// bytes were credited to the flow-control window while it was unfinished
+  /// (`creditHeldBytes`).
   /// - Throws: `RPCError` RESOURCE_EXHAUSTED for a message over the limit, INTERNAL for a
   ///   malformed prefix.
   mutating func append(
+    _ chunk: UnsafeRawBufferPointer,
+    emit: (ReceivedMessage) -> Void
+  ) throws(RPCError) {
+    // The held bytes credited so far belong to the first message this chunk completes.
+    var carried = self.creditedHeldBytes
+    try self.appendMessages(chunk) { message in
+      var message = message
+      message.credited = carried
+      carried = 0
+      emit(message)
+    }
+    self.creditedHeldBytes = carried
+  }
+
+  /// Marks the unfinished message's bytes as credited and returns how many were not yet: the
+  /// connection gives them back to the HTTP/2 flow-control window when the stream's consumer has
+  /// read every complete message. Complete messages are credited only as they are consumed, so
+  /// a consumer that stops reading stops the peer; but a message larger than the stream's window
+  /// (1 MiB by default, messages up to 4 MiB) could otherwise never finish arriving for a
+  /// consumer waiting for it, and the call would hang. What this lets in is bounded by the
+  /// message size limit: one message per stream.
+  mutating func creditHeldBytes() -> Int {
+    let held = self.heldBytes
+    defer { self.creditedHeldBytes = held }
+    return held - self.creditedHeldBytes
+  }
+
+  private mutating func appendMessages(
     _ chunk: UnsafeRawBufferPointer,
     emit: (ReceivedMessage) -> Void
   ) throws(RPCError) {

@@ -345,6 +345,11 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       self.fail(stream, error)
       return
     }
+    if !singleRequest, stream.requests?.isDrained == true {
+      // An unfinished message the handler is waiting for (`MessageDeframer.creditHeldBytes`).
+      let credit = stream.deframer.creditHeldBytes()
+      if credit > 0 { nghttp2_session_consume(session, stream.id, credit) }
+    }
     if singleRequest {
       nghttp2_session_consume(session, stream.id, bytes.count)
       if tooMany {
@@ -457,6 +462,11 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
   private func consume(_ count: Int, on id: Int32) {
     guard let session = self.session else { return }
     nghttp2_session_consume(session, id, count)
+    // The handler has read every complete message: an unfinished one may come in whole.
+    if let stream = self.streams[id], !stream.finished, stream.requests?.isDrained == true {
+      let credit = stream.deframer.creditHeldBytes()
+      if credit > 0 { nghttp2_session_consume(session, id, credit) }
+    }
     self.scheduleFlush()
   }
 

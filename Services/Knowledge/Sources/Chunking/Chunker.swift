@@ -129,7 +129,8 @@ public enum Tokenizer {
 /// - with `markdown`, ATX headings (`#`…`######` at a line start, outside ``` / ~~~ fences) open sections: the
 ///   heading line starts the section's first chunk, no chunk or overlap crosses a section, and a fenced block
 ///   is kept whole unless it alone exceeds `size` (then fixed windows);
-/// - form feeds separate pages; `page` is where the chunk starts;
+/// - form feeds separate pages, and no chunk or overlap crosses one (a code block excepted), so `page` is the
+///   chunk's page;
 /// - the work is iterative and linear in the text, and stops after `maxChunks` chunks.
 ///
 /// `chunks(of:options:)` does not throw: it clamps out-of-range options (size ≥ 1, 0 ≤ overlap < size); use
@@ -141,7 +142,7 @@ public enum Chunker {
     let size = max(1, options.size)
     var packer = Packer(doc: doc, size: size, overlap: min(max(0, options.overlap), size - 1), maxChunks: maxChunks)
     let level = Level(options.strategy)
-    for section in doc.sections(markdown: options.markdown) {
+    for section in doc.pages(of: doc.sections(markdown: options.markdown)) {
       packer.headingPath = section.headingPath
       for segment in section.segments {
         packer.add(doc.atoms(of: segment, level: level))
@@ -266,6 +267,37 @@ fileprivate struct SourceText {
 
   /// The sections of the text: one per ATX heading (plus the text before the first), each cut into the
   /// heading line, prose runs and fenced code blocks. Without `markdown`, one prose section.
+  /// `sections` cut again at form feeds: a page break ends a section (the next one keeps its
+  /// heading path). Code blocks are not cut.
+  func pages(of sections: [Section]) -> [Section] {
+    guard !self.formFeeds.isEmpty else { return sections }
+    var pages: [Section] = []
+    var next = 0  // the first form feed not yet passed
+    for section in sections {
+      var current = Section(headingPath: section.headingPath, segments: [])
+      for segment in section.segments {
+        while next < self.formFeeds.count && self.formFeeds[next] < segment.range.lowerBound { next += 1 }
+        guard segment.kind != .code else {
+          current.segments.append(segment)
+          while next < self.formFeeds.count && self.formFeeds[next] < segment.range.upperBound { next += 1 }
+          continue
+        }
+        var start = segment.range.lowerBound
+        while next < self.formFeeds.count && self.formFeeds[next] < segment.range.upperBound {
+          let feed = self.formFeeds[next]
+          if feed > start { current.segments.append(Segment(kind: segment.kind, range: start..<feed)) }
+          if !current.segments.isEmpty { pages.append(current) }
+          current = Section(headingPath: section.headingPath, segments: [])
+          start = feed + 1
+          next += 1
+        }
+        if start < segment.range.upperBound { current.segments.append(Segment(kind: segment.kind, range: start..<segment.range.upperBound)) }
+      }
+      if !current.segments.isEmpty { pages.append(current) }
+    }
+    return pages
+  }
+
   func sections(markdown: Bool) -> [Section] {
     let count = self.chars.count
     guard markdown else { return [Section(headingPath: [], segments: [Segment(kind: .prose, range: 0..<count)])] }

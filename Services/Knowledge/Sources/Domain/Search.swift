@@ -63,11 +63,14 @@ public struct Search: Sendable {
 
   /// Candidates each ranking contributes to HYBRID (at least; more for a large top_k).
   static let hybridCandidates = 100
-  /// Chunks the keyword ranking scores at most per query: the candidates come from the query's
-  /// rarest terms until their chunks add up to this (BM25's weight is in the rare terms; a
-  /// chunk with only common terms could not rank high), and never more than `candidateCap`.
-  static let rareTermBudget = 20_000
-  static let candidateCap = 20_000
+  /// KEYWORD's candidates come from the postings of the query's rarest terms until they add up
+  /// to this many (BM25's weight is in the rare terms: a chunk with only common ones cannot rank
+  /// high); the best `candidatePool` of them (or 3 × the results wanted) get the common terms'
+  /// share added. This bounds the work per query whatever the corpus size.
+  static let rareTermBudget = 5000
+  static let candidatePool = 300
+  /// The most chunks a websearch-syntax query ranks.
+  static let operatorCandidates = 2000
 
   public func search(_ query: Query, owner: UUID) async throws -> Outcome {
     let bases = try await self.bases.bases(query.knowledgeBaseIDs, owner: owner)
@@ -131,9 +134,10 @@ public struct Search: Sendable {
       embeddingTime: embeddingTime)
   }
 
-  /// BM25 over the chunks matching the query as websearch_to_tsquery reads it (quoted phrases,
-  /// `-word`, `or`); when that finds fewer than `limit` (every word of a long question is rarely
-  /// in one chunk), over the chunks matching any of its terms instead, the rarest first.
+  /// BM25 over the chunks that hold any of the query's terms, so that a long natural-language
+  /// question matches although no chunk holds all its words, and a chunk holding more of them,
+  /// or rarer ones, ranks higher. A query in websearch syntax (a quoted phrase, `-word`, `or`) is
+  /// taken as websearch_to_tsquery reads it: only chunks matching it are ranked.
   func keywordRanking(
     _ query: Query, language: String, knowledgeBases: [UUID], documents: [UUID]?, limit: Int
   ) async throws -> [RankedChunk] {
@@ -142,65 +146,33 @@ public struct Search: Sendable {
     guard statistics.chunks > 0 else { return [] }
     let total = Double(statistics.chunks)
     let averageLength = max(1, Double(statistics.totalLength) / total)
-    let present = statistics.terms.filter { $0.chunks > 0 }
+    let present = statistics.terms.filter { $0.chunks > 0 }.sorted { $0.chunks < $1.chunks }
     guard !present.isEmpty else { return [] }
     // Lucene's IDF: never negative, so a term in most chunks still counts a little.
     let weights = present.map { (term: $0.term, idf: log(1 + (total - Double($0.chunks) + 0.5) / (Double($0.chunks) + 0.5))) }
-    var ranked = try await self.chunks.bm25(
-      candidates: websearch, weights: weights, averageLength: averageLength, knowledgeBases: knowledgeBases, documents: documents,
-      candidateLimit: Self.candidateCap, limit: limit)
-    if ranked.count < limit {
-      var budget = 0
-      var rare: [String] = []
-      for term in present.sorted(by: { $0.chunks < $1.chunks }) where rare.isEmpty || budget + term.chunks <= Self.rareTermBudget {
-        rare.append(term.term)
-        budget += term.chunks
-      }
-      // websearch_to_tsquery's `-word` exclusions hold in the fallback too.
-      let excluded = Self.negatedLexemes(in: websearch)
-      let any = "(" + rare.map(Self.tsqueryLexeme).joined(separator: " | ") + ")" + excluded.map { " & !" + $0 }.joined()
-      let more = try await self.chunks.bm25(
-        candidates: any, weights: weights, averageLength: averageLength, knowledgeBases: knowledgeBases, documents: documents,
-        candidateLimit: Self.candidateCap, limit: limit)
-      let seen = Set(ranked.map(\.chunk.id))
-      ranked += more.filter { !seen.contains($0.chunk.id) }
-      ranked.sort { $0.score > $1.score }
-      ranked = Array(ranked.prefix(limit))
+    if Self.usesOperators(query.text) {
+      return try await self.chunks.bm25(
+        .matching(tsquery: websearch, cap: Self.operatorCandidates), rest: weights, averageLength: averageLength,
+        knowledgeBases: knowledgeBases, documents: documents, limit: limit)
     }
-    return ranked
+    // The rarest terms up to the posting budget find the candidates (at least one term).
+    var budget = 0
+    var rare = 0
+    while rare < present.count && (rare == 0 || budget + present[rare].chunks <= Self.rareTermBudget) {
+      budget += present[rare].chunks
+      rare += 1
+    }
+    return try await self.chunks.bm25(
+      .rarest(Array(weights.prefix(rare)), pool: max(Self.candidatePool, limit * 3)), rest: Array(weights.dropFirst(rare)),
+      averageLength: averageLength, knowledgeBases: knowledgeBases, documents: documents, limit: limit)
   }
 
-  /// A lexeme quoted for tsquery input.
-  static func tsqueryLexeme(_ lexeme: String) -> String {
-    "'" + lexeme.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "''") + "'"
-  }
-
-  /// The `!'lexeme'` operands of a tsquery's text (its `-word` exclusions).
-  static func negatedLexemes(in tsquery: String) -> [String] {
-    var found: [String] = []
-    var rest = Substring(tsquery)
-    while let bang = rest.firstIndex(of: "!") {
-      rest = rest[rest.index(after: bang)...]
-      guard rest.first == "'" else { continue }
-      var index = rest.index(after: rest.startIndex)
-      var lexeme = "'"
-      while index < rest.endIndex {
-        let character = rest[index]
-        lexeme.append(character)
-        index = rest.index(after: index)
-        if character == "'" {
-          if index < rest.endIndex, rest[index] == "'" {
-            lexeme.append("'")
-            index = rest.index(after: index)
-          } else {
-            break
-          }
-        }
-      }
-      found.append(lexeme)
-      rest = rest[index...]
-    }
-    return found
+  /// Whether the query uses websearch syntax: a double quote, a word with a leading `-`, or `or`
+  /// between words.
+  static func usesOperators(_ text: String) -> Bool {
+    if text.contains("\"") { return true }
+    let words = text.split(whereSeparator: \.isWhitespace)
+    return words.contains { $0.count > 1 && $0.hasPrefix("-") } || words.dropFirst().dropLast().contains { $0.lowercased() == "or" }
   }
 
   /// Each document's best chunk, in ranking order.

@@ -110,8 +110,23 @@ CREATE UNIQUE INDEX idx_document_chunks_document_id ON document_chunks(document_
 CREATE INDEX idx_document_chunks_knowledge_base ON document_chunks(knowledge_base_id);
 CREATE INDEX idx_document_chunks_keywords ON document_chunks USING GIN (keywords);
 
--- BM25 statistics per knowledge base: in how many chunks each term occurs. Kept by the triggers
--- below in the statement that adds or removes chunks, so they are never out of step with them.
+-- KEYWORD search is BM25 over an inverted index kept here rather than by ranking tsvectors:
+-- re-reading (and de-TOASTing) every matching chunk's tsvector costs hundreds of milliseconds
+-- once a common word matches thousands of chunks. keyword_postings holds one row per (term,
+-- chunk) with the term's frequency and the chunk's length, read by index-only scans of the
+-- primary key; keyword_terms holds in how many chunks each term occurs (BM25's IDF). Both are
+-- kept by the triggers below in the statement that adds or removes chunks, so they are never
+-- out of step with the chunks.
+CREATE TABLE keyword_postings (
+    knowledge_base_id UUID NOT NULL,
+    term TEXT NOT NULL,
+    chunk_id UUID NOT NULL,
+    document_id UUID NOT NULL,
+    tf INTEGER NOT NULL,
+    length INTEGER NOT NULL,
+    PRIMARY KEY (knowledge_base_id, term, chunk_id) INCLUDE (document_id, tf, length)
+);
+
 CREATE TABLE keyword_terms (
     knowledge_base_id UUID NOT NULL REFERENCES knowledge_bases(id) ON DELETE CASCADE,
     term TEXT NOT NULL,
@@ -121,7 +136,11 @@ CREATE TABLE keyword_terms (
 
 CREATE FUNCTION keyword_terms_add() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    -- Terms in one order, so two transactions adding chunks never wait for each other in a cycle.
+    -- Rows in key order, so two transactions adding chunks never wait for each other in a cycle.
+    INSERT INTO keyword_postings (knowledge_base_id, term, chunk_id, document_id, tf, length)
+    SELECT n.knowledge_base_id, u.lexeme, n.id, n.document_id, coalesce(array_length(u.positions, 1), 1), n.keyword_length
+    FROM added n, unnest(n.keywords) u
+    ORDER BY 1, 2, 3;
     INSERT INTO keyword_terms (knowledge_base_id, term, chunks)
     SELECT n.knowledge_base_id, t.term, count(*)
     FROM added n, unnest(tsvector_to_array(n.keywords)) AS t(term)
@@ -136,6 +155,9 @@ END $$;
 
 CREATE FUNCTION keyword_terms_remove() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    DELETE FROM keyword_postings p
+    USING (SELECT o.knowledge_base_id, t.term, o.id FROM removed o, unnest(tsvector_to_array(o.keywords)) AS t(term)) r
+    WHERE p.knowledge_base_id = r.knowledge_base_id AND p.term = r.term AND p.chunk_id = r.id;
     UPDATE keyword_terms k SET chunks = k.chunks - s.chunks
     FROM (
         SELECT o.knowledge_base_id, t.term, count(*) AS chunks

@@ -246,32 +246,68 @@ public struct ChunkStore: Sendable {
   public static let k1 = 1.2
   public static let b = 0.75
 
-  /// BM25 over the candidates that match `candidates` (a tsquery), best first: the sum over
-  /// `weights` (term → IDF) of idf · tf·(k1+1) / (tf + k1·(1 − b + b·length/averageLength)),
-  /// with tf counted in the chunk's keywords (title included).
+  /// Where BM25's candidates come from.
+  public enum KeywordCandidates: Sendable {
+    /// The chunks holding any of these terms (with their IDF): the query's rarest, read from the
+    /// postings in full; the best `pool` of them by these terms go on to be scored in full.
+    case rarest([(term: String, idf: Double)], pool: Int)
+    /// The chunks matching this tsquery (websearch syntax with quotes, `-word` or `or`), at most
+    /// `cap` of them.
+    case matching(tsquery: String, cap: Int)
+  }
+
+  /// BM25 (k1, b), best first: the sum over the query's terms of
+  /// idf · tf·(k1+1) / (tf + k1·(1 − b + b·length/averageLength)), with tf and length counted in
+  /// the chunk's keywords (the document title included). The candidates' partial scores come from
+  /// one index-only scan of the rare terms' postings; the other terms (`rest`) are added by
+  /// primary-key lookups for the candidates only.
   public func bm25(
-    candidates: String, weights: [(term: String, idf: Double)], averageLength: Double, knowledgeBases: [UUID], documents: [UUID]?,
-    candidateLimit: Int, limit: Int
+    _ candidates: KeywordCandidates, rest: [(term: String, idf: Double)], averageLength: Double, knowledgeBases: [UUID],
+    documents: [UUID]?, limit: Int
   ) async throws -> [RankedChunk] {
-    let sql: PostgresQuery = """
-      WITH candidates AS (
-        SELECT c.id, c.keywords, c.keyword_length FROM document_chunks c
-        WHERE c.knowledge_base_id = ANY(\(knowledgeBases)) AND c.keywords @@ \(candidates)::tsquery
-          AND (\(documents == nil) OR c.document_id = ANY(\(documents ?? [])))
-        LIMIT \(candidateLimit)
-      ),
-      scored AS (
-        SELECT m.id, sum(w.idf * m.tf * \(Self.k1 + 1) / (m.tf + \(Self.k1) * (1 - \(Self.b) + \(Self.b) * m.keyword_length / \(averageLength)))) AS score
-        FROM (
-          SELECT c.id, c.keyword_length, u.lexeme, coalesce(array_length(u.positions, 1), 1)::float8 AS tf
-          FROM candidates c, unnest(c.keywords) u WHERE u.lexeme = ANY(\(weights.map(\.term)))
-        ) m
-        JOIN unnest(\(weights.map(\.term)), \(weights.map(\.idf))) AS w(term, idf) ON w.term = m.lexeme
-        GROUP BY m.id ORDER BY score DESC LIMIT \(limit)
-      )
-      SELECT \(unescaped: Self.columns), s.score FROM scored s JOIN document_chunks c ON c.id = s.id ORDER BY s.score DESC, c.id
-      """
-    return try await self.database.query(sql, logger: self.logger).map { row in
+    let k1 = Self.k1
+    let b = Self.b
+    let first: PostgresQuery
+    switch candidates {
+    case .rarest(let terms, let pool):
+      first = """
+        WITH candidates AS (
+          SELECT p.chunk_id, sum(w.idf * p.tf * (\(k1) + 1) / (p.tf + \(k1) * (1 - \(b) + \(b) * p.length / \(averageLength)))) AS score
+          FROM unnest(\(terms.map(\.term))::text[], \(terms.map(\.idf))::float8[]) AS w(term, idf)
+          JOIN keyword_postings p ON p.knowledge_base_id = ANY(\(knowledgeBases)) AND p.term = w.term
+          WHERE \(documents == nil) OR p.document_id = ANY(\(documents ?? []))
+          GROUP BY p.chunk_id ORDER BY score DESC LIMIT \(pool)
+        ),
+        scored AS (
+          SELECT e.chunk_id, e.score + coalesce((
+            SELECT sum(w.idf * p.tf * (\(k1) + 1) / (p.tf + \(k1) * (1 - \(b) + \(b) * p.length / \(averageLength))))
+            FROM unnest(\(rest.map(\.term))::text[], \(rest.map(\.idf))::float8[]) AS w(term, idf)
+            JOIN keyword_postings p ON p.knowledge_base_id = ANY(\(knowledgeBases)) AND p.term = w.term AND p.chunk_id = e.chunk_id
+          ), 0) AS score
+          FROM candidates e ORDER BY score DESC LIMIT \(limit)
+        )
+        SELECT \(unescaped: Self.columns), s.score FROM scored s JOIN document_chunks c ON c.id = s.chunk_id ORDER BY s.score DESC, c.id
+        """
+    case .matching(let tsquery, let cap):
+      first = """
+        WITH candidates AS (
+          SELECT c.id AS chunk_id FROM document_chunks c
+          WHERE c.knowledge_base_id = ANY(\(knowledgeBases)) AND c.keywords @@ \(tsquery)::tsquery
+            AND (\(documents == nil) OR c.document_id = ANY(\(documents ?? [])))
+          LIMIT \(cap)
+        ),
+        scored AS (
+          SELECT e.chunk_id, coalesce((
+            SELECT sum(w.idf * p.tf * (\(k1) + 1) / (p.tf + \(k1) * (1 - \(b) + \(b) * p.length / \(averageLength))))
+            FROM unnest(\(rest.map(\.term))::text[], \(rest.map(\.idf))::float8[]) AS w(term, idf)
+            JOIN keyword_postings p ON p.knowledge_base_id = ANY(\(knowledgeBases)) AND p.term = w.term AND p.chunk_id = e.chunk_id
+          ), 0) AS score
+          FROM candidates e ORDER BY score DESC LIMIT \(limit)
+        )
+        SELECT \(unescaped: Self.columns), s.score FROM scored s JOIN document_chunks c ON c.id = s.chunk_id ORDER BY s.score DESC, c.id
+        """
+    }
+    return try await self.database.query(first, logger: self.logger).map { row in
       RankedChunk(chunk: try Self.chunk(row), score: try row.decode(Double.self, startingAt: 8))
     }
   }
