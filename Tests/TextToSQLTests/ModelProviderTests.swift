@@ -8,41 +8,20 @@ import Testing
 @testable import TextToSQL
 
 /// A real HTTP server speaking the chat-completions API (Tests/TextToSQLTests/fake_chat_completions.py).
-final class FakeChatServer: Sendable {
-  let process: Process
-  let port: Int
+struct FakeChatServer {
+  let server: ScriptServer
+  var port: Int { self.server.port }
 
   init() throws {
-    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("fake_chat_completions.py")
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-    process.arguments = [script.path]
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    // Not the test runner's stderr: swift test reads that to its end.
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    var line = Data()
-    while !line.contains(UInt8(ascii: "\n")) {
-      let chunk = pipe.fileHandleForReading.availableData
-      guard !chunk.isEmpty else { break }
-      line.append(chunk)
-    }
-    self.process = process
-    self.port = Int(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    self.server = try ScriptServer(
+      script: URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("fake_chat_completions.py"))
   }
 
   func requests() async throws -> [[String: Any]] {
-    let client = EgressHTTPClient(policy: EgressPolicy(rules: [.network(IPNetwork("127.0.0.0/8")!)], variable: "test"))
-    let response = try await client.send("GET", URL(string: "http://127.0.0.1:\(self.port)/requests")!, timeout: .seconds(5))
-    return try JSONSerialization.jsonObject(with: response.body) as? [[String: Any]] ?? []
+    try await self.server.json("/requests") as? [[String: Any]] ?? []
   }
 
-  /// SIGKILL: the test process (its service lifecycle) ignores SIGTERM, and children inherit that.
-  func stop() {
-    kill(self.process.processIdentifier, SIGKILL)
-    self.process.waitUntilExit()
-  }
+  func stop() { self.server.stop() }
 }
 
 @Suite("Text-to-SQL: an OpenAI-compatible provider")
