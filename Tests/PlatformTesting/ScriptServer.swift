@@ -7,10 +7,10 @@ public final class ScriptServer: Sendable {
   public let process: Process
   public let port: Int
 
-  /// Starts `/usr/bin/python3 script arguments…` and reads the port from its first line.
-  public init(script: URL, arguments: [String] = []) throws {
+  /// Starts `python script arguments…` and reads the port from its first line.
+  public init(script: URL, arguments: [String] = [], python: String = "/usr/bin/python3") throws {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+    process.executableURL = URL(fileURLWithPath: python)
     process.arguments = [script.path] + arguments
     let pipe = Pipe()
     process.standardOutput = pipe

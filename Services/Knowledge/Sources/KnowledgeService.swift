@@ -1,5 +1,6 @@
 public import GRPCRuntime
 public import PlatformCore
+internal import Logging
 
 /// The knowledge service: knowledge bases of documents in knowledge_db, indexed by a durable job
 /// (extract → chunk → embed) and searched by vector, keyword or both.
@@ -53,6 +54,11 @@ public struct KnowledgeService: PlatformServiceDefinition {
     var limits = ExtractionLimits()
     limits.timeout = .seconds(try environment.int("KNOWLEDGE_EXTRACT_TIMEOUT_SECONDS", default: 30, range: 1...600))
     limits.memoryBytes = try environment.int("KNOWLEDGE_EXTRACT_MEMORY_MB", default: 1024, range: 64...65536) << 20
+    if case .rlimitsOnly(let reason) = TextExtractor.isolation {
+      resources.logger.warning(
+        "Text extraction runs without bubblewrap: the tools keep the network (rlimits and timeouts still hold)",
+        metadata: ["reason": "\(reason)"])
+    }
     let ingestion = Ingestion(
       documents: parts.documents, chunks: parts.chunks, bases: parts.baseStore,
       cache: EmbeddingCache(database: resources.database, logger: resources.logger), providers: parts.providers,

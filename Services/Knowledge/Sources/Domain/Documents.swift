@@ -90,7 +90,13 @@ public struct Documents: Sendable {
         format = detected
       } else {
         format = try Self.format(draft.contentType)
-        try Self.check(declared: format, detected: detected)
+        do {
+          try TextExtractor.checkFormat(of: bytes, declared: format)
+        } catch {
+          throw KnowledgeError.invalidArgument(
+            field: "content_type",
+            reason: "is \(format.rawValue) but the bytes are \(detected.map { "\($0.rawValue)" } ?? "of no supported type")")
+        }
       }
       if format == .plainText || format == .markdown {
         // Plain text and Markdown need no extraction: checked as UTF-8 now.
@@ -241,16 +247,6 @@ public struct Documents: Sendable {
     return format
   }
 
-  /// The bytes must be what the declared type says; the text types stand in for each other.
-  static func check(declared: DocumentFormat, detected: DocumentFormat?) throws {
-    if declared.isText, detected?.isText == true { return }
-    guard declared == detected else {
-      throw KnowledgeError.invalidArgument(
-        field: "content_type",
-        reason: "is \(declared.rawValue) but the bytes are \(detected.map { "\($0.rawValue)" } ?? "of no supported type")")
-    }
-  }
-
   static func checkedTitle(_ title: String, field: String) throws -> String {
     let title = title.trimmingCharacters(in: .whitespacesAndNewlines)
     guard (1...Document.maxTitleCharacters).contains(title.count), title.utf8.count <= 1020,
@@ -312,9 +308,4 @@ public struct Documents: Sendable {
       }
     }
   }
-}
-
-extension DocumentFormat {
-  /// Text the service reads as it is (plain text, Markdown, HTML).
-  public var isText: Bool { self == .plainText || self == .markdown || self == .html }
 }

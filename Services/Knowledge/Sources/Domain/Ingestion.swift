@@ -158,7 +158,7 @@ public struct Ingestion: Sendable {
     switch error {
     case .formatMismatch(let declared, let detected):
       "The file is not \(declared.rawValue)\(detected.map { " (it is \($0.rawValue))" } ?? "")"
-    case .unreadable(let why): why
+    case .unreadable(let why): why.prefix(1).uppercased() + why.dropFirst()
     case .toolMissing(let why): "The server cannot read this format: \(why)"
     }
   }

@@ -101,3 +101,8 @@ enum ASCII {
     return true
   }
 }
+
+extension DocumentFormat {
+  /// Text read as it is (plain text, Markdown, HTML); the text types stand in for each other.
+  public var isText: Bool { self == .plainText || self == .markdown || self == .html }
+}

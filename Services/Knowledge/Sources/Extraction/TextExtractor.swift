@@ -61,12 +61,8 @@ public struct TextExtractor: Sendable {
   /// - Throws: `.formatMismatch` with what the bytes were detected as.
   public static func checkFormat(of bytes: [UInt8], declared: DocumentFormat) throws(ExtractionError) {
     let detected = DocumentFormat.detect(bytes)
-    if Self.isTextFormat(declared), let detected, Self.isTextFormat(detected) { return }
+    if declared.isText, detected?.isText == true { return }
     guard detected == declared else { throw .formatMismatch(declared: declared, detected: detected) }
-  }
-
-  private static func isTextFormat(_ format: DocumentFormat) -> Bool {
-    format == .plainText || format == .markdown || format == .html
   }
 
   /// UTF-8 bytes (already validated) as a String without a BOM, line ends as LF.

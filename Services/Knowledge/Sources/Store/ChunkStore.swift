@@ -167,14 +167,15 @@ public struct ChunkStore: Sendable {
   // MARK: - Rankings
 
   /// The documents of the knowledge bases that `filter` lets through (nil when it is empty:
-  /// all of them). Chunks exist only for indexed documents that are not deleted.
+  /// all of them). Only documents that are not deleted have chunks: those being re-indexed keep
+  /// their previous ones until the new ones replace them.
   public func documents(matching filter: ChunkFilter, knowledgeBases: [UUID]) async throws -> [UUID]? {
     if filter.isEmpty { return nil }
     let metadata: String? = filter.metadata.isEmpty ? nil : JSONValue.object(filter.metadata).jsonText
     return try await self.database.query(
       """
       SELECT d.id FROM documents d
-      WHERE d.knowledge_base_id = ANY(\(knowledgeBases)) AND d.deleted_at IS NULL AND d.status = 'indexed'
+      WHERE d.knowledge_base_id = ANY(\(knowledgeBases)) AND d.deleted_at IS NULL
         AND (cardinality(\(filter.documentIDs)::uuid[]) = 0 OR d.id = ANY(\(filter.documentIDs)))
         AND (cardinality(\(filter.contentTypes)::text[]) = 0 OR d.content_type = ANY(\(filter.contentTypes)))
         AND (cardinality(\(filter.tagsAny)::text[]) = 0 OR d.tags && \(filter.tagsAny))
