@@ -76,7 +76,8 @@ for _ in $(seq 300); do
   sleep 0.2
 done
 echo "knowledge $(basename "$(dirname "$BIN")") build, provider $provider, $(nproc) CPUs, $(date -u +%Y-%m-%d)"
-JWT_PRIVATE_KEY="$TMP/jwt-private.jwk" "$PY" "$REPO/scripts/knowledge_bench.py" --port "$PORT" "${bench_args[@]}" "$what"
+JWT_PRIVATE_KEY="$TMP/jwt-private.jwk" "$PY" "$REPO/scripts/knowledge_bench.py" --port "$PORT" "${bench_args[@]}" \
+  --psql "$PSQL"$'\t'-d$'\t'"$DB" "$what"
 status=$?
 grep -iE '"level":"(error|critical)"' "$TMP/server.log" | head -5 >&2
 exit $status

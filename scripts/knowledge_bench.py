@@ -81,6 +81,12 @@ def ingest(client, base, documents, threads=8):
     lock = threading.Lock()
     started = time.monotonic()
 
+    def settled_count():
+        return sum(client.list_documents(kb_pb2.ListDocumentsRequest(knowledge_base_id=base.id, status=status, page_size=1),
+                                         metadata=client.metadata, timeout=60).total_size
+                   for status in (kb_pb2.DOCUMENT_STATUS_READY, kb_pb2.DOCUMENT_STATUS_FAILED))
+    already = settled_count()  # documents of earlier rounds
+
     def create(doc):
         request = kb_pb2.CreateDocumentRequest(knowledge_base_id=base.id, title=doc["title"], content=doc["text"],
                                                content_type="text/plain", request_id=str(uuid.uuid5(uuid.NAMESPACE_URL, base.id + doc["doc_id"])))
@@ -97,11 +103,11 @@ def ingest(client, base, documents, threads=8):
         for status in (kb_pb2.DOCUMENT_STATUS_READY, kb_pb2.DOCUMENT_STATUS_FAILED):
             counts[status] = client.list_documents(kb_pb2.ListDocumentsRequest(knowledge_base_id=base.id, status=status, page_size=1),
                                                    metadata=client.metadata, timeout=60).total_size
-        line = f"  indexed {counts[kb_pb2.DOCUMENT_STATUS_READY]}/{len(documents)}, failed {counts[kb_pb2.DOCUMENT_STATUS_FAILED]}"
+        line = f"  indexed {counts[kb_pb2.DOCUMENT_STATUS_READY]}/{already + len(documents)}, failed {counts[kb_pb2.DOCUMENT_STATUS_FAILED]}"
         if line != last:
             print(line, f"({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
             last = line
-        if counts[kb_pb2.DOCUMENT_STATUS_READY] + counts[kb_pb2.DOCUMENT_STATUS_FAILED] >= len(documents):
+        if counts[kb_pb2.DOCUMENT_STATUS_READY] + counts[kb_pb2.DOCUMENT_STATUS_FAILED] >= already + len(documents):
             break
         time.sleep(2)
     seconds = time.monotonic() - started
@@ -194,6 +200,10 @@ def scale(args, client):
                   for i in range(max(1, missing // per_doc + 1))]
         _, seconds, chunks = ingest(client, base, filler)
         print(f"filler round {round_}: {chunks} chunks in all", flush=True)
+    if args.psql:
+        # What autovacuum does in time: statistics, and the visibility map index-only scans need.
+        import subprocess
+        subprocess.run(args.psql.split("\t") + ["-X", "-q", "-c", "VACUUM ANALYZE"], check=True)
     print(f"{'mode':18} {'p50 ms':>8} {'p95 ms':>8} {'embed p50':>10} {'calls/s':>8}   ({args.concurrency} callers, {args.seconds:.0f} s)")
     for name, mode, fusion in selected(args):
         latencies, embedding = [], []
@@ -233,6 +243,7 @@ def main():
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--psql", default="", help="scale: a psql command (tab-separated words) for the benchmark's database")
     parser.add_argument("--dump", default="", help="recall: also write each query's KEYWORD and VECTOR top 100 to this file")
     parser.add_argument("--modes", default="", help="comma-separated: keyword, vector, hybrid, 'hybrid rrf', 'hybrid weighted'")
     parser.add_argument("what", choices=["recall", "scale"])

@@ -63,6 +63,8 @@ public struct Search: Sendable {
 
   /// Candidates each ranking contributes to HYBRID (at least; more for a large top_k).
   static let hybridCandidates = 100
+  /// Chunks read per result wanted with `distinct_documents`.
+  static let chunksPerDocument = 3
   /// KEYWORD's candidates come from the postings of the query's rarest terms until they add up
   /// to this many (BM25's weight is in the rare terms: a chunk with only common ones cannot rank
   /// high); the best `candidatePool` of them (or 3 × the results wanted) get the common terms'
@@ -74,8 +76,9 @@ public struct Search: Sendable {
 
   public func search(_ query: Query, owner: UUID) async throws -> Outcome {
     let bases = try await self.bases.bases(query.knowledgeBaseIDs, owner: owner)
-    let wanted = query.distinctDocuments ? query.topK * 4 : query.topK
-    let candidates = query.mode == .hybrid ? max(Self.hybridCandidates, wanted * 2) : wanted
+    // One result per document needs more chunks: a document may hold several of the best.
+    let perResult = query.distinctDocuments ? Self.chunksPerDocument : 1
+    let candidates = (query.mode == .hybrid ? max(Self.hybridCandidates, query.topK * 2) : query.topK) * perResult
     var mode = query.mode
     var vector: [RankedChunk] = []
     var keyword: [RankedChunk] = []

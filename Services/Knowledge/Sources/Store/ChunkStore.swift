@@ -200,7 +200,7 @@ public struct ChunkStore: Sendable {
     return try await self.database.withTransaction(logger: self.logger) { connection in
       try await connection.query("SET LOCAL hnsw.iterative_scan = relaxed_order", logger: self.logger)
       try await connection.query(
-        "SELECT set_config('hnsw.ef_search', \(String(min(1000, max(40, limit * 2)))), true)", logger: self.logger)
+        "SELECT set_config('hnsw.ef_search', \(String(min(1000, max(100, limit * 2)))), true)", logger: self.logger)
       let sql: PostgresQuery = """
         WITH nearest AS MATERIALIZED (
           SELECT \(unescaped: Self.columns), \(unescaped: expression) <=> \(literal)::\(unescaped: VectorIndexes.type(dimension: dimension)) AS distance
