@@ -138,6 +138,7 @@ struct SearchTests {
     try await TestPostgres.withTemporaryDatabase { configuration in
       let big = UUID()
       let small = UUID()
+      let smallDocument = UUID()
       try await TestPostgres.withClient(configuration) { client in
         _ = try await MigrationRunner(client: client, logger: TestPostgres.quietLogger).apply(CoreMigrations.all + KnowledgeService().migrations())
         let database = Database(client: client)
@@ -149,7 +150,7 @@ struct SearchTests {
             """
             INSERT INTO knowledge_bases (id, name, owner_id, embedding_model, vector_dimension) VALUES (\(base), \(base.uuidString), \(owner), 'offline-hash-384', 384);
             """, logger: TestPostgres.logger)
-          let document = UUID()
+          let document = base == small ? smallDocument : UUID()
           _ = try await client.query(
             """
             INSERT INTO documents (id, user_id, knowledge_base_id, title, content_type, content_hash, chunk_strategy, chunk_size, chunk_overlap, status)
@@ -168,7 +169,7 @@ struct SearchTests {
         // Only the HNSW index can serve the ordering: no sequential scan, no knowledge-base index.
         _ = try await client.query("DROP INDEX idx_document_chunks_knowledge_base", logger: TestPostgres.logger)
         _ = try await client.query("ANALYZE document_chunks", logger: TestPostgres.logger)
-        _ = try await client.query(PostgresQuery(unsafeSQL: "ALTER DATABASE \(configuration.database ?? "") SET enable_seqscan = off"), logger: TestPostgres.logger)
+        _ = try await client.query(PostgresQuery(unsafeSQL: "ALTER DATABASE \(configuration.database) SET enable_seqscan = off"), logger: TestPostgres.logger)
       }
       // New connections get the setting.
       try await TestPostgres.withClient(configuration) { client in
@@ -176,7 +177,7 @@ struct SearchTests {
         let query = try await OfflineEmbedder().embed(["latency of the service mesh"])[0]
         let store = ChunkStore(database: database, logger: TestPostgres.quietLogger)
         let found = try await store.nearest(query, knowledgeBases: [small], documents: nil, limit: 10)
-        #expect(found.count == 10 && found.allSatisfy { $0.chunk.knowledgeBaseID == small })
+        #expect(found.count == 10 && found.allSatisfy { $0.documentID == smallDocument })
         #expect(found.map(\.score) == found.map(\.score).sorted(by: >))
         // The control: the same plan without the iterative scan stops after ef_search candidates,
         // of which about 1% are the small knowledge base's.

@@ -35,6 +35,7 @@ public struct Database: Sendable {
   }
 
   /// Runs one statement on a pooled connection and returns its rows.
+  @discardableResult
   public func query(_ query: PostgresQuery, logger: Logger) async throws -> [PostgresRow] {
     try await self.withConnection(logger: logger) { connection in try await connection.query(query, logger: logger) }
   }
@@ -74,6 +75,7 @@ public struct DatabaseConnection: Sendable {
   let tracing: PlatformTracing
 
   /// Runs one statement and returns its rows.
+  @discardableResult
   public func query(_ query: PostgresQuery, logger: Logger) async throws -> [PostgresRow] {
     guard let span = self.tracing.startLeafSpan(SQLSummary.spanName(query.sql)) else {
       return try await self.underlying.query(query, logger: logger).collect()

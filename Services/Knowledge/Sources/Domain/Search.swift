@@ -79,62 +79,87 @@ public struct Search: Sendable {
     // One result per document needs more chunks: a document may hold several of the best.
     let perResult = query.distinctDocuments ? Self.chunksPerDocument : 1
     let candidates = (query.mode == .hybrid ? max(Self.hybridCandidates, query.topK * 2) : query.topK) * perResult
-    var mode = query.mode
-    var vector: [RankedChunk] = []
-    var keyword: [RankedChunk] = []
-    var embeddingTime = Duration.zero
     let models = Dictionary(grouping: bases, by: \.embeddingModel)
     // A filter narrows the search to the documents it lets through, looked up once.
     let documents = try await self.chunks.documents(matching: query.filter, knowledgeBases: bases.map(\.id))
     if documents?.isEmpty == true {
-      return Outcome(hits: [], mode: mode, embeddingModel: "", fusion: mode == .hybrid ? query.fusion : nil, embeddingTime: .zero)
+      return Outcome(hits: [], mode: query.mode, embeddingModel: "", fusion: query.mode == .hybrid ? query.fusion : nil, embeddingTime: .zero)
     }
-    if mode != .keyword {
-      do {
-        for (model, group) in models.sorted(by: { $0.key < $1.key }) {
-          guard let embedder = self.providers.embedder(for: model) else {
-            throw KnowledgeError.failedPrecondition("The embedding model \(model) is not configured on this server")
-          }
-          let clock = ContinuousClock.now
-          let embedded = try await embedder.embed([query.text])
-          embeddingTime += ContinuousClock.now - clock
-          guard let first = embedded.first, first.count == embedder.model.dimension else {
-            throw EmbeddingError.unavailable("the provider returned no vector of the model's dimension")
-          }
-          if first.allSatisfy({ $0 == 0 }) { continue }
-          vector += try await self.chunks.nearest(first, knowledgeBases: group.map(\.id), documents: documents, limit: candidates)
-        }
-      } catch EmbeddingError.unavailable(let why) {
-        guard mode == .hybrid else { throw KnowledgeError.unavailable("The embedding provider is unavailable: \(why)") }
-        self.logger.warning("Hybrid search falls back to keyword search", metadata: ["error": "\(why)"])
-        mode = .keyword
-        vector = []
-      }
-      vector.sort { $0.score > $1.score }
-    }
-    if mode != .vector {
+    // The two rankings at once.
+    async let vectorRanking = query.mode == .keyword
+      ? VectorRanking(ranked: [], time: .zero, unavailable: nil)
+      : self.vectorRanking(query.text, models: models, documents: documents, limit: candidates)
+    var keyword: [RankedChunk] = []
+    if query.mode != .vector {
       for (language, group) in Dictionary(grouping: bases, by: \.language).sorted(by: { $0.key < $1.key }) {
         keyword += try await self.keywordRanking(query, language: language, knowledgeBases: group.map(\.id), documents: documents, limit: candidates)
       }
       keyword.sort { $0.score > $1.score }
     }
+    let ranking = try await vectorRanking
+    var mode = query.mode
+    if let why = ranking.unavailable {
+      guard mode == .hybrid else { throw KnowledgeError.unavailable("The embedding provider is unavailable: \(why)") }
+      self.logger.warning("Hybrid search falls back to keyword search", metadata: ["error": "\(why)"])
+      mode = .keyword
+    }
+    var vector = ranking.ranked
     if query.distinctDocuments {
       vector = Self.bestPerDocument(vector)
       keyword = Self.bestPerDocument(keyword)
     }
-    var hits = Self.fuse(vector: vector, keyword: keyword, mode: mode, query: query)
-    hits = Array(hits.filter { $0.score >= query.minScore }.prefix(query.topK))
-    let titles = try await self.chunks.titles(Array(Set(hits.map(\.chunk.documentID))))
-    let around = try await self.chunks.neighbors(of: hits.map { ($0.chunk.documentID, $0.chunk.index) }, radius: query.neighbors)
-    for index in hits.indices {
-      let hit = hits[index].chunk
-      hits[index].documentTitle = titles[hit.documentID] ?? ""
-      hits[index].neighbors = (around[hit.documentID] ?? []).filter { $0.id != hit.id && abs($0.index - hit.index) <= query.neighbors }
+    let fused = Array(Self.fuse(vector: vector, keyword: keyword, mode: mode, query: query).filter { $0.score >= query.minScore }.prefix(query.topK))
+    // The chunks themselves, read once for the results.
+    let chunks = try await self.chunks.chunks(fused.map(\.id))
+    var hits: [Hit] = fused.compactMap { result in
+      guard let (chunk, title) = chunks[result.id] else { return nil }  // deleted meanwhile
+      return Hit(
+        chunk: chunk, documentTitle: title, score: result.score, vectorScore: result.vectorScore, keywordScore: result.keywordScore,
+        vectorRank: result.vectorRank, keywordRank: result.keywordRank, neighbors: [])
+    }
+    if query.neighbors > 0 {
+      let around = try await self.chunks.neighbors(of: hits.map { ($0.chunk.documentID, $0.chunk.index) }, radius: query.neighbors)
+      for index in hits.indices {
+        let hit = hits[index].chunk
+        hits[index].neighbors = (around[hit.documentID] ?? []).filter { $0.id != hit.id && abs($0.index - hit.index) <= query.neighbors }
+      }
     }
     let usedModels = models.keys.sorted().joined(separator: ",")
     return Outcome(
       hits: hits, mode: mode, embeddingModel: mode == .keyword ? "" : usedModels, fusion: mode == .hybrid ? query.fusion : nil,
-      embeddingTime: embeddingTime)
+      embeddingTime: ranking.time)
+  }
+
+  struct VectorRanking: Sendable {
+    var ranked: [RankedChunk]
+    var time: Duration
+    /// Why the embedding provider could not embed the query.
+    var unavailable: String?
+  }
+
+  /// The chunks nearest the query, best first, for each embedding model of the knowledge bases.
+  func vectorRanking(_ text: String, models: [String: [KnowledgeBase]], documents: [UUID]?, limit: Int) async throws -> VectorRanking {
+    var ranked: [RankedChunk] = []
+    var time = Duration.zero
+    do {
+      for (model, group) in models.sorted(by: { $0.key < $1.key }) {
+        guard let embedder = self.providers.embedder(for: model) else {
+          throw KnowledgeError.failedPrecondition("The embedding model \(model) is not configured on this server")
+        }
+        let clock = ContinuousClock.now
+        let embedded = try await embedder.embed([text])
+        time += ContinuousClock.now - clock
+        guard let first = embedded.first, first.count == embedder.model.dimension else {
+          throw EmbeddingError.unavailable("the provider returned no vector of the model's dimension")
+        }
+        if first.allSatisfy({ $0 == 0 }) { continue }
+        ranked += try await self.chunks.nearest(first, knowledgeBases: group.map(\.id), documents: documents, limit: limit)
+      }
+    } catch EmbeddingError.unavailable(let why) {
+      return VectorRanking(ranked: [], time: time, unavailable: why)
+    }
+    ranked.sort { $0.score > $1.score }
+    return VectorRanking(ranked: ranked, time: time, unavailable: nil)
   }
 
   /// BM25 over the chunks that hold any of the query's terms, so that a long natural-language
@@ -144,9 +169,8 @@ public struct Search: Sendable {
   func keywordRanking(
     _ query: Query, language: String, knowledgeBases: [UUID], documents: [UUID]?, limit: Int
   ) async throws -> [RankedChunk] {
-    guard let websearch = try await self.chunks.websearchQuery(query.text, language: language) else { return [] }
-    let statistics = try await self.chunks.keywordStatistics(terms: query.text, language: language, knowledgeBases: knowledgeBases)
-    guard statistics.chunks > 0 else { return [] }
+    let statistics = try await self.chunks.keywordStatistics(query.text, language: language, knowledgeBases: knowledgeBases)
+    guard let websearch = statistics.websearch, statistics.chunks > 0 else { return [] }
     let total = Double(statistics.chunks)
     let averageLength = max(1, Double(statistics.totalLength) / total)
     let present = statistics.terms.filter { $0.chunks > 0 }.sorted { $0.chunks < $1.chunks }
@@ -181,56 +205,61 @@ public struct Search: Sendable {
   /// Each document's best chunk, in ranking order.
   static func bestPerDocument(_ ranking: [RankedChunk]) -> [RankedChunk] {
     var seen = Set<UUID>()
-    return ranking.filter { seen.insert($0.chunk.documentID).inserted }
+    return ranking.filter { seen.insert($0.documentID).inserted }
   }
 
-  /// The two rankings as one, best first, each hit with its components.
-  static func fuse(vector: [RankedChunk], keyword: [RankedChunk], mode: Mode, query: Query) -> [Hit] {
+  /// A chunk of the fused ranking with the components of its score.
+  struct Fused: Sendable, Equatable {
+    var id: UUID
+    var documentID: UUID
+    var score = 0.0
+    var vectorScore: Double?
+    var keywordScore: Double?
+    var vectorRank: Int?
+    var keywordRank: Int?
+  }
+
+  /// The two rankings as one, best first, each result with its components.
+  static func fuse(vector: [RankedChunk], keyword: [RankedChunk], mode: Mode, query: Query) -> [Fused] {
     // Distinct documents fuse by document: a document's best chunk in either ranking stands for it.
-    let key: (RankedChunk) -> UUID = query.distinctDocuments ? { $0.chunk.documentID } : { $0.chunk.id }
-    var hits: [UUID: Hit] = [:]
+    let key: (RankedChunk) -> UUID = query.distinctDocuments ? { $0.documentID } : { $0.id }
+    var results: [UUID: Fused] = [:]
     var order: [UUID] = []
-    func hit(for ranked: RankedChunk) -> UUID {
-      let id = key(ranked)
-      if hits[id] == nil {
-        hits[id] = Hit(chunk: ranked.chunk, documentTitle: "", score: 0, neighbors: [])
-        order.append(id)
-      }
-      return id
-    }
     for (rank, ranked) in vector.enumerated() {
-      let id = hit(for: ranked)
-      hits[id]?.vectorScore = ranked.score
-      hits[id]?.vectorRank = rank + 1
+      let id = key(ranked)
+      if results[id] == nil { order.append(id) }
+      results[id, default: Fused(id: ranked.id, documentID: ranked.documentID)].vectorScore = ranked.score
+      results[id]?.vectorRank = rank + 1
     }
     for (rank, ranked) in keyword.enumerated() {
-      let id = hit(for: ranked)
-      hits[id]?.keywordScore = ranked.score
-      hits[id]?.keywordRank = rank + 1
+      let id = key(ranked)
+      if results[id] == nil { order.append(id) }
+      results[id, default: Fused(id: ranked.id, documentID: ranked.documentID)].keywordScore = ranked.score
+      results[id]?.keywordRank = rank + 1
     }
     let bestKeyword = keyword.first?.score ?? 0
     let k = Double(query.rrfK)
     let normaliseVector = Self.minMax(vector.map(\.score))
     let normaliseKeyword = Self.minMax(keyword.map(\.score))
-    func score(_ hit: Hit) -> Double {
+    func score(_ result: Fused) -> Double {
       switch (mode, query.fusion) {
       case (.vector, _):
-        return max(0, min(1, hit.vectorScore ?? 0))
+        return max(0, min(1, result.vectorScore ?? 0))
       case (.keyword, _):
-        return bestKeyword > 0 ? (hit.keywordScore ?? 0) / bestKeyword : 0
+        return bestKeyword > 0 ? (result.keywordScore ?? 0) / bestKeyword : 0
       case (.hybrid, .rrf):
-        let parts = [hit.vectorRank, hit.keywordRank].compactMap { $0 }.map { 1 / (k + Double($0)) }
+        let parts = [result.vectorRank, result.keywordRank].compactMap { $0 }.map { 1 / (k + Double($0)) }
         return parts.reduce(0, +) / (2 / (k + 1))
       case (.hybrid, .weighted):
-        return query.alpha * (hit.vectorScore.map(normaliseVector) ?? 0) + (1 - query.alpha) * (hit.keywordScore.map(normaliseKeyword) ?? 0)
+        return query.alpha * (result.vectorScore.map(normaliseVector) ?? 0)
+          + (1 - query.alpha) * (result.keywordScore.map(normaliseKeyword) ?? 0)
       }
     }
-    for id in order {
-      guard var fused = hits[id] else { continue }
-      fused.score = score(fused)
-      hits[id] = fused
-    }
-    return order.compactMap { hits[$0] }.enumerated().sorted { left, right in
+    return order.compactMap { id in results[id].map { result in
+      var result = result
+      result.score = score(result)
+      return result
+    } }.enumerated().sorted { left, right in
       left.element.score != right.element.score ? left.element.score > right.element.score : left.offset < right.offset
     }.map(\.element)
   }

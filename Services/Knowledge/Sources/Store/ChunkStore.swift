@@ -17,9 +17,11 @@ public struct StoredChunk: Sendable, Equatable {
   public var embedding: [Float]?
 }
 
-/// A chunk with its score in one ranking.
+/// A chunk's place in one ranking: which chunk, of which document, with what score (the chunks
+/// themselves are read once, for the results).
 public struct RankedChunk: Sendable, Equatable {
-  public var chunk: StoredChunk
+  public var id: UUID
+  public var documentID: UUID
   /// Cosine similarity (vector) or BM25 (keyword).
   public var score: Double
 }
@@ -198,12 +200,13 @@ public struct ChunkStore: Sendable {
     let expression = VectorIndexes.expression(dimension: dimension)
     let literal = Self.vectorLiteral(query)
     return try await self.database.withTransaction(logger: self.logger) { connection in
-      try await connection.query("SET LOCAL hnsw.iterative_scan = relaxed_order", logger: self.logger)
       try await connection.query(
-        "SELECT set_config('hnsw.ef_search', \(String(min(1000, max(100, limit * 2)))), true)", logger: self.logger)
+        """
+        SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', \(String(min(1000, max(100, limit * 2)))), true)
+        """, logger: self.logger)
       let sql: PostgresQuery = """
         WITH nearest AS MATERIALIZED (
-          SELECT \(unescaped: Self.columns), \(unescaped: expression) <=> \(literal)::\(unescaped: VectorIndexes.type(dimension: dimension)) AS distance
+          SELECT c.id, c.document_id, \(unescaped: expression) <=> \(literal)::\(unescaped: VectorIndexes.type(dimension: dimension)) AS distance
           FROM document_chunks c
           WHERE c.dimension = \(unescaped: String(dimension)) AND c.knowledge_base_id = ANY(\(knowledgeBases))
             AND (\(documents == nil) OR c.document_id = ANY(\(documents ?? [])))
@@ -212,35 +215,46 @@ public struct ChunkStore: Sendable {
         SELECT * FROM nearest ORDER BY distance
         """
       return try await connection.query(sql, logger: self.logger).map { row in
-        RankedChunk(chunk: try Self.chunk(row), score: 1 - (try row.decode(Double.self, startingAt: 8)))
+        let (id, document, distance) = try row.decode((UUID, UUID, Double).self)
+        return RankedChunk(id: id, documentID: document, score: 1 - distance)
       }
     }
   }
 
-  /// How many chunks the knowledge bases hold, their total keyword length, and in how many chunks
-  /// each of `terms` occurs.
-  public func keywordStatistics(terms query: String, language: String, knowledgeBases: [UUID]) async throws
-    -> (chunks: Int, totalLength: Int, terms: [(term: String, chunks: Int)])
-  {
-    let totalsRow = try await self.database.query(
-      """
-      SELECT coalesce(sum(chunk_count), 0)::int8, coalesce(sum(keyword_length_total), 0)::int8 FROM knowledge_bases
-      WHERE id = ANY(\(knowledgeBases))
-      """, logger: self.logger
-    ).first
-    let totals: (Int64, Int64) = try totalsRow.map { try $0.decode((Int64, Int64).self) } ?? (0, 0)
+  /// What BM25 needs to know of a query, in one round trip: the query as websearch_to_tsquery
+  /// reads it (nil when it has no term: stop words, punctuation), how many chunks the knowledge
+  /// bases hold and their total keyword length, and in how many chunks each of the query's
+  /// terms occurs.
+  public struct KeywordStatistics: Sendable {
+    public var websearch: String?
+    public var chunks: Int
+    public var totalLength: Int
+    public var terms: [(term: String, chunks: Int)]
+  }
+
+  public func keywordStatistics(_ query: String, language: String, knowledgeBases: [UUID]) async throws -> KeywordStatistics {
     let rows = try await self.database.query(
       """
-      SELECT q.term, coalesce(sum(k.chunks), 0)::int8
-      FROM unnest(tsvector_to_array(to_tsvector(\(language)::regconfig, \(query)))) AS q(term)
-      LEFT JOIN keyword_terms k ON k.term = q.term AND k.knowledge_base_id = ANY(\(knowledgeBases))
-      GROUP BY q.term
+      WITH terms AS (
+        SELECT q.term, coalesce(sum(k.chunks), 0)::int8 AS chunks
+        FROM unnest(tsvector_to_array(to_tsvector(\(language)::regconfig, \(query)))) AS q(term)
+        LEFT JOIN keyword_terms k ON k.term = q.term AND k.knowledge_base_id = ANY(\(knowledgeBases))
+        GROUP BY q.term
+      ),
+      totals AS (
+        SELECT coalesce(sum(chunk_count), 0)::int8 AS chunks, coalesce(sum(keyword_length_total), 0)::int8 AS length
+        FROM knowledge_bases WHERE id = ANY(\(knowledgeBases))
+      )
+      SELECT websearch_to_tsquery(\(language)::regconfig, \(query))::text, t.chunks, t.length,
+        coalesce((SELECT array_agg(term ORDER BY term) FROM terms), '{}'::text[]),
+        coalesce((SELECT array_agg(chunks ORDER BY term) FROM terms), '{}'::int8[])
+      FROM totals t
       """, logger: self.logger)
-    let terms = try rows.map { row in
-      let (term, chunks) = try row.decode((String, Int64).self)
-      return (term, Int(chunks))
-    }
-    return (Int(totals.0), Int(totals.1), terms)
+    guard let row = rows.first else { return KeywordStatistics(websearch: nil, chunks: 0, totalLength: 0, terms: []) }
+    let (websearch, chunks, length, terms, counts) = try row.decode((String, Int64, Int64, [String], [Int64]).self)
+    return KeywordStatistics(
+      websearch: websearch.isEmpty ? nil : websearch, chunks: Int(chunks), totalLength: Int(length),
+      terms: zip(terms, counts).map { ($0, Int($1)) })
   }
 
   /// The BM25 parameters (Lucene's defaults).
@@ -273,64 +287,60 @@ public struct ChunkStore: Sendable {
     case .rarest(let terms, let pool):
       first = """
         WITH candidates AS (
-          SELECT p.chunk_id, sum(w.idf * p.tf * (\(k1) + 1) / (p.tf + \(k1) * (1 - \(b) + \(b) * p.length / \(averageLength)))) AS score
+          SELECT p.chunk_id, p.document_id,
+            sum(w.idf * p.tf * (\(k1) + 1) / (p.tf + \(k1) * (1 - \(b) + \(b) * p.length / \(averageLength)))) AS score
           FROM unnest(\(terms.map(\.term))::text[], \(terms.map(\.idf))::float8[]) AS w(term, idf)
           JOIN keyword_postings p ON p.knowledge_base_id = ANY(\(knowledgeBases)) AND p.term = w.term
           WHERE \(documents == nil) OR p.document_id = ANY(\(documents ?? []))
-          GROUP BY p.chunk_id ORDER BY score DESC LIMIT \(pool)
+          GROUP BY p.chunk_id, p.document_id ORDER BY score DESC LIMIT \(pool)
         ),
         scored AS (
-          SELECT e.chunk_id, e.score + coalesce((
+          SELECT e.chunk_id, e.document_id, e.score + coalesce((
             SELECT sum(w.idf * p.tf * (\(k1) + 1) / (p.tf + \(k1) * (1 - \(b) + \(b) * p.length / \(averageLength))))
             FROM unnest(\(rest.map(\.term))::text[], \(rest.map(\.idf))::float8[]) AS w(term, idf)
             JOIN keyword_postings p ON p.knowledge_base_id = ANY(\(knowledgeBases)) AND p.term = w.term AND p.chunk_id = e.chunk_id
           ), 0) AS score
           FROM candidates e ORDER BY score DESC LIMIT \(limit)
         )
-        SELECT \(unescaped: Self.columns), s.score FROM scored s JOIN document_chunks c ON c.id = s.chunk_id ORDER BY s.score DESC, c.id
+        SELECT chunk_id, document_id, score FROM scored ORDER BY score DESC, chunk_id
         """
     case .matching(let tsquery, let cap):
       first = """
         WITH candidates AS (
-          SELECT c.id AS chunk_id FROM document_chunks c
+          SELECT c.id AS chunk_id, c.document_id FROM document_chunks c
           WHERE c.knowledge_base_id = ANY(\(knowledgeBases)) AND c.keywords @@ \(tsquery)::tsquery
             AND (\(documents == nil) OR c.document_id = ANY(\(documents ?? [])))
           LIMIT \(cap)
         ),
         scored AS (
-          SELECT e.chunk_id, coalesce((
+          SELECT e.chunk_id, e.document_id, coalesce((
             SELECT sum(w.idf * p.tf * (\(k1) + 1) / (p.tf + \(k1) * (1 - \(b) + \(b) * p.length / \(averageLength))))
             FROM unnest(\(rest.map(\.term))::text[], \(rest.map(\.idf))::float8[]) AS w(term, idf)
             JOIN keyword_postings p ON p.knowledge_base_id = ANY(\(knowledgeBases)) AND p.term = w.term AND p.chunk_id = e.chunk_id
           ), 0) AS score
           FROM candidates e ORDER BY score DESC LIMIT \(limit)
         )
-        SELECT \(unescaped: Self.columns), s.score FROM scored s JOIN document_chunks c ON c.id = s.chunk_id ORDER BY s.score DESC, c.id
+        SELECT chunk_id, document_id, score FROM scored ORDER BY score DESC, chunk_id
         """
     }
     return try await self.database.query(first, logger: self.logger).map { row in
-      RankedChunk(chunk: try Self.chunk(row), score: try row.decode(Double.self, startingAt: 8))
+      let (id, document, score) = try row.decode((UUID, UUID, Double).self)
+      return RankedChunk(id: id, documentID: document, score: score)
     }
   }
 
-  /// Whether `query` as websearch_to_tsquery reads it has any term (a query of stop words or
-  /// punctuation has none), and that tsquery's text.
-  public func websearchQuery(_ query: String, language: String) async throws -> String? {
-    let text = try await self.database.query(
-      "SELECT websearch_to_tsquery(\(language)::regconfig, \(query))::text", logger: self.logger
-    ).first?.decode(String.self)
-    guard let text, !text.isEmpty else { return nil }
-    return text
-  }
-
-  /// Titles of documents by id.
-  public func titles(_ ids: [UUID]) async throws -> [UUID: String] {
+  /// The chunks `ids` with their documents' titles.
+  public func chunks(_ ids: [UUID]) async throws -> [UUID: (chunk: StoredChunk, title: String)] {
     guard !ids.isEmpty else { return [:] }
-    var titles: [UUID: String] = [:]
-    for row in try await self.database.query("SELECT id, title FROM documents WHERE id = ANY(\(ids))", logger: self.logger) {
-      let (id, title) = try row.decode((UUID, String).self)
-      titles[id] = title
+    var found: [UUID: (StoredChunk, String)] = [:]
+    let rows = try await self.database.query(
+      """
+      SELECT \(unescaped: Self.columns), d.title FROM document_chunks c JOIN documents d ON d.id = c.document_id WHERE c.id = ANY(\(ids))
+      """, logger: self.logger)
+    for row in rows {
+      let chunk = try Self.chunk(row)
+      found[chunk.id] = (chunk, try row.decode(String.self, startingAt: 8))
     }
-    return titles
+    return found
   }
 }
