@@ -95,8 +95,7 @@ public struct IdentityStore: Sendable {
     query: String?, role: String?, includeInactive: Bool, after cursor: (Date, UUID)?, limit: Int
   ) async throws -> (users: [User], more: Bool, total: Int) {
     // The query is a substring, not a pattern: LIKE's wildcards in it match only themselves.
-    let pattern = query.map { "%" + $0.lowercased().replacingOccurrences(of: "\\", with: "\\\\")
-      .replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_") + "%" }
+    let pattern = query.map { LikePattern.containing($0.lowercased()) }
     let (after, afterID) = (cursor?.0, cursor?.1)
     let total = try await self.database.query(
       """

@@ -275,12 +275,12 @@ extension KnowledgeAPI {
 
   static func filter(_ message: Platform_Knowledge_V1_SearchFilter) throws -> ChunkFilter {
     var filter = ChunkFilter()
-    guard message.documentIds.count <= 1000, message.contentTypes.count <= 16, message.tagsAny.count <= 64 else {
-      throw KnowledgeError.invalidArgument(field: "filter", reason: "at most 1000 document ids, 16 content types and 64 tags")
+    guard message.documentIds.count <= 1000, message.contentTypes.count <= 16 else {
+      throw KnowledgeError.invalidArgument(field: "filter", reason: "at most 1000 document ids and 16 content types")
     }
     filter.documentIDs = try message.documentIds.map { try Self.id($0, field: "filter.document_ids") }
     filter.contentTypes = try message.contentTypes.map { try Documents.format($0).rawValue }
-    filter.tagsAny = message.tagsAny
+    filter.tagsAny = try Documents.checkedTags(message.tagsAny, field: "filter.tags_any")
     if message.hasMetadata {
       let metadata = JSONValue(message.metadata)
       if let problem = metadata.problem(maxDepth: Document.maxMetadataDepth, maxBytes: Document.maxMetadataBytes) {

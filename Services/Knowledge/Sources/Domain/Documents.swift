@@ -297,15 +297,7 @@ public struct Documents: Sendable {
   /// `options` with the knowledge base's defaults for what it leaves at zero, validated; nil is
   /// the knowledge base's own.
   func checkedChunking(_ options: ChunkingOptions?, base: KnowledgeBase, field: String) throws -> ChunkingOptions {
-    guard var options else { return base.chunking }
-    if options.size == 0 { options.size = base.chunking.size }
-    if options.overlap == 0 { options.overlap = min(base.chunking.overlap, max(0, (options.size - 1) / 2)) }
-    do {
-      return try options.validated()
-    } catch {
-      switch error {
-      case .invalid(let name, let reason): throw KnowledgeError.invalidArgument(field: "\(field).\(name)", reason: reason)
-      }
-    }
+    guard let options else { return base.chunking }
+    return try KnowledgeBases.completed(options, defaults: base.chunking, field: field)
   }
 }

@@ -144,16 +144,22 @@ public struct KnowledgeBases: Sendable {
       throw KnowledgeError.invalidArgument(
         field: "knowledge_base.language", reason: "is not a text-search configuration of this server (e.g. english, simple, german)")
     }
-    if draft.chunking.size == 0 { draft.chunking.size = ChunkingOptions.default.size }
-    // 0 is "the default" in the contract: 50 tokens, or less when the chunks are small.
-    if draft.chunking.overlap == 0 { draft.chunking.overlap = min(ChunkingOptions.default.overlap, max(0, (draft.chunking.size - 1) / 2)) }
+    draft.chunking = try Self.completed(draft.chunking, defaults: .default, field: "knowledge_base.chunking")
+    return (draft, model)
+  }
+
+  /// `options` with `defaults` for what it leaves at zero (the contract's "0 = the default"; the
+  /// overlap shrinks to fit small chunks), validated: INVALID_ARGUMENT names `field.<option>`.
+  static func completed(_ options: ChunkingOptions, defaults: ChunkingOptions, field: String) throws -> ChunkingOptions {
+    var options = options
+    if options.size == 0 { options.size = defaults.size }
+    if options.overlap == 0 { options.overlap = min(defaults.overlap, max(0, (options.size - 1) / 2)) }
     do {
-      draft.chunking = try draft.chunking.validated()
+      return try options.validated()
     } catch {
       switch error {
-      case .invalid(let field, let reason): throw KnowledgeError.invalidArgument(field: "knowledge_base.chunking.\(field)", reason: reason)
+      case .invalid(let name, let reason): throw KnowledgeError.invalidArgument(field: "\(field).\(name)", reason: reason)
       }
     }
-    return (draft, model)
   }
 }

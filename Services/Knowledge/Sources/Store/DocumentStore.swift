@@ -119,7 +119,7 @@ public struct DocumentStore: Sendable {
   public func list(
     ownerID: UUID, filter: ListFilter, content: Bool, after: (Date, UUID)?, limit: Int
   ) async throws -> (documents: [Document], total: Int, more: Bool) {
-    let pattern = filter.query.map { "%" + LikePattern.escaped($0) + "%" }
+    let pattern = filter.query.map(LikePattern.containing)
     let base = filter.knowledgeBaseID
     let status = filter.status?.rawValue
     let type = filter.contentType
@@ -263,12 +263,5 @@ public struct DocumentStore: Sendable {
       UPDATE documents SET status = 'failed', status_message = \(message.truncated(toUTF8Bytes: 1000)), updated_at = now()
       WHERE id = \(id) AND generation = \(generation) AND deleted_at IS NULL AND status = ANY(\(sources))
       """, logger: self.logger)
-  }
-}
-
-/// A LIKE pattern's special characters escaped (backslash is the escape character).
-enum LikePattern {
-  static func escaped(_ text: String) -> String {
-    text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "_", with: "\\_")
   }
 }

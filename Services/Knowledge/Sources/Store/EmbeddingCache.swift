@@ -21,8 +21,7 @@ public struct EmbeddingCache: Sendable {
     var found: [String: [Float]] = [:]
     let rows = try await self.database.query(
       """
-      UPDATE embedding_cache SET used_at = now() WHERE model = \(model) AND text_hash = ANY(\(hashes))
-      RETURNING text_hash, embedding::real[]
+      SELECT text_hash, embedding::real[] FROM embedding_cache WHERE model = \(model) AND text_hash = ANY(\(hashes))
       """, logger: self.logger)
     for row in rows {
       let (hash, vector) = try row.decode((String, [Float]).self)
@@ -41,17 +40,7 @@ public struct EmbeddingCache: Sendable {
       INSERT INTO embedding_cache (model, text_hash, embedding)
       SELECT \(model), h, v::vector FROM unnest(\(embeddings.map(\.hash)), \(embeddings.map { ChunkStore.vectorLiteral($0.vector) })) AS e(h, v)
       ORDER BY h
-      ON CONFLICT (model, text_hash) DO UPDATE SET used_at = now()
+      ON CONFLICT (model, text_hash) DO NOTHING
       """, logger: self.logger)
-  }
-
-  /// Drops entries unused for `age` (the cache would otherwise keep every text ever embedded).
-  @discardableResult
-  public func prune(unusedFor age: Duration) async throws -> Int {
-    let seconds = Double(age.components.seconds)
-    let rows = try await self.database.query(
-      "WITH gone AS (DELETE FROM embedding_cache WHERE used_at < now() - make_interval(secs => \(seconds)) RETURNING 1) SELECT count(*)::int8 FROM gone",
-      logger: self.logger)
-    return Int(try rows.first?.decode(Int64.self) ?? 0)
   }
 }

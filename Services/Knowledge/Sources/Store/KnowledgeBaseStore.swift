@@ -81,8 +81,7 @@ public struct KnowledgeBaseStore: Sendable {
   public func list(
     ownerID: UUID, query: String?, includeArchived: Bool, after: (String, UUID)?, limit: Int
   ) async throws -> (bases: [KnowledgeBase], total: Int, more: Bool) {
-    let pattern = query.map { "%" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
-      .replacingOccurrences(of: "_", with: "\\_") + "%" }
+    let pattern = query.map(LikePattern.containing)
     let rows = try await self.database.query(
       """
       SELECT \(unescaped: Self.columns) FROM knowledge_bases
