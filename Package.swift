@@ -115,9 +115,15 @@ let package = Package(
       exclude: ["python", "go", "c", "persona"],
       swiftSettings: upcomingFeatures
     ),
+    // glibc's allocator statistics, for the interop server's heap report.
+    .systemLibrary(
+      name: "CMalloc",
+      path: "Tests/CMalloc"
+    ),
     .executableTarget(
       name: "RPCInterop",
       dependencies: [
+        "CMalloc",
         "GRPCRuntime",
         "GRPCRuntimeServices",
         "InteropSupport",

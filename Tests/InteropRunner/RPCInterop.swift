@@ -1,4 +1,6 @@
 internal import ArgumentParser
+internal import CMalloc
+internal import Dispatch
 internal import GRPCRuntime
 internal import GRPCRuntimeServices
 internal import InteropSupport
@@ -38,7 +40,9 @@ struct RPCInterop: AsyncParsableCommand {
         descriptorSet: Array(Data(base64Encoded: PlatformDescriptors.fileDescriptorSetBase64) ?? Data()),
         serviceNames: Array(RPCRouter(services: services).serviceNames))
       let server = RPCServer(configuration: configuration, services: services + [reflection])
+      let heapReport = HeapReport.onSIGUSR1()
       try await server.run()
+      heapReport.cancel()
     }
   }
 
@@ -141,6 +145,25 @@ struct ClientChurn: AsyncParsableCommand {
     let fields = statm.split(separator: " ")
     guard fields.count > 1, let pages = Int(fields[1]) else { return -1 }
     return pages * Int(sysconf(Int32(_SC_PAGESIZE))) / 1024
+  }
+}
+
+/// On SIGUSR1 the server hands its free pages back to the system (malloc_trim) and prints
+/// `HEAP <bytes>`: what glibc's allocator has handed out and not had back, over every arena
+/// (mallinfo2's `uordblks` + `hblkhd`). The connection memory test reads both to tell a leak
+/// (live allocations that only grow) from the resident size's steps, which follow the arenas'
+/// high-water marks.
+enum HeapReport {
+  static func onSIGUSR1() -> any DispatchSourceSignal {
+    signal(SIGUSR1, SIG_IGN)
+    let source = DispatchSource.makeSignalSource(signal: SIGUSR1, queue: .global())
+    source.setEventHandler {
+      malloc_trim(0)
+      let info = mallinfo2()
+      printLine("HEAP \(info.uordblks + info.hblkhd)")
+    }
+    source.resume()
+    return source
   }
 }
 
