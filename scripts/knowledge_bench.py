@@ -48,7 +48,9 @@ class Client:
     def __init__(self, port):
         channel = channel_for("127.0.0.1", port)
         key = signing_key()
-        self.metadata = [("authorization", "Bearer " + mint_token(key, str(uuid.uuid4()), roles=("developer",), ttl=86400))]
+        # One owner for every run, so that --reuse finds the knowledge base of an earlier run.
+        owner = str(uuid.uuid5(uuid.NAMESPACE_URL, "knowledge-bench"))
+        self.metadata = [("authorization", "Bearer " + mint_token(key, owner, roles=("developer",), ttl=86400))]
 
         def unary(name, response):
             return channel.unary_unary(SERVICE + name, request_serializer=lambda m: m.SerializeToString(),
@@ -57,6 +59,7 @@ class Client:
         self.create_document = unary("CreateDocument", kb_pb2.Document)
         self.list_documents = unary("ListDocuments", kb_pb2.ListDocumentsResponse)
         self.get_base = unary("GetKnowledgeBase", kb_pb2.KnowledgeBase)
+        self.list_bases = unary("ListKnowledgeBases", kb_pb2.ListKnowledgeBasesResponse)
         self.search_call = unary("Search", kb_pb2.SearchResponse)
 
     def search(self, request):
@@ -161,6 +164,22 @@ def dump(client, base, by_id, queries, path):
     print(f"rankings written to {path}", flush=True)
 
 
+def reused(client, prefix):
+    """The knowledge base of an earlier run (name starting with `prefix`) and {document id: doc_id}."""
+    bases = client.list_bases(kb_pb2.ListKnowledgeBasesRequest(page_size=100, query=prefix), metadata=client.metadata, timeout=60)
+    if not bases.knowledge_bases:
+        sys.exit(f"--reuse: no knowledge base named {prefix}… in this database")
+    base = bases.knowledge_bases[0]
+    by_id, token = {}, ""
+    while True:
+        page = client.list_documents(kb_pb2.ListDocumentsRequest(knowledge_base_id=base.id, page_size=100, page_token=token),
+                                     metadata=client.metadata, timeout=60)
+        by_id.update({d.id: d.metadata["doc_id"] for d in page.documents})
+        token = page.next_page_token
+        if not token:
+            return base, by_id
+
+
 def recall(args, client):
     documents = read_jsonl(args.corpus)
     queries = read_jsonl(args.queries)
@@ -168,11 +187,15 @@ def recall(args, client):
         documents = documents[:args.limit]
         keep = {d["doc_id"] for d in documents}
         queries = [q for q in queries if set(q["relevant"]) & keep]
-    base = make_base(client, f"retrieval-{uuid.uuid4().hex[:8]}", args.chunk_size, args.overlap)
+    if args.reuse:
+        base, by_id = reused(client, "retrieval-")
+    else:
+        base = make_base(client, f"retrieval-{uuid.uuid4().hex[:8]}", args.chunk_size, args.overlap)
     print(f"corpus {len(documents)} documents, {len(queries)} queries, model {base.embedding_model}, "
           f"chunks of {base.chunking.chunk_size} tokens (overlap {base.chunking.chunk_overlap})", flush=True)
-    by_id, seconds, chunks = ingest(client, base, documents)
-    print(f"ingestion: {chunks} chunks in {seconds:.1f} s = {chunks / seconds:.1f} chunks/s", flush=True)
+    if not args.reuse:
+        by_id, seconds, chunks = ingest(client, base, documents)
+        print(f"ingestion: {chunks} chunks in {seconds:.1f} s = {chunks / seconds:.1f} chunks/s", flush=True)
     if args.dump:
         dump(client, base, by_id, queries, args.dump)
     print(f"{'mode':18} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'MRR@10':>7} {'nDCG@10':>8}")
@@ -181,12 +204,39 @@ def recall(args, client):
         print(f"{name:18} {m['R@1']:6.3f} {m['R@5']:6.3f} {m['R@10']:6.3f} {m['MRR@10']:7.3f} {m['nDCG@10']:8.3f}", flush=True)
 
 
+def cpu_seconds():
+    """CPU time used so far by this process (the client), the knowledge service
+    (KNOWLEDGE_PID) and every PostgreSQL process: where a search's time goes."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def of(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            return 0.0
+    postgres = 0.0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == "postgres":
+                    postgres += of(pid)
+        except OSError:
+            pass
+    return {"client": of(os.getpid()), "service": of(os.environ.get("KNOWLEDGE_PID", "0")), "postgres": postgres}
+
+
 def scale(args, client):
     documents = read_jsonl(args.corpus)
     queries = [q["query"] for q in read_jsonl(args.queries)]
-    base = make_base(client, f"scale-{uuid.uuid4().hex[:8]}", args.chunk_size, args.overlap)
-    _, seconds, chunks = ingest(client, base, documents)
-    print(f"corpus: {chunks} chunks of {args.chunk_size} tokens in {seconds:.1f} s = {chunks / seconds:.1f} chunks/s", flush=True)
+    if args.reuse:
+        base, _ = reused(client, "scale-")
+        chunks = base.chunk_count
+    else:
+        base = make_base(client, f"scale-{uuid.uuid4().hex[:8]}", args.chunk_size, args.overlap)
+        _, seconds, chunks = ingest(client, base, documents)
+        print(f"corpus: {chunks} chunks of {args.chunk_size} tokens in {seconds:.1f} s = {chunks / seconds:.1f} chunks/s", flush=True)
     # Filler: the corpus's sentences reshuffled into new documents, until there are enough chunks.
     rng = random.Random(7)
     sentences = [s.strip() + "." for d in documents for s in d["text"].split(". ") if 20 < len(s) < 400]
@@ -204,7 +254,8 @@ def scale(args, client):
         # What autovacuum does in time: statistics, and the visibility map index-only scans need.
         import subprocess
         subprocess.run(args.psql.split("\t") + ["-X", "-q", "-c", "VACUUM ANALYZE"], check=True)
-    print(f"{'mode':18} {'p50 ms':>8} {'p95 ms':>8} {'embed p50':>10} {'calls/s':>8}   ({args.concurrency} callers, {args.seconds:.0f} s)")
+    print(f"{'mode':18} {'p50 ms':>8} {'p95 ms':>8} {'embed p50':>10} {'calls/s':>8}   CPU ms a call: client service postgres"
+          f"   ({args.concurrency} callers, {args.seconds:.0f} s)")
     for name, mode, fusion in selected(args):
         latencies, embedding = [], []
         lock = threading.Lock()
@@ -221,15 +272,18 @@ def scale(args, client):
                     latencies.append(elapsed - response.embedding_time_ms)
                     embedding.append(response.embedding_time_ms)
         threads = [threading.Thread(target=loop, args=(i,)) for i in range(args.concurrency)]
+        cpu = cpu_seconds()
         started = time.monotonic()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+        elapsed = time.monotonic() - started
+        used = {k: (v - cpu[k]) * 1000 / max(1, len(latencies)) for k, v in cpu_seconds().items()}
         ordered = sorted(latencies)
         p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
         print(f"{name:18} {statistics.median(ordered):8.2f} {p95:8.2f} {statistics.median(embedding):10.1f} "
-              f"{len(ordered) / (time.monotonic() - started):8.1f}", flush=True)
+              f"{len(ordered) / elapsed:8.1f}   {used['client']:6.2f} {used['service']:7.2f} {used['postgres']:8.2f}", flush=True)
 
 
 def main():
@@ -246,6 +300,7 @@ def main():
     parser.add_argument("--psql", default="", help="scale: a psql command (tab-separated words) for the benchmark's database")
     parser.add_argument("--dump", default="", help="recall: also write each query's KEYWORD and VECTOR top 100 to this file")
     parser.add_argument("--modes", default="", help="comma-separated: keyword, vector, hybrid, 'hybrid rrf', 'hybrid weighted'")
+    parser.add_argument("--reuse", action="store_true", help="search the knowledge base an earlier run left in this database")
     parser.add_argument("what", choices=["recall", "scale"])
     args = parser.parse_args()
     client = Client(args.port)

@@ -109,7 +109,7 @@ struct SearchTests {
     }
   }
 
-  @Test("Neighbours come with a hit; distinct_documents returns one chunk per document")
+  @Test("Neighbours come with a hit; distinct_documents returns one chunk per document, as many documents as asked for")
   func neighboursAndDistinct() async throws {
     try await PlatformTestService.run(KnowledgeService()) { service in
       let client = KnowledgeClient(channel: service.client)
@@ -130,6 +130,15 @@ struct SearchTests {
       let distinct = try await client.search(
         .with { $0.knowledgeBaseIds = [base.id]; $0.query = "topic"; $0.mode = .hybrid; $0.topK = 10; $0.distinctDocuments = true }, options: options)
       #expect(distinct.results.count == 2 && Set(distinct.results.map(\.documentID)).count == 2)
+      // A document whose 40 chunks all match better than anything else fills the first chunks
+      // read (3 per result wanted): the ranking reads further until it has enough documents.
+      let flood = (0..<40).map { "Topic topic topic, the topic of topics: topic \($0)." }
+      try await addDocument(client, options, base: base.id, title: "flood", content: flood.joined(separator: "\n\n"))
+      for mode in [Platform_Knowledge_V1_SearchMode.keyword, .vector, .hybrid] {
+        let three = try await client.search(
+          .with { $0.knowledgeBaseIds = [base.id]; $0.query = "topic"; $0.mode = mode; $0.topK = 3; $0.distinctDocuments = true }, options: options)
+        #expect(Set(three.results.map(\.documentID)).count == 3, "\(mode): \(three.results.map(\.documentTitle))")
+      }
     }
   }
 
@@ -171,8 +180,10 @@ struct SearchTests {
         _ = try await client.query("ANALYZE document_chunks", logger: TestPostgres.logger)
         _ = try await client.query(PostgresQuery(unsafeSQL: "ALTER DATABASE \(configuration.database) SET enable_seqscan = off"), logger: TestPostgres.logger)
       }
-      // New connections get the setting.
-      try await TestPostgres.withClient(configuration) { client in
+      // New connections get the setting, and the service's own (the iterative scan).
+      var service = configuration
+      service.sessionSettings = KnowledgeService().databaseSessionSettings
+      try await TestPostgres.withClient(service) { client in
         let database = Database(client: client)
         let query = try await OfflineEmbedder().embed(["latency of the service mesh"])[0]
         let store = ChunkStore(database: database, logger: TestPostgres.quietLogger)

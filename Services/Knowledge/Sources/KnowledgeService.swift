@@ -22,6 +22,8 @@ public struct KnowledgeService: PlatformServiceDefinition {
 
   public var accessPolicy: AccessPolicy { KnowledgeAPI.accessPolicy }
 
+  public var databaseSessionSettings: [String: String] { VectorIndexes.sessionSettings }
+
   struct Parts {
     var bases: KnowledgeBases
     var baseStore: KnowledgeBaseStore

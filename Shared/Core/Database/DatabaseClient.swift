@@ -20,6 +20,7 @@ extension PostgresClient {
     config.options.maximumConnections = configuration.poolSize
     config.options.minimumConnections = 0
     config.options.connectTimeout = .seconds(5)
+    config.options.additionalStartupParameters = configuration.sessionSettings.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
     self.init(configuration: config, eventLoopGroup: RuntimeEventLoops.shared, backgroundLogger: logger)
   }
 

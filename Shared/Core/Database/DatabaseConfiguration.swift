@@ -14,6 +14,10 @@ public struct DatabaseConfiguration: Sendable, CustomStringConvertible {
   public var poolSize: Int
   /// How long start-up keeps retrying an unreachable database before giving up.
   public var connectTimeout: Duration
+  /// Run-time parameters every connection starts with, sent in its start-up message (an
+  /// extension's own, such as `hnsw.ef_search`, included before the extension is loaded): a
+  /// setting the service wants on every query costs no statement.
+  public var sessionSettings: [String: String] = [:]
 
   /// - Parameter url: `postgres://user:password@host:port/database[?sslmode=disable|require]`.
   /// - Throws: `Environment.InvalidValue` for `DATABASE_URL` when the URL is malformed.

@@ -98,11 +98,13 @@ public final class PlatformServer: Service, Sendable {
     let exporter = otlp.map { ServiceGroup(configuration: .init(services: [$0.exporter], logger: logger)) }
     let exporting = exporter.map { exporter in Task.detached { try? await exporter.run() } }
     defer { exporting?.cancel() }
-    let pool = PostgresClient(configuration: configuration.database, logger: logger)
-    let database = Database(client: pool, configuration: configuration.database, tracing: tracing, metrics: self.metrics.factory)
+    var databaseConfiguration = configuration.database
+    databaseConfiguration.sessionSettings.merge(self.definition.databaseSessionSettings) { current, _ in current }
+    let pool = PostgresClient(configuration: databaseConfiguration, logger: logger)
+    let database = Database(client: pool, configuration: databaseConfiguration, tracing: tracing, metrics: self.metrics.factory)
     // Health checks on a connection of their own: a pool busy with requests is not a database
     // that is down.
-    var healthConfiguration = configuration.database
+    var healthConfiguration = databaseConfiguration
     healthConfiguration.poolSize = 1
     let healthDatabase = PostgresClient(configuration: healthConfiguration, logger: logger)
     let metrics = self.metrics

@@ -20,11 +20,14 @@ public protocol PlatformServiceDefinition: Sendable {
   /// How calls made with an API key are authenticated; nil (the default) asks the agent service
   /// (`AgentApiKeyVerifier`). The agent service answers for itself.
   func makeApiKeyVerifier(_ resources: ServiceResources) async throws -> (any ApiKeyVerifying)?
+  /// Run-time parameters the service's database connections start with (default none).
+  var databaseSessionSettings: [String: String] { get }
 }
 
 extension PlatformServiceDefinition {
   public func makeJobHandlers(_ resources: ServiceResources) async throws -> [JobHandler] { [] }
   public func makeApiKeyVerifier(_ resources: ServiceResources) async throws -> (any ApiKeyVerifying)? { nil }
+  public var databaseSessionSettings: [String: String] { [:] }
 }
 
 /// What a service's handlers are built from.

@@ -88,13 +88,16 @@ public struct Search: Sendable {
     // The two rankings at once.
     async let vectorRanking = query.mode == .keyword
       ? VectorRanking(ranked: [], time: .zero, unavailable: nil)
-      : self.vectorRanking(query.text, models: models, documents: documents, limit: candidates)
+      : self.vectorRanking(query, models: models, documents: documents, limit: candidates)
     var keyword: [RankedChunk] = []
     if query.mode != .vector {
-      for (language, group) in Dictionary(grouping: bases, by: \.language).sorted(by: { $0.key < $1.key }) {
-        keyword += try await self.keywordRanking(query, language: language, knowledgeBases: group.map(\.id), documents: documents, limit: candidates)
+      keyword = try await self.filled(query, limit: candidates) { limit in
+        var ranked: [RankedChunk] = []
+        for (language, group) in Dictionary(grouping: bases, by: \.language).sorted(by: { $0.key < $1.key }) {
+          ranked += try await self.keywordRanking(query, language: language, knowledgeBases: group.map(\.id), documents: documents, limit: limit)
+        }
+        return ranked.sorted { $0.score > $1.score }
       }
-      keyword.sort { $0.score > $1.score }
     }
     let ranking = try await vectorRanking
     var mode = query.mode
@@ -137,9 +140,10 @@ public struct Search: Sendable {
     var unavailable: String?
   }
 
-  /// The chunks nearest the query, best first, for each embedding model of the knowledge bases.
-  func vectorRanking(_ text: String, models: [String: [KnowledgeBase]], documents: [UUID]?, limit: Int) async throws -> VectorRanking {
-    var ranked: [RankedChunk] = []
+  /// The chunks nearest the query, best first, for each embedding model of the knowledge bases
+  /// (the query embedded once per model).
+  func vectorRanking(_ query: Query, models: [String: [KnowledgeBase]], documents: [UUID]?, limit: Int) async throws -> VectorRanking {
+    var vectors: [(vector: [Float], knowledgeBases: [UUID])] = []
     var time = Duration.zero
     do {
       for (model, group) in models.sorted(by: { $0.key < $1.key }) {
@@ -147,19 +151,43 @@ public struct Search: Sendable {
           throw KnowledgeError.failedPrecondition("The embedding model \(model) is not configured on this server")
         }
         let clock = ContinuousClock.now
-        let embedded = try await embedder.embed([text])
+        let embedded = try await embedder.embed([query.text])
         time += ContinuousClock.now - clock
         guard let first = embedded.first, first.count == embedder.model.dimension else {
           throw EmbeddingError.unavailable("the provider returned no vector of the model's dimension")
         }
-        if first.allSatisfy({ $0 == 0 }) { continue }
-        ranked += try await self.chunks.nearest(first, knowledgeBases: group.map(\.id), documents: documents, limit: limit)
+        if !first.allSatisfy({ $0 == 0 }) { vectors.append((first, group.map(\.id))) }
       }
     } catch EmbeddingError.unavailable(let why) {
       return VectorRanking(ranked: [], time: time, unavailable: why)
     }
-    ranked.sort { $0.score > $1.score }
+    let ranked = try await self.filled(query, limit: limit) { limit in
+      var ranked: [RankedChunk] = []
+      for (vector, knowledgeBases) in vectors {
+        ranked += try await self.chunks.nearest(vector, knowledgeBases: knowledgeBases, documents: documents, limit: limit)
+      }
+      return ranked.sorted { $0.score > $1.score }
+    }
     return VectorRanking(ranked: ranked, time: time, unavailable: nil)
+  }
+
+  /// The most chunks a ranking reads to find enough distinct documents.
+  static let maximumCandidates = 4000
+
+  /// `rank(limit)`, and with `distinct_documents` again with four times the limit (up to
+  /// maximumCandidates) while its chunks come from fewer documents than the search needs and
+  /// more chunks exist: a long document's chunks can fill a ranking on their own.
+  func filled(_ query: Query, limit: Int, rank: (Int) async throws -> [RankedChunk]) async throws -> [RankedChunk] {
+    let documentsWanted = query.mode == .hybrid ? max(Self.hybridCandidates, query.topK * 2) : query.topK
+    var limit = limit
+    while true {
+      let ranked = try await rank(limit)
+      if !query.distinctDocuments || ranked.count < limit || limit >= Self.maximumCandidates
+        || Set(ranked.map(\.documentID)).count >= documentsWanted {
+        return ranked
+      }
+      limit = min(limit * 4, Self.maximumCandidates)
+    }
   }
 
   /// BM25 over the chunks that hold any of the query's terms, so that a long natural-language

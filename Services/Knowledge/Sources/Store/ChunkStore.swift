@@ -191,33 +191,28 @@ public struct ChunkStore: Sendable {
 
   /// The `limit` chunks of the knowledge bases nearest to `query` by cosine similarity, best
   /// first. The knowledge bases' chunks all have `query.count` dimensions; the partial HNSW index
-  /// of that dimension serves it, with pgvector's iterative scan so that a selective filter
-  /// still yields `limit` chunks.
+  /// of that dimension serves it, with pgvector's iterative scan (the connections' settings,
+  /// VectorIndexes.sessionSettings) so that a selective filter still yields `limit` chunks.
   public func nearest(
     _ query: [Float], knowledgeBases: [UUID], documents: [UUID]?, limit: Int
   ) async throws -> [RankedChunk] {
     let dimension = query.count
     let expression = VectorIndexes.expression(dimension: dimension)
     let literal = Self.vectorLiteral(query)
-    return try await self.database.withTransaction(logger: self.logger) { connection in
-      try await connection.query(
-        """
-        SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', \(String(min(1000, max(100, limit * 2)))), true)
-        """, logger: self.logger)
-      let sql: PostgresQuery = """
-        WITH nearest AS MATERIALIZED (
-          SELECT c.id, c.document_id, \(unescaped: expression) <=> \(literal)::\(unescaped: VectorIndexes.type(dimension: dimension)) AS distance
-          FROM document_chunks c
-          WHERE c.dimension = \(unescaped: String(dimension)) AND c.knowledge_base_id = ANY(\(knowledgeBases))
-            AND (\(documents == nil) OR c.document_id = ANY(\(documents ?? [])))
-          ORDER BY distance LIMIT \(limit)
-        )
-        SELECT * FROM nearest ORDER BY distance
-        """
-      return try await connection.query(sql, logger: self.logger).map { row in
-        let (id, document, distance) = try row.decode((UUID, UUID, Double).self)
-        return RankedChunk(id: id, documentID: document, score: 1 - distance)
-      }
+    return try await self.database.query(
+      """
+      WITH nearest AS MATERIALIZED (
+        SELECT c.id, c.document_id, \(unescaped: expression) <=> \(literal)::\(unescaped: VectorIndexes.type(dimension: dimension)) AS distance
+        FROM document_chunks c
+        WHERE c.dimension = \(unescaped: String(dimension)) AND c.knowledge_base_id = ANY(\(knowledgeBases))
+          AND (\(documents == nil) OR c.document_id = ANY(\(documents ?? [])))
+        ORDER BY distance LIMIT \(limit)
+      )
+      SELECT * FROM nearest ORDER BY distance
+      """, logger: self.logger
+    ).map { row in
+      let (id, document, distance) = try row.decode((UUID, UUID, Double).self)
+      return RankedChunk(id: id, documentID: document, score: 1 - distance)
     }
   }
 
@@ -271,59 +266,54 @@ public struct ChunkStore: Sendable {
     case matching(tsquery: String, cap: Int)
   }
 
-  /// BM25 (k1, b), best first: the sum over the query's terms of
-  /// idf · tf·(k1+1) / (tf + k1·(1 − b + b·length/averageLength)), with tf and length counted in
-  /// the chunk's keywords (the document title included). The candidates' partial scores come from
-  /// one index-only scan of the rare terms' postings; the other terms (`rest`) are added by
-  /// primary-key lookups for the candidates only.
+  /// One term's share of a chunk's BM25 score, over posting `p` and the query term's weight `w`:
+  /// idf · tf·(k1+1) / (tf + k1·(1 − b + b·length/averageLength)).
+  static func termScore(averageLength: Double) -> String {
+    "w.idf * p.tf * \(Self.k1 + 1) / (p.tf + \(Self.k1) * (\(1 - Self.b) + \(Self.b) * p.length / \(averageLength)))"
+  }
+
+  /// BM25 (k1, b), best first: the sum over the query's terms of their shares (termScore), with
+  /// tf and length counted in the chunk's keywords (the document title included). The candidates
+  /// (and the rare terms' share of their scores) come from one index-only scan of the rare terms'
+  /// postings; the other terms (`rest`) are added by primary-key lookups for the candidates only.
   public func bm25(
     _ candidates: KeywordCandidates, rest: [(term: String, idf: Double)], averageLength: Double, knowledgeBases: [UUID],
     documents: [UUID]?, limit: Int
   ) async throws -> [RankedChunk] {
-    let k1 = Self.k1
-    let b = Self.b
-    let first: PostgresQuery
+    let termScore = Self.termScore(averageLength: averageLength)
+    var rare: [(term: String, idf: Double)] = []
+    var pool = 0
+    var tsquery: String?
+    var cap = 0
     switch candidates {
-    case .rarest(let terms, let pool):
-      first = """
-        WITH candidates AS (
-          SELECT p.chunk_id, p.document_id,
-            sum(w.idf * p.tf * (\(k1) + 1) / (p.tf + \(k1) * (1 - \(b) + \(b) * p.length / \(averageLength)))) AS score
-          FROM unnest(\(terms.map(\.term))::text[], \(terms.map(\.idf))::float8[]) AS w(term, idf)
-          JOIN keyword_postings p ON p.knowledge_base_id = ANY(\(knowledgeBases)) AND p.term = w.term
-          WHERE \(documents == nil) OR p.document_id = ANY(\(documents ?? []))
-          GROUP BY p.chunk_id, p.document_id ORDER BY score DESC LIMIT \(pool)
-        ),
-        scored AS (
-          SELECT e.chunk_id, e.document_id, e.score + coalesce((
-            SELECT sum(w.idf * p.tf * (\(k1) + 1) / (p.tf + \(k1) * (1 - \(b) + \(b) * p.length / \(averageLength))))
-            FROM unnest(\(rest.map(\.term))::text[], \(rest.map(\.idf))::float8[]) AS w(term, idf)
-            JOIN keyword_postings p ON p.knowledge_base_id = ANY(\(knowledgeBases)) AND p.term = w.term AND p.chunk_id = e.chunk_id
-          ), 0) AS score
-          FROM candidates e ORDER BY score DESC LIMIT \(limit)
-        )
-        SELECT chunk_id, document_id, score FROM scored ORDER BY score DESC, chunk_id
-        """
-    case .matching(let tsquery, let cap):
-      first = """
-        WITH candidates AS (
-          SELECT c.id AS chunk_id, c.document_id FROM document_chunks c
-          WHERE c.knowledge_base_id = ANY(\(knowledgeBases)) AND c.keywords @@ \(tsquery)::tsquery
-            AND (\(documents == nil) OR c.document_id = ANY(\(documents ?? [])))
-          LIMIT \(cap)
-        ),
-        scored AS (
-          SELECT e.chunk_id, e.document_id, coalesce((
-            SELECT sum(w.idf * p.tf * (\(k1) + 1) / (p.tf + \(k1) * (1 - \(b) + \(b) * p.length / \(averageLength))))
-            FROM unnest(\(rest.map(\.term))::text[], \(rest.map(\.idf))::float8[]) AS w(term, idf)
-            JOIN keyword_postings p ON p.knowledge_base_id = ANY(\(knowledgeBases)) AND p.term = w.term AND p.chunk_id = e.chunk_id
-          ), 0) AS score
-          FROM candidates e ORDER BY score DESC LIMIT \(limit)
-        )
-        SELECT chunk_id, document_id, score FROM scored ORDER BY score DESC, chunk_id
-        """
+    case .rarest(let terms, let size): (rare, pool) = (terms, size)
+    case .matching(let query, let size): (tsquery, cap) = (query, size)
     }
-    return try await self.database.query(first, logger: self.logger).map { row in
+    // One statement for both kinds of candidates: the branch not taken is a one-time false filter.
+    let sql: PostgresQuery = """
+      WITH candidates AS MATERIALIZED (
+        (SELECT p.knowledge_base_id, p.chunk_id, p.document_id, sum(\(unescaped: termScore)) AS score
+         FROM unnest(\(rare.map(\.term))::text[], \(rare.map(\.idf))::float8[]) AS w(term, idf)
+         JOIN keyword_postings p ON p.knowledge_base_id = ANY(\(knowledgeBases)) AND p.term = w.term
+         WHERE \(tsquery == nil) AND (\(documents == nil) OR p.document_id = ANY(\(documents ?? [])))
+         GROUP BY p.knowledge_base_id, p.chunk_id, p.document_id ORDER BY score DESC LIMIT \(pool))
+        UNION ALL
+        (SELECT c.knowledge_base_id, c.id, c.document_id, 0::float8 FROM document_chunks c
+         WHERE \(tsquery != nil) AND c.knowledge_base_id = ANY(\(knowledgeBases)) AND c.keywords @@ \(tsquery ?? "")::tsquery
+           AND (\(documents == nil) OR c.document_id = ANY(\(documents ?? [])))
+         LIMIT \(cap))
+      ),
+      rest AS (
+        SELECT e.chunk_id, sum(\(unescaped: termScore)) AS score
+        FROM candidates e CROSS JOIN unnest(\(rest.map(\.term))::text[], \(rest.map(\.idf))::float8[]) AS w(term, idf)
+        JOIN keyword_postings p ON p.knowledge_base_id = e.knowledge_base_id AND p.term = w.term AND p.chunk_id = e.chunk_id
+        GROUP BY e.chunk_id
+      )
+      SELECT e.chunk_id, e.document_id, e.score + coalesce(r.score, 0) AS total
+      FROM candidates e LEFT JOIN rest r ON r.chunk_id = e.chunk_id
+      ORDER BY total DESC, e.chunk_id LIMIT \(limit)
+      """
+    return try await self.database.query(sql, logger: self.logger).map { row in
       let (id, document, score) = try row.decode((UUID, UUID, Double).self)
       return RankedChunk(id: id, documentID: document, score: score)
     }

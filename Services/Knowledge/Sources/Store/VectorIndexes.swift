@@ -23,6 +23,12 @@ public enum VectorIndexes {
 
   static func name(dimension: Int) -> String { "idx_document_chunks_embedding_\(dimension)" }
 
+  /// How the service's connections scan the indexes, set once per connection (no statement per
+  /// search): 100 candidates to start with, and pgvector's iterative scan, which goes on past them
+  /// until the query's LIMIT is met (a selective filter, or a ranking that needs hundreds of
+  /// chunks). relaxed_order lets results come slightly out of order, so `nearest` sorts them again.
+  public static let sessionSettings = ["hnsw.ef_search": "100", "hnsw.iterative_scan": "relaxed_order"]
+
   /// Creates the index of each dimension that has none (CONCURRENTLY: writes go on meanwhile);
   /// an index a crashed build left invalid is dropped and built again. Called at start-up with the
   /// configured models' dimensions.
