@@ -212,6 +212,83 @@ struct SearchTests {
     }
   }
 
+  @Test("KEYWORD's scores are BM25 as a plain SQL reference computes it from the chunks' tsvectors, whichever way the candidates come")
+  func bm25MatchesReference() async throws {
+    try await TestPostgres.withTemporaryDatabase { configuration in
+      try await TestPostgres.withClient(configuration) { client in
+        _ = try await MigrationRunner(client: client, logger: TestPostgres.quietLogger).apply(CoreMigrations.all + KnowledgeService().migrations())
+        let base = UUID()
+        let owner = UUID()
+        _ = try await client.query(
+          "INSERT INTO knowledge_bases (id, name, owner_id, embedding_model, vector_dimension) VALUES (\(base), 'b', \(owner), 'offline-hash-384', 384)",
+          logger: TestPostgres.logger)
+        // Chunks of different lengths and term frequencies: every word of the query is in some.
+        var texts = Self.corpus.map(\.text)
+        texts += (0..<40).map { "Files \($0): " + String(repeating: "archive files ", count: $0 % 5) + "logs of server \($0 * 7) and more words" }
+        for (index, text) in texts.enumerated() {
+          let document = UUID()
+          _ = try await client.query(
+            """
+            INSERT INTO documents (id, user_id, knowledge_base_id, title, content_type, content_hash, chunk_strategy, chunk_size, chunk_overlap, status)
+            VALUES (\(document), \(owner), \(base), \("t\(index)"), 'text/plain', \(String(repeating: "0", count: 64)), 'fixed', 100, 10, 'indexed');
+            """, logger: TestPostgres.logger)
+          _ = try await client.query(
+            """
+            INSERT INTO document_chunks (document_id, knowledge_base_id, chunk_index, content, content_length, embedding, dimension, keywords, keyword_length)
+            SELECT \(document), \(base), 0, \(text), char_length(\(text)), \(ChunkStore.vectorLiteral([Float](repeating: 0.1, count: 384)))::vector, 384, k,
+              (SELECT coalesce(sum(array_length(u.positions, 1)), 0) FROM unnest(k) u)
+            FROM to_tsvector('english', \(text)) k
+            """, logger: TestPostgres.logger)
+        }
+        let store = ChunkStore(database: Database(client: client), logger: TestPostgres.quietLogger)
+        let query = "compressed archive files of the server logs"
+        let reference = try await client.query(
+          """
+          WITH chunks AS (SELECT * FROM document_chunks WHERE knowledge_base_id = \(base)),
+          stats AS (SELECT count(*)::float8 AS n, avg(keyword_length)::float8 AS average FROM chunks),
+          terms AS (SELECT unnest(tsvector_to_array(to_tsvector('english', \(query)))) AS term),
+          df AS (SELECT u.lexeme AS term, count(*)::float8 AS df FROM chunks c, unnest(c.keywords) u GROUP BY u.lexeme)
+          SELECT c.id, sum(ln(1 + (s.n - df.df + 0.5) / (df.df + 0.5)) * array_length(u.positions, 1) * 2.2
+            / (array_length(u.positions, 1) + 1.2 * (0.25 + 0.75 * c.keyword_length / s.average)))::float8 AS score
+          FROM chunks c CROSS JOIN stats s CROSS JOIN unnest(c.keywords) u JOIN terms t ON t.term = u.lexeme JOIN df ON df.term = u.lexeme
+          GROUP BY c.id ORDER BY score DESC, c.id
+          """, logger: TestPostgres.logger
+        ).collect().map { try $0.decode((UUID, Double).self) }
+        #expect(reference.count > 20)
+        let statistics = try await store.keywordStatistics(query, language: "english", knowledgeBases: [base])
+        let total = Double(statistics.chunks)
+        let weights = statistics.terms.filter { $0.chunks > 0 }.sorted { $0.chunks < $1.chunks }.map {
+          (term: $0.term, idf: log(1 + (total - Double($0.chunks) + 0.5) / (Double($0.chunks) + 0.5)))
+        }
+        #expect(weights.count == 5)  // compress, archiv, file, server, log
+        let average = Double(statistics.totalLength) / total
+        func same(_ ranked: [RankedChunk], _ expected: [(UUID, Double)], _ what: String) {
+          #expect(ranked.map(\.id) == expected.map(\.0), "\(what)")
+          for (got, want) in zip(ranked, expected) { #expect(abs(got.score - want.1) < 1e-9, "\(what): \(got.score) vs \(want.1)") }
+        }
+        // Candidates from the rarest term's postings (all of its chunks), the rest added by lookups.
+        let rarest = try await store.bm25(
+          .rarest(Array(weights.prefix(1)), pool: 1000), rest: Array(weights.dropFirst()), averageLength: average, knowledgeBases: [base],
+          documents: nil, limit: 10)
+        let holdingRarest = try await client.query(
+          "SELECT id FROM document_chunks WHERE keywords @@ to_tsquery('english', \(weights[0].term))", logger: TestPostgres.logger
+        ).collect().map { try $0.decode(UUID.self) }
+        same(rarest, reference.filter { holdingRarest.contains($0.0) }.prefix(10).map { $0 }, "rarest term's candidates")
+        // Every term's postings: the full ranking.
+        let all = try await store.bm25(
+          .rarest(weights, pool: 1000), rest: [], averageLength: average, knowledgeBases: [base], documents: nil, limit: 10)
+        same(all, Array(reference.prefix(10)), "all terms")
+        // Candidates matching a tsquery, every term added by lookups.
+        let matching = try await store.bm25(
+          .matching(tsquery: "'file' & 'log'", cap: 1000), rest: weights, averageLength: average, knowledgeBases: [base], documents: nil, limit: 10)
+        let holdingBoth = try await client.query(
+          "SELECT id FROM document_chunks WHERE keywords @@ 'file & log'::tsquery", logger: TestPostgres.logger
+        ).collect().map { try $0.decode(UUID.self) }
+        same(matching, reference.filter { holdingBoth.contains($0.0) }.prefix(10).map { $0 }, "matching candidates")
+      }
+    }
+  }
+
   @Test("Another user's chunks never appear, even when they match best")
   func ownerScoping() async throws {
     try await PlatformTestService.run(KnowledgeService()) { service in
