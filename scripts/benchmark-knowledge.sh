@@ -24,7 +24,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --provider) provider=$2; shift ;;
     --database) DB=$2; bench_args+=(--reuse); shift ;;
-    --queries|--chunk-size|--limit|--chunks|--seconds|--concurrency|--corpus|--overlap|--modes|--dump) bench_args+=("$1" "$2"); shift ;;
+    --queries|--chunk-size|--limit|--chunks|--seconds|--concurrency|--corpus|--overlap|--modes|--dump|--alpha) bench_args+=("$1" "$2"); shift ;;
     -*) echo "benchmark-knowledge.sh: unknown option $1" >&2; exit 2 ;;
     *) BIN=$1 ;;
   esac

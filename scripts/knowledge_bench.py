@@ -118,11 +118,14 @@ def ingest(client, base, documents, threads=8):
     return by_id, seconds, chunks
 
 
+ALPHA = 0.0  # the service's default (--alpha)
+
+
 def evaluate(client, base, by_id, queries, mode, fusion, threads=4):
     """R@1, R@5, R@10, MRR@10, nDCG@10 and the mean latency of `queries`."""
     def rank_of(query):
         response = client.search(kb_pb2.SearchRequest(knowledge_base_ids=[base.id], query=query["query"], mode=mode, fusion=fusion,
-                                                      top_k=10, distinct_documents=True))
+                                                      top_k=10, distinct_documents=True, hybrid_alpha=ALPHA))
         found = [by_id.get(result.document_id) for result in response.results]
         relevant = set(query["relevant"])
         for position, doc_id in enumerate(found, 1):
@@ -300,9 +303,12 @@ def main():
     parser.add_argument("--psql", default="", help="scale: a psql command (tab-separated words) for the benchmark's database")
     parser.add_argument("--dump", default="", help="recall: also write each query's KEYWORD and VECTOR top 100 to this file")
     parser.add_argument("--modes", default="", help="comma-separated: keyword, vector, hybrid, 'hybrid rrf', 'hybrid weighted'")
+    parser.add_argument("--alpha", type=float, default=0.0, help="recall: HYBRID weighted's weight of the vector ranking (the service's default)")
     parser.add_argument("--reuse", action="store_true", help="search the knowledge base an earlier run left in this database")
     parser.add_argument("what", choices=["recall", "scale"])
     args = parser.parse_args()
+    global ALPHA
+    ALPHA = args.alpha
     client = Client(args.port)
     (recall if args.what == "recall" else scale)(args, client)
 

@@ -113,15 +113,18 @@ struct ExtractionTests {
       let found = try await client.search(.with { $0.knowledgeBaseIds = [base.id]; $0.query = "charlie"; $0.mode = .keyword }, options: options)
       #expect(found.results.first?.chunk.metadata.fields["page"]?.numberValue == 3)
 
-      for (name, type, reason) in [
-        ("bomb.docx", DocumentFormat.docx, "64 MiB"), ("truncated.pdf", .pdf, "damaged"), ("memory-bomb.pdf", .pdf, "could not be read"),
+      // The zip bomb's byte cap is the direct test's (above); here, on a busy machine, its 3 s
+      // timeout may come first, which fails the document as well.
+      for (name, type, reasons) in [
+        ("bomb.docx", DocumentFormat.docx, ["64 MiB", "longer than"]), ("truncated.pdf", .pdf, ["damaged"]),
+        ("memory-bomb.pdf", .pdf, ["could not be read"]),
       ] {
         let created = try await uploadDocument(
           client,
           [.with { $0.header = .with { $0.knowledgeBaseID = base.id; $0.title = name; $0.contentType = type.rawValue } }]
             + Self.pieces(try ExtractionFixtures.bytes(name)).map { piece in .with { $0.data = piece } }, options: options)
         let failed = try await settled(client, created.id, options: options)
-        #expect(failed.status == .failed && failed.statusMessage.contains(reason) && !failed.statusMessage.isEmpty, "\(name): \(failed.statusMessage)")
+        #expect(failed.status == .failed && reasons.contains { failed.statusMessage.contains($0) }, "\(name): \(failed.statusMessage)")
       }
       // The service goes on: another document is indexed.
       try await addDocument(client, options, base: base.id, title: "after", content: "Still working after the bombs.")

@@ -142,6 +142,43 @@ struct SearchTests {
     }
   }
 
+  @Test("distinct_documents scores a document by the mean of its best chunk and its first: an opening about the query beats a passing match")
+  func documentsByBestAndFirstChunk() async throws {
+    try await PlatformTestService.run(KnowledgeService()) { service in
+      let client = KnowledgeClient(channel: service.client)
+      let options = try await service.options(for: UUID())
+      let base = try await makeBase(client, options, chunkSize: 16)
+      let filler = (0..<4).map { "Penguins are flightless seabirds \($0) of the southern hemisphere feeding on fish." }
+      let lead = try await addDocument(
+        client, options, base: base.id, title: "lead",
+        content: (["Unpacks archive files compressed with gzip, quickly."] + filler).joined(separator: "\n\n"))
+      let tail = try await addDocument(
+        client, options, base: base.id, title: "tail",
+        content: (filler + ["Archive files compressed with gzip: archive files, gzip archive files compressed."]).joined(separator: "\n\n"))
+      let question = "archive files compressed with gzip"
+      for mode in [Platform_Knowledge_V1_SearchMode.keyword, .vector] {
+        // Chunk by chunk, every chunk's score.
+        let chunks = try await client.search(
+          .with { $0.knowledgeBaseIds = [base.id]; $0.query = question; $0.mode = mode; $0.topK = 100 }, options: options).results
+        func score(_ result: Platform_Knowledge_V1_SearchResult) -> Double { mode == .keyword ? result.keywordScore : result.vectorScore }
+        let documents = try await client.search(
+          .with { $0.knowledgeBaseIds = [base.id]; $0.query = question; $0.mode = mode; $0.topK = 2; $0.distinctDocuments = true },
+          options: options).results
+        #expect(documents.map(\.documentID) == [lead.id, tail.id], "\(mode): \(documents.map(\.documentTitle))")
+        for document in documents {
+          let own = chunks.filter { $0.documentID == document.documentID }
+          let best = own.map(score).max() ?? 0
+          let first = own.first { $0.chunk.chunkIndex == 0 }.map(score) ?? 0
+          #expect(abs(score(document) - (best + first) / 2) < 1e-9, "\(mode) \(document.documentTitle): \(score(document)) vs \(best), \(first)")
+        }
+        if mode == .keyword {
+          // The passing match is the better chunk on its own.
+          #expect(chunks.first?.documentID == tail.id)
+        }
+      }
+    }
+  }
+
   @Test("A selective filter still yields k results from the HNSW index (iterative scan): a knowledge base with 1% of the chunks")
   func selectiveFilter() async throws {
     try await TestPostgres.withTemporaryDatabase { configuration in
@@ -182,7 +219,7 @@ struct SearchTests {
       }
       // New connections get the setting, and the service's own (the iterative scan).
       var service = configuration
-      service.sessionSettings = KnowledgeService().databaseSessionSettings
+      service.sessionSettings = try KnowledgeService().databaseSessionSettings(Environment([:]))
       try await TestPostgres.withClient(service) { client in
         let database = Database(client: client)
         let query = try await OfflineEmbedder().embed(["latency of the service mesh"])[0]

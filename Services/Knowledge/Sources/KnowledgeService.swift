@@ -22,7 +22,9 @@ public struct KnowledgeService: PlatformServiceDefinition {
 
   public var accessPolicy: AccessPolicy { KnowledgeAPI.accessPolicy }
 
-  public var databaseSessionSettings: [String: String] { VectorIndexes.sessionSettings }
+  public func databaseSessionSettings(_ environment: Environment) throws -> [String: String] {
+    VectorIndexes.sessionSettings(efSearch: try environment.int("KNOWLEDGE_HNSW_EF_SEARCH", default: VectorIndexes.defaultEFSearch, range: 10...1000))
+  }
 
   struct Parts {
     var bases: KnowledgeBases

@@ -5,7 +5,17 @@ internal import Foundation
 public enum LikePattern {
   /// The pattern matching any value that contains `text`.
   public static func containing(_ text: String) -> String {
-    "%" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
-      .replacingOccurrences(of: "_", with: "\\_") + "%"
+    "%" + Self.literal(text) + "%"
+  }
+
+  /// The pattern matching any value that starts with `text`.
+  public static func startingWith(_ text: String) -> String {
+    Self.literal(text) + "%"
+  }
+
+  /// `text` as a pattern that matches only itself.
+  public static func literal(_ text: String) -> String {
+    text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
+      .replacingOccurrences(of: "_", with: "\\_")
   }
 }

@@ -99,7 +99,7 @@ public final class PlatformServer: Service, Sendable {
     let exporting = exporter.map { exporter in Task.detached { try? await exporter.run() } }
     defer { exporting?.cancel() }
     var databaseConfiguration = configuration.database
-    databaseConfiguration.sessionSettings.merge(self.definition.databaseSessionSettings) { current, _ in current }
+    databaseConfiguration.sessionSettings.merge(try self.definition.databaseSessionSettings(configuration.environment)) { current, _ in current }
     let pool = PostgresClient(configuration: databaseConfiguration, logger: logger)
     let database = Database(client: pool, configuration: databaseConfiguration, tracing: tracing, metrics: self.metrics.factory)
     // Health checks on a connection of their own: a pool busy with requests is not a database

@@ -21,13 +21,14 @@ public protocol PlatformServiceDefinition: Sendable {
   /// (`AgentApiKeyVerifier`). The agent service answers for itself.
   func makeApiKeyVerifier(_ resources: ServiceResources) async throws -> (any ApiKeyVerifying)?
   /// Run-time parameters the service's database connections start with (default none).
-  var databaseSessionSettings: [String: String] { get }
+  /// - Throws: `Environment.InvalidValue` for a malformed setting of the service's own.
+  func databaseSessionSettings(_ environment: Environment) throws -> [String: String]
 }
 
 extension PlatformServiceDefinition {
   public func makeJobHandlers(_ resources: ServiceResources) async throws -> [JobHandler] { [] }
   public func makeApiKeyVerifier(_ resources: ServiceResources) async throws -> (any ApiKeyVerifying)? { nil }
-  public var databaseSessionSettings: [String: String] { [:] }
+  public func databaseSessionSettings(_ environment: Environment) throws -> [String: String] { [:] }
 }
 
 /// What a service's handlers are built from.

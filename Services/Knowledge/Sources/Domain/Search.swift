@@ -63,6 +63,14 @@ public struct Search: Sendable {
 
   /// Candidates each ranking contributes to HYBRID (at least; more for a large top_k).
   static let hybridCandidates = 100
+  /// Documents a single ranking rescores with distinct_documents, at least.
+  static let distinctCandidates = 20
+
+  /// The results (documents, with distinct_documents) each ranking should find.
+  static func documentsWanted(_ query: Query) -> Int {
+    if query.mode == .hybrid { return max(Self.hybridCandidates, query.topK * 2) }
+    return query.distinctDocuments ? max(Self.distinctCandidates, query.topK) : query.topK
+  }
   /// Chunks read per result wanted with `distinct_documents`.
   static let chunksPerDocument = 3
   /// KEYWORD's candidates come from the postings of the query's rarest terms until they add up
@@ -78,7 +86,7 @@ public struct Search: Sendable {
     let bases = try await self.bases.bases(query.knowledgeBaseIDs, owner: owner)
     // One result per document needs more chunks: a document may hold several of the best.
     let perResult = query.distinctDocuments ? Self.chunksPerDocument : 1
-    let candidates = (query.mode == .hybrid ? max(Self.hybridCandidates, query.topK * 2) : query.topK) * perResult
+    let candidates = Self.documentsWanted(query) * perResult
     let models = Dictionary(grouping: bases, by: \.embeddingModel)
     // A filter narrows the search to the documents it lets through, looked up once.
     let documents = try await self.chunks.documents(matching: query.filter, knowledgeBases: bases.map(\.id))
@@ -90,11 +98,15 @@ public struct Search: Sendable {
       ? VectorRanking(ranked: [], time: .zero, unavailable: nil)
       : self.vectorRanking(query, models: models, documents: documents, limit: candidates)
     var keyword: [RankedChunk] = []
+    var keywordWeights: [KeywordWeights] = []
     if query.mode != .vector {
       keyword = try await self.filled(query, limit: candidates) { limit in
         var ranked: [RankedChunk] = []
+        keywordWeights = []
         for (language, group) in Dictionary(grouping: bases, by: \.language).sorted(by: { $0.key < $1.key }) {
-          ranked += try await self.keywordRanking(query, language: language, knowledgeBases: group.map(\.id), documents: documents, limit: limit)
+          let ranking = try await self.keywordRanking(query, language: language, knowledgeBases: group.map(\.id), documents: documents, limit: limit)
+          ranked += ranking.ranked
+          keywordWeights += ranking.weights.map { [$0] } ?? []
         }
         return ranked.sorted { $0.score > $1.score }
       }
@@ -108,8 +120,8 @@ public struct Search: Sendable {
     }
     var vector = ranking.ranked
     if query.distinctDocuments {
-      vector = Self.bestPerDocument(vector)
-      keyword = Self.bestPerDocument(keyword)
+      (vector, keyword) = try await self.documentRankings(
+        vector: vector, keyword: keyword, mode: mode, vectors: ranking.vectors, keywordWeights: keywordWeights)
     }
     let fused = Array(Self.fuse(vector: vector, keyword: keyword, mode: mode, query: query).filter { $0.score >= query.minScore }.prefix(query.topK))
     // The chunks themselves, read once for the results.
@@ -135,6 +147,8 @@ public struct Search: Sendable {
 
   struct VectorRanking: Sendable {
     var ranked: [RankedChunk]
+    /// The query's embedding for each group of knowledge bases of one model.
+    var vectors: [(vector: [Float], knowledgeBases: [UUID])] = []
     var time: Duration
     /// Why the embedding provider could not embed the query.
     var unavailable: String?
@@ -168,7 +182,7 @@ public struct Search: Sendable {
       }
       return ranked.sorted { $0.score > $1.score }
     }
-    return VectorRanking(ranked: ranked, time: time, unavailable: nil)
+    return VectorRanking(ranked: ranked, vectors: vectors, time: time, unavailable: nil)
   }
 
   /// The most chunks a ranking reads to find enough distinct documents.
@@ -196,19 +210,21 @@ public struct Search: Sendable {
   /// taken as websearch_to_tsquery reads it: only chunks matching it are ranked.
   func keywordRanking(
     _ query: Query, language: String, knowledgeBases: [UUID], documents: [UUID]?, limit: Int
-  ) async throws -> [RankedChunk] {
+  ) async throws -> (ranked: [RankedChunk], weights: KeywordWeights?) {
     let statistics = try await self.chunks.keywordStatistics(query.text, language: language, knowledgeBases: knowledgeBases)
-    guard let websearch = statistics.websearch, statistics.chunks > 0 else { return [] }
+    guard let websearch = statistics.websearch, statistics.chunks > 0 else { return ([], nil) }
     let total = Double(statistics.chunks)
     let averageLength = max(1, Double(statistics.totalLength) / total)
     let present = statistics.terms.filter { $0.chunks > 0 }.sorted { $0.chunks < $1.chunks }
-    guard !present.isEmpty else { return [] }
+    guard !present.isEmpty else { return ([], nil) }
     // Lucene's IDF: never negative, so a term in most chunks still counts a little.
     let weights = present.map { (term: $0.term, idf: log(1 + (total - Double($0.chunks) + 0.5) / (Double($0.chunks) + 0.5))) }
+    let used = KeywordWeights(knowledgeBases: knowledgeBases, terms: weights, averageLength: averageLength)
     if Self.usesOperators(query.text) {
-      return try await self.chunks.bm25(
+      let ranked = try await self.chunks.bm25(
         .matching(tsquery: websearch, cap: Self.operatorCandidates), rest: weights, averageLength: averageLength,
         knowledgeBases: knowledgeBases, documents: documents, limit: limit)
+      return (ranked, used)
     }
     // The rarest terms up to the posting budget find the candidates (at least one term).
     var budget = 0
@@ -217,9 +233,83 @@ public struct Search: Sendable {
       budget += present[rare].chunks
       rare += 1
     }
-    return try await self.chunks.bm25(
+    let ranked = try await self.chunks.bm25(
       .rarest(Array(weights.prefix(rare)), pool: max(Self.candidatePool, limit * 3)), rest: Array(weights.dropFirst(rare)),
       averageLength: averageLength, knowledgeBases: knowledgeBases, documents: documents, limit: limit)
+    return (ranked, used)
+  }
+
+  /// What BM25 weighed a query's terms with, for one group of knowledge bases of one language.
+  struct KeywordWeights: Sendable {
+    var knowledgeBases: [UUID]
+    var terms: [(term: String, idf: Double)]
+    var averageLength: Double
+  }
+
+  /// distinct_documents ranks documents. A document's score in each ranking is the mean of its
+  /// best chunk's and its first chunk's: a document's opening says what the whole is about (a
+  /// manual page's summary, an abstract, a README's first paragraph), which one chunk elsewhere
+  /// that happens to match does not. On the retrieval corpus this lifted MiniLM's R@10 from
+  /// 0.890 to 0.912 and BM25's from 0.852 to 0.890, scoring every document exactly.
+  ///
+  /// The documents are those the chunk rankings found (both rankings' for HYBRID); a document one
+  /// ranking missed gets that ranking's score from its first chunk alone. Each ranking comes back
+  /// one chunk per document (its best, standing for it), ordered by the documents' scores.
+  func documentRankings(
+    vector: [RankedChunk], keyword: [RankedChunk], mode: Mode, vectors: [(vector: [Float], knowledgeBases: [UUID])],
+    keywordWeights: [KeywordWeights]
+  ) async throws -> (vector: [RankedChunk], keyword: [RankedChunk]) {
+    let bestVector = Self.bestPerDocument(vector)
+    let bestKeyword = Self.bestPerDocument(keyword)
+    var chunkOf: [UUID: UUID] = [:]
+    var documents: [UUID] = []
+    for ranked in (mode == .keyword ? [] : bestVector) + (mode == .vector ? [] : bestKeyword) where chunkOf[ranked.documentID] == nil {
+      chunkOf[ranked.documentID] = ranked.id
+      documents.append(ranked.documentID)
+    }
+    // The documents by `score` (nil: left out), ties in the order found.
+    func ranked(_ score: (UUID) -> Double?) -> [RankedChunk] {
+      var scored: [(order: Int, chunk: RankedChunk)] = []
+      for (order, document) in documents.enumerated() {
+        guard let value = score(document), let chunk = chunkOf[document] else { continue }
+        scored.append((order, RankedChunk(id: chunk, documentID: document, score: value)))
+      }
+      scored.sort { left, right in left.chunk.score != right.chunk.score ? left.chunk.score > right.chunk.score : left.order < right.order }
+      return scored.map(\.chunk)
+    }
+    func bestScores(_ best: [RankedChunk]) -> [UUID: Double] {
+      Dictionary(best.map { ($0.documentID, $0.score) }, uniquingKeysWith: { first, _ in first })
+    }
+    var vectorDocuments: [RankedChunk] = []
+    if mode != .keyword {
+      var leads: [UUID: Double] = [:]
+      for (query, knowledgeBases) in vectors {
+        leads.merge(try await self.chunks.leadSimilarities(query, documents: documents, knowledgeBases: knowledgeBases)) { max($0, $1) }
+      }
+      let best = bestScores(bestVector)
+      // A document whose first chunk was not compared (another model's) stands by its best chunk.
+      vectorDocuments = ranked { document in
+        guard let either = best[document] ?? leads[document] else { return nil }
+        return ((best[document] ?? either) + (leads[document] ?? either)) / 2
+      }
+    }
+    var keywordDocuments: [RankedChunk] = []
+    if mode != .vector {
+      var leads: [UUID: Double] = [:]
+      for weights in keywordWeights {
+        leads.merge(
+          try await self.chunks.leadBM25(weights.terms, averageLength: weights.averageLength, documents: documents, knowledgeBases: weights.knowledgeBases)
+        ) { max($0, $1) }
+      }
+      let best = bestScores(bestKeyword)
+      // A first chunk without any of the terms scores 0; a document without any is left out.
+      keywordDocuments = ranked { document in
+        let lead = leads[document] ?? 0
+        let score = ((best[document] ?? lead) + lead) / 2
+        return score > 0 ? score : nil
+      }
+    }
+    return (vectorDocuments, keywordDocuments)
   }
 
   /// Whether the query uses websearch syntax: a double quote, a word with a leading `-`, or `or`

@@ -319,6 +319,50 @@ public struct ChunkStore: Sendable {
     }
   }
 
+  /// The cosine similarity of `query` and the first chunk of each of `documents` (those of the
+  /// knowledge bases with `query.count` dimensions).
+  public func leadSimilarities(_ query: [Float], documents: [UUID], knowledgeBases: [UUID]) async throws -> [UUID: Double] {
+    guard !documents.isEmpty else { return [:] }
+    let dimension = query.count
+    let rows = try await self.database.query(
+      """
+      SELECT c.document_id, 1 - (\(unescaped: VectorIndexes.expression(dimension: dimension))
+        <=> \(Self.vectorLiteral(query))::\(unescaped: VectorIndexes.type(dimension: dimension)))
+      FROM document_chunks c
+      WHERE c.document_id = ANY(\(documents)) AND c.chunk_index = 0 AND c.dimension = \(unescaped: String(dimension))
+        AND c.knowledge_base_id = ANY(\(knowledgeBases))
+      """, logger: self.logger)
+    var found: [UUID: Double] = [:]
+    for row in rows {
+      let (document, similarity) = try row.decode((UUID, Double).self)
+      found[document] = similarity
+    }
+    return found
+  }
+
+  /// The BM25 score (as `bm25` computes it) of the first chunk of each of `documents` that holds
+  /// any of `terms`.
+  public func leadBM25(
+    _ terms: [(term: String, idf: Double)], averageLength: Double, documents: [UUID], knowledgeBases: [UUID]
+  ) async throws -> [UUID: Double] {
+    guard !documents.isEmpty, !terms.isEmpty else { return [:] }
+    let rows = try await self.database.query(
+      """
+      SELECT c.document_id, sum(\(unescaped: Self.termScore(averageLength: averageLength)))
+      FROM document_chunks c
+      CROSS JOIN unnest(\(terms.map(\.term))::text[], \(terms.map(\.idf))::float8[]) AS w(term, idf)
+      JOIN keyword_postings p ON p.knowledge_base_id = c.knowledge_base_id AND p.term = w.term AND p.chunk_id = c.id
+      WHERE c.document_id = ANY(\(documents)) AND c.chunk_index = 0 AND c.knowledge_base_id = ANY(\(knowledgeBases))
+      GROUP BY c.document_id
+      """, logger: self.logger)
+    var found: [UUID: Double] = [:]
+    for row in rows {
+      let (document, score) = try row.decode((UUID, Double).self)
+      found[document] = score
+    }
+    return found
+  }
+
   /// The chunks `ids` with their documents' titles.
   public func chunks(_ ids: [UUID]) async throws -> [UUID: (chunk: StoredChunk, title: String)] {
     guard !ids.isEmpty else { return [:] }
