@@ -295,7 +295,7 @@ def main():
     parser.add_argument("--corpus", default=os.path.join(DATA, "corpus.jsonl.gz"))
     parser.add_argument("--queries", default=os.path.join(DATA, "queries-dev.jsonl.gz"))
     parser.add_argument("--chunk-size", type=int, default=512)
-    parser.add_argument("--overlap", type=int, default=50)
+    parser.add_argument("--overlap", type=int, default=None, help="tokens (default: 50, or a tenth of a smaller --chunk-size)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N documents (and their queries)")
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=20)
@@ -309,6 +309,8 @@ def main():
     args = parser.parse_args()
     global ALPHA
     ALPHA = args.alpha
+    if args.overlap is None:
+        args.overlap = min(50, args.chunk_size // 10)
     client = Client(args.port)
     (recall if args.what == "recall" else scale)(args, client)
 

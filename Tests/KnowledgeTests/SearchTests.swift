@@ -259,9 +259,10 @@ struct SearchTests {
         _ = try await client.query(
           "INSERT INTO knowledge_bases (id, name, owner_id, embedding_model, vector_dimension) VALUES (\(base), 'b', \(owner), 'offline-hash-384', 384)",
           logger: TestPostgres.logger)
-        // Chunks of different lengths and term frequencies: every word of the query is in some.
+        // Chunks of different lengths and term frequencies (no two score alike, so the order is
+        // the scores'): every word of the query is in some.
         var texts = Self.corpus.map(\.text)
-        texts += (0..<40).map { "Files \($0): " + String(repeating: "archive files ", count: $0 % 5) + "logs of server \($0 * 7) and more words" }
+        texts += (0..<40).map { "Files \($0): " + String(repeating: "archive files ", count: $0 % 5) + "logs of server " + String(repeating: "extra ", count: $0) }
         for (index, text) in texts.enumerated() {
           let document = UUID()
           _ = try await client.query(

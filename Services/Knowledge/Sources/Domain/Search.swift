@@ -192,7 +192,7 @@ public struct Search: Sendable {
   /// maximumCandidates) while its chunks come from fewer documents than the search needs and
   /// more chunks exist: a long document's chunks can fill a ranking on their own.
   func filled(_ query: Query, limit: Int, rank: (Int) async throws -> [RankedChunk]) async throws -> [RankedChunk] {
-    let documentsWanted = query.mode == .hybrid ? max(Self.hybridCandidates, query.topK * 2) : query.topK
+    let documentsWanted = Self.documentsWanted(query)
     var limit = limit
     while true {
       let ranked = try await rank(limit)
