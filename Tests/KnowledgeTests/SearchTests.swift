@@ -327,6 +327,29 @@ struct SearchTests {
     }
   }
 
+  @Test("Start-up builds each dimension's HNSW index with the current build parameters and drops the one built with older ones")
+  func vectorIndexReplaced() async throws {
+    try await TestPostgres.withTemporaryDatabase { configuration in
+      try await TestPostgres.withClient(configuration) { client in
+        _ = try await MigrationRunner(client: client, logger: TestPostgres.quietLogger).apply(CoreMigrations.all + KnowledgeService().migrations())
+        // What an earlier version created: pgvector's default build parameters, no suffix.
+        _ = try await client.query(
+          """
+          CREATE INDEX idx_document_chunks_embedding_384 ON document_chunks USING hnsw ((embedding::vector(384)) vector_cosine_ops) WHERE dimension = 384
+          """, logger: TestPostgres.logger)
+        let database = Database(client: client)
+        for _ in 0..<2 {  // and again: nothing left to do
+          try await VectorIndexes.ensure(dimensions: [384], database: database, logger: TestPostgres.quietLogger)
+          let indexes = try await client.query(
+            "SELECT indexname::text, indexdef FROM pg_indexes WHERE indexname LIKE 'idx_document_chunks_embedding%'", logger: TestPostgres.logger
+          ).collect().map { try $0.decode((String, String).self) }
+          #expect(indexes.map(\.0) == ["idx_document_chunks_embedding_384_m16_ef200"])
+          #expect(indexes.first?.1.contains("ef_construction='200'") == true, "\(indexes)")
+        }
+      }
+    }
+  }
+
   @Test("Another user's chunks never appear, even when they match best")
   func ownerScoping() async throws {
     try await PlatformTestService.run(KnowledgeService()) { service in
