@@ -14,7 +14,7 @@ public enum LikePattern {
   }
 
   /// `text` as a pattern that matches only itself.
-  public static func literal(_ text: String) -> String {
+  private static func literal(_ text: String) -> String {
     text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
       .replacingOccurrences(of: "_", with: "\\_")
   }

@@ -100,13 +100,15 @@ public struct Search: Sendable {
     var keyword: [RankedChunk] = []
     var keywordWeights: [KeywordWeights] = []
     if query.mode != .vector {
+      for (language, group) in Dictionary(grouping: bases, by: \.language).sorted(by: { $0.key < $1.key }) {
+        if let weights = try await self.keywordWeights(query.text, language: language, knowledgeBases: group.map(\.id)) {
+          keywordWeights.append(weights)
+        }
+      }
       keyword = try await self.filled(query, limit: candidates) { limit in
         var ranked: [RankedChunk] = []
-        keywordWeights = []
-        for (language, group) in Dictionary(grouping: bases, by: \.language).sorted(by: { $0.key < $1.key }) {
-          let ranking = try await self.keywordRanking(query, language: language, knowledgeBases: group.map(\.id), documents: documents, limit: limit)
-          ranked += ranking.ranked
-          keywordWeights += ranking.weights.map { [$0] } ?? []
+        for weights in keywordWeights {
+          ranked += try await self.keywordRanking(query, weights: weights, documents: documents, limit: limit)
         }
         return ranked.sorted { $0.score > $1.score }
       }
@@ -208,42 +210,50 @@ public struct Search: Sendable {
   /// question matches although no chunk holds all its words, and a chunk holding more of them,
   /// or rarer ones, ranks higher. A query in websearch syntax (a quoted phrase, `-word`, `or`) is
   /// taken as websearch_to_tsquery reads it: only chunks matching it are ranked.
-  func keywordRanking(
-    _ query: Query, language: String, knowledgeBases: [UUID], documents: [UUID]?, limit: Int
-  ) async throws -> (ranked: [RankedChunk], weights: KeywordWeights?) {
-    let statistics = try await self.chunks.keywordStatistics(query.text, language: language, knowledgeBases: knowledgeBases)
-    guard let websearch = statistics.websearch, statistics.chunks > 0 else { return ([], nil) }
-    let total = Double(statistics.chunks)
-    let averageLength = max(1, Double(statistics.totalLength) / total)
-    let present = statistics.terms.filter { $0.chunks > 0 }.sorted { $0.chunks < $1.chunks }
-    guard !present.isEmpty else { return ([], nil) }
-    // Lucene's IDF: never negative, so a term in most chunks still counts a little.
-    let weights = present.map { (term: $0.term, idf: log(1 + (total - Double($0.chunks) + 0.5) / (Double($0.chunks) + 0.5))) }
-    let used = KeywordWeights(knowledgeBases: knowledgeBases, terms: weights, averageLength: averageLength)
+  func keywordRanking(_ query: Query, weights: KeywordWeights, documents: [UUID]?, limit: Int) async throws -> [RankedChunk] {
     if Self.usesOperators(query.text) {
-      let ranked = try await self.chunks.bm25(
-        .matching(tsquery: websearch, cap: Self.operatorCandidates), rest: weights, averageLength: averageLength,
-        knowledgeBases: knowledgeBases, documents: documents, limit: limit)
-      return (ranked, used)
+      return try await self.chunks.bm25(
+        .matching(tsquery: weights.websearch, cap: Self.operatorCandidates), rest: weights.terms, averageLength: weights.averageLength,
+        knowledgeBases: weights.knowledgeBases, documents: documents, limit: limit)
     }
-    // The rarest terms up to the posting budget find the candidates (at least one term).
+    return try await self.chunks.bm25(
+      .rarest(Array(weights.terms.prefix(weights.rare)), pool: max(Self.candidatePool, limit * 3)),
+      rest: Array(weights.terms.dropFirst(weights.rare)), averageLength: weights.averageLength,
+      knowledgeBases: weights.knowledgeBases, documents: documents, limit: limit)
+  }
+
+  /// What BM25 weighs a query's terms with in one group of knowledge bases of one language (read
+  /// once per search, however often the ranking reads further).
+  struct KeywordWeights: Sendable {
+    var knowledgeBases: [UUID]
+    /// The query as websearch_to_tsquery reads it.
+    var websearch: String
+    /// The query's terms that the knowledge bases hold, with their IDF, rarest first.
+    var terms: [(term: String, idf: Double)]
+    /// How many of `terms`, the rarest, find the candidates: their postings add up to at most
+    /// rareTermBudget (at least one term).
+    var rare: Int
+    var averageLength: Double
+  }
+
+  /// The weights of `text`'s terms; nil when it has none that the knowledge bases hold.
+  func keywordWeights(_ text: String, language: String, knowledgeBases: [UUID]) async throws -> KeywordWeights? {
+    let statistics = try await self.chunks.keywordStatistics(text, language: language, knowledgeBases: knowledgeBases)
+    guard let websearch = statistics.websearch, statistics.chunks > 0 else { return nil }
+    let total = Double(statistics.chunks)
+    let present = statistics.terms.filter { $0.chunks > 0 }.sorted { $0.chunks < $1.chunks }
+    guard !present.isEmpty else { return nil }
     var budget = 0
     var rare = 0
     while rare < present.count && (rare == 0 || budget + present[rare].chunks <= Self.rareTermBudget) {
       budget += present[rare].chunks
       rare += 1
     }
-    let ranked = try await self.chunks.bm25(
-      .rarest(Array(weights.prefix(rare)), pool: max(Self.candidatePool, limit * 3)), rest: Array(weights.dropFirst(rare)),
-      averageLength: averageLength, knowledgeBases: knowledgeBases, documents: documents, limit: limit)
-    return (ranked, used)
-  }
-
-  /// What BM25 weighed a query's terms with, for one group of knowledge bases of one language.
-  struct KeywordWeights: Sendable {
-    var knowledgeBases: [UUID]
-    var terms: [(term: String, idf: Double)]
-    var averageLength: Double
+    return KeywordWeights(
+      knowledgeBases: knowledgeBases, websearch: websearch,
+      // Lucene's IDF: never negative, so a term in most chunks still counts a little.
+      terms: present.map { (term: $0.term, idf: log(1 + (total - Double($0.chunks) + 0.5) / (Double($0.chunks) + 0.5))) },
+      rare: rare, averageLength: max(1, Double(statistics.totalLength) / total))
   }
 
   /// distinct_documents ranks documents. A document's score in each ranking is the mean of its
