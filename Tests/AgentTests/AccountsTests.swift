@@ -362,4 +362,28 @@ struct SessionLifecycleTests {
       await redis.close()
     }
   }
+
+  @Test("Logins from one address are limited across emails: RESOURCE_EXHAUSTED with a pushback, audited login_limited")
+  func loginLimitPerAddress() async throws {
+    try await withAgent(["AGENT_LOGIN_ATTEMPTS_PER_PEER": "5"]) { service, auth in
+      var limited: RPCError?
+      // Every attempt names another unknown email: only the per-address limit can refuse.
+      for _ in 0..<6 where limited == nil {
+        do {
+          _ = try await auth.login(.with {
+            $0.email = uniqueEmail("peer")
+            $0.password = goodPassword
+          })
+          Issue.record("an unknown email logged in")
+        } catch let error as RPCError where error.code == .resourceExhausted {
+          limited = error
+        } catch let error as RPCError {
+          #expect(error.code == .unauthenticated)
+        }
+      }
+      let error = try #require(limited, "six logins from one address within a minute were not limited at five")
+      #expect(error.metadata.firstString(forKey: "grpc-retry-pushback-ms").flatMap(Int.init).map { $0 > 0 } == true)
+      #expect(try await auditActions(service).contains("login_limited"))
+    }
+  }
 }

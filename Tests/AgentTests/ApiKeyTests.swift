@@ -52,6 +52,23 @@ struct ApiKeyTests {
       #expect(verified.userID == userID && verified.permissions == ["persona:read"] && verified.roles.isEmpty)
       #expect(verified.rateLimitPerMinute == 30)
 
+      // last_used_at: written by the first use, not again within a minute, again after one.
+      func lastUsed() async throws -> Date? {
+        var value: Date?
+        let rows = try await service.database.query(
+          "SELECT last_used_at FROM api_keys WHERE id = \(UUID(uuidString: created.apiKey.id)!)", logger: TestPostgres.quietLogger)
+        for try await (used,) in rows.decode((Date?,).self) { value = used }
+        return value
+      }
+      let firstUse = try #require(try await lastUsed())
+      _ = try await auth.verifyApiKey(.with { $0.key = created.secret })
+      #expect(try await lastUsed() == firstUse)
+      _ = try await service.database.query(
+        "UPDATE api_keys SET last_used_at = last_used_at - interval '61 seconds' WHERE id = \(UUID(uuidString: created.apiKey.id)!)",
+        logger: TestPostgres.quietLogger)
+      _ = try await auth.verifyApiKey(.with { $0.key = created.secret })
+      #expect(try await lastUsed()! > firstUse.addingTimeInterval(-5))
+
       let listed = try await auth.listApiKeys(.init(), options: options)
       #expect(listed.apiKeys.map(\.id) == [created.apiKey.id] && listed.totalSize == 1)
       #expect(!(try listed.jsonString()).contains(created.secret))

@@ -4,6 +4,7 @@ import GRPCRuntime
 import PlatformCore
 import PlatformProtos
 import PlatformTesting
+import PostgresNIO
 import SwiftProtobuf
 import Testing
 
@@ -247,9 +248,9 @@ struct UserAdminTests {
     }
   }
 
-  @Test("The audit log: filtered by subject and action, newest first, in pages; admins only")
+  @Test("The audit log: filtered by subject, action and time, newest first, in pages; admins only")
   func auditListing() async throws {
-    try await withAdmin { _, auth, users, adminOptions, adminID in
+    try await withAdmin { service, auth, users, adminOptions, adminID in
       let (viewer, viewerID) = try await signedInUser(auth)
       let logins = try await users.listAuditEvents(.with { $0.action = "login" }, options: adminOptions)
       #expect(Set(logins.events.map(\.subjectID)) == [adminID, viewerID] && logins.events.allSatisfy { $0.decision == "allow" })
@@ -266,6 +267,20 @@ struct UserAdminTests {
         $0.pageToken = page.nextPageToken
       }, options: adminOptions)
       #expect(page.events.map(\.action) == ["login"] && rest.events.map(\.action) == ["register"])
+      // The time range: the registration moved an hour back, the login left now.
+      _ = try await service.database.query(
+        "UPDATE auth_audit_log SET created_at = now() - interval '1 hour' WHERE subject_id = \(viewerID) AND action = 'register'",
+        logger: TestPostgres.quietLogger)
+      let halfHourAgo = Google_Protobuf_Timestamp(date: Date().addingTimeInterval(-1800))
+      let recent = try await users.listAuditEvents(.with {
+        $0.subjectID = viewerID
+        $0.startTime = halfHourAgo
+      }, options: adminOptions)
+      let older = try await users.listAuditEvents(.with {
+        $0.subjectID = viewerID
+        $0.endTime = halfHourAgo
+      }, options: adminOptions)
+      #expect(recent.events.map(\.action) == ["login"] && older.events.map(\.action) == ["register"])
       await expectStatus(.invalidArgument) {
         try await users.listAuditEvents(.with {
           $0.startTime = Google_Protobuf_Timestamp(date: Date())

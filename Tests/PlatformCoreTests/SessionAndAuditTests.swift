@@ -4,6 +4,7 @@ import PlatformCore
 import PlatformRedis
 import PlatformTesting
 import PostgresNIO
+import Synchronization
 import Testing
 
 @Suite("Session checks and the audit recorder")
@@ -27,13 +28,21 @@ struct SessionAndAuditTests {
     await redis.close()
   }
 
-  @Test("Redis down: the session check follows its policy", arguments: [SessionOutagePolicy.allow, .deny])
+  @Test("Redis down: the session check follows its policy, counts each unchecked token and says so in the log once a minute",
+    arguments: [SessionOutagePolicy.allow, .deny])
   func sessionOutage(_ policy: SessionOutagePolicy) async throws {
     let server = try await RedisTestServer()
     let redis = try RedisFeatureTests.client(server)
-    let check = SessionCheck(redis: redis, outagePolicy: policy, logger: Self.logger)
+    let lines = CapturedLog()
+    let check = SessionCheck(redis: redis, outagePolicy: policy, logger: lines.logger)
     server.kill()
-    #expect(await check.check(userID: UUID(), sessionID: "s") == .unknown(accepted: policy == .allow))
+    for _ in 0..<3 {
+      #expect(await check.check(userID: UUID(), sessionID: "s") == .unknown(accepted: policy == .allow))
+    }
+    #expect(check.unverifiedCount == 3)
+    let warnings = lines.messages.filter { $0.contains("session cannot be checked") }
+    #expect(warnings.count == 1)
+    #expect(warnings.first?.contains(policy == .allow ? "Accepting" : "Refusing") == true)
     await redis.close()
   }
 
@@ -78,6 +87,31 @@ struct SessionAndAuditTests {
           #expect(subject == 64 && resource == 128 && action == 32 && detailBytes <= 2048)
         }
       }
+    }
+  }
+}
+
+/// A logger whose warnings and errors a test can read.
+final class CapturedLog: Sendable {
+  private let lines = Mutex<[String]>([])
+  var messages: [String] { self.lines.withLock { $0 } }
+
+  var logger: Logger {
+    var logger = Logger(label: "captured") { _ in Handler(log: self) }
+    logger.logLevel = .warning
+    return logger
+  }
+
+  struct Handler: LogHandler {
+    let log: CapturedLog
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .warning
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+      get { self.metadata[key] }
+      set { self.metadata[key] = newValue }
+    }
+    func log(event: LogEvent) {
+      self.log.lines.withLock { $0.append(event.message.description) }
     }
   }
 }

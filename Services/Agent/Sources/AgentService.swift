@@ -43,6 +43,14 @@ public struct AgentService: PlatformServiceDefinition {
       audit: AuditLog(database: resources.database, logger: resources.logger), logger: resources.logger)
   }
 
+  static func revocation(_ resources: ServiceResources) -> SessionRevocation {
+    SessionRevocation(sessions: SessionStore(redis: resources.redis), jobs: resources.jobs, logger: resources.logger)
+  }
+
+  public func makeJobHandlers(_ resources: ServiceResources) async throws -> [JobHandler] {
+    [Self.revocation(resources).handler]
+  }
+
   public func makeServices(_ resources: ServiceResources) async throws -> [any RPCService] {
     let environment = resources.configuration.environment
     var configuration = try AccountsConfiguration(environment: environment)
@@ -58,7 +66,7 @@ public struct AgentService: PlatformServiceDefinition {
       store: IdentityStore(database: resources.database, logger: resources.logger),
       hasher: try PasswordHasher(parameters: configuration.passwordParameters),
       issuer: issuer,
-      sessions: SessionStore(redis: resources.redis),
+      sessions: SessionStore(redis: resources.redis), revocation: Self.revocation(resources),
       limiter: RateLimiter(redis: resources.redis, logger: resources.logger, metrics: resources.metrics.factory),
       redis: resources.redis,
       audit: AuditLog(database: resources.database, logger: resources.logger),
@@ -69,7 +77,7 @@ public struct AgentService: PlatformServiceDefinition {
       }
     }
     let admin = UserAdmin(
-      store: IdentityStore(database: resources.database, logger: resources.logger), sessions: SessionStore(redis: resources.redis),
+      store: IdentityStore(database: resources.database, logger: resources.logger), revocation: Self.revocation(resources),
       audit: AuditLog(database: resources.database, logger: resources.logger), logger: resources.logger)
     let roles = RoleAdmin(
       store: RoleStore(database: resources.database, logger: resources.logger),

@@ -121,7 +121,7 @@ public struct AuthInterceptor: ServerInterceptor {
     do {
       identity = try await apiKeys.identity(of: key)
     } catch {
-      throw RPCError(.unavailable, "The API key cannot be checked now; retry shortly")
+      throw self.refuse(context, nil, .unavailable, "The API key cannot be checked now; retry shortly")
     }
     guard let identity else { throw self.refuse(context, nil, .unauthenticated, "The API key is invalid, revoked or expired") }
     if let limiter = self.limiter, let keyID = identity.caller.apiKeyID,

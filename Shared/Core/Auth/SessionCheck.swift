@@ -1,3 +1,4 @@
+public import CoreMetrics
 public import Foundation
 public import Logging
 public import PlatformRedis
@@ -7,7 +8,8 @@ internal import Synchronization
 /// is down (`SESSION_CHECK_REDIS_DOWN`).
 public enum SessionOutagePolicy: String, Sendable, CaseIterable {
   /// Accept valid tokens (default): an outage does not sign everyone out; a logout during it
-  /// takes effect when Redis is back.
+  /// takes effect when Redis is back (the agent service retries the revocation until it is).
+  /// Each acceptance is counted (`session_checks_unverified_total`) and logged once a minute.
   case allow
   /// Refuse tokens with a session: safer, and everyone is signed out while Redis is down.
   case deny
@@ -24,16 +26,24 @@ public final class SessionCheck: Sendable {
   private let capacity: Int
   private let logger: Logger
   private let confirmed = Mutex<[String: ContinuousClock.Instant]>([:])
+  private let uncheckedMetric: Counter
+  private let unverified = Atomic<Int>(0)
+  /// When the last warning about unchecked sessions was logged (one a minute at most).
+  private let lastWarning = Mutex<ContinuousClock.Instant?>(nil)
 
+  /// - Parameter metrics: counts `session_checks_unverified_total{policy}`: tokens whose session
+  ///   Redis could not confirm, accepted or refused by the outage policy.
   public init(
     redis: RedisClient, outagePolicy: SessionOutagePolicy = .allow, cacheFor: Duration = .seconds(2),
-    capacity: Int = 10_000, logger: Logger
+    capacity: Int = 10_000, logger: Logger, metrics: any MetricsFactory = MetricsSystem.factory
   ) {
     self.sessions = SessionStore(redis: redis)
     self.outagePolicy = outagePolicy
     self.cacheFor = cacheFor
     self.capacity = capacity
     self.logger = logger
+    self.uncheckedMetric = Counter(
+      label: "session_checks_unverified_total", dimensions: [("policy", outagePolicy.rawValue)], factory: metrics)
   }
 
   public enum Verdict: Sendable, Equatable {
@@ -42,6 +52,9 @@ public final class SessionCheck: Sendable {
     /// Redis could not answer; the outage policy decided.
     case unknown(accepted: Bool)
   }
+
+  /// Tokens whose session Redis could not confirm, since start.
+  public var unverifiedCount: Int { self.unverified.load(ordering: .relaxed) }
 
   public func check(userID: UUID, sessionID: String) async -> Verdict {
     let key = userID.lowercasedString + "/" + sessionID
@@ -53,6 +66,21 @@ public final class SessionCheck: Sendable {
         return .ended
       }
     } catch {
+      self.uncheckedMetric.increment()
+      self.unverified.wrappingAdd(1, ordering: .relaxed)
+      let now = ContinuousClock.now
+      let due = self.lastWarning.withLock { last in
+        guard last.map({ now - $0 >= .seconds(60) }) ?? true else { return false }
+        last = now
+        return true
+      }
+      if due {
+        self.logger.warning(
+          self.outagePolicy == .allow
+            ? "Accepting tokens whose session cannot be checked (Redis is unreachable; SESSION_CHECK_REDIS_DOWN=allow)"
+            : "Refusing tokens whose session cannot be checked (Redis is unreachable; SESSION_CHECK_REDIS_DOWN=deny)",
+          metadata: ["error": "\(error)", "policy": "\(self.outagePolicy.rawValue)"])
+      }
       return .unknown(accepted: self.outagePolicy == .allow)
     }
     self.confirmed.withLock { confirmed in

@@ -58,6 +58,13 @@ public struct SessionStore: Sendable {
     return 1
     """)
 
+  /// Deletes KEYS[1] if its `session_id` is ARGV[1].
+  static let revokeSession = RedisScript(
+    """
+    if redis.call('HGET', KEYS[1], 'session_id') ~= ARGV[1] then return 0 end
+    return redis.call('DEL', KEYS[1])
+    """)
+
   /// Resumes session ARGV[2] of KEYS[1]: recreated (fields ARGV[3...]) when the hash expired,
   /// slid when it is that session, refused (0) when another session replaced it.
   static let resume = RedisScript(
@@ -140,6 +147,14 @@ public struct SessionStore: Sendable {
   @discardableResult
   public func revoke(_ userID: UUID) async throws -> Bool {
     try await self.redis.delete([Self.key(userID)]) == 1
+  }
+
+  /// Ends session `sessionID` of `userID`, leaving a newer one alone; any session when nil.
+  /// - Returns: whether a session ended.
+  @discardableResult
+  public func revoke(_ userID: UUID, sessionID: String?) async throws -> Bool {
+    guard let sessionID else { return try await self.revoke(userID) }
+    return try await self.redis.evaluate(Self.revokeSession, keys: [Self.key(userID)], arguments: [.string(sessionID)]) == .integer(1)
   }
 
   private static func json(_ strings: [String]) -> String {

@@ -170,7 +170,8 @@ public final class PlatformServer: Service, Sendable {
           ErrorMappingInterceptor(logger: logger),
           AuthInterceptor(
             verifier: verifier, policy: self.definition.accessPolicy,
-            sessions: SessionCheck(redis: redis, outagePolicy: configuration.sessionOutagePolicy, logger: logger),
+            sessions: SessionCheck(
+              redis: redis, outagePolicy: configuration.sessionOutagePolicy, logger: logger, metrics: metrics.factory),
             audit: auditRecorder, apiKeys: apiKeys,
             limiter: RateLimiter(redis: redis, outagePolicy: configuration.rateLimitOutagePolicy, logger: logger, metrics: metrics.factory)),
         ] + (self.definition.accessPolicy.auditedServices.isEmpty ? [] : [

@@ -49,6 +49,7 @@ public struct Accounts: Sendable {
   let hasher: PasswordHasher
   let issuer: TokenIssuer
   let sessions: SessionStore
+  let revocation: SessionRevocation
   let limiter: RateLimiter
   let redis: RedisClient
   let audit: AuditLog
@@ -56,9 +57,10 @@ public struct Accounts: Sendable {
   let logger: Logger
 
   public init(
-    store: IdentityStore, hasher: PasswordHasher, issuer: TokenIssuer, sessions: SessionStore, limiter: RateLimiter,
-    redis: RedisClient, audit: AuditLog, configuration: AccountsConfiguration, logger: Logger
+    store: IdentityStore, hasher: PasswordHasher, issuer: TokenIssuer, sessions: SessionStore, revocation: SessionRevocation,
+    limiter: RateLimiter, redis: RedisClient, audit: AuditLog, configuration: AccountsConfiguration, logger: Logger
   ) {
+    self.revocation = revocation
     self.store = store
     self.hasher = hasher
     self.issuer = issuer
@@ -236,12 +238,12 @@ public struct Accounts: Sendable {
   }
 
   /// Ends the caller's session: its refresh tokens at once, its access tokens as services see
-  /// the session gone.
+  /// the session gone (when Redis is down, once it is back: the revocation is queued).
   public func logout(caller: Caller) async throws {
     if let sessionID = caller.sessionID {
       _ = try await self.store.revokeSession(sessionID, userID: caller.userID, reason: "logout")
     }
-    _ = try await self.sessions.revoke(caller.userID)
+    try await self.revocation.revoke(caller.userID, sessionID: caller.sessionID)
     await self.audit.recordOrLog(AuditEvent(subject: caller.userID.lowercasedString, resource: "auth", action: "logout", decision: .allow))
   }
 

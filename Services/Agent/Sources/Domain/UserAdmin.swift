@@ -6,15 +6,15 @@ public import PlatformCore
 /// audit log. Every change is audited; none may leave the platform without an active admin.
 public struct UserAdmin: Sendable {
   let store: IdentityStore
-  let sessions: SessionStore
+  let revocation: SessionRevocation
   let audit: AuditLog
   let logger: Logger
 
   public static let adminPermission: Permission = "agent:admin"
 
-  public init(store: IdentityStore, sessions: SessionStore, audit: AuditLog, logger: Logger) {
+  public init(store: IdentityStore, revocation: SessionRevocation, audit: AuditLog, logger: Logger) {
     self.store = store
-    self.sessions = sessions
+    self.revocation = revocation
     self.audit = audit
     self.logger = logger
   }
@@ -138,7 +138,7 @@ public struct UserAdmin: Sendable {
   /// A deactivated user's session ends (their tokens stop in every service within seconds).
   private func endSessions(of userID: UUID, by caller: Caller) async {
     do {
-      try await self.sessions.revoke(userID)
+      try await self.revocation.revoke(userID, sessionID: nil)
     } catch {
       self.logger.error("A deactivated user's session was not ended", metadata: ["user_id": "\(userID)", "error": "\(error)"])
     }
