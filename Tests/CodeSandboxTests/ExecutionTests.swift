@@ -59,6 +59,13 @@ struct ExecutionTests {
       #expect(raised.status == .failed && raised.exitCode == 1 && raised.stderr.contains("ValueError: boom"))
       let thrown = try await run(client, options, .javascript, "throw new Error('boom')")
       #expect(thrown.status == .failed && thrown.exitCode == 1 && thrown.stderr.contains("Error: boom"))
+      let thrownTyped = try await run(client, options, .typescript, "const n: number = 1\nthrow new TypeError(`boom ${n}`)")
+      #expect(thrownTyped.status == .failed && thrownTyped.exitCode == 1 && thrownTyped.stderr.contains("TypeError: boom 1"), "\(thrownTyped)")
+      // stderr has its own cap and flag; a quiet stdout is not truncated.
+      let noisy = try await run(client, options, .python, "import sys\nfor _ in range(100): sys.stderr.write('e' * 1000)") {
+        $0.limits.maxOutputBytes = 10_000
+      }
+      #expect(noisy.stderrTruncated && !noisy.stdoutTruncated && noisy.stderr.utf8.count <= 10_000, "\(noisy)")
     }
   }
 }
@@ -90,6 +97,15 @@ struct FeatureTests {
       #expect(execution.outputs.first?.content.starts(with: [0x89, 0x50, 0x4E, 0x47]) == true)
       let stored = try await client.getCodeExecution(.with { $0.id = execution.id }, options: options)
       #expect(stored.outputs == execution.outputs && stored.memoryUsedMb > 0)
+      // Output files are capped in count (SANDBOX_MAX_OUTPUT_FILES, 20) and bytes (1 MiB together):
+      // what does not fit is left out and the result says so.
+      let many = try await run(client, options, .python, "for i in range(30): open(f'outputs/f{i:02}.txt', 'w').write('x')")
+      #expect(many.status == .completed && many.outputs.count == 20 && many.outputsTruncated, "\(many.outputs.count)")
+      let large = try await run(client, options, .python, "open('outputs/a.bin', 'wb').write(b'a' * 700_000)\nopen('outputs/b.bin', 'wb').write(b'b' * 700_000)")
+      #expect(large.status == .completed && large.outputsTruncated, "\(large)")
+      #expect(large.outputs.reduce(0) { $0 + $1.content.count } <= 1 << 20)
+      let small = try await run(client, options, .python, "open('outputs/one.txt', 'w').write('1')")
+      #expect(small.outputs.count == 1 && !small.outputsTruncated)
       await expectStatus(.invalidArgument) {
         try await run(client, options, .python, "print(1)") { $0.files = [.with { $0.name = "../escape" }] }
       }
@@ -167,7 +183,9 @@ struct LimitTests {
         $0.limits.timeoutMs = 3000
         $0.limits.cpuMillis = 1000
       }
-      #expect(spinning.status == .timeout || spinning.terminationReason == .cpuLimit, "\(spinning)")
+      // A busy loop used its whole CPU share until the time limit: a CPU limit, not a wait.
+      #expect(spinning.status == .timeout && spinning.terminationReason == .cpuLimit, "\(spinning)")
+      #expect(spinning.cpuUsagePercent > slow.cpuUsagePercent && slow.cpuUsagePercent < 20, "\(spinning) \(slow)")
       let forbidden = try await run(client, options, .python, "import ctypes\nctypes.CDLL(None).unshare(0x10000000)")
       #expect(forbidden.status == .failed && forbidden.terminationReason == .deniedSyscall && forbidden.signal == 31, "\(forbidden)")
       #expect(forbidden.securityScore < 50)

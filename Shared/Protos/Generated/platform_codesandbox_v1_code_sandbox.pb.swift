@@ -148,10 +148,13 @@ public nonisolated enum Platform_Codesandbox_V1_TerminationReason: SwiftProtobuf
   /// Its stdout or stderr went over limits.max_output_bytes; it was stopped there.
   case outputLimit // = 3
 
-  /// It used up its CPU seconds (SIGXCPU).
+  /// It ran out of CPU: it was still computing (on a CPU, waiting for one, or held back by its
+  /// share, limits.cpu_millis) when limits.timeout_ms ended it (status TIMEOUT), or a process
+  /// used up its CPU seconds (SIGXCPU, status FAILED).
   case cpuLimit // = 4
 
-  /// It went over limits.timeout_ms (status TIMEOUT).
+  /// It went over limits.timeout_ms while mostly waiting (sleeping, reading, blocked): status
+  /// TIMEOUT.
   case timeLimit // = 5
 
   /// A signal ended it; see signal.

@@ -292,7 +292,7 @@ public struct Executions: Sendable {
       execution.exitCode = Int(code)
     case .timedOut:
       execution.status = .timeout
-      execution.reason = .timeLimit
+      execution.reason = outcome.computingAtTimeout ? .cpuLimit : .timeLimit
     case .cancelled:
       execution.status = .cancelled
       execution.reason = .cancelled

@@ -22,8 +22,7 @@ public struct CgroupHost: Sendable, CustomStringConvertible {
   /// Where the services' directories go: v2's one hierarchy (beside our own cgroup, which may not
   /// hold processes and children with controllers at once; under the root if we are the root),
   /// or per v1 controller, under our own cgroup.
-  private static func parents(root: String) -> (version: Version, parents: [String: String]) {
-    let own = Self.ownCgroups()
+  private static func parents(root: String, own: [String: String]) -> (version: Version, parents: [String: String]) {
     if FileManager.default.fileExists(atPath: "\(root)/cgroup.controllers") {
       let path = own[""] ?? "/"
       return (.v2, ["": path == "/" ? root : root + (path as NSString).deletingLastPathComponent])
@@ -38,8 +37,9 @@ public struct CgroupHost: Sendable, CustomStringConvertible {
 
   /// What this host offers: nil when no memory controller can be written (not root, not
   /// delegated, not mounted).
-  public static func detect(root: String = "/sys/fs/cgroup", label: String) -> CgroupHost? {
-    let (version, parents) = Self.parents(root: root)
+  /// - Parameter own: this process's cgroup per controller, as /proc/self/cgroup says (nil: read it).
+  public static func detect(root: String = "/sys/fs/cgroup", label: String, own: [String: String]? = nil) -> CgroupHost? {
+    let (version, parents) = Self.parents(root: root, own: own ?? Self.ownCgroups())
     switch version {
     case .v2:
       guard let parent = parents[""] else { return nil }
@@ -69,7 +69,7 @@ public struct CgroupHost: Sendable, CustomStringConvertible {
   /// Removes what services that are gone left behind: `code-sandbox-<pid>-<n>` directories of
   /// dead pids, with whatever still runs in them killed.
   public static func removeStale(root: String = "/sys/fs/cgroup", prefix: String) {
-    for parent in Set(Self.parents(root: root).parents.values) {
+    for parent in Set(Self.parents(root: root, own: Self.ownCgroups()).parents.values) {
       for entry in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where entry.hasPrefix(prefix) {
         guard let pid = entry.dropFirst(prefix.count).split(separator: "-").first.flatMap({ Int32($0) }), kill(pid, 0) != 0,
           errno == ESRCH
@@ -178,6 +178,34 @@ struct Cgroup: Sendable {
       }
     case .v1: self.number("cpuacct", "cpuacct.usage")
     }
+  }
+
+  /// How long the run's live threads have been on a CPU or waiting for one (/proc/<tid>/schedstat),
+  /// plus how long its CPU quota held it back: what it would have computed, given the CPU.
+  var cpuDemandNanoseconds: Int? {
+    let threads: String?
+    let stat: (directory: String?, field: String, scale: Int)
+    switch self.version {
+    case .v2:
+      threads = self.directories[""].flatMap { CgroupHost.read("\($0)/cgroup.threads") }
+      stat = (self.directories[""], "throttled_usec", 1000)
+    case .v1:
+      threads = (self.directories["cpuacct"] ?? self.directories["memory"]).flatMap { CgroupHost.read("\($0)/tasks") }
+      stat = (self.directories["cpu"], "throttled_time", 1)
+    }
+    guard let threads else { return nil }
+    var total = 0
+    for tid in threads.split(separator: "\n") {
+      guard let fields = CgroupHost.read("/proc/\(tid)/schedstat")?.split(separator: " "), fields.count >= 2 else { continue }
+      total += (Int(fields[0]) ?? 0) + (Int(fields[1]) ?? 0)
+    }
+    if let directory = stat.directory, let text = CgroupHost.read("\(directory)/cpu.stat"),
+      let line = text.split(separator: "\n").first(where: { $0.hasPrefix(stat.field + " ") }),
+      let value = Int(line.dropFirst(stat.field.count + 1))
+    {
+      total += value * stat.scale
+    }
+    return total
   }
 
   /// Whether the kernel's OOM killer killed something in the run.

@@ -33,6 +33,8 @@ public struct SandboxConfiguration: Sendable {
   /// default `sandbox-exec` next to the service's executable).
   public var bwrap: String
   public var launcher: String
+  /// Where the cgroup hierarchies are mounted (`SANDBOX_CGROUP_ROOT`, default /sys/fs/cgroup).
+  public var cgroupRoot: String
 
   public init(environment: Environment, executableDirectory: String) throws {
     let cores = ProcessInfo.processInfo.activeProcessorCount
@@ -47,6 +49,7 @@ public struct SandboxConfiguration: Sendable {
     self.allowWeakLimits = environment["SANDBOX_ALLOW_WEAK_LIMITS"] == "1"
     self.bwrap = environment.string("SANDBOX_BWRAP", default: "/usr/bin/bwrap")
     self.launcher = environment.string("SANDBOX_EXEC", default: "\(executableDirectory)/sandbox-exec")
+    self.cgroupRoot = environment.string("SANDBOX_CGROUP_ROOT", default: "/sys/fs/cgroup")
   }
 }
 
@@ -111,6 +114,9 @@ struct SandboxOutcome: Sendable {
   var elapsed: Duration = .zero
   var peakMemoryBytes: Int?
   var cpuNanoseconds: Int?
+  /// A timed-out run was computing as its time ran out (its threads on a CPU, waiting for one or
+  /// held back by its CPU quota), not waiting: a CPU limit rather than a wait.
+  var computingAtTimeout = false
   /// Which slot (uid) ran it.
   var slot: Int = 0
 }
@@ -145,8 +151,8 @@ public final class Sandbox: Sendable {
     signal(SIGPIPE, SIG_IGN)
     // Each sandbox its own directory (one process may hold several: tests).
     let label = "code-sandbox-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-    CgroupHost.removeStale(prefix: "code-sandbox-")
-    let cgroups = CgroupHost.detect(label: label)
+    CgroupHost.removeStale(root: configuration.cgroupRoot, prefix: "code-sandbox-")
+    let cgroups = CgroupHost.detect(root: configuration.cgroupRoot, label: label)
     if cgroups == nil && !configuration.allowWeakLimits {
       throw SandboxError.host(
         "no writable cgroup memory controller here, so runs' memory cannot be limited; run as root on a host with cgroups, or set SANDBOX_ALLOW_WEAK_LIMITS=1 to run without memory and CPU limits")
@@ -221,7 +227,8 @@ public final class Sandbox: Sendable {
 
     let report: [UInt8]
     do {
-      report = try await self.exchange(process, run: run, state: state, inputs: inputs, stdin: stdin, onOutput: onOutput)
+      report = try await self.exchange(
+        process, run: run, state: state, inputs: inputs, stdin: stdin, cgroup: cgroup, onOutput: onOutput)
     } catch {
       // A pipe failed (or the call was cancelled): nothing of the run may go on.
       process.kill()
@@ -235,7 +242,7 @@ public final class Sandbox: Sendable {
   /// Feeds the run its inputs and stdin and reads its output and report until they end, the
   /// clock runs out, the output goes over its cap or the caller cancels (the last three kill it).
   private func exchange(
-    _ process: SandboxProcess, run: SandboxRun, state: RunState, inputs: ByteBuffer, stdin: ByteBuffer,
+    _ process: SandboxProcess, run: SandboxRun, state: RunState, inputs: ByteBuffer, stdin: ByteBuffer, cgroup: Cgroup?,
     onOutput: @escaping @Sendable (Int, ByteBuffer) async -> Void
   ) async throws -> [UInt8] {
     try await withTaskCancellationHandler {
@@ -271,10 +278,18 @@ public final class Sandbox: Sendable {
           }
           return report
         }
-        // The wall clock: kills the launcher (and so the sandbox) at the limit.
+        // The wall clock: kills the launcher (and so the sandbox) at the limit. Over the last
+        // moments before it, how much CPU the run's threads wanted tells a computation from a
+        // wait (at least half the window: computing).
         let timer = Task {
-          try await Task.sleep(for: run.timeout)
-          state.timedOut()
+          let window = min(Duration.milliseconds(200), run.timeout / 2)
+          try await Task.sleep(for: run.timeout - window)
+          let before = cgroup?.cpuDemandNanoseconds
+          try await Task.sleep(for: window)
+          let after = cgroup?.cpuDemandNanoseconds
+          var computing = false
+          if let before, let after { computing = Double(after - before) >= 0.5 * Double(window.components.attoseconds / 1_000_000_000 + window.components.seconds * 1_000_000_000) }
+          state.timedOut(computing: computing)
           process.kill()
         }
         defer { timer.cancel() }
@@ -308,6 +323,7 @@ public final class Sandbox: Sendable {
       outcome.ending = .cancelled
     } else if state.didTimeOut {
       outcome.ending = .timedOut
+      outcome.computingAtTimeout = state.wasComputingAtTimeout
     } else if state.overLimit {
       outcome.ending = .outputLimit
     } else if cgroup?.oomKilled == true {
@@ -430,6 +446,7 @@ final class RunState: Sendable {
     var stderrTruncated = false
     var overLimit = false
     var timedOut = false
+    var computingAtTimeout = false
     var cancelled = false
   }
 
@@ -459,7 +476,13 @@ final class RunState: Sendable {
   var overLimit: Bool { self.streams.withLockedValue { $0.overLimit } }
   var didTimeOut: Bool { self.streams.withLockedValue { $0.timedOut } }
   var wasCancelled: Bool { self.streams.withLockedValue { $0.cancelled } }
-  func timedOut() { self.streams.withLockedValue { $0.timedOut = true } }
+  var wasComputingAtTimeout: Bool { self.streams.withLockedValue { $0.computingAtTimeout } }
+  func timedOut(computing: Bool) {
+    self.streams.withLockedValue {
+      $0.timedOut = true
+      $0.computingAtTimeout = computing
+    }
+  }
   func cancelled() { self.streams.withLockedValue { $0.cancelled = true } }
 
   var outputs: ([UInt8], Bool, [UInt8], Bool) {
