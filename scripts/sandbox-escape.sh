@@ -8,7 +8,11 @@
 # starts the service with a token key of its own, 4 slots and a canary secret in its environment,
 # waits for SERVING, then runs Tests/Hostile/sandbox_escape.py: network, file system, /proc,
 # resource, process and privilege escapes, each checked from the host, with nothing left behind.
-# Prints "sandbox escape: N of N contained"; exits 1 on any failure, 2 when it cannot run at all.
+# Prints "sandbox escape: N of N contained". Then Tests/Hostile/sandbox_layers.py tests each
+# isolation layer on its own (seccomp, bubblewrap's namespaces with the arguments of a real run of
+# the suite's, the slot uid, rlimits, the cgroup), through the sandbox-exec next to the service,
+# each against a control run without that layer: "sandbox layers: N of N held on their own".
+# Exits 1 on any failure, 2 when it cannot run at all.
 # The server is stopped and the database dropped on exit. Needs root (slot uids, cgroups), as CI.
 #
 # Env: PGPORT (5432), PGPASSWORD (platform), REDIS_PORT (6379), PSQL.
@@ -46,7 +50,7 @@ DB_CREATED=1
   die "could not generate a token key"
 
 HOST=127.0.0.1 PORT=$PORT ADMIN_PORT=0 DATABASE_URL="postgres://$PGUSER:$PGPASSWORD@$PGHOST:$PGPORT/$DB" \
-REDIS_URL="redis://127.0.0.1:${REDIS_PORT:-6379}" JWT_PUBLIC_KEYS="$TMP/jwks.json" SANDBOX_POOL_SIZE=4 SANDBOX_CANARY="$CANARY" \
+REDIS_URL="redis://127.0.0.1:${REDIS_PORT:-6379}" JWT_PUBLIC_KEYS="$TMP/jwks.json" SANDBOX_POOL_SIZE=4 SANDBOX_TMP_MB=64 SANDBOX_CANARY="$CANARY" \
 LOG_LEVEL=warning "$BIN" >"$TMP/server.log" 2>&1 &
 SERVER_PID=$!
 
@@ -58,7 +62,11 @@ done
 "$PY" "$REPO/scripts/health_check.py" "127.0.0.1:$PORT" >/dev/null 2>&1 || { tail -20 "$TMP/server.log" >&2; die "the service did not answer SERVING"; }
 
 JWT_PRIVATE_KEY="$TMP/jwt-private.jwk" timeout 600 "$PY" "$REPO/Tests/Hostile/sandbox_escape.py" --port "$PORT" --canary "$CANARY" \
-  --uid-base 61000 --slots 4
+  --uid-base 61000 --slots 4 --tmp-mb 64 --save-bwrap-args "$TMP/bwrap-args.json"
 rc=$?
+# Layer by layer, as uid 61090 (and 61091 as another slot's): apart from the slots' 61000…61003
+# and the analyser's 61004.
+timeout 120 "$PY" "$REPO/Tests/Hostile/sandbox_layers.py" --launcher "$(dirname "$BIN")/sandbox-exec" \
+  --bwrap-args "$TMP/bwrap-args.json" --uid 61090 || rc=1
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then echo "FAIL escape: the service died"; tail -20 "$TMP/server.log"; rc=1; fi
 exit $rc
