@@ -26,6 +26,7 @@ public struct AgentService: PlatformServiceDefinition {
   public var accessPolicy: AccessPolicy {
     var policy = AuthAPI.accessPolicy
     for (method, permission) in UserAPI.requirements { policy.requirements[method.path] = permission }
+    for (method, permission) in AgentAPI.requirements { policy.requirements[method.path] = permission }
     // Identity: every refused call is a security event.
     policy.auditedServices = [Platform_Agent_V1_AuthService.serviceName, Platform_Agent_V1_UserService.serviceName]
     return policy
@@ -82,7 +83,22 @@ public struct AgentService: PlatformServiceDefinition {
     let roles = RoleAdmin(
       store: RoleStore(database: resources.database, logger: resources.logger),
       audit: AuditLog(database: resources.database, logger: resources.logger))
-    return [AuthAPI(accounts: accounts, apiKeys: Self.apiKeys(resources)), UserAPI(admin: admin, roles: roles)]
+    // Agents: personas are checked with the persona service, as the caller.
+    let models = try ModelCatalog(environment: environment)
+    let peers = try PeerChannels([.persona], configuration: resources.configuration, tracing: resources.tracing, lifetime: resources.lifetime)
+    let agents = Agents(
+      store: AgentStore(database: resources.database, models: models, logger: resources.logger),
+      personas: PersonaServiceDirectory(channel: peers.channel(.persona)), models: models,
+      webSearchAvailable: environment["WEB_SEARCH_URL"] != nil, logger: resources.logger)
+    // Execution logs are partitioned by month: this month's and the next two exist before the
+    // first write, and months past EXECUTION_LOG_RETENTION_MONTHS are dropped (seed 002 §6.2).
+    let partitions = try MonthlyPartitions(
+      table: "execution_logs", monthsAhead: 2,
+      retentionMonths: try environment.int("EXECUTION_LOG_RETENTION_MONTHS", default: 6, range: 1...120), database: resources.database,
+      logger: resources.logger)
+    try await partitions.maintain()
+    resources.lifetime.run { await partitions.run() }
+    return [AuthAPI(accounts: accounts, apiKeys: Self.apiKeys(resources)), UserAPI(admin: admin, roles: roles), AgentAPI(agents: agents)]
   }
 }
 

@@ -171,15 +171,20 @@ public struct AuthInterceptor: ServerInterceptor {
   }
 }
 
-/// Forwards the credentials of the call being handled to every outgoing call, so a service
-/// calling another acts as its caller (DESIGN.md "Auth").
+/// Forwards the credentials of the call being handled (a bearer token or an API key) to every
+/// outgoing call that carries none of its own, so a service calling another acts as its caller
+/// (DESIGN.md "Auth").
 public struct CredentialForwardingInterceptor: ClientInterceptor {
   public init() {}
 
   public func prepare(_ head: inout ClientCallHead) {
-    guard head.metadata.firstString(forKey: "authorization") == nil,
-      let authorization = ServerContext.current?.requestMetadata.firstString(forKey: "authorization")
+    guard head.metadata.firstString(forKey: "authorization") == nil, head.metadata.firstString(forKey: "x-api-key") == nil,
+      let incoming = ServerContext.current?.requestMetadata
     else { return }
-    head.metadata.addString(authorization, forKey: "authorization")
+    if let authorization = incoming.firstString(forKey: "authorization") {
+      head.metadata.addString(authorization, forKey: "authorization")
+    } else if let key = incoming.firstString(forKey: "x-api-key") {
+      head.metadata.addString(key, forKey: "x-api-key")
+    }
   }
 }

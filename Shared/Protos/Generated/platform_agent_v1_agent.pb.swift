@@ -1294,7 +1294,15 @@ public nonisolated struct Platform_Agent_V1_AgentPlugin: Sendable {
   /// Clears the value of `config`. Subsequent reads from it will return its default value.
   public mutating func clearConfig() {self._config = nil}
 
-  public var isEnabled: Bool = false
+  /// Default on AddPlugin: true.
+  public var isEnabled: Bool {
+    get {_isEnabled ?? false}
+    set {_isEnabled = newValue}
+  }
+  /// Returns true if `isEnabled` has been explicitly set.
+  public var hasIsEnabled: Bool {self._isEnabled != nil}
+  /// Clears the value of `isEnabled`. Subsequent reads from it will return its default value.
+  public mutating func clearIsEnabled() {self._isEnabled = nil}
 
   /// Execution order among the agent's plugins, ascending.
   public var orderIndex: Int32 = 0
@@ -1324,6 +1332,7 @@ public nonisolated struct Platform_Agent_V1_AgentPlugin: Sendable {
   public init() {}
 
   fileprivate var _config: SwiftProtobuf.Google_Protobuf_Struct? = nil
+  fileprivate var _isEnabled: Bool? = nil
   fileprivate var _createTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
   fileprivate var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
@@ -3601,7 +3610,7 @@ nonisolated extension Platform_Agent_V1_AgentPlugin: SwiftProtobuf.Message, Swif
       case 3: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 4: try { try decoder.decodeSingularEnumField(value: &self.pluginType) }()
       case 5: try { try decoder.decodeSingularMessageField(value: &self._config) }()
-      case 6: try { try decoder.decodeSingularBoolField(value: &self.isEnabled) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self._isEnabled) }()
       case 7: try { try decoder.decodeSingularInt32Field(value: &self.orderIndex) }()
       case 8: try { try decoder.decodeSingularMessageField(value: &self._createTime) }()
       case 9: try { try decoder.decodeSingularMessageField(value: &self._updateTime) }()
@@ -3630,9 +3639,9 @@ nonisolated extension Platform_Agent_V1_AgentPlugin: SwiftProtobuf.Message, Swif
     try { if let v = self._config {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
     } }()
-    if self.isEnabled != false {
-      try visitor.visitSingularBoolField(value: self.isEnabled, fieldNumber: 6)
-    }
+    try { if let v = self._isEnabled {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 6)
+    } }()
     if self.orderIndex != 0 {
       try visitor.visitSingularInt32Field(value: self.orderIndex, fieldNumber: 7)
     }
@@ -3651,7 +3660,7 @@ nonisolated extension Platform_Agent_V1_AgentPlugin: SwiftProtobuf.Message, Swif
     if lhs.name != rhs.name {return false}
     if lhs.pluginType != rhs.pluginType {return false}
     if lhs._config != rhs._config {return false}
-    if lhs.isEnabled != rhs.isEnabled {return false}
+    if lhs._isEnabled != rhs._isEnabled {return false}
     if lhs.orderIndex != rhs.orderIndex {return false}
     if lhs._createTime != rhs._createTime {return false}
     if lhs._updateTime != rhs._updateTime {return false}
