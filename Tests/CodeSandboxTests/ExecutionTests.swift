@@ -373,11 +373,14 @@ struct LoadTests {
       #expect(outcomes.allSatisfy { $0.1 < .seconds(10) })
       // Refused runs leave no row behind.
       #expect(try await client.listCodeExecutions(.init(), options: options).totalSize == 5)
-      // The health details on /metrics: what isolation this host gives, and the refusals.
+      // On /metrics: what isolation this host gives, and the refusals.
       let metrics = try httpRequest(port: service.adminPort, path: "/metrics").body
       #expect(metrics.contains(#"sandbox_refused_total{why="pool_full"} 4"#), "\(metrics)")
       #expect(metrics.contains(#"sandbox_isolation{cgroup="v"#) && metrics.contains(#"uids="per-slot""#))
       #expect(metrics.contains(#"sandbox_runs_total{ending="success"} 5"#))
+      // And in the health details under /readyz's verdict.
+      let ready = try httpRequest(port: service.adminPort, path: "/readyz")
+      #expect(ready.status == 200 && ready.body.hasPrefix("SERVING\nsandbox: bubblewrap, seccomp, cgroup v"), "\(ready.body)")
     }
   }
 

@@ -30,6 +30,7 @@ public struct CodeSandboxService: PlatformServiceDefinition {
     } catch SandboxError.host(let why) {
       throw Environment.InvalidValue(variable: "SANDBOX_*", value: "-", expected: why)
     }
+    resources.healthDetails.set("sandbox", sandbox.isolation)
     let store = ExecutionStore(database: resources.database, logger: resources.logger)
     let logger = resources.logger
     let port = resources.configuration.port

@@ -5,17 +5,23 @@ internal import NIOPosix
 internal import Synchronization
 
 /// The admin port (HTTP/1.1, `ADMIN_PORT`): `/metrics` (Prometheus text), `/healthz` (the
-/// process is up) and `/readyz` (the same verdict as gRPC health: 200 SERVING, 503 otherwise).
+/// process is up) and `/readyz` (the same verdict as gRPC health: 200 SERVING, 503 otherwise;
+/// then the service's `HealthDetails`, a `name: value` line each).
 /// GET and HEAD only; anything else is 404 or 405. Built on swift-nio's HTTP/1 codec.
 public final class AdminServer: Sendable {
   private let host: String
   private let port: Int
   private let metrics: PlatformMetrics
   private let ready: @Sendable () -> Bool
+  private let details: HealthDetails
   private let logger: Logger
   private let channel = Mutex<(any Channel)?>(nil)
 
-  public init(host: String, port: Int, metrics: PlatformMetrics, logger: Logger, ready: @escaping @Sendable () -> Bool) {
+  public init(
+    host: String, port: Int, metrics: PlatformMetrics, details: HealthDetails = HealthDetails(), logger: Logger,
+    ready: @escaping @Sendable () -> Bool
+  ) {
+    self.details = details
     self.host = host
     self.port = port
     self.metrics = metrics
@@ -27,13 +33,14 @@ public final class AdminServer: Sendable {
   public func bind() async throws -> Int {
     let metrics = self.metrics
     let ready = self.ready
+    let details = self.details
     let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
       .serverChannelOption(.backlog, value: 64)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
       .childChannelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
           try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-          try channel.pipeline.syncOperations.addHandler(AdminHandler(metrics: metrics, ready: ready))
+          try channel.pipeline.syncOperations.addHandler(AdminHandler(metrics: metrics, ready: ready, details: details))
         }
       }
       .bind(host: self.host, port: self.port)
@@ -61,9 +68,11 @@ private final class AdminHandler: ChannelInboundHandler {
 
   private let metrics: PlatformMetrics
   private let ready: @Sendable () -> Bool
+  private let details: HealthDetails
   private var request: HTTPRequestHead?
 
-  init(metrics: PlatformMetrics, ready: @escaping @Sendable () -> Bool) {
+  init(metrics: PlatformMetrics, ready: @escaping @Sendable () -> Bool, details: HealthDetails) {
+    self.details = details
     self.metrics = metrics
     self.ready = ready
   }
@@ -99,7 +108,7 @@ private final class AdminHandler: ChannelInboundHandler {
       case "/readyz":
         let isReady = self.ready()
         status = isReady ? .ok : .serviceUnavailable
-        body = Array((isReady ? "SERVING\n" : "NOT_SERVING\n").utf8)
+        body = Array(((isReady ? "SERVING\n" : "NOT_SERVING\n") + self.details.text).utf8)
       default:
         status = .notFound
         body = Array("not found: /metrics, /healthz, /readyz\n".utf8)

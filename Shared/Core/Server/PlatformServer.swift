@@ -185,7 +185,9 @@ public final class PlatformServer: Service, Sendable {
         logger: logger
       )
       // Bound before the server is handed out: a port in use fails start-up, not a waiter.
-      let admin = AdminServer(host: configuration.host, port: configuration.resolvedAdminPort, metrics: metrics, logger: logger) {
+      let admin = AdminServer(
+        host: configuration.host, port: configuration.resolvedAdminPort, metrics: metrics, details: resources.healthDetails, logger: logger
+      ) {
         health.status(forService: "") == .serving
       }
       let adminPort = try await admin.bind()

@@ -49,4 +49,6 @@ public struct ServiceResources: Sendable {
   public var logger: Logger
   /// Loops that run beside the RPCs while the server serves, and what to release when it stops.
   public var lifetime: ServiceLifetime
+  /// Lines the admin port's `/readyz` shows under its verdict.
+  public var healthDetails = HealthDetails()
 }
