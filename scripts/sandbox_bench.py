@@ -6,8 +6,9 @@
 For Python `print(1)` and JavaScript `console.log(1)`: the bare interpreter started N times
 (`python3 -I -c`, `node -e`, with the sandbox's small environment), then N ExecuteCode calls one at a time through gRPC (end to end:
 request, analysis, the row written, the sandbox, the row updated, the reply), then S seconds of
-C concurrent callers. Prints p50/p99 of each, the sandbox's own share (execution_time_ms: from
-the launcher's start to the report), and runs per second.
+C concurrent callers and S seconds of C bare interpreters at once. Prints p50/p99 of each, the
+sandbox's own share (execution_time_ms: from the launcher's start to the report), and runs per
+second through the sandbox and bare.
 """
 import argparse
 import os
@@ -99,7 +100,26 @@ def main():
             t.start()
         for t in threads:
             t.join()
-        print(f"{name + ' full pool':24} {done[0] / (time.monotonic() - started):8.1f} runs/s with {args.concurrency} callers")
+        sandboxed = done[0] / (time.monotonic() - started)
+
+        # The same concurrency of bare interpreters, for the ratio.
+        bare_done = [0]
+        stop = time.monotonic() + args.seconds
+
+        def bare_loop():
+            while time.monotonic() < stop:
+                subprocess.run(bare, capture_output=True, check=True, env=clean)
+                with lock:
+                    bare_done[0] += 1
+        threads = [threading.Thread(target=bare_loop) for _ in range(args.concurrency)]
+        started = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        bare_rate = bare_done[0] / (time.monotonic() - started)
+        print(f"{name + ' full pool':24} {sandboxed:8.1f} runs/s with {args.concurrency} callers;"
+              f" bare at the same concurrency {bare_rate:.1f}/s (ratio {sandboxed / bare_rate:.2f})")
 
 
 if __name__ == "__main__":

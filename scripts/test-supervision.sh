@@ -13,6 +13,12 @@
 # answering grpc.health.v1.Health/Check, told through control files to exit or to ignore SIGTERM.
 # Everything runs on free ports (<SERVICE>_ADDR) with its own state directory
 # (PLATFORM_STATE_DIR), so a platform already running on the default ports is not touched.
+# That state directory starts empty, so the first `up` makes the token key pair: the test checks
+# it is there (keys/jwt-private.jwk mode 0600 in keys/ 0700, keys/jwks.json holding its public
+# half under the same kid), that only the agent service gets JWT_PRIVATE_KEY (the environment of
+# every service process; no other holds the key's path or the key itself) while all six get
+# JWT_PUBLIC_KEYS, and that a later `up` (next to a running platform, and after `down`) uses the
+# same keys.
 # The last line is "N passed, M failed"; the exit status is non-zero when a check failed.
 set -uo pipefail
 
@@ -33,6 +39,8 @@ export STOP_TIMEOUT=3 HEALTH_TIMEOUT=120
 export PLATFORM_EMBEDDINGS=offline
 export RESTART_BACKOFF_MIN=1 RESTART_BACKOFF_MAX=30 RESTART_RESET_AFTER=4   # reset: 60 by default
 unset PORT DATABASE_URL
+# The local default key pair is what is tested, not keys of the caller's.
+unset JWT_PUBLIC_KEYS JWT_PRIVATE_KEY SQL_ENCRYPTION_KEY
 
 passed=0 failed=0
 ok() { passed=$((passed + 1)); printf 'ok   - %s\n' "$*"; }
@@ -103,6 +111,56 @@ cleanup() {
   summary
 }
 trap cleanup EXIT
+
+# The token keys `up` makes under the state directory.
+KEYS="$WORK/state/keys"
+keys_made() {
+  [[ -s $KEYS/jwt-private.jwk && -s $KEYS/jwks.json ]] || { ls -la "$KEYS" 2>&1 | sed 's/^/    /'; return 1; }
+}
+private_key_owner_only() {
+  local f d; f="$(stat -c %a "$KEYS/jwt-private.jwk")" d="$(stat -c %a "$KEYS")"
+  [[ $f == 600 && $d == 700 ]] || { echo "    jwt-private.jwk mode $f, keys/ mode $d"; return 1; }
+}
+# The public key set holds the private key's public half under its kid; prints "kid d".
+key_pair() {
+  "$PY" - "$KEYS/jwt-private.jwk" "$KEYS/jwks.json" <<'PY'
+import base64, json, sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives import serialization
+private = json.load(open(sys.argv[1]))
+public = {k["kid"]: k for k in json.load(open(sys.argv[2]))["keys"]}
+d = base64.urlsafe_b64decode(private["d"] + "=" * (-len(private["d"]) % 4))
+x = Ed25519PrivateKey.from_private_bytes(d).public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+mine = public.get(private["kid"])
+if not mine or base64.urlsafe_b64decode(mine["x"] + "=" * (-len(mine["x"]) % 4)) != x or "d" in mine:
+    sys.exit(f"jwks.json has no public half of kid {private['kid']!r} (kids: {sorted(public)})")
+print(private["kid"], private["d"])
+PY
+}
+keys_fingerprint() { cat "$KEYS/jwt-private.jwk" "$KEYS/jwks.json" 2>/dev/null | sha256sum | cut -c1-16; }
+# Every service process gets JWT_PUBLIC_KEYS (the state directory's jwks.json); only agent gets
+# JWT_PRIVATE_KEY, and no other has the private key's path or its secret anywhere in its
+# environment or command line.
+private_key_only_in_agent() {
+  local secret s p e bad=0
+  secret="$(key_pair | cut -d' ' -f2)"
+  [[ -n $secret ]] || { echo "    cannot read the private key"; return 1; }
+  for s in "${SERVICES[@]}"; do
+    p="$(pid_of "$s")"
+    e="$(tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null)"
+    [[ -n $e ]] || { echo "    $s (pid $p): no environment to read"; bad=1; continue; }
+    grep -qxF "JWT_PUBLIC_KEYS=$KEYS/jwks.json" <<<"$e" || { echo "    $s: not JWT_PUBLIC_KEYS=$KEYS/jwks.json"; bad=1; }
+    if [[ $s == agent ]]; then
+      grep -qxF "JWT_PRIVATE_KEY=$KEYS/jwt-private.jwk" <<<"$e" || { echo "    agent: not JWT_PRIVATE_KEY=$KEYS/jwt-private.jwk"; bad=1; }
+    else
+      e+=$'\n'"$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"
+      if grep -q '^JWT_PRIVATE_KEY=' <<<"$e" || grep -qF -e "jwt-private" -e "$secret" <<<"$e"; then
+        echo "    $s (pid $p) has the private key (or its path) in its environment or command line"; bad=1
+      fi
+    fi
+  done
+  return "$bad"
+}
 
 # ------------------------------------------------------------------ setup
 
@@ -181,6 +239,16 @@ check "status: persona running, 0 restarts, no last exit, SERVING" \
   row_matches persona '^persona +[^ ]+ +[0-9]+ +0 +- +SERVING'
 check "status exits 0 while everything is SERVING" to_file /dev/null "$PLATFORM" status
 
+# ------------------------------------------------------------------ the token key pair of the first up
+
+check "the first up made a token key pair under the state directory (keys/jwt-private.jwk, keys/jwks.json)" keys_made
+check "the first up said so ('token keys made under')" grep -q "token keys made under $KEYS" "$WORK/up.out"
+check "the private key is readable by its owner only (mode 600, keys/ 700)" private_key_owner_only
+kid="$(key_pair | cut -d' ' -f1)"
+check "jwks.json holds the private key's public half under its kid (${kid:-none})" test -n "$kid"
+check "only agent gets JWT_PRIVATE_KEY; all six get JWT_PUBLIC_KEYS (each service's environment)" private_key_only_in_agent
+keys_first="$(keys_fingerprint)"
+
 # ------------------------------------------------------------------ kill -9
 
 old="$(pid_of persona)"
@@ -205,6 +273,8 @@ same=1
 for s in "${SERVICES[@]}"; do [[ ${before[$s]} == "$(pid_of "$s")/$(sup_of "$s")" ]] || same=0; done
 check "a second up succeeds and leaves every service and supervisor alone" \
   test "$rc" = 0 -a "$same" = 1 -a "$(grep -c 'already supervised' "$WORK/up2.out")" = 6
+check "a second up keeps the token keys (kid $kid, same files) and makes none" \
+  bash -c '[[ $1 == "$2" ]] && ! grep -q "token keys made" "$3"' _ "$(keys_fingerprint)" "$keys_first" "$WORK/up2.out"
 
 # ------------------------------------------------------------------ exit codes and backoff
 
@@ -263,6 +333,9 @@ if "$PLATFORM" up >"$WORK/up3.out" 2>&1; then ok "up again after down"; else
   not_ok "up again after down"; tail -n 30 "$WORK/up3.out" | sed 's/^/    /'; exit 1; fi
 check "status: restarts start from 0 again" \
   row_matches persona '^persona +[^ ]+ +[0-9]+ +0 +'
+check "up after down keeps the token keys (kid $kid, same files) and makes none" \
+  bash -c '[[ $1 == "$2" ]] && ! grep -q "token keys made" "$3"' _ "$(keys_fingerprint)" "$keys_first" "$WORK/up3.out"
+check "after up again, still only agent gets JWT_PRIVATE_KEY" private_key_only_in_agent
 touch "$CTL/workflow.ignore-term"
 t0=$SECONDS
 check "down succeeds with workflow ignoring SIGTERM" to_file "$WORK/down2.out" "$PLATFORM" down

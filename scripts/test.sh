@@ -41,9 +41,10 @@ step "persona service from C (libprotobuf-c) and Python (grpcio) clients"
 scripts/persona-interop.sh "$(swift build --show-bin-path)/persona"
 
 step "identity from outside: hostile credentials against agent and persona; Login answers a wrong password and an unknown email alike, in the same time"
-# The hostile suite takes about 70 s; the timing check 40 tries of each here (about 100 s: scrypt
-# at full cost in a debug build); the script's default is 200 (README: measurement).
-ENUMERATION_TRIES=40 scripts/agent-hostile.sh "$(swift build --show-bin-path)/agent"
+# The hostile suite takes about 70 s; the timing check 200 tries of each, as the issue asks: 100
+# accounts, then 400 Logins at about 0.86 s each in a debug build (scrypt at full cost), about
+# 7 minutes (12 with a build sharing the CPUs); README: measurement.
+scripts/agent-hostile.sh "$(swift build --show-bin-path)/agent"
 
 step "code-sandbox escapes: network, files, /proc, resources, processes, privileges; nothing left behind"
 scripts/sandbox-escape.sh "$(swift build --show-bin-path)/code-sandbox"

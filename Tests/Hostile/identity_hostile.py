@@ -10,18 +10,25 @@ pointing at the agent) is the "other service" that must refuse what the agent re
 case checks three things:
   - the call is refused with the right gRPC status;
   - it changes nothing: a fingerprint of the tables it could touch (users, roles, api_keys,
-    refresh_tokens in agent_db; personas in persona_db) is the same before and after;
+    refresh_tokens in agent_db; personas in persona_db) is the same before and after (each of
+    the 50 wrong passwords on its own);
   - it is in the audit log of the service that refused it: each call carries its own
     `traceparent`, and a row of auth_audit_log with that trace id must appear within 5 s.
+The revoked credentials (a token after logout, of a deactivated user, a revoked or an expired key)
+belong to developers and are tried on writes (CreatePersona in persona, CreateApiKey in agent),
+each having written once before the revocation: "changes nothing" is then a write not made. A
+revocation may take a few seconds to reach a service, so these are polled, and the first refused
+call is the one checked (the calls accepted before it wrote, within the allowed delay).
 
 Cases: no token, malformed headers, two authorization headers; a forged signature, a tampered
 payload, `alg: none` in every spelling, HS256/HS512 keyed with the public key in every form,
 other algorithms, an unknown kid; expired, not-yet-valid and future-issued tokens; a token
-after logout and of a deactivated user (refused by persona within 5 s); a revoked and an expired
-API key (within the key cache time); a key asking for more than its owner holds; refresh-token
-reuse (the family is revoked); a viewer writing; a non-admin changing roles, listing users,
-defining roles; the last admin demoted or deactivated; 50 wrong passwords; a 1 MB password;
-SQL-looking emails; emails differing in case (one account); Unicode look-alikes.
+after logout and of a deactivated user (refused by persona and by agent within 5 s); a revoked
+and an expired API key (refused by persona within the key cache time, by agent at once); a key
+asking for more than its owner holds; refresh-token reuse (the family is revoked); a viewer
+writing; a non-admin changing roles, listing users, defining roles; the last admin demoted or
+deactivated; 50 wrong passwords; a 1 MB password; SQL-looking emails; emails differing in case
+(one account); Unicode look-alikes.
 
 One "PASS identity <case>" or "FAIL identity <case>: why" line per case; exit 1 if any failed.
 psql ($PSQL, PG* from the environment) reads the tables and the audit logs.
@@ -118,6 +125,11 @@ class Suite:
         return self.call(self.persona, "platform.persona.v1.PersonaService", "CreatePersona", request, persona_pb2.Persona,
                          metadata, trace)
 
+    def create_key_with(self, metadata, trace=None):
+        """CreateApiKey as whoever `metadata` names: the agent-side write."""
+        return self.auth("CreateApiKey", agent_pb2.CreateApiKeyRequest(name="hostile write"), agent_pb2.CreateApiKeyResponse,
+                         metadata, trace)
+
     def list_personas(self, metadata=(), trace=None):
         return self.call(self.persona, "platform.persona.v1.PersonaService", "ListPersonas", persona_pb2.ListPersonasRequest(),
                          persona_pb2.ListPersonasResponse, metadata, trace)
@@ -207,27 +219,41 @@ class Suite:
         else:
             raise Failure(f"{what}: want {'/'.join(c.name for c in codes)}, but the call succeeded")
         if unchanged:
-            after = self.fingerprint()
-            changed = [f"{db}.{t}" for (db, t) in before if before[(db, t)] != after[(db, t)]]
-            if changed:
-                raise Failure(f"{what}: refused, but changed {', '.join(changed)}")
+            self.same(what, before, self.fingerprint())
         if not self.audited(db, trace, action):
             raise Failure(f"{what}: refused ({error.code().name}) but no {action!r} row with its trace id in {db}.auth_audit_log")
         return error
 
+    def same(self, what, before, after):
+        """Fails `what` when fingerprints `before` and `after` differ."""
+        changed = [f"{db}.{t}" for (db, t) in before if before[(db, t)] != after[(db, t)]]
+        if changed:
+            raise Failure(f"{what}: refused, but changed {', '.join(changed)}")
+
     def refused_within(self, what, seconds, fn, db):
-        """Polls fn(trace) until it is refused UNAUTHENTICATED (at most `seconds`); audited."""
-        deadline = time.monotonic() + seconds
+        """Polls fn(trace) until it is refused UNAUTHENTICATED (at most `seconds`); the refused
+        call changes nothing (fingerprints just before and just after it) and is audited in `db`.
+        fn should write (CreatePersona, CreateApiKey), so that "changes nothing" means something;
+        the calls accepted before the revocation arrived (it may take up to `seconds`) did write,
+        and are counted in the line printed."""
+        started = time.monotonic()
+        deadline = started + seconds
+        accepted = 0
         while True:
             trace = os.urandom(16).hex()
+            before = self.fingerprint()
             try:
                 fn(trace)
             except grpc.RpcError as e:
                 if e.code() != grpc.StatusCode.UNAUTHENTICATED:
                     raise Failure(f"{what}: want UNAUTHENTICATED, got {e.code().name}: {e.details()!r}")
+                self.same(what, before, self.fingerprint())
                 if not self.audited(db, trace, "refused"):
                     raise Failure(f"{what}: refused but not audited in {db}")
+                print(f"  {what}: refused after {time.monotonic() - started:.1f} s ({accepted} calls accepted before)",
+                      flush=True)
                 return
+            accepted += 1
             if time.monotonic() > deadline:
                 raise Failure(f"{what}: still accepted after {seconds} s")
             time.sleep(0.2)
@@ -349,23 +375,30 @@ class Suite:
     def after_logout(self):
         _, token, login, _ = self.new_user("logout", roles=["developer"])
         md = [("authorization", "Bearer " + token)]
-        self.list_personas(md)
+        self.create_persona(md)  # a developer's token writes in persona, and in agent
+        self.create_key_with(md)
         self.auth("Logout", agent_pb2.LogoutRequest(refresh_token=login.tokens.refresh_token), agent_pb2.LogoutResponse, md)
-        self.refused_within("persona after logout", 5, lambda t: self.list_personas(md, t), self.args.persona_db)
+        self.refused_within("persona writing after logout", 5, lambda t: self.create_persona(md, t), self.args.persona_db)
+        self.refused_within("agent writing after logout", 5, lambda t: self.create_key_with(md, t), self.args.agent_db)
+        self.refused("persona reading after logout", grpc.StatusCode.UNAUTHENTICATED, lambda t: self.list_personas(md, t),
+                     self.args.persona_db)
         self.refused("refresh after logout", grpc.StatusCode.UNAUTHENTICATED,
                      lambda t: self.auth("RefreshToken", agent_pb2.RefreshTokenRequest(refresh_token=login.tokens.refresh_token),
-                                         agent_pb2.RefreshTokenResponse, trace=t), self.args.agent_db, action="refresh_revoked",
-                     unchanged=False)
+                                         agent_pb2.RefreshTokenResponse, trace=t), self.args.agent_db, action="refresh_revoked")
 
     def deactivated(self):
         user_id, token, _, email = self.new_user("deactivated", roles=["developer"])
         md = [("authorization", "Bearer " + token)]
-        self.list_personas(md)
+        self.create_persona(md)  # a developer's token writes in persona, and in agent
+        self.create_key_with(md)
         self.users("DeactivateUser", agent_pb2.DeactivateUserRequest(user_id=user_id), agent_pb2.User, self.admin_md)
-        self.refused_within("persona with a deactivated user's token", 5, lambda t: self.list_personas(md, t), self.args.persona_db)
-        self.refused_within("agent with a deactivated user's token", 5,
-                            lambda t: self.auth("GetCurrentUser", agent_pb2.GetCurrentUserRequest(), agent_pb2.User, md, t),
+        self.refused_within("persona writing with a deactivated user's token", 5, lambda t: self.create_persona(md, t),
+                            self.args.persona_db)
+        self.refused_within("agent writing with a deactivated user's token", 5, lambda t: self.create_key_with(md, t),
                             self.args.agent_db)
+        self.refused("agent reading with a deactivated user's token", grpc.StatusCode.UNAUTHENTICATED,
+                     lambda t: self.auth("GetCurrentUser", agent_pb2.GetCurrentUserRequest(), agent_pb2.User, md, t),
+                     self.args.agent_db)
         self.refused("login of a deactivated user", grpc.StatusCode.UNAUTHENTICATED, lambda t: self.login(email, trace=t),
                      self.args.agent_db, action="login_failed")
 
@@ -374,24 +407,31 @@ class Suite:
                          self.dev_md)
 
     def revoked_key(self):
-        key = self.make_key()
+        key = self.make_key()  # a developer's key, with the developer's persona:write
         for md in ([("x-api-key", key.secret)], [("authorization", "ApiKey " + key.secret)]):
-            self.list_personas(md)
+            self.create_persona(md)
         self.auth("RevokeApiKey", agent_pb2.RevokeApiKeyRequest(id=key.api_key.id), agent_pb2.ApiKey, self.dev_md)
-        self.refused_within("persona with a revoked key", self.args.key_cache_seconds + 3,
-                            lambda t: self.list_personas([("x-api-key", key.secret)], t), self.args.persona_db)
+        self.refused_within("persona writing with a revoked key", self.args.key_cache_seconds + 3,
+                            lambda t: self.create_persona([("x-api-key", key.secret)], t), self.args.persona_db)
+        self.refused("persona writing with a revoked key as ApiKey", grpc.StatusCode.UNAUTHENTICATED,
+                     lambda t: self.create_persona([("authorization", "ApiKey " + key.secret)], t), self.args.persona_db)
         self.refused("agent with a revoked key", grpc.StatusCode.UNAUTHENTICATED,
                      lambda t: self.auth("ListApiKeys", agent_pb2.ListApiKeysRequest(), agent_pb2.ListApiKeysResponse,
                                          [("x-api-key", key.secret)], t), self.args.agent_db)
+        self.refused("agent writing with a revoked key", grpc.StatusCode.UNAUTHENTICATED,
+                     lambda t: self.create_key_with([("x-api-key", key.secret)], t), self.args.agent_db)
 
     def expired_key(self):
         from google.protobuf import timestamp_pb2
-        expiry = timestamp_pb2.Timestamp(seconds=int(time.time()) + 2)
-        key = self.make_key(expire_time=expiry)
-        self.list_personas([("x-api-key", key.secret)])
-        time.sleep(2.5)
-        self.refused_within("persona with an expired key", self.args.key_cache_seconds + 3,
-                            lambda t: self.list_personas([("x-api-key", key.secret)], t), self.args.persona_db)
+        expiry = timestamp_pb2.Timestamp(seconds=int(time.time()) + 3)
+        key = self.make_key(expire_time=expiry)  # a developer's key, with the developer's persona:write
+        self.create_persona([("x-api-key", key.secret)])
+        time.sleep(max(0.0, expiry.seconds + 0.5 - time.time()))
+        self.refused_within("persona writing with an expired key", self.args.key_cache_seconds + 3,
+                            lambda t: self.create_persona([("x-api-key", key.secret)], t), self.args.persona_db)
+        self.refused("agent with an expired key", grpc.StatusCode.UNAUTHENTICATED,
+                     lambda t: self.auth("ListApiKeys", agent_pb2.ListApiKeysRequest(), agent_pb2.ListApiKeysResponse,
+                                         [("x-api-key", key.secret)], t), self.args.agent_db)
         self.refused("a key in the past", grpc.StatusCode.INVALID_ARGUMENT,
                      lambda t: self.auth("CreateApiKey", agent_pb2.CreateApiKeyRequest(
                          name="past", expire_time=timestamp_pb2.Timestamp(seconds=int(time.time()) - 60)),
@@ -476,6 +516,7 @@ class Suite:
         codes, traces = [], []
         pushback = False
         started = time.monotonic()
+        fingerprint = self.fingerprint()
         for i in range(50):
             trace = os.urandom(16).hex()
             traces.append(trace)
@@ -488,6 +529,9 @@ class Suite:
                     pushback |= any(k == "grpc-retry-pushback-ms" for k, _ in (e.trailing_metadata() or ()))
                 elif e.code() != grpc.StatusCode.UNAUTHENTICATED:
                     raise Failure(f"attempt {i}: {e.code().name}: {e.details()!r}")
+            # Each attempt changes nothing: compared with the state just before it.
+            before, fingerprint = fingerprint, self.fingerprint()
+            self.same(f"wrong password {i} ({codes[-1].name})", before, fingerprint)
         limited = codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED)
         if limited < 30:
             raise Failure(f"only {limited} of 50 wrong passwords were rate limited")
@@ -503,7 +547,7 @@ class Suite:
             raise Failure(f"50 wrong passwords left {len(rows)} audit rows ({rows.count('login_failed')} login_failed, "
                           f"{rows.count('login_limited')} login_limited); want 50, {50 - limited} login_failed")
         print(f"  50 wrong passwords: {50 - limited} answered UNAUTHENTICATED, {limited} RESOURCE_EXHAUSTED, "
-              f"in {time.monotonic() - started:.1f} s", flush=True)
+              f"each changing nothing, in {time.monotonic() - started:.1f} s", flush=True)
 
     def huge_password(self):
         _, _, _, email = self.new_user("huge")
