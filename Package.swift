@@ -293,7 +293,10 @@ let package = Package(
       name: "AgentTests",
       dependencies: [
         "Agent",
+        "CodeSandbox",
+        "Knowledge",
         "Persona",
+        "TextToSQL",
         "GRPCRuntime",
         "PlatformCore",
         "PlatformProtos",

@@ -59,7 +59,8 @@ struct AgentWorld {
 }
 
 func withAgentWorld(
-  _ settings: [String: String] = [:], personaAddress: String? = nil, _ body: (AgentWorld) async throws -> Void
+  _ settings: [String: String] = [:], personaAddress: String? = nil, peers: [PlatformServiceName: String] = [:],
+  _ body: (AgentWorld) async throws -> Void
 ) async throws {
   try await PlatformTestService.run(PersonaService()) { personaService in
     let admin = uniqueEmail("admin")
@@ -70,6 +71,7 @@ func withAgentWorld(
           ["AGENT_LOGIN_ATTEMPTS_PER_PEER": "100000", "BOOTSTRAP_ADMIN_EMAIL": admin, "BOOTSTRAP_ADMIN_PASSWORD": goodPassword]
             .merging(settings) { $1 })
         configuration.peers[.persona] = personaAddress ?? "127.0.0.1:\(personaService.port)"
+        configuration.peers.merge(peers) { $1 }
       }
     ) { agentService in
       let auth = Platform_Agent_V1_AuthServiceClient(channel: agentService.client)
@@ -294,8 +296,9 @@ struct AgentCatalogTests {
         let error = await expectStatus(.invalidArgument) { try await add(type, config, order: 9) }
         #expect(error?.message.hasPrefix(field + ":") == true, "\(field): \(String(describing: error))")
       }
-      // No web search provider here: refused as not available.
+      // No web search provider here, and no file uploads yet: refused as not available.
       await expectStatus(.failedPrecondition) { try await add(.webSearch, [:]) }
+      await expectStatus(.failedPrecondition) { try await add(.fileUpload, [:]) }
       // A second enabled plugin of a type is refused; a disabled one may wait, but not be enabled.
       await expectStatus(.alreadyExists) { try await add(.codeExecutor, [:]) }
       let spare = try await add(.codeExecutor, ["language": .init(stringValue: "python")], order: 3, enabled: false)
@@ -382,7 +385,7 @@ struct AgentCatalogTests {
         $0.updateMask = .with { $0.paths = ["status"] }
         $0.version = current.version
       }, options: me)
-      await expectStatus(.failedPrecondition) { try await add(.fileUpload, [:]) }
+      await expectStatus(.failedPrecondition) { try await add(.textToSql, ["database_id": .init(stringValue: kb)]) }
       await expectStatus(.failedPrecondition) {
         try await world.agents.updateAgent(.with {
           $0.agent = .with {

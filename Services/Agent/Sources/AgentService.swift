@@ -27,6 +27,7 @@ public struct AgentService: PlatformServiceDefinition {
     var policy = AuthAPI.accessPolicy
     for (method, permission) in UserAPI.requirements { policy.requirements[method.path] = permission }
     for (method, permission) in AgentAPI.requirements { policy.requirements[method.path] = permission }
+    for (method, permission) in ExecutionAPI.requirements { policy.requirements[method.path] = permission }
     // Identity: every refused call is a security event.
     policy.auditedServices = [Platform_Agent_V1_AuthService.serviceName, Platform_Agent_V1_UserService.serviceName]
     return policy
@@ -48,11 +49,12 @@ public struct AgentService: PlatformServiceDefinition {
     SessionRevocation(sessions: SessionStore(redis: resources.redis), jobs: resources.jobs, logger: resources.logger)
   }
 
-  public func makeJobHandlers(_ resources: ServiceResources) async throws -> [JobHandler] {
-    [Self.revocation(resources).handler]
+  public func makeServices(_ resources: ServiceResources) async throws -> [any RPCService] {
+    try await self.makeServicesAndJobs(resources).services
   }
 
-  public func makeServices(_ resources: ServiceResources) async throws -> [any RPCService] {
+  /// One set of parts: executions are run by calls and by jobs, and cancelled by either.
+  public func makeServicesAndJobs(_ resources: ServiceResources) async throws -> (services: [any RPCService], jobs: [JobHandler]) {
     let environment = resources.configuration.environment
     var configuration = try AccountsConfiguration(environment: environment)
     configuration.passwordParameters = self.passwordParameters
@@ -84,12 +86,43 @@ public struct AgentService: PlatformServiceDefinition {
       store: RoleStore(database: resources.database, logger: resources.logger),
       audit: AuditLog(database: resources.database, logger: resources.logger))
     // Agents: personas are checked with the persona service, as the caller.
-    let models = try ModelCatalog(environment: environment)
-    let peers = try PeerChannels([.persona], configuration: resources.configuration, tracing: resources.tracing, lifetime: resources.lifetime)
+    let provider = try ModelProvider(environment: environment)
+    let models = try ModelCatalog(provider: provider, environment: environment)
+    let channels = try PeerChannels(
+      [.persona, .knowledge, .textToSQL, .codeSandbox], configuration: resources.configuration, tracing: resources.tracing,
+      lifetime: resources.lifetime)
+    let agentStore = AgentStore(database: resources.database, models: models, logger: resources.logger)
     let agents = Agents(
-      store: AgentStore(database: resources.database, models: models, logger: resources.logger),
-      personas: PersonaServiceDirectory(channel: peers.channel(.persona)), models: models,
-      webSearchAvailable: environment["WEB_SEARCH_URL"] != nil, logger: resources.logger)
+      store: agentStore, personas: PersonaServiceDirectory(channel: channels.channel(.persona)), models: models,
+      webSearchAvailable: false, logger: resources.logger)
+    // Executions: run by the caller's call (sync) or by durable jobs, each plugin a call to its
+    // service as the user who started it.
+    let executionStore = ExecutionStore(database: resources.database, logger: resources.logger)
+    let cache = ExecutionCache(redis: resources.redis, logger: resources.logger)
+    let chat: ChatCompletionsClient? = if case .openAI(let settings) = provider { ChatCompletionsClient(provider: settings) } else { nil }
+    let runner = ExecutionRunner(
+      store: executionStore, agents: agentStore, peers: PlatformPeers(channels), cache: cache, models: models, chat: chat,
+      pluginTimeout: try environment.seconds("AGENT_PLUGIN_TIMEOUT_SECONDS", default: .seconds(60)),
+      executionTimeout: try environment.seconds("AGENT_EXECUTION_TIMEOUT_SECONDS", default: .seconds(300)), logger: resources.logger)
+    let running = RunningTasks(redis: resources.redis, channel: Executions.cancelChannel, logger: resources.logger)
+    resources.lifetime.run { await running.follow() }
+    // Executions a crash left behind fail as interrupted (a minute after they could have ended).
+    let longestRun = try environment.seconds("AGENT_EXECUTION_TIMEOUT_SECONDS", default: .seconds(300)) + .seconds(60)
+    let logger = resources.logger
+    resources.lifetime.run {
+      while !Task.isCancelled {
+        do {
+          let failed = try await executionStore.failInterrupted(olderThan: longestRun)
+          if failed > 0 { logger.warning("Failed executions a stopped service left pending or running", metadata: ["count": "\(failed)"]) }
+        } catch {
+          logger.warning("Could not check for interrupted executions", metadata: ["error": "\(error)"])
+        }
+        try? await Task.sleep(for: .seconds(60))
+      }
+    }
+    let executions = Executions(
+      store: executionStore, agents: agentStore, runner: runner, cache: cache, jobs: resources.jobs,
+      locks: DistributedLocks(redis: resources.redis), running: running, issuer: issuer, logger: resources.logger)
     // Execution logs are partitioned by month: this month's and the next two exist before the
     // first write, and months past EXECUTION_LOG_RETENTION_MONTHS are dropped (seed 002 §6.2).
     let partitions = try MonthlyPartitions(
@@ -98,7 +131,11 @@ public struct AgentService: PlatformServiceDefinition {
       logger: resources.logger)
     try await partitions.maintain()
     resources.lifetime.run { await partitions.run() }
-    return [AuthAPI(accounts: accounts, apiKeys: Self.apiKeys(resources)), UserAPI(admin: admin, roles: roles), AgentAPI(agents: agents)]
+    let services: [any RPCService] = [
+      AuthAPI(accounts: accounts, apiKeys: Self.apiKeys(resources)), UserAPI(admin: admin, roles: roles), AgentAPI(agents: agents),
+      ExecutionAPI(executions: executions),
+    ]
+    return (services, [Self.revocation(resources).handler, executions.handler])
   }
 }
 

@@ -37,3 +37,27 @@ public enum PageToken {
     return min(Int(requested), maximum)
   }
 }
+
+extension PageToken {
+  /// A cursor with the listing's filter: a token is good only for the listing that made it.
+  public struct Filtered<Cursor: Codable & Sendable>: Codable, Sendable {
+    public var after: Cursor
+    public var filter: String
+  }
+
+  /// The token continuing after `cursor` in the listing `filter` names (a fingerprint of its
+  /// request's filters).
+  public static func encode<Cursor: Codable & Sendable>(after cursor: Cursor, filter: String) -> String {
+    Self.encode(Filtered(after: cursor, filter: filter))
+  }
+
+  /// The cursor of `token`: nil for an empty token, INVALID_ARGUMENT (`page_token`) for one that
+  /// is not ours or was made for another listing.
+  public static func cursor<Cursor: Codable & Sendable>(_ token: String, filter: String, as type: Cursor.Type) throws(ServiceError) -> Cursor? {
+    guard !token.isEmpty else { return nil }
+    guard let decoded = Self.decode(token, as: Filtered<Cursor>.self), decoded.filter == filter else {
+      throw .invalidArgument(field: "page_token", reason: "is not a token of this listing")
+    }
+    return decoded.after
+  }
+}

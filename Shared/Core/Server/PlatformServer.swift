@@ -133,8 +133,7 @@ public final class PlatformServer: Service, Sendable {
       let resources = ServiceResources(
         configuration: configuration, database: database, redis: redis, jobs: JobQueue(database: database, logger: logger),
         metrics: metrics, tracing: tracing, logger: logger, lifetime: lifetime)
-      let services = try await self.definition.makeServices(resources)
-      let jobHandlers = try await self.definition.makeJobHandlers(resources)
+      let (services, jobHandlers) = try await self.definition.makeServicesAndJobs(resources)
       let serviceNames = Array(RPCRouter(services: services).serviceNames).sorted()
       let health = HealthService(services: serviceNames)
       let reflection = try ReflectionService(

@@ -17,6 +17,9 @@ public protocol PlatformServiceDefinition: Sendable {
   /// The background jobs the service runs (default none); the server runs a `JobWorker` for
   /// them beside the RPCs.
   func makeJobHandlers(_ resources: ServiceResources) async throws -> [JobHandler]
+  /// Both at once, for a service whose handlers and jobs share state (default: `makeServices`,
+  /// then `makeJobHandlers`). The server calls this.
+  func makeServicesAndJobs(_ resources: ServiceResources) async throws -> (services: [any RPCService], jobs: [JobHandler])
   /// How calls made with an API key are authenticated; nil (the default) asks the agent service
   /// (`AgentApiKeyVerifier`). The agent service answers for itself.
   func makeApiKeyVerifier(_ resources: ServiceResources) async throws -> (any ApiKeyVerifying)?
@@ -27,6 +30,9 @@ public protocol PlatformServiceDefinition: Sendable {
 
 extension PlatformServiceDefinition {
   public func makeJobHandlers(_ resources: ServiceResources) async throws -> [JobHandler] { [] }
+  public func makeServicesAndJobs(_ resources: ServiceResources) async throws -> (services: [any RPCService], jobs: [JobHandler]) {
+    (try await self.makeServices(resources), try await self.makeJobHandlers(resources))
+  }
   public func makeApiKeyVerifier(_ resources: ServiceResources) async throws -> (any ApiKeyVerifying)? { nil }
   public func databaseSessionSettings(_ environment: Environment) throws -> [String: String] { [:] }
 }

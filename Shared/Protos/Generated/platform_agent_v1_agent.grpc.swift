@@ -1110,6 +1110,11 @@ public enum Platform_Agent_V1_ExecutionService {
       method: "WatchExecution",
       kind: .serverStreaming
     )
+    public static let retryExecution = MethodDescriptor(
+      service: "platform.agent.v1.ExecutionService",
+      method: "RetryExecution",
+      kind: .unary
+    )
 
     /// Every method of the service, in .proto order.
     public static let all: [MethodDescriptor] = [
@@ -1118,7 +1123,8 @@ public enum Platform_Agent_V1_ExecutionService {
       Self.listExecutions,
       Self.cancelExecution,
       Self.listExecutionLogs,
-      Self.watchExecution
+      Self.watchExecution,
+      Self.retryExecution
     ]
   }
 }
@@ -1172,6 +1178,15 @@ public protocol Platform_Agent_V1_ExecutionServiceHandler: RPCService {
     responses: ResponseStreamWriter<Platform_Agent_V1_ExecutionEvent>,
     context: ServerContext
   ) async throws
+
+  /// Runs a finished, unsuccessful execution again as a child (parent_execution_id, retry_count
+  /// + 1, the same input and max_retries). NOT_FOUND, FAILED_PRECONDITION (not FAILED, CANCELLED
+  /// or TIMEOUT; retry_count would pass max_retries; the agent is not ACTIVE). Requires
+  /// agent:execute.
+  func retryExecution(
+    _ request: Platform_Agent_V1_RetryExecutionRequest,
+    context: ServerContext
+  ) async throws -> Platform_Agent_V1_Execution
 }
 
 extension Platform_Agent_V1_ExecutionServiceHandler {
@@ -1206,6 +1221,11 @@ extension Platform_Agent_V1_ExecutionServiceHandler {
       Platform_Agent_V1_ExecutionService.Method.watchExecution
     ) { request, responses, context in
       try await self.watchExecution(request, responses: responses, context: context)
+    }
+    router.registerUnary(
+      Platform_Agent_V1_ExecutionService.Method.retryExecution
+    ) { request, context in
+      try await self.retryExecution(request, context: context)
     }
   }
 }
@@ -1330,6 +1350,26 @@ public struct Platform_Agent_V1_ExecutionServiceClient: Sendable {
       request: request,
       options: options,
       responses: responses
+    )
+  }
+
+  /// Runs a finished, unsuccessful execution again as a child (parent_execution_id, retry_count
+  /// + 1, the same input and max_retries). NOT_FOUND, FAILED_PRECONDITION (not FAILED, CANCELLED
+  /// or TIMEOUT; retry_count would pass max_retries; the agent is not ACTIVE). Requires
+  /// agent:execute.
+  ///
+  /// - Parameters:
+  ///   - request: The request message.
+  ///   - options: Options for this call; defaults to `CallOptions.defaults`.
+  /// - Returns: The response message.
+  public func retryExecution(
+    _ request: Platform_Agent_V1_RetryExecutionRequest,
+    options: CallOptions = .defaults
+  ) async throws -> Platform_Agent_V1_Execution {
+    try await self.channel.unary(
+      Platform_Agent_V1_ExecutionService.Method.retryExecution,
+      request: request,
+      options: options
     )
   }
 }

@@ -1796,14 +1796,39 @@ public nonisolated struct Platform_Agent_V1_StartExecutionRequest: Sendable {
   /// 0 = default (3).
   public var maxRetries: Int32 = 0
 
-  /// Idempotency key (UUID): a retry returns the execution the first call started.
+  /// Idempotency key (UUID): a retry returns the execution the first call started (the same
+  /// request id sent twice at once makes one execution: `lock:execution:{id}` is held meanwhile).
   public var requestID: String = String()
+
+  /// Run it before answering: the reply is the finished execution (COMPLETED, FAILED, CANCELLED
+  /// or TIMEOUT), bounded by the call's deadline. Otherwise the reply is the PENDING execution and
+  /// a background job runs it (resumed by another instance if this one dies).
+  public var sync: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _input: SwiftProtobuf.Google_Protobuf_Struct? = nil
+}
+
+public nonisolated struct Platform_Agent_V1_RetryExecutionRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// A FAILED, CANCELLED or TIMEOUT execution of the caller's.
+  public var id: String = String()
+
+  /// Idempotency key (UUID).
+  public var requestID: String = String()
+
+  /// As StartExecutionRequest.sync.
+  public var sync: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Platform_Agent_V1_GetExecutionRequest: Sendable {
@@ -4373,7 +4398,7 @@ nonisolated extension Platform_Agent_V1_ExecutionLog: SwiftProtobuf.Message, Swi
 
 nonisolated extension Platform_Agent_V1_StartExecutionRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StartExecutionRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_id\0\u{1}input\0\u{3}workflow_id\0\u{3}parent_execution_id\0\u{3}max_retries\0\u{3}request_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_id\0\u{1}input\0\u{3}workflow_id\0\u{3}parent_execution_id\0\u{3}max_retries\0\u{3}request_id\0\u{1}sync\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4387,6 +4412,7 @@ nonisolated extension Platform_Agent_V1_StartExecutionRequest: SwiftProtobuf.Mes
       case 4: try { try decoder.decodeSingularStringField(value: &self.parentExecutionID) }()
       case 5: try { try decoder.decodeSingularInt32Field(value: &self.maxRetries) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.sync) }()
       default: break
       }
     }
@@ -4415,6 +4441,9 @@ nonisolated extension Platform_Agent_V1_StartExecutionRequest: SwiftProtobuf.Mes
     if !self.requestID.isEmpty {
       try visitor.visitSingularStringField(value: self.requestID, fieldNumber: 6)
     }
+    if self.sync != false {
+      try visitor.visitSingularBoolField(value: self.sync, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4425,6 +4454,47 @@ nonisolated extension Platform_Agent_V1_StartExecutionRequest: SwiftProtobuf.Mes
     if lhs.parentExecutionID != rhs.parentExecutionID {return false}
     if lhs.maxRetries != rhs.maxRetries {return false}
     if lhs.requestID != rhs.requestID {return false}
+    if lhs.sync != rhs.sync {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Agent_V1_RetryExecutionRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RetryExecutionRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}request_id\0\u{1}sync\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.sync) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.requestID.isEmpty {
+      try visitor.visitSingularStringField(value: self.requestID, fieldNumber: 2)
+    }
+    if self.sync != false {
+      try visitor.visitSingularBoolField(value: self.sync, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Agent_V1_RetryExecutionRequest, rhs: Platform_Agent_V1_RetryExecutionRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.requestID != rhs.requestID {return false}
+    if lhs.sync != rhs.sync {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -4,20 +4,6 @@ public import PlatformCore
 public import PlatformProtos
 public import SwiftProtobuf
 
-extension AgentError: RPCErrorConvertible {
-  public var rpcError: RPCError {
-    switch self {
-    case .invalidArgument(let field, let reason): RPCError(.invalidArgument, "\(field): \(reason)")
-    case .notFound(let what): RPCError(.notFound, what)
-    case .alreadyExists(let what): RPCError(.alreadyExists, what)
-    case .failedPrecondition(let why): RPCError(.failedPrecondition, why)
-    case .permissionDenied(let why): RPCError(.permissionDenied, why)
-    case .unavailable(let why): RPCError(.unavailable, why)
-    case .resourceExhausted(let why): RPCError(.resourceExhausted, why)
-    }
-  }
-}
-
 /// `platform.agent.v1.AgentService` over protobuf: agents and their plugins.
 public struct AgentAPI: Platform_Agent_V1_AgentServiceHandler {
   let agents: Agents
@@ -54,11 +40,6 @@ public struct AgentAPI: Platform_Agent_V1_AgentServiceHandler {
     return Self.message(agent, plugins: plugins)
   }
 
-  struct ListCursor: Codable {
-    var after: AgentStore.ListCursor
-    var filter: String
-  }
-
   public func listAgents(
     _ request: Platform_Agent_V1_ListAgentsRequest, context: ServerContext
   ) async throws -> Platform_Agent_V1_ListAgentsResponse {
@@ -70,20 +51,14 @@ public struct AgentAPI: Platform_Agent_V1_AgentServiceHandler {
     let status = request.status == .unspecified ? nil : try Self.status(request.status, default: .active)
     let personaID = request.personaID.isEmpty ? nil : try Self.id(request.personaID, field: "persona_id")
     let filter = PageToken.fingerprint("\(query)/\(status?.rawValue ?? "")/\(personaID?.lowercasedString ?? "")")
-    var after: AgentStore.ListCursor?
-    if !request.pageToken.isEmpty {
-      guard let cursor = PageToken.decode(request.pageToken, as: ListCursor.self), cursor.filter == filter else {
-        throw AgentError.invalidArgument(field: "page_token", reason: "is not a token of this listing")
-      }
-      after = cursor.after
-    }
+    let after = try PageToken.cursor(request.pageToken, filter: filter, as: AgentStore.ListCursor.self)
     let page = try await self.agents.list(
       owner: caller.userID, status: status, personaID: personaID, query: query.isEmpty ? nil : query, after: after, limit: limit)
     return .with {
       $0.agents = page.agents.map { Self.message($0, plugins: []) }
       $0.totalSize = Int32(clamping: page.total)
       if page.more, let last = page.agents.last {
-        $0.nextPageToken = PageToken.encode(ListCursor(after: .init(updatedAt: last.updatedAt, id: last.id), filter: filter))
+        $0.nextPageToken = PageToken.encode(after: AgentStore.ListCursor(updatedAt: last.updatedAt, id: last.id), filter: filter)
       }
     }
   }
@@ -165,11 +140,6 @@ public struct AgentAPI: Platform_Agent_V1_AgentServiceHandler {
     return Google_Protobuf_Empty()
   }
 
-  struct PluginListCursor: Codable {
-    var after: AgentStore.PluginCursor
-    var filter: String
-  }
-
   public func listPlugins(
     _ request: Platform_Agent_V1_ListPluginsRequest, context: ServerContext
   ) async throws -> Platform_Agent_V1_ListPluginsResponse {
@@ -179,20 +149,14 @@ public struct AgentAPI: Platform_Agent_V1_AgentServiceHandler {
       throw AgentError.invalidArgument(field: "page_size", reason: "must be 0 to \(Agent.maxPlugins)")
     }
     let filter = "\(agentID.lowercasedString)/\(request.includeDisabled)"
-    var after: AgentStore.PluginCursor?
-    if !request.pageToken.isEmpty {
-      guard let cursor = PageToken.decode(request.pageToken, as: PluginListCursor.self), cursor.filter == filter else {
-        throw AgentError.invalidArgument(field: "page_token", reason: "is not a token of this listing")
-      }
-      after = cursor.after
-    }
+    let after = try PageToken.cursor(request.pageToken, filter: filter, as: AgentStore.PluginCursor.self)
     let page = try await self.agents.plugins(
       of: agentID, owner: caller.userID, includeDisabled: request.includeDisabled, after: after, limit: limit)
     return .with {
       $0.plugins = page.plugins.map(Self.message)
       $0.totalSize = Int32(clamping: page.total)
       if page.more, let last = page.plugins.last {
-        $0.nextPageToken = PageToken.encode(PluginListCursor(after: .init(orderIndex: last.orderIndex, id: last.id), filter: filter))
+        $0.nextPageToken = PageToken.encode(after: AgentStore.PluginCursor(orderIndex: last.orderIndex, id: last.id), filter: filter)
       }
     }
   }

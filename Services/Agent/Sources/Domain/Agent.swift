@@ -2,15 +2,7 @@ public import Foundation
 public import PlatformCore
 
 /// Why an agent, plugin or execution request was refused.
-public enum AgentError: Error, Equatable, Sendable {
-  case invalidArgument(field: String, reason: String)
-  case notFound(String)
-  case alreadyExists(String)
-  case failedPrecondition(String)
-  case permissionDenied(String)
-  case unavailable(String)
-  case resourceExhausted(String)
-}
+public typealias AgentError = ServiceError
 
 /// An AI agent (agent_db.agents): a persona, model settings and ordered plugins.
 public struct Agent: Sendable, Equatable {
@@ -124,7 +116,7 @@ public struct ModelSettings: Sendable, Equatable {
 }
 
 /// The models this service can run agents on: the offline planner always, plus the configured
-/// OpenAI-compatible model (LLM_MODEL) and any listed in AGENT_MODELS, each with its price.
+/// OpenAI-compatible model (LLM_MODEL), each with its price.
 public struct ModelCatalog: Sendable, Equatable {
   /// USD per million prompt and completion tokens.
   public struct Price: Sendable, Equatable {
@@ -165,19 +157,12 @@ public struct ModelCatalog: Sendable, Equatable {
 
   public func price(_ model: String) -> Price { self.prices[model] ?? .free }
 
-  /// From the environment: LLM_MODEL (when LLM_BASE_URL is set) first, then AGENT_MODELS
-  /// (comma-separated), and AGENT_MODEL_PRICES (`model=prompt/completion` USD per million
-  /// tokens, comma-separated).
-  public init(environment: Environment) throws {
+  /// The provider's model (LLM_PROVIDER=openai, LLM_MODEL) first, then the offline planner;
+  /// prices from AGENT_MODEL_PRICES (`model=prompt/completion` in USD per million tokens,
+  /// comma-separated).
+  public init(provider: ModelProvider, environment: Environment) throws {
     var names: [String] = []
-    if environment["LLM_BASE_URL"] != nil, let model = environment["LLM_MODEL"], !model.isEmpty { names.append(model) }
-    for name in (environment["AGENT_MODELS"] ?? "").split(separator: ",") {
-      let trimmed = name.trimmingCharacters(in: .whitespaces)
-      guard trimmed.utf8.count <= 100 else {
-        throw Environment.InvalidValue(variable: "AGENT_MODELS", value: trimmed, expected: "model names of at most 100 bytes")
-      }
-      names.append(trimmed)
-    }
+    if case .openAI(let settings) = provider { names.append(settings.model) }
     var prices: [String: Price] = [:]
     for entry in (environment["AGENT_MODEL_PRICES"] ?? "").split(separator: ",") {
       let parts = entry.split(separator: "=", maxSplits: 1)

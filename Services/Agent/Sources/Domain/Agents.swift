@@ -190,8 +190,15 @@ public struct Agents: Sendable {
       throw .invalidArgument(field: "plugin.name", reason: "must be 1 to \(AgentPlugin.maxNameCharacters) characters without control characters")
     }
     guard (0...10_000).contains(draft.orderIndex) else { throw .invalidArgument(field: "plugin.order_index", reason: "must be 0 to 10000") }
-    let config = try PluginConfig.checked(draft.config, kind: draft.kind, field: "plugin.config", webSearchAvailable: self.webSearchAvailable)
-    return (name, config)
+    let config = try PluginConfig.checked(draft.config, kind: draft.kind, field: "plugin.config")
+    switch draft.kind {
+    case .webSearch where !self.webSearchAvailable:
+      throw .failedPrecondition("Web search is off on this server: no search provider is configured")
+    case .fileUpload:
+      throw .failedPrecondition("file_upload plugins cannot run on this server yet")
+    default:
+      return (name, config)
+    }
   }
 
   static func hasControlCharacters(_ text: String) -> Bool {

@@ -14,10 +14,7 @@ public enum PluginConfig {
   public static let uploadTargets = ["sandbox", "knowledge"]
 
   /// `config` checked for `kind`, with its defaults.
-  /// - Parameter webSearchAvailable: whether this service has a web search provider.
-  public static func checked(
-    _ config: [String: JSONValue], kind: AgentPlugin.Kind, field: String, webSearchAvailable: Bool
-  ) throws(AgentError) -> JSONValue {
+  public static func checked(_ config: [String: JSONValue], kind: AgentPlugin.Kind, field: String) throws(AgentError) -> JSONValue {
     if let problem = JSONValue.object(config).problem(maxDepth: 4, maxBytes: Self.maxBytes) {
       throw .invalidArgument(field: field, reason: problem)
     }
@@ -40,9 +37,6 @@ public enum PluginConfig {
       result["mode"] = .string(try reader.choice("mode", Self.searchModes, default: "hybrid"))
       result["min_score"] = .number(try reader.number("min_score", 0...1, default: 0))
     case .webSearch:
-      guard webSearchAvailable else {
-        throw .failedPrecondition("Web search is off on this server (set WEB_SEARCH_URL to a SearxNG-compatible JSON endpoint)")
-      }
       result["max_results"] = .number(Double(try reader.integer("max_results", 1...20, default: 5)))
     case .fileUpload:
       let target = try reader.choice("target", Self.uploadTargets, default: "sandbox")

@@ -1,6 +1,6 @@
 public import Foundation
 public import GRPCRuntime
-internal import PlatformCore
+public import PlatformCore
 internal import PlatformProtos
 internal import SwiftProtobuf
 

@@ -11,9 +11,8 @@ public struct Executions: Sendable {
   let store: ExecutionStore
   let sandbox: Sandbox
   let analyzer: PythonAnalyzer?
-  let running: RunningExecutions
-  /// Where cancellations go to every instance (CancelExecution reaches the one running the run).
-  let redis: RedisClient?
+  /// The runs of this instance; CancelExecution reaches the one running a run through Redis.
+  let running: RunningTasks
   /// "host:port": which instance runs a row (code_executions.container_id "host:port/slot-n").
   let instance: String
   let logger: Logger
@@ -24,8 +23,7 @@ public struct Executions: Sendable {
     self.store = store
     self.sandbox = sandbox
     self.analyzer = analyzer
-    self.redis = redis
-    self.running = RunningExecutions()
+    self.running = RunningTasks(redis: redis, channel: Self.cancelChannel, logger: logger)
     self.instance = instance
     self.logger = logger
   }
@@ -126,23 +124,20 @@ public struct Executions: Sendable {
       maxOutputBytes: request.limits.maxOutputBytes)
     let offsets = NIOLockedValueBox([0, 0])
     let sandbox = self.sandbox, store = self.store, id = execution.id, instance = self.instance
-    let task = Task {
-      try await sandbox.run(
-        run,
-        onStart: { slot in try? await store.markRunning(id, slot: "\(instance)/slot-\(slot)") },
-        onOutput: { stream, chunk in
-          let offset = offsets.withLockedValue { offsets -> Int in
-            defer { offsets[stream - 1] += chunk.readableBytes }
-            return offsets[stream - 1]
-          }
-          await onEvent(.output(stream: stream, data: chunk, offset: offset))
-        })
-    }
-    self.running.add(id, task: task)
-    defer { self.running.remove(id) }
     let outcome: SandboxOutcome
     do {
-      outcome = try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
+      outcome = try await self.running.run(id) {
+        try await sandbox.run(
+          run,
+          onStart: { slot in try? await store.markRunning(id, slot: "\(instance)/slot-\(slot)") },
+          onOutput: { stream, chunk in
+            let offset = offsets.withLockedValue { offsets -> Int in
+              defer { offsets[stream - 1] += chunk.readableBytes }
+              return offsets[stream - 1]
+            }
+            await onEvent(.output(stream: stream, data: chunk, offset: offset))
+          })
+      }
     } catch SandboxError.poolFull, SandboxError.userLimit {
       // Never started: the row goes, so a retry with the same request id runs.
       try? await Task { try await self.store.delete(id) }.value
@@ -179,14 +174,8 @@ public struct Executions: Sendable {
   public func cancel(_ id: UUID, caller: UUID) async throws -> Execution {
     guard let current = try await self.store.execution(id, userID: caller) else { throw ExecutionError.notFound }
     if current.status.isFinished { return current }
-    if !self.running.cancel(id) {
-      // Another instance runs it: tell them all.
-      do {
-        _ = try await self.redis?.publish(.string(id.lowercasedString), to: Self.cancelChannel)
-      } catch {
-        self.logger.warning("A cancellation could not be published", metadata: ["execution_id": "\(id)", "error": "\(error)"])
-      }
-    }
+    // Here, or on the instance running it.
+    await self.running.cancel(id)
     let deadline = ContinuousClock.now + .seconds(2)
     var latest = current
     while !latest.status.isFinished && ContinuousClock.now < deadline {
@@ -201,12 +190,7 @@ public struct Executions: Sendable {
 
   /// Follows the cancellations other instances publish, until cancelled.
   public func followCancellations() async {
-    guard let redis = self.redis else { return }
-    do {
-      try await redis.subscribe(to: [Self.cancelChannel]) { event in
-        if case .message(_, let payload) = event, let id = UUID(strict: String(buffer: payload)) { _ = self.running.cancel(id) }
-      }
-    } catch {}
+    await self.running.follow()
   }
 
   public func execution(_ id: UUID, caller: UUID) async throws -> Execution {
@@ -322,21 +306,6 @@ public struct Executions: Sendable {
     var end = limit
     while end > 0 && encoded[end] & 0xC0 == 0x80 { end -= 1 }  // not inside a character
     return (String(decoding: encoded[..<end], as: UTF8.self), true)
-  }
-}
-
-/// The runs of this instance, so CancelExecution can stop one.
-final class RunningExecutions: Sendable {
-  private let tasks = NIOLockedValueBox([UUID: Task<SandboxOutcome, any Error>]())
-
-  func add(_ id: UUID, task: Task<SandboxOutcome, any Error>) { self.tasks.withLockedValue { $0[id] = task } }
-  func remove(_ id: UUID) { _ = self.tasks.withLockedValue { $0.removeValue(forKey: id) } }
-  /// Cancels a run of this instance's; false when it has none of that id.
-  @discardableResult
-  func cancel(_ id: UUID) -> Bool {
-    guard let task = self.tasks.withLockedValue({ $0[id] }) else { return false }
-    task.cancel()
-    return true
   }
 }
 

@@ -1,0 +1,101 @@
+public import Foundation
+public import PlatformCore
+
+/// An agent run (agent_db.executions).
+public struct Execution: Sendable, Equatable {
+  /// The lifecycle: pending → running → completed | failed | cancelled | timeout. A pending run
+  /// may also be cancelled or failed before it starts; a finished one never changes again.
+  public enum Status: String, Sendable, CaseIterable {
+    case pending
+    case running
+    case completed
+    case failed
+    case cancelled
+    case timeout
+
+    public var isFinished: Bool {
+      switch self {
+      case .pending, .running: false
+      case .completed, .failed, .cancelled, .timeout: true
+      }
+    }
+
+    public func canMove(to next: Status) -> Bool {
+      switch (self, next) {
+      case (.pending, .running), (.pending, .failed), (.pending, .cancelled): true
+      case (.running, .completed), (.running, .failed), (.running, .cancelled), (.running, .timeout): true
+      default: false
+      }
+    }
+
+    /// The statuses a move to `self` may start from (for conditional updates).
+    public var predecessors: [Status] { Status.allCases.filter { $0.canMove(to: self) } }
+  }
+
+  /// Why an execution did not complete (executions.error): a code and a message without
+  /// secrets; `plugin` names the plugin that failed, if one did.
+  public struct Failure: Sendable, Equatable, Error {
+    public var code: String
+    public var message: String
+    public var details: [String: String]
+
+    public init(code: String, message: String, details: [String: String] = [:]) {
+      self.code = code
+      self.message = message.truncated(toUTF8Bytes: 2000)
+      self.details = details
+    }
+
+    public var json: JSONValue {
+      .object(["code": .string(self.code), "message": .string(self.message), "details": .object(self.details.mapValues { .string($0) })])
+    }
+
+    public init?(stored: JSONValue?) {
+      guard let object = stored?.objectValue, let code = object["code"]?.stringValue else { return nil }
+      var details: [String: String] = [:]
+      for (key, value) in object["details"]?.objectValue ?? [:] { details[key] = value.stringValue }
+      self.init(code: code, message: object["message"]?.stringValue ?? "", details: details)
+    }
+  }
+
+  public var id: UUID
+  public var agentID: UUID
+  public var userID: UUID
+  public var workflowID: UUID?
+  public var status: Status
+  public var progress: Int
+  public var input: JSONValue
+  public var output: JSONValue?
+  public var error: Failure?
+  public var executionMilliseconds: Int?
+  public var tokensUsed: Int?
+  public var cost: Double?
+  public var createdAt: Date
+  public var startedAt: Date?
+  public var completedAt: Date?
+  public var retryCount: Int
+  public var maxRetries: Int
+  public var parentID: UUID?
+
+  public static let maxInputBytes = 256 * 1024
+  public static let maxMessageBytes = 64 * 1024
+  public static let defaultMaxRetries = 3
+}
+
+/// One log line of an execution (agent_db.execution_logs).
+public struct ExecutionLog: Sendable, Equatable {
+  public enum Level: String, Sendable, CaseIterable, Comparable {
+    case debug, info, warning, error
+
+    var rank: Int { Self.allCases.firstIndex(of: self) ?? 0 }
+    public static func < (lhs: Level, rhs: Level) -> Bool { lhs.rank < rhs.rank }
+  }
+
+  public var id: Int64
+  public var executionID: UUID
+  public var level: Level
+  public var message: String
+  public var metadata: JSONValue
+  public var createdAt: Date
+
+  public static let maxMessageBytes = 4096
+}

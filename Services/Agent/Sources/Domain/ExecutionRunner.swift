@@ -1,0 +1,263 @@
+public import Foundation
+public import GRPCRuntime
+public import Logging
+public import PlatformCore
+
+/// Runs one execution from pending (or running, when a crashed worker's job comes back) to its
+/// end: the persona rendered into the system prompt, then the plan (every enabled plugin in
+/// order), each plugin call under its own timeout, logged with its result or error, progress as
+/// it goes, and the answer with its citations. A model answers from the plugins' results when
+/// one is configured; the offline planner composes the answer itself.
+public struct ExecutionRunner: Sendable {
+  let store: ExecutionStore
+  let agents: AgentStore
+  let peers: PlatformPeers
+  let cache: ExecutionCache
+  let models: ModelCatalog
+  let chat: ChatCompletionsClient?
+  /// Each plugin call's limit (AGENT_PLUGIN_TIMEOUT_SECONDS, default 60).
+  let pluginTimeout: Duration
+  /// The whole run's limit (AGENT_EXECUTION_TIMEOUT_SECONDS, default 300): then TIMEOUT.
+  let executionTimeout: Duration
+  let logger: Logger
+
+  public init(
+    store: ExecutionStore, agents: AgentStore, peers: PlatformPeers, cache: ExecutionCache, models: ModelCatalog, chat: ChatCompletionsClient?,
+    pluginTimeout: Duration, executionTimeout: Duration, logger: Logger
+  ) {
+    self.store = store
+    self.agents = agents
+    self.peers = peers
+    self.cache = cache
+    self.models = models
+    self.chat = chat
+    self.pluginTimeout = pluginTimeout
+    self.executionTimeout = executionTimeout
+    self.logger = logger
+  }
+
+  /// How the run's calls to other services authenticate: nil forwards the handled call's
+  /// credentials; otherwise a fresh token for the execution's user each time.
+  public typealias Credentials = @Sendable () async throws -> String?
+
+  /// What one plugin call came to.
+  struct PluginCall: Sendable {
+    var plugin: AgentPlugin
+    var result: PlatformPeers.Result?
+    var failure: Execution.Failure?
+    var citations: [JSONValue]
+    var milliseconds: Int
+  }
+
+  /// Runs it to the end and returns it as stored. Throws only when the database cannot be
+  /// written (the job then retries); every failure of the run itself ends the execution.
+  public func run(_ id: UUID, credentials: @escaping Credentials) async throws -> Execution {
+    guard let current = try await self.store.execution(id) else { throw AgentError.notFound("Execution not found") }
+    let started: Execution
+    switch current.status {
+    case .pending:
+      guard let moved = try await self.store.start(id) else { return try await self.store.execution(id) ?? current }
+      started = moved
+    case .running:
+      // Its worker died (the job came back after its lease): start it over.
+      guard let resumed = try await self.store.resume(id) else { return try await self.store.execution(id) ?? current }
+      try await self.store.log(id, .warning, "Resumed from the start: the worker running it stopped")
+      started = resumed
+    default:
+      return current
+    }
+    await self.cache.write(started)
+    let clock = ContinuousClock()
+    let began = clock.now
+    let outcome: (status: Execution.Status, output: JSONValue?, error: Execution.Failure?, usage: (Int, Int, String))
+    do {
+      outcome = try await Self.within(self.executionTimeout) {
+        try await self.plan(started, credentials: credentials)
+      }
+    } catch is TimedOut {
+      outcome = (
+        .timeout, nil, Execution.Failure(code: "timeout", message: "The execution ran past its \(self.executionTimeout.components.seconds) s limit"),
+        (0, 0, ModelCatalog.offline)
+      )
+    } catch is CancellationError {
+      outcome = (.cancelled, nil, nil, (0, 0, ModelCatalog.offline))
+    } catch let failure as Execution.Failure {
+      outcome = (.failed, nil, failure, (0, 0, ModelCatalog.offline))
+    }
+    let elapsed = clock.now - began
+    let milliseconds = Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
+    let (prompt, completion, model) = outcome.usage
+    let cost = self.models.price(model).cost(promptTokens: prompt, completionTokens: completion)
+    // Written in a task of its own: a cancelled run's own queries would fail.
+    let store = self.store, cache = self.cache
+    return try await Task {
+      try await store.log(
+        id, outcome.status == .completed ? .info : .warning, "Execution \(outcome.status.rawValue)",
+        metadata: ["milliseconds": .number(Double(milliseconds))].merging(outcome.error.map { ["error": .string($0.message)] } ?? [:]) { $1 })
+      let ended = try await store.finish(
+        id, status: outcome.status, output: outcome.output, error: outcome.error, milliseconds: milliseconds,
+        tokens: prompt + completion, cost: cost)
+      // Nil: it had ended otherwise first (CancelExecution); as it is now.
+      let final = if let ended { ended } else { try await store.execution(id) ?? started }
+      await cache.write(final)
+      return final
+    }.value
+  }
+
+  /// The persona, the plugins, the answer.
+  private func plan(
+    _ execution: Execution, credentials: Credentials
+  ) async throws -> (status: Execution.Status, output: JSONValue?, error: Execution.Failure?, usage: (Int, Int, String)) {
+    guard let agent = try await self.agents.agent(execution.agentID, owner: execution.userID) else {
+      throw Execution.Failure(code: "agent_gone", message: "The agent was deleted")
+    }
+    guard agent.status == .active else {
+      throw Execution.Failure(code: "agent_not_active", message: "The agent is \(agent.status.rawValue); only active agents run")
+    }
+    let input = execution.input.objectValue ?? [:]
+    let message = input["message"]?.stringValue ?? ""
+    let systemPrompt: String
+    do {
+      systemPrompt = try await self.peers.render(agent.personaID, variables: input["variables"] ?? .object([:]), credential: try await credentials())
+    } catch let error as RPCError {
+      throw Execution.Failure(code: "persona_failed", message: "The persona could not be rendered (\(error.code)): \(error.message)")
+    }
+    try await self.store.log(execution.id, .info, "Persona rendered", metadata: ["characters": .number(Double(systemPrompt.count))])
+    try await self.store.setProgress(execution.id, 10)
+
+    let plugins = try await self.agents.plugins(of: agent.id, includeDisabled: false, after: nil, limit: Agent.maxPlugins).plugins
+    var calls: [PluginCall] = []
+    for (index, plugin) in plugins.enumerated() {
+      try Task.checkCancellation()
+      calls.append(try await self.call(plugin, input: input, message: message, execution: execution.id, credentials: credentials))
+      try await self.store.setProgress(execution.id, 10 + 80 * (index + 1) / max(plugins.count, 1))
+    }
+
+    var answer: String
+    var usage = (0, 0, agent.settings.model)
+    if agent.settings.model == ModelCatalog.offline || self.chat == nil {
+      answer = Self.offlineAnswer(message: message, calls: calls)
+      usage.2 = ModelCatalog.offline
+    } else if let chat = self.chat {
+      let context = calls.map { call in
+        "\(call.plugin.name) (\(call.plugin.kind.rawValue)): " + (call.result?.summary ?? "failed: \(call.failure?.message ?? "")")
+      }.joined(separator: "\n\n")
+      do {
+        let completion = try await chat.complete(
+          [
+            .init(role: "system", content: systemPrompt),
+            .init(role: "user", content: context.isEmpty ? message : "\(message)\n\nWhat the tools found:\n\(context)"),
+          ], json: false, maxTokens: agent.settings.maxTokens)
+        answer = completion.content
+        usage = (completion.promptTokens, completion.completionTokens, agent.settings.model)
+      } catch {
+        throw Execution.Failure(code: "model_failed", message: "The model could not answer: \(error.description)")
+      }
+    } else {
+      answer = ""
+    }
+    let output: JSONValue = .object([
+      "answer": .string(answer),
+      "model": .string(usage.2),
+      "citations": .array(calls.flatMap(\.citations)),
+      "plugins": .array(calls.map(Self.summary)),
+    ])
+    if let failed = calls.first(where: { $0.failure != nil }), let failure = failed.failure {
+      // The others' results are kept in the output.
+      return (.failed, output, failure, usage)
+    }
+    return (.completed, output, nil, usage)
+  }
+
+  /// One plugin call, its start and end logged; its failure is a result, not an exception.
+  private func call(
+    _ plugin: AgentPlugin, input: [String: JSONValue], message: String, execution: UUID, credentials: Credentials
+  ) async throws -> PluginCall {
+    let config = plugin.config.objectValue ?? [:]
+    let metadata: [String: JSONValue] = ["plugin": .string(plugin.name), "type": .string(plugin.kind.rawValue), "plugin_id": .string(plugin.id.lowercasedString)]
+    try await self.store.log(execution, .info, "Plugin \(plugin.name) started", metadata: metadata)
+    let clock = ContinuousClock()
+    let began = clock.now
+    var call = PluginCall(plugin: plugin, result: nil, failure: nil, citations: [], milliseconds: 0)
+    do {
+      let credential = try await credentials()
+      switch plugin.kind {
+      case .knowledgeRAG:
+        call.result = try await self.peers.search(config, query: message, credential: credential, timeout: self.pluginTimeout)
+      case .textToSQL:
+        call.result = try await self.peers.ask(config, question: message, credential: credential, timeout: self.pluginTimeout)
+      case .codeExecutor:
+        if let code = input["code"]?.stringValue {
+          call.result = try await self.peers.run(
+            config, code: code, language: input["language"]?.stringValue, stdin: input["stdin"]?.stringValue ?? "", credential: credential,
+            timeout: self.pluginTimeout)
+        } else {
+          call.result = PlatformPeers.Result(summary: "No code in the input to run.", citations: [], detail: .object([:]))
+        }
+      case .webSearch, .fileUpload:
+        call.failure = Execution.Failure(
+          code: "plugin_unavailable", message: "The \(plugin.kind.rawValue) plugin cannot run on this server yet",
+          details: ["plugin": plugin.name])
+      }
+      call.citations = call.result?.citations ?? []
+    } catch let failure as PluginFailure {
+      call.failure = Execution.Failure(code: failure.code, message: "\(plugin.name): \(failure.message)", details: ["plugin": plugin.name])
+      call.citations = failure.citation.map { [$0] } ?? []
+    } catch let error as RPCError where error.code == .cancelled {
+      throw CancellationError()
+    } catch let error as RPCError {
+      try Task.checkCancellation()
+      var details = ["plugin": plugin.name, "status": "\(error.code)"]
+      if [.unavailable, .deadlineExceeded, .resourceExhausted].contains(error.code) { details["transient"] = "true" }
+      call.failure = Execution.Failure(
+        code: "plugin_failed", message: "\(plugin.name) (\(plugin.kind.rawValue)) failed: \(error.code): \(error.message)", details: details)
+    }
+    let elapsed = clock.now - began
+    call.milliseconds = Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
+    var ended = metadata
+    ended["milliseconds"] = .number(Double(call.milliseconds))
+    if let failure = call.failure {
+      ended["error"] = .string(failure.message)
+      try await self.store.log(execution, .error, "Plugin \(plugin.name) failed", metadata: ended)
+    } else {
+      try await self.store.log(execution, .info, "Plugin \(plugin.name) finished", metadata: ended)
+    }
+    return call
+  }
+
+  static func summary(_ call: PluginCall) -> JSONValue {
+    var object: [String: JSONValue] = [
+      "name": .string(call.plugin.name), "type": .string(call.plugin.kind.rawValue),
+      "status": .string(call.failure == nil ? "ok" : "failed"), "milliseconds": .number(Double(call.milliseconds)),
+    ]
+    if let failure = call.failure { object["error"] = .string(failure.message) }
+    if let detail = call.result?.detail, detail != .object([:]) { object["result"] = detail }
+    return .object(object)
+  }
+
+  /// The offline planner's answer: what each plugin found, in order, and that no model wrote it.
+  static func offlineAnswer(message: String, calls: [PluginCall]) -> String {
+    var lines = ["Offline planner (no language model): results for \"\(message.truncated(toUTF8Bytes: 200))\"."]
+    if calls.isEmpty { lines.append("The agent has no enabled plugins.") }
+    for call in calls {
+      lines.append("\(call.plugin.name) (\(call.plugin.kind.rawValue)): " + (call.result?.summary ?? "failed: \(call.failure?.message ?? "")"))
+    }
+    return lines.joined(separator: "\n")
+  }
+
+  struct TimedOut: Error {}
+
+  /// `operation`, or `TimedOut` after `limit` (the operation is cancelled).
+  static func within<T: Sendable>(_ limit: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+      group.addTask { try await operation() }
+      group.addTask {
+        try await Task.sleep(for: limit)
+        return nil
+      }
+      defer { group.cancelAll() }
+      guard let first = try await group.next(), let value = first else { throw TimedOut() }
+      return value
+    }
+  }
+}

@@ -1,0 +1,148 @@
+public import Foundation
+public import GRPCRuntime
+public import PlatformCore
+internal import PlatformProtos
+internal import SwiftProtobuf
+
+/// The other services an execution calls, as the user who started it: the caller's own
+/// credentials while the call that started it is being handled (forwarded by the channels), or
+/// a short-lived token the agent service signs for that user in a background run.
+public struct PlatformPeers: Sendable {
+  let persona: Platform_Persona_V1_PersonaServiceClient
+  let knowledge: Platform_Knowledge_V1_KnowledgeServiceClient
+  let textToSQL: Platform_Texttosql_V1_QueryServiceClient
+  let sandbox: Platform_Codesandbox_V1_CodeSandboxServiceClient
+
+  public init(_ channels: PeerChannels) {
+    self.persona = .init(channel: channels.channel(.persona))
+    self.knowledge = .init(channel: channels.channel(.knowledge))
+    self.textToSQL = .init(channel: channels.channel(.textToSQL))
+    self.sandbox = .init(channel: channels.channel(.codeSandbox))
+  }
+
+  /// How a call authenticates: nil forwards the handled call's credentials.
+  public typealias Credential = String?
+
+  static func options(_ credential: Credential, timeout: Duration) -> CallOptions {
+    var options = CallOptions(timeout: timeout)
+    if let credential { options.metadata.addString("Bearer \(credential)", forKey: "authorization") }
+    return options
+  }
+
+  /// The persona's template rendered with `variables`: the system prompt.
+  func render(_ personaID: UUID, variables: JSONValue, credential: Credential) async throws -> String {
+    try await self.persona.renderPersona(
+      .with {
+        $0.personaID = personaID.lowercasedString
+        $0.variables = variables.protobufStruct
+      }, options: Self.options(credential, timeout: .seconds(10))
+    ).text
+  }
+
+  /// What one plugin call gave: a short text for the answer, the citations, and the raw result
+  /// (bounded) for the output.
+  public struct Result: Sendable {
+    public var summary: String
+    public var citations: [JSONValue]
+    public var detail: JSONValue
+  }
+
+  func search(_ config: [String: JSONValue], query: String, credential: Credential, timeout: Duration) async throws -> Result {
+    let mode: Platform_Knowledge_V1_SearchMode =
+      switch config["mode"]?.stringValue {
+      case "vector": .vector
+      case "keyword": .keyword
+      default: .hybrid
+      }
+    let response = try await self.knowledge.search(
+      .with {
+        $0.knowledgeBaseIds = Self.strings(config["knowledge_base_ids"])
+        $0.query = query
+        $0.mode = mode
+        $0.topK = Int32(Self.number(config["top_k"]) ?? 5)
+        $0.minScore = Self.number(config["min_score"]) ?? 0
+      }, options: Self.options(credential, timeout: timeout))
+    let citations: [JSONValue] = response.results.map { result in
+      .object([
+        "type": .string("chunk"), "document_id": .string(result.documentID), "chunk_id": .string(result.chunk.id),
+        "title": .string(result.documentTitle), "score": .number(result.score),
+        "content": .string(result.chunk.content.truncated(toUTF8Bytes: 1000)),
+      ])
+    }
+    let summary =
+      response.results.isEmpty
+      ? "No passages matched."
+      : response.results.prefix(3).map { "[\($0.documentTitle)] \($0.chunk.content.truncated(toUTF8Bytes: 300))" }.joined(separator: "\n")
+    return Result(summary: summary, citations: citations, detail: .object(["results": .number(Double(response.results.count))]))
+  }
+
+  func ask(_ config: [String: JSONValue], question: String, credential: Credential, timeout: Duration) async throws -> Result {
+    let response = try await self.textToSQL.askQuestion(
+      .with {
+        $0.databaseID = config["database_id"]?.stringValue ?? ""
+        $0.question = question
+        $0.maxRows = Int32(Self.number(config["max_rows"]) ?? 100)
+      }, options: Self.options(credential, timeout: timeout))
+    let columns = response.result.columns.map(\.name)
+    let rows = response.result.rows.prefix(20).map { JSONValue.array($0.values.map(JSONValue.init)) }
+    let citation: JSONValue = .object([
+      "type": .string("sql"), "query_id": .string(response.query.id), "sql": .string(response.query.sql),
+      "rows": .number(Double(response.result.rows.count)), "truncated": .bool(response.result.truncated),
+    ])
+    let summary = "\(response.result.rows.count) row(s) from `\(response.query.sql.truncated(toUTF8Bytes: 500))`"
+    return Result(
+      summary: summary, citations: [citation],
+      detail: .object(["columns": .array(columns.map { .string($0) }), "rows": .array(Array(rows))]))
+  }
+
+  func run(
+    _ config: [String: JSONValue], code: String, language: String?, stdin: String, credential: Credential, timeout: Duration
+  ) async throws -> Result {
+    let name = language ?? config["language"]?.stringValue ?? "python"
+    let execution = try await self.sandbox.executeCode(
+      .with {
+        $0.language =
+          switch name {
+          case "javascript": .javascript
+          case "typescript": .typescript
+          default: .python
+          }
+        $0.code = code
+        $0.stdin = stdin
+        $0.limits = .with {
+          $0.timeoutMs = Int32(Self.number(config["timeout_ms"]) ?? 10_000)
+          $0.memoryMb = Int32(Self.number(config["memory_mb"]) ?? 256)
+        }
+        $0.blockOnCritical = config["block_on_critical"].map { $0 == .bool(true) } ?? true
+      }, options: Self.options(credential, timeout: timeout))
+    let citation: JSONValue = .object([
+      "type": .string("code"), "execution_id": .string(execution.id), "status": .string("\(execution.status)"),
+      "exit_code": execution.hasExitCode ? .number(Double(execution.exitCode)) : .null,
+      "stdout": .string(execution.stdout.truncated(toUTF8Bytes: 4000)),
+    ])
+    if execution.status != .completed {
+      throw PluginFailure(
+        code: "code_failed", message: "The program did not complete (\(execution.terminationReason)): \(execution.stderr.truncated(toUTF8Bytes: 500))",
+        citation: citation)
+    }
+    return Result(summary: execution.stdout.truncated(toUTF8Bytes: 1000), citations: [citation], detail: .object([:]))
+  }
+
+  /// The strings of a JSON array (none for anything else).
+  static func strings(_ value: JSONValue?) -> [String] {
+    guard case .array(let values)? = value else { return [] }
+    return values.compactMap(\.stringValue)
+  }
+
+  static func number(_ value: JSONValue?) -> Double? {
+    if case .number(let number)? = value { return number }
+    return nil
+  }
+}
+
+/// A plugin call that ran but did not succeed; what it produced is still cited.
+struct PluginFailure: Error {
+  var code: String
+  var message: String
+  var citation: JSONValue?
+}

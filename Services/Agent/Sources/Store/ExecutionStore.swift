@@ -1,0 +1,222 @@
+public import Foundation
+public import Logging
+public import PlatformCore
+internal import PostgresNIO
+
+/// The SQL of executions and execution_logs in agent_db. Status changes are conditional on the
+/// lifecycle (`Execution.Status.predecessors`), so two writers never both move one execution.
+public struct ExecutionStore: Sendable {
+  private let database: Database
+  private let logger: Logger
+
+  public init(database: Database, logger: Logger) {
+    self.database = database
+    self.logger = logger
+  }
+
+  /// Where a page of executions ends: newest first.
+  public struct ListCursor: Codable, Sendable, Equatable {
+    public var createdAt: Date
+    public var id: UUID
+  }
+
+  static let columns = """
+    id, agent_id, user_id, workflow_id, status, progress, input::text, output::text, error::text, execution_time_ms, tokens_used,
+    cost::float8, created_at, started_at, completed_at, retry_count, max_retries, parent_execution_id
+    """
+
+  static func execution(_ row: PostgresRow) throws -> Execution {
+    let c = try row.decode(
+      (UUID, UUID, UUID, UUID?, String, Int, String, String?, String?, Int?, Int?, Double?, Date, Date?, Date?, Int, Int, UUID?).self)
+    return Execution(
+      id: c.0, agentID: c.1, userID: c.2, workflowID: c.3, status: Execution.Status(rawValue: c.4) ?? .failed, progress: c.5,
+      input: (try? JSONValue(jsonText: c.6)) ?? .object([:]), output: c.7.flatMap { try? JSONValue(jsonText: $0) },
+      error: Execution.Failure(stored: c.8.flatMap { try? JSONValue(jsonText: $0) }), executionMilliseconds: c.9, tokensUsed: c.10,
+      cost: c.11, createdAt: c.12, startedAt: c.13, completedAt: c.14, retryCount: c.15, maxRetries: c.16, parentID: c.17)
+  }
+
+  /// What a new execution is.
+  public struct NewExecution: Sendable {
+    public var agentID: UUID
+    public var userID: UUID
+    public var workflowID: UUID?
+    public var parentID: UUID?
+    public var input: JSONValue
+    public var retryCount: Int
+    public var maxRetries: Int
+    public var requestID: UUID?
+  }
+
+  /// Inserts the execution, pending, and runs `then` in the same transaction (the job that runs
+  /// it is enqueued there, so neither exists without the other). A request id the user already
+  /// used returns that execution (`created` false) and `then` does not run.
+  public func insert(
+    _ new: NewExecution, then: (DatabaseConnection, Execution) async throws -> Void
+  ) async throws -> (execution: Execution, created: Bool) {
+    try await self.database.withTransaction(logger: self.logger) { connection in
+      let rows = try await connection.query(
+        """
+        INSERT INTO executions (agent_id, user_id, workflow_id, parent_execution_id, input, retry_count, max_retries, request_id)
+        VALUES (\(new.agentID), \(new.userID), \(new.workflowID), \(new.parentID), \(new.input.jsonText)::jsonb, \(new.retryCount),
+          \(new.maxRetries), \(new.requestID))
+        ON CONFLICT (user_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
+        RETURNING \(unescaped: Self.columns)
+        """, logger: self.logger)
+      if let row = rows.first {
+        let execution = try Self.execution(row)
+        try await then(connection, execution)
+        return (execution, true)
+      }
+      let earlier = try await connection.query(
+        "SELECT \(unescaped: Self.columns) FROM executions WHERE user_id = \(new.userID) AND request_id = \(new.requestID)",
+        logger: self.logger)
+      guard let row = earlier.first else { throw AgentError.unavailable("The execution could not be created; retry") }
+      return (try Self.execution(row), false)
+    }
+  }
+
+  /// The user's execution (nil for another user's or none).
+  public func execution(_ id: UUID, owner: UUID) async throws -> Execution? {
+    try await self.database.query(
+      "SELECT \(unescaped: Self.columns) FROM executions WHERE id = \(id) AND user_id = \(owner)", logger: self.logger
+    ).first.map(Self.execution)
+  }
+
+  public func execution(_ id: UUID) async throws -> Execution? {
+    try await self.database.query("SELECT \(unescaped: Self.columns) FROM executions WHERE id = \(id)", logger: self.logger)
+      .first.map(Self.execution)
+  }
+
+  public func list(
+    owner: UUID, agentID: UUID?, status: Execution.Status?, workflowID: UUID?, after: ListCursor?, limit: Int
+  ) async throws -> (executions: [Execution], total: Int, more: Bool) {
+    let rows = try await self.database.query(
+      """
+      SELECT \(unescaped: Self.columns) FROM executions
+      WHERE user_id = \(owner) AND (\(agentID)::uuid IS NULL OR agent_id = \(agentID))
+        AND (\(status?.rawValue)::text IS NULL OR status = \(status?.rawValue)) AND (\(workflowID)::uuid IS NULL OR workflow_id = \(workflowID))
+        AND (\(after?.createdAt)::timestamptz IS NULL OR (created_at, id) < (\(after?.createdAt ?? Date()), \(after?.id ?? UUID())))
+      ORDER BY created_at DESC, id DESC LIMIT \(limit + 1)
+      """, logger: self.logger)
+    let total = try await self.database.query(
+      """
+      SELECT count(*)::int8 FROM executions
+      WHERE user_id = \(owner) AND (\(agentID)::uuid IS NULL OR agent_id = \(agentID))
+        AND (\(status?.rawValue)::text IS NULL OR status = \(status?.rawValue)) AND (\(workflowID)::uuid IS NULL OR workflow_id = \(workflowID))
+      """, logger: self.logger
+    ).first?.decode(Int64.self) ?? 0
+    return (try rows.prefix(limit).map(Self.execution), Int(total), rows.count > limit)
+  }
+
+  /// Moves a pending execution to running; nil when it is not pending any more (cancelled, or
+  /// another worker took it). A running one is taken back only by `resume`.
+  public func start(_ id: UUID) async throws -> Execution? {
+    try await self.database.query(
+      """
+      UPDATE executions SET status = 'running', started_at = now(), progress = 0
+      WHERE id = \(id) AND status = 'pending' RETURNING \(unescaped: Self.columns)
+      """, logger: self.logger
+    ).first.map(Self.execution)
+  }
+
+  /// A running execution whose worker died is started again from the beginning (its job was
+  /// claimed by another worker); its progress goes back to zero.
+  public func resume(_ id: UUID) async throws -> Execution? {
+    try await self.database.query(
+      """
+      UPDATE executions SET progress = 0, started_at = now()
+      WHERE id = \(id) AND status = 'running' RETURNING \(unescaped: Self.columns)
+      """, logger: self.logger
+    ).first.map(Self.execution)
+  }
+
+  public func setProgress(_ id: UUID, _ progress: Int) async throws {
+    try await self.database.query(
+      "UPDATE executions SET progress = greatest(progress, \(min(max(progress, 0), 100))) WHERE id = \(id) AND status = 'running'",
+      logger: self.logger)
+  }
+
+  /// Ends the execution with `status` if the lifecycle allows it from where it is.
+  /// - Returns: the finished execution, or nil when it had already ended (a cancel won).
+  public func finish(
+    _ id: UUID, status: Execution.Status, output: JSONValue?, error: Execution.Failure?, milliseconds: Int?, tokens: Int?, cost: Double?
+  ) async throws -> Execution? {
+    try await self.database.query(
+      """
+      UPDATE executions SET status = \(status.rawValue), output = \(output?.jsonText)::jsonb, error = \(error?.json.jsonText)::jsonb,
+        execution_time_ms = \(milliseconds), tokens_used = \(tokens), cost = \(cost)::numeric(10, 4), completed_at = now(),
+        progress = CASE WHEN \(status.rawValue) = 'completed' THEN 100 ELSE progress END
+      WHERE id = \(id) AND status = ANY(\(status.predecessors.map(\.rawValue)))
+      RETURNING \(unescaped: Self.columns)
+      """, logger: self.logger
+    ).first.map(Self.execution)
+  }
+
+  /// Cancels the user's pending or running execution.
+  /// - Returns: the execution as it is now (cancelled, or finished otherwise before), nil when
+  ///   there is none of the user's.
+  public func cancel(_ id: UUID, owner: UUID) async throws -> Execution? {
+    let rows = try await self.database.query(
+      """
+      UPDATE executions SET status = 'cancelled', completed_at = now()
+      WHERE id = \(id) AND user_id = \(owner) AND status IN ('pending', 'running') RETURNING \(unescaped: Self.columns)
+      """, logger: self.logger)
+    if let row = rows.first { return try Self.execution(row) }
+    return try await self.execution(id, owner: owner)
+  }
+
+  /// Executions no one is running any more fail as interrupted: pending or running for longer
+  /// than the longest run, with no queued or running job to (re)start them (a sync run whose
+  /// service died, a job out of attempts). Returns how many.
+  public func failInterrupted(olderThan age: Duration) async throws -> Int {
+    let error = Execution.Failure(code: "interrupted", message: "The service running it stopped before the execution finished")
+    return try await self.database.query(
+      """
+      UPDATE executions e SET status = 'failed', completed_at = now(), error = \(error.json.jsonText)::jsonb
+      WHERE e.status IN ('pending', 'running')
+        AND coalesce(e.started_at, e.created_at) < now() - make_interval(secs => \(Double(age.components.seconds)))
+        AND NOT EXISTS (
+          SELECT 1 FROM jobs j WHERE j.dedup_key = 'execution:' || e.id::text AND j.state IN ('queued', 'running'))
+      RETURNING e.id
+      """, logger: self.logger
+    ).count
+  }
+
+  // MARK: - Logs
+
+  /// Appends a line (message and metadata cut to their caps).
+  @discardableResult
+  public func log(_ executionID: UUID, _ level: ExecutionLog.Level, _ message: String, metadata: [String: JSONValue] = [:]) async throws -> Int64 {
+    var metadata = JSONValue.object(metadata)
+    if metadata.jsonText.utf8.count > 8192 { metadata = .object(["truncated": .bool(true)]) }
+    return try await self.database.query(
+      """
+      INSERT INTO execution_logs (execution_id, level, message, metadata)
+      VALUES (\(executionID), \(level.rawValue), \(message.truncated(toUTF8Bytes: ExecutionLog.maxMessageBytes)), \(metadata.jsonText)::jsonb)
+      RETURNING id
+      """, logger: self.logger
+    ).first?.decode(Int64.self) ?? 0
+  }
+
+  /// An execution's lines after `afterID`, oldest first, at `minLevel` or above. The time range
+  /// is bounded by the execution's own (its creation to its end, or now), so only the partitions
+  /// of those months are read.
+  public func logs(of execution: Execution, minLevel: ExecutionLog.Level, afterID: Int64, limit: Int) async throws -> [ExecutionLog] {
+    let levels = ExecutionLog.Level.allCases.filter { $0 >= minLevel }.map(\.rawValue)
+    let from = execution.createdAt.addingTimeInterval(-1)
+    let until = (execution.completedAt ?? Date()).addingTimeInterval(60)
+    return try await self.database.query(
+      """
+      SELECT id, execution_id, level, message, coalesce(metadata, '{}')::text, created_at FROM execution_logs
+      WHERE execution_id = \(execution.id) AND created_at >= \(from) AND created_at < \(until) AND id > \(afterID)
+        AND level = ANY(\(levels))
+      ORDER BY id LIMIT \(limit)
+      """, logger: self.logger
+    ).map { row in
+      let c = try row.decode((Int64, UUID, String, String, String, Date).self)
+      return ExecutionLog(
+        id: c.0, executionID: c.1, level: ExecutionLog.Level(rawValue: c.2) ?? .info, message: c.3,
+        metadata: (try? JSONValue(jsonText: c.4)) ?? .object([:]), createdAt: c.5)
+    }
+  }
+}

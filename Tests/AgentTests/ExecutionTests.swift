@@ -1,0 +1,414 @@
+import Agent
+import CodeSandbox
+import struct Agent.Execution
+import Foundation
+import GRPCRuntime
+import Knowledge
+import Persona
+import PlatformCore
+import PlatformProtos
+import PlatformTesting
+import PostgresNIO
+import SwiftProtobuf
+import Testing
+import TextToSQL
+
+typealias ExecutionClient = Platform_Agent_V1_ExecutionServiceClient
+
+/// Every service an agent calls, over real gRPC, with the agent service pointed at them.
+struct Chain {
+  let world: AgentWorld
+  let executions: ExecutionClient
+  let knowledge: Platform_Knowledge_V1_KnowledgeServiceClient
+  let databases: Platform_Texttosql_V1_DatabaseServiceClient
+  let sandbox: Platform_Codesandbox_V1_CodeSandboxServiceClient
+
+  /// A developer's agent with a persona, a knowledge base holding one document, a SQLite shop
+  /// database, and the plugins named (knowledge_rag, text_to_sql, code_executor).
+  func agent(
+    _ options: CallOptions, plugins: Set<Platform_Agent_V1_PluginType> = [.knowledgeRag, .textToSql, .codeExecutor]
+  ) async throws -> Platform_Agent_V1_Agent {
+    let persona = try await self.world.persona(options)
+    let agent = try await self.world.agents.createAgent(newAgent(persona, name: "Chain"), options: options)
+    if plugins.contains(.knowledgeRag) {
+      let base = try await self.knowledge.createKnowledgeBase(.with { $0.knowledgeBase = .with { $0.name = "facts" } }, options: options)
+      let document = try await self.knowledge.createDocument(
+        .with {
+          $0.knowledgeBaseID = base.id
+          $0.title = "Atlantis"
+          $0.content = "Atlantis is an island. The capital of Atlantis is Poseidonia, where most customers live."
+          $0.contentType = "text/plain"
+        }, options: options)
+      let deadline = Date().addingTimeInterval(30)
+      while try await self.knowledge.getDocument(.with { $0.id = document.id }, options: options).status != .ready, Date() < deadline {
+        try await Task.sleep(for: .milliseconds(50))
+      }
+      _ = try await self.world.agents.addPlugin(.with {
+        $0.agentID = agent.id
+        $0.plugin = .with {
+          $0.pluginType = .knowledgeRag
+          $0.orderIndex = 1
+          $0.config = .with { $0.fields = ["knowledge_base_ids": .init(listValue: .with { $0.values = [.init(stringValue: base.id)] })] }
+        }
+      }, options: options)
+    }
+    if plugins.contains(.textToSql) {
+      let database = try await self.databases.registerDatabase(
+        .with { $0.database = .with { $0.name = "shop"; $0.databaseType = .sqlite; $0.connection = .with { $0.databaseName = "shop.db" } } },
+        options: options)
+      _ = try await self.databases.syncSchema(.with { $0.databaseID = database.id }, options: options)
+      _ = try await self.world.agents.addPlugin(.with {
+        $0.agentID = agent.id
+        $0.plugin = .with {
+          $0.pluginType = .textToSql
+          $0.orderIndex = 2
+          $0.config = .with { $0.fields = ["database_id": .init(stringValue: database.id)] }
+        }
+      }, options: options)
+    }
+    if plugins.contains(.codeExecutor) {
+      _ = try await self.world.agents.addPlugin(.with {
+        $0.agentID = agent.id
+        $0.plugin = .with {
+          $0.pluginType = .codeExecutor
+          $0.orderIndex = 3
+        }
+      }, options: options)
+    }
+    return try await self.world.agents.getAgent(.with { $0.id = agent.id }, options: options)
+  }
+
+  func start(
+    _ agent: Platform_Agent_V1_Agent, _ options: CallOptions, message: String = "How many customers are there?",
+    code: String? = "print(6 * 7)", sync: Bool = true, requestID: String = "", maxRetries: Int32 = 0
+  ) async throws -> Platform_Agent_V1_Execution {
+    try await self.executions.startExecution(.with {
+      $0.agentID = agent.id
+      $0.input = .with {
+        $0.fields["message"] = .init(stringValue: message)
+        if let code { $0.fields["code"] = .init(stringValue: code) }
+      }
+      $0.sync = sync
+      $0.requestID = requestID
+      $0.maxRetries = maxRetries
+    }, options: options)
+  }
+
+  func logs(_ execution: String, _ options: CallOptions) async throws -> [String] {
+    try await self.executions.listExecutionLogs(.with { $0.executionID = execution }, options: options).logs.map(\.message)
+  }
+
+  func rows(_ sql: PostgresQuery) async throws -> Int {
+    var count = 0
+    for try await (value,) in try await self.world.agentService.database.query(sql, logger: TestPostgres.quietLogger).decode((Int,).self) {
+      count = value
+    }
+    return count
+  }
+}
+
+/// A SQLite database `shop.db` (50 customers) in a directory of its own.
+func shopDirectory() throws -> URL {
+  let directory = FileManager.default.temporaryDirectory.appendingPathComponent("agent-shop-\(UUID().uuidString)")
+  try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+  let create = Process()
+  create.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
+  create.arguments = [
+    directory.appendingPathComponent("shop.db").path,
+    """
+    CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, country TEXT);
+    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50)
+    INSERT INTO customers SELECT i, 'c' || i, 'France' FROM n;
+    """,
+  ]
+  try create.run()
+  create.waitUntilExit()
+  return directory
+}
+
+func withChain(knowledgeAddress: String? = nil, _ settings: [String: String] = [:], _ body: (Chain) async throws -> Void) async throws {
+  let shop = try shopDirectory()
+  defer { try? FileManager.default.removeItem(at: shop) }
+  try await PlatformTestService.run(KnowledgeService()) { knowledge in
+    try await PlatformTestService.run(
+      TextToSQLService(),
+      configure: {
+        $0.environment = Environment([
+          "SQL_ENCRYPTION_KEY": "test:" + Data(repeating: 9, count: 32).base64EncodedString(), "SQL_SQLITE_DIR": shop.path,
+        ])
+      }
+    ) { textToSQL in
+      let uidBase = 62_000 + 16 * Int.random(in: 0..<10_000)
+      try await PlatformTestService.run(
+        CodeSandboxService(), configure: { $0.environment = Environment(["SANDBOX_UID_BASE": "\(uidBase)"]) }
+      ) { sandbox in
+        let peers: [PlatformServiceName: String] = [
+          .knowledge: knowledgeAddress ?? "127.0.0.1:\(knowledge.port)", .textToSQL: "127.0.0.1:\(textToSQL.port)",
+          .codeSandbox: "127.0.0.1:\(sandbox.port)",
+        ]
+        try await withAgentWorld(settings, peers: peers) { world in
+          try await body(
+            Chain(
+              world: world, executions: ExecutionClient(channel: world.agentService.client),
+              knowledge: .init(channel: knowledge.client), databases: .init(channel: textToSQL.client), sandbox: .init(channel: sandbox.client)))
+        }
+      }
+    }
+  }
+}
+
+@Suite("Agent executions")
+struct ExecutionTests {
+  @Test("The lifecycle: pending → running → completed | failed | cancelled | timeout; pending may fail or be cancelled; the end is final")
+  func lifecycle() {
+    typealias S = Execution.Status
+    #expect(S.pending.canMove(to: .running) && S.pending.canMove(to: .cancelled) && S.pending.canMove(to: .failed))
+    #expect(!S.pending.canMove(to: .completed) && !S.pending.canMove(to: .timeout))
+    for end in [S.completed, .failed, .cancelled, .timeout] {
+      #expect(S.running.canMove(to: end) && end.isFinished)
+      #expect(S.allCases.allSatisfy { !end.canMove(to: $0) })
+    }
+    #expect(!S.running.canMove(to: .pending) && !S.running.isFinished && !S.pending.isFinished)
+    #expect(Set(S.cancelled.predecessors) == [.pending, .running] && S.completed.predecessors == [.running])
+  }
+
+  @Test("A sync execution calls knowledge, text-to-SQL and the sandbox as the caller and cites each; logged, cached, listed")
+  func wholeChain() async throws {
+    try await withChain { chain in
+      let (me, myID) = try await chain.world.developer()
+      let agent = try await chain.agent(me)
+      #expect(agent.plugins.count == 3)
+      let execution = try await chain.start(agent, me)
+      #expect(execution.status == .completed && execution.progress == 100, "\(execution.error)")
+      #expect(execution.userID == myID && execution.agentID == agent.id && execution.retryCount == 0 && execution.maxRetries == 3)
+      let output = execution.output.fields
+      let citations = output["citations"]?.listValue.values.map { $0.structValue.fields } ?? []
+      #expect(Set(citations.compactMap { $0["type"]?.stringValue }) == ["chunk", "sql", "code"], "\(citations)")
+      #expect(citations.contains { $0["content"]?.stringValue.contains("Poseidonia") == true })
+      #expect(citations.contains { $0["sql"]?.stringValue.lowercased().contains("count") == true })
+      #expect(citations.contains { $0["stdout"]?.stringValue == "42\n" })
+      let answer = output["answer"]?.stringValue ?? ""
+      #expect(answer.contains("Offline planner") && answer.contains("42") && output["model"]?.stringValue == ModelCatalog.offline, "\(answer)")
+      #expect(execution.hasStartTime && execution.hasCompleteTime && execution.executionTimeMs > 0)
+
+      let logs = try await chain.logs(execution.id, me)
+      for plugin in ["knowledge_rag", "text_to_sql", "code_executor"] {
+        #expect(logs.contains("Plugin \(plugin) started") && logs.contains("Plugin \(plugin) finished"), "\(logs)")
+      }
+      #expect(logs.first == "Execution created" && logs.last == "Execution completed")
+      let warnings = try await chain.executions.listExecutionLogs(.with {
+        $0.executionID = execution.id
+        $0.minLevel = .warning
+      }, options: me)
+      #expect(warnings.logs.isEmpty)
+
+      // Get answers from Redis (written through), List has it, newest first.
+      #expect(try await chain.executions.getExecution(.with { $0.id = execution.id }, options: me) == execution)
+      let second = try await chain.start(agent, me, code: nil)
+      #expect(second.status == .completed)
+      let listed = try await chain.executions.listExecutions(.with { $0.agentID = agent.id }, options: me)
+      #expect(listed.executions.map(\.id) == [second.id, execution.id] && listed.totalSize == 2)
+      let page = try await chain.executions.listExecutions(.with { $0.pageSize = 1 }, options: me)
+      let rest = try await chain.executions.listExecutions(.with { $0.pageSize = 1; $0.pageToken = page.nextPageToken }, options: me)
+      #expect(page.executions.map(\.id) + rest.executions.map(\.id) == [second.id, execution.id] && rest.nextPageToken.isEmpty)
+    }
+  }
+
+  @Test("An async execution runs in a job; WatchExecution streams its status, progress and log lines to the end, and replays a finished one")
+  func asyncAndWatch() async throws {
+    try await withChain { chain in
+      let (me, _) = try await chain.world.developer()
+      let agent = try await chain.agent(me, plugins: [.codeExecutor])
+      let started = try await chain.start(agent, me, code: "import time\ntime.sleep(0.5)\nprint('done')", sync: false)
+      #expect(started.status == .pending)
+      let events = try await chain.executions.watchExecution(.with { $0.id = started.id }, options: me) { stream in
+        var events: [Platform_Agent_V1_ExecutionEvent] = []
+        for try await event in stream { events.append(event) }
+        return events
+      }
+      var statuses: [Platform_Common_V1_ExecutionStatus] = []
+      var lines: [String] = []
+      var lastLogID: Int64 = 0
+      for event in events {
+        switch event.event {
+        case .execution(let execution)?: statuses.append(execution.status)
+        case .log(let line)?:
+          #expect(line.id > lastLogID)
+          lastLogID = line.id
+          lines.append(line.message)
+        case nil: break
+        }
+      }
+      #expect(statuses.first == .pending || statuses.first == .running, "\(statuses)")
+      #expect(statuses.last == .completed && statuses.contains(.running), "\(statuses)")
+      #expect(lines.contains("Plugin code_executor finished") && lines.last == "Execution completed", "\(lines)")
+      // A finished execution: its state at once, then the lines after the one asked for.
+      let replay = try await chain.executions.watchExecution(.with { $0.id = started.id; $0.afterLogID = lastLogID - 1 }, options: me) {
+        stream in
+        var events: [Platform_Agent_V1_ExecutionEvent] = []
+        for try await event in stream { events.append(event) }
+        return events
+      }
+      #expect(replay.count == 2 && replay.first?.execution.status == .completed && replay.last?.log.id == lastLogID)
+      let finished = try await chain.executions.getExecution(.with { $0.id = started.id }, options: me)
+      #expect(finished.output.fields["citations"]?.listValue.values.first?.structValue.fields["stdout"]?.stringValue == "done\n")
+    }
+  }
+
+  @Test("Hostile: another user's execution is NOT_FOUND everywhere; an inactive agent, a bad input and a bad id are refused and start nothing")
+  func refusals() async throws {
+    try await withChain { chain in
+      let (me, _) = try await chain.world.developer()
+      let (other, _) = try await chain.world.developer()
+      let agent = try await chain.agent(me, plugins: [])
+      let mine = try await chain.start(agent, me, code: nil)
+      #expect(mine.status == .completed)
+      await expectStatus(.notFound) { try await chain.executions.getExecution(.with { $0.id = mine.id }, options: other) }
+      await expectStatus(.notFound) { try await chain.executions.cancelExecution(.with { $0.id = mine.id }, options: other) }
+      await expectStatus(.notFound) { try await chain.executions.retryExecution(.with { $0.id = mine.id }, options: other) }
+      await expectStatus(.notFound) { try await chain.executions.listExecutionLogs(.with { $0.executionID = mine.id }, options: other) }
+      await expectStatus(.notFound) {
+        try await chain.executions.watchExecution(.with { $0.id = mine.id }, options: other) { stream in
+          for try await _ in stream {}
+        }
+      }
+      await expectStatus(.notFound) { try await chain.start(agent, other) }
+      #expect(try await chain.executions.listExecutions(.init(), options: other).executions.isEmpty)
+
+      let before = try await chain.rows("SELECT count(*)::int FROM executions")
+      await expectStatus(.invalidArgument) {
+        try await chain.executions.startExecution(.with { $0.agentID = agent.id }, options: me)
+      }
+      await expectStatus(.invalidArgument) {
+        try await chain.executions.startExecution(.with {
+          $0.agentID = agent.id
+          $0.input = .with { $0.fields["message"] = .init(numberValue: 1) }
+        }, options: me)
+      }
+      await expectStatus(.invalidArgument) {
+        try await chain.executions.startExecution(.with {
+          $0.agentID = agent.id
+          $0.input = .with { $0.fields["message"] = .init(stringValue: String(repeating: "m", count: 70_000)) }
+        }, options: me)
+      }
+      await expectStatus(.invalidArgument) { try await chain.start(agent, me, maxRetries: 11) }
+      await expectStatus(.invalidArgument) { try await chain.executions.getExecution(.with { $0.id = "nope" }, options: me) }
+      _ = try await chain.world.agents.updateAgent(.with {
+        $0.agent = .with { $0.id = agent.id; $0.status = .inactive }
+        $0.updateMask = .with { $0.paths = ["status"] }
+        $0.version = agent.version
+      }, options: me)
+      await expectStatus(.failedPrecondition) { try await chain.start(agent, me) }
+      #expect(try await chain.rows("SELECT count(*)::int FROM executions") == before)
+      // A finished execution cannot be cancelled; a completed one cannot be retried.
+      await expectStatus(.failedPrecondition) { try await chain.executions.cancelExecution(.with { $0.id = mine.id }, options: me) }
+      await expectStatus(.failedPrecondition) { try await chain.executions.retryExecution(.with { $0.id = mine.id }, options: me) }
+    }
+  }
+
+  @Test("A plugin's service down: the execution fails naming it and keeps the others' results; retried as a child up to max_retries")
+  func pluginDown() async throws {
+    try await withChain(knowledgeAddress: "127.0.0.1:1") { chain in
+      let (me, _) = try await chain.world.developer()
+      let persona = try await chain.world.persona(me)
+      let agent = try await chain.world.agents.createAgent(newAgent(persona, name: "Half"), options: me)
+      for (type, config, order) in [
+        (Platform_Agent_V1_PluginType.knowledgeRag, ["knowledge_base_ids": Google_Protobuf_Value(listValue: .with { $0.values = [.init(stringValue: UUID().lowercasedString)] })], Int32(1)),
+        (.codeExecutor, [:], 2),
+      ] {
+        _ = try await chain.world.agents.addPlugin(.with {
+          $0.agentID = agent.id
+          $0.plugin = .with { $0.pluginType = type; $0.config = .with { $0.fields = config }; $0.orderIndex = order }
+        }, options: me)
+      }
+      let failed = try await chain.start(agent, me, maxRetries: 1)
+      #expect(failed.status == .failed && failed.error.code == "plugin_failed", "\(failed)")
+      #expect(failed.error.message.contains("knowledge_rag") && failed.error.details["transient"] == "true", "\(failed.error)")
+      let citations = failed.output.fields["citations"]?.listValue.values.map { $0.structValue.fields } ?? []
+      #expect(citations.contains { $0["stdout"]?.stringValue == "42\n" }, "the code plugin's result is kept: \(failed.output)")
+      #expect(try await chain.logs(failed.id, me).contains("Plugin knowledge_rag failed"))
+
+      let retried = try await chain.executions.retryExecution(.with { $0.id = failed.id; $0.sync = true }, options: me)
+      #expect(retried.parentExecutionID == failed.id && retried.retryCount == 1 && retried.status == .failed)
+      await expectStatus(.failedPrecondition) { try await chain.executions.retryExecution(.with { $0.id = retried.id }, options: me) }
+    }
+  }
+
+  @Test("A duplicate request id under concurrency makes one execution; CancelExecution stops a running sandbox call within a second")
+  func duplicatesAndCancel() async throws {
+    try await withChain { chain in
+      let (me, _) = try await chain.world.developer()
+      let agent = try await chain.agent(me, plugins: [.codeExecutor])
+      let requestID = UUID().lowercasedString
+      let ids = try await withThrowingTaskGroup(of: String.self) { group in
+        for _ in 0..<8 {
+          group.addTask { try await chain.start(agent, me, code: "print(1)", sync: false, requestID: requestID).id }
+        }
+        return try await group.reduce(into: Set<String>()) { $0.insert($1) }
+      }
+      #expect(ids.count == 1)
+      #expect(try await chain.rows("SELECT count(*)::int FROM executions") == 1)
+      let first = try #require(ids.first)
+      let settle = Date().addingTimeInterval(20)
+      while try await chain.executions.getExecution(.with { $0.id = first }, options: me).status != .completed, Date() < settle {
+        try await Task.sleep(for: .milliseconds(100))
+      }
+
+      // A sync run sleeping in the sandbox, cancelled from another call.
+      let running = Task { try await chain.start(agent, me, code: "import time\ntime.sleep(30)") }
+      var target: Platform_Agent_V1_Execution?
+      let deadline = Date().addingTimeInterval(20)
+      while target == nil && Date() < deadline {
+        let listed = try await chain.executions.listExecutions(.with { $0.status = .running }, options: me)
+        if let execution = listed.executions.first(where: { $0.input.fields["code"]?.stringValue.contains("sleep(30)") == true }),
+          try await chain.logs(execution.id, me).contains("Plugin code_executor started")
+        {
+          target = execution
+        } else {
+          try await Task.sleep(for: .milliseconds(50))
+        }
+      }
+      let execution = try #require(target)
+      try await Task.sleep(for: .milliseconds(500))  // the sandbox run has started
+      let clock = ContinuousClock()
+      let before = clock.now
+      let cancelled = try await chain.executions.cancelExecution(.with { $0.id = execution.id }, options: me)
+      #expect(cancelled.status == .cancelled)
+      let ended = try await running.value
+      #expect(ended.status == .cancelled && clock.now - before < .seconds(2), "\(ended.status) after \(clock.now - before)")
+      // The sandbox run was cancelled with its call, not left sleeping.
+      var sandboxStatus = Platform_Common_V1_ExecutionStatus.running
+      let sandboxDeadline = Date().addingTimeInterval(5)
+      while sandboxStatus == .running || sandboxStatus == .pending, Date() < sandboxDeadline {
+        sandboxStatus = try await chain.sandbox.listCodeExecutions(.init(), options: me).executions.first { $0.code.contains("sleep(30)") }?.status ?? .unspecified
+        try await Task.sleep(for: .milliseconds(100))
+      }
+      #expect(sandboxStatus == .cancelled, "\(sandboxStatus)")
+      #expect(try await chain.executions.cancelExecution(.with { $0.id = execution.id }, options: me).status == .cancelled)  // idempotent
+    }
+  }
+
+  @Test("ListExecutionLogs bounds created_at, so its plan reads one month's partition")
+  func logsPruned() async throws {
+    try await withChain { chain in
+      let (me, _) = try await chain.world.developer()
+      let agent = try await chain.agent(me, plugins: [])
+      let execution = try await chain.start(agent, me, code: nil)
+      var plan = ""
+      let id = UUID(uuidString: execution.id)!
+      let created = execution.createTime.date
+      for try await (line,) in try await chain.world.agentService.database.query(
+        """
+        EXPLAIN SELECT id FROM execution_logs
+        WHERE execution_id = \(id) AND created_at >= \(created.addingTimeInterval(-1)) AND created_at < \(execution.completeTime.date.addingTimeInterval(60))
+          AND id > 0 ORDER BY id LIMIT 100
+        """, logger: TestPostgres.quietLogger
+      ).decode((String,).self) {
+        plan += line + "\n"
+      }
+      let month = MonthlyPartitions.Month(containing: created)
+      #expect(plan.contains("execution_logs_\(month)"), "\(plan)")
+      #expect(!plan.contains("execution_logs_\(month.adding(1))") && !plan.contains("execution_logs_\(month.adding(2))"), "\(plan)")
+    }
+  }
+}
