@@ -4,10 +4,9 @@ internal import Logging
 public import PlatformCore
 internal import PlatformProtos
 
-/// The agent service as the platform server runs it. Today: identity (AuthService: register,
-/// login, token refresh, logout, the current user, API keys; UserService: administration and
-/// the audit log), the only issuer of access tokens. Agents, plugins and executions come with
-/// their own issue.
+/// The agent service as the platform server runs it: identity (AuthService, UserService; the
+/// only issuer of access tokens), agents and their plugins (AgentService) and their executions
+/// (ExecutionService), which call persona, knowledge, text-to-SQL and the code sandbox.
 public struct AgentService: PlatformServiceDefinition {
   public var name: PlatformServiceName { .agent }
   /// The password hashing cost (OWASP's by default; tests may lower it).
@@ -93,36 +92,24 @@ public struct AgentService: PlatformServiceDefinition {
       lifetime: resources.lifetime)
     let agentStore = AgentStore(database: resources.database, models: models, logger: resources.logger)
     let agents = Agents(
-      store: agentStore, personas: PersonaServiceDirectory(channel: channels.channel(.persona)), models: models,
-      webSearchAvailable: false, logger: resources.logger)
+      store: agentStore, personas: PersonaServiceDirectory(channel: channels.channel(.persona)), models: models, logger: resources.logger)
     // Executions: run by the caller's call (sync) or by durable jobs, each plugin a call to its
     // service as the user who started it.
     let executionStore = ExecutionStore(database: resources.database, logger: resources.logger)
     let cache = ExecutionCache(redis: resources.redis, logger: resources.logger)
     let chat: ChatCompletionsClient? = if case .openAI(let settings) = provider { ChatCompletionsClient(provider: settings) } else { nil }
+    let executionTimeout = try environment.seconds("AGENT_EXECUTION_TIMEOUT_SECONDS", default: .seconds(300))
     let runner = ExecutionRunner(
       store: executionStore, agents: agentStore, peers: PlatformPeers(channels), cache: cache, models: models, chat: chat,
-      pluginTimeout: try environment.seconds("AGENT_PLUGIN_TIMEOUT_SECONDS", default: .seconds(60)),
-      executionTimeout: try environment.seconds("AGENT_EXECUTION_TIMEOUT_SECONDS", default: .seconds(300)), logger: resources.logger)
+      pluginTimeout: try environment.seconds("AGENT_PLUGIN_TIMEOUT_SECONDS", default: .seconds(60)), executionTimeout: executionTimeout,
+      logger: resources.logger)
     let running = RunningTasks(redis: resources.redis, channel: Executions.cancelChannel, logger: resources.logger)
     resources.lifetime.run { await running.follow() }
-    // Executions a crash left behind fail as interrupted (a minute after they could have ended).
-    let longestRun = try environment.seconds("AGENT_EXECUTION_TIMEOUT_SECONDS", default: .seconds(300)) + .seconds(60)
-    let logger = resources.logger
-    resources.lifetime.run {
-      while !Task.isCancelled {
-        do {
-          let failed = try await executionStore.failInterrupted(olderThan: longestRun)
-          if failed > 0 { logger.warning("Failed executions a stopped service left pending or running", metadata: ["count": "\(failed)"]) }
-        } catch {
-          logger.warning("Could not check for interrupted executions", metadata: ["error": "\(error)"])
-        }
-        try? await Task.sleep(for: .seconds(60))
-      }
-    }
     let executions = Executions(
       store: executionStore, agents: agentStore, runner: runner, cache: cache, jobs: resources.jobs,
       locks: DistributedLocks(redis: resources.redis), running: running, issuer: issuer, logger: resources.logger)
+    // Executions a crash left behind fail as interrupted, a minute after they could have ended.
+    resources.lifetime.run { await executions.failInterrupted(olderThan: executionTimeout + .seconds(60)) }
     // Execution logs are partitioned by month: this month's and the next two exist before the
     // first write, and months past EXECUTION_LOG_RETENTION_MONTHS are dropped (seed 002 §6.2).
     let partitions = try MonthlyPartitions(

@@ -15,15 +15,12 @@ public struct Agents: Sendable {
   let store: AgentStore
   let personas: any PersonaDirectory
   let models: ModelCatalog
-  /// Whether web_search plugins can run here (WEB_SEARCH_URL).
-  let webSearchAvailable: Bool
   let logger: Logger
 
-  public init(store: AgentStore, personas: any PersonaDirectory, models: ModelCatalog, webSearchAvailable: Bool, logger: Logger) {
+  public init(store: AgentStore, personas: any PersonaDirectory, models: ModelCatalog, logger: Logger) {
     self.store = store
     self.personas = personas
     self.models = models
-    self.webSearchAvailable = webSearchAvailable
     self.logger = logger
   }
 
@@ -192,10 +189,8 @@ public struct Agents: Sendable {
     guard (0...10_000).contains(draft.orderIndex) else { throw .invalidArgument(field: "plugin.order_index", reason: "must be 0 to 10000") }
     let config = try PluginConfig.checked(draft.config, kind: draft.kind, field: "plugin.config")
     switch draft.kind {
-    case .webSearch where !self.webSearchAvailable:
-      throw .failedPrecondition("Web search is off on this server: no search provider is configured")
-    case .fileUpload:
-      throw .failedPrecondition("file_upload plugins cannot run on this server yet")
+    case .webSearch, .fileUpload:
+      throw .failedPrecondition("\(draft.kind.rawValue) plugins cannot run on this server yet (no search provider, no file hand-over)")
     default:
       return (name, config)
     }

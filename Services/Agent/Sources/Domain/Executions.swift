@@ -88,6 +88,8 @@ public struct Executions: Sendable {
           agentID: agent.id, userID: caller.userID, workflowID: start.workflowID, parentID: start.parentID, input: start.input,
           retryCount: start.retryCount, maxRetries: start.maxRetries, requestID: start.requestID)
       ) { connection, execution in
+        // Before the commit: a job may start it at once after, and its status must not go back.
+        await self.cache.write(execution)
         guard !start.sync else { return }
         try await self.jobs.enqueue(
           Self.jobType, payload: Self.payload(execution.id, caller: caller), options: JobOptions(dedupKey: "execution:\(execution.id.lowercasedString)", maxAttempts: 3),
@@ -98,7 +100,6 @@ public struct Executions: Sendable {
       throw error
     }
     if let lease { _ = try? await self.locks.release(lease) }
-    await self.cache.write(created.execution)
     guard created.created else { return created.execution }
     try await self.store.log(created.execution.id, .info, "Execution created", metadata: ["sync": .bool(start.sync)])
     guard start.sync else { return created.execution }
@@ -290,6 +291,20 @@ public struct Executions: Sendable {
         try await send(.execution(latest))
       }
       current = latest
+    }
+  }
+
+  /// Fails, every minute until cancelled, the executions no one runs any more (a sync run whose
+  /// service died, a job out of attempts) once older than `age`.
+  public func failInterrupted(olderThan age: Duration) async {
+    while !Task.isCancelled {
+      do {
+        let failed = try await self.store.failInterrupted(olderThan: age)
+        if failed > 0 { self.logger.warning("Failed executions a stopped service left pending or running", metadata: ["count": "\(failed)"]) }
+      } catch {
+        self.logger.warning("Could not check for interrupted executions", metadata: ["error": "\(error)"])
+      }
+      try? await Task.sleep(for: .seconds(60))
     }
   }
 
