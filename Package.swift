@@ -302,11 +302,13 @@ let package = Package(
         "PlatformProtos",
         "PlatformRedis",
         "PlatformTesting",
+        .product(name: "Crypto", package: "swift-crypto"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "PostgresNIO", package: "postgres-nio"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],
       path: "Tests/AgentTests",
+      exclude: ["callback_receiver.py"],
       swiftSettings: upcomingFeatures
     ),
     .executableTarget(

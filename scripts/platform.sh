@@ -54,7 +54,8 @@
 #      JWT_PUBLIC_KEYS / JWT_PRIVATE_KEY (default: a key pair made under $PLATFORM_STATE_DIR/keys
 #      on the first up; only agent gets the private key),
 #      SQL_ENCRYPTION_KEY (default: a key made under $PLATFORM_STATE_DIR/keys on the first up;
-#      only text-to-sql gets it), SQL_ALLOWED_HOSTS (default 127.0.0.0/8,::1: local development
+#      only text-to-sql gets it), AGENT_ENCRYPTION_KEY (the same, for the agent service's callback
+#      secrets; only agent gets it), SQL_ALLOWED_HOSTS (default 127.0.0.0/8,::1: local development
 #      registers local databases; the platform's own role stays refused), SQL_SQLITE_DIR
 #      (default $PLATFORM_STATE_DIR/sqlite),
 #      everything the services read (LOG_LEVEL, LOG_FORMAT, HOST, REDIS_URL, ...)
@@ -313,18 +314,25 @@ token_keys() {
   export JWT_PUBLIC_KEYS="$dir/jwks.json" JWT_PRIVATE_KEY="$dir/jwt-private.jwk"
 }
 
-# The key text-to-sql seals registered databases' credentials with: SQL_ENCRYPTION_KEY as given,
-# else 32 random bytes of this machine's own, made on the first up (readable by its owner only).
-sql_encryption_key() {
-  [[ -n ${SQL_ENCRYPTION_KEY:-} ]] && { export SQL_ENCRYPTION_KEY; return; }
-  local file="$STATE_DIR/keys/sql-encryption.key"
+# A sealing key: the variable $1 as given, else 32 random bytes of this machine's own in
+# $STATE_DIR/keys/$2, made on the first up (readable by its owner only).
+sealing_key() {
+  local name=$1 file="$STATE_DIR/keys/$2"
+  [[ -n ${!name:-} ]] && { export "${name?}"; return; }
   if [[ ! -s $file ]]; then
     mkdir -p "$STATE_DIR/keys" && chmod 700 "$STATE_DIR/keys"
     (umask 077 && printf 'local-%s:%s\n' "$(date -u +%Y%m%d)" "$(head -c 32 /dev/urandom | base64 -w0)" >"$file")
-    log "SQL encryption key made at $file"
+    log "$name made at $file"
   fi
-  SQL_ENCRYPTION_KEY="$(cat "$file")"
-  export SQL_ENCRYPTION_KEY
+  printf -v "$name" '%s' "$(cat "$file")"
+  export "${name?}"
+}
+
+# The keys text-to-sql seals registered databases' credentials with, and the agent service its
+# execution callbacks' secrets.
+sql_encryption_key() {
+  sealing_key SQL_ENCRYPTION_KEY sql-encryption.key
+  sealing_key AGENT_ENCRYPTION_KEY agent-encryption.key
 }
 
 check_env() {
@@ -439,13 +447,13 @@ cmd_supervise() {
       else slog "starting $s: $bin on $(addr_of "$s") (supervisor pid $me)"; fi
       if [[ $s == "$EMB" ]]; then
         # The embedding server needs no key and no service setting (--port: loopback).
-        env -u JWT_PRIVATE_KEY -u SQL_ENCRYPTION_KEY -u EMBEDDING_API_KEY \
+        env -u JWT_PRIVATE_KEY -u SQL_ENCRYPTION_KEY -u AGENT_ENCRYPTION_KEY -u EMBEDDING_API_KEY \
           "$bin" "$EMB_SCRIPT" --port "$EMB_PORT" </dev/null &
       else
         # env -u: a user's global PORT/DATABASE_URL must not reach six services at once, and only
         # the agent service signs tokens.
         local -a keys=(JWT_PUBLIC_KEYS="$JWT_PUBLIC_KEYS") no_embedding=()
-        [[ $s == agent ]] && keys+=(JWT_PRIVATE_KEY="$JWT_PRIVATE_KEY")
+        [[ $s == agent ]] && keys+=(JWT_PRIVATE_KEY="$JWT_PRIVATE_KEY" AGENT_ENCRYPTION_KEY="$AGENT_ENCRYPTION_KEY")
         if [[ $s == text-to-sql ]]; then
           mkdir -p "${SQL_SQLITE_DIR:-$STATE_DIR/sqlite}"
           keys+=(SQL_ENCRYPTION_KEY="$SQL_ENCRYPTION_KEY" SQL_ALLOWED_HOSTS="${SQL_ALLOWED_HOSTS-127.0.0.0/8,::1}"
@@ -467,7 +475,7 @@ cmd_supervise() {
           no_embedding+=(-u "$v")
           [[ $s == knowledge ]] && keys+=("$v=${!v}")
         done
-        env -u PORT -u DATABASE_URL -u JWT_PRIVATE_KEY -u SQL_ENCRYPTION_KEY "${no_embedding[@]}" \
+        env -u PORT -u DATABASE_URL -u JWT_PRIVATE_KEY -u SQL_ENCRYPTION_KEY -u AGENT_ENCRYPTION_KEY "${no_embedding[@]}" \
           "${keys[@]}" \
           PORT="$(port_of "$s")" \
           DATABASE_URL="$(database_url_of "$s")" \

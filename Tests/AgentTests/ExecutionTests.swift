@@ -1,5 +1,6 @@
 import Agent
 import CodeSandbox
+import Crypto
 import struct Agent.Execution
 import Foundation
 import GRPCRuntime
@@ -409,6 +410,97 @@ struct ExecutionTests {
       let month = MonthlyPartitions.Month(containing: created)
       #expect(plan.contains("execution_logs_\(month)"), "\(plan)")
       #expect(!plan.contains("execution_logs_\(month.adding(1))") && !plan.contains("execution_logs_\(month.adding(2))"), "\(plan)")
+    }
+  }
+}
+
+@Suite("Execution callbacks")
+struct CallbackTests {
+  static let key = "test:" + Data(repeating: 5, count: 32).base64EncodedString()
+  static let secret = "callback-secret-0123456789"
+
+  func start(
+    _ world: AgentWorld, _ agentID: String, _ options: CallOptions, url: String, events: [String] = [], secret: String = Self.secret
+  ) async throws -> Platform_Agent_V1_Execution {
+    try await ExecutionClient(channel: world.agentService.client).startExecution(.with {
+      $0.agentID = agentID
+      $0.input = .with { $0.fields["message"] = .init(stringValue: "hello") }
+      $0.sync = true
+      $0.callbackURL = url
+      $0.callbackEvents = events
+      $0.callbackSecret = secret
+    }, options: options)
+  }
+
+  @Test("Chosen events are POSTed signed (HMAC-SHA256 of timestamp.body) and retried until taken; the secret is sealed and never returned")
+  func delivered() async throws {
+    let receiver = try ScriptServer(
+      script: URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("callback_receiver.py"),
+      arguments: ["--fail-first", "1"])
+    defer { receiver.stop() }
+    try await withAgentWorld(["AGENT_ENCRYPTION_KEY": Self.key, "CALLBACK_ALLOWED_HOSTS": "127.0.0.1"]) { world in
+      let (me, _) = try await world.developer()
+      let agent = try await world.agents.createAgent(newAgent(try await world.persona(me)), options: me)
+      let url = "http://127.0.0.1:\(receiver.port)/hooks/agent"
+      let execution = try await self.start(world, agent.id, me, url: url, events: ["started", "completed"])
+      #expect(execution.status == .completed && execution.callbackURL == url && execution.callbackEvents == ["started", "completed"])
+      #expect(!(try execution.jsonString()).contains(Self.secret))
+      let stored = try await world.agentService.database.query(
+        "SELECT callback_secret FROM executions WHERE id = \(UUID(uuidString: execution.id)!)", logger: TestPostgres.quietLogger)
+      for try await (sealed,) in stored.decode((String,).self) { #expect(!sealed.contains(Self.secret) && sealed.count > 40) }
+
+      // The first POST is answered 500; it comes again. Two events, each taken once.
+      var deliveries: [[String: Any]] = []
+      let deadline = Date().addingTimeInterval(20)
+      while Date() < deadline {
+        deliveries = try await receiver.json("/received") as? [[String: Any]] ?? []
+        if deliveries.count >= 3 { break }
+        try await Task.sleep(for: .milliseconds(200))
+      }
+      #expect(deliveries.count == 3, "\(deliveries)")
+      var events: [String] = []
+      for delivery in deliveries {
+        let headers = delivery["headers"] as? [String: String] ?? [:]
+        let body = delivery["body"] as? String ?? ""
+        let timestamp = headers["x-platform-timestamp"] ?? ""
+        let expected = HMAC<SHA256>.authenticationCode(for: Data("\(timestamp).\(body)".utf8), using: SymmetricKey(data: Data(Self.secret.utf8)))
+        #expect(headers["x-platform-signature"] == "sha256=" + expected.map { String(format: "%02x", $0) }.joined())
+        #expect(delivery["path"] as? String == "/hooks/agent" && headers["content-type"] == "application/json")
+        let json = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+        let event = json?["event"] as? String ?? ""
+        #expect(headers["x-platform-event"] == event && (json?["execution"] as? [String: Any])?["id"] as? String == execution.id)
+        #expect(!body.contains(Self.secret))
+        events.append(event)
+      }
+      #expect(Set(events) == ["started", "completed"] && events.filter { $0 == "started" }.count >= 1)
+    }
+  }
+
+  @Test("Refused: loopback unless allowed, other schemes, unknown events, short secrets, a secret without a URL, no AGENT_ENCRYPTION_KEY")
+  func refused() async throws {
+    try await withAgentWorld(["AGENT_ENCRYPTION_KEY": Self.key]) { world in
+      let (me, _) = try await world.developer()
+      let agent = try await world.agents.createAgent(newAgent(try await world.persona(me)), options: me)
+      let cases: [(String, String, [String], String)] = [
+        ("callback_url", "http://127.0.0.1:9/hook", [], Self.secret),
+        ("callback_url", "http://localhost:9/hook", [], Self.secret),
+        ("callback_url", "http://169.254.169.254/latest", [], Self.secret),
+        ("callback_url", "http://[::1]:9/", [], Self.secret),
+        ("callback_url", "ftp://example.com/hook", [], Self.secret),
+        ("callback_url", "http://user:pw@example.com/hook", [], Self.secret),
+        ("callback_url", "", [], Self.secret),
+        ("callback_events", "http://93.184.216.34/hook", ["exploded"], Self.secret),
+        ("callback_secret", "http://93.184.216.34/hook", [], "short"),
+      ]
+      for (field, url, events, secret) in cases {
+        let error = await expectStatus(.invalidArgument) { try await self.start(world, agent.id, me, url: url, events: events, secret: secret) }
+        #expect(error?.message.hasPrefix(field + ":") == true, "\(url): \(String(describing: error))")
+      }
+    }
+    try await withAgentWorld { world in
+      let (me, _) = try await world.developer()
+      let agent = try await world.agents.createAgent(newAgent(try await world.persona(me)), options: me)
+      await expectStatus(.failedPrecondition) { try await self.start(world, agent.id, me, url: "http://93.184.216.34/hook") }
     }
   }
 }

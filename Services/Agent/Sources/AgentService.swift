@@ -98,15 +98,22 @@ public struct AgentService: PlatformServiceDefinition {
     let executionStore = ExecutionStore(database: resources.database, logger: resources.logger)
     let cache = ExecutionCache(redis: resources.redis, logger: resources.logger)
     let chat: ChatCompletionsClient? = if case .openAI(let settings) = provider { ChatCompletionsClient(provider: settings) } else { nil }
+    // Callbacks: to public addresses only unless CALLBACK_ALLOWED_HOSTS says otherwise; their
+    // secrets sealed with AGENT_ENCRYPTION_KEY (without it, callbacks are refused).
+    let callbacks = ExecutionCallbacks(
+      jobs: resources.jobs, store: executionStore,
+      policy: try EgressPolicy(parsing: environment["CALLBACK_ALLOWED_HOSTS"] ?? "", variable: "CALLBACK_ALLOWED_HOSTS"),
+      secrets: try environment["AGENT_ENCRYPTION_KEY"].map { try SecretBox(parsing: $0, variable: "AGENT_ENCRYPTION_KEY") },
+      logger: resources.logger)
     let executionTimeout = try environment.seconds("AGENT_EXECUTION_TIMEOUT_SECONDS", default: .seconds(300))
     let runner = ExecutionRunner(
-      store: executionStore, agents: agentStore, peers: PlatformPeers(channels), cache: cache, models: models, chat: chat,
+      store: executionStore, agents: agentStore, peers: PlatformPeers(channels), cache: cache, callbacks: callbacks, models: models, chat: chat,
       pluginTimeout: try environment.seconds("AGENT_PLUGIN_TIMEOUT_SECONDS", default: .seconds(60)), executionTimeout: executionTimeout,
       logger: resources.logger)
     let running = RunningTasks(redis: resources.redis, channel: Executions.cancelChannel, logger: resources.logger)
     resources.lifetime.run { await running.follow() }
     let executions = Executions(
-      store: executionStore, agents: agentStore, runner: runner, cache: cache, jobs: resources.jobs,
+      store: executionStore, agents: agentStore, runner: runner, cache: cache, callbacks: callbacks, jobs: resources.jobs,
       locks: DistributedLocks(redis: resources.redis), running: running, issuer: issuer, logger: resources.logger)
     // Executions a crash left behind fail as interrupted, a minute after they could have ended.
     resources.lifetime.run { await executions.failInterrupted(olderThan: executionTimeout + .seconds(60)) }
@@ -122,7 +129,7 @@ public struct AgentService: PlatformServiceDefinition {
       AuthAPI(accounts: accounts, apiKeys: Self.apiKeys(resources)), UserAPI(admin: admin, roles: roles), AgentAPI(agents: agents),
       ExecutionAPI(executions: executions),
     ]
-    return (services, [Self.revocation(resources).handler, executions.handler])
+    return (services, [Self.revocation(resources).handler, executions.handler, callbacks.handler])
   }
 }
 

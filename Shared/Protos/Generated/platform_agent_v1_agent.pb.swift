@@ -1721,6 +1721,18 @@ public nonisolated struct Platform_Agent_V1_Execution: @unchecked Sendable {
     set {_uniqueStorage()._parentExecutionID = newValue}
   }
 
+  /// Where its events go, and which (StartExecutionRequest.callback_url); the secret is never
+  /// returned.
+  public var callbackURL: String {
+    get {_storage._callbackURL}
+    set {_uniqueStorage()._callbackURL = newValue}
+  }
+
+  public var callbackEvents: [String] {
+    get {_storage._callbackEvents}
+    set {_uniqueStorage()._callbackEvents = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1804,6 +1816,22 @@ public nonisolated struct Platform_Agent_V1_StartExecutionRequest: Sendable {
   /// or TIMEOUT), bounded by the call's deadline. Otherwise the reply is the PENDING execution and
   /// a background job runs it (resumed by another instance if this one dies).
   public var sync: Bool = false
+
+  /// Where the execution's events are POSTed as JSON (seed 003 callback_url): http or https, at
+  /// most 2,048 bytes, a host that resolves to a public address (CALLBACK_ALLOWED_HOSTS lets
+  /// named hosts or networks through); INVALID_ARGUMENT naming `callback_url` otherwise. Each
+  /// POST carries `X-Platform-Event`, `X-Platform-Timestamp` and `X-Platform-Signature:
+  /// sha256=<hex HMAC-SHA256 of "<timestamp>.<body>" keyed with callback_secret>`; it is retried
+  /// with backoff until the receiver answers 2xx (at most 8 tries; a 4xx other than 408 and 429
+  /// ends them).
+  public var callbackURL: String = String()
+
+  /// Which events: started, completed, failed, cancelled, timeout. Empty: the four endings.
+  public var callbackEvents: [String] = []
+
+  /// The key of the signature: 16 to 256 bytes; required with callback_url. Stored sealed, never
+  /// returned.
+  public var callbackSecret: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -4157,7 +4185,7 @@ nonisolated extension Platform_Agent_V1_ListPluginsResponse: SwiftProtobuf.Messa
 
 nonisolated extension Platform_Agent_V1_Execution: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Execution"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}agent_id\0\u{3}user_id\0\u{3}workflow_id\0\u{1}status\0\u{1}progress\0\u{1}input\0\u{1}output\0\u{1}error\0\u{3}execution_time_ms\0\u{1}usage\0\u{3}create_time\0\u{3}start_time\0\u{3}complete_time\0\u{3}retry_count\0\u{3}max_retries\0\u{3}parent_execution_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}agent_id\0\u{3}user_id\0\u{3}workflow_id\0\u{1}status\0\u{1}progress\0\u{1}input\0\u{1}output\0\u{1}error\0\u{3}execution_time_ms\0\u{1}usage\0\u{3}create_time\0\u{3}start_time\0\u{3}complete_time\0\u{3}retry_count\0\u{3}max_retries\0\u{3}parent_execution_id\0\u{3}callback_url\0\u{3}callback_events\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -4177,6 +4205,8 @@ nonisolated extension Platform_Agent_V1_Execution: SwiftProtobuf.Message, SwiftP
     var _retryCount: Int32 = 0
     var _maxRetries: Int32 = 0
     var _parentExecutionID: String = String()
+    var _callbackURL: String = String()
+    var _callbackEvents: [String] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -4204,6 +4234,8 @@ nonisolated extension Platform_Agent_V1_Execution: SwiftProtobuf.Message, SwiftP
       _retryCount = source._retryCount
       _maxRetries = source._maxRetries
       _parentExecutionID = source._parentExecutionID
+      _callbackURL = source._callbackURL
+      _callbackEvents = source._callbackEvents
     }
   }
 
@@ -4239,6 +4271,8 @@ nonisolated extension Platform_Agent_V1_Execution: SwiftProtobuf.Message, SwiftP
         case 15: try { try decoder.decodeSingularInt32Field(value: &_storage._retryCount) }()
         case 16: try { try decoder.decodeSingularInt32Field(value: &_storage._maxRetries) }()
         case 17: try { try decoder.decodeSingularStringField(value: &_storage._parentExecutionID) }()
+        case 18: try { try decoder.decodeSingularStringField(value: &_storage._callbackURL) }()
+        case 19: try { try decoder.decodeRepeatedStringField(value: &_storage._callbackEvents) }()
         default: break
         }
       }
@@ -4302,6 +4336,12 @@ nonisolated extension Platform_Agent_V1_Execution: SwiftProtobuf.Message, SwiftP
       if !_storage._parentExecutionID.isEmpty {
         try visitor.visitSingularStringField(value: _storage._parentExecutionID, fieldNumber: 17)
       }
+      if !_storage._callbackURL.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._callbackURL, fieldNumber: 18)
+      }
+      if !_storage._callbackEvents.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._callbackEvents, fieldNumber: 19)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -4328,6 +4368,8 @@ nonisolated extension Platform_Agent_V1_Execution: SwiftProtobuf.Message, SwiftP
         if _storage._retryCount != rhs_storage._retryCount {return false}
         if _storage._maxRetries != rhs_storage._maxRetries {return false}
         if _storage._parentExecutionID != rhs_storage._parentExecutionID {return false}
+        if _storage._callbackURL != rhs_storage._callbackURL {return false}
+        if _storage._callbackEvents != rhs_storage._callbackEvents {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -4398,7 +4440,7 @@ nonisolated extension Platform_Agent_V1_ExecutionLog: SwiftProtobuf.Message, Swi
 
 nonisolated extension Platform_Agent_V1_StartExecutionRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StartExecutionRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_id\0\u{1}input\0\u{3}workflow_id\0\u{3}parent_execution_id\0\u{3}max_retries\0\u{3}request_id\0\u{1}sync\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_id\0\u{1}input\0\u{3}workflow_id\0\u{3}parent_execution_id\0\u{3}max_retries\0\u{3}request_id\0\u{1}sync\0\u{3}callback_url\0\u{3}callback_events\0\u{3}callback_secret\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4413,6 +4455,9 @@ nonisolated extension Platform_Agent_V1_StartExecutionRequest: SwiftProtobuf.Mes
       case 5: try { try decoder.decodeSingularInt32Field(value: &self.maxRetries) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
       case 7: try { try decoder.decodeSingularBoolField(value: &self.sync) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.callbackURL) }()
+      case 9: try { try decoder.decodeRepeatedStringField(value: &self.callbackEvents) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.callbackSecret) }()
       default: break
       }
     }
@@ -4444,6 +4489,15 @@ nonisolated extension Platform_Agent_V1_StartExecutionRequest: SwiftProtobuf.Mes
     if self.sync != false {
       try visitor.visitSingularBoolField(value: self.sync, fieldNumber: 7)
     }
+    if !self.callbackURL.isEmpty {
+      try visitor.visitSingularStringField(value: self.callbackURL, fieldNumber: 8)
+    }
+    if !self.callbackEvents.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.callbackEvents, fieldNumber: 9)
+    }
+    if !self.callbackSecret.isEmpty {
+      try visitor.visitSingularStringField(value: self.callbackSecret, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4455,6 +4509,9 @@ nonisolated extension Platform_Agent_V1_StartExecutionRequest: SwiftProtobuf.Mes
     if lhs.maxRetries != rhs.maxRetries {return false}
     if lhs.requestID != rhs.requestID {return false}
     if lhs.sync != rhs.sync {return false}
+    if lhs.callbackURL != rhs.callbackURL {return false}
+    if lhs.callbackEvents != rhs.callbackEvents {return false}
+    if lhs.callbackSecret != rhs.callbackSecret {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -26,13 +26,16 @@ public struct ExecutionAPI: Platform_Agent_V1_ExecutionServiceHandler {
   ) async throws -> Platform_Agent_V1_Execution {
     let caller = try context.requireCaller()
     guard request.hasInput else { throw AgentError.invalidArgument(field: "input", reason: "is required ({\"message\": \"…\"})") }
+    let callback = try await self.executions.callbacks.checked(
+      url: request.callbackURL, events: request.callbackEvents, secret: request.callbackSecret, owner: caller.userID)
     let execution = try await self.executions.start(
       .init(
         agentID: try AgentAPI.id(request.agentID, field: "agent_id"), input: JSONValue(request.input),
         workflowID: request.workflowID.isEmpty ? nil : try AgentAPI.id(request.workflowID, field: "workflow_id"),
         parentID: request.parentExecutionID.isEmpty ? nil : try AgentAPI.id(request.parentExecutionID, field: "parent_execution_id"),
         maxRetries: request.maxRetries == 0 ? Execution.defaultMaxRetries : Int(request.maxRetries),
-        requestID: request.requestID.isEmpty ? nil : try AgentAPI.id(request.requestID, field: "request_id"), sync: request.sync),
+        requestID: request.requestID.isEmpty ? nil : try AgentAPI.id(request.requestID, field: "request_id"), sync: request.sync,
+        callback: callback),
       caller: caller)
     return Self.message(execution)
   }
@@ -198,6 +201,8 @@ public struct ExecutionAPI: Platform_Agent_V1_ExecutionServiceHandler {
       $0.retryCount = Int32(e.retryCount)
       $0.maxRetries = Int32(e.maxRetries)
       if let parent = e.parentID { $0.parentExecutionID = parent.lowercasedString }
+      if let url = e.callbackURL { $0.callbackURL = url }
+      $0.callbackEvents = e.callbackEvents ?? []
     }
   }
 

@@ -75,6 +75,9 @@ public struct Execution: Sendable, Equatable {
   public var retryCount: Int
   public var maxRetries: Int
   public var parentID: UUID?
+  /// Where its events go and which (ExecutionCallbacks); nil without a callback.
+  public var callbackURL: String?
+  public var callbackEvents: [String]?
 
   public static let maxInputBytes = 256 * 1024
   public static let maxMessageBytes = 64 * 1024

@@ -13,6 +13,7 @@ public struct ExecutionRunner: Sendable {
   let agents: AgentStore
   let peers: PlatformPeers
   let cache: ExecutionCache
+  let callbacks: ExecutionCallbacks
   let models: ModelCatalog
   let chat: ChatCompletionsClient?
   /// Each plugin call's limit (AGENT_PLUGIN_TIMEOUT_SECONDS, default 60).
@@ -22,9 +23,10 @@ public struct ExecutionRunner: Sendable {
   let logger: Logger
 
   public init(
-    store: ExecutionStore, agents: AgentStore, peers: PlatformPeers, cache: ExecutionCache, models: ModelCatalog, chat: ChatCompletionsClient?,
-    pluginTimeout: Duration, executionTimeout: Duration, logger: Logger
+    store: ExecutionStore, agents: AgentStore, peers: PlatformPeers, cache: ExecutionCache, callbacks: ExecutionCallbacks, models: ModelCatalog,
+    chat: ChatCompletionsClient?, pluginTimeout: Duration, executionTimeout: Duration, logger: Logger
   ) {
+    self.callbacks = callbacks
     self.store = store
     self.agents = agents
     self.peers = peers
@@ -67,6 +69,7 @@ public struct ExecutionRunner: Sendable {
       return current
     }
     await self.cache.write(started)
+    await self.callbacks.notify(started, event: "started")
     let clock = ContinuousClock()
     let began = clock.now
     let outcome: (status: Execution.Status, output: JSONValue?, error: Execution.Failure?, usage: (Int, Int, String))
@@ -89,7 +92,7 @@ public struct ExecutionRunner: Sendable {
     let (prompt, completion, model) = outcome.usage
     let cost = self.models.price(model).cost(promptTokens: prompt, completionTokens: completion)
     // Written in a task of its own: a cancelled run's own queries would fail.
-    let store = self.store, cache = self.cache
+    let store = self.store, cache = self.cache, callbacks = self.callbacks
     return try await Task {
       try await store.log(
         id, outcome.status == .completed ? .info : .warning, "Execution \(outcome.status.rawValue)",
@@ -100,6 +103,7 @@ public struct ExecutionRunner: Sendable {
       // Nil: it had ended otherwise first (CancelExecution); as it is now.
       let final = if let ended { ended } else { try await store.execution(id) ?? started }
       await cache.write(final)
+      if final.status.isFinished { await callbacks.notify(final, event: final.status.rawValue) }
       return final
     }.value
   }

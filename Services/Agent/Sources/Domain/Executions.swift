@@ -9,6 +9,7 @@ public struct Executions: Sendable {
   let agents: AgentStore
   let runner: ExecutionRunner
   let cache: ExecutionCache
+  let callbacks: ExecutionCallbacks
   let jobs: JobQueue
   let locks: DistributedLocks
   let running: RunningTasks
@@ -20,9 +21,10 @@ public struct Executions: Sendable {
   public static let cancelChannel = "agent:execution:cancel"
 
   public init(
-    store: ExecutionStore, agents: AgentStore, runner: ExecutionRunner, cache: ExecutionCache, jobs: JobQueue, locks: DistributedLocks,
-    running: RunningTasks, issuer: TokenIssuer, logger: Logger
+    store: ExecutionStore, agents: AgentStore, runner: ExecutionRunner, cache: ExecutionCache, callbacks: ExecutionCallbacks, jobs: JobQueue,
+    locks: DistributedLocks, running: RunningTasks, issuer: TokenIssuer, logger: Logger
   ) {
+    self.callbacks = callbacks
     self.store = store
     self.agents = agents
     self.runner = runner
@@ -43,10 +45,14 @@ public struct Executions: Sendable {
     public var maxRetries: Int
     public var requestID: UUID?
     public var sync: Bool
+    /// Where events go (checked by `ExecutionCallbacks.checked`).
+    public var callback: ExecutionCallback?
 
     public init(
-      agentID: UUID, input: JSONValue, workflowID: UUID?, parentID: UUID?, retryCount: Int = 0, maxRetries: Int, requestID: UUID?, sync: Bool
+      agentID: UUID, input: JSONValue, workflowID: UUID?, parentID: UUID?, retryCount: Int = 0, maxRetries: Int, requestID: UUID?, sync: Bool,
+      callback: ExecutionCallback? = nil
     ) {
+      self.callback = callback
       self.agentID = agentID
       self.input = input
       self.workflowID = workflowID
@@ -86,7 +92,7 @@ public struct Executions: Sendable {
       created = try await self.store.insert(
         .init(
           agentID: agent.id, userID: caller.userID, workflowID: start.workflowID, parentID: start.parentID, input: start.input,
-          retryCount: start.retryCount, maxRetries: start.maxRetries, requestID: start.requestID)
+          retryCount: start.retryCount, maxRetries: start.maxRetries, requestID: start.requestID, callback: start.callback)
       ) { connection, execution in
         // Before the commit: a job may start it at once after, and its status must not go back.
         await self.cache.write(execution)
@@ -202,7 +208,8 @@ public struct Executions: Sendable {
     let child = try await self.store.insert(
       .init(
         agentID: finished.agentID, userID: finished.userID, workflowID: finished.workflowID, parentID: finished.id, input: finished.input,
-        retryCount: finished.retryCount + 1, maxRetries: finished.maxRetries, requestID: nil)
+        retryCount: finished.retryCount + 1, maxRetries: finished.maxRetries, requestID: nil,
+        callback: try await self.store.callback(of: finished.id))
     ) { connection, child in
       var fields = payload.objectValue ?? [:]
       fields["execution_id"] = .string(child.id.lowercasedString)
@@ -241,6 +248,7 @@ public struct Executions: Sendable {
     if cancelled.status == .cancelled {
       try? await self.store.log(id, .warning, "Cancelled by the caller")
       await self.cache.write(cancelled)
+      await self.callbacks.notify(cancelled, event: "cancelled")
       return cancelled
     }
     throw AgentError.failedPrecondition("The execution has already ended (\(cancelled.status.rawValue))")
@@ -258,7 +266,8 @@ public struct Executions: Sendable {
     return try await self.start(
       Start(
         agentID: parent.agentID, input: parent.input, workflowID: parent.workflowID, parentID: parent.id, retryCount: parent.retryCount + 1,
-        maxRetries: parent.maxRetries, requestID: requestID, sync: sync), caller: caller)
+        maxRetries: parent.maxRetries, requestID: requestID, sync: sync, callback: try await self.store.callback(of: parent.id)),
+      caller: caller)
   }
 
   public func logs(_ id: UUID, caller: UUID, minLevel: ExecutionLog.Level, afterID: Int64, limit: Int) async throws -> [ExecutionLog] {
@@ -300,7 +309,13 @@ public struct Executions: Sendable {
     while !Task.isCancelled {
       do {
         let failed = try await self.store.failInterrupted(olderThan: age)
-        if failed > 0 { self.logger.warning("Failed executions a stopped service left pending or running", metadata: ["count": "\(failed)"]) }
+        if !failed.isEmpty {
+          self.logger.warning("Failed executions a stopped service left pending or running", metadata: ["count": "\(failed.count)"])
+        }
+        for execution in failed {
+          await self.cache.write(execution)
+          await self.callbacks.notify(execution, event: "failed")
+        }
       } catch {
         self.logger.warning("Could not check for interrupted executions", metadata: ["error": "\(error)"])
       }

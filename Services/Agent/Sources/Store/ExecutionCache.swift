@@ -52,6 +52,8 @@ public struct ExecutionCache: Sendable {
       "created_at": date(e.createdAt), "started_at": date(e.startedAt), "completed_at": date(e.completedAt),
       "retry_count": .number(Double(e.retryCount)), "max_retries": .number(Double(e.maxRetries)),
       "parent_execution_id": e.parentID.map { .string($0.lowercasedString) } ?? .null,
+      "callback_url": e.callbackURL.map { .string($0) } ?? .null,
+      "callback_events": e.callbackEvents.map { .array($0.map { .string($0) }) } ?? .null,
     ])
   }
 
@@ -67,7 +69,8 @@ public struct ExecutionCache: Sendable {
       error: Execution.Failure(stored: o["error"]), executionMilliseconds: int("execution_time_ms"), tokensUsed: int("tokens_used"),
       cost: { if case .number(let n)? = o["cost"] { n } else { nil } }(), createdAt: created, startedAt: Self.date(o["started_at"]),
       completedAt: Self.date(o["completed_at"]), retryCount: int("retry_count") ?? 0, maxRetries: int("max_retries") ?? 3,
-      parentID: o["parent_execution_id"]?.stringValue.flatMap(UUID.init(strict:)))
+      parentID: o["parent_execution_id"]?.stringValue.flatMap(UUID.init(strict:)), callbackURL: o["callback_url"]?.stringValue,
+      callbackEvents: { if case .array(let events)? = o["callback_events"] { events.compactMap(\.stringValue) } else { nil } }())
   }
 
   static func date(_ value: JSONValue?) -> Date? {

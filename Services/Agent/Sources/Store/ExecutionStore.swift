@@ -22,17 +22,20 @@ public struct ExecutionStore: Sendable {
 
   static let columns = """
     id, agent_id, user_id, workflow_id, status, progress, input::text, output::text, error::text, execution_time_ms, tokens_used,
-    cost::float8, created_at, started_at, completed_at, retry_count, max_retries, parent_execution_id
+    cost::float8, created_at, started_at, completed_at, retry_count, max_retries, parent_execution_id, callback_url,
+    callback_events
     """
 
   static func execution(_ row: PostgresRow) throws -> Execution {
     let c = try row.decode(
       (UUID, UUID, UUID, UUID?, String, Int, String, String?, String?, Int?, Int?, Double?, Date, Date?, Date?, Int, Int, UUID?).self)
+    let callback = try row.decode((String?, [String]).self, startingAt: 18)
     return Execution(
       id: c.0, agentID: c.1, userID: c.2, workflowID: c.3, status: Execution.Status(rawValue: c.4) ?? .failed, progress: c.5,
       input: (try? JSONValue(jsonText: c.6)) ?? .object([:]), output: c.7.flatMap { try? JSONValue(jsonText: $0) },
       error: Execution.Failure(stored: c.8.flatMap { try? JSONValue(jsonText: $0) }), executionMilliseconds: c.9, tokensUsed: c.10,
-      cost: c.11, createdAt: c.12, startedAt: c.13, completedAt: c.14, retryCount: c.15, maxRetries: c.16, parentID: c.17)
+      cost: c.11, createdAt: c.12, startedAt: c.13, completedAt: c.14, retryCount: c.15, maxRetries: c.16, parentID: c.17,
+      callbackURL: callback.0, callbackEvents: callback.0 == nil ? nil : callback.1)
   }
 
   /// What a new execution is.
@@ -45,6 +48,7 @@ public struct ExecutionStore: Sendable {
     public var retryCount: Int
     public var maxRetries: Int
     public var requestID: UUID?
+    public var callback: ExecutionCallback?
   }
 
   /// Inserts the execution, pending, and runs `then` in the same transaction (the job that runs
@@ -56,9 +60,10 @@ public struct ExecutionStore: Sendable {
     try await self.database.withTransaction(logger: self.logger) { connection in
       let rows = try await connection.query(
         """
-        INSERT INTO executions (agent_id, user_id, workflow_id, parent_execution_id, input, retry_count, max_retries, request_id)
+        INSERT INTO executions (agent_id, user_id, workflow_id, parent_execution_id, input, retry_count, max_retries, request_id,
+          callback_url, callback_events, callback_secret)
         VALUES (\(new.agentID), \(new.userID), \(new.workflowID), \(new.parentID), \(new.input.jsonText)::jsonb, \(new.retryCount),
-          \(new.maxRetries), \(new.requestID))
+          \(new.maxRetries), \(new.requestID), \(new.callback?.url), \(new.callback?.events ?? []), \(new.callback?.sealedSecret))
         ON CONFLICT (user_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
         RETURNING \(unescaped: Self.columns)
         """, logger: self.logger)
@@ -73,6 +78,16 @@ public struct ExecutionStore: Sendable {
       guard let row = earlier.first else { throw AgentError.unavailable("The execution could not be created; retry") }
       return (try Self.execution(row), false)
     }
+  }
+
+  /// Where the execution's events go, with the sealed secret; nil without a callback.
+  public func callback(of id: UUID) async throws -> ExecutionCallback? {
+    guard let row = try await self.database.query(
+      "SELECT callback_url, callback_events, callback_secret FROM executions WHERE id = \(id)", logger: self.logger
+    ).first else { return nil }
+    let (url, events, secret) = try row.decode((String?, [String], String?).self)
+    guard let url, let secret else { return nil }
+    return ExecutionCallback(url: url, events: events, sealedSecret: secret)
   }
 
   /// The user's execution (nil for another user's or none).
@@ -167,8 +182,8 @@ public struct ExecutionStore: Sendable {
 
   /// Executions no one is running any more fail as interrupted: pending or running for longer
   /// than the longest run, with no queued or running job to (re)start them (a sync run whose
-  /// service died, a job out of attempts). Returns how many.
-  public func failInterrupted(olderThan age: Duration) async throws -> Int {
+  /// service died, a job out of attempts). Returns them.
+  public func failInterrupted(olderThan age: Duration) async throws -> [Execution] {
     let error = Execution.Failure(code: "interrupted", message: "The service running it stopped before the execution finished")
     return try await self.database.query(
       """
@@ -177,9 +192,9 @@ public struct ExecutionStore: Sendable {
         AND coalesce(e.started_at, e.created_at) < now() - make_interval(secs => \(Double(age.components.seconds)))
         AND NOT EXISTS (
           SELECT 1 FROM jobs j WHERE j.dedup_key = 'execution:' || e.id::text AND j.state IN ('queued', 'running'))
-      RETURNING e.id
+      RETURNING \(unescaped: Self.columns)
       """, logger: self.logger
-    ).count
+    ).map(Self.execution)
   }
 
   // MARK: - Logs
