@@ -46,6 +46,10 @@ step "identity from outside: hostile credentials against agent and persona; Logi
 # 7 minutes (12 with a build sharing the CPUs); README: measurement.
 scripts/agent-hostile.sh "$(swift build --show-bin-path)/agent"
 
+step "agent crash safety: killed with SIGKILL mid-execution, the job resumes it to COMPLETED and the sweep fails the sync one as interrupted"
+# About 2 minutes: the job's 30 s lease, then the sweep's minute.
+scripts/agent-crash.sh "$(swift build --show-bin-path)/agent"
+
 step "code-sandbox escapes: network, files, /proc, resources, processes, privileges; nothing left behind"
 scripts/sandbox-escape.sh "$(swift build --show-bin-path)/code-sandbox"
 

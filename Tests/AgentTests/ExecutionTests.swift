@@ -389,6 +389,36 @@ struct ExecutionTests {
     }
   }
 
+  @Test("A sync caller that goes away cancels its execution and the sandbox run in flight")
+  func callerGoesAway() async throws {
+    try await withChain { chain in
+      let (me, _) = try await chain.world.developer()
+      let agent = try await chain.agent(me, plugins: [.codeExecutor])
+      let call = Task { try await chain.start(agent, me, code: "import time\ntime.sleep(30)") }
+      var running: Platform_Agent_V1_Execution?
+      let deadline = Date().addingTimeInterval(20)
+      while running == nil && Date() < deadline {
+        if let execution = try await chain.executions.listExecutions(.with { $0.status = .running }, options: me).executions.first,
+          try await chain.logs(execution.id, me).contains("Plugin code_executor started")
+        {
+          running = execution
+        } else {
+          try await Task.sleep(for: .milliseconds(50))
+        }
+      }
+      let execution = try #require(running)
+      try await Task.sleep(for: .milliseconds(300))
+      call.cancel()
+      var status = Platform_Common_V1_ExecutionStatus.running
+      let settle = Date().addingTimeInterval(3)
+      while status == .running && Date() < settle {
+        try await Task.sleep(for: .milliseconds(100))
+        status = try await chain.executions.getExecution(.with { $0.id = execution.id }, options: me).status
+      }
+      #expect(status == .cancelled, "\(status)")
+    }
+  }
+
   @Test("ListExecutionLogs bounds created_at, so its plan reads one month's partition")
   func logsPruned() async throws {
     try await withChain { chain in

@@ -12,9 +12,9 @@ DIR/agent-<n>.log; the running one's pid in --agent-pidfile, so the script can s
 
   1. A user registered through AuthService, a developer token for them (signed with
      $JWT_PRIVATE_KEY, no session), a persona, an agent, a code_executor plugin.
-  2. Two executions that run Python in the sandbox: A async (a job), sleeping 6 s then printing
-     "survived"; B sync (run by the StartExecution call itself), sleeping 20 s. Both are
-     RUNNING, with "Plugin code_executor started" logged and their sandbox runs RUNNING.
+  2. Two executions that run Python in the sandbox: B sync (run by the StartExecution call
+     itself), sleeping 20 s, then A async (a job), sleeping 6 s then printing "survived". Both
+     are RUNNING, with "Plugin code_executor started" logged and their sandbox runs RUNNING.
   3. kill -9 of the agent: the process is gone and its port closed; B's call fails; the
      sandbox ends both runs (their calls' streams died) as CANCELLED or FAILED, not COMPLETED, and
      leaves no process of a slot uid.
@@ -227,10 +227,7 @@ class Suite:
         return STATUS[execution.status] == "RUNNING" and any(l.message == f"Plugin {PLUGIN} started" for l in self.logs(execution_id))
 
     def start_both(self):
-        a = self.executions("StartExecution", agent_pb2.StartExecutionRequest(
-            agent_id=self.agent_id, input=struct({"message": "crash test", "code": CODE_A})), agent_pb2.Execution)
-        self.a = a.id
-        self.check("async start", STATUS[a.status] == "PENDING", f"StartExecution answered {STATUS[a.status]}")
+        # B first: it sleeps 20 s, A only 6, so A starts last and is surely still running at the kill.
         self.b_result = {}
 
         def sync_call():
@@ -246,14 +243,20 @@ class Suite:
         def b_id():
             listed = self.executions("ListExecutions", agent_pb2.ListExecutionsRequest(agent_id=self.agent_id, page_size=10),
                                      agent_pb2.ListExecutionsResponse).executions
-            return next((e.id for e in listed if e.id != self.a), None)
+            return listed[0].id if listed else None
         self.b = self.wait_for("the sync execution listed", 30, b_id)
-        self.wait_for("the async execution RUNNING with its plugin started", 60, lambda: self.running_with_plugin(self.a))
         self.wait_for("the sync execution RUNNING with its plugin started", 60, lambda: self.running_with_plugin(self.b))
-        # The programs themselves running, not only the calls on their way.
-        self.wait_for("both sandbox runs RUNNING", 30,
-                      lambda: all(any(s == "RUNNING" for s, _ in self.sandbox_runs().get(code, [])) for code in (CODE_A, CODE_B)))
-        self.check("both running", True, "")
+        self.wait_for("B's sandbox run RUNNING", 30, lambda: any(s == "RUNNING" for s, _ in self.sandbox_runs().get(CODE_B, [])))
+
+        a = self.executions("StartExecution", agent_pb2.StartExecutionRequest(
+            agent_id=self.agent_id, input=struct({"message": "crash test", "code": CODE_A})), agent_pb2.Execution)
+        self.a = a.id
+        self.check("async start", STATUS[a.status] == "PENDING", f"StartExecution answered {STATUS[a.status]}")
+        self.wait_for("the async execution RUNNING with its plugin started", 60, lambda: self.running_with_plugin(self.a))
+        # The program itself running, not only the call on its way.
+        self.wait_for("A's sandbox run RUNNING", 30, lambda: any(s == "RUNNING" for s, _ in self.sandbox_runs().get(CODE_A, [])))
+        self.check("both running", STATUS[self.get(self.b).status] == "RUNNING" and STATUS[self.get(self.a).status] == "RUNNING",
+                   "one of them ended before the kill")
 
     def kill(self):
         pid = self.agent_process.process.pid

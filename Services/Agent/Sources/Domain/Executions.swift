@@ -1,6 +1,8 @@
 public import Foundation
 public import Logging
 public import PlatformCore
+internal import Crypto
+internal import GRPCRuntime
 
 /// Agent executions: started (run before answering, or by a durable job), read, listed,
 /// cancelled, retried, watched.
@@ -107,18 +109,26 @@ public struct Executions: Sendable {
     }
     if let lease { _ = try? await self.locks.release(lease) }
     guard created.created else { return created.execution }
-    try await self.store.log(created.execution.id, .info, "Execution created", metadata: ["sync": .bool(start.sync)])
-    guard start.sync else { return created.execution }
-    // Run now, as the caller (their credentials go with every plugin call).
     let id = created.execution.id
+    guard start.sync else {
+      try? await self.store.log(id, .info, "Execution created", metadata: ["sync": .bool(false)])
+      return created.execution
+    }
+    // Run now, as the caller (their credentials go with every plugin call).
     do {
+      try await self.store.log(id, .info, "Execution created", metadata: ["sync": .bool(true)])
       return try await self.runLocked(id) { nil }
     } catch {
-      // The run could not be recorded (the database went away): end it so it is not left running.
+      // The caller went away before it ran, or the run could not be recorded (the database went
+      // away): end it here rather than leave it to the sweep.
+      let cancelled = Task.isCancelled || error is CancellationError || (error as? RPCError)?.code == .cancelled
+      let store = self.store, cache = self.cache
       _ = try? await Task {
-        try await self.store.finish(
-          id, status: .failed, output: nil, error: .init(code: "internal", message: "The execution could not be recorded"), milliseconds: nil,
-          tokens: nil, cost: nil)
+        let ended = try await store.finish(
+          id, status: cancelled ? .cancelled : .failed, output: nil,
+          error: cancelled ? nil : .init(code: "internal", message: "The execution could not be recorded"), milliseconds: nil, tokens: nil,
+          cost: nil)
+        if let ended { await cache.write(ended) }
       }.value
       throw error
     }
@@ -140,8 +150,15 @@ public struct Executions: Sendable {
       redisDown = true  // The job's claim still makes one worker run it.
     }
     if lease == nil && !redisDown {
-      if retryLater { throw AgentError.unavailable("Another worker runs execution \(id.lowercasedString)") }
-      if let current = try await self.store.execution(id) { return current }
+      guard retryLater else { return try await self.store.execution(id) ?? { throw AgentError.notFound("Execution not found") }() }
+      // A job whose worker died comes back when its lease lapses, and the dead worker's lock
+      // lapses about then too: wait for it rather than spend an attempt.
+      let deadline = ContinuousClock.now + .seconds(40)
+      while lease == nil, ContinuousClock.now < deadline {
+        try await Task.sleep(for: .milliseconds(500))
+        lease = try? await locks.acquire("execution:\(id.lowercasedString)", ttl: .seconds(30))
+      }
+      if lease == nil { throw AgentError.unavailable("Another worker runs execution \(id.lowercasedString)") }
     }
     let renewal = lease.map { held in
       Task {
@@ -205,10 +222,11 @@ public struct Executions: Sendable {
   private func retryIfTransient(_ finished: Execution, payload: JSONValue) async throws {
     guard finished.status == .failed, finished.error?.details["transient"] == "true", finished.retryCount < finished.maxRetries else { return }
     let delay = Double(1 << min(finished.retryCount, 5))
+    // A request id of its own, derived from the parent: a handler run twice makes one child.
     let child = try await self.store.insert(
       .init(
         agentID: finished.agentID, userID: finished.userID, workflowID: finished.workflowID, parentID: finished.id, input: finished.input,
-        retryCount: finished.retryCount + 1, maxRetries: finished.maxRetries, requestID: nil,
+        retryCount: finished.retryCount + 1, maxRetries: finished.maxRetries, requestID: Self.retryRequestID(of: finished.id),
         callback: try await self.store.callback(of: finished.id))
     ) { connection, child in
       var fields = payload.objectValue ?? [:]
@@ -220,6 +238,15 @@ public struct Executions: Sendable {
     }
     try await self.store.log(
       finished.id, .info, "Retried automatically", metadata: ["child_execution_id": .string(child.execution.id.lowercasedString)])
+  }
+
+  /// The request id of the automatic retry of `parent`: SHA-256 of its id, as a version 5 UUID.
+  static func retryRequestID(of parent: UUID) -> UUID {
+    var bytes = Array(SHA256.hash(data: Data("automatic-retry:\(parent.lowercasedString)".utf8)).prefix(16))
+    bytes[6] = (bytes[6] & 0x0F) | 0x50
+    bytes[8] = (bytes[8] & 0x3F) | 0x80
+    return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9], bytes[10], bytes[11],
+      bytes[12], bytes[13], bytes[14], bytes[15]))
   }
 
   /// The caller's execution: a finished one from Redis when it is there.

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Agent fan-out benchmark: a sync execution whose plugins call knowledge and text-to-SQL (and the
+# code sandbox), under h2load, against the direct calls it makes.
+#
+#   scripts/benchmark-agent.sh [--duration S] [--concurrency C]     (release binaries)
+#
+# Brings the platform up from .build/release (CONFIG=release, offline embeddings, a state
+# directory of its own under /tmp; the usual ports 50051-50056 must be free) and runs
+# scripts/agent_bench.py setup: a user, a persona, a knowledge base with one document, a SQLite
+# database, and two agents, `rag` (knowledge_rag + text_to_sql, the offline model) and `code`
+# (the same + code_executor running print(1)). Then C concurrent streams (default 10) for S
+# seconds (default 10) each: StartExecution (sync) of each agent, and knowledge Search and
+# text-to-SQL AskQuestion as the rag agent's plugins make them. Reports req/s and latency
+# percentiles from h2load's per-request log, and the fan-out's overhead (rag's p50 against the
+# sum of the direct calls' p50). Every execution h2load saw answered must be COMPLETED.
+# Needs root for the code sandbox's slot uids and cgroups. Build first:
+#   swift build -c release --product agent --product persona --product knowledge \
+#     --product text-to-sql --product code-sandbox --product sandbox-exec --product workflow
+set -uo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+PY=/usr/bin/python3
+duration=10 concurrency=10
+while [ $# -gt 0 ]; do
+  case $1 in
+    --duration) duration=$2; shift ;;
+    --concurrency) concurrency=$2; shift ;;
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "benchmark-agent.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+for binary in agent persona knowledge text-to-sql code-sandbox sandbox-exec workflow; do
+  [ -x "$REPO/.build/release/$binary" ] || { echo "benchmark-agent.sh: no $binary in .build/release (see --help)" >&2; exit 2; }
+done
+
+STATE=$(mktemp -d /tmp/bench-agent.XXXXXX)
+export PLATFORM_STATE_DIR=$STATE CONFIG=release SKIP_BUILD=1 PLATFORM_EMBEDDINGS=offline LOG_LEVEL=warning
+cleanup() {
+  "$REPO/scripts/platform.sh" down >/dev/null 2>&1
+  rm -rf "$STATE"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+"$REPO/scripts/platform.sh" up >"$STATE/up.log" 2>&1 || { cat "$STATE/up.log" >&2; exit 1; }
+
+export JWT_PRIVATE_KEY=$STATE/keys/jwt-private.jwk
+OUT=$STATE/bench
+"$PY" "$REPO/scripts/agent_bench.py" setup --agent 127.0.0.1:50051 --persona 127.0.0.1:50052 --sandbox 127.0.0.1:50053 \
+  --sql 127.0.0.1:50054 --knowledge 127.0.0.1:50055 --sqlite-dir "$STATE/sqlite" --out "$OUT" || exit 1
+TOKEN=$(<"$OUT/token")
+
+# p50 p90 p99 max of h2load's per-request log (column 3: microseconds), in milliseconds.
+percentiles() {
+  cut -f3 "$1" | sort -n | awk '{ v[NR] = $1 }
+    function at(p) { i = int(NR * p + 0.999999); if (i < 1) i = 1; return v[i] / 1000 }
+    END { if (NR) printf "%.2f %.2f %.2f %.2f", at(0.50), at(0.90), at(0.99), v[NR] / 1000; else printf "- - - -" }'
+}
+
+run() {   # run NAME PORT PATH
+  local name=$1 port=$2 path=$3
+  h2load -c "$concurrency" -m 1 -t 1 -D 2 -d "$OUT/$name.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
+    -H "authorization: Bearer $TOKEN" "http://127.0.0.1:$port$path" >"$OUT/$name-warmup.log" 2>&1
+  h2load -c "$concurrency" -m 1 -t 1 -D "$duration" --log-file="$OUT/$name.requests" -d "$OUT/$name.bin" \
+    -H 'content-type: application/grpc' -H 'te: trailers' -H "authorization: Bearer $TOKEN" \
+    "http://127.0.0.1:$port$path" >"$OUT/$name.log" 2>&1
+  local rps ok
+  rps=$(awk '/^finished in/ { print $4 + 0 }' "$OUT/$name.log")
+  ok=$(awk '/^requests:/ { print $8 + 0 }' "$OUT/$name.log")
+  read -r p50 p90 p99 max <<<"$(percentiles "$OUT/$name.requests")"
+  echo "| $name | ${rps:-?} | $ok | $p50 | $p90 | $p99 | $max |"
+  eval "P50_${name}=$p50"
+}
+
+echo "# Agent fan-out ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, release, $concurrency concurrent streams, ${duration}s each)"
+echo
+echo "| call | req/s | answered | p50 ms | p90 ms | p99 ms | max ms |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+run search 50055 /platform.knowledge.v1.KnowledgeService/Search
+run ask 50054 /platform.texttosql.v1.QueryService/AskQuestion
+run rag 50051 /platform.agent.v1.ExecutionService/StartExecution
+run code 50051 /platform.agent.v1.ExecutionService/StartExecution
+echo
+awk -v r="$P50_rag" -v s="$P50_search" -v a="$P50_ask" \
+  'BEGIN { printf "Fan-out overhead at p50: rag %.2f ms against search %.2f + ask %.2f = %.2f ms: %+.2f ms\n", r, s, a, s + a, r - s - a }'
+echo "Executions by status: $("$PY" "$REPO/scripts/agent_bench.py" count --agent 127.0.0.1:50051 --dir "$OUT")"
