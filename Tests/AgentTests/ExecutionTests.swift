@@ -276,7 +276,6 @@ struct ExecutionTests {
       await expectStatus(.notFound) { try await chain.start(agent, other) }
       #expect(try await chain.executions.listExecutions(.init(), options: other).executions.isEmpty)
 
-      let before = try await chain.rows("SELECT count(*)::int FROM executions")
       await expectStatus(.invalidArgument) {
         try await chain.executions.startExecution(.with { $0.agentID = agent.id }, options: me)
       }
@@ -292,7 +291,20 @@ struct ExecutionTests {
           $0.input = .with { $0.fields["message"] = .init(stringValue: String(repeating: "m", count: 70_000)) }
         }, options: me)
       }
+      let theirs = try await chain.start(try await chain.agent(other, plugins: []), other, code: nil)
+      let before = try await chain.rows("SELECT count(*)::int FROM executions")
       await expectStatus(.invalidArgument) { try await chain.start(agent, me, maxRetries: 11) }
+      // A parent that is not the caller's (another user's, or none) is refused, not a broken reference.
+      for parent in [theirs.id, UUID().lowercasedString] {
+        let error = await expectStatus(.invalidArgument) {
+          try await chain.executions.startExecution(.with {
+            $0.agentID = agent.id
+            $0.input = .with { $0.fields["message"] = .init(stringValue: "child") }
+            $0.parentExecutionID = parent
+          }, options: me)
+        }
+        #expect(error?.message.hasPrefix("parent_execution_id:") == true)
+      }
       await expectStatus(.invalidArgument) { try await chain.executions.getExecution(.with { $0.id = "nope" }, options: me) }
       _ = try await chain.world.agents.updateAgent(.with {
         $0.agent = .with { $0.id = agent.id; $0.status = .inactive }

@@ -83,6 +83,11 @@ public struct ExecutionRunner: Sendable {
         (0, 0, ModelCatalog.offline)
       )
     } catch is CancellationError {
+      // Cancelled by CancelExecution (the row says so): record it. Otherwise the worker is
+      // stopping or lost its lease, or the sync caller went away: leave the row to the job that
+      // takes it over, or to the caller's own handling.
+      let store = self.store
+      guard (try? await Task { try await store.execution(id) }.value)?.status == .cancelled else { throw CancellationError() }
       outcome = (.cancelled, nil, nil, (0, 0, ModelCatalog.offline))
     } catch let failure as Execution.Failure {
       outcome = (.failed, nil, failure, (0, 0, ModelCatalog.offline))
@@ -160,7 +165,7 @@ public struct ExecutionRunner: Sendable {
     } else {
       answer = ""
     }
-    let output: JSONValue = .object([
+    let output: JSONValue = Self.bounded([
       "answer": .string(answer),
       "model": .string(usage.2),
       "citations": .array(calls.flatMap(\.citations)),
@@ -227,6 +232,34 @@ public struct ExecutionRunner: Sendable {
       try await self.store.log(execution, .info, "Plugin \(plugin.name) finished", metadata: ended)
     }
     return call
+  }
+
+  /// The output, within the column's limit: plugin results and citations beyond a budget are
+  /// cut (the answer to 64 KiB), and `truncated` says so.
+  static func bounded(_ fields: [String: JSONValue]) -> JSONValue {
+    let limit = 1 << 20
+    var fields = fields
+    guard JSONValue.object(fields).jsonText.utf8.count > limit else { return .object(fields) }
+    if case .string(let answer)? = fields["answer"] { fields["answer"] = .string(answer.truncated(toUTF8Bytes: 64 << 10)) }
+    if case .array(let plugins)? = fields["plugins"] {
+      fields["plugins"] = .array(plugins.map { plugin in
+        guard var object = plugin.objectValue else { return plugin }
+        object["result"] = nil
+        return .object(object)
+      })
+    }
+    if case .array(let citations)? = fields["citations"] {
+      var kept: [JSONValue] = []
+      var used = 0
+      for citation in citations {
+        used += citation.jsonText.utf8.count
+        if used > limit / 2 { break }
+        kept.append(citation)
+      }
+      fields["citations"] = .array(kept)
+    }
+    fields["truncated"] = .bool(true)
+    return .object(fields)
   }
 
   static func summary(_ call: PluginCall) -> JSONValue {

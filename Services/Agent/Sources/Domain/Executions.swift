@@ -81,6 +81,9 @@ public struct Executions: Sendable {
     }
     guard (0...10).contains(start.maxRetries) else { throw AgentError.invalidArgument(field: "max_retries", reason: "must be 0 to 10") }
     guard let agent = try await self.agents.agent(start.agentID, owner: caller.userID) else { throw AgentError.notFound("Agent not found") }
+    if let parentID = start.parentID, try await self.store.execution(parentID, owner: caller.userID) == nil {
+      throw AgentError.invalidArgument(field: "parent_execution_id", reason: "is not an execution of yours")
+    }
     guard agent.status == .active else {
       throw AgentError.failedPrecondition("The agent is \(agent.status.rawValue); only active agents run")
     }
@@ -180,7 +183,9 @@ public struct Executions: Sendable {
     let deadline = ContinuousClock.now + .seconds(10)
     while ContinuousClock.now < deadline {
       do {
-        if let lease = try await self.locks.acquire(name, ttl: .seconds(600)) { return lease }
+        // Short: the database's unique request id is what makes one execution; the lock only
+        // spares the second caller a failed insert, and a crashed holder's lapses soon.
+        if let lease = try await self.locks.acquire(name, ttl: .seconds(30)) { return lease }
       } catch {
         return nil  // Redis is down: the database's unique request id still makes one execution.
       }
