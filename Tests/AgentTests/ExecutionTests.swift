@@ -237,6 +237,7 @@ struct ExecutionTests {
           #expect(line.id > lastLogID)
           lastLogID = line.id
           lines.append(line.message)
+        case .modelOutput?: Issue.record("The offline planner streams no model output")
         case nil: break
         }
       }
@@ -543,6 +544,122 @@ struct CallbackTests {
       let (me, _) = try await world.developer()
       let agent = try await world.agents.createAgent(newAgent(try await world.persona(me)), options: me)
       await expectStatus(.failedPrecondition) { try await self.start(world, agent.id, me, url: "http://93.184.216.34/hook") }
+    }
+  }
+}
+
+/// Executions run by a model (a real local HTTP server speaking the OpenAI API) that decides
+/// which plugins to call, and the web_search plugin against a local SearxNG-style server.
+@Suite("Executions with a model and web search")
+struct ModelExecutionTests {
+  func withModelChain(_ body: (Chain, ScriptServer) async throws -> Void) async throws {
+    let server = try ScriptServer(script: ModelProviderTests.script)
+    defer { server.stop() }
+    try await withChain([
+      "LLM_PROVIDER": "openai", "LLM_BASE_URL": "http://127.0.0.1:\(server.port)/v1", "LLM_MODEL": "fake-model",
+      "AGENT_MODEL_PRICES": "fake-model=1000/2000", "WEB_SEARCH_URL": "http://127.0.0.1:\(server.port)",
+    ]) { chain in
+      try await body(chain, server)
+    }
+  }
+
+  @Test("The model calls plugins as tools (streamed tool calls), answers from their results, and its text streams to watchers")
+  func toolCalling() async throws {
+    try await withModelChain { chain, server in
+      let (me, _) = try await chain.world.developer()
+      let agent = try await chain.agent(me, plugins: [.knowledgeRag, .textToSql])
+      #expect(agent.settings.extra.fields["model"]?.stringValue == "fake-model", "\(agent.settings)")
+      _ = try await server.json(
+        "/_script", method: "POST",
+        body: [[
+          "tool_calls": [
+            ["name": "search_knowledge", "arguments": ["query": "capital of Atlantis"]],
+            ["name": "query_database", "arguments": ["question": "How many customers are there?"]],
+            ["name": "no_such_tool", "arguments": [:]],
+          ]
+        ]])
+      let started = try await chain.start(agent, me, message: "Where do customers live, and how many are there?", code: nil, sync: false)
+      let events = try await chain.executions.watchExecution(.with { $0.id = started.id }, options: me) { stream in
+        var events: [Platform_Agent_V1_ExecutionEvent] = []
+        for try await event in stream { events.append(event) }
+        return events
+      }
+      let execution = try await chain.executions.getExecution(.with { $0.id = started.id }, options: me)
+      #expect(execution.status == .completed, "\(execution.error)")
+      let output = execution.output.fields
+      let answer = output["answer"]?.stringValue ?? ""
+      #expect(answer.hasPrefix("Model answer.") && answer.contains("Poseidonia") && answer.contains("50"), "\(answer)")
+      #expect(answer.contains("There is no tool named no_such_tool"), "\(answer)")
+      #expect(output["model"]?.stringValue == "fake-model")
+      let citations = output["citations"]?.listValue.values.map { $0.structValue.fields } ?? []
+      #expect(Set(citations.compactMap { $0["type"]?.stringValue }) == ["chunk", "sql"], "\(citations)")
+      #expect(execution.usage.totalTokens > 0 && execution.usage.costUsd > 0, "\(execution.usage)")
+
+      // The model's own text reached the watcher as it streamed, in order, and joins to the answer.
+      let streamed = events.compactMap { event -> Platform_Agent_V1_ModelOutput? in
+        if case .modelOutput(let piece)? = event.event { piece } else { nil }
+      }
+      #expect(streamed.count >= 2 && streamed.map(\.text).joined() == answer, "\(streamed)")
+      #expect(streamed.allSatisfy { $0.round == 1 })
+      let lines = events.compactMap { event -> String? in if case .log(let line)? = event.event { line.message } else { nil } }
+      #expect(lines.contains("The model called 3 tool(s)") && lines.contains("Plugin knowledge_rag finished"), "\(lines)")
+
+      // The model saw the persona as its system prompt, the plugins as tools, then their results.
+      let sent = (try await server.json("/_requests") as? [String: Any])?["chat"] as? [[String: Any]] ?? []
+      #expect(sent.count == 2)
+      let first = sent.first?["body"] as? [String: Any] ?? [:]
+      let tools = (first["tools"] as? [[String: Any]])?.compactMap { ($0["function"] as? [String: Any])?["name"] as? String }
+      #expect(Set(tools ?? []) == ["search_knowledge", "query_database"] && first["model"] as? String == "fake-model")
+      #expect((first["messages"] as? [[String: Any]])?.first?["role"] as? String == "system")
+      let replies = ((sent.last?["body"] as? [String: Any])?["messages"] as? [[String: Any]] ?? []).filter { $0["role"] as? String == "tool" }
+      #expect(replies.count == 3 && (replies[1]["content"] as? String)?.contains("50") == true, "\(replies)")
+    }
+  }
+
+  @Test("A model that fails fails the execution: unavailable (retried, transient) or refused; the error says so")
+  func modelFailures() async throws {
+    try await withModelChain { chain, server in
+      let (me, _) = try await chain.world.developer()
+      let agent = try await chain.agent(me, plugins: [.codeExecutor])
+      _ = try await server.json("/_script", method: "POST", body: [["status": 500], ["status": 500], ["status": 500]])
+      let failed = try await chain.start(agent, me, code: nil)
+      #expect(failed.status == .failed && failed.error.code == "model_failed" && failed.error.details["transient"] == "true", "\(failed.error)")
+      #expect(failed.error.message.contains("HTTP 500"))
+      _ = try await server.json("/_script", method: "POST", body: [["status": 401]])
+      let refused = try await chain.start(agent, me, code: nil)
+      #expect(refused.status == .failed && refused.error.code == "model_failed" && refused.error.details["transient"] == nil, "\(refused.error)")
+      _ = try await server.json("/_script", method: "POST", body: [["drop": true]])
+      let dropped = try await chain.start(agent, me, code: nil)
+      #expect(dropped.status == .failed && dropped.error.message.contains("cut off"), "\(dropped.error)")
+    }
+  }
+
+  @Test("web_search asks the configured SearxNG server and cites each result; a failing provider fails the plugin, transient")
+  func webSearch() async throws {
+    try await withModelChain { chain, server in
+      let (me, _) = try await chain.world.developer()
+      let persona = try await chain.world.persona(me)
+      var request = newAgent(persona, name: "Searcher")
+      request.agent.settings = .with { $0.extra = .with { $0.fields["model"] = .init(stringValue: ModelCatalog.offline) } }
+      let agent = try await chain.world.agents.createAgent(request, options: me)
+      _ = try await chain.world.agents.addPlugin(.with {
+        $0.agentID = agent.id
+        $0.plugin = .with {
+          $0.pluginType = .webSearch
+          $0.config = .with { $0.fields = ["max_results": .init(numberValue: 2)] }
+        }
+      }, options: me)
+      let done = try await chain.start(try await chain.world.agents.getAgent(.with { $0.id = agent.id }, options: me), me, message: "swift concurrency", code: nil)
+      #expect(done.status == .completed, "\(done.error)")
+      let citations = done.output.fields["citations"]?.listValue.values.map { $0.structValue.fields } ?? []
+      #expect(citations.map { $0["url"]?.stringValue } == ["https://example.org/swift-concurrency/1", "https://example.org/swift-concurrency/2"])
+      #expect(citations.allSatisfy { $0["type"]?.stringValue == "web" })
+      let searched = (try await server.json("/_requests") as? [String: Any])?["search"] as? [[String: Any]] ?? []
+      #expect(searched.map { $0["query"] as? String } == ["swift concurrency"])
+
+      _ = try await server.json("/_search_script", method: "POST", body: [["status": 500]])
+      let failed = try await chain.start(try await chain.world.agents.getAgent(.with { $0.id = agent.id }, options: me), me, message: "x", code: nil)
+      #expect(failed.status == .failed && failed.error.code == "web_search_failed" && failed.error.details["transient"] == "true", "\(failed.error)")
     }
   }
 }

@@ -27,14 +27,15 @@ public final class ScriptServer: Sendable {
     self.port = Int(String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
   }
 
-  /// `path` on the server, asked with `method` and a JSON `body`; the response body as JSON.
+  /// `path` on the server, asked with `method` and a JSON `body`; the response body as JSON (null when empty).
   public func json(_ path: String, method: String = "GET", body: Any? = nil) async throws -> Any {
     let client = EgressHTTPClient(policy: EgressPolicy(rules: [.network(IPNetwork("127.0.0.0/8")!)], variable: "test"))
     let data = try body.map { try JSONSerialization.data(withJSONObject: $0) } ?? Data()
     let response = try await client.send(
       method, URL(string: "http://127.0.0.1:\(self.port)\(path)")!, headers: [("Content-Type", "application/json")], body: data,
       timeout: .seconds(5))
-    return try JSONSerialization.jsonObject(with: response.body)
+    // 204 No Content and other empty bodies: JSON null.
+    return response.body.isEmpty ? NSNull() : try JSONSerialization.jsonObject(with: response.body)
   }
 
   /// SIGKILL: the test process (its service lifecycle) ignores SIGTERM, and children inherit that.

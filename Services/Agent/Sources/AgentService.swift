@@ -91,8 +91,11 @@ public struct AgentService: PlatformServiceDefinition {
       [.persona, .knowledge, .textToSQL, .codeSandbox], configuration: resources.configuration, tracing: resources.tracing,
       lifetime: resources.lifetime)
     let agentStore = AgentStore(database: resources.database, models: models, logger: resources.logger)
+    // web_search plugins search a SearxNG instance (WEB_SEARCH_URL); without one they are refused.
+    let webSearch = try SearxNGSearch(environment: environment)
     let agents = Agents(
-      store: agentStore, personas: PersonaServiceDirectory(channel: channels.channel(.persona)), models: models, logger: resources.logger)
+      store: agentStore, personas: PersonaServiceDirectory(channel: channels.channel(.persona)), models: models,
+      webSearchEnabled: webSearch != nil, logger: resources.logger)
     // Executions: run by the caller's call (sync) or by durable jobs, each plugin a call to its
     // service as the user who started it.
     let executionStore = ExecutionStore(database: resources.database, logger: resources.logger)
@@ -108,7 +111,7 @@ public struct AgentService: PlatformServiceDefinition {
     let executionTimeout = try environment.seconds("AGENT_EXECUTION_TIMEOUT_SECONDS", default: .seconds(300))
     let runner = ExecutionRunner(
       store: executionStore, agents: agentStore, peers: PlatformPeers(channels), cache: cache, callbacks: callbacks, models: models, chat: chat,
-      pluginTimeout: try environment.seconds("AGENT_PLUGIN_TIMEOUT_SECONDS", default: .seconds(60)), executionTimeout: executionTimeout,
+      webSearch: webSearch, pluginTimeout: try environment.seconds("AGENT_PLUGIN_TIMEOUT_SECONDS", default: .seconds(60)), executionTimeout: executionTimeout,
       logger: resources.logger)
     let running = RunningTasks(redis: resources.redis, channel: Executions.cancelChannel, logger: resources.logger)
     resources.lifetime.run { await running.follow() }

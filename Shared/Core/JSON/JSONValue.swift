@@ -21,6 +21,12 @@ public enum JSONValue: Sendable, Hashable {
     return nil
   }
 
+  /// A whole number within ±2^53, nil for anything else.
+  public var intValue: Int? {
+    if case .number(let number) = self, number.rounded() == number, abs(number) < 9.007_199_254_740_992e15 { return Int(number) }
+    return nil
+  }
+
   /// The JSON type name (`object`, `array`, `string`, `number`, `integer`, `boolean`, `null`);
   /// whole numbers are `integer`.
   public var typeName: String {

@@ -45,10 +45,40 @@ public struct EgressHTTPClient: Sendable {
     }
   }
 
+  /// A response whose body arrives as it is read: the status and headers first, then `body`,
+  /// which ends at the end of the response and throws when the connection drops before it, the
+  /// time limit passes or the body grows past `maxResponseBytes`. Ending the iteration early (or
+  /// cancelling its task) closes the connection.
+  public struct StreamedResponse: Sendable {
+    public var status: Int
+    public var headers: [(String, String)]
+    public var body: AsyncThrowingStream<[UInt8], any Error>
+
+    /// The first value of header `name` (case-insensitive).
+    public func header(_ name: String) -> String? {
+      self.headers.first { $0.0.caseInsensitiveCompare(name) == .orderedSame }?.1
+    }
+  }
+
   /// Sends one request and reads the whole response.
   public func send(
     _ method: String, _ url: URL, headers: [(String, String)] = [], body: Data = Data(), timeout: Duration
   ) async throws(Failure) -> Response {
+    let response = try await self.open(method, url, headers: headers, body: body, timeout: timeout)
+    var collected: [UInt8] = []
+    do {
+      for try await part in response.body { collected += part }
+    } catch {
+      throw Self.failure(error)
+    }
+    return Response(status: response.status, headers: response.headers, body: Data(collected))
+  }
+
+  /// Sends one request and returns once the response's head has arrived; `timeout` bounds the
+  /// whole exchange, body included.
+  public func open(
+    _ method: String, _ url: URL, headers: [(String, String)] = [], body: Data = Data(), timeout: Duration
+  ) async throws(Failure) -> StreamedResponse {
     guard let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https", let host = url.host, !host.isEmpty else {
       throw .invalidURL("only http and https URLs with a host")
     }
@@ -74,9 +104,9 @@ public struct EgressHTTPClient: Sendable {
     } catch {
       throw .connection("TLS could not be set up")
     }
-    let group = MultiThreadedEventLoopGroup.singleton
-    let loop = group.any()
-    let promise = loop.makePromise(of: Response.self)
+    let loop = MultiThreadedEventLoopGroup.singleton.any()
+    let headPromise = loop.makePromise(of: HTTPResponseHead.self)
+    let (stream, continuation) = AsyncThrowingStream.makeStream(of: [UInt8].self, throwing: (any Error).self)
     let limit = self.maxResponseBytes
     let serverName = (try? SocketAddress(ipAddress: host, port: 0)) == nil ? host : nil
     let bootstrap = ClientBootstrap(group: loop)
@@ -87,79 +117,97 @@ public struct EgressHTTPClient: Sendable {
             try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: serverName))
           }
           try channel.pipeline.syncOperations.addHTTPClientHandlers()
-          try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise: promise, limit: limit))
+          try channel.pipeline.syncOperations.addHandler(ResponseReader(head: headPromise, body: continuation, limit: limit))
         }
       }
     let channel: any Channel
     do {
       channel = try await bootstrap.connect(to: address).get()
     } catch {
-      promise.fail(error)
+      headPromise.fail(error)
+      continuation.finish(throwing: Failure.connection("could not connect to \(host)"))
       throw .connection("could not connect to \(host)")
     }
     let timer = loop.scheduleTask(in: .milliseconds(Int64(timeout.wholeMilliseconds))) {
-      promise.fail(Failure.timedOut)
+      headPromise.fail(Failure.timedOut)
+      continuation.finish(throwing: Failure.timedOut)
       channel.close(promise: nil)
     }
-    defer { timer.cancel() }
+    continuation.onTermination = { _ in
+      timer.cancel()
+      channel.close(promise: nil)
+    }
     var buffer = channel.allocator.buffer(capacity: body.count)
     buffer.writeBytes(body)
     channel.write(HTTPClientRequestPart.head(head), promise: nil)
     channel.write(HTTPClientRequestPart.body(.byteBuffer(buffer)), promise: nil)
     channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
     do {
-      return try await promise.futureResult.get()
-    } catch let failure as Failure {
-      throw failure
+      let responseHead = try await withTaskCancellationHandler {
+        try await headPromise.futureResult.get()
+      } onCancel: {
+        headPromise.fail(CancellationError())
+        continuation.finish(throwing: CancellationError())
+      }
+      return StreamedResponse(
+        status: Int(responseHead.status.code), headers: responseHead.headers.map { ($0.name, $0.value) }, body: stream)
     } catch {
-      throw .connection("\(error)")
+      continuation.finish()
+      throw Self.failure(error)
     }
+  }
+
+  static func failure(_ error: any Error) -> Failure {
+    if let failure = error as? Failure { return failure }
+    if error is CancellationError { return .connection("cancelled") }
+    return .connection("\(error)")
   }
 }
 
-/// Collects one response, up to `limit` bytes of body, then closes the connection.
-private final class ResponseCollector: ChannelInboundHandler {
+/// Hands on one response: its head to a promise, its body parts to a stream (up to `limit`
+/// bytes), then closes the connection. A connection that ends before the response does throws.
+private final class ResponseReader: ChannelInboundHandler {
   typealias InboundIn = HTTPClientResponsePart
 
-  private let promise: EventLoopPromise<EgressHTTPClient.Response>
+  private let head: EventLoopPromise<HTTPResponseHead>
+  private let body: AsyncThrowingStream<[UInt8], any Error>.Continuation
   private let limit: Int
-  private var head: HTTPResponseHead?
-  private var body: [UInt8] = []
+  private var received = 0
 
-  init(promise: EventLoopPromise<EgressHTTPClient.Response>, limit: Int) {
-    self.promise = promise
+  init(head: EventLoopPromise<HTTPResponseHead>, body: AsyncThrowingStream<[UInt8], any Error>.Continuation, limit: Int) {
+    self.head = head
+    self.body = body
     self.limit = limit
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     switch self.unwrapInboundIn(data) {
     case .head(let head):
-      self.head = head
+      self.head.succeed(head)
     case .body(let buffer):
-      guard self.body.count + buffer.readableBytes <= self.limit else {
-        self.promise.fail(EgressHTTPClient.Failure.tooLarge(self.limit))
+      self.received += buffer.readableBytes
+      guard self.received <= self.limit else {
+        self.body.finish(throwing: EgressHTTPClient.Failure.tooLarge(self.limit))
         context.close(promise: nil)
         return
       }
-      self.body += buffer.readableBytesView
+      self.body.yield(Array(buffer.readableBytesView))
     case .end:
-      if let head = self.head {
-        self.promise.succeed(
-          EgressHTTPClient.Response(status: Int(head.status.code), headers: head.headers.map { ($0.name, $0.value) }, body: Data(self.body)))
-      } else {
-        self.promise.fail(EgressHTTPClient.Failure.connection("no response"))
-      }
+      self.body.finish()
       context.close(promise: nil)
     }
   }
 
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
-    self.promise.fail(error)
+    self.head.fail(error)
+    self.body.finish(throwing: EgressHTTPClient.Failure.connection("\(error)"))
     context.close(promise: nil)
   }
 
   func channelInactive(context: ChannelHandlerContext) {
-    self.promise.fail(EgressHTTPClient.Failure.connection("the server closed the connection"))
+    let closed = EgressHTTPClient.Failure.connection("the server closed the connection before the response ended")
+    self.head.fail(closed)
+    self.body.finish(throwing: closed)
     context.fireChannelInactive()
   }
 }

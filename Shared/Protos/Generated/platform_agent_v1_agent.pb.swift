@@ -2000,7 +2000,7 @@ public nonisolated struct Platform_Agent_V1_ExecutionEvent: Sendable {
     set {event = .execution(newValue)}
   }
 
-  /// A new log line.
+  /// A new log line (plugin calls start and end with one each).
   public var log: Platform_Agent_V1_ExecutionLog {
     get {
       if case .log(let v)? = event {return v}
@@ -2009,20 +2009,48 @@ public nonisolated struct Platform_Agent_V1_ExecutionEvent: Sendable {
     set {event = .log(newValue)}
   }
 
+  /// Text the model wrote, as it streams (only with a model; the offline planner writes none).
+  public var modelOutput: Platform_Agent_V1_ModelOutput {
+    get {
+      if case .modelOutput(let v)? = event {return v}
+      return Platform_Agent_V1_ModelOutput()
+    }
+    set {event = .modelOutput(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Event: Equatable, Sendable {
     /// The execution itself: sent first, then whenever status or progress changes. The stream ends
     /// after the event carrying a terminal status (COMPLETED, FAILED, CANCELLED, TIMEOUT).
     case execution(Platform_Agent_V1_Execution)
-    /// A new log line.
+    /// A new log line (plugin calls start and end with one each).
     case log(Platform_Agent_V1_ExecutionLog)
+    /// Text the model wrote, as it streams (only with a model; the offline planner writes none).
+    case modelOutput(Platform_Agent_V1_ModelOutput)
 
   }
 
   public init() {}
 
   fileprivate var _eventTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+/// A piece of the model's answer as it streams. Pieces arrive in order; joined, one round's pieces
+/// are that round's text (a round that ends in tool calls may write none).
+public nonisolated struct Platform_Agent_V1_ModelOutput: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Which model call of the run (0 first; each round of tool calls adds one).
+  public var round: Int32 = 0
+
+  public var text: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -4824,7 +4852,7 @@ nonisolated extension Platform_Agent_V1_WatchExecutionRequest: SwiftProtobuf.Mes
 
 nonisolated extension Platform_Agent_V1_ExecutionEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ExecutionEvent"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}event_time\0\u{1}execution\0\u{1}log\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}event_time\0\u{1}execution\0\u{1}log\0\u{3}model_output\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4859,6 +4887,19 @@ nonisolated extension Platform_Agent_V1_ExecutionEvent: SwiftProtobuf.Message, S
           self.event = .log(v)
         }
       }()
+      case 4: try {
+        var v: Platform_Agent_V1_ModelOutput?
+        var hadOneofValue = false
+        if let current = self.event {
+          hadOneofValue = true
+          if case .modelOutput(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.event = .modelOutput(v)
+        }
+      }()
       default: break
       }
     }
@@ -4881,6 +4922,10 @@ nonisolated extension Platform_Agent_V1_ExecutionEvent: SwiftProtobuf.Message, S
       guard case .log(let v)? = self.event else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
     }()
+    case .modelOutput?: try {
+      guard case .modelOutput(let v)? = self.event else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -4889,6 +4934,41 @@ nonisolated extension Platform_Agent_V1_ExecutionEvent: SwiftProtobuf.Message, S
   public static func ==(lhs: Platform_Agent_V1_ExecutionEvent, rhs: Platform_Agent_V1_ExecutionEvent) -> Bool {
     if lhs._eventTime != rhs._eventTime {return false}
     if lhs.event != rhs.event {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Agent_V1_ModelOutput: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ModelOutput"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}round\0\u{1}text\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.round) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.text) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.round != 0 {
+      try visitor.visitSingularInt32Field(value: self.round, fieldNumber: 1)
+    }
+    if !self.text.isEmpty {
+      try visitor.visitSingularStringField(value: self.text, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Agent_V1_ModelOutput, rhs: Platform_Agent_V1_ModelOutput) -> Bool {
+    if lhs.round != rhs.round {return false}
+    if lhs.text != rhs.text {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -123,6 +123,11 @@ public struct ExecutionAPI: Platform_Agent_V1_ExecutionServiceHandler {
           switch event {
           case .execution(let execution): $0.execution = Self.message(execution)
           case .log(let line): $0.log = Self.message(line)
+          case .modelOutput(let round, let text):
+            $0.modelOutput = .with {
+              $0.round = Int32(round)
+              $0.text = text
+            }
           }
         })
     }

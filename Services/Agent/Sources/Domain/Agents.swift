@@ -15,9 +15,12 @@ public struct Agents: Sendable {
   let store: AgentStore
   let personas: any PersonaDirectory
   let models: ModelCatalog
+  /// Whether web_search plugins can run (a provider is configured).
+  let webSearchEnabled: Bool
   let logger: Logger
 
-  public init(store: AgentStore, personas: any PersonaDirectory, models: ModelCatalog, logger: Logger) {
+  public init(store: AgentStore, personas: any PersonaDirectory, models: ModelCatalog, webSearchEnabled: Bool, logger: Logger) {
+    self.webSearchEnabled = webSearchEnabled
     self.store = store
     self.personas = personas
     self.models = models
@@ -189,8 +192,10 @@ public struct Agents: Sendable {
     guard (0...10_000).contains(draft.orderIndex) else { throw .invalidArgument(field: "plugin.order_index", reason: "must be 0 to 10000") }
     let config = try PluginConfig.checked(draft.config, kind: draft.kind, field: "plugin.config")
     switch draft.kind {
-    case .webSearch, .fileUpload:
-      throw .failedPrecondition("\(draft.kind.rawValue) plugins cannot run on this server yet (no search provider, no file hand-over)")
+    case .webSearch where !self.webSearchEnabled:
+      throw .failedPrecondition("web_search is off on this server: it needs a search provider (WEB_SEARCH_URL)")
+    case .fileUpload:
+      throw .failedPrecondition("file_upload plugins cannot run on this server yet (no file hand-over)")
     default:
       return (name, config)
     }

@@ -16,6 +16,8 @@ public struct ExecutionRunner: Sendable {
   let callbacks: ExecutionCallbacks
   let models: ModelCatalog
   let chat: ChatCompletionsClient?
+  /// The web_search plugin's provider; nil when WEB_SEARCH_URL is not set.
+  let webSearch: (any WebSearchProvider)?
   /// Each plugin call's limit (AGENT_PLUGIN_TIMEOUT_SECONDS, default 60).
   let pluginTimeout: Duration
   /// The whole run's limit (AGENT_EXECUTION_TIMEOUT_SECONDS, default 300): then TIMEOUT.
@@ -24,8 +26,9 @@ public struct ExecutionRunner: Sendable {
 
   public init(
     store: ExecutionStore, agents: AgentStore, peers: PlatformPeers, cache: ExecutionCache, callbacks: ExecutionCallbacks, models: ModelCatalog,
-    chat: ChatCompletionsClient?, pluginTimeout: Duration, executionTimeout: Duration, logger: Logger
+    chat: ChatCompletionsClient?, webSearch: (any WebSearchProvider)?, pluginTimeout: Duration, executionTimeout: Duration, logger: Logger
   ) {
+    self.webSearch = webSearch
     self.callbacks = callbacks
     self.store = store
     self.agents = agents
@@ -136,32 +139,24 @@ public struct ExecutionRunner: Sendable {
 
     let plugins = try await self.agents.plugins(of: agent.id, includeDisabled: false, after: nil, limit: Agent.maxPlugins).plugins
     var calls: [PluginCall] = []
-    for (index, plugin) in plugins.enumerated() {
-      try Task.checkCancellation()
-      calls.append(try await self.call(plugin, input: input, message: message, execution: execution.id, credentials: credentials))
-      try await self.store.setProgress(execution.id, 10 + 80 * (index + 1) / max(plugins.count, 1))
-    }
-
-    var answer: String
+    let answer: String
     var usage = (0, 0, agent.settings.model)
     if agent.settings.model == ModelCatalog.offline || self.chat == nil {
+      // The offline planner: every enabled plugin in order, with the input.
+      let request = PluginRequest(input: input)
+      for (index, plugin) in plugins.enumerated() where Self.tool(for: plugin) != nil {
+        try Task.checkCancellation()
+        calls.append(try await self.call(plugin, request, execution: execution.id, credentials: credentials))
+        try await self.store.setProgress(execution.id, 10 + 80 * (index + 1) / max(plugins.count, 1))
+      }
       answer = Self.offlineAnswer(message: message, calls: calls)
       usage.2 = ModelCatalog.offline
     } else if let chat = self.chat {
-      let context = calls.map { call in
-        "\(call.plugin.name) (\(call.plugin.kind.rawValue)): " + (call.result?.summary ?? "failed: \(call.failure?.message ?? "")")
-      }.joined(separator: "\n\n")
-      do {
-        let completion = try await chat.complete(
-          [
-            .init(role: "system", content: systemPrompt),
-            .init(role: "user", content: context.isEmpty ? message : "\(message)\n\nWhat the tools found:\n\(context)"),
-          ], json: false, maxTokens: agent.settings.maxTokens)
-        answer = completion.content
-        usage = (completion.promptTokens, completion.completionTokens, agent.settings.model)
-      } catch {
-        throw Execution.Failure(code: "model_failed", message: "The model could not answer: \(error.description)")
-      }
+      let (text, prompt, completion) = try await self.modelAnswer(
+        chat, agent: agent, systemPrompt: systemPrompt, input: input, plugins: plugins, execution: execution.id, credentials: credentials,
+        calls: &calls)
+      answer = text
+      usage = (prompt, completion, agent.settings.model)
     } else {
       answer = ""
     }
@@ -179,9 +174,7 @@ public struct ExecutionRunner: Sendable {
   }
 
   /// One plugin call, its start and end logged; its failure is a result, not an exception.
-  private func call(
-    _ plugin: AgentPlugin, input: [String: JSONValue], message: String, execution: UUID, credentials: Credentials
-  ) async throws -> PluginCall {
+  private func call(_ plugin: AgentPlugin, _ request: PluginRequest, execution: UUID, credentials: Credentials) async throws -> PluginCall {
     let config = plugin.config.objectValue ?? [:]
     let metadata: [String: JSONValue] = ["plugin": .string(plugin.name), "type": .string(plugin.kind.rawValue), "plugin_id": .string(plugin.id.lowercasedString)]
     try await self.store.log(execution, .info, "Plugin \(plugin.name) started", metadata: metadata)
@@ -192,26 +185,33 @@ public struct ExecutionRunner: Sendable {
       let credential = try await credentials()
       switch plugin.kind {
       case .knowledgeRAG:
-        call.result = try await self.peers.search(config, query: message, credential: credential, timeout: self.pluginTimeout)
+        call.result = try await self.peers.search(config, query: request.text, credential: credential, timeout: self.pluginTimeout)
       case .textToSQL:
-        call.result = try await self.peers.ask(config, question: message, credential: credential, timeout: self.pluginTimeout)
+        call.result = try await self.peers.ask(config, question: request.text, credential: credential, timeout: self.pluginTimeout)
       case .codeExecutor:
-        if let code = input["code"]?.stringValue {
+        if let code = request.code {
           call.result = try await self.peers.run(
-            config, code: code, language: input["language"]?.stringValue, stdin: input["stdin"]?.stringValue ?? "", credential: credential,
-            timeout: self.pluginTimeout)
+            config, code: code, language: request.language, stdin: request.stdin, credential: credential, timeout: self.pluginTimeout)
         } else {
           call.result = PlatformPeers.Result(summary: "No code in the input to run.", citations: [], detail: .object([:]))
         }
-      case .webSearch, .fileUpload:
-        call.failure = Execution.Failure(
-          code: "plugin_unavailable", message: "The \(plugin.kind.rawValue) plugin cannot run on this server yet",
-          details: ["plugin": plugin.name])
+      case .webSearch:
+        guard let webSearch = self.webSearch else {
+          throw PluginFailure(code: "web_search_off", message: "web search is not configured on this server (WEB_SEARCH_URL)")
+        }
+        let limit = config["max_results"]?.intValue ?? 5
+        call.result = Self.webResult(try await webSearch.search(request.text, limit: limit, timeout: self.pluginTimeout))
+      case .fileUpload:
+        call.result = PlatformPeers.Result(summary: "No files attached.", citations: [], detail: .object([:]))
       }
       call.citations = call.result?.citations ?? []
     } catch let failure as PluginFailure {
       call.failure = Execution.Failure(code: failure.code, message: "\(plugin.name): \(failure.message)", details: ["plugin": plugin.name])
       call.citations = failure.citation.map { [$0] } ?? []
+    } catch let failure as WebSearchFailure {
+      var details = ["plugin": plugin.name]
+      if failure.isTransient { details["transient"] = "true" }
+      call.failure = Execution.Failure(code: "web_search_failed", message: "\(plugin.name): \(failure.description)", details: details)
     } catch let error as RPCError where error.code == .cancelled {
       throw CancellationError()
     } catch let error as RPCError {
@@ -232,6 +232,138 @@ public struct ExecutionRunner: Sendable {
       try await self.store.log(execution, .info, "Plugin \(plugin.name) finished", metadata: ended)
     }
     return call
+  }
+
+  /// What a plugin is asked: the text (a search query or a question), and code to run.
+  struct PluginRequest: Sendable {
+    var text: String
+    var code: String?
+    var language: String?
+    var stdin: String
+
+    /// From the execution's input, as the offline planner asks every plugin.
+    init(input: [String: JSONValue]) {
+      self.text = input["message"]?.stringValue ?? ""
+      self.code = input["code"]?.stringValue
+      self.language = input["language"]?.stringValue
+      self.stdin = input["stdin"]?.stringValue ?? ""
+    }
+
+    /// From a tool call's arguments (what the model chose), the input filling what they leave out.
+    init(arguments: [String: JSONValue], input: [String: JSONValue]) {
+      let fallback = PluginRequest(input: input)
+      self.text = arguments["query"]?.stringValue ?? arguments["question"]?.stringValue ?? fallback.text
+      self.code = arguments["code"]?.stringValue
+      self.language = arguments["language"]?.stringValue ?? fallback.language
+      self.stdin = arguments["stdin"]?.stringValue ?? fallback.stdin
+    }
+  }
+
+  /// The most model calls one run makes: tool rounds, then one that must answer.
+  static let maxModelRounds = 5
+  /// The most of one tool result the model is shown.
+  static let maxToolResultBytes = 16 << 10
+
+  /// The tool a plugin offers the model; nil for file_upload, which handles attached files.
+  static func tool(for plugin: AgentPlugin) -> ChatCompletionsClient.Tool? {
+    func text(_ name: String, _ description: String) -> JSONValue {
+      .object([
+        "type": .string("object"), "required": .array([.string(name)]),
+        "properties": .object([name: .object(["type": .string("string"), "description": .string(description)])]),
+      ])
+    }
+    return switch plugin.kind {
+    case .knowledgeRAG:
+      .init(
+        name: "search_knowledge", description: "Searches the agent's knowledge bases and returns the best matching passages.",
+        parameters: text("query", "What to look for"))
+    case .textToSQL:
+      .init(
+        name: "query_database", description: "Answers a question about the agent's database with a read-only SQL query and its rows.",
+        parameters: text("question", "The question, in plain language"))
+    case .codeExecutor:
+      .init(
+        name: "run_code", description: "Runs a program in an isolated sandbox and returns what it printed.",
+        parameters: .object([
+          "type": .string("object"), "required": .array([.string("code")]),
+          "properties": .object([
+            "code": .object(["type": .string("string"), "description": .string("The program")]),
+            "language": .object(["type": .string("string"), "enum": .array(PluginConfig.languages.map { .string($0) })]),
+            "stdin": .object(["type": .string("string")]),
+          ]),
+        ]))
+    case .webSearch:
+      .init(name: "search_web", description: "Searches the web and returns the top results.", parameters: text("query", "The search terms"))
+    case .fileUpload:
+      nil
+    }
+  }
+
+  /// The model's answer: it sees the persona as its system prompt and the plugins as tools, and
+  /// calls them (each call run and logged like the offline planner's) until it answers, its text
+  /// streamed to watchers as it comes. Its failure fails the execution (transient when the
+  /// provider was unavailable).
+  private func modelAnswer(
+    _ chat: ChatCompletionsClient, agent: Agent, systemPrompt: String, input: [String: JSONValue], plugins: [AgentPlugin], execution: UUID,
+    credentials: Credentials, calls: inout [PluginCall]
+  ) async throws -> (String, Int, Int) {
+    let tools = plugins.compactMap { plugin in Self.tool(for: plugin).map { (plugin, $0) } }
+    var messages: [ChatCompletionsClient.Message] = [
+      .init(role: "system", content: systemPrompt), .init(role: "user", content: input["message"]?.stringValue ?? ""),
+    ]
+    let sampling = ChatCompletionsClient.Sampling(
+      model: agent.settings.model, temperature: agent.settings.temperature, topP: agent.settings.topP, maxTokens: agent.settings.maxTokens)
+    var promptTokens = 0
+    var completionTokens = 0
+    for round in 0..<Self.maxModelRounds {
+      try Task.checkCancellation()
+      let output = ModelOutputPublisher(cache: self.cache, execution: execution, round: round)
+      let completion: ChatCompletionsClient.Completion
+      do {
+        completion = try await chat.stream(
+          messages, tools: round == Self.maxModelRounds - 1 ? [] : tools.map(\.1), sampling: sampling, onContent: { await output.append($0) })
+        await output.flush()
+      } catch {
+        await output.flush()
+        try Task.checkCancellation()
+        try await self.store.log(execution, .error, "The model failed", metadata: ["round": .number(Double(round)), "error": .string(error.description)])
+        throw Execution.Failure(
+          code: "model_failed", message: "The model could not answer: \(error.description)", details: error.isTransient ? ["transient": "true"] : [:])
+      }
+      promptTokens += completion.promptTokens
+      completionTokens += completion.completionTokens
+      guard !completion.toolCalls.isEmpty else { return (completion.content, promptTokens, completionTokens) }
+      try await self.store.log(
+        execution, .info, "The model called \(completion.toolCalls.count) tool(s)",
+        metadata: ["round": .number(Double(round)), "tools": .array(completion.toolCalls.map { .string($0.name) })])
+      messages.append(.init(role: "assistant", content: completion.content, toolCalls: completion.toolCalls))
+      for toolCall in completion.toolCalls {
+        try Task.checkCancellation()
+        let reply: String
+        if let (plugin, _) = tools.first(where: { $0.1.name == toolCall.name }) {
+          if let arguments = try? JSONValue(jsonText: toolCall.arguments, maxDepth: 8).objectValue {
+            let call = try await self.call(plugin, PluginRequest(arguments: arguments, input: input), execution: execution, credentials: credentials)
+            calls.append(call)
+            reply = call.result?.summary ?? "The tool failed: \(call.failure?.message ?? "")"
+          } else {
+            reply = "The arguments are not a JSON object; call \(toolCall.name) again with JSON arguments."
+          }
+        } else {
+          reply = "There is no tool named \(toolCall.name.truncated(toUTF8Bytes: 100)); the tools are \(tools.map(\.1.name).joined(separator: ", "))."
+        }
+        messages.append(.init(role: "tool", content: reply.truncated(toUTF8Bytes: Self.maxToolResultBytes), toolCallID: toolCall.id))
+      }
+      try await self.store.setProgress(execution, 10 + 80 * (round + 1) / Self.maxModelRounds)
+    }
+    throw Execution.Failure(code: "model_failed", message: "The model kept calling tools for \(Self.maxModelRounds) rounds without answering")
+  }
+
+  /// Web results as a plugin's result: each cited with its URL.
+  static func webResult(_ results: [WebSearchResult]) -> PlatformPeers.Result {
+    PlatformPeers.Result(
+      summary: results.isEmpty ? "No web results." : results.map { "[\($0.title)](\($0.url)) \($0.snippet.truncated(toUTF8Bytes: 300))" }.joined(separator: "\n"),
+      citations: results.map { .object(["type": .string("web"), "title": .string($0.title), "url": .string($0.url), "snippet": .string($0.snippet)]) },
+      detail: .object(["results": .number(Double(results.count))]))
   }
 
   /// The output, within the column's limit: plugin results and citations beyond a budget are
@@ -296,5 +428,34 @@ public struct ExecutionRunner: Sendable {
       guard let first = try await group.next(), let value = first else { throw TimedOut() }
       return value
     }
+  }
+}
+
+/// Hands the model's streamed text to watchers (`ExecutionCache.appendModelOutput`) in pieces of
+/// at least 100 ms or 256 bytes, so a fast stream costs Redis a few writes a second.
+actor ModelOutputPublisher {
+  let cache: ExecutionCache
+  let execution: UUID
+  let round: Int
+  private var pending = ""
+  private var lastWrite = ContinuousClock.now
+
+  init(cache: ExecutionCache, execution: UUID, round: Int) {
+    self.cache = cache
+    self.execution = execution
+    self.round = round
+  }
+
+  func append(_ text: String) async {
+    self.pending += text
+    if self.pending.utf8.count >= 256 || ContinuousClock.now - self.lastWrite >= .milliseconds(100) { await self.flush() }
+  }
+
+  func flush() async {
+    guard !self.pending.isEmpty else { return }
+    let text = self.pending
+    self.pending = ""
+    self.lastWrite = ContinuousClock.now
+    await self.cache.appendModelOutput(self.execution, round: self.round, text: text)
   }
 }

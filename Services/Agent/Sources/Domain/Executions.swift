@@ -317,11 +317,16 @@ public struct Executions: Sendable {
     guard var current = try await self.store.execution(id, owner: caller) else { throw AgentError.notFound("Execution not found") }
     try await send(.execution(current))
     var lastLog = afterLogID
+    var outputSent = 0
     while true {
       let lines = try await self.store.logs(of: current, minLevel: .debug, afterID: lastLog, limit: 200)
       for line in lines { try await send(.log(line)) }
       lastLog = lines.last?.id ?? lastLog
-      if current.status.isFinished && lines.count < 200 { return }
+      // The model's text as it streams (in Redis, an hour; replayed from the start).
+      let pieces = await self.cache.modelOutput(id, from: outputSent)
+      for piece in pieces { try await send(.modelOutput(round: piece.round, text: piece.text)) }
+      outputSent += pieces.count
+      if current.status.isFinished && lines.count < 200 && pieces.count < 500 { return }
       try await Task.sleep(for: interval)
       guard let latest = try await self.store.execution(id, owner: caller) else { return }
       if latest.status != current.status || latest.progress != current.progress {
@@ -358,5 +363,6 @@ public struct Executions: Sendable {
   public enum WatchEvent: Sendable {
     case execution(Execution)
     case log(ExecutionLog)
+    case modelOutput(round: Int, text: String)
   }
 }

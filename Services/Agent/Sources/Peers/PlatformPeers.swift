@@ -76,22 +76,50 @@ public struct PlatformPeers: Sendable {
     return Result(summary: summary, citations: citations, detail: .object(["results": .number(Double(response.results.count))]))
   }
 
+  /// The question answered in SQL and, unless the plugin says `execute: false`, run. SQL the
+  /// service's guard refused is a failure naming why, not an empty result.
   func ask(_ config: [String: JSONValue], question: String, credential: Credential, timeout: Duration) async throws -> Result {
+    let databaseID = config["database_id"]?.stringValue ?? ""
+    let options = Self.options(credential, timeout: timeout)
+    guard config["execute"] != .bool(false) else {
+      let query = try await self.textToSQL.generateSql(
+        .with {
+          $0.databaseID = databaseID
+          $0.question = question
+        }, options: options)
+      let citation: JSONValue = .object([
+        "type": .string("sql"), "query_id": .string(query.id), "sql": .string(query.sql), "executed": .bool(false),
+        "safe": .bool(query.validation.isSafe),
+      ])
+      guard query.validation.isSafe else {
+        throw PluginFailure(code: "sql_refused", message: "The generated SQL is not safe to run: \(query.validation.issues.joined(separator: "; "))", citation: citation)
+      }
+      return Result(summary: "SQL (not run): `\(query.sql.truncated(toUTF8Bytes: 500))`", citations: [citation], detail: .object([:]))
+    }
     let response = try await self.textToSQL.askQuestion(
       .with {
-        $0.databaseID = config["database_id"]?.stringValue ?? ""
+        $0.databaseID = databaseID
         $0.question = question
         $0.maxRows = Int32(Self.number(config["max_rows"]) ?? 100)
-      }, options: Self.options(credential, timeout: timeout))
+      }, options: options)
+    var citation: [String: JSONValue] = [
+      "type": .string("sql"), "query_id": .string(response.query.id), "sql": .string(response.query.sql),
+      "executed": .bool(response.hasResult),
+    ]
+    guard response.hasResult else {
+      citation["safe"] = .bool(false)
+      throw PluginFailure(
+        code: "sql_refused", message: "The generated SQL was not run: \(response.query.validation.issues.joined(separator: "; "))",
+        citation: .object(citation))
+    }
     let columns = response.result.columns.map(\.name)
     let rows = response.result.rows.prefix(20).map { JSONValue.array($0.values.map(JSONValue.init)) }
-    let citation: JSONValue = .object([
-      "type": .string("sql"), "query_id": .string(response.query.id), "sql": .string(response.query.sql),
-      "rows": .number(Double(response.result.rows.count)), "truncated": .bool(response.result.truncated),
-    ])
-    let summary = "\(response.result.rows.count) row(s) from `\(response.query.sql.truncated(toUTF8Bytes: 500))`"
+    citation["rows"] = .number(Double(response.result.rows.count))
+    citation["truncated"] = .bool(response.result.truncated)
+    let table = JSONValue.array([.array(columns.map { .string($0) })] + rows).jsonText.truncated(toUTF8Bytes: 2000)
+    let summary = "\(response.result.rows.count) row(s) from `\(response.query.sql.truncated(toUTF8Bytes: 500))`: \(table)"
     return Result(
-      summary: summary, citations: [citation],
+      summary: summary, citations: [.object(citation)],
       detail: .object(["columns": .array(columns.map { .string($0) }), "rows": .array(Array(rows))]))
   }
 

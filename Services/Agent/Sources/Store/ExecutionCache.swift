@@ -32,6 +32,40 @@ public struct ExecutionCache: Sendable {
     }
   }
 
+  static func modelOutputKey(_ id: UUID) -> String { "execution:\(id.lowercasedString):model_output" }
+
+  /// The most pieces of model output one execution keeps for its watchers.
+  static let maxModelOutputPieces = 10_000
+
+  /// Appends a piece of the model's streamed answer for watchers (a list, an hour), each piece
+  /// `round:text`. Past `maxModelOutputPieces` the rest is dropped: the output has the answer.
+  public func appendModelOutput(_ id: UUID, round: Int, text: String) async {
+    let key = Self.modelOutputKey(id)
+    do {
+      let replies = try await self.redis.pipeline([
+        RedisCommand("RPUSH", .string(key), .string("\(round):\(text)")),
+        RedisCommand("PEXPIRE", .string(key), .integer(RedisClient.milliseconds(Self.timeToLive))),
+      ])
+      if case .integer(let length)? = replies.first, length > Self.maxModelOutputPieces {
+        _ = try await self.redis.send(RedisCommand("LTRIM", .string(key), 0, .integer(Int64(Self.maxModelOutputPieces - 1))))
+      }
+    } catch {
+      self.logger.debug("Model output not published", metadata: ["execution_id": "\(id)", "error": "\(error)"])
+    }
+  }
+
+  /// The pieces of model output from index `start` on (at most 500 at a time).
+  public func modelOutput(_ id: UUID, from start: Int) async -> [(round: Int, text: String)] {
+    guard
+      case .array(let items?)? = try? await self.redis.send(
+        RedisCommand("LRANGE", .string(Self.modelOutputKey(id)), .integer(Int64(start)), .integer(Int64(start + 499))))
+    else { return [] }
+    return items.compactMap { item in
+      guard let piece = item.string, let colon = piece.firstIndex(of: ":"), let round = Int(piece[..<colon]) else { return nil }
+      return (round, String(piece[piece.index(after: colon)...]))
+    }
+  }
+
   /// The finished execution, when Redis has it.
   public func finished(_ id: UUID) async -> Execution? {
     guard let buffer = try? await self.redis.get(Self.resultKey(id)), let value = try? JSONValue(jsonText: String(buffer: buffer)) else {
