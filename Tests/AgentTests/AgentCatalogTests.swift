@@ -296,9 +296,8 @@ struct AgentCatalogTests {
         let error = await expectStatus(.invalidArgument) { try await add(type, config, order: 9) }
         #expect(error?.message.hasPrefix(field + ":") == true, "\(field): \(String(describing: error))")
       }
-      // No web search provider configured here (WEB_SEARCH_URL), and no file uploads yet: refused as not available.
+      // No web search provider configured here (WEB_SEARCH_URL): refused as not available.
       await expectStatus(.failedPrecondition) { try await add(.webSearch, [:]) }
-      await expectStatus(.failedPrecondition) { try await add(.fileUpload, [:]) }
       // A second enabled plugin of a type is refused; a disabled one may wait, but not be enabled.
       await expectStatus(.alreadyExists) { try await add(.codeExecutor, [:]) }
       let spare = try await add(.codeExecutor, ["language": .init(stringValue: "python")], order: 3, enabled: false)

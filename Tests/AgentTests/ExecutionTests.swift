@@ -320,6 +320,32 @@ struct ExecutionTests {
     }
   }
 
+  @Test("text_to_sql with execute: false writes the SQL and cites it without running it")
+  func sqlNotRun() async throws {
+    try await withChain { chain in
+      let (me, _) = try await chain.world.developer()
+      let agent = try await chain.agent(me, plugins: [.textToSql])
+      let plugin = try #require(agent.plugins.first)
+      var config = plugin.config
+      config.fields["execute"] = .init(boolValue: false)
+      _ = try await chain.world.agents.updatePlugin(.with {
+        $0.agentID = agent.id
+        $0.plugin = .with {
+          $0.id = plugin.id
+          $0.config = config
+        }
+        $0.updateMask = .with { $0.paths = ["config"] }
+        $0.version = agent.version
+      }, options: me)
+      let done = try await chain.start(agent, me, code: nil)
+      #expect(done.status == .completed, "\(done.error)")
+      let citation = done.output.fields["citations"]?.listValue.values.first?.structValue.fields ?? [:]
+      #expect(citation["type"]?.stringValue == "sql" && citation["executed"]?.boolValue == false && citation["rows"] == nil, "\(citation)")
+      #expect(citation["sql"]?.stringValue.lowercased().contains("count") == true)
+      #expect(done.output.fields["answer"]?.stringValue.contains("SQL (not run)") == true)
+    }
+  }
+
   @Test("A plugin's service down: the execution fails naming it and keeps the others' results; retried as a child up to max_retries")
   func pluginDown() async throws {
     try await withChain(knowledgeAddress: "127.0.0.1:1") { chain in
@@ -345,6 +371,9 @@ struct ExecutionTests {
       let retried = try await chain.executions.retryExecution(.with { $0.id = failed.id; $0.sync = true }, options: me)
       #expect(retried.parentExecutionID == failed.id && retried.retryCount == 1 && retried.status == .failed)
       await expectStatus(.failedPrecondition) { try await chain.executions.retryExecution(.with { $0.id = retried.id }, options: me) }
+      // One retry per execution: the failed one was retried already.
+      let again = await expectStatus(.failedPrecondition) { try await chain.executions.retryExecution(.with { $0.id = failed.id }, options: me) }
+      #expect(again?.message.contains(retried.id) == true, "\(String(describing: again))")
     }
   }
 
@@ -660,6 +689,120 @@ struct ModelExecutionTests {
       _ = try await server.json("/_search_script", method: "POST", body: [["status": 500]])
       let failed = try await chain.start(try await chain.world.agents.getAgent(.with { $0.id = agent.id }, options: me), me, message: "x", code: nil)
       #expect(failed.status == .failed && failed.error.code == "web_search_failed" && failed.error.details["transient"] == "true", "\(failed.error)")
+    }
+  }
+}
+
+@Suite("Attached files (file_upload)")
+struct FileUploadTests {
+  func file(_ name: String, _ text: String, type: String = "") -> Platform_Agent_V1_ExecutionFile {
+    .with {
+      $0.name = name
+      $0.content = Data(text.utf8)
+      $0.contentType = type
+    }
+  }
+
+  func start(
+    _ chain: Chain, _ agent: Platform_Agent_V1_Agent, _ options: CallOptions, message: String = "Use the files", code: String?,
+    files: [Platform_Agent_V1_ExecutionFile]
+  ) async throws -> Platform_Agent_V1_Execution {
+    try await chain.executions.startExecution(.with {
+      $0.agentID = agent.id
+      $0.input = .with {
+        $0.fields["message"] = .init(stringValue: message)
+        if let code { $0.fields["code"] = .init(stringValue: code) }
+      }
+      $0.sync = true
+      $0.maxRetries = 2
+      $0.files = files
+    }, options: options)
+  }
+
+  func addUpload(_ chain: Chain, _ agent: Platform_Agent_V1_Agent, _ options: CallOptions, _ config: [String: Google_Protobuf_Value]) async throws
+    -> Platform_Agent_V1_Agent
+  {
+    _ = try await chain.world.agents.addPlugin(.with {
+      $0.agentID = agent.id
+      $0.plugin = .with {
+        $0.pluginType = .fileUpload
+        $0.config = .with { $0.fields = config }
+      }
+    }, options: options)
+    return try await chain.world.agents.getAgent(.with { $0.id = agent.id }, options: options)
+  }
+
+  @Test("To the sandbox: the program reads them; they are checked; a retry has them; an execution is retried once, even by retries at once")
+  func sandbox() async throws {
+    try await withChain { chain in
+      let (me, _) = try await chain.world.developer()
+      var agent = try await chain.agent(me, plugins: [.codeExecutor])
+      let data = self.file("data.csv", "a,1\nb,2\nc,3\n", type: "text/csv")
+      let count = "print(sum(int(line.split(',')[1]) for line in open('data.csv')))"
+      // Files need a file_upload plugin.
+      await expectStatus(.failedPrecondition) { try await self.start(chain, agent, me, code: count, files: [data]) }
+      agent = try await self.addUpload(chain, agent, me, ["max_files": .init(numberValue: 2)])
+
+      let done = try await self.start(chain, agent, me, code: count, files: [data])
+      #expect(done.status == .completed, "\(done.error)")
+      let citations = done.output.fields["citations"]?.listValue.values.map { $0.structValue.fields } ?? []
+      #expect(citations.contains { $0["stdout"]?.stringValue == "6\n" }, "\(citations)")
+      #expect(citations.contains { $0["type"]?.stringValue == "file" && $0["name"]?.stringValue == "data.csv" })
+      #expect(try await chain.logs(done.id, me).contains("Plugin file_upload finished"))
+
+      // Checked before anything is stored.
+      let before = try await chain.rows("SELECT count(*)::int FROM executions")
+      for (files, field) in [
+        ([data, self.file("b", "x"), self.file("c", "y")], "files"),
+        ([self.file("../up", "x")], "files.name"), ([self.file(".hidden", "x")], "files.name"), ([self.file("a/b", "x")], "files.name"),
+        ([self.file("", "x")], "files.name"), ([self.file("tab\tname", "x")], "files.name"), ([data, data], "files.name"),
+        ([self.file(String(repeating: "n", count: 129), "x")], "files.name"),
+        ([self.file("big", String(repeating: "x", count: 2 << 20)), self.file("more", "x")], "files"),
+        ([self.file("t", "x", type: "text/plain\u{7}")], "files.content_type"),
+      ] {
+        let error = await expectStatus(.invalidArgument) { try await self.start(chain, agent, me, code: count, files: files) }
+        #expect(error?.message.hasPrefix(field + ":") == true, "\(field): \(String(describing: error))")
+      }
+      #expect(try await chain.rows("SELECT count(*)::int FROM executions") == before)
+
+      // A failed run's retry gets the same files.
+      let failing = "import sys\nprint(open('data.csv').read().count(chr(10)))\nsys.exit(3)"
+      let failed = try await self.start(chain, agent, me, code: failing, files: [data])
+      #expect(failed.status == .failed && failed.error.code == "code_failed", "\(failed.error)")
+      let child = try await chain.executions.retryExecution(.with { $0.id = failed.id; $0.sync = true }, options: me)
+      let childCitations = child.output.fields["citations"]?.listValue.values.map { $0.structValue.fields } ?? []
+      #expect(childCitations.contains { $0["stdout"]?.stringValue == "3\n" }, "\(childCitations)")
+      #expect(try await chain.rows("SELECT count(*)::int FROM execution_files WHERE execution_id = \(UUID(uuidString: child.id)!)") == 1)
+
+      // Four retries of one execution at once: one child.
+      let other = try await self.start(chain, agent, me, code: failing, files: [data])
+      let outcomes = await withTaskGroup(of: Bool.self) { group in
+        for _ in 0..<4 {
+          group.addTask { (try? await chain.executions.retryExecution(.with { $0.id = other.id }, options: me)) != nil }
+        }
+        return await group.reduce(into: [Bool]()) { $0.append($1) }
+      }
+      #expect(outcomes.filter { $0 }.count == 1, "\(outcomes)")
+      #expect(try await chain.rows("SELECT count(*)::int FROM executions WHERE parent_execution_id = \(UUID(uuidString: other.id)!)") == 1)
+    }
+  }
+
+  @Test("To knowledge: the files become documents of the run, found by knowledge_rag, then deleted")
+  func knowledge() async throws {
+    try await withChain { chain in
+      let (me, _) = try await chain.world.developer()
+      var agent = try await chain.agent(me, plugins: [.knowledgeRag])
+      let base = try #require(agent.plugins.first?.config.fields["knowledge_base_ids"]?.listValue.values.first?.stringValue)
+      agent = try await self.addUpload(chain, agent, me, ["target": .init(stringValue: "knowledge"), "knowledge_base_id": .init(stringValue: base)])
+      let done = try await self.start(
+        chain, agent, me, message: "What is the secret word of Lemuria?", code: nil,
+        files: [self.file("lemuria.md", "# Lemuria\n\nThe secret word of Lemuria is zebra-lantern.\n", type: "text/markdown")])
+      #expect(done.status == .completed, "\(done.error)")
+      let citations = done.output.fields["citations"]?.listValue.values.map { $0.structValue.fields } ?? []
+      #expect(citations.contains { $0["type"]?.stringValue == "chunk" && $0["content"]?.stringValue.contains("zebra-lantern") == true }, "\(citations)")
+      let documents = try await chain.knowledge.listDocuments(.with { $0.knowledgeBaseID = base }, options: me).documents
+      #expect(documents.map(\.title) == ["Atlantis"], "the run's document is deleted after it")
+      #expect(try await chain.logs(done.id, me).contains("Deleted the 1 document(s) made of the attached files"))
     }
   }
 }

@@ -20,6 +20,11 @@
 /// version the caller last read (FAILED_PRECONDITION when it no longer matches the stored one).
 /// Create RPCs take a request_id (UUID): a retry with the same id returns the first result.
 
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
+public import Foundation
+#endif
 public import SwiftProtobuf
 
 // If the compiler emits an error on this type, it is because this file
@@ -1833,11 +1838,37 @@ public nonisolated struct Platform_Agent_V1_StartExecutionRequest: Sendable {
   /// returned.
   public var callbackSecret: String = String()
 
+  /// Files for the agent's file_upload plugin, which hands them to the sandbox (as input files of
+  /// its programs) or to knowledge (as documents of the run, deleted after it). At most 20 and
+  /// 2 MiB together, and no more than the plugin's max_files: INVALID_ARGUMENT naming `files`
+  /// otherwise; FAILED_PRECONDITION when the agent has no enabled file_upload plugin. Kept with
+  /// the execution, so a retry has them too.
+  public var files: [Platform_Agent_V1_ExecutionFile] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _input: SwiftProtobuf.Google_Protobuf_Struct? = nil
+}
+
+/// A file attached to an execution.
+public nonisolated struct Platform_Agent_V1_ExecutionFile: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1–128 bytes: no '/' or '\', no leading '.', no control characters; unique in the execution.
+  public var name: String = String()
+
+  /// Up to 100 bytes; empty: application/octet-stream (knowledge then detects the type).
+  public var contentType: String = String()
+
+  public var content: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Platform_Agent_V1_RetryExecutionRequest: Sendable {
@@ -4468,7 +4499,7 @@ nonisolated extension Platform_Agent_V1_ExecutionLog: SwiftProtobuf.Message, Swi
 
 nonisolated extension Platform_Agent_V1_StartExecutionRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StartExecutionRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_id\0\u{1}input\0\u{3}workflow_id\0\u{3}parent_execution_id\0\u{3}max_retries\0\u{3}request_id\0\u{1}sync\0\u{3}callback_url\0\u{3}callback_events\0\u{3}callback_secret\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_id\0\u{1}input\0\u{3}workflow_id\0\u{3}parent_execution_id\0\u{3}max_retries\0\u{3}request_id\0\u{1}sync\0\u{3}callback_url\0\u{3}callback_events\0\u{3}callback_secret\0\u{1}files\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4486,6 +4517,7 @@ nonisolated extension Platform_Agent_V1_StartExecutionRequest: SwiftProtobuf.Mes
       case 8: try { try decoder.decodeSingularStringField(value: &self.callbackURL) }()
       case 9: try { try decoder.decodeRepeatedStringField(value: &self.callbackEvents) }()
       case 10: try { try decoder.decodeSingularStringField(value: &self.callbackSecret) }()
+      case 11: try { try decoder.decodeRepeatedMessageField(value: &self.files) }()
       default: break
       }
     }
@@ -4526,6 +4558,9 @@ nonisolated extension Platform_Agent_V1_StartExecutionRequest: SwiftProtobuf.Mes
     if !self.callbackSecret.isEmpty {
       try visitor.visitSingularStringField(value: self.callbackSecret, fieldNumber: 10)
     }
+    if !self.files.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.files, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4540,6 +4575,47 @@ nonisolated extension Platform_Agent_V1_StartExecutionRequest: SwiftProtobuf.Mes
     if lhs.callbackURL != rhs.callbackURL {return false}
     if lhs.callbackEvents != rhs.callbackEvents {return false}
     if lhs.callbackSecret != rhs.callbackSecret {return false}
+    if lhs.files != rhs.files {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Agent_V1_ExecutionFile: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ExecutionFile"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}content_type\0\u{1}content\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.contentType) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.content) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.contentType.isEmpty {
+      try visitor.visitSingularStringField(value: self.contentType, fieldNumber: 2)
+    }
+    if !self.content.isEmpty {
+      try visitor.visitSingularBytesField(value: self.content, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Agent_V1_ExecutionFile, rhs: Platform_Agent_V1_ExecutionFile) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.contentType != rhs.contentType {return false}
+    if lhs.content != rhs.content {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

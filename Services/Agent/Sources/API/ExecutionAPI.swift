@@ -35,7 +35,8 @@ public struct ExecutionAPI: Platform_Agent_V1_ExecutionServiceHandler {
         parentID: request.parentExecutionID.isEmpty ? nil : try AgentAPI.id(request.parentExecutionID, field: "parent_execution_id"),
         maxRetries: request.maxRetries == 0 ? Execution.defaultMaxRetries : Int(request.maxRetries),
         requestID: request.requestID.isEmpty ? nil : try AgentAPI.id(request.requestID, field: "request_id"), sync: request.sync,
-        callback: callback),
+        callback: callback,
+        files: .attached(request.files.map { ExecutionFile(name: $0.name, contentType: $0.contentType, content: $0.content) })),
       caller: caller)
     return Self.message(execution)
   }

@@ -194,8 +194,6 @@ public struct Agents: Sendable {
     switch draft.kind {
     case .webSearch where !self.webSearchEnabled:
       throw .failedPrecondition("web_search is off on this server: it needs a search provider (WEB_SEARCH_URL)")
-    case .fileUpload:
-      throw .failedPrecondition("file_upload plugins cannot run on this server yet (no file hand-over)")
     default:
       return (name, config)
     }

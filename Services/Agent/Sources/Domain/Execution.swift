@@ -102,3 +102,47 @@ public struct ExecutionLog: Sendable, Equatable {
 
   public static let maxMessageBytes = 4096
 }
+
+/// A file attached to an execution for its file_upload plugin (agent_db.execution_files).
+public struct ExecutionFile: Sendable, Equatable {
+  public var name: String
+  public var contentType: String
+  public var content: Data
+
+  public init(name: String, contentType: String, content: Data) {
+    self.name = name
+    self.contentType = contentType
+    self.content = content
+  }
+
+  public static let maxFiles = 20
+  public static let maxTotalBytes = 2 << 20
+  public static let maxNameBytes = 128
+
+  /// The files, checked: at most `maxFiles` (and the plugin's `limit`), `maxTotalBytes` together,
+  /// names the sandbox takes (no path, no leading dot, no control characters) and unique; an
+  /// empty content type is application/octet-stream.
+  public static func checked(_ files: [ExecutionFile], limit: Int) throws(AgentError) -> [ExecutionFile] {
+    guard files.count <= min(limit, Self.maxFiles) else {
+      throw .invalidArgument(field: "files", reason: "at most \(min(limit, Self.maxFiles)) files (the agent's file_upload max_files)")
+    }
+    guard files.reduce(0, { $0 + $1.content.count }) <= Self.maxTotalBytes else {
+      throw .invalidArgument(field: "files", reason: "at most \(Self.maxTotalBytes) bytes together")
+    }
+    var names = Set<String>()
+    return try files.map { file throws(AgentError) in
+      let name = file.name
+      guard (1...Self.maxNameBytes).contains(name.utf8.count), !name.hasPrefix("."), !name.contains("/"), !name.contains("\\"),
+        !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+      else {
+        throw .invalidArgument(field: "files.name", reason: "must be 1 to \(Self.maxNameBytes) bytes without '/', '\\', a leading '.' or control characters")
+      }
+      guard names.insert(name).inserted else { throw .invalidArgument(field: "files.name", reason: "\(name) is attached twice") }
+      let type = file.contentType.isEmpty ? "application/octet-stream" : file.contentType
+      guard type.utf8.count <= 100, type.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 && $0.value < 0x7F || $0 == " " }) else {
+        throw .invalidArgument(field: "files.content_type", reason: "must be up to 100 printable ASCII characters")
+      }
+      return ExecutionFile(name: name, contentType: type, content: file.content)
+    }
+  }
+}

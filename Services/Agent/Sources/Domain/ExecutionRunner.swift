@@ -118,7 +118,7 @@ public struct ExecutionRunner: Sendable {
 
   /// The persona, the plugins, the answer.
   private func plan(
-    _ execution: Execution, credentials: Credentials
+    _ execution: Execution, credentials: @escaping Credentials
   ) async throws -> (status: Execution.Status, output: JSONValue?, error: Execution.Failure?, usage: (Int, Int, String)) {
     guard let agent = try await self.agents.agent(execution.agentID, owner: execution.userID) else {
       throw Execution.Failure(code: "agent_gone", message: "The agent was deleted")
@@ -127,7 +127,6 @@ public struct ExecutionRunner: Sendable {
       throw Execution.Failure(code: "agent_not_active", message: "The agent is \(agent.status.rawValue); only active agents run")
     }
     let input = execution.input.objectValue ?? [:]
-    let message = input["message"]?.stringValue ?? ""
     let systemPrompt: String
     do {
       systemPrompt = try await self.peers.render(agent.personaID, variables: input["variables"] ?? .object([:]), credential: try await credentials())
@@ -138,12 +137,80 @@ public struct ExecutionRunner: Sendable {
     try await self.store.setProgress(execution.id, 10)
 
     let plugins = try await self.agents.plugins(of: agent.id, includeDisabled: false, after: nil, limit: Agent.maxPlugins).plugins
+    // The attached files go first: to the sandbox with every program, or into knowledge as
+    // documents of this run, searched with the knowledge bases and deleted after it.
+    var handover = FileHandover()
     var calls: [PluginCall] = []
+    if let upload = plugins.first(where: { $0.kind == .fileUpload }) {
+      let files = try await self.store.files(of: execution.id)
+      if !files.isEmpty {
+        let call = try await self.call(upload, PluginRequest(input: input, files: files), execution: execution.id, credentials: credentials)
+        calls.append(call)
+        handover = FileHandover(upload: upload, files: files, result: call.result)
+      }
+    }
+    do {
+      let outcome = try await self.answer(
+        execution, agent: agent, systemPrompt: systemPrompt, plugins: plugins, handover: handover, calls: calls, credentials: credentials)
+      await self.removeDocuments(handover, execution: execution.id, credentials: credentials)
+      return outcome
+    } catch {
+      await self.removeDocuments(handover, execution: execution.id, credentials: credentials)
+      throw error
+    }
+  }
+
+  /// The files the file_upload plugin handed over, for the plugins that follow.
+  struct FileHandover: Sendable {
+    /// Input files of every program the sandbox runs.
+    var sandboxFiles: [ExecutionFile] = []
+    /// The knowledge base the files went into, searched too.
+    var knowledgeBaseID: String?
+    /// The documents made of them, deleted after the run.
+    var documentIDs: [String] = []
+
+    init() {}
+
+    init(upload: AgentPlugin, files: [ExecutionFile], result: PlatformPeers.Result?) {
+      guard let result else { return }
+      let config = upload.config.objectValue ?? [:]
+      if config["target"]?.stringValue == "knowledge" {
+        self.knowledgeBaseID = config["knowledge_base_id"]?.stringValue
+        self.documentIDs = PlatformPeers.strings(result.detail.objectValue?["documents"])
+      } else {
+        self.sandboxFiles = files
+      }
+    }
+  }
+
+  /// Deletes the run's documents (in a task of its own: a cancelled run's calls would fail).
+  private func removeDocuments(_ handover: FileHandover, execution: UUID, credentials: @escaping Credentials) async {
+    guard !handover.documentIDs.isEmpty else { return }
+    let peers = self.peers, store = self.store, logger = self.logger
+    await Task {
+      do {
+        try await peers.deleteDocuments(handover.documentIDs, credential: try await credentials())
+        try? await store.log(execution, .info, "Deleted the \(handover.documentIDs.count) document(s) made of the attached files")
+      } catch {
+        logger.warning("Documents made of an execution's files not deleted", metadata: ["execution_id": "\(execution)", "error": "\(error)"])
+        try? await store.log(execution, .warning, "The documents made of the attached files could not be deleted: \(error)")
+      }
+    }.value
+  }
+
+  /// The plugins' calls and the answer: the offline planner's or the model's.
+  private func answer(
+    _ execution: Execution, agent: Agent, systemPrompt: String, plugins: [AgentPlugin], handover: FileHandover, calls: [PluginCall],
+    credentials: Credentials
+  ) async throws -> (status: Execution.Status, output: JSONValue?, error: Execution.Failure?, usage: (Int, Int, String)) {
+    let input = execution.input.objectValue ?? [:]
+    let message = input["message"]?.stringValue ?? ""
+    var calls = calls
     let answer: String
     var usage = (0, 0, agent.settings.model)
     if agent.settings.model == ModelCatalog.offline || self.chat == nil {
       // The offline planner: every enabled plugin in order, with the input.
-      let request = PluginRequest(input: input)
+      let request = PluginRequest(input: input).with(handover)
       for (index, plugin) in plugins.enumerated() where Self.tool(for: plugin) != nil {
         try Task.checkCancellation()
         calls.append(try await self.call(plugin, request, execution: execution.id, credentials: credentials))
@@ -153,8 +220,8 @@ public struct ExecutionRunner: Sendable {
       usage.2 = ModelCatalog.offline
     } else if let chat = self.chat {
       let (text, prompt, completion) = try await self.modelAnswer(
-        chat, agent: agent, systemPrompt: systemPrompt, input: input, plugins: plugins, execution: execution.id, credentials: credentials,
-        calls: &calls)
+        chat, agent: agent, systemPrompt: systemPrompt, input: input, plugins: plugins, handover: handover, execution: execution.id,
+        credentials: credentials, calls: &calls)
       answer = text
       usage = (prompt, completion, agent.settings.model)
     } else {
@@ -185,13 +252,15 @@ public struct ExecutionRunner: Sendable {
       let credential = try await credentials()
       switch plugin.kind {
       case .knowledgeRAG:
-        call.result = try await self.peers.search(config, query: request.text, credential: credential, timeout: self.pluginTimeout)
+        call.result = try await self.peers.search(
+          config, query: request.text, alsoIn: request.knowledgeBaseIDs, credential: credential, timeout: self.pluginTimeout)
       case .textToSQL:
         call.result = try await self.peers.ask(config, question: request.text, credential: credential, timeout: self.pluginTimeout)
       case .codeExecutor:
         if let code = request.code {
           call.result = try await self.peers.run(
-            config, code: code, language: request.language, stdin: request.stdin, credential: credential, timeout: self.pluginTimeout)
+            config, code: code, language: request.language, stdin: request.stdin, files: request.files, credential: credential,
+            timeout: self.pluginTimeout)
         } else {
           call.result = PlatformPeers.Result(summary: "No code in the input to run.", citations: [], detail: .object([:]))
         }
@@ -202,7 +271,7 @@ public struct ExecutionRunner: Sendable {
         let limit = config["max_results"]?.intValue ?? 5
         call.result = Self.webResult(try await webSearch.search(request.text, limit: limit, timeout: self.pluginTimeout))
       case .fileUpload:
-        call.result = PlatformPeers.Result(summary: "No files attached.", citations: [], detail: .object([:]))
+        call.result = try await self.peers.handOver(request.files, config: config, execution: execution, credential: credential, timeout: self.pluginTimeout)
       }
       call.citations = call.result?.citations ?? []
     } catch let failure as PluginFailure {
@@ -240,9 +309,14 @@ public struct ExecutionRunner: Sendable {
     var code: String?
     var language: String?
     var stdin: String
+    /// The attached files: file_upload's to hand over, then the sandbox's input files.
+    var files: [ExecutionFile] = []
+    /// Knowledge bases searched besides the plugin's own (the one the files went into).
+    var knowledgeBaseIDs: [String] = []
 
     /// From the execution's input, as the offline planner asks every plugin.
-    init(input: [String: JSONValue]) {
+    init(input: [String: JSONValue], files: [ExecutionFile] = []) {
+      self.files = files
       self.text = input["message"]?.stringValue ?? ""
       self.code = input["code"]?.stringValue
       self.language = input["language"]?.stringValue
@@ -256,6 +330,14 @@ public struct ExecutionRunner: Sendable {
       self.code = arguments["code"]?.stringValue
       self.language = arguments["language"]?.stringValue ?? fallback.language
       self.stdin = arguments["stdin"]?.stringValue ?? fallback.stdin
+    }
+
+    /// With what file_upload handed over.
+    func with(_ handover: FileHandover) -> PluginRequest {
+      var request = self
+      request.files = handover.sandboxFiles
+      request.knowledgeBaseIDs = handover.knowledgeBaseID.map { [$0] } ?? []
+      return request
     }
   }
 
@@ -304,8 +386,8 @@ public struct ExecutionRunner: Sendable {
   /// streamed to watchers as it comes. Its failure fails the execution (transient when the
   /// provider was unavailable).
   private func modelAnswer(
-    _ chat: ChatCompletionsClient, agent: Agent, systemPrompt: String, input: [String: JSONValue], plugins: [AgentPlugin], execution: UUID,
-    credentials: Credentials, calls: inout [PluginCall]
+    _ chat: ChatCompletionsClient, agent: Agent, systemPrompt: String, input: [String: JSONValue], plugins: [AgentPlugin],
+    handover: FileHandover, execution: UUID, credentials: Credentials, calls: inout [PluginCall]
   ) async throws -> (String, Int, Int) {
     let tools = plugins.compactMap { plugin in Self.tool(for: plugin).map { (plugin, $0) } }
     var messages: [ChatCompletionsClient.Message] = [
@@ -342,7 +424,7 @@ public struct ExecutionRunner: Sendable {
         let reply: String
         if let (plugin, _) = tools.first(where: { $0.1.name == toolCall.name }) {
           if let arguments = try? JSONValue(jsonText: toolCall.arguments, maxDepth: 8).objectValue {
-            let call = try await self.call(plugin, PluginRequest(arguments: arguments, input: input), execution: execution, credentials: credentials)
+            let call = try await self.call(plugin, PluginRequest(arguments: arguments, input: input).with(handover), execution: execution, credentials: credentials)
             calls.append(call)
             reply = call.result?.summary ?? "The tool failed: \(call.failure?.message ?? "")"
           } else {

@@ -49,12 +49,23 @@ public struct Executions: Sendable {
     public var sync: Bool
     /// Where events go (checked by `ExecutionCallbacks.checked`).
     public var callback: ExecutionCallback?
+    /// Files for the file_upload plugin.
+    public var files: Files
+
+    /// An execution's files: new ones, or those of the execution it retries.
+    public enum Files: Sendable {
+      case attached([ExecutionFile])
+      /// A retry (RetryExecution or an automatic one): the parent's files, and it must be the
+      /// parent's only retry.
+      case retrying(UUID)
+    }
 
     public init(
       agentID: UUID, input: JSONValue, workflowID: UUID?, parentID: UUID?, retryCount: Int = 0, maxRetries: Int, requestID: UUID?, sync: Bool,
-      callback: ExecutionCallback? = nil
+      callback: ExecutionCallback? = nil, files: Files = .attached([])
     ) {
       self.callback = callback
+      self.files = files
       self.agentID = agentID
       self.input = input
       self.workflowID = workflowID
@@ -87,6 +98,14 @@ public struct Executions: Sendable {
     guard agent.status == .active else {
       throw AgentError.failedPrecondition("The agent is \(agent.status.rawValue); only active agents run")
     }
+    var files: [ExecutionFile] = []
+    if case .attached(let attached) = start.files, !attached.isEmpty {
+      let plugins = try await self.agents.plugins(of: agent.id, includeDisabled: false, after: nil, limit: Agent.maxPlugins).plugins
+      guard let upload = plugins.first(where: { $0.kind == .fileUpload }) else {
+        throw AgentError.failedPrecondition("Files need an enabled file_upload plugin on the agent")
+      }
+      files = try ExecutionFile.checked(attached, limit: upload.config.objectValue?["max_files"]?.intValue ?? ExecutionFile.maxFiles)
+    }
 
     var lease: DistributedLocks.Lease?
     if let requestID = start.requestID {
@@ -99,6 +118,16 @@ public struct Executions: Sendable {
           agentID: agent.id, userID: caller.userID, workflowID: start.workflowID, parentID: start.parentID, input: start.input,
           retryCount: start.retryCount, maxRetries: start.maxRetries, requestID: start.requestID, callback: start.callback)
       ) { connection, execution in
+        switch start.files {
+        case .attached:
+          try await self.store.attach(files, to: execution.id, in: connection)
+        case .retrying(let parent):
+          // One retry per execution: a second (a concurrent one included) is refused.
+          if let earlier = try await self.store.retryOfParent(parent, other: execution.id, in: connection) {
+            throw AgentError.failedPrecondition("The execution was retried already, as \(earlier.lowercasedString); retry that one")
+          }
+          try await self.store.copyFiles(from: parent, to: execution.id, in: connection)
+        }
         // Before the commit: a job may start it at once after, and its status must not go back.
         await self.cache.write(execution)
         guard !start.sync else { return }
@@ -234,6 +263,7 @@ public struct Executions: Sendable {
         retryCount: finished.retryCount + 1, maxRetries: finished.maxRetries, requestID: Self.retryRequestID(of: finished.id),
         callback: try await self.store.callback(of: finished.id))
     ) { connection, child in
+      try await self.store.copyFiles(from: finished.id, to: child.id, in: connection)
       var fields = payload.objectValue ?? [:]
       fields["execution_id"] = .string(child.id.lowercasedString)
       try await self.jobs.enqueue(
@@ -298,7 +328,8 @@ public struct Executions: Sendable {
     return try await self.start(
       Start(
         agentID: parent.agentID, input: parent.input, workflowID: parent.workflowID, parentID: parent.id, retryCount: parent.retryCount + 1,
-        maxRetries: parent.maxRetries, requestID: requestID, sync: sync, callback: try await self.store.callback(of: parent.id)),
+        maxRetries: parent.maxRetries, requestID: requestID, sync: sync, callback: try await self.store.callback(of: parent.id),
+        files: .retrying(parent.id)),
       caller: caller)
   }
 

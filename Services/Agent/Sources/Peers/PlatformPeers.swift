@@ -47,7 +47,7 @@ public struct PlatformPeers: Sendable {
     public var detail: JSONValue
   }
 
-  func search(_ config: [String: JSONValue], query: String, credential: Credential, timeout: Duration) async throws -> Result {
+  func search(_ config: [String: JSONValue], query: String, alsoIn extraBases: [String], credential: Credential, timeout: Duration) async throws -> Result {
     let mode: Platform_Knowledge_V1_SearchMode =
       switch config["mode"]?.stringValue {
       case "vector": .vector
@@ -56,7 +56,8 @@ public struct PlatformPeers: Sendable {
       }
     let response = try await self.knowledge.search(
       .with {
-        $0.knowledgeBaseIds = Self.strings(config["knowledge_base_ids"])
+        let bases = Self.strings(config["knowledge_base_ids"])
+        $0.knowledgeBaseIds = bases + extraBases.filter { !bases.contains($0) }
         $0.query = query
         $0.mode = mode
         $0.topK = Int32(Self.number(config["top_k"]) ?? 5)
@@ -124,7 +125,8 @@ public struct PlatformPeers: Sendable {
   }
 
   func run(
-    _ config: [String: JSONValue], code: String, language: String?, stdin: String, credential: Credential, timeout: Duration
+    _ config: [String: JSONValue], code: String, language: String?, stdin: String, files: [ExecutionFile], credential: Credential,
+    timeout: Duration
   ) async throws -> Result {
     let name = language ?? config["language"]?.stringValue ?? "python"
     let execution = try await self.sandbox.executeCode(
@@ -137,6 +139,12 @@ public struct PlatformPeers: Sendable {
           }
         $0.code = code
         $0.stdin = stdin
+        $0.files = files.map { file in
+          .with {
+            $0.name = file.name
+            $0.content = file.content
+          }
+        }
         $0.limits = .with {
           $0.timeoutMs = Int32(Self.number(config["timeout_ms"]) ?? 10_000)
           $0.memoryMb = Int32(Self.number(config["memory_mb"]) ?? 256)
@@ -154,6 +162,65 @@ public struct PlatformPeers: Sendable {
         citation: citation)
     }
     return Result(summary: execution.stdout.truncated(toUTF8Bytes: 1000), citations: [citation], detail: .object([:]))
+  }
+
+  /// The file_upload plugin: the files named for the sandbox (which gets them with each program),
+  /// or made documents of the plugin's knowledge base, tagged with the execution, and waited for
+  /// until searchable.
+  func handOver(
+    _ files: [ExecutionFile], config: [String: JSONValue], execution: UUID, credential: Credential, timeout: Duration
+  ) async throws -> Result {
+    let names = files.map(\.name)
+    guard config["target"]?.stringValue == "knowledge", let base = config["knowledge_base_id"]?.stringValue else {
+      return Result(
+        summary: "\(files.count) file(s) for the sandbox: \(names.joined(separator: ", "))",
+        citations: files.map { .object(["type": .string("file"), "name": .string($0.name), "bytes": .number(Double($0.content.count))]) },
+        detail: .object(["files": .array(names.map { .string($0) })]))
+    }
+    let options = Self.options(credential, timeout: timeout)
+    var documents: [Platform_Knowledge_V1_Document] = []
+    for file in files {
+      documents.append(
+        try await self.knowledge.createDocument(
+          .with {
+            $0.knowledgeBaseID = base
+            $0.title = file.name
+            $0.file = file.content
+            $0.fileName = file.name
+            $0.contentType = file.contentType == "application/octet-stream" ? "" : file.contentType
+            $0.tags = ["execution-file"]
+            $0.metadata = JSONValue.object(["execution_id": .string(execution.lowercasedString)]).protobufStruct
+          }, options: options))
+    }
+    // Searchable once chunked and embedded: wait, within the plugin's time.
+    let deadline = ContinuousClock.now + timeout
+    for index in documents.indices {
+      while documents[index].status != .ready {
+        if documents[index].status == .failed {
+          throw PluginFailure(
+            code: "file_not_indexed", message: "\(documents[index].title) could not be read: \(documents[index].statusMessage)",
+            citation: .object(["type": .string("file"), "name": .string(documents[index].title), "document_id": .string(documents[index].id)]))
+        }
+        guard ContinuousClock.now < deadline else { throw RPCError(.deadlineExceeded, "\(documents[index].title) was not indexed in time") }
+        try await Task.sleep(for: .milliseconds(50))
+        documents[index] = try await self.knowledge.getDocument(.with { $0.id = documents[index].id }, options: options)
+      }
+    }
+    return Result(
+      summary: "\(files.count) file(s) added to the knowledge base for this run: \(names.joined(separator: ", "))",
+      citations: documents.map { .object(["type": .string("file"), "name": .string($0.title), "document_id": .string($0.id)]) },
+      detail: .object(["documents": .array(documents.map { .string($0.id) })]))
+  }
+
+  /// Deletes documents (those file_upload made for a run).
+  func deleteDocuments(_ ids: [String], credential: Credential) async throws {
+    for id in ids {
+      do {
+        _ = try await self.knowledge.deleteDocument(.with { $0.id = id }, options: Self.options(credential, timeout: .seconds(10)))
+      } catch let error as RPCError where error.code == .notFound {
+        continue
+      }
+    }
   }
 
   /// The strings of a JSON array (none for anything else).

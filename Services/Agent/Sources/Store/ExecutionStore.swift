@@ -1,6 +1,7 @@
 public import Foundation
 public import Logging
 public import PlatformCore
+internal import NIOCore
 internal import PostgresNIO
 
 /// The SQL of executions and execution_logs in agent_db. Status changes are conditional on the
@@ -77,6 +78,52 @@ public struct ExecutionStore: Sendable {
         logger: self.logger)
       guard let row = earlier.first else { throw AgentError.unavailable("The execution could not be created; retry") }
       return (try Self.execution(row), false)
+    }
+  }
+
+  /// Stores an execution's files (in its creating transaction).
+  public func attach(_ files: [ExecutionFile], to id: UUID, in connection: DatabaseConnection) async throws {
+    for file in files {
+      try await connection.query(
+        """
+        INSERT INTO execution_files (execution_id, name, content_type, content)
+        VALUES (\(id), \(file.name), \(file.contentType), \(ByteBuffer(bytes: file.content)))
+        """, logger: self.logger)
+    }
+  }
+
+  /// Gives a retry its parent's files (in its creating transaction).
+  public func copyFiles(from parent: UUID, to child: UUID, in connection: DatabaseConnection) async throws {
+    try await connection.query(
+      """
+      INSERT INTO execution_files (execution_id, name, content_type, content)
+      SELECT \(child), name, content_type, content FROM execution_files WHERE execution_id = \(parent)
+      """, logger: self.logger)
+  }
+
+  /// Another retry of `parent` than `child`, if there is one. Takes a lock on the parent until
+  /// the transaction ends, so that of two retries created at once the second sees the first (an
+  /// advisory lock: the child's insert already holds a key-share lock on the parent's row, and
+  /// two of those upgrading to an update lock would deadlock).
+  public func retryOfParent(_ parent: UUID, other child: UUID, in connection: DatabaseConnection) async throws -> UUID? {
+    try await connection.query(
+      "SELECT pg_advisory_xact_lock(hashtextextended(\("execution-retry:" + parent.lowercasedString), 0))", logger: self.logger)
+    return try await connection.query(
+      """
+      SELECT id FROM executions
+      WHERE parent_execution_id = \(parent) AND retry_count > 0 AND id <> \(child) AND user_id = (SELECT user_id FROM executions WHERE id = \(parent))
+      LIMIT 1
+      """, logger: self.logger
+    ).first.map { try $0.decode(UUID.self) }
+  }
+
+  /// An execution's files, in name order.
+  public func files(of id: UUID) async throws -> [ExecutionFile] {
+    try await self.database.query(
+      "SELECT name, content_type, content FROM execution_files WHERE execution_id = \(id) ORDER BY name", logger: self.logger
+    ).map { row in
+      let (name, type, content) = try row.decode((String, String, ByteBuffer).self)
+      return ExecutionFile(name: name, contentType: type, content: Data(content.readableBytesView))
     }
   }
 
