@@ -320,6 +320,36 @@ struct ExecutionTests {
     }
   }
 
+  @Test("Deleting an agent cancels its running and pending executions")
+  func deleteCancels() async throws {
+    try await withChain { chain in
+      let (me, _) = try await chain.world.developer()
+      let agent = try await chain.agent(me, plugins: [.codeExecutor])
+      let running = try await chain.start(agent, me, code: "import time\ntime.sleep(30)", sync: false)
+      let deadline = Date().addingTimeInterval(20)
+      while try await !chain.logs(running.id, me).contains("Plugin code_executor started"), Date() < deadline {
+        try await Task.sleep(for: .milliseconds(50))
+      }
+      try await Task.sleep(for: .milliseconds(500))  // the sandbox run has started
+      _ = try await chain.world.agents.deleteAgent(.with { $0.id = agent.id }, options: me)
+      let began = Date()
+      var status = Platform_Common_V1_ExecutionStatus.running
+      while status != .cancelled, Date().timeIntervalSince(began) < 5 {
+        status = try await chain.executions.getExecution(.with { $0.id = running.id }, options: me).status
+        try await Task.sleep(for: .milliseconds(50))
+      }
+      #expect(status == .cancelled)
+      // Its sandbox run is stopped too, not left to sleep its 30 s.
+      var runs = try await chain.sandbox.listCodeExecutions(.with { _ in }, options: me).executions
+      while runs.contains(where: { $0.status == .running || $0.status == .pending }), Date().timeIntervalSince(began) < 5 {
+        try await Task.sleep(for: .milliseconds(100))
+        runs = try await chain.sandbox.listCodeExecutions(.with { _ in }, options: me).executions
+      }
+      #expect(runs.count == 1 && runs.allSatisfy { $0.status == .cancelled }, "\(runs.map(\.status))")
+      #expect(try await chain.logs(running.id, me).contains("Cancelled: the agent was deleted"))
+    }
+  }
+
   @Test("text_to_sql with execute: false writes the SQL and cites it without running it")
   func sqlNotRun() async throws {
     try await withChain { chain in
@@ -660,6 +690,28 @@ struct ModelExecutionTests {
       _ = try await server.json("/_script", method: "POST", body: [["drop": true]])
       let dropped = try await chain.start(agent, me, code: nil)
       #expect(dropped.status == .failed && dropped.error.message.contains("cut off"), "\(dropped.error)")
+    }
+  }
+
+  @Test("A background run acts for its user only while they may sign in: deactivated mid-run, the next plugin call fails it")
+  func backgroundCredentials() async throws {
+    try await withModelChain { chain, server in
+      let (me, myID) = try await chain.world.developer()
+      let agent = try await chain.agent(me, plugins: [.codeExecutor])
+      // The model thinks for 1.5 s before calling the sandbox; meanwhile the user is deactivated.
+      _ = try await server.json(
+        "/_script", method: "POST", body: [["tool_calls": [["name": "run_code", "arguments": ["code": "print(1)"]]], "delay": 1.5]])
+      let started = try await chain.start(agent, me, code: nil, sync: false)
+      try await Task.sleep(for: .milliseconds(400))
+      _ = try await chain.world.users.deactivateUser(.with { $0.userID = myID }, options: chain.world.admin)
+      // The user's own token no longer works: read the row.
+      let id = try #require(UUID(uuidString: started.id))
+      let deadline = Date().addingTimeInterval(20)
+      while try await chain.rows("SELECT count(*)::int FROM executions WHERE id = \(id) AND status IN ('pending', 'running')") == 1, Date() < deadline {
+        try await Task.sleep(for: .milliseconds(100))
+      }
+      #expect(try await chain.rows("SELECT count(*)::int FROM executions WHERE id = \(id) AND status = 'failed' AND error->>'code' = 'user_inactive'") == 1)
+      #expect(try await chain.rows("SELECT count(*)::int FROM executions WHERE parent_execution_id = \(id)") == 0, "not retried")
     }
   }
 

@@ -117,7 +117,8 @@ public struct AgentService: PlatformServiceDefinition {
     resources.lifetime.run { await running.follow() }
     let executions = Executions(
       store: executionStore, agents: agentStore, runner: runner, cache: cache, callbacks: callbacks, jobs: resources.jobs,
-      locks: DistributedLocks(redis: resources.redis), running: running, issuer: issuer, logger: resources.logger)
+      locks: DistributedLocks(redis: resources.redis), running: running, issuer: issuer,
+      identity: IdentityStore(database: resources.database, logger: resources.logger), logger: resources.logger)
     // Executions a crash left behind fail as interrupted, a minute after they could have ended.
     resources.lifetime.run { await executions.failInterrupted(olderThan: executionTimeout + .seconds(60)) }
     // Execution logs are partitioned by month: this month's and the next two exist before the
@@ -129,7 +130,7 @@ public struct AgentService: PlatformServiceDefinition {
     try await partitions.maintain()
     resources.lifetime.run { await partitions.run() }
     let services: [any RPCService] = [
-      AuthAPI(accounts: accounts, apiKeys: Self.apiKeys(resources)), UserAPI(admin: admin, roles: roles), AgentAPI(agents: agents),
+      AuthAPI(accounts: accounts, apiKeys: Self.apiKeys(resources)), UserAPI(admin: admin, roles: roles), AgentAPI(agents: agents, executions: executions),
       ExecutionAPI(executions: executions),
     ]
     return (services, [Self.revocation(resources).handler, executions.handler, callbacks.handler])

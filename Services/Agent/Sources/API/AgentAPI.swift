@@ -8,8 +8,12 @@ public import SwiftProtobuf
 public struct AgentAPI: Platform_Agent_V1_AgentServiceHandler {
   let agents: Agents
 
-  public init(agents: Agents) {
+  /// Deleting an agent stops its executions' runs.
+  let executions: Executions
+
+  public init(agents: Agents, executions: Executions) {
     self.agents = agents
+    self.executions = executions
   }
 
   typealias Method = Platform_Agent_V1_AgentService.Method
@@ -89,8 +93,9 @@ public struct AgentAPI: Platform_Agent_V1_AgentServiceHandler {
 
   public func deleteAgent(_ request: Platform_Agent_V1_DeleteAgentRequest, context: ServerContext) async throws -> Google_Protobuf_Empty {
     let caller = try context.requireCaller()
-    try await self.agents.delete(
-      try Self.id(request.id, field: "id"), owner: caller.userID, version: request.version == 0 ? nil : Int(request.version))
+    let id = try Self.id(request.id, field: "id")
+    let cancelled = try await self.agents.delete(id, owner: caller.userID, version: request.version == 0 ? nil : Int(request.version))
+    await self.executions.stopCancelled(cancelled, reason: "Cancelled: the agent was deleted")
     return Google_Protobuf_Empty()
   }
 

@@ -92,9 +92,11 @@ public struct Agents: Sendable {
   }
 
   /// Soft-deletes the agent and cancels its pending and running executions.
-  public func delete(_ id: UUID, owner: UUID, version: Int?) async throws {
+  /// Soft-deletes the agent and cancels its pending and running executions (in one statement).
+  /// - Returns: the executions cancelled, whose runs are to be stopped.
+  public func delete(_ id: UUID, owner: UUID, version: Int?) async throws -> [UUID] {
     switch try await self.store.softDelete(id, owner: owner, version: version) {
-    case .done: return
+    case .done(let cancelled): return cancelled
     case .notFound: throw AgentError.notFound("Agent not found")
     case .versionMismatch: throw AgentError.failedPrecondition("The agent has changed since version \(version ?? 0)")
     }

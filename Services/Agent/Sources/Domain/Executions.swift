@@ -17,6 +17,8 @@ public struct Executions: Sendable {
   let running: RunningTasks
   /// Signs the short-lived tokens background runs call other services with.
   let issuer: TokenIssuer
+  /// Whether a background run's user may still act.
+  let identity: IdentityStore
   let logger: Logger
 
   public static let jobType = "execution.run"
@@ -24,7 +26,7 @@ public struct Executions: Sendable {
 
   public init(
     store: ExecutionStore, agents: AgentStore, runner: ExecutionRunner, cache: ExecutionCache, callbacks: ExecutionCallbacks, jobs: JobQueue,
-    locks: DistributedLocks, running: RunningTasks, issuer: TokenIssuer, logger: Logger
+    locks: DistributedLocks, running: RunningTasks, issuer: TokenIssuer, identity: IdentityStore, logger: Logger
   ) {
     self.callbacks = callbacks
     self.store = store
@@ -35,6 +37,7 @@ public struct Executions: Sendable {
     self.locks = locks
     self.running = running
     self.issuer = issuer
+    self.identity = identity
     self.logger = logger
   }
 
@@ -223,6 +226,12 @@ public struct Executions: Sendable {
     throw AgentError.unavailable("Another call with this request id is still starting the execution; retry")
   }
 
+  /// The permissions plugin calls need: rendering the persona, searching and (file_upload)
+  /// writing knowledge, asking text-to-SQL, running code.
+  static let pluginPermissions: Set<Permission> = [
+    "persona:read", "knowledge:read", "knowledge:write", "sql:read", "sql:execute", "code:execute",
+  ]
+
   /// What a background run needs to act as its caller: the permissions they had.
   static func payload(_ id: UUID, caller: Caller) -> JSONValue {
     .object([
@@ -241,12 +250,19 @@ public struct Executions: Sendable {
         let id = payload["execution_id"]?.stringValue.flatMap(UUID.init(strict:))
       else { throw PermanentJobFailure("not an execution: \(job.payload)") }
       guard let execution = try await self.store.execution(id) else { return }
-      let permissions = PlatformPeers.strings(payload["permissions"]).map(Permission.init(rawValue:))
-      let issuer = self.issuer
-      let user = execution.userID
+      // Least privilege: of the permissions the caller had, only those plugin calls use.
+      let permissions = PlatformPeers.strings(payload["permissions"]).map(Permission.init(rawValue:)).filter(Self.pluginPermissions.contains)
+      let issuer = self.issuer, identity = self.identity
+      let userID = execution.userID
       let email = payload["email"]?.stringValue
       let finished = try await self.runLocked(id, retryLater: true) {
-        try await issuer.issue(userID: user, email: email, roles: [], permissions: permissions, sessionID: nil, lifetime: .seconds(300), now: Date())
+        // A token per call, and only while the user may still sign in: a deactivated or
+        // deleted user's runs stop at their next call.
+        guard let user = try await identity.user(id: userID), user.canSignIn else {
+          throw Execution.Failure(code: "user_inactive", message: "The user who started the execution was deactivated or deleted")
+        }
+        return try await issuer.issue(
+          userID: userID, email: email, roles: [], permissions: permissions, sessionID: nil, lifetime: .seconds(300), now: Date())
       }
       try await self.retryIfTransient(finished, payload: .object(payload))
     }
@@ -295,6 +311,18 @@ public struct Executions: Sendable {
     caller: UUID, agentID: UUID?, status: Execution.Status?, workflowID: UUID?, after: ExecutionStore.ListCursor?, limit: Int
   ) async throws -> (executions: [Execution], total: Int, more: Bool) {
     try await self.store.list(owner: caller, agentID: agentID, status: status, workflowID: workflowID, after: after, limit: limit)
+  }
+
+  /// Stops the runs of executions cancelled with their deleted agent (here, or on the instance
+  /// running them), and tells their callbacks.
+  public func stopCancelled(_ ids: [UUID], reason: String) async {
+    for id in ids {
+      await self.running.cancel(id)
+      try? await self.store.log(id, .warning, reason)
+      guard let cancelled = try? await self.store.execution(id) else { continue }
+      await self.cache.write(cancelled)
+      await self.callbacks.notify(cancelled, event: "cancelled")
+    }
   }
 
   /// Cancels a pending or running execution of the caller's and stops its run (here, or on the

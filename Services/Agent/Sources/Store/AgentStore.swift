@@ -120,7 +120,8 @@ public struct AgentStore: Sendable {
   }
 
   public enum DeleteOutcome: Sendable, Equatable {
-    case done
+    /// Deleted; these of its executions were cancelled.
+    case done(cancelled: [UUID])
     case notFound
     case versionMismatch
   }
@@ -137,12 +138,13 @@ public struct AgentStore: Sendable {
         cancelled AS (
           UPDATE executions SET status = 'cancelled', completed_at = now()
           WHERE agent_id IN (SELECT id FROM deleted) AND status IN ('pending', 'running') RETURNING id)
-      SELECT (SELECT count(*) FROM target)::int8, (SELECT count(*) FROM deleted)::int8, (SELECT count(*) FROM cancelled)::int8
+      SELECT (SELECT count(*) FROM target)::int8, (SELECT count(*) FROM deleted)::int8,
+        (SELECT coalesce(array_agg(id), '{}') FROM cancelled)
       """, logger: self.logger)
     guard let row = rows.first else { return .notFound }
-    let (found, deleted, _) = try row.decode((Int64, Int64, Int64).self)
+    let (found, deleted, cancelled) = try row.decode((Int64, Int64, [UUID]).self)
     if found == 0 { return .notFound }
-    return deleted == 0 ? .versionMismatch : .done
+    return deleted == 0 ? .versionMismatch : .done(cancelled: cancelled)
   }
 
   // MARK: - Plugins
