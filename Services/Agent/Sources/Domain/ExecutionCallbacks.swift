@@ -75,13 +75,33 @@ public struct ExecutionCallbacks: Sendable {
     return ExecutionCallback(url: url, events: chosen.isEmpty ? ExecutionCallback.endings : chosen, sealedSecret: "\(sealed.keyID):\(sealed.sealed)")
   }
 
-  /// Queues the delivery of `event` when the execution asked for it (once per event).
+  /// Queues the delivery of the event `execution`'s status is, when it asked for it, inside the
+  /// transaction that changed the status (`ExecutionStore.StatusChange`).
+  public var onStatusChange: ExecutionStore.StatusChange {
+    let jobs = self.jobs
+    return { connection, execution in
+      let event = execution.status == .running ? "started" : execution.status.rawValue
+      guard let events = execution.callbackEvents, events.contains(event) else { return }
+      try await jobs.enqueue(
+        Self.jobType, payload: Self.payload(execution.id, event: event), options: Self.options(execution.id, event: event), in: connection)
+    }
+  }
+
+  static func payload(_ id: UUID, event: String) -> JSONValue {
+    .object(["execution_id": .string(id.lowercasedString), "event": .string(event)])
+  }
+
+  /// Once per event and execution.
+  static func options(_ id: UUID, event: String) -> JobOptions {
+    JobOptions(priority: 60, dedupKey: "callback:\(id.lowercasedString):\(event)", maxAttempts: 8)
+  }
+
+  /// Queues the delivery of `event` when the execution asked for it (once per event), after the
+  /// change was committed: for changes made elsewhere (an agent's deletion).
   public func notify(_ execution: Execution, event: String) async {
     guard let events = execution.callbackEvents, events.contains(event) else { return }
     do {
-      try await self.jobs.enqueue(
-        Self.jobType, payload: .object(["execution_id": .string(execution.id.lowercasedString), "event": .string(event)]),
-        options: JobOptions(priority: 60, dedupKey: "callback:\(execution.id.lowercasedString):\(event)", maxAttempts: 8))
+      try await self.jobs.enqueue(Self.jobType, payload: Self.payload(execution.id, event: event), options: Self.options(execution.id, event: event))
     } catch {
       self.logger.warning("A callback could not be queued", metadata: ["execution_id": "\(execution.id)", "event": "\(event)", "error": "\(error)"])
     }

@@ -61,7 +61,7 @@ public struct ExecutionRunner: Sendable {
     let started: Execution
     switch current.status {
     case .pending:
-      guard let moved = try await self.store.start(id) else { return try await self.store.execution(id) ?? current }
+      guard let moved = try await self.store.start(id, then: self.callbacks.onStatusChange) else { return try await self.store.execution(id) ?? current }
       started = moved
     case .running:
       // Its worker died (the job came back after its lease): start it over.
@@ -72,7 +72,6 @@ public struct ExecutionRunner: Sendable {
       return current
     }
     await self.cache.write(started)
-    await self.callbacks.notify(started, event: "started")
     let clock = ContinuousClock()
     let began = clock.now
     let outcome: (status: Execution.Status, output: JSONValue?, error: Execution.Failure?, usage: (Int, Int, String))
@@ -100,18 +99,17 @@ public struct ExecutionRunner: Sendable {
     let (prompt, completion, model) = outcome.usage
     let cost = self.models.price(model).cost(promptTokens: prompt, completionTokens: completion)
     // Written in a task of its own: a cancelled run's own queries would fail.
-    let store = self.store, cache = self.cache, callbacks = self.callbacks
+    let store = self.store, cache = self.cache, onStatusChange = self.callbacks.onStatusChange
     return try await Task {
       try await store.log(
         id, outcome.status == .completed ? .info : .warning, "Execution \(outcome.status.rawValue)",
         metadata: ["milliseconds": .number(Double(milliseconds))].merging(outcome.error.map { ["error": .string($0.message)] } ?? [:]) { $1 })
       let ended = try await store.finish(
         id, status: outcome.status, output: outcome.output, error: outcome.error, milliseconds: milliseconds,
-        tokens: prompt + completion, cost: cost)
+        tokens: prompt + completion, cost: cost, then: onStatusChange)
       // Nil: it had ended otherwise first (CancelExecution); as it is now.
       let final = if let ended { ended } else { try await store.execution(id) ?? started }
       await cache.write(final)
-      if final.status.isFinished { await callbacks.notify(final, event: final.status.rawValue) }
       return final
     }.value
   }

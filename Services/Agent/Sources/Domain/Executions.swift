@@ -157,12 +157,12 @@ public struct Executions: Sendable {
       // The caller went away before it ran, or the run could not be recorded (the database went
       // away): end it here rather than leave it to the sweep.
       let cancelled = Task.isCancelled || error is CancellationError || (error as? RPCError)?.code == .cancelled
-      let store = self.store, cache = self.cache
+      let store = self.store, cache = self.cache, onStatusChange = self.callbacks.onStatusChange
       _ = try? await Task {
         let ended = try await store.finish(
           id, status: cancelled ? .cancelled : .failed, output: nil,
           error: cancelled ? nil : .init(code: "internal", message: "The execution could not be recorded"), milliseconds: nil, tokens: nil,
-          cost: nil)
+          cost: nil, then: onStatusChange)
         if let ended { await cache.write(ended) }
       }.value
       throw error
@@ -333,12 +333,13 @@ public struct Executions: Sendable {
     if current.status.isFinished {
       throw AgentError.failedPrecondition("The execution has already ended (\(current.status.rawValue))")
     }
-    guard let cancelled = try await self.store.cancel(id, owner: caller) else { throw AgentError.notFound("Execution not found") }
+    guard let cancelled = try await self.store.cancel(id, owner: caller, then: self.callbacks.onStatusChange) else {
+      throw AgentError.notFound("Execution not found")
+    }
     await self.running.cancel(id)
     if cancelled.status == .cancelled {
       try? await self.store.log(id, .warning, "Cancelled by the caller")
       await self.cache.write(cancelled)
-      await self.callbacks.notify(cancelled, event: "cancelled")
       return cancelled
     }
     throw AgentError.failedPrecondition("The execution has already ended (\(cancelled.status.rawValue))")
@@ -404,13 +405,12 @@ public struct Executions: Sendable {
   public func failInterrupted(olderThan age: Duration) async {
     while !Task.isCancelled {
       do {
-        let failed = try await self.store.failInterrupted(olderThan: age)
+        let failed = try await self.store.failInterrupted(olderThan: age, then: self.callbacks.onStatusChange)
         if !failed.isEmpty {
           self.logger.warning("Failed executions a stopped service left pending or running", metadata: ["count": "\(failed.count)"])
         }
         for execution in failed {
           await self.cache.write(execution)
-          await self.callbacks.notify(execution, event: "failed")
         }
       } catch {
         self.logger.warning("Could not check for interrupted executions", metadata: ["error": "\(error)"])

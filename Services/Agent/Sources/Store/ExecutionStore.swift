@@ -172,13 +172,27 @@ public struct ExecutionStore: Sendable {
 
   /// Moves a pending execution to running; nil when it is not pending any more (cancelled, or
   /// another worker took it). A running one is taken back only by `resume`.
-  public func start(_ id: UUID) async throws -> Execution? {
-    try await self.database.query(
+  public func start(_ id: UUID, then: StatusChange? = nil) async throws -> Execution? {
+    try await self.changing(
       """
       UPDATE executions SET status = 'running', started_at = now(), progress = 0
       WHERE id = \(id) AND status = 'pending' RETURNING \(unescaped: Self.columns)
-      """, logger: self.logger
-    ).first.map(Self.execution)
+      """, then: then
+    ).first
+  }
+
+  /// What else happens in the transaction that changes an execution's status (its callback is
+  /// queued there, so that a status change and its notice are never one without the other).
+  public typealias StatusChange = @Sendable (DatabaseConnection, Execution) async throws -> Void
+
+  /// The executions `query` changed (and returned); `then` for each in the same transaction.
+  private func changing(_ query: PostgresQuery, then: StatusChange?) async throws -> [Execution] {
+    guard let then else { return try await self.database.query(query, logger: self.logger).map(Self.execution) }
+    return try await self.database.withTransaction(logger: self.logger) { connection in
+      let changed = try await connection.query(query, logger: self.logger).map(Self.execution)
+      for execution in changed { try await then(connection, execution) }
+      return changed
+    }
   }
 
   /// A running execution whose worker died is started again from the beginning (its job was
@@ -201,38 +215,39 @@ public struct ExecutionStore: Sendable {
   /// Ends the execution with `status` if the lifecycle allows it from where it is.
   /// - Returns: the finished execution, or nil when it had already ended (a cancel won).
   public func finish(
-    _ id: UUID, status: Execution.Status, output: JSONValue?, error: Execution.Failure?, milliseconds: Int?, tokens: Int?, cost: Double?
+    _ id: UUID, status: Execution.Status, output: JSONValue?, error: Execution.Failure?, milliseconds: Int?, tokens: Int?, cost: Double?,
+    then: StatusChange? = nil
   ) async throws -> Execution? {
-    try await self.database.query(
+    try await self.changing(
       """
       UPDATE executions SET status = \(status.rawValue), output = \(output?.jsonText)::jsonb, error = \(error?.json.jsonText)::jsonb,
         execution_time_ms = \(milliseconds), tokens_used = \(tokens), cost = \(cost)::numeric(10, 4), completed_at = now(),
         progress = CASE WHEN \(status.rawValue) = 'completed' THEN 100 ELSE progress END
       WHERE id = \(id) AND status = ANY(\(status.predecessors.map(\.rawValue)))
       RETURNING \(unescaped: Self.columns)
-      """, logger: self.logger
-    ).first.map(Self.execution)
+      """, then: then
+    ).first
   }
 
   /// Cancels the user's pending or running execution.
   /// - Returns: the execution as it is now (cancelled, or finished otherwise before), nil when
   ///   there is none of the user's.
-  public func cancel(_ id: UUID, owner: UUID) async throws -> Execution? {
-    let rows = try await self.database.query(
+  public func cancel(_ id: UUID, owner: UUID, then: StatusChange? = nil) async throws -> Execution? {
+    let changed = try await self.changing(
       """
       UPDATE executions SET status = 'cancelled', completed_at = now()
       WHERE id = \(id) AND user_id = \(owner) AND status IN ('pending', 'running') RETURNING \(unescaped: Self.columns)
-      """, logger: self.logger)
-    if let row = rows.first { return try Self.execution(row) }
+      """, then: then)
+    if let cancelled = changed.first { return cancelled }
     return try await self.execution(id, owner: owner)
   }
 
   /// Executions no one is running any more fail as interrupted: pending or running for longer
   /// than the longest run, with no queued or running job to (re)start them (a sync run whose
   /// service died, a job out of attempts). Returns them.
-  public func failInterrupted(olderThan age: Duration) async throws -> [Execution] {
+  public func failInterrupted(olderThan age: Duration, then: StatusChange? = nil) async throws -> [Execution] {
     let error = Execution.Failure(code: "interrupted", message: "The service running it stopped before the execution finished")
-    return try await self.database.query(
+    return try await self.changing(
       """
       UPDATE executions e SET status = 'failed', completed_at = now(), error = \(error.json.jsonText)::jsonb
       WHERE e.status IN ('pending', 'running')
@@ -240,8 +255,7 @@ public struct ExecutionStore: Sendable {
         AND NOT EXISTS (
           SELECT 1 FROM jobs j WHERE j.dedup_key = 'execution:' || e.id::text AND j.state IN ('queued', 'running'))
       RETURNING \(unescaped: Self.columns)
-      """, logger: self.logger
-    ).map(Self.execution)
+      """, then: then)
   }
 
   // MARK: - Logs
