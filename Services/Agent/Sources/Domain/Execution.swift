@@ -146,3 +146,22 @@ public struct ExecutionFile: Sendable, Equatable {
     }
   }
 }
+
+extension ExecutionLog {
+  /// A line not yet written: its text and metadata cut to their caps, and when it was logged.
+  public struct Pending: Sendable, Equatable {
+    public var level: Level
+    public var message: String
+    /// JSON text, at most 8 KiB (else `{"truncated": true}`).
+    public var metadata: String
+    public var at: Date
+
+    public init(_ level: Level, _ message: String, metadata: [String: JSONValue] = [:], at: Date = Date()) {
+      self.level = level
+      self.message = message.truncated(toUTF8Bytes: ExecutionLog.maxMessageBytes)
+      let text = JSONValue.object(metadata).jsonText
+      self.metadata = text.utf8.count > 8192 ? #"{"truncated":true}"# : text
+      self.at = at
+    }
+  }
+}

@@ -57,27 +57,28 @@ public struct ExecutionRunner: Sendable {
   /// Runs it to the end and returns it as stored. Throws only when the database cannot be
   /// written (the job then retries); every failure of the run itself ends the execution.
   public func run(_ id: UUID, credentials: @escaping Credentials) async throws -> Execution {
-    guard let current = try await self.store.execution(id) else { throw AgentError.notFound("Execution not found") }
+    let journal = ExecutionJournal(id: id, store: self.store)
     let started: Execution
-    switch current.status {
-    case .pending:
-      guard let moved = try await self.store.start(id, then: self.callbacks.onStatusChange) else { return try await self.store.execution(id) ?? current }
+    if let moved = try await self.store.start(id, then: self.callbacks.onStatusChange) {
       started = moved
-    case .running:
-      // Its worker died (the job came back after its lease): start it over.
-      guard let resumed = try await self.store.resume(id) else { return try await self.store.execution(id) ?? current }
-      try await self.store.log(id, .warning, "Resumed from the start: the worker running it stopped")
+    } else {
+      guard let current = try await self.store.execution(id) else { throw AgentError.notFound("Execution not found") }
+      // Running: its worker died (the job came back after its lease), so start it over.
+      // Otherwise it has ended (or another worker started it meanwhile): as it is.
+      guard current.status == .running, let resumed = try await self.store.resume(id) else { return current }
+      await journal.log(.warning, "Resumed from the start: the worker running it stopped")
       started = resumed
-    default:
-      return current
     }
     await self.cache.write(started)
+    // Lines reach the database (and watchers) every 200 ms while it runs, the rest with its end.
+    let flushing = Task { await journal.flushEvery(.milliseconds(200)) }
+    defer { flushing.cancel() }
     let clock = ContinuousClock()
     let began = clock.now
     let outcome: (status: Execution.Status, output: JSONValue?, error: Execution.Failure?, usage: (Int, Int, String))
     do {
       outcome = try await Self.within(self.executionTimeout) {
-        try await self.plan(started, credentials: credentials)
+        try await self.plan(started, journal: journal, credentials: credentials)
       }
     } catch is TimedOut {
       outcome = (
@@ -88,8 +89,14 @@ public struct ExecutionRunner: Sendable {
       // Cancelled by CancelExecution (the row says so): record it. Otherwise the worker is
       // stopping or lost its lease, or the sync caller went away: leave the row to the job that
       // takes it over, or to the caller's own handling.
+      flushing.cancel()
       let store = self.store
-      guard (try? await Task { try await store.execution(id) }.value)?.status == .cancelled else { throw CancellationError() }
+      let now = try? await Task {
+        await flushing.value
+        await journal.flush()
+        return try await store.execution(id)
+      }.value
+      guard now?.status == .cancelled else { throw CancellationError() }
       outcome = (.cancelled, nil, nil, (0, 0, ModelCatalog.offline))
     } catch let failure as Execution.Failure {
       outcome = (.failed, nil, failure, (0, 0, ModelCatalog.offline))
@@ -99,14 +106,24 @@ public struct ExecutionRunner: Sendable {
     let (prompt, completion, model) = outcome.usage
     let cost = self.models.price(model).cost(promptTokens: prompt, completionTokens: completion)
     // Written in a task of its own: a cancelled run's own queries would fail.
-    let store = self.store, cache = self.cache, onStatusChange = self.callbacks.onStatusChange
+    let store = self.store, cache = self.cache
+    // Its callback's notice in the same transaction, when it has one.
+    let onStatusChange = started.callbackEvents?.isEmpty == false ? self.callbacks.onStatusChange : nil
+    flushing.cancel()
     return try await Task {
-      try await store.log(
-        id, outcome.status == .completed ? .info : .warning, "Execution \(outcome.status.rawValue)",
+      // The periodic writes end first, so the last lines follow theirs.
+      await flushing.value
+      await journal.log(
+        outcome.status == .completed ? .info : .warning, "Execution \(outcome.status.rawValue)",
         metadata: ["milliseconds": .number(Double(milliseconds))].merging(outcome.error.map { ["error": .string($0.message)] } ?? [:]) { $1 })
+      let (lines, progress) = await journal.take()
       let ended = try await store.finish(
         id, status: outcome.status, output: outcome.output, error: outcome.error, milliseconds: milliseconds,
-        tokens: prompt + completion, cost: cost, then: onStatusChange)
+        tokens: prompt + completion, cost: cost, lines: lines, progress: progress, then: onStatusChange)
+      if ended == nil, !lines.isEmpty {
+        // It had ended otherwise (CancelExecution): its lines still belong to it.
+        try await store.append(lines, progress: nil, to: id)
+      }
       // Nil: it had ended otherwise first (CancelExecution); as it is now.
       let final = if let ended { ended } else { try await store.execution(id) ?? started }
       await cache.write(final)
@@ -116,7 +133,7 @@ public struct ExecutionRunner: Sendable {
 
   /// The persona, the plugins, the answer.
   private func plan(
-    _ execution: Execution, credentials: @escaping Credentials
+    _ execution: Execution, journal: ExecutionJournal, credentials: @escaping Credentials
   ) async throws -> (status: Execution.Status, output: JSONValue?, error: Execution.Failure?, usage: (Int, Int, String)) {
     guard let agent = try await self.agents.agent(execution.agentID, owner: execution.userID) else {
       throw Execution.Failure(code: "agent_gone", message: "The agent was deleted")
@@ -131,8 +148,8 @@ public struct ExecutionRunner: Sendable {
     } catch let error as RPCError {
       throw Execution.Failure(code: "persona_failed", message: "The persona could not be rendered (\(error.code)): \(error.message)")
     }
-    try await self.store.log(execution.id, .info, "Persona rendered", metadata: ["characters": .number(Double(systemPrompt.count))])
-    try await self.store.setProgress(execution.id, 10)
+    await journal.log(.info, "Persona rendered", metadata: ["characters": .number(Double(systemPrompt.count))])
+    await journal.setProgress(10)
 
     let plugins = try await self.agents.plugins(of: agent.id, includeDisabled: false, after: nil, limit: Agent.maxPlugins).plugins
     // The attached files go first: to the sandbox with every program, or into knowledge as
@@ -142,18 +159,19 @@ public struct ExecutionRunner: Sendable {
     if let upload = plugins.first(where: { $0.kind == .fileUpload }) {
       let files = try await self.store.files(of: execution.id)
       if !files.isEmpty {
-        let call = try await self.call(upload, PluginRequest(input: input, files: files), execution: execution.id, credentials: credentials)
+        let call = try await self.call(upload, PluginRequest(input: input, files: files), journal: journal, credentials: credentials)
         calls.append(call)
         handover = FileHandover(upload: upload, files: files, result: call.result)
       }
     }
     do {
       let outcome = try await self.answer(
-        execution, agent: agent, systemPrompt: systemPrompt, plugins: plugins, handover: handover, calls: calls, credentials: credentials)
-      await self.removeDocuments(handover, execution: execution.id, credentials: credentials)
+        execution, agent: agent, systemPrompt: systemPrompt, plugins: plugins, handover: handover, calls: calls, journal: journal,
+        credentials: credentials)
+      await self.removeDocuments(handover, journal: journal, credentials: credentials)
       return outcome
     } catch {
-      await self.removeDocuments(handover, execution: execution.id, credentials: credentials)
+      await self.removeDocuments(handover, journal: journal, credentials: credentials)
       throw error
     }
   }
@@ -182,16 +200,16 @@ public struct ExecutionRunner: Sendable {
   }
 
   /// Deletes the run's documents (in a task of its own: a cancelled run's calls would fail).
-  private func removeDocuments(_ handover: FileHandover, execution: UUID, credentials: @escaping Credentials) async {
+  private func removeDocuments(_ handover: FileHandover, journal: ExecutionJournal, credentials: @escaping Credentials) async {
     guard !handover.documentIDs.isEmpty else { return }
-    let peers = self.peers, store = self.store, logger = self.logger
+    let peers = self.peers, logger = self.logger
     await Task {
       do {
         try await peers.deleteDocuments(handover.documentIDs, credential: try await credentials())
-        try? await store.log(execution, .info, "Deleted the \(handover.documentIDs.count) document(s) made of the attached files")
+        await journal.log(.info, "Deleted the \(handover.documentIDs.count) document(s) made of the attached files")
       } catch {
-        logger.warning("Documents made of an execution's files not deleted", metadata: ["execution_id": "\(execution)", "error": "\(error)"])
-        try? await store.log(execution, .warning, "The documents made of the attached files could not be deleted: \(error)")
+        logger.warning("Documents made of an execution's files not deleted", metadata: ["execution_id": "\(journal.id)", "error": "\(error)"])
+        await journal.log(.warning, "The documents made of the attached files could not be deleted: \(error)")
       }
     }.value
   }
@@ -199,7 +217,7 @@ public struct ExecutionRunner: Sendable {
   /// The plugins' calls and the answer: the offline planner's or the model's.
   private func answer(
     _ execution: Execution, agent: Agent, systemPrompt: String, plugins: [AgentPlugin], handover: FileHandover, calls: [PluginCall],
-    credentials: Credentials
+    journal: ExecutionJournal, credentials: Credentials
   ) async throws -> (status: Execution.Status, output: JSONValue?, error: Execution.Failure?, usage: (Int, Int, String)) {
     let input = execution.input.objectValue ?? [:]
     let message = input["message"]?.stringValue ?? ""
@@ -211,14 +229,14 @@ public struct ExecutionRunner: Sendable {
       let request = PluginRequest(input: input).with(handover)
       for (index, plugin) in plugins.enumerated() where Self.tool(for: plugin) != nil {
         try Task.checkCancellation()
-        calls.append(try await self.call(plugin, request, execution: execution.id, credentials: credentials))
-        try await self.store.setProgress(execution.id, 10 + 80 * (index + 1) / max(plugins.count, 1))
+        calls.append(try await self.call(plugin, request, journal: journal, credentials: credentials))
+        await journal.setProgress(10 + 80 * (index + 1) / max(plugins.count, 1))
       }
       answer = Self.offlineAnswer(message: message, calls: calls)
       usage.2 = ModelCatalog.offline
     } else if let chat = self.chat {
       let (text, prompt, completion) = try await self.modelAnswer(
-        chat, agent: agent, systemPrompt: systemPrompt, input: input, plugins: plugins, handover: handover, execution: execution.id,
+        chat, agent: agent, systemPrompt: systemPrompt, input: input, plugins: plugins, handover: handover, journal: journal,
         credentials: credentials, calls: &calls)
       answer = text
       usage = (prompt, completion, agent.settings.model)
@@ -239,10 +257,10 @@ public struct ExecutionRunner: Sendable {
   }
 
   /// One plugin call, its start and end logged; its failure is a result, not an exception.
-  private func call(_ plugin: AgentPlugin, _ request: PluginRequest, execution: UUID, credentials: Credentials) async throws -> PluginCall {
+  private func call(_ plugin: AgentPlugin, _ request: PluginRequest, journal: ExecutionJournal, credentials: Credentials) async throws -> PluginCall {
     let config = plugin.config.objectValue ?? [:]
     let metadata: [String: JSONValue] = ["plugin": .string(plugin.name), "type": .string(plugin.kind.rawValue), "plugin_id": .string(plugin.id.lowercasedString)]
-    try await self.store.log(execution, .info, "Plugin \(plugin.name) started", metadata: metadata)
+    await journal.log(.info, "Plugin \(plugin.name) started", metadata: metadata)
     let clock = ContinuousClock()
     let began = clock.now
     var call = PluginCall(plugin: plugin, result: nil, failure: nil, citations: [], milliseconds: 0)
@@ -269,7 +287,7 @@ public struct ExecutionRunner: Sendable {
         let limit = config["max_results"]?.intValue ?? 5
         call.result = Self.webResult(try await webSearch.search(request.text, limit: limit, timeout: self.pluginTimeout))
       case .fileUpload:
-        call.result = try await self.peers.handOver(request.files, config: config, execution: execution, credential: credential, timeout: self.pluginTimeout)
+        call.result = try await self.peers.handOver(request.files, config: config, execution: journal.id, credential: credential, timeout: self.pluginTimeout)
       }
       call.citations = call.result?.citations ?? []
     } catch let failure as PluginFailure {
@@ -294,9 +312,9 @@ public struct ExecutionRunner: Sendable {
     ended["milliseconds"] = .number(Double(call.milliseconds))
     if let failure = call.failure {
       ended["error"] = .string(failure.message)
-      try await self.store.log(execution, .error, "Plugin \(plugin.name) failed", metadata: ended)
+      await journal.log(.error, "Plugin \(plugin.name) failed", metadata: ended)
     } else {
-      try await self.store.log(execution, .info, "Plugin \(plugin.name) finished", metadata: ended)
+      await journal.log(.info, "Plugin \(plugin.name) finished", metadata: ended)
     }
     return call
   }
@@ -385,7 +403,7 @@ public struct ExecutionRunner: Sendable {
   /// provider was unavailable).
   private func modelAnswer(
     _ chat: ChatCompletionsClient, agent: Agent, systemPrompt: String, input: [String: JSONValue], plugins: [AgentPlugin],
-    handover: FileHandover, execution: UUID, credentials: Credentials, calls: inout [PluginCall]
+    handover: FileHandover, journal: ExecutionJournal, credentials: Credentials, calls: inout [PluginCall]
   ) async throws -> (String, Int, Int) {
     let tools = plugins.compactMap { plugin in Self.tool(for: plugin).map { (plugin, $0) } }
     var messages: [ChatCompletionsClient.Message] = [
@@ -397,7 +415,7 @@ public struct ExecutionRunner: Sendable {
     var completionTokens = 0
     for round in 0..<Self.maxModelRounds {
       try Task.checkCancellation()
-      let output = ModelOutputPublisher(cache: self.cache, execution: execution, round: round)
+      let output = ModelOutputPublisher(cache: self.cache, execution: journal.id, round: round)
       let completion: ChatCompletionsClient.Completion
       do {
         completion = try await chat.stream(
@@ -406,15 +424,15 @@ public struct ExecutionRunner: Sendable {
       } catch {
         await output.flush()
         try Task.checkCancellation()
-        try await self.store.log(execution, .error, "The model failed", metadata: ["round": .number(Double(round)), "error": .string(error.description)])
+        await journal.log(.error, "The model failed", metadata: ["round": .number(Double(round)), "error": .string(error.description)])
         throw Execution.Failure(
           code: "model_failed", message: "The model could not answer: \(error.description)", details: error.isTransient ? ["transient": "true"] : [:])
       }
       promptTokens += completion.promptTokens
       completionTokens += completion.completionTokens
       guard !completion.toolCalls.isEmpty else { return (completion.content, promptTokens, completionTokens) }
-      try await self.store.log(
-        execution, .info, "The model called \(completion.toolCalls.count) tool(s)",
+      await journal.log(
+        .info, "The model called \(completion.toolCalls.count) tool(s)",
         metadata: ["round": .number(Double(round)), "tools": .array(completion.toolCalls.map { .string($0.name) })])
       messages.append(.init(role: "assistant", content: completion.content, toolCalls: completion.toolCalls))
       for toolCall in completion.toolCalls {
@@ -422,7 +440,7 @@ public struct ExecutionRunner: Sendable {
         let reply: String
         if let (plugin, _) = tools.first(where: { $0.1.name == toolCall.name }) {
           if let arguments = try? JSONValue(jsonText: toolCall.arguments, maxDepth: 8).objectValue {
-            let call = try await self.call(plugin, PluginRequest(arguments: arguments, input: input).with(handover), execution: execution, credentials: credentials)
+            let call = try await self.call(plugin, PluginRequest(arguments: arguments, input: input).with(handover), journal: journal, credentials: credentials)
             calls.append(call)
             reply = call.result?.summary ?? "The tool failed: \(call.failure?.message ?? "")"
           } else {
@@ -433,7 +451,7 @@ public struct ExecutionRunner: Sendable {
         }
         messages.append(.init(role: "tool", content: reply.truncated(toUTF8Bytes: Self.maxToolResultBytes), toolCallID: toolCall.id))
       }
-      try await self.store.setProgress(execution, 10 + 80 * (round + 1) / Self.maxModelRounds)
+      await journal.setProgress(10 + 80 * (round + 1) / Self.maxModelRounds)
     }
     throw Execution.Failure(code: "model_failed", message: "The model kept calling tools for \(Self.maxModelRounds) rounds without answering")
   }

@@ -121,6 +121,9 @@ public struct Executions: Sendable {
           agentID: agent.id, userID: caller.userID, workflowID: start.workflowID, parentID: start.parentID, input: start.input,
           retryCount: start.retryCount, maxRetries: start.maxRetries, requestID: start.requestID, callback: start.callback)
       ) { connection, execution in
+        try await self.store.append(
+          [ExecutionLog.Pending(.info, "Execution created", metadata: ["sync": .bool(start.sync)])], progress: nil, to: execution.id,
+          in: connection)
         switch start.files {
         case .attached:
           try await self.store.attach(files, to: execution.id, in: connection)
@@ -146,12 +149,10 @@ public struct Executions: Sendable {
     guard created.created else { return created.execution }
     let id = created.execution.id
     guard start.sync else {
-      try? await self.store.log(id, .info, "Execution created", metadata: ["sync": .bool(false)])
       return created.execution
     }
     // Run now, as the caller (their credentials go with every plugin call).
     do {
-      try await self.store.log(id, .info, "Execution created", metadata: ["sync": .bool(true)])
       return try await self.runLocked(id) { nil }
     } catch {
       // The caller went away before it ran, or the run could not be recorded (the database went

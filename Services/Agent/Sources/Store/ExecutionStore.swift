@@ -206,23 +206,19 @@ public struct ExecutionStore: Sendable {
     ).first.map(Self.execution)
   }
 
-  public func setProgress(_ id: UUID, _ progress: Int) async throws {
-    try await self.database.query(
-      "UPDATE executions SET progress = greatest(progress, \(min(max(progress, 0), 100))) WHERE id = \(id) AND status = 'running'",
-      logger: self.logger)
-  }
 
   /// Ends the execution with `status` if the lifecycle allows it from where it is.
   /// - Returns: the finished execution, or nil when it had already ended (a cancel won).
   public func finish(
     _ id: UUID, status: Execution.Status, output: JSONValue?, error: Execution.Failure?, milliseconds: Int?, tokens: Int?, cost: Double?,
-    then: StatusChange? = nil
+    lines: [ExecutionLog.Pending] = [], progress: Int? = nil, then: StatusChange? = nil
   ) async throws -> Execution? {
     try await self.changing(
       """
+      WITH \(logging: lines, of: id)
       UPDATE executions SET status = \(status.rawValue), output = \(output?.jsonText)::jsonb, error = \(error?.json.jsonText)::jsonb,
         execution_time_ms = \(milliseconds), tokens_used = \(tokens), cost = \(cost)::numeric(10, 4), completed_at = now(),
-        progress = CASE WHEN \(status.rawValue) = 'completed' THEN 100 ELSE progress END
+        progress = CASE WHEN \(status.rawValue) = 'completed' THEN 100 ELSE greatest(progress, \(progress ?? 0)) END
       WHERE id = \(id) AND status = ANY(\(status.predecessors.map(\.rawValue)))
       RETURNING \(unescaped: Self.columns)
       """, then: then
@@ -261,18 +257,27 @@ public struct ExecutionStore: Sendable {
   // MARK: - Logs
 
   /// Appends a line (message and metadata cut to their caps).
-  @discardableResult
-  public func log(_ executionID: UUID, _ level: ExecutionLog.Level, _ message: String, metadata: [String: JSONValue] = [:]) async throws -> Int64 {
-    var metadata = JSONValue.object(metadata)
-    if metadata.jsonText.utf8.count > 8192 { metadata = .object(["truncated": .bool(true)]) }
-    return try await self.database.query(
-      """
-      INSERT INTO execution_logs (execution_id, level, message, metadata)
-      VALUES (\(executionID), \(level.rawValue), \(message.truncated(toUTF8Bytes: ExecutionLog.maxMessageBytes)), \(metadata.jsonText)::jsonb)
-      RETURNING id
-      """, logger: self.logger
-    ).first?.decode(Int64.self) ?? 0
+  public func log(_ executionID: UUID, _ level: ExecutionLog.Level, _ message: String, metadata: [String: JSONValue] = [:]) async throws {
+    try await self.append([ExecutionLog.Pending(level, message, metadata: metadata)], progress: nil, to: executionID)
   }
+
+  /// Appends lines, in order, and raises a running execution's progress to `progress`: one
+  /// statement (on `connection` when given, inside the caller's transaction).
+  public func append(
+    _ lines: [ExecutionLog.Pending], progress: Int?, to id: UUID, in connection: DatabaseConnection? = nil
+  ) async throws {
+    let query: PostgresQuery = """
+      WITH \(logging: lines, of: id)
+      UPDATE executions SET progress = greatest(progress, \(progress ?? 0))
+      WHERE id = \(id) AND status = 'running' AND \(progress)::int IS NOT NULL
+      """
+    if let connection {
+      try await connection.query(query, logger: self.logger)
+    } else {
+      try await self.database.query(query, logger: self.logger)
+    }
+  }
+
 
   /// An execution's lines after `afterID`, oldest first, at `minLevel` or above. The time range
   /// is bounded by the execution's own (its creation to its end, or now), so only the partitions
@@ -294,5 +299,23 @@ public struct ExecutionStore: Sendable {
         id: c.0, executionID: c.1, level: ExecutionLog.Level(rawValue: c.2) ?? .info, message: c.3,
         metadata: (try? JSONValue(jsonText: c.4)) ?? .object([:]), createdAt: c.5)
     }
+  }
+}
+
+extension PostgresQuery.StringInterpolation {
+  /// The common table expression `logged AS (INSERT …)` that writes `lines` of execution `id` in
+  /// order (their ids follow it), to put before a statement that changes the execution too.
+  mutating func appendInterpolation(logging lines: [ExecutionLog.Pending], of id: UUID) {
+    self.appendLiteral("logged AS (INSERT INTO execution_logs (execution_id, level, message, metadata, created_at) SELECT ")
+    self.appendInterpolation(id)
+    self.appendLiteral(", line.level, line.message, line.metadata::jsonb, line.at FROM unnest(")
+    self.appendInterpolation(lines.map(\.level.rawValue))
+    self.appendLiteral("::text[], ")
+    self.appendInterpolation(lines.map(\.message))
+    self.appendLiteral("::text[], ")
+    self.appendInterpolation(lines.map(\.metadata))
+    self.appendLiteral("::text[], ")
+    self.appendInterpolation(lines.map(\.at))
+    self.appendLiteral("::timestamptz[]) WITH ORDINALITY AS line(level, message, metadata, at, n) ORDER BY line.n RETURNING id)")
   }
 }

@@ -87,15 +87,23 @@ public struct QueryStore: Sendable {
     return (try rows.prefix(limit).map(Self.query), Int(total), rows.count > limit)
   }
 
-  /// Questions like `question` that ran successfully on this database: examples for the model.
+  /// Questions like `question` that ran successfully on this database: examples for the model,
+  /// distinct, the best ranked of the 100 latest that match. The match goes through the GIN index
+  /// (the query is an init plan, not a per-row expression) and only those 100 are ranked: the
+  /// history grows with every question, and ranking all of it parsed every row's text each time.
   public func examples(databaseID: UUID, userID: UUID, question: String, limit: Int) async throws -> [(question: String, sql: String)] {
     try await self.database.query(
       """
-      SELECT natural_language, generated_sql FROM sql_queries,
-        LATERAL (SELECT replace(plainto_tsquery('english', \(question))::text, '&', '|')::tsquery AS q) query
-      WHERE database_id = \(databaseID) AND user_id = \(userID) AND executed AND is_safe AND natural_language <> ''
-        AND to_tsvector('english', natural_language) @@ query.q
-      ORDER BY ts_rank(to_tsvector('english', natural_language), query.q) DESC, created_at DESC LIMIT \(limit)
+      WITH recent AS (
+        SELECT natural_language, generated_sql, created_at FROM sql_queries
+        WHERE database_id = \(databaseID) AND user_id = \(userID) AND executed AND is_safe AND natural_language <> ''
+          AND to_tsvector('english', natural_language) @@ (SELECT replace(plainto_tsquery('english', \(question))::text, '&', '|')::tsquery)
+        ORDER BY created_at DESC LIMIT 100)
+      SELECT DISTINCT ON (rank, natural_language) natural_language, generated_sql FROM (
+        SELECT natural_language, generated_sql, created_at,
+          ts_rank(to_tsvector('english', natural_language), replace(plainto_tsquery('english', \(question))::text, '&', '|')::tsquery) AS rank
+        FROM recent) ranked
+      ORDER BY rank DESC, natural_language, created_at DESC LIMIT \(limit)
       """, logger: self.logger
     ).map { row in
       let (question, sql) = try row.decode((String, String).self)
