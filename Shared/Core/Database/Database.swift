@@ -127,19 +127,27 @@ enum SQLSummary {
     return operation
   }
 
+  /// The first `limit` words: runs of letters, digits, `_`, `.` and `"` (any non-ASCII byte
+  /// counts as a letter), read as UTF-8 bytes; this runs for every statement a traced call makes.
   private static func words(_ sql: some StringProtocol, limit: Int) -> [String] {
     var words: [String] = []
-    var current = ""
-    for character in sql {
-      if character.isLetter || character.isNumber || character == "_" || character == "." || character == "\"" {
-        current.append(character)
+    var current: [UInt8] = []
+    for byte in sql.utf8 {
+      let isWordByte =
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+          UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "\""), 0x80...: true
+        default: false
+        }
+      if isWordByte {
+        current.append(byte)
       } else if !current.isEmpty {
-        words.append(current)
-        current = ""
+        words.append(String(decoding: current, as: UTF8.self))
+        current.removeAll(keepingCapacity: true)
         if words.count == limit { return words }
       }
     }
-    if !current.isEmpty { words.append(current) }
+    if !current.isEmpty { words.append(String(decoding: current, as: UTF8.self)) }
     return words
   }
 }

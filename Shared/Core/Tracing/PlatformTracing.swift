@@ -21,10 +21,10 @@ public struct PlatformTracing: Sendable {
   }
 
   /// A leaf span (a SQL statement, a Redis command) under the current span, or nil when
-  /// nothing records. The caller ends it.
-  public func startLeafSpan(_ name: String, kind: SpanKind = .client) -> (any Span)? {
+  /// nothing records (then `name` is not worked out). The caller ends it.
+  public func startLeafSpan(_ name: @autoclosure () -> String, kind: SpanKind = .client) -> (any Span)? {
     guard let tracer = self.tracer else { return nil }
-    return tracer.startSpan(name, context: InstrumentationContext.current ?? .topLevel, ofKind: kind)
+    return tracer.startSpan(name(), context: InstrumentationContext.current ?? .topLevel, ofKind: kind)
   }
 
   /// The OTLP/HTTP backend for `configuration`: a tracer and the service that batches and
