@@ -88,21 +88,21 @@ public struct QueryStore: Sendable {
   }
 
   /// Questions like `question` that ran successfully on this database: examples for the model,
-  /// distinct, the best ranked of the 100 latest that match. The match goes through the GIN index
-  /// (the query is an init plan, not a per-row expression) and only those 100 are ranked: the
-  /// history grows with every question, and ranking all of it parsed every row's text each time.
+  /// distinct, the best ranked among the caller's 100 latest there. Bounded on purpose: the
+  /// history grows with every question, and matching or ranking all of it (the full-text index
+  /// finds every user's matching rows) cost more with each one asked.
   public func examples(databaseID: UUID, userID: UUID, question: String, limit: Int) async throws -> [(question: String, sql: String)] {
     try await self.database.query(
       """
-      WITH recent AS (
-        SELECT natural_language, generated_sql, created_at FROM sql_queries
-        WHERE database_id = \(databaseID) AND user_id = \(userID) AND executed AND is_safe AND natural_language <> ''
-          AND to_tsvector('english', natural_language) @@ (SELECT replace(plainto_tsquery('english', \(question))::text, '&', '|')::tsquery)
-        ORDER BY created_at DESC LIMIT 100)
+      WITH latest AS MATERIALIZED (
+          SELECT natural_language, generated_sql, created_at FROM sql_queries
+          WHERE user_id = \(userID) AND database_id = \(databaseID) AND executed AND is_safe AND natural_language <> ''
+          ORDER BY created_at DESC LIMIT 100),
+        query AS (SELECT replace(plainto_tsquery('english', \(question))::text, '&', '|')::tsquery AS q)
       SELECT DISTINCT ON (rank, natural_language) natural_language, generated_sql FROM (
-        SELECT natural_language, generated_sql, created_at,
-          ts_rank(to_tsvector('english', natural_language), replace(plainto_tsquery('english', \(question))::text, '&', '|')::tsquery) AS rank
-        FROM recent) ranked
+        SELECT latest.*, ts_rank(text.v, query.q) AS rank
+        FROM latest, query, LATERAL (SELECT to_tsvector('english', natural_language) AS v) text
+        WHERE text.v @@ query.q) ranked
       ORDER BY rank DESC, natural_language, created_at DESC LIMIT \(limit)
       """, logger: self.logger
     ).map { row in
