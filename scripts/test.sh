@@ -50,6 +50,9 @@ step "agent crash safety: killed with SIGKILL mid-execution, the job resumes it 
 # About 2 minutes: the job's 30 s lease, then the sweep's minute.
 scripts/agent-crash.sh "$(swift build --show-bin-path)/agent"
 
+step "one trace through an agent execution: persona, knowledge, text-to-SQL and the sandbox, checked at an OTLP receiver"
+scripts/agent-trace.sh "$(swift build --show-bin-path)/agent"
+
 step "code-sandbox escapes: network, files, /proc, resources, processes, privileges; nothing left behind"
 scripts/sandbox-escape.sh "$(swift build --show-bin-path)/code-sandbox"
 

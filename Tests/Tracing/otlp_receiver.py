@@ -7,8 +7,9 @@ to --out.
 
 It listens on a free loopback port, writes that port to --port-file once it is listening, and
 serves POST /v1/traces until killed. Each line: service, trace_id, span_id, parent_span_id (hex),
-name, kind (SERVER, CLIENT, ...), attributes, status. A body that does not decode is answered
-400 and logged to stderr, so a broken exporter fails the test instead of passing it silently.
+name, kind (SERVER, CLIENT, ...), attributes, status, start_ns, duration_ns. A body that does not
+decode is answered 400 and logged to stderr, so a broken exporter fails the test instead of
+passing it silently.
 """
 import argparse
 import gzip
@@ -47,6 +48,7 @@ def spans_of(request):
                     "kind": trace_pb2.Span.SpanKind.Name(span.kind).replace("SPAN_KIND_", ""),
                     "attributes": {a.key: attribute_value(a.value) for a in span.attributes},
                     "status": trace_pb2.Status.StatusCode.Name(span.status.code).replace("STATUS_CODE_", ""),
+                    "start_ns": span.start_time_unix_nano,
                     "duration_ns": span.end_time_unix_nano - span.start_time_unix_nano,
                 }
 
