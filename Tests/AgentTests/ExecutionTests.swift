@@ -1,4 +1,4 @@
-import Agent
+@testable import Agent
 import CodeSandbox
 import Crypto
 import struct Agent.Execution
@@ -318,6 +318,15 @@ struct ExecutionTests {
       await expectStatus(.failedPrecondition) { try await chain.executions.cancelExecution(.with { $0.id = mine.id }, options: me) }
       await expectStatus(.failedPrecondition) { try await chain.executions.retryExecution(.with { $0.id = mine.id }, options: me) }
     }
+  }
+
+  @Test("A plugin call's limit is its own, or what is left of the sync caller's deadline when sooner")
+  func callTimeout() {
+    let now = ContinuousClock.now
+    #expect(ExecutionRunner.callTimeout(.seconds(60), callerDeadline: nil, now: now) == .seconds(60))
+    #expect(ExecutionRunner.callTimeout(.seconds(60), callerDeadline: now + .seconds(5), now: now) == .seconds(5))
+    #expect(ExecutionRunner.callTimeout(.seconds(2), callerDeadline: now + .seconds(5), now: now) == .seconds(2))
+    #expect(ExecutionRunner.callTimeout(.seconds(2), callerDeadline: now - .seconds(1), now: now) == .milliseconds(1))
   }
 
   @Test("Deleting an agent cancels its running and pending executions")

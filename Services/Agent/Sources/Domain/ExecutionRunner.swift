@@ -264,19 +264,21 @@ public struct ExecutionRunner: Sendable {
     let clock = ContinuousClock()
     let began = clock.now
     var call = PluginCall(plugin: plugin, result: nil, failure: nil, citations: [], milliseconds: 0)
+    // Its own limit, or what is left of the sync caller's deadline when that is sooner.
+    let timeout = Self.callTimeout(self.pluginTimeout, callerDeadline: ServerContext.current?.deadline)
     do {
       let credential = try await credentials()
       switch plugin.kind {
       case .knowledgeRAG:
         call.result = try await self.peers.search(
-          config, query: request.text, alsoIn: request.knowledgeBaseIDs, credential: credential, timeout: self.pluginTimeout)
+          config, query: request.text, alsoIn: request.knowledgeBaseIDs, credential: credential, timeout: timeout)
       case .textToSQL:
-        call.result = try await self.peers.ask(config, question: request.text, credential: credential, timeout: self.pluginTimeout)
+        call.result = try await self.peers.ask(config, question: request.text, credential: credential, timeout: timeout)
       case .codeExecutor:
         if let code = request.code {
           call.result = try await self.peers.run(
             config, code: code, language: request.language, stdin: request.stdin, files: request.files, credential: credential,
-            timeout: self.pluginTimeout)
+            timeout: timeout)
         } else {
           call.result = PlatformPeers.Result(summary: "No code in the input to run.", citations: [], detail: .object([:]))
         }
@@ -285,9 +287,9 @@ public struct ExecutionRunner: Sendable {
           throw PluginFailure(code: "web_search_off", message: "web search is not configured on this server (WEB_SEARCH_URL)")
         }
         let limit = config["max_results"]?.intValue ?? 5
-        call.result = Self.webResult(try await webSearch.search(request.text, limit: limit, timeout: self.pluginTimeout))
+        call.result = Self.webResult(try await webSearch.search(request.text, limit: limit, timeout: timeout))
       case .fileUpload:
-        call.result = try await self.peers.handOver(request.files, config: config, execution: journal.id, credential: credential, timeout: self.pluginTimeout)
+        call.result = try await self.peers.handOver(request.files, config: config, execution: journal.id, credential: credential, timeout: timeout)
       }
       call.citations = call.result?.citations ?? []
     } catch let failure as PluginFailure {
@@ -317,6 +319,12 @@ public struct ExecutionRunner: Sendable {
       await journal.log(.info, "Plugin \(plugin.name) finished", metadata: ended)
     }
     return call
+  }
+
+  /// A plugin call's limit: `limit`, or the time left until the caller's deadline if sooner.
+  static func callTimeout(_ limit: Duration, callerDeadline: ContinuousClock.Instant?, now: ContinuousClock.Instant = .now) -> Duration {
+    guard let callerDeadline else { return limit }
+    return max(.milliseconds(1), min(limit, callerDeadline - now))
   }
 
   /// What a plugin is asked: the text (a search query or a question), and code to run.
