@@ -3,7 +3,8 @@
 # missing), builds everything, runs the Swift test suites (unit; integration over real loopback
 # sockets against real PostgreSQL; TLS; hostile input), the interop matrix against independent
 # gRPC implementations (Python grpcio, grpc-go, a C client on libnghttp2), the persona service
-# from C and Python clients, and checks that the generated code is up to date.
+# from C and Python clients, a backup restored (scripts/restore-test.sh), and checks that the
+# generated code is up to date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,6 +59,10 @@ scripts/sandbox-escape.sh "$(swift build --show-bin-path)/code-sandbox"
 
 step "platform.sh supervision (restarts after a crash, nothing after down)"
 scripts/test-supervision.sh "$(swift build --show-bin-path)/persona"
+
+step "backups: backup.sh and restore.sh bring a database back table for table, refuse a corrupted dump, and a failed restore changes nothing"
+# About 3 s, on a scratch database of its own.
+scripts/restore-test.sh
 
 step "generated code is up to date"
 scripts/check-generated.sh

@@ -56,10 +56,13 @@ public struct ExecutionRunner: Sendable {
 
   /// Runs it to the end and returns it as stored. Throws only when the database cannot be
   /// written (the job then retries); every failure of the run itself ends the execution.
-  public func run(_ id: UUID, credentials: @escaping Credentials) async throws -> Execution {
+  /// - Parameter known: the execution as the caller last read it, if it did: without a callback
+  ///   its start needs no transaction for the callback's notice.
+  public func run(_ id: UUID, known: Execution? = nil, credentials: @escaping Credentials) async throws -> Execution {
     let journal = ExecutionJournal(id: id, store: self.store)
     let started: Execution
-    if let moved = try await self.store.start(id, then: self.callbacks.onStatusChange) {
+    let noCallback = known.map { $0.callbackEvents?.isEmpty ?? true } ?? false
+    if let moved = try await self.store.start(id, then: noCallback ? nil : self.callbacks.onStatusChange) {
       started = moved
     } else {
       guard let current = try await self.store.execution(id) else { throw AgentError.notFound("Execution not found") }
@@ -151,7 +154,7 @@ public struct ExecutionRunner: Sendable {
     await journal.log(.info, "Persona rendered", metadata: ["characters": .number(Double(systemPrompt.count))])
     await journal.setProgress(10)
 
-    let plugins = try await self.agents.plugins(of: agent.id, includeDisabled: false, after: nil, limit: Agent.maxPlugins).plugins
+    let plugins = try await self.agents.enabledPlugins(of: agent.id)
     // The attached files go first: to the sandbox with every program, or into knowledge as
     // documents of this run, searched with the knowledge bases and deleted after it.
     var handover = FileHandover()

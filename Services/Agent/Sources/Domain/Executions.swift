@@ -103,7 +103,7 @@ public struct Executions: Sendable {
     }
     var files: [ExecutionFile] = []
     if case .attached(let attached) = start.files, !attached.isEmpty {
-      let plugins = try await self.agents.plugins(of: agent.id, includeDisabled: false, after: nil, limit: Agent.maxPlugins).plugins
+      let plugins = try await self.agents.enabledPlugins(of: agent.id)
       guard let upload = plugins.first(where: { $0.kind == .fileUpload }) else {
         throw AgentError.failedPrecondition("Files need an enabled file_upload plugin on the agent")
       }
@@ -153,7 +153,7 @@ public struct Executions: Sendable {
     }
     // Run now, as the caller (their credentials go with every plugin call).
     do {
-      return try await self.runLocked(id) { nil }
+      return try await self.runLocked(id, known: created.execution) { nil }
     } catch {
       // The caller went away before it ran, or the run could not be recorded (the database went
       // away): end it here rather than leave it to the sweep.
@@ -175,7 +175,7 @@ public struct Executions: Sendable {
   /// execution; known to `running` meanwhile, so a cancel reaches it. When another worker holds
   /// the lock: the execution as it is now, or with `retryLater` an error (the job tries again).
   private func runLocked(
-    _ id: UUID, retryLater: Bool = false, credentials: @escaping ExecutionRunner.Credentials
+    _ id: UUID, known: Execution? = nil, retryLater: Bool = false, credentials: @escaping ExecutionRunner.Credentials
   ) async throws -> Execution {
     let locks = self.locks
     var lease: DistributedLocks.Lease?
@@ -208,7 +208,7 @@ public struct Executions: Sendable {
       renewal?.cancel()
       if let lease { Task { _ = try? await locks.release(lease) } }
     }
-    return try await self.running.run(id) { try await self.runner.run(id, credentials: credentials) }
+    return try await self.running.run(id) { try await self.runner.run(id, known: known, credentials: credentials) }
   }
 
   /// Takes `lock:{name}` (seed §4.2.6), waiting up to 10 s for another holder.
@@ -256,7 +256,7 @@ public struct Executions: Sendable {
       let issuer = self.issuer, identity = self.identity
       let userID = execution.userID
       let email = payload["email"]?.stringValue
-      let finished = try await self.runLocked(id, retryLater: true) {
+      let finished = try await self.runLocked(id, known: execution, retryLater: true) {
         // A token per call, and only while the user may still sign in: a deactivated or
         // deleted user's runs stop at their next call.
         guard let user = try await identity.user(id: userID), user.canSignIn else {

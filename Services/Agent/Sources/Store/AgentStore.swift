@@ -269,6 +269,16 @@ public struct AgentStore: Sendable {
     }
   }
 
+  /// The agent's enabled plugins in execution order, in one statement (an execution's plan).
+  public func enabledPlugins(of agentID: UUID) async throws -> [AgentPlugin] {
+    try await self.database.query(
+      """
+      SELECT \(unescaped: Self.pluginColumns) FROM agent_plugins WHERE agent_id = \(agentID) AND is_enabled
+      ORDER BY order_index, id LIMIT \(Agent.maxPlugins)
+      """, logger: self.logger
+    ).map(Self.plugin)
+  }
+
   /// The agent's plugins in execution order (order_index, then id).
   public func plugins(
     of agentID: UUID, includeDisabled: Bool, after: PluginCursor?, limit: Int
