@@ -62,8 +62,7 @@ public struct ChatCompletionsClient: Sendable {
     self.provider = provider
     self.attempts = max(1, attempts)
     self.maxRetryWait = maxRetryWait
-    let host = provider.baseURL.host ?? ""
-    self.http = EgressHTTPClient(policy: EgressPolicy(rules: [.host(host.lowercased())], variable: "LLM_BASE_URL"), maxResponseBytes: 4 << 20)
+    self.http = EgressHTTPClient(policy: .operatorChosen(provider.baseURL, variable: "LLM_BASE_URL"), maxResponseBytes: 4 << 20)
   }
 
   public struct Message: Sendable, Equatable {

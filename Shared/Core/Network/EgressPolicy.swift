@@ -1,3 +1,4 @@
+public import Foundation
 public import NIOCore
 internal import NIOPosix
 #if canImport(Glibc)
@@ -38,6 +39,12 @@ public struct EgressPolicy: Sendable {
     self.rules = rules
     self.protectedEndpoints = protectedEndpoints
     self.variable = variable
+  }
+
+  /// Only the host of `url`, whatever its address: for a service the operator names in
+  /// `variable` (a model provider, a search engine), often on the same machine or network.
+  public static func operatorChosen(_ url: URL, variable: String) -> EgressPolicy {
+    EgressPolicy(rules: [.host(url.host?.lowercased() ?? "")], variable: variable)
   }
 
   /// Parses `text` ("127.0.0.0/8, ::1, db.internal").

@@ -38,7 +38,7 @@ public struct SearxNGSearch: WebSearchProvider {
   public init(baseURL: URL) {
     self.baseURL = baseURL
     self.http = EgressHTTPClient(
-      policy: EgressPolicy(rules: [.host((baseURL.host ?? "").lowercased())], variable: "WEB_SEARCH_URL"), maxResponseBytes: 2 << 20)
+      policy: .operatorChosen(baseURL, variable: "WEB_SEARCH_URL"), maxResponseBytes: 2 << 20)
   }
 
   /// From `WEB_SEARCH_URL`; nil (web search off) when it is not set.

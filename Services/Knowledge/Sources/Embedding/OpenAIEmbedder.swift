@@ -37,9 +37,8 @@ public struct OpenAIEmbedder: Embedder {
   /// server on the same machine is common).
   public init(configuration: Configuration) {
     self.configuration = configuration
-    let host = configuration.baseURL.host?.lowercased() ?? ""
     self.http = EgressHTTPClient(
-      policy: EgressPolicy(rules: [.host(host)], variable: "EMBEDDING_BASE_URL"),
+      policy: .operatorChosen(configuration.baseURL, variable: "EMBEDDING_BASE_URL"),
       maxResponseBytes: max(1 << 20, configuration.batchSize * configuration.dimension * 32 + 65536))
   }
 
