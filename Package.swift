@@ -212,6 +212,7 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+        .product(name: "Mustache", package: "swift-mustache"),
         .product(name: "PostgresNIO", package: "postgres-nio"),
         .product(name: "JWTKit", package: "jwt-kit"),
         .product(name: "Crypto", package: "swift-crypto"),
@@ -446,8 +447,20 @@ let package = Package(
     ),
     .target(
       name: "Workflow",
-      dependencies: ["PlatformCore", "PlatformProtos"],
+      dependencies: [
+        "GRPCRuntime", "PlatformCore", "PlatformProtos",
+        .product(name: "PostgresNIO", package: "postgres-nio"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
       path: "Services/Workflow/Sources",
+      resources: [.copy("Migrations")],
+      swiftSettings: upcomingFeatures
+    ),
+    .testTarget(
+      name: "WorkflowTests",
+      dependencies: ["Workflow", "PlatformTesting", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+      path: "Tests/WorkflowTests",
+      exclude: ["counting_server.py"],
       swiftSettings: upcomingFeatures
     ),
     .executableTarget(

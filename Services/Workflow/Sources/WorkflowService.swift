@@ -1,7 +1,80 @@
+public import GRPCRuntime
 public import PlatformCore
+internal import Foundation
+internal import Logging
 
-/// The Workflow service. Until its own issue it is a placeholder: it connects its database and
-/// serves health and reflection; every other call is UNIMPLEMENTED.
-public enum WorkflowService {
-  public static let definition = PlaceholderServiceDefinition(name: .workflow)
+/// The workflow service: DAG workflows in VueFlow's JSON (workflow_db), validated, published as
+/// immutable snapshots, and run by a durable executor (a job per run) that commits every node's
+/// state before the nodes after it start, resumes from the failed nodes on request, and goes on
+/// after a crash from what was committed. Nodes call agent, persona, knowledge, text-to-SQL and
+/// the code sandbox with the credential of whoever started the run.
+///
+/// Configuration: `WORKFLOW_MAX_PARALLEL` (nodes of a run at once, default 10),
+/// `WORKFLOW_MAX_STEPS` (node attempts per run, 2000), `WORKFLOW_TIMEOUT_SECONDS` (3600),
+/// `WORKFLOW_MAX_ITERATION_ITEMS` (1000), `WORKFLOW_HTTP_ALLOWED_HOSTS` (where http nodes may go;
+/// default public addresses only), `WORKFLOW_ENCRYPTION_KEY` (seals run credentials so another
+/// replica can go on with a run; without it they stay in the process that took the call),
+/// `LLM_PROVIDER`/`LLM_BASE_URL`/`LLM_MODEL` (llm nodes) and `WORKFLOW_MODEL_PRICES`
+/// (`model=prompt/completion` USD per million tokens).
+public struct WorkflowService: PlatformServiceDefinition {
+  public var name: PlatformServiceName { .workflow }
+
+  public init() {}
+
+  public static let definition = WorkflowService()
+
+  public func migrations() throws -> [Migration] {
+    try Migration.load(bundle: .module)
+  }
+
+  public var accessPolicy: AccessPolicy { WorkflowAPI.accessPolicy }
+
+  public func makeServices(_ resources: ServiceResources) async throws -> [any RPCService] {
+    try await self.makeServicesAndJobs(resources).services
+  }
+
+  public func makeServicesAndJobs(_ resources: ServiceResources) async throws -> (services: [any RPCService], jobs: [JobHandler]) {
+    let environment = resources.configuration.environment
+    let limits = try WorkflowLimits(environment: environment)
+    let workflowStore = WorkflowStore(database: resources.database, logger: resources.logger)
+    let executionStore = ExecutionStore(database: resources.database, logger: resources.logger)
+    let channels = try PeerChannels(
+      [.agent, .persona, .knowledge, .textToSQL, .codeSandbox], configuration: resources.configuration, tracing: resources.tracing,
+      lifetime: resources.lifetime)
+    let provider = try ModelProvider(environment: environment)
+    let chat: ChatCompletionsClient? = if case .openAI(let settings) = provider { ChatCompletionsClient(provider: settings) } else { nil }
+    let http = EgressHTTPClient(
+      policy: try EgressPolicy(parsing: environment["WORKFLOW_HTTP_ALLOWED_HOSTS"] ?? "", variable: "WORKFLOW_HTTP_ALLOWED_HOSTS"),
+      maxResponseBytes: limits.maxOutputBytes)
+    let executors = NodeExecutors(
+      peers: WorkflowPeers(channels), http: http, chat: chat, prices: try Self.prices(environment), limits: limits)
+    let runner = WorkflowRunner(executions: executionStore, workflows: workflowStore, executors: executors, limits: limits, logger: resources.logger)
+    let running = RunningTasks(redis: resources.redis, channel: WorkflowRuns.cancelChannel, logger: resources.logger)
+    resources.lifetime.run { await running.follow() }
+    let runs = WorkflowRuns(
+      workflows: workflowStore, executions: executionStore, runner: runner, jobs: resources.jobs, running: running,
+      secrets: try environment["WORKFLOW_ENCRYPTION_KEY"].map { try SecretBox(parsing: $0, variable: "WORKFLOW_ENCRYPTION_KEY") }, limits: limits,
+      logger: resources.logger)
+    let interval = try environment.int("WORKFLOW_SCHEDULER_INTERVAL_MS", default: 5000, range: 100...600_000)
+    resources.lifetime.run { await runs.schedule(interval: .milliseconds(interval)) }
+    let workflows = Workflows(store: workflowStore, logger: resources.logger)
+    return ([WorkflowAPI(workflows: workflows, runs: runs)], [runs.handler, runs.scheduleHandler])
+  }
+
+  /// WORKFLOW_MODEL_PRICES: `model=prompt/completion` in USD per million tokens, comma-separated.
+  static func prices(_ environment: Environment) throws -> [String: (prompt: Double, completion: Double)] {
+    var prices: [String: (prompt: Double, completion: Double)] = [:]
+    for entry in (environment["WORKFLOW_MODEL_PRICES"] ?? "").split(separator: ",") {
+      let parts = entry.split(separator: "=", maxSplits: 1)
+      let amounts = parts.count == 2 ? parts[1].split(separator: "/") : []
+      guard parts.count == 2, amounts.count == 2, let prompt = Double(amounts[0]), let completion = Double(amounts[1]), prompt >= 0, completion >= 0,
+        prompt.isFinite, completion.isFinite
+      else {
+        throw Environment.InvalidValue(
+          variable: "WORKFLOW_MODEL_PRICES", value: String(entry), expected: "model=prompt/completion in USD per million tokens, e.g. gpt-4o-mini=0.15/0.6")
+      }
+      prices[parts[0].trimmingCharacters(in: .whitespaces)] = (prompt, completion)
+    }
+    return prices
+  }
 }

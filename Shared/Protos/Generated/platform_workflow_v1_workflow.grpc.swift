@@ -93,6 +93,16 @@ public enum Platform_Workflow_V1_WorkflowService {
       method: "ListSnapshots",
       kind: .unary
     )
+    public static let publishWorkflow = MethodDescriptor(
+      service: "platform.workflow.v1.WorkflowService",
+      method: "PublishWorkflow",
+      kind: .unary
+    )
+    public static let restoreSnapshot = MethodDescriptor(
+      service: "platform.workflow.v1.WorkflowService",
+      method: "RestoreSnapshot",
+      kind: .unary
+    )
 
     /// Every method of the service, in .proto order.
     public static let all: [MethodDescriptor] = [
@@ -108,7 +118,9 @@ public enum Platform_Workflow_V1_WorkflowService {
       Self.cancelWorkflowExecution,
       Self.resumeWorkflowExecution,
       Self.watchWorkflowExecution,
-      Self.listSnapshots
+      Self.listSnapshots,
+      Self.publishWorkflow,
+      Self.restoreSnapshot
     ]
   }
 }
@@ -211,6 +223,22 @@ public protocol Platform_Workflow_V1_WorkflowServiceHandler: RPCService {
     _ request: Platform_Workflow_V1_ListSnapshotsRequest,
     context: ServerContext
   ) async throws -> Platform_Workflow_V1_ListSnapshotsResponse
+
+  /// Validates the current definition, makes the workflow ACTIVE and writes its snapshot (an
+  /// immutable version runs can name). NOT_FOUND, FAILED_PRECONDITION (invalid; archived;
+  /// version). Requires workflow:write.
+  func publishWorkflow(
+    _ request: Platform_Workflow_V1_PublishWorkflowRequest,
+    context: ServerContext
+  ) async throws -> Platform_Workflow_V1_Workflow
+
+  /// Copies a snapshot's definition into the workflow as a new version (status DRAFT).
+  /// NOT_FOUND (workflow or snapshot), FAILED_PRECONDITION (archived; version).
+  /// Requires workflow:write.
+  func restoreSnapshot(
+    _ request: Platform_Workflow_V1_RestoreSnapshotRequest,
+    context: ServerContext
+  ) async throws -> Platform_Workflow_V1_Workflow
 }
 
 extension Platform_Workflow_V1_WorkflowServiceHandler {
@@ -280,6 +308,16 @@ extension Platform_Workflow_V1_WorkflowServiceHandler {
       Platform_Workflow_V1_WorkflowService.Method.listSnapshots
     ) { request, context in
       try await self.listSnapshots(request, context: context)
+    }
+    router.registerUnary(
+      Platform_Workflow_V1_WorkflowService.Method.publishWorkflow
+    ) { request, context in
+      try await self.publishWorkflow(request, context: context)
+    }
+    router.registerUnary(
+      Platform_Workflow_V1_WorkflowService.Method.restoreSnapshot
+    ) { request, context in
+      try await self.restoreSnapshot(request, context: context)
     }
   }
 }
@@ -530,6 +568,44 @@ public struct Platform_Workflow_V1_WorkflowServiceClient: Sendable {
   ) async throws -> Platform_Workflow_V1_ListSnapshotsResponse {
     try await self.channel.unary(
       Platform_Workflow_V1_WorkflowService.Method.listSnapshots,
+      request: request,
+      options: options
+    )
+  }
+
+  /// Validates the current definition, makes the workflow ACTIVE and writes its snapshot (an
+  /// immutable version runs can name). NOT_FOUND, FAILED_PRECONDITION (invalid; archived;
+  /// version). Requires workflow:write.
+  ///
+  /// - Parameters:
+  ///   - request: The request message.
+  ///   - options: Options for this call; defaults to `CallOptions.defaults`.
+  /// - Returns: The response message.
+  public func publishWorkflow(
+    _ request: Platform_Workflow_V1_PublishWorkflowRequest,
+    options: CallOptions = .defaults
+  ) async throws -> Platform_Workflow_V1_Workflow {
+    try await self.channel.unary(
+      Platform_Workflow_V1_WorkflowService.Method.publishWorkflow,
+      request: request,
+      options: options
+    )
+  }
+
+  /// Copies a snapshot's definition into the workflow as a new version (status DRAFT).
+  /// NOT_FOUND (workflow or snapshot), FAILED_PRECONDITION (archived; version).
+  /// Requires workflow:write.
+  ///
+  /// - Parameters:
+  ///   - request: The request message.
+  ///   - options: Options for this call; defaults to `CallOptions.defaults`.
+  /// - Returns: The response message.
+  public func restoreSnapshot(
+    _ request: Platform_Workflow_V1_RestoreSnapshotRequest,
+    options: CallOptions = .defaults
+  ) async throws -> Platform_Workflow_V1_Workflow {
+    try await self.channel.unary(
+      Platform_Workflow_V1_WorkflowService.Method.restoreSnapshot,
       request: request,
       options: options
     )

@@ -106,10 +106,10 @@ public nonisolated enum Platform_Workflow_V1_WorkflowIssueCode: SwiftProtobuf.En
   /// A node's data lacks or has an invalid setting.
   case invalidNodeData // = 5
 
-  /// No "input" node, or more than one.
+  /// No "start" node, or more than one.
   case missingInput // = 6
 
-  /// No "output" node.
+  /// No "end" node.
   case missingOutput // = 7
 
   /// A node can't be reached from the input node (a warning: it never runs).
@@ -117,6 +117,9 @@ public nonisolated enum Platform_Workflow_V1_WorkflowIssueCode: SwiftProtobuf.En
 
   /// An edge's condition doesn't parse.
   case invalidCondition // = 9
+
+  /// A variable reference names no upstream node, or a field that node does not produce.
+  case unknownReference // = 10
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -135,6 +138,7 @@ public nonisolated enum Platform_Workflow_V1_WorkflowIssueCode: SwiftProtobuf.En
     case 7: self = .missingOutput
     case 8: self = .unreachableNode
     case 9: self = .invalidCondition
+    case 10: self = .unknownReference
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -151,6 +155,7 @@ public nonisolated enum Platform_Workflow_V1_WorkflowIssueCode: SwiftProtobuf.En
     case .missingOutput: return 7
     case .unreachableNode: return 8
     case .invalidCondition: return 9
+    case .unknownReference: return 10
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -167,6 +172,69 @@ public nonisolated enum Platform_Workflow_V1_WorkflowIssueCode: SwiftProtobuf.En
     .missingOutput,
     .unreachableNode,
     .invalidCondition,
+    .unknownReference,
+  ]
+
+}
+
+/// What happened to a node (WorkflowExecutionEvent.node_event).
+public nonisolated enum Platform_Workflow_V1_NodeEventKind: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case started // = 1
+
+  /// A failed attempt will be tried again (after its backoff).
+  case retried // = 2
+  case finished // = 3
+  case failed // = 4
+
+  /// A branch not taken.
+  case skipped // = 5
+
+  /// The run was interrupted (its process stopped) while the node ran; the message says whether
+  /// it runs again.
+  case interrupted // = 6
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .started
+    case 2: self = .retried
+    case 3: self = .finished
+    case 4: self = .failed
+    case 5: self = .skipped
+    case 6: self = .interrupted
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .started: return 1
+    case .retried: return 2
+    case .finished: return 3
+    case .failed: return 4
+    case .skipped: return 5
+    case .interrupted: return 6
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Platform_Workflow_V1_NodeEventKind] = [
+    .unspecified,
+    .started,
+    .retried,
+    .finished,
+    .failed,
+    .skipped,
+    .interrupted,
   ]
 
 }
@@ -213,8 +281,10 @@ public nonisolated struct Platform_Workflow_V1_Node: Sendable {
   /// Unique within the workflow, 1–100 characters.
   public var id: String = String()
 
-  /// The node kind. Executable kinds: "input", "output", "agent", "code", "sql", "knowledge",
-  /// "condition", "transform"; others are canvas-only (e.g. "note") and skipped when running.
+  /// The node kind: "start" and "end" ("input" and "output" are the same kinds), "agent", "llm",
+  /// "persona", "knowledge_retrieval", "text_to_sql", "code", "http", "condition", "template",
+  /// "variable_assign", "iteration", "aggregate", "wait"; "note" is canvas-only and never runs.
+  /// Any other type is an UNKNOWN_NODE_TYPE issue.
   public var type: String = String()
 
   public var label: String = String()
@@ -228,7 +298,12 @@ public nonisolated struct Platform_Workflow_V1_Node: Sendable {
   /// Clears the value of `position`. Subsequent reads from it will return its default value.
   public mutating func clearPosition() {self._position = nil}
 
-  /// The kind's configuration, e.g. {"agent_id": "…", "input": "{{ nodes.n1.output.text }}"}.
+  /// The kind's configuration, e.g. {"agent_id": "…", "message": "{{nodes.n1.output.text}}"}.
+  /// Strings may reference the run's input and upstream outputs as {{input.<path>}} and
+  /// {{nodes.<id>.output.<path>}}; a string that is exactly one reference takes the referenced
+  /// value with its type. Every kind also takes "retry" ({"max_attempts", "backoff_ms",
+  /// "timeout_seconds"}), "on_error" ("fail", "default" with "default_output", or "fail_branch":
+  /// the edges from the "fail" handle run instead) — see the README's workflow section.
   public var data: SwiftProtobuf.Google_Protobuf_Struct {
     get {_data ?? SwiftProtobuf.Google_Protobuf_Struct()}
     set {_data = newValue}
@@ -415,11 +490,63 @@ public nonisolated struct Platform_Workflow_V1_Workflow: @unchecked Sendable {
   /// Clears the value of `deleteTime`. Subsequent reads from it will return its default value.
   public mutating func clearDeleteTime() {_uniqueStorage()._deleteTime = nil}
 
+  /// Cron triggers: each fire time runs the workflow once, across all replicas. At most 10.
+  public var schedules: [Platform_Workflow_V1_Schedule] {
+    get {_storage._schedules}
+    set {_uniqueStorage()._schedules = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// A cron trigger of a workflow.
+public nonisolated struct Platform_Workflow_V1_Schedule: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Unique within the workflow, 1–100 characters.
+  public var id: String = String()
+
+  /// Five fields (minute hour day-of-month month day-of-week) or @hourly, @daily, @weekly,
+  /// @monthly, @yearly.
+  public var cron: String = String()
+
+  /// An IANA time zone, e.g. "Europe/Paris"; empty = UTC.
+  public var timeZone: String = String()
+
+  /// The run's inputs.
+  public var inputs: SwiftProtobuf.Google_Protobuf_Struct {
+    get {_inputs ?? SwiftProtobuf.Google_Protobuf_Struct()}
+    set {_inputs = newValue}
+  }
+  /// Returns true if `inputs` has been explicitly set.
+  public var hasInputs: Bool {self._inputs != nil}
+  /// Clears the value of `inputs`. Subsequent reads from it will return its default value.
+  public mutating func clearInputs() {self._inputs = nil}
+
+  public var enabled: Bool = false
+
+  /// Output only. The next fire time, if enabled.
+  public var nextFireTime: SwiftProtobuf.Google_Protobuf_Timestamp {
+    get {_nextFireTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_nextFireTime = newValue}
+  }
+  /// Returns true if `nextFireTime` has been explicitly set.
+  public var hasNextFireTime: Bool {self._nextFireTime != nil}
+  /// Clears the value of `nextFireTime`. Subsequent reads from it will return its default value.
+  public mutating func clearNextFireTime() {self._nextFireTime = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _inputs: SwiftProtobuf.Google_Protobuf_Struct? = nil
+  fileprivate var _nextFireTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
 }
 
 public nonisolated struct Platform_Workflow_V1_WorkflowIssue: Sendable {
@@ -445,80 +572,110 @@ public nonisolated struct Platform_Workflow_V1_WorkflowIssue: Sendable {
 }
 
 /// One node's run within a workflow execution (an element of workflow_executions.node_executions).
-public nonisolated struct Platform_Workflow_V1_NodeExecution: Sendable {
+public nonisolated struct Platform_Workflow_V1_NodeExecution: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var nodeID: String = String()
+  public var nodeID: String {
+    get {_storage._nodeID}
+    set {_uniqueStorage()._nodeID = newValue}
+  }
 
-  public var nodeType: String = String()
+  public var nodeType: String {
+    get {_storage._nodeType}
+    set {_uniqueStorage()._nodeType = newValue}
+  }
 
-  public var status: Platform_Common_V1_ExecutionStatus = .unspecified
+  public var status: Platform_Common_V1_ExecutionStatus {
+    get {_storage._status}
+    set {_uniqueStorage()._status = newValue}
+  }
 
   public var input: SwiftProtobuf.Google_Protobuf_Struct {
-    get {_input ?? SwiftProtobuf.Google_Protobuf_Struct()}
-    set {_input = newValue}
+    get {_storage._input ?? SwiftProtobuf.Google_Protobuf_Struct()}
+    set {_uniqueStorage()._input = newValue}
   }
   /// Returns true if `input` has been explicitly set.
-  public var hasInput: Bool {self._input != nil}
+  public var hasInput: Bool {_storage._input != nil}
   /// Clears the value of `input`. Subsequent reads from it will return its default value.
-  public mutating func clearInput() {self._input = nil}
+  public mutating func clearInput() {_uniqueStorage()._input = nil}
 
   public var output: SwiftProtobuf.Google_Protobuf_Struct {
-    get {_output ?? SwiftProtobuf.Google_Protobuf_Struct()}
-    set {_output = newValue}
+    get {_storage._output ?? SwiftProtobuf.Google_Protobuf_Struct()}
+    set {_uniqueStorage()._output = newValue}
   }
   /// Returns true if `output` has been explicitly set.
-  public var hasOutput: Bool {self._output != nil}
+  public var hasOutput: Bool {_storage._output != nil}
   /// Clears the value of `output`. Subsequent reads from it will return its default value.
-  public mutating func clearOutput() {self._output = nil}
+  public mutating func clearOutput() {_uniqueStorage()._output = nil}
 
   public var error: Platform_Common_V1_ErrorInfo {
-    get {_error ?? Platform_Common_V1_ErrorInfo()}
-    set {_error = newValue}
+    get {_storage._error ?? Platform_Common_V1_ErrorInfo()}
+    set {_uniqueStorage()._error = newValue}
   }
   /// Returns true if `error` has been explicitly set.
-  public var hasError: Bool {self._error != nil}
+  public var hasError: Bool {_storage._error != nil}
   /// Clears the value of `error`. Subsequent reads from it will return its default value.
-  public mutating func clearError() {self._error = nil}
+  public mutating func clearError() {_uniqueStorage()._error = nil}
 
   /// 1 for the first try.
-  public var attempt: Int32 = 0
+  public var attempt: Int32 {
+    get {_storage._attempt}
+    set {_uniqueStorage()._attempt = newValue}
+  }
 
   /// The execution the node started in another service (e.g. an agent execution id), if any.
-  public var childExecutionID: String = String()
+  public var childExecutionID: String {
+    get {_storage._childExecutionID}
+    set {_uniqueStorage()._childExecutionID = newValue}
+  }
 
   /// Whether an edge condition or branch skipped the node (status COMPLETED, no output).
-  public var skipped: Bool = false
+  public var skipped: Bool {
+    get {_storage._skipped}
+    set {_uniqueStorage()._skipped = newValue}
+  }
 
   public var startTime: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_startTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_startTime = newValue}
+    get {_storage._startTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._startTime = newValue}
   }
   /// Returns true if `startTime` has been explicitly set.
-  public var hasStartTime: Bool {self._startTime != nil}
+  public var hasStartTime: Bool {_storage._startTime != nil}
   /// Clears the value of `startTime`. Subsequent reads from it will return its default value.
-  public mutating func clearStartTime() {self._startTime = nil}
+  public mutating func clearStartTime() {_uniqueStorage()._startTime = nil}
 
   public var completeTime: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_completeTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_completeTime = newValue}
+    get {_storage._completeTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_uniqueStorage()._completeTime = newValue}
   }
   /// Returns true if `completeTime` has been explicitly set.
-  public var hasCompleteTime: Bool {self._completeTime != nil}
+  public var hasCompleteTime: Bool {_storage._completeTime != nil}
   /// Clears the value of `completeTime`. Subsequent reads from it will return its default value.
-  public mutating func clearCompleteTime() {self._completeTime = nil}
+  public mutating func clearCompleteTime() {_uniqueStorage()._completeTime = nil}
+
+  /// The node's configuration as resolved for its last attempt (references replaced).
+  public var resolvedData: SwiftProtobuf.Google_Protobuf_Struct {
+    get {_storage._resolvedData ?? SwiftProtobuf.Google_Protobuf_Struct()}
+    set {_uniqueStorage()._resolvedData = newValue}
+  }
+  /// Returns true if `resolvedData` has been explicitly set.
+  public var hasResolvedData: Bool {_storage._resolvedData != nil}
+  /// Clears the value of `resolvedData`. Subsequent reads from it will return its default value.
+  public mutating func clearResolvedData() {_uniqueStorage()._resolvedData = nil}
+
+  /// Milliseconds of its last attempt.
+  public var executionTimeMs: Int32 {
+    get {_storage._executionTimeMs}
+    set {_uniqueStorage()._executionTimeMs = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _input: SwiftProtobuf.Google_Protobuf_Struct? = nil
-  fileprivate var _output: SwiftProtobuf.Google_Protobuf_Struct? = nil
-  fileprivate var _error: Platform_Common_V1_ErrorInfo? = nil
-  fileprivate var _startTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
-  fileprivate var _completeTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// A run of a workflow (workflow_db.workflow_executions).
@@ -646,6 +803,18 @@ public nonisolated struct Platform_Workflow_V1_WorkflowExecution: @unchecked Sen
   public var hasCompleteTime: Bool {_storage._completeTime != nil}
   /// Clears the value of `completeTime`. Subsequent reads from it will return its default value.
   public mutating func clearCompleteTime() {_uniqueStorage()._completeTime = nil}
+
+  /// How many times it was resumed.
+  public var resumeCount: Int32 {
+    get {_storage._resumeCount}
+    set {_uniqueStorage()._resumeCount = newValue}
+  }
+
+  /// The schedule that started it, if one did.
+  public var scheduleID: String {
+    get {_storage._scheduleID}
+    set {_uniqueStorage()._scheduleID = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -907,6 +1076,13 @@ public nonisolated struct Platform_Workflow_V1_RunWorkflowRequest: Sendable {
   /// Idempotency key (UUID): a retry returns the execution the first call started.
   public var requestID: String = String()
 
+  /// Wait for the run to end (within the call's deadline) and return it finished; false returns
+  /// it PENDING.
+  public var sync: Bool = false
+
+  /// Run this published snapshot's version instead of the current definition.
+  public var snapshotVersion: Int32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -982,6 +1158,10 @@ public nonisolated struct Platform_Workflow_V1_ResumeWorkflowExecutionRequest: S
 
   public var id: String = String()
 
+  /// Changed configuration for nodes that have not completed, by node id: the keys given replace
+  /// those of the node's data for the resumed run. Naming a completed node is FAILED_PRECONDITION.
+  public var nodeData: Dictionary<String,SwiftProtobuf.Google_Protobuf_Struct> = [:]
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1000,43 +1180,45 @@ public nonisolated struct Platform_Workflow_V1_WatchWorkflowExecutionRequest: Se
 }
 
 /// One event of a watched workflow execution.
-public nonisolated struct Platform_Workflow_V1_WorkflowExecutionEvent: @unchecked Sendable {
+public nonisolated struct Platform_Workflow_V1_WorkflowExecutionEvent: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var eventTime: SwiftProtobuf.Google_Protobuf_Timestamp {
-    get {_storage._eventTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
-    set {_uniqueStorage()._eventTime = newValue}
+    get {_eventTime ?? SwiftProtobuf.Google_Protobuf_Timestamp()}
+    set {_eventTime = newValue}
   }
   /// Returns true if `eventTime` has been explicitly set.
-  public var hasEventTime: Bool {_storage._eventTime != nil}
+  public var hasEventTime: Bool {self._eventTime != nil}
   /// Clears the value of `eventTime`. Subsequent reads from it will return its default value.
-  public mutating func clearEventTime() {_uniqueStorage()._eventTime = nil}
+  public mutating func clearEventTime() {self._eventTime = nil}
 
-  public var event: OneOf_Event? {
-    get {return _storage._event}
-    set {_uniqueStorage()._event = newValue}
-  }
+  public var event: Platform_Workflow_V1_WorkflowExecutionEvent.OneOf_Event? = nil
 
   /// The execution (with node_executions): sent first, then on every change of its status. The
   /// stream ends after the event carrying a terminal status.
   public var execution: Platform_Workflow_V1_WorkflowExecution {
     get {
-      if case .execution(let v)? = _storage._event {return v}
+      if case .execution(let v)? = event {return v}
       return Platform_Workflow_V1_WorkflowExecution()
     }
-    set {_uniqueStorage()._event = .execution(newValue)}
+    set {event = .execution(newValue)}
   }
 
   /// A node started, finished, failed, was retried or skipped.
   public var node: Platform_Workflow_V1_NodeExecution {
     get {
-      if case .node(let v)? = _storage._event {return v}
+      if case .node(let v)? = event {return v}
       return Platform_Workflow_V1_NodeExecution()
     }
-    set {_uniqueStorage()._event = .node(newValue)}
+    set {event = .node(newValue)}
   }
+
+  /// What happened, with `node`.
+  public var nodeEvent: Platform_Workflow_V1_NodeEventKind = .unspecified
+
+  public var message: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1051,7 +1233,40 @@ public nonisolated struct Platform_Workflow_V1_WorkflowExecutionEvent: @unchecke
 
   public init() {}
 
-  fileprivate var _storage = _StorageClass.defaultInstance
+  fileprivate var _eventTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+}
+
+public nonisolated struct Platform_Workflow_V1_PublishWorkflowRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  /// If non-zero, FAILED_PRECONDITION unless it is the current version.
+  public var version: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Platform_Workflow_V1_RestoreSnapshotRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var workflowID: String = String()
+
+  /// The snapshot's workflow_version.
+  public var snapshotVersion: Int32 = 0
+
+  /// If non-zero, FAILED_PRECONDITION unless it is the current version.
+  public var version: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Platform_Workflow_V1_ListSnapshotsRequest: Sendable {
@@ -1096,7 +1311,11 @@ nonisolated extension Platform_Workflow_V1_WorkflowStatus: SwiftProtobuf._ProtoN
 }
 
 nonisolated extension Platform_Workflow_V1_WorkflowIssueCode: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0WORKFLOW_ISSUE_CODE_UNSPECIFIED\0\u{1}WORKFLOW_ISSUE_CODE_CYCLE\0\u{1}WORKFLOW_ISSUE_CODE_DUPLICATE_ID\0\u{1}WORKFLOW_ISSUE_CODE_DANGLING_EDGE\0\u{1}WORKFLOW_ISSUE_CODE_UNKNOWN_NODE_TYPE\0\u{1}WORKFLOW_ISSUE_CODE_INVALID_NODE_DATA\0\u{1}WORKFLOW_ISSUE_CODE_MISSING_INPUT\0\u{1}WORKFLOW_ISSUE_CODE_MISSING_OUTPUT\0\u{1}WORKFLOW_ISSUE_CODE_UNREACHABLE_NODE\0\u{1}WORKFLOW_ISSUE_CODE_INVALID_CONDITION\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0WORKFLOW_ISSUE_CODE_UNSPECIFIED\0\u{1}WORKFLOW_ISSUE_CODE_CYCLE\0\u{1}WORKFLOW_ISSUE_CODE_DUPLICATE_ID\0\u{1}WORKFLOW_ISSUE_CODE_DANGLING_EDGE\0\u{1}WORKFLOW_ISSUE_CODE_UNKNOWN_NODE_TYPE\0\u{1}WORKFLOW_ISSUE_CODE_INVALID_NODE_DATA\0\u{1}WORKFLOW_ISSUE_CODE_MISSING_INPUT\0\u{1}WORKFLOW_ISSUE_CODE_MISSING_OUTPUT\0\u{1}WORKFLOW_ISSUE_CODE_UNREACHABLE_NODE\0\u{1}WORKFLOW_ISSUE_CODE_INVALID_CONDITION\0\u{1}WORKFLOW_ISSUE_CODE_UNKNOWN_REFERENCE\0")
+}
+
+nonisolated extension Platform_Workflow_V1_NodeEventKind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0NODE_EVENT_KIND_UNSPECIFIED\0\u{1}NODE_EVENT_KIND_STARTED\0\u{1}NODE_EVENT_KIND_RETRIED\0\u{1}NODE_EVENT_KIND_FINISHED\0\u{1}NODE_EVENT_KIND_FAILED\0\u{1}NODE_EVENT_KIND_SKIPPED\0\u{1}NODE_EVENT_KIND_INTERRUPTED\0")
 }
 
 nonisolated extension Platform_Workflow_V1_Position: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -1304,7 +1523,7 @@ nonisolated extension Platform_Workflow_V1_Edge: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Platform_Workflow_V1_Workflow: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Workflow"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}user_id\0\u{1}name\0\u{1}description\0\u{1}status\0\u{1}version\0\u{1}nodes\0\u{1}edges\0\u{1}viewport\0\u{1}metadata\0\u{1}tags\0\u{3}create_time\0\u{3}update_time\0\u{3}publish_time\0\u{3}delete_time\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}user_id\0\u{1}name\0\u{1}description\0\u{1}status\0\u{1}version\0\u{1}nodes\0\u{1}edges\0\u{1}viewport\0\u{1}metadata\0\u{1}tags\0\u{3}create_time\0\u{3}update_time\0\u{3}publish_time\0\u{3}delete_time\0\u{1}schedules\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -1322,6 +1541,7 @@ nonisolated extension Platform_Workflow_V1_Workflow: SwiftProtobuf.Message, Swif
     var _updateTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _publishTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _deleteTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _schedules: [Platform_Workflow_V1_Schedule] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1347,6 +1567,7 @@ nonisolated extension Platform_Workflow_V1_Workflow: SwiftProtobuf.Message, Swif
       _updateTime = source._updateTime
       _publishTime = source._publishTime
       _deleteTime = source._deleteTime
+      _schedules = source._schedules
     }
   }
 
@@ -1380,6 +1601,7 @@ nonisolated extension Platform_Workflow_V1_Workflow: SwiftProtobuf.Message, Swif
         case 13: try { try decoder.decodeSingularMessageField(value: &_storage._updateTime) }()
         case 14: try { try decoder.decodeSingularMessageField(value: &_storage._publishTime) }()
         case 15: try { try decoder.decodeSingularMessageField(value: &_storage._deleteTime) }()
+        case 16: try { try decoder.decodeRepeatedMessageField(value: &_storage._schedules) }()
         default: break
         }
       }
@@ -1437,6 +1659,9 @@ nonisolated extension Platform_Workflow_V1_Workflow: SwiftProtobuf.Message, Swif
       try { if let v = _storage._deleteTime {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
       } }()
+      if !_storage._schedules.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._schedules, fieldNumber: 16)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1461,10 +1686,70 @@ nonisolated extension Platform_Workflow_V1_Workflow: SwiftProtobuf.Message, Swif
         if _storage._updateTime != rhs_storage._updateTime {return false}
         if _storage._publishTime != rhs_storage._publishTime {return false}
         if _storage._deleteTime != rhs_storage._deleteTime {return false}
+        if _storage._schedules != rhs_storage._schedules {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Workflow_V1_Schedule: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Schedule"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}cron\0\u{3}time_zone\0\u{1}inputs\0\u{1}enabled\0\u{3}next_fire_time\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.cron) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.timeZone) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._inputs) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.enabled) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._nextFireTime) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if !self.cron.isEmpty {
+      try visitor.visitSingularStringField(value: self.cron, fieldNumber: 2)
+    }
+    if !self.timeZone.isEmpty {
+      try visitor.visitSingularStringField(value: self.timeZone, fieldNumber: 3)
+    }
+    try { if let v = self._inputs {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    if self.enabled != false {
+      try visitor.visitSingularBoolField(value: self.enabled, fieldNumber: 5)
+    }
+    try { if let v = self._nextFireTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Workflow_V1_Schedule, rhs: Platform_Workflow_V1_Schedule) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.cron != rhs.cron {return false}
+    if lhs.timeZone != rhs.timeZone {return false}
+    if lhs._inputs != rhs._inputs {return false}
+    if lhs.enabled != rhs.enabled {return false}
+    if lhs._nextFireTime != rhs._nextFireTime {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1522,83 +1807,153 @@ nonisolated extension Platform_Workflow_V1_WorkflowIssue: SwiftProtobuf.Message,
 
 nonisolated extension Platform_Workflow_V1_NodeExecution: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NodeExecution"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{3}node_type\0\u{1}status\0\u{1}input\0\u{1}output\0\u{1}error\0\u{1}attempt\0\u{3}child_execution_id\0\u{1}skipped\0\u{3}start_time\0\u{3}complete_time\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{3}node_type\0\u{1}status\0\u{1}input\0\u{1}output\0\u{1}error\0\u{1}attempt\0\u{3}child_execution_id\0\u{1}skipped\0\u{3}start_time\0\u{3}complete_time\0\u{3}resolved_data\0\u{3}execution_time_ms\0")
+
+  fileprivate class _StorageClass {
+    var _nodeID: String = String()
+    var _nodeType: String = String()
+    var _status: Platform_Common_V1_ExecutionStatus = .unspecified
+    var _input: SwiftProtobuf.Google_Protobuf_Struct? = nil
+    var _output: SwiftProtobuf.Google_Protobuf_Struct? = nil
+    var _error: Platform_Common_V1_ErrorInfo? = nil
+    var _attempt: Int32 = 0
+    var _childExecutionID: String = String()
+    var _skipped: Bool = false
+    var _startTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _completeTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _resolvedData: SwiftProtobuf.Google_Protobuf_Struct? = nil
+    var _executionTimeMs: Int32 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _nodeID = source._nodeID
+      _nodeType = source._nodeType
+      _status = source._status
+      _input = source._input
+      _output = source._output
+      _error = source._error
+      _attempt = source._attempt
+      _childExecutionID = source._childExecutionID
+      _skipped = source._skipped
+      _startTime = source._startTime
+      _completeTime = source._completeTime
+      _resolvedData = source._resolvedData
+      _executionTimeMs = source._executionTimeMs
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.nodeType) }()
-      case 3: try { try decoder.decodeSingularEnumField(value: &self.status) }()
-      case 4: try { try decoder.decodeSingularMessageField(value: &self._input) }()
-      case 5: try { try decoder.decodeSingularMessageField(value: &self._output) }()
-      case 6: try { try decoder.decodeSingularMessageField(value: &self._error) }()
-      case 7: try { try decoder.decodeSingularInt32Field(value: &self.attempt) }()
-      case 8: try { try decoder.decodeSingularStringField(value: &self.childExecutionID) }()
-      case 9: try { try decoder.decodeSingularBoolField(value: &self.skipped) }()
-      case 10: try { try decoder.decodeSingularMessageField(value: &self._startTime) }()
-      case 11: try { try decoder.decodeSingularMessageField(value: &self._completeTime) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._nodeID) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._nodeType) }()
+        case 3: try { try decoder.decodeSingularEnumField(value: &_storage._status) }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._input) }()
+        case 5: try { try decoder.decodeSingularMessageField(value: &_storage._output) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._error) }()
+        case 7: try { try decoder.decodeSingularInt32Field(value: &_storage._attempt) }()
+        case 8: try { try decoder.decodeSingularStringField(value: &_storage._childExecutionID) }()
+        case 9: try { try decoder.decodeSingularBoolField(value: &_storage._skipped) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._startTime) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._completeTime) }()
+        case 12: try { try decoder.decodeSingularMessageField(value: &_storage._resolvedData) }()
+        case 13: try { try decoder.decodeSingularInt32Field(value: &_storage._executionTimeMs) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.nodeID.isEmpty {
-      try visitor.visitSingularStringField(value: self.nodeID, fieldNumber: 1)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._nodeID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._nodeID, fieldNumber: 1)
+      }
+      if !_storage._nodeType.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._nodeType, fieldNumber: 2)
+      }
+      if _storage._status != .unspecified {
+        try visitor.visitSingularEnumField(value: _storage._status, fieldNumber: 3)
+      }
+      try { if let v = _storage._input {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+      try { if let v = _storage._output {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+      } }()
+      try { if let v = _storage._error {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      if _storage._attempt != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._attempt, fieldNumber: 7)
+      }
+      if !_storage._childExecutionID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._childExecutionID, fieldNumber: 8)
+      }
+      if _storage._skipped != false {
+        try visitor.visitSingularBoolField(value: _storage._skipped, fieldNumber: 9)
+      }
+      try { if let v = _storage._startTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
+      try { if let v = _storage._completeTime {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
+      try { if let v = _storage._resolvedData {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      } }()
+      if _storage._executionTimeMs != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._executionTimeMs, fieldNumber: 13)
+      }
     }
-    if !self.nodeType.isEmpty {
-      try visitor.visitSingularStringField(value: self.nodeType, fieldNumber: 2)
-    }
-    if self.status != .unspecified {
-      try visitor.visitSingularEnumField(value: self.status, fieldNumber: 3)
-    }
-    try { if let v = self._input {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
-    } }()
-    try { if let v = self._output {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
-    } }()
-    try { if let v = self._error {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
-    } }()
-    if self.attempt != 0 {
-      try visitor.visitSingularInt32Field(value: self.attempt, fieldNumber: 7)
-    }
-    if !self.childExecutionID.isEmpty {
-      try visitor.visitSingularStringField(value: self.childExecutionID, fieldNumber: 8)
-    }
-    if self.skipped != false {
-      try visitor.visitSingularBoolField(value: self.skipped, fieldNumber: 9)
-    }
-    try { if let v = self._startTime {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
-    } }()
-    try { if let v = self._completeTime {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Platform_Workflow_V1_NodeExecution, rhs: Platform_Workflow_V1_NodeExecution) -> Bool {
-    if lhs.nodeID != rhs.nodeID {return false}
-    if lhs.nodeType != rhs.nodeType {return false}
-    if lhs.status != rhs.status {return false}
-    if lhs._input != rhs._input {return false}
-    if lhs._output != rhs._output {return false}
-    if lhs._error != rhs._error {return false}
-    if lhs.attempt != rhs.attempt {return false}
-    if lhs.childExecutionID != rhs.childExecutionID {return false}
-    if lhs.skipped != rhs.skipped {return false}
-    if lhs._startTime != rhs._startTime {return false}
-    if lhs._completeTime != rhs._completeTime {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._nodeID != rhs_storage._nodeID {return false}
+        if _storage._nodeType != rhs_storage._nodeType {return false}
+        if _storage._status != rhs_storage._status {return false}
+        if _storage._input != rhs_storage._input {return false}
+        if _storage._output != rhs_storage._output {return false}
+        if _storage._error != rhs_storage._error {return false}
+        if _storage._attempt != rhs_storage._attempt {return false}
+        if _storage._childExecutionID != rhs_storage._childExecutionID {return false}
+        if _storage._skipped != rhs_storage._skipped {return false}
+        if _storage._startTime != rhs_storage._startTime {return false}
+        if _storage._completeTime != rhs_storage._completeTime {return false}
+        if _storage._resolvedData != rhs_storage._resolvedData {return false}
+        if _storage._executionTimeMs != rhs_storage._executionTimeMs {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1606,7 +1961,7 @@ nonisolated extension Platform_Workflow_V1_NodeExecution: SwiftProtobuf.Message,
 
 nonisolated extension Platform_Workflow_V1_WorkflowExecution: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WorkflowExecution"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}workflow_id\0\u{3}workflow_version\0\u{3}user_id\0\u{1}status\0\u{1}input\0\u{1}output\0\u{1}error\0\u{3}node_executions\0\u{3}current_node_id\0\u{3}total_nodes\0\u{3}completed_nodes\0\u{3}execution_time_ms\0\u{1}usage\0\u{3}create_time\0\u{3}start_time\0\u{3}complete_time\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}workflow_id\0\u{3}workflow_version\0\u{3}user_id\0\u{1}status\0\u{1}input\0\u{1}output\0\u{1}error\0\u{3}node_executions\0\u{3}current_node_id\0\u{3}total_nodes\0\u{3}completed_nodes\0\u{3}execution_time_ms\0\u{1}usage\0\u{3}create_time\0\u{3}start_time\0\u{3}complete_time\0\u{3}resume_count\0\u{3}schedule_id\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -1626,6 +1981,8 @@ nonisolated extension Platform_Workflow_V1_WorkflowExecution: SwiftProtobuf.Mess
     var _createTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _startTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
     var _completeTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
+    var _resumeCount: Int32 = 0
+    var _scheduleID: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1653,6 +2010,8 @@ nonisolated extension Platform_Workflow_V1_WorkflowExecution: SwiftProtobuf.Mess
       _createTime = source._createTime
       _startTime = source._startTime
       _completeTime = source._completeTime
+      _resumeCount = source._resumeCount
+      _scheduleID = source._scheduleID
     }
   }
 
@@ -1688,6 +2047,8 @@ nonisolated extension Platform_Workflow_V1_WorkflowExecution: SwiftProtobuf.Mess
         case 15: try { try decoder.decodeSingularMessageField(value: &_storage._createTime) }()
         case 16: try { try decoder.decodeSingularMessageField(value: &_storage._startTime) }()
         case 17: try { try decoder.decodeSingularMessageField(value: &_storage._completeTime) }()
+        case 18: try { try decoder.decodeSingularInt32Field(value: &_storage._resumeCount) }()
+        case 19: try { try decoder.decodeSingularStringField(value: &_storage._scheduleID) }()
         default: break
         }
       }
@@ -1751,6 +2112,12 @@ nonisolated extension Platform_Workflow_V1_WorkflowExecution: SwiftProtobuf.Mess
       try { if let v = _storage._completeTime {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
       } }()
+      if _storage._resumeCount != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._resumeCount, fieldNumber: 18)
+      }
+      if !_storage._scheduleID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._scheduleID, fieldNumber: 19)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1777,6 +2144,8 @@ nonisolated extension Platform_Workflow_V1_WorkflowExecution: SwiftProtobuf.Mess
         if _storage._createTime != rhs_storage._createTime {return false}
         if _storage._startTime != rhs_storage._startTime {return false}
         if _storage._completeTime != rhs_storage._completeTime {return false}
+        if _storage._resumeCount != rhs_storage._resumeCount {return false}
+        if _storage._scheduleID != rhs_storage._scheduleID {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -2187,7 +2556,7 @@ nonisolated extension Platform_Workflow_V1_ValidateWorkflowResponse: SwiftProtob
 
 nonisolated extension Platform_Workflow_V1_RunWorkflowRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RunWorkflowRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{1}inputs\0\u{1}version\0\u{3}request_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{1}inputs\0\u{1}version\0\u{3}request_id\0\u{1}sync\0\u{3}snapshot_version\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2199,6 +2568,8 @@ nonisolated extension Platform_Workflow_V1_RunWorkflowRequest: SwiftProtobuf.Mes
       case 2: try { try decoder.decodeSingularMessageField(value: &self._inputs) }()
       case 3: try { try decoder.decodeSingularInt32Field(value: &self.version) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.sync) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self.snapshotVersion) }()
       default: break
       }
     }
@@ -2221,6 +2592,12 @@ nonisolated extension Platform_Workflow_V1_RunWorkflowRequest: SwiftProtobuf.Mes
     if !self.requestID.isEmpty {
       try visitor.visitSingularStringField(value: self.requestID, fieldNumber: 4)
     }
+    if self.sync != false {
+      try visitor.visitSingularBoolField(value: self.sync, fieldNumber: 5)
+    }
+    if self.snapshotVersion != 0 {
+      try visitor.visitSingularInt32Field(value: self.snapshotVersion, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2229,6 +2606,8 @@ nonisolated extension Platform_Workflow_V1_RunWorkflowRequest: SwiftProtobuf.Mes
     if lhs._inputs != rhs._inputs {return false}
     if lhs.version != rhs.version {return false}
     if lhs.requestID != rhs.requestID {return false}
+    if lhs.sync != rhs.sync {return false}
+    if lhs.snapshotVersion != rhs.snapshotVersion {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2381,7 +2760,7 @@ nonisolated extension Platform_Workflow_V1_CancelWorkflowExecutionRequest: Swift
 
 nonisolated extension Platform_Workflow_V1_ResumeWorkflowExecutionRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ResumeWorkflowExecutionRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}node_data\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2390,6 +2769,7 @@ nonisolated extension Platform_Workflow_V1_ResumeWorkflowExecutionRequest: Swift
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMessageMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.Google_Protobuf_Struct>.self, value: &self.nodeData) }()
       default: break
       }
     }
@@ -2399,11 +2779,15 @@ nonisolated extension Platform_Workflow_V1_ResumeWorkflowExecutionRequest: Swift
     if !self.id.isEmpty {
       try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
     }
+    if !self.nodeData.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMessageMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.Google_Protobuf_Struct>.self, value: self.nodeData, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Platform_Workflow_V1_ResumeWorkflowExecutionRequest, rhs: Platform_Workflow_V1_ResumeWorkflowExecutionRequest) -> Bool {
     if lhs.id != rhs.id {return false}
+    if lhs.nodeData != rhs.nodeData {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2441,109 +2825,156 @@ nonisolated extension Platform_Workflow_V1_WatchWorkflowExecutionRequest: SwiftP
 
 nonisolated extension Platform_Workflow_V1_WorkflowExecutionEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".WorkflowExecutionEvent"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}event_time\0\u{1}execution\0\u{1}node\0")
-
-  fileprivate class _StorageClass {
-    var _eventTime: SwiftProtobuf.Google_Protobuf_Timestamp? = nil
-    var _event: Platform_Workflow_V1_WorkflowExecutionEvent.OneOf_Event?
-
-      // This property is used as the initial default value for new instances of the type.
-      // The type itself is protecting the reference to its storage via CoW semantics.
-      // This will force a copy to be made of this reference when the first mutation occurs;
-      // hence, it is safe to mark this as `nonisolated(unsafe)`.
-      static nonisolated(unsafe) let defaultInstance = _StorageClass()
-
-    private init() {}
-
-    init(copying source: _StorageClass) {
-      _eventTime = source._eventTime
-      _event = source._event
-    }
-  }
-
-  fileprivate mutating func _uniqueStorage() -> _StorageClass {
-    if !isKnownUniquelyReferenced(&_storage) {
-      _storage = _StorageClass(copying: _storage)
-    }
-    return _storage
-  }
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}event_time\0\u{1}execution\0\u{1}node\0\u{3}node_event\0\u{1}message\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    _ = _uniqueStorage()
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      while let fieldNumber = try decoder.nextFieldNumber() {
-        // The use of inline closures is to circumvent an issue where the compiler
-        // allocates stack space for every case branch when no optimizations are
-        // enabled. https://github.com/apple/swift-protobuf/issues/1034
-        switch fieldNumber {
-        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._eventTime) }()
-        case 2: try {
-          var v: Platform_Workflow_V1_WorkflowExecution?
-          var hadOneofValue = false
-          if let current = _storage._event {
-            hadOneofValue = true
-            if case .execution(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._event = .execution(v)
-          }
-        }()
-        case 3: try {
-          var v: Platform_Workflow_V1_NodeExecution?
-          var hadOneofValue = false
-          if let current = _storage._event {
-            hadOneofValue = true
-            if case .node(let m) = current {v = m}
-          }
-          try decoder.decodeSingularMessageField(value: &v)
-          if let v = v {
-            if hadOneofValue {try decoder.handleConflictingOneOf()}
-            _storage._event = .node(v)
-          }
-        }()
-        default: break
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._eventTime) }()
+      case 2: try {
+        var v: Platform_Workflow_V1_WorkflowExecution?
+        var hadOneofValue = false
+        if let current = self.event {
+          hadOneofValue = true
+          if case .execution(let m) = current {v = m}
         }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.event = .execution(v)
+        }
+      }()
+      case 3: try {
+        var v: Platform_Workflow_V1_NodeExecution?
+        var hadOneofValue = false
+        if let current = self.event {
+          hadOneofValue = true
+          if case .node(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.event = .node(v)
+        }
+      }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.nodeEvent) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      try { if let v = _storage._eventTime {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-      } }()
-      switch _storage._event {
-      case .execution?: try {
-        guard case .execution(let v)? = _storage._event else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-      }()
-      case .node?: try {
-        guard case .node(let v)? = _storage._event else { preconditionFailure() }
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
-      }()
-      case nil: break
-      }
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._eventTime {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    switch self.event {
+    case .execution?: try {
+      guard case .execution(let v)? = self.event else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    }()
+    case .node?: try {
+      guard case .node(let v)? = self.event else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case nil: break
+    }
+    if self.nodeEvent != .unspecified {
+      try visitor.visitSingularEnumField(value: self.nodeEvent, fieldNumber: 4)
+    }
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 5)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Platform_Workflow_V1_WorkflowExecutionEvent, rhs: Platform_Workflow_V1_WorkflowExecutionEvent) -> Bool {
-    if lhs._storage !== rhs._storage {
-      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
-        let _storage = _args.0
-        let rhs_storage = _args.1
-        if _storage._eventTime != rhs_storage._eventTime {return false}
-        if _storage._event != rhs_storage._event {return false}
-        return true
+    if lhs._eventTime != rhs._eventTime {return false}
+    if lhs.event != rhs.event {return false}
+    if lhs.nodeEvent != rhs.nodeEvent {return false}
+    if lhs.message != rhs.message {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Workflow_V1_PublishWorkflowRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PublishWorkflowRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}version\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.version) }()
+      default: break
       }
-      if !storagesAreEqual {return false}
     }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularInt32Field(value: self.version, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Workflow_V1_PublishWorkflowRequest, rhs: Platform_Workflow_V1_PublishWorkflowRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.version != rhs.version {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Platform_Workflow_V1_RestoreSnapshotRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RestoreSnapshotRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}workflow_id\0\u{3}snapshot_version\0\u{1}version\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.workflowID) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.snapshotVersion) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.version) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.workflowID.isEmpty {
+      try visitor.visitSingularStringField(value: self.workflowID, fieldNumber: 1)
+    }
+    if self.snapshotVersion != 0 {
+      try visitor.visitSingularInt32Field(value: self.snapshotVersion, fieldNumber: 2)
+    }
+    if self.version != 0 {
+      try visitor.visitSingularInt32Field(value: self.version, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Platform_Workflow_V1_RestoreSnapshotRequest, rhs: Platform_Workflow_V1_RestoreSnapshotRequest) -> Bool {
+    if lhs.workflowID != rhs.workflowID {return false}
+    if lhs.snapshotVersion != rhs.snapshotVersion {return false}
+    if lhs.version != rhs.version {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,358 @@
+public import Foundation
+public import Logging
+public import PlatformCore
+internal import Synchronization
+
+/// The durable executor. A run is claimed under a fresh fencing token; every node move (start,
+/// retry, completion, failure, skip) is committed, with its history entry, before the nodes
+/// after it start; so a runner that stops at any point (a crash, a lost lease) leaves a state
+/// another runner goes on from: completed nodes keep their outputs and never run again, nodes
+/// that were in flight run again only when that is safe (their kind is idempotent or their
+/// retry policy allows another attempt), and the history says which.
+public struct WorkflowRunner: Sendable {
+  let executions: ExecutionStore
+  let workflows: WorkflowStore
+  let executors: NodeExecutors
+  let limits: WorkflowLimits
+  let logger: Logger
+
+  public init(executions: ExecutionStore, workflows: WorkflowStore, executors: NodeExecutors, limits: WorkflowLimits, logger: Logger) {
+    self.executions = executions
+    self.workflows = workflows
+    self.executors = executors
+    self.limits = limits
+    self.logger = logger
+  }
+
+  /// How one node's attempts ended.
+  enum NodeResult: Sendable {
+    case completed(String, output: JSONValue, tookFailBranch: Bool)
+    /// Failed for good under on_error `fail`: the run fails.
+    case failed(String, NodeFailure)
+    case cancelled(String)
+    /// The run is no longer this runner's (fenced out, or cancelled by a call).
+    case lost(String)
+    /// The run's deadline passed.
+    case deadline
+  }
+
+  /// Runs (or goes on with) execution `id` until it ends or stops being this runner's.
+  /// - Returns: the execution as it is then; nil if it does not exist.
+  public func run(_ id: UUID, credential: RunCredential?) async throws -> WorkflowExecution? {
+    let token = UUID()
+    guard let execution = try await self.executions.claim(id, token: token) else { return try await self.executions.execution(id) }
+    guard let snapshot = try await self.workflows.snapshot(id: execution.snapshotID) else {
+      return try await self.executions.finish(
+        id, token: token, status: .failed, output: nil, error: NodeFailure(code: "snapshot_missing", message: "The workflow version it ran is gone"))
+    }
+    let plan = WorkflowPlan(snapshot.definition)
+    guard plan.isValid else {
+      let problems = plan.issues.filter { !$0.isWarning }.prefix(3).map(\.message).joined(separator: "; ")
+      return try await self.executions.finish(
+        id, token: token, status: .failed, output: nil, error: NodeFailure(code: "invalid_workflow", message: "The workflow is not runnable: \(problems)"))
+    }
+    let rows = try await self.executions.nodes(of: id)
+    var state = RunState(plan: plan, input: execution.input, rows: rows)
+    let steps = StepBudget(used: rows.reduce(0) { $0 + $1.attempts }, limit: self.limits.maxSteps)
+    var overrides: [String: [String: JSONValue]] = [:]
+    for row in rows { if let override = row.dataOverride { overrides[row.nodeID] = override } }
+
+    // Nodes in flight when the last runner stopped.
+    var failure: NodeFailure?
+    for row in rows where row.status == .running {
+      guard let node = plan.nodes[row.nodeID] else { continue }
+      let data = node.data.merging(overrides[row.nodeID] ?? [:]) { _, new in new }
+      if node.kind.isIdempotent(data) || row.attempts < node.policy.maxAttempts {
+        let why = node.kind.isIdempotent(data) ? "its kind (\(node.kind.rawValue)) is safe to run again" : "its retry policy allows another attempt"
+        let result = try await self.executions.change(
+          id, token: token,
+          .init(row.nodeID, from: [.running], to: .pending, event: .interrupted, message: "Interrupted by a stop of the service; it runs again: \(why)"))
+        guard result.written else { return try await self.executions.execution(id) }
+        state.ended(row.nodeID, as: .pending)
+      } else {
+        let interrupted = NodeFailure(
+          code: "interrupted",
+          message: "Interrupted by a stop of the service after attempt \(row.attempts); not run again: a \(node.kind.rawValue) node may have had its effect, and its retry policy allows \(node.policy.maxAttempts) attempt(s)")
+        let result = try await self.executions.change(
+          id, token: token, .init(row.nodeID, from: [.running], to: .failed, event: .interrupted, message: interrupted.message, error: interrupted))
+        guard result.written else { return try await self.executions.execution(id) }
+        state.ended(row.nodeID, as: .failed)
+        failure = NodeFailure(code: "node_failed", message: "Node \(row.nodeID): \(interrupted.message)")
+      }
+    }
+
+    let deadline = execution.deadline ?? execution.createdAt.addingTimeInterval(Double(self.limits.runTimeout.components.seconds))
+    var stopped = false
+    var timedOut = false
+    if failure == nil {
+      await withTaskGroup(of: NodeResult.self) { group in
+        let remaining = deadline.timeIntervalSinceNow
+        group.addTask {
+          do {
+            try await Task.sleep(for: .milliseconds(Int64(max(remaining, 0) * 1000)))
+            return .deadline
+          } catch {
+            return .cancelled("")
+          }
+        }
+        var running = Set<String>()
+        var draining = false
+        while true {
+          if !draining && !Task.isCancelled {
+            let (ready, skipped) = state.decide()
+            if !skipped.isEmpty {
+              do {
+                guard try await self.executions.skip(id, token: token, nodes: skipped) else {
+                  stopped = true
+                  draining = true
+                  group.cancelAll()
+                  continue
+                }
+              } catch {
+                failure = NodeFailure(code: "unavailable", message: "The run's state could not be written: \(error)", retryable: true)
+                draining = true
+              }
+            }
+            for nodeID in ready where running.count < self.limits.maxParallel && !draining {
+              guard let node = plan.nodes[nodeID] else { continue }
+              running.insert(nodeID)
+              state.started(nodeID)
+              let scope = state.scope
+              let upstream = state.upstream(of: nodeID)
+              let override = overrides[nodeID] ?? [:]
+              let attempts = rows.first { $0.nodeID == nodeID }?.attempts ?? 0
+              group.addTask {
+                await self.runNode(
+                  node, execution: execution, token: token, credential: credential, scope: scope, upstream: upstream, override: override,
+                  priorAttempts: attempts, steps: steps)
+              }
+            }
+          }
+          if running.isEmpty { break }
+          guard let result = await group.next() else { break }
+          switch result {
+          case .completed(let nodeID, let output, let tookFailBranch):
+            running.remove(nodeID)
+            state.completed(nodeID, output: output, tookFailBranch: tookFailBranch)
+          case .failed(let nodeID, let nodeFailure):
+            running.remove(nodeID)
+            state.ended(nodeID, as: .failed)
+            if failure == nil { failure = NodeFailure(code: "node_failed", message: "Node \(nodeID): \(nodeFailure.message)") }
+            // Nodes in flight finish (their results are kept for a resume); nothing new starts.
+            draining = true
+          case .cancelled(let nodeID):
+            running.remove(nodeID)
+            if !nodeID.isEmpty { state.ended(nodeID, as: .cancelled) }
+            draining = true
+          case .lost(let nodeID):
+            running.remove(nodeID)
+            stopped = true
+            draining = true
+            group.cancelAll()
+          case .deadline:
+            timedOut = true
+            draining = true
+            group.cancelAll()
+          }
+        }
+        group.cancelAll()
+      }
+    }
+    if Task.isCancelled || stopped { return try await self.detached { try await self.executions.execution(id) } }
+    let status: WorkflowExecution.Status
+    var error: NodeFailure?
+    var output: JSONValue?
+    if timedOut {
+      status = .timeout
+      error = NodeFailure(code: "timeout", message: "The run passed its deadline (WORKFLOW_TIMEOUT_SECONDS)")
+    } else if let failure {
+      status = .failed
+      error = failure
+    } else {
+      let result = state.output
+      if result.jsonText.utf8.count > self.limits.maxOutputBytes {
+        status = .failed
+        error = NodeFailure(code: "output_too_large", message: "The run's output exceeds \(self.limits.maxOutputBytes) bytes")
+      } else {
+        status = .completed
+        output = result
+      }
+    }
+    let finished = try await self.executions.finish(id, token: token, status: status, output: output, error: error)
+    if let finished { return finished }
+    return try await self.executions.execution(id)
+  }
+
+  /// Runs `operation` in a task that a cancelled caller does not cancel (to record an end).
+  func detached<Result: Sendable>(_ operation: @escaping @Sendable () async throws -> Result) async throws -> Result {
+    try await Task { try await operation() }.value
+  }
+
+  /// The attempts of one node: each committed as it starts and as it ends; failures retried
+  /// after their backoff while the policy allows; then the node's on_error decides.
+  func runNode(
+    _ node: PlannedNode, execution: WorkflowExecution, token: UUID, credential: RunCredential?, scope: RunScope,
+    upstream: [(id: String, output: JSONValue)], override: [String: JSONValue], priorAttempts: Int, steps: StepBudget
+  ) async -> NodeResult {
+    let id = execution.id
+    let data = node.data.merging(override) { _, new in new }
+    var attempt = priorAttempts
+    func record(_ change: ExecutionStore.NodeChange) async -> ExecutionStore.ChangeResult? {
+      try? await self.detached { try await self.executions.change(id, token: token, change) }
+    }
+    while true {
+      let allowed = steps.take()
+      var resolved: [String: JSONValue]? = nil
+      var resolution: NodeFailure? = nil
+      do throws(NodeFailure) {
+        resolved = try self.executors.resolved(data, kind: node.kind, scope: scope)
+      } catch {
+        resolution = error
+      }
+      guard let started = await record(
+        .init(
+          node.id, from: [.pending], to: .running, event: .started, message: attempt > 0 ? "Attempt \(attempt + 1)" : nil,
+          input: resolved.map { .object($0) }, startsAttempt: true))
+      else { return .lost(node.id) }
+      guard started.written, started.runStatus == .running else { return .lost(node.id) }
+      attempt = started.attempts
+      let began = ContinuousClock.now
+      let outcome: Result<NodeOutcome, NodeFailure>
+      if !allowed {
+        outcome = .failure(NodeFailure(code: "step_limit", message: "The run reached its step limit (WORKFLOW_MAX_STEPS = \(self.limits.maxSteps))"))
+      } else if let resolution {
+        outcome = .failure(resolution)
+      } else {
+        let context = NodeContext(
+          executionID: id, workflowID: execution.workflowID, nodeID: node.id, attempt: attempt, credential: credential, timeout: node.policy.timeout,
+          scope: scope)
+        let data = resolved ?? [:]
+        outcome = await Self.within(node.policy.timeout) {
+          () async throws(NodeFailure) -> NodeOutcome in
+          try await self.executors.execute(node.kind, data: data, upstream: upstream, context: context)
+        }
+      }
+      let milliseconds = Int((ContinuousClock.now - began).wholeMilliseconds)
+      if Task.isCancelled {
+        _ = await record(.init(node.id, from: [.running], to: .cancelled, event: .failed, message: "Cancelled", milliseconds: milliseconds))
+        return .cancelled(node.id)
+      }
+      switch outcome {
+      case .success(let result):
+        let size = result.output.jsonText.utf8.count
+        if size > self.limits.maxOutputBytes {
+          let failure = NodeFailure(code: "output_too_large", message: "The output is \(size) bytes; a node's output is at most \(self.limits.maxOutputBytes)")
+          return await self.settleFailure(node, failure: failure, attempt: attempt, milliseconds: milliseconds, record: record)
+        }
+        guard let written = await record(
+          .init(
+            node.id, from: [.running], to: .completed, event: .finished, output: result.output, childExecutionID: result.childExecutionID,
+            cost: result.cost, milliseconds: milliseconds))
+        else { return .lost(node.id) }
+        return written.written ? .completed(node.id, output: result.output, tookFailBranch: false) : .lost(node.id)
+      case .failure(let failure):
+        if failure.retryable && attempt < node.policy.maxAttempts && allowed {
+          let wait = node.policy.backoff * Double(1 << min(attempt - 1, 10))
+          guard let written = await record(
+            .init(
+              node.id, from: [.running], to: .pending, event: .retried,
+              message: "Attempt \(attempt) failed (\(failure.code)); retrying in \(wait.wholeMilliseconds) ms", error: failure,
+              milliseconds: milliseconds)),
+            written.written
+          else { return .lost(node.id) }
+          do {
+            try await Task.sleep(for: wait)
+          } catch {
+            // Cancelled while waiting: the node is pending again, which is what a resume wants.
+            return .cancelled(node.id)
+          }
+          continue
+        }
+        return await self.settleFailure(node, failure: failure, attempt: attempt, milliseconds: milliseconds, record: record)
+      }
+    }
+  }
+
+  /// A node's last failure, as its on_error says: the run fails, or the node completes with
+  /// its default output, or with its error on the `fail` branch.
+  private func settleFailure(
+    _ node: PlannedNode, failure: NodeFailure, attempt: Int, milliseconds: Int,
+    record: (ExecutionStore.NodeChange) async -> ExecutionStore.ChangeResult?
+  ) async -> NodeResult {
+    switch node.policy.onError {
+    case .fail:
+      guard let written = await record(
+        .init(node.id, from: [.running], to: .failed, event: .failed, message: failure.message, error: failure, milliseconds: milliseconds)),
+        written.written
+      else { return .lost(node.id) }
+      return .failed(node.id, failure)
+    case .useDefault(let output):
+      guard let written = await record(
+        .init(
+          node.id, from: [.running], to: .completed, event: .failed, message: "\(failure.message); continuing with its default output", output: output,
+          error: failure, milliseconds: milliseconds)),
+        written.written
+      else { return .lost(node.id) }
+      return .completed(node.id, output: output, tookFailBranch: false)
+    case .failBranch:
+      let output = JSONValue.object(["error": .object(["code": .string(failure.code), "message": .string(failure.message)])])
+      guard let written = await record(
+        .init(
+          node.id, from: [.running], to: .completed, event: .failed, message: "\(failure.message); taking its fail branch", output: output,
+          error: failure, milliseconds: milliseconds)),
+        written.written
+      else { return .lost(node.id) }
+      return .completed(node.id, output: output, tookFailBranch: true)
+    }
+  }
+
+  /// `operation`'s result, or a retryable timeout failure once `limit` has passed (the
+  /// operation is cancelled then).
+  static func within(
+    _ limit: Duration, _ operation: @escaping @Sendable () async throws(NodeFailure) -> NodeOutcome
+  ) async -> Result<NodeOutcome, NodeFailure> {
+    await withTaskGroup(of: Result<NodeOutcome, NodeFailure>?.self) { group in
+      group.addTask {
+        do throws(NodeFailure) {
+          return .success(try await operation())
+        } catch {
+          return .failure(error)
+        }
+      }
+      group.addTask {
+        do {
+          try await Task.sleep(for: limit)
+          return .failure(NodeFailure(code: "timeout", message: "The node ran past its timeout (\(limit.wholeMilliseconds) ms)", retryable: true))
+        } catch {
+          return nil
+        }
+      }
+      var result: Result<NodeOutcome, NodeFailure>?
+      while result == nil, let next = await group.next() {
+        result = next
+      }
+      group.cancelAll()
+      return result ?? .failure(NodeFailure(code: "cancelled", message: "Cancelled"))
+    }
+  }
+}
+
+/// The node attempts a run may still make (WORKFLOW_MAX_STEPS), shared by its node tasks.
+final class StepBudget: Sendable {
+  private let used: Mutex<Int>
+  let limit: Int
+
+  init(used: Int, limit: Int) {
+    self.used = Mutex(used)
+    self.limit = limit
+  }
+
+  /// Takes one step; false when none is left.
+  func take() -> Bool {
+    self.used.withLock { used in
+      guard used < self.limit else { return false }
+      used += 1
+      return true
+    }
+  }
+}
