@@ -51,6 +51,9 @@ step "agent crash safety: killed with SIGKILL mid-execution, the job resumes it 
 # About 2 minutes: the job's 30 s lease, then the sweep's minute.
 scripts/agent-crash.sh "$(swift build --show-bin-path)/agent"
 
+step "workflow crash safety: killed with SIGKILL mid-run, each run goes on from its committed nodes; no completed node's request is sent twice"
+scripts/workflow-crash.sh "$(swift build --show-bin-path)/workflow"
+
 step "one trace through an agent execution: persona, knowledge, text-to-SQL and the sandbox, checked at an OTLP receiver"
 scripts/agent-trace.sh "$(swift build --show-bin-path)/agent"
 
