@@ -55,7 +55,8 @@
 #      on the first up; only agent gets the private key),
 #      SQL_ENCRYPTION_KEY (default: a key made under $PLATFORM_STATE_DIR/keys on the first up;
 #      only text-to-sql gets it), AGENT_ENCRYPTION_KEY (the same, for the agent service's callback
-#      secrets; only agent gets it), SQL_ALLOWED_HOSTS (default 127.0.0.0/8,::1: local development
+#      secrets; only agent gets it), WORKFLOW_ENCRYPTION_KEY (the same, for workflow runs'
+#      credentials; only workflow gets it), SQL_ALLOWED_HOSTS (default 127.0.0.0/8,::1: local development
 #      registers local databases; the platform's own role stays refused), SQL_SQLITE_DIR
 #      (default $PLATFORM_STATE_DIR/sqlite),
 #      everything the services read (LOG_LEVEL, LOG_FORMAT, HOST, REDIS_URL, ...)
@@ -333,6 +334,7 @@ sealing_key() {
 sql_encryption_key() {
   sealing_key SQL_ENCRYPTION_KEY sql-encryption.key
   sealing_key AGENT_ENCRYPTION_KEY agent-encryption.key
+  sealing_key WORKFLOW_ENCRYPTION_KEY workflow-encryption.key
 }
 
 check_env() {
@@ -447,13 +449,14 @@ cmd_supervise() {
       else slog "starting $s: $bin on $(addr_of "$s") (supervisor pid $me)"; fi
       if [[ $s == "$EMB" ]]; then
         # The embedding server needs no key and no service setting (--port: loopback).
-        env -u JWT_PRIVATE_KEY -u SQL_ENCRYPTION_KEY -u AGENT_ENCRYPTION_KEY -u EMBEDDING_API_KEY \
+        env -u JWT_PRIVATE_KEY -u SQL_ENCRYPTION_KEY -u AGENT_ENCRYPTION_KEY -u WORKFLOW_ENCRYPTION_KEY -u EMBEDDING_API_KEY \
           "$bin" "$EMB_SCRIPT" --port "$EMB_PORT" </dev/null &
       else
         # env -u: a user's global PORT/DATABASE_URL must not reach six services at once, and only
         # the agent service signs tokens.
         local -a keys=(JWT_PUBLIC_KEYS="$JWT_PUBLIC_KEYS") no_embedding=()
         [[ $s == agent ]] && keys+=(JWT_PRIVATE_KEY="$JWT_PRIVATE_KEY" AGENT_ENCRYPTION_KEY="$AGENT_ENCRYPTION_KEY")
+        [[ $s == workflow ]] && keys+=(WORKFLOW_ENCRYPTION_KEY="$WORKFLOW_ENCRYPTION_KEY")
         if [[ $s == text-to-sql ]]; then
           mkdir -p "${SQL_SQLITE_DIR:-$STATE_DIR/sqlite}"
           keys+=(SQL_ENCRYPTION_KEY="$SQL_ENCRYPTION_KEY" SQL_ALLOWED_HOSTS="${SQL_ALLOWED_HOSTS-127.0.0.0/8,::1}"
@@ -475,7 +478,7 @@ cmd_supervise() {
           no_embedding+=(-u "$v")
           [[ $s == knowledge ]] && keys+=("$v=${!v}")
         done
-        env -u PORT -u DATABASE_URL -u JWT_PRIVATE_KEY -u SQL_ENCRYPTION_KEY -u AGENT_ENCRYPTION_KEY "${no_embedding[@]}" \
+        env -u PORT -u DATABASE_URL -u JWT_PRIVATE_KEY -u SQL_ENCRYPTION_KEY -u AGENT_ENCRYPTION_KEY -u WORKFLOW_ENCRYPTION_KEY "${no_embedding[@]}" \
           "${keys[@]}" \
           PORT="$(port_of "$s")" \
           DATABASE_URL="$(database_url_of "$s")" \

@@ -40,7 +40,7 @@ export PLATFORM_EMBEDDINGS=offline
 export RESTART_BACKOFF_MIN=1 RESTART_BACKOFF_MAX=30 RESTART_RESET_AFTER=4   # reset: 60 by default
 unset PORT DATABASE_URL
 # The local default key pair is what is tested, not keys of the caller's.
-unset JWT_PUBLIC_KEYS JWT_PRIVATE_KEY SQL_ENCRYPTION_KEY AGENT_ENCRYPTION_KEY
+unset JWT_PUBLIC_KEYS JWT_PRIVATE_KEY SQL_ENCRYPTION_KEY AGENT_ENCRYPTION_KEY WORKFLOW_ENCRYPTION_KEY
 
 passed=0 failed=0
 ok() { passed=$((passed + 1)); printf 'ok   - %s\n' "$*"; }

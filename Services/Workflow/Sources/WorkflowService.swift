@@ -47,7 +47,7 @@ public struct WorkflowService: PlatformServiceDefinition {
       policy: try EgressPolicy(parsing: environment["WORKFLOW_HTTP_ALLOWED_HOSTS"] ?? "", variable: "WORKFLOW_HTTP_ALLOWED_HOSTS"),
       maxResponseBytes: limits.maxOutputBytes)
     let executors = NodeExecutors(
-      peers: WorkflowPeers(channels), http: http, chat: chat, prices: try Self.prices(environment), limits: limits)
+      peers: WorkflowPeers(channels), http: http, chat: chat, prices: try ModelPrice.table(parsing: environment["WORKFLOW_MODEL_PRICES"] ?? "", variable: "WORKFLOW_MODEL_PRICES"), limits: limits)
     let runner = WorkflowRunner(executions: executionStore, workflows: workflowStore, executors: executors, limits: limits, logger: resources.logger)
     let running = RunningTasks(redis: resources.redis, channel: WorkflowRuns.cancelChannel, logger: resources.logger)
     resources.lifetime.run { await running.follow() }
@@ -59,22 +59,5 @@ public struct WorkflowService: PlatformServiceDefinition {
     resources.lifetime.run { await runs.schedule(interval: .milliseconds(interval)) }
     let workflows = Workflows(store: workflowStore, logger: resources.logger)
     return ([WorkflowAPI(workflows: workflows, runs: runs)], [runs.handler, runs.scheduleHandler])
-  }
-
-  /// WORKFLOW_MODEL_PRICES: `model=prompt/completion` in USD per million tokens, comma-separated.
-  static func prices(_ environment: Environment) throws -> [String: (prompt: Double, completion: Double)] {
-    var prices: [String: (prompt: Double, completion: Double)] = [:]
-    for entry in (environment["WORKFLOW_MODEL_PRICES"] ?? "").split(separator: ",") {
-      let parts = entry.split(separator: "=", maxSplits: 1)
-      let amounts = parts.count == 2 ? parts[1].split(separator: "/") : []
-      guard parts.count == 2, amounts.count == 2, let prompt = Double(amounts[0]), let completion = Double(amounts[1]), prompt >= 0, completion >= 0,
-        prompt.isFinite, completion.isFinite
-      else {
-        throw Environment.InvalidValue(
-          variable: "WORKFLOW_MODEL_PRICES", value: String(entry), expected: "model=prompt/completion in USD per million tokens, e.g. gpt-4o-mini=0.15/0.6")
-      }
-      prices[parts[0].trimmingCharacters(in: .whitespaces)] = (prompt, completion)
-    }
-    return prices
   }
 }

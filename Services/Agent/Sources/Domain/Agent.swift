@@ -119,21 +119,7 @@ public struct ModelSettings: Sendable, Equatable {
 /// OpenAI-compatible model (LLM_MODEL), each with its price.
 public struct ModelCatalog: Sendable, Equatable {
   /// USD per million prompt and completion tokens.
-  public struct Price: Sendable, Equatable {
-    public var promptPerMillion: Double
-    public var completionPerMillion: Double
-
-    public init(promptPerMillion: Double, completionPerMillion: Double) {
-      self.promptPerMillion = promptPerMillion
-      self.completionPerMillion = completionPerMillion
-    }
-
-    public static let free = Price(promptPerMillion: 0, completionPerMillion: 0)
-
-    public func cost(promptTokens: Int, completionTokens: Int) -> Double {
-      (Double(promptTokens) * self.promptPerMillion + Double(completionTokens) * self.completionPerMillion) / 1_000_000
-    }
-  }
+  public typealias Price = ModelPrice
 
   /// The name of the deterministic planner that needs no model server.
   public static let offline = "offline-planner"
@@ -163,18 +149,7 @@ public struct ModelCatalog: Sendable, Equatable {
   public init(provider: ModelProvider, environment: Environment) throws {
     var names: [String] = []
     if case .openAI(let settings) = provider { names.append(settings.model) }
-    var prices: [String: Price] = [:]
-    for entry in (environment["AGENT_MODEL_PRICES"] ?? "").split(separator: ",") {
-      let parts = entry.split(separator: "=", maxSplits: 1)
-      let amounts = parts.count == 2 ? parts[1].split(separator: "/") : []
-      guard parts.count == 2, amounts.count == 2, let prompt = Double(amounts[0]), let completion = Double(amounts[1]),
-        prompt >= 0, completion >= 0, prompt.isFinite, completion.isFinite
-      else {
-        throw Environment.InvalidValue(
-          variable: "AGENT_MODEL_PRICES", value: String(entry), expected: "model=prompt/completion in USD per million tokens, e.g. gpt-4o-mini=0.15/0.6")
-      }
-      prices[parts[0].trimmingCharacters(in: .whitespaces)] = Price(promptPerMillion: prompt, completionPerMillion: completion)
-    }
+    let prices = try ModelPrice.table(parsing: environment["AGENT_MODEL_PRICES"] ?? "", variable: "AGENT_MODEL_PRICES")
     self.init(names: names, prices: prices)
   }
 }

@@ -77,11 +77,11 @@ public struct NodeExecutors: Sendable {
   let peers: WorkflowPeers?
   let http: EgressHTTPClient
   let chat: ChatCompletionsClient?
-  let prices: [String: (prompt: Double, completion: Double)]
+  let prices: [String: ModelPrice]
   let limits: WorkflowLimits
 
   public init(
-    peers: WorkflowPeers?, http: EgressHTTPClient, chat: ChatCompletionsClient?, prices: [String: (prompt: Double, completion: Double)] = [:],
+    peers: WorkflowPeers?, http: EgressHTTPClient, chat: ChatCompletionsClient?, prices: [String: ModelPrice] = [:],
     limits: WorkflowLimits
   ) {
     self.peers = peers
@@ -256,8 +256,7 @@ public struct NodeExecutors: Sendable {
     do {
       let completion = try await chat.complete(messages, json: false, maxTokens: data["max_tokens"]?.intValue ?? 1024)
       let model = chat.provider.model
-      let price = self.prices[model] ?? (0, 0)
-      let cost = (Double(completion.promptTokens) * price.prompt + Double(completion.completionTokens) * price.completion) / 1_000_000
+      let cost = (self.prices[model] ?? .free).cost(promptTokens: completion.promptTokens, completionTokens: completion.completionTokens)
       return NodeOutcome(
         output: .object([
           "text": .string(completion.content), "model": .string(model),

@@ -233,7 +233,7 @@ public struct WorkflowPlan: Sendable {
     var paths: [[String]] = []
     var problems: [String] = []
     var data = node.data
-    var extraRoots: Set<String> = []
+    let extraRoots: Set<String> = []
     switch node.kind {
     case .template:
       if let text = data.removeValue(forKey: "template")?.stringValue {
