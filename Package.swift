@@ -458,7 +458,9 @@ let package = Package(
     ),
     .testTarget(
       name: "WorkflowTests",
-      dependencies: ["Workflow", "PlatformTesting", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+      dependencies: [
+        "Workflow", "Persona", "CodeSandbox", "PlatformTesting", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
       path: "Tests/WorkflowTests",
       exclude: ["counting_server.py"],
       swiftSettings: upcomingFeatures

@@ -16,6 +16,8 @@ public struct WorkflowRuns: Sendable {
   /// in this process only, and a run resumed elsewhere cannot call other services.
   let secrets: SecretBox?
   let credentials: CredentialMemory
+  /// Wakes the sync callers waiting for a run this process ran.
+  let finished = RunSignals()
   let limits: WorkflowLimits
   let logger: Logger
 
@@ -115,14 +117,13 @@ public struct WorkflowRuns: Sendable {
       options: JobOptions(dedupKey: "workflow-run:\(execution.id.lowercasedString):\(execution.resumeCount)", maxAttempts: 20), in: connection)
   }
 
-  /// The run once it has ended, or as it is at `until`.
+  /// The run once it has ended, or as it is at `until`: woken at once when this process ran it,
+  /// else (another replica runs it) it looks every 100 ms.
   func wait(for id: UUID, until: ContinuousClock.Instant) async throws -> WorkflowExecution {
-    var pause = Duration.milliseconds(2)
     while true {
       guard let execution = try await self.executions.execution(id) else { throw ServiceError.notFound("Execution not found") }
       if execution.status.isFinished || ContinuousClock.now >= until { return execution }
-      try await Task.sleep(for: min(pause, until - ContinuousClock.now))
-      pause = min(pause * 2, .milliseconds(100))
+      await self.finished.wait(for: id, upTo: min(.milliseconds(100), until - ContinuousClock.now))
     }
   }
 
@@ -158,6 +159,7 @@ public struct WorkflowRuns: Sendable {
         let id = payload["execution_id"]?.stringValue.flatMap(UUID.init(strict:))
       else { throw PermanentJobFailure("not a workflow execution: \(job.payload)") }
       let credential = try await self.credential(of: id)
+      defer { self.finished.signal(id) }
       _ = try await self.running.run(id) { try await self.runner.run(id, credential: credential) }
       self.credentials.forget(id)
     }
@@ -359,4 +361,58 @@ final class CredentialMemory: Sendable {
   func keep(_ credential: RunCredential, for id: UUID) { self.entries.withLock { $0[id] = credential } }
   func credential(for id: UUID) -> RunCredential? { self.entries.withLock { $0[id] } }
   func forget(_ id: UUID) { _ = self.entries.withLock { $0.removeValue(forKey: id) } }
+}
+
+/// Wakes tasks waiting for a run to end (sync RunWorkflow calls) when this process has run it.
+final class RunSignals: Sendable {
+  private struct Waiter {
+    var token: UUID
+    var continuation: CheckedContinuation<Void, Never>
+  }
+
+  private struct State {
+    var waiters: [UUID: [Waiter]] = [:]
+    /// Waits given up (timed out) before their continuation was registered.
+    var abandoned: Set<UUID> = []
+  }
+
+  private let state = Mutex(State())
+
+  /// Returns when `id` is signalled or after `timeout`, whichever comes first.
+  func wait(for id: UUID, upTo timeout: Duration) async {
+    let token = UUID()
+    await withTaskGroup(of: Void.self) { group in
+      group.addTask {
+        await withTaskCancellationHandler {
+          await withCheckedContinuation { continuation in
+            let resumeNow = self.state.withLock { state in
+              if state.abandoned.remove(token) != nil { return true }
+              state.waiters[id, default: []].append(Waiter(token: token, continuation: continuation))
+              return false
+            }
+            if resumeNow { continuation.resume() }
+          }
+        } onCancel: {
+          let waiter = self.state.withLock { state -> Waiter? in
+            if let index = state.waiters[id]?.firstIndex(where: { $0.token == token }) {
+              let waiter = state.waiters[id]!.remove(at: index)
+              if state.waiters[id]!.isEmpty { state.waiters[id] = nil }
+              return waiter
+            }
+            state.abandoned.insert(token)
+            return nil
+          }
+          waiter?.continuation.resume()
+        }
+      }
+      group.addTask { try? await Task.sleep(for: timeout) }
+      _ = await group.next()
+      group.cancelAll()
+    }
+  }
+
+  func signal(_ id: UUID) {
+    let waiters = self.state.withLock { $0.waiters.removeValue(forKey: id) ?? [] }
+    for waiter in waiters { waiter.continuation.resume() }
+  }
 }
