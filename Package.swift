@@ -459,7 +459,7 @@ let package = Package(
     .testTarget(
       name: "WorkflowTests",
       dependencies: [
-        "Workflow", "Persona", "CodeSandbox", "PlatformTesting", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        "Workflow", "Agent", "Persona", "CodeSandbox", "PlatformTesting", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],
       path: "Tests/WorkflowTests",
       exclude: ["counting_server.py"],

@@ -1,4 +1,5 @@
 public import Foundation
+internal import Crypto
 
 extension UUID {
   /// Parses the canonical text form of a UUID and nothing else: exactly 36 ASCII characters,
@@ -66,5 +67,19 @@ extension UUID {
     case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
     default: nil
     }
+  }
+}
+
+extension UUID {
+  /// The UUID `key` always gives: the first 16 bytes of its SHA-256 with the version 5 and
+  /// variant bits set. For ids derived from another (a retry's request id, a fire time's run), so
+  /// that doing the same thing twice names the same row.
+  public init(derivedFrom key: String) {
+    var bytes = Array(SHA256.hash(data: Data(key.utf8)).prefix(16))
+    bytes[6] = (bytes[6] & 0x0F) | 0x50
+    bytes[8] = (bytes[8] & 0x3F) | 0x80
+    self.init(
+      uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9], bytes[10], bytes[11], bytes[12],
+        bytes[13], bytes[14], bytes[15]))
   }
 }

@@ -1,7 +1,6 @@
 public import Foundation
 public import Logging
 public import PlatformCore
-internal import Crypto
 internal import GRPCRuntime
 
 /// Agent executions: started (run before answering, or by a durable job), read, listed,
@@ -294,11 +293,7 @@ public struct Executions: Sendable {
 
   /// The request id of the automatic retry of `parent`: SHA-256 of its id, as a version 5 UUID.
   static func retryRequestID(of parent: UUID) -> UUID {
-    var bytes = Array(SHA256.hash(data: Data("automatic-retry:\(parent.lowercasedString)".utf8)).prefix(16))
-    bytes[6] = (bytes[6] & 0x0F) | 0x50
-    bytes[8] = (bytes[8] & 0x3F) | 0x80
-    return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9], bytes[10], bytes[11],
-      bytes[12], bytes[13], bytes[14], bytes[15]))
+    UUID(derivedFrom: "automatic-retry:\(parent.lowercasedString)")
   }
 
   /// The caller's execution: a finished one from Redis when it is there.

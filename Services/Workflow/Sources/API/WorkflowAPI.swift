@@ -78,6 +78,7 @@ public struct WorkflowAPI: Platform_Workflow_V1_WorkflowServiceHandler {
     let caller = try context.requireCaller()
     guard request.hasWorkflow else { throw ServiceError.invalidArgument(field: "workflow", reason: "is required") }
     let id = try Self.id(request.workflow.id, field: "workflow.id")
+    guard request.version > 0 else { throw ServiceError.invalidArgument(field: "version", reason: "is required (the version last read)") }
     let paths = Set(request.updateMask.paths)
     let patch = try Self.draft(request.workflow, statusDefault: .draft, checkStatus: paths.contains("status"))
     return Self.message(try await self.workflows.update(id, owner: caller.userID, paths: paths, patch: patch, version: Int(request.version)))
@@ -247,8 +248,7 @@ public struct WorkflowAPI: Platform_Workflow_V1_WorkflowServiceHandler {
     let caller = try context.requireCaller()
     let id = try Self.id(request.id, field: "id")
     let deadline = ContinuousClock.now + Self.watchLimit
-    try await self.runs.watch(id, owner: caller.userID) { event in
-      guard ContinuousClock.now < deadline else { throw RPCError(.deadlineExceeded, "WatchWorkflowExecution ends after an hour; call it again") }
+    try await self.runs.watch(id, owner: caller.userID, until: deadline) { event in
       try await responses.write(
         .with {
           $0.eventTime = Google_Protobuf_Timestamp(date: Date())

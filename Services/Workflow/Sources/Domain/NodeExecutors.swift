@@ -14,9 +14,9 @@ public struct NodeContext: Sendable {
   public var scope: RunScope
 
   /// The same id for every retry of the same call of this attempt (idempotency key for agent
-  /// executions): derived from run, node and attempt.
+  /// executions): derived from run, node, attempt and iteration item.
   public var requestID: UUID {
-    WorkflowRuns.requestID(for: "node-attempt:\(self.executionID.lowercasedString)/\(self.nodeID)/\(self.attempt)")
+    WorkflowRuns.requestID(for: "node-attempt:\(self.executionID.lowercasedString)/\(self.nodeID)/\(self.attempt)/\(self.scope.index ?? -1)")
   }
 }
 

@@ -92,42 +92,94 @@ public enum References {
 
   /// `value` with its references replaced through `lookup` (an absent value reads as null,
   /// which is empty text inside a longer string).
-  /// - Parameter maxBytes: the largest a string made by interpolation may be.
+  /// - Parameter maxBytes: the most the resolved value may hold, all its strings and the values
+  ///   references bring in together (about its JSON size), so that data of a few kilobytes cannot
+  ///   expand a large upstream output a thousand times over.
   public static func resolve(
     _ value: JSONValue, maxBytes: Int = 1 << 20, lookup: ([String]) -> JSONValue?
   ) throws(Failure) -> JSONValue {
+    var remaining = maxBytes
+    return try Self.resolve(value, remaining: &remaining, limit: maxBytes, lookup: lookup)
+  }
+
+  private static func resolve(
+    _ value: JSONValue, remaining: inout Int, limit: Int, lookup: ([String]) -> JSONValue?
+  ) throws(Failure) -> JSONValue {
+    func spend(_ bytes: Int) throws(Failure) {
+      remaining -= bytes
+      if remaining < 0 { throw Failure(reason: "the data expands to more than \(limit) bytes") }
+    }
     switch value {
     case .string(let text):
       let spans = Self.spans(in: text)
-      guard !spans.isEmpty else { return value }
+      guard !spans.isEmpty else {
+        try spend(text.utf8.count + 2)
+        return value
+      }
       if spans.count == 1, spans[0].range == text.startIndex..<text.endIndex {
         guard let path = Self.path(spans[0].inner) else { throw Failure(reason: "{{\(spans[0].inner.prefix(100))}} is not a reference") }
-        return lookup(path) ?? .null
+        let found = lookup(path) ?? .null
+        try spend(Self.size(of: found, upTo: remaining + 1))
+        return found
       }
       var result = ""
       var last = text.startIndex
       for span in spans {
         result += text[last..<span.range.lowerBound]
         guard let path = Self.path(span.inner) else { throw Failure(reason: "{{\(span.inner.prefix(100))}} is not a reference") }
-        result += Self.text(of: lookup(path) ?? .null)
+        let found = lookup(path) ?? .null
+        // Measured before it is written out as text.
+        guard Self.size(of: found, upTo: remaining + 1) + result.utf8.count <= remaining else {
+          throw Failure(reason: "the data expands to more than \(limit) bytes")
+        }
+        result += Self.text(of: found)
         last = span.range.upperBound
-        guard result.utf8.count <= maxBytes else { throw Failure(reason: "a string expands to more than \(maxBytes) bytes") }
       }
       result += text[last...]
-      guard result.utf8.count <= maxBytes else { throw Failure(reason: "a string expands to more than \(maxBytes) bytes") }
+      try spend(result.utf8.count + 2)
       return .string(result)
     case .array(let values):
+      try spend(2)
       var resolved: [JSONValue] = []
       resolved.reserveCapacity(values.count)
-      for element in values { resolved.append(try Self.resolve(element, maxBytes: maxBytes, lookup: lookup)) }
+      for element in values { resolved.append(try Self.resolve(element, remaining: &remaining, limit: limit, lookup: lookup)) }
       return .array(resolved)
     case .object(let members):
+      try spend(2)
       var resolved: [String: JSONValue] = [:]
-      for (key, member) in members { resolved[key] = try Self.resolve(member, maxBytes: maxBytes, lookup: lookup) }
+      for (key, member) in members {
+        try spend(key.utf8.count + 3)
+        resolved[key] = try Self.resolve(member, remaining: &remaining, limit: limit, lookup: lookup)
+      }
       return .object(resolved)
     default:
+      try spend(8)
       return value
     }
+  }
+
+  /// About how many bytes `value` takes as JSON, counted only up to `limit` (so measuring a large
+  /// value costs no more than the limit).
+  static func size(of value: JSONValue, upTo limit: Int) -> Int {
+    var total = 0
+    func walk(_ value: JSONValue) {
+      guard total <= limit else { return }
+      switch value {
+      case .null, .bool, .number: total += 8
+      case .string(let text): total += text.utf8.count + 2
+      case .array(let values):
+        total += 2
+        for element in values where total <= limit { walk(element) }
+      case .object(let members):
+        total += 2
+        for (key, member) in members where total <= limit {
+          total += key.utf8.count + 3
+          walk(member)
+        }
+      }
+    }
+    walk(value)
+    return total
   }
 
   /// A value as text inside a string: strings as they are, whole numbers without a fraction,

@@ -92,7 +92,8 @@ public struct NodeExecution: Sendable, Equatable {
       case (.pending, .running), (.pending, .skipped): true
       case (.running, .completed), (.running, .failed), (.running, .cancelled), (.running, .pending): true
       case (.failed, .pending), (.cancelled, .pending): true
-      // A fail_branch node's failure settles it: its `fail` edges are followed.
+      // Stopped with its service and not safe to run again (the run fails as interrupted).
+      case (.cancelled, .failed): true
       default: false
       }
     }

@@ -34,6 +34,9 @@ public struct WorkflowRunner: Sendable {
     case lost(String)
     /// The run's deadline passed.
     case deadline
+    /// The node's state could not be written (the database went away, after retries): the run
+    /// stops here and its job tries again later, from what was committed.
+    case storeUnavailable(String)
   }
 
   /// Runs (or goes on with) execution `id` until it ends or stops being this runner's.
@@ -57,33 +60,46 @@ public struct WorkflowRunner: Sendable {
     var overrides: [String: [String: JSONValue]] = [:]
     for row in rows { if let override = row.dataOverride { overrides[row.nodeID] = override } }
 
-    // Nodes in flight when the last runner stopped.
+    // Nodes in flight when the last runner stopped (running), or stopped with it (cancelled by a
+    // shutdown: the run itself was not cancelled, or it could not be claimed); and a failure it
+    // committed without ending the run.
     var failure: NodeFailure?
-    for row in rows where row.status == .running {
+    for row in rows where row.status == .failed {
+      failure = failure ?? NodeFailure(code: "node_failed", message: "Node \(row.nodeID): \(row.error?.message ?? "failed")")
+    }
+    for row in rows where row.status == .running || row.status == .cancelled {
       guard let node = plan.nodes[row.nodeID] else { continue }
       let data = node.data.merging(overrides[row.nodeID] ?? [:]) { _, new in new }
       if node.kind.isIdempotent(data) || row.attempts < node.policy.maxAttempts {
         let why = node.kind.isIdempotent(data) ? "its kind (\(node.kind.rawValue)) is safe to run again" : "its retry policy allows another attempt"
         let result = try await self.executions.change(
           id, token: token,
-          .init(row.nodeID, from: [.running], to: .pending, event: .interrupted, message: "Interrupted by a stop of the service; it runs again: \(why)"))
+          .init(row.nodeID, from: [.running, .cancelled], to: .pending, event: .interrupted, message: "Interrupted by a stop of the service; it runs again: \(why)"))
         guard result.written else { return try await self.executions.execution(id) }
         state.ended(row.nodeID, as: .pending)
       } else {
         let interrupted = NodeFailure(
           code: "interrupted",
           message: "Interrupted by a stop of the service after attempt \(row.attempts); not run again: a \(node.kind.rawValue) node may have had its effect, and its retry policy allows \(node.policy.maxAttempts) attempt(s)")
-        let result = try await self.executions.change(
-          id, token: token, .init(row.nodeID, from: [.running], to: .failed, event: .interrupted, message: interrupted.message, error: interrupted))
-        guard result.written else { return try await self.executions.execution(id) }
-        state.ended(row.nodeID, as: .failed)
-        failure = NodeFailure(code: "node_failed", message: "Node \(row.nodeID): \(interrupted.message)")
+        let settled = await self.settleFailure(
+          node, failure: interrupted, event: .interrupted, milliseconds: row.executionMilliseconds ?? 0, from: [.running, .cancelled]
+        ) { change in try? await self.executions.change(id, token: token, change) }
+        switch settled {
+        case .completed(let nodeID, let output, let tookFailBranch):
+          state.completed(nodeID, output: output, tookFailBranch: tookFailBranch)
+        case .failed(let nodeID, _):
+          state.ended(nodeID, as: .failed)
+          failure = failure ?? NodeFailure(code: "node_failed", message: "Node \(nodeID): \(interrupted.message)")
+        default:
+          throw ServiceError.unavailable("The run's state could not be written; its job tries again")
+        }
       }
     }
 
     let deadline = execution.deadline ?? execution.createdAt.addingTimeInterval(Double(self.limits.runTimeout.components.seconds))
     var stopped = false
     var timedOut = false
+    var storeFailed = false
     if failure == nil {
       await withTaskGroup(of: NodeResult.self) { group in
         let remaining = deadline.timeIntervalSinceNow
@@ -109,8 +125,10 @@ public struct WorkflowRunner: Sendable {
                   continue
                 }
               } catch {
-                failure = NodeFailure(code: "unavailable", message: "The run's state could not be written: \(error)", retryable: true)
+                storeFailed = true
                 draining = true
+                group.cancelAll()
+                continue
               }
             }
             for nodeID in ready where running.count < self.limits.maxParallel && !draining {
@@ -153,11 +171,17 @@ public struct WorkflowRunner: Sendable {
             timedOut = true
             draining = true
             group.cancelAll()
+          case .storeUnavailable(let nodeID):
+            running.remove(nodeID)
+            storeFailed = true
+            draining = true
+            group.cancelAll()
           }
         }
         group.cancelAll()
       }
     }
+    if storeFailed { throw ServiceError.unavailable("The run's state could not be written; its job tries again") }
     if Task.isCancelled || stopped { return try await self.detached { try await self.executions.execution(id) } }
     let status: WorkflowExecution.Status
     var error: NodeFailure?
@@ -168,6 +192,11 @@ public struct WorkflowRunner: Sendable {
     } else if let failure {
       status = .failed
       error = failure
+    } else if let unsettled = plan.order.first(where: { state.status[$0]?.isSettled != true }) {
+      // Every node ends completed or skipped in a run that succeeds; anything else is a fault of
+      // the engine, and the run must not claim success.
+      status = .failed
+      error = NodeFailure(code: "incomplete", message: "Node \(unsettled) did not finish (\(state.status[unsettled]?.rawValue ?? "unknown"))")
     } else {
       let result = state.output
       if result.jsonText.utf8.count > self.limits.maxOutputBytes {
@@ -197,8 +226,14 @@ public struct WorkflowRunner: Sendable {
     let id = execution.id
     let data = node.data.merging(override) { _, new in new }
     var attempt = priorAttempts
-    func record(_ change: ExecutionStore.NodeChange) async -> ExecutionStore.ChangeResult? {
-      try? await self.detached { try await self.executions.change(id, token: token, change) }
+    /// Writes a node move (tried again over a few seconds if the database fails); nil when it
+    /// could not be written.
+    @Sendable func record(_ change: ExecutionStore.NodeChange) async -> ExecutionStore.ChangeResult? {
+      for pause in [Duration.milliseconds(100), .milliseconds(500), .seconds(2)] {
+        if let result = try? await self.detached({ try await self.executions.change(id, token: token, change) }) { return result }
+        try? await Task.sleep(for: pause)
+      }
+      return try? await self.detached { try await self.executions.change(id, token: token, change) }
     }
     while true {
       let allowed = steps.take()
@@ -213,7 +248,7 @@ public struct WorkflowRunner: Sendable {
         .init(
           node.id, from: [.pending], to: .running, event: .started, message: attempt > 0 ? "Attempt \(attempt + 1)" : nil,
           input: resolved.map { .object($0) }, startsAttempt: true))
-      else { return .lost(node.id) }
+      else { return .storeUnavailable(node.id) }
       guard started.written, started.runStatus == .running else { return .lost(node.id) }
       attempt = started.attempts
       let began = ContinuousClock.now
@@ -233,7 +268,9 @@ public struct WorkflowRunner: Sendable {
         }
       }
       let milliseconds = Int((ContinuousClock.now - began).wholeMilliseconds)
-      if Task.isCancelled {
+      // A result that arrived is kept even if the run was stopped meanwhile (a resume must not
+      // send it again); a failure caused by the stop is recorded as cancelled.
+      if Task.isCancelled, case .failure = outcome {
         _ = await record(.init(node.id, from: [.running], to: .cancelled, event: .failed, message: "Cancelled", milliseconds: milliseconds))
         return .cancelled(node.id)
       }
@@ -242,13 +279,13 @@ public struct WorkflowRunner: Sendable {
         let size = result.output.jsonText.utf8.count
         if size > self.limits.maxOutputBytes {
           let failure = NodeFailure(code: "output_too_large", message: "The output is \(size) bytes; a node's output is at most \(self.limits.maxOutputBytes)")
-          return await self.settleFailure(node, failure: failure, attempt: attempt, milliseconds: milliseconds, record: record)
+          return await self.settleFailure(node, failure: failure, event: .failed, milliseconds: milliseconds, from: [.running], record: record)
         }
         guard let written = await record(
           .init(
             node.id, from: [.running], to: .completed, event: .finished, output: result.output, childExecutionID: result.childExecutionID,
             cost: result.cost, milliseconds: milliseconds))
-        else { return .lost(node.id) }
+        else { return .storeUnavailable(node.id) }
         return written.written ? .completed(node.id, output: result.output, tookFailBranch: false) : .lost(node.id)
       case .failure(let failure):
         if failure.retryable && attempt < node.policy.maxAttempts && allowed {
@@ -257,9 +294,9 @@ public struct WorkflowRunner: Sendable {
             .init(
               node.id, from: [.running], to: .pending, event: .retried,
               message: "Attempt \(attempt) failed (\(failure.code)); retrying in \(wait.wholeMilliseconds) ms", error: failure,
-              milliseconds: milliseconds)),
-            written.written
-          else { return .lost(node.id) }
+              milliseconds: milliseconds))
+          else { return .storeUnavailable(node.id) }
+          guard written.written else { return .lost(node.id) }
           do {
             try await Task.sleep(for: wait)
           } catch {
@@ -268,7 +305,7 @@ public struct WorkflowRunner: Sendable {
           }
           continue
         }
-        return await self.settleFailure(node, failure: failure, attempt: attempt, milliseconds: milliseconds, record: record)
+        return await self.settleFailure(node, failure: failure, event: .failed, milliseconds: milliseconds, from: [.running], record: record)
       }
     }
   }
@@ -276,34 +313,29 @@ public struct WorkflowRunner: Sendable {
   /// A node's last failure, as its on_error says: the run fails, or the node completes with
   /// its default output, or with its error on the `fail` branch.
   private func settleFailure(
-    _ node: PlannedNode, failure: NodeFailure, attempt: Int, milliseconds: Int,
+    _ node: PlannedNode, failure: NodeFailure, event: NodeEvent.Kind, milliseconds: Int, from: [NodeExecution.Status],
     record: (ExecutionStore.NodeChange) async -> ExecutionStore.ChangeResult?
   ) async -> NodeResult {
+    let change: ExecutionStore.NodeChange
+    let result: NodeResult
     switch node.policy.onError {
     case .fail:
-      guard let written = await record(
-        .init(node.id, from: [.running], to: .failed, event: .failed, message: failure.message, error: failure, milliseconds: milliseconds)),
-        written.written
-      else { return .lost(node.id) }
-      return .failed(node.id, failure)
+      change = .init(node.id, from: from, to: .failed, event: event, message: failure.message, error: failure, milliseconds: milliseconds)
+      result = .failed(node.id, failure)
     case .useDefault(let output):
-      guard let written = await record(
-        .init(
-          node.id, from: [.running], to: .completed, event: .failed, message: "\(failure.message); continuing with its default output", output: output,
-          error: failure, milliseconds: milliseconds)),
-        written.written
-      else { return .lost(node.id) }
-      return .completed(node.id, output: output, tookFailBranch: false)
+      change = .init(
+        node.id, from: from, to: .completed, event: event, message: "\(failure.message); continuing with its default output", output: output,
+        error: failure, milliseconds: milliseconds)
+      result = .completed(node.id, output: output, tookFailBranch: false)
     case .failBranch:
       let output = JSONValue.object(["error": .object(["code": .string(failure.code), "message": .string(failure.message)])])
-      guard let written = await record(
-        .init(
-          node.id, from: [.running], to: .completed, event: .failed, message: "\(failure.message); taking its fail branch", output: output,
-          error: failure, milliseconds: milliseconds)),
-        written.written
-      else { return .lost(node.id) }
-      return .completed(node.id, output: output, tookFailBranch: true)
+      change = .init(
+        node.id, from: from, to: .completed, event: event, message: "\(failure.message); taking its fail branch", output: output, error: failure,
+        milliseconds: milliseconds)
+      result = .completed(node.id, output: output, tookFailBranch: true)
     }
+    guard let written = await record(change) else { return .storeUnavailable(node.id) }
+    return written.written ? result : .lost(node.id)
   }
 
   /// `operation`'s result, or a retryable timeout failure once `limit` has passed (the

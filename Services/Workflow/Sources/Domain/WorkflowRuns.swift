@@ -1,7 +1,7 @@
 public import Foundation
 public import Logging
 public import PlatformCore
-internal import Crypto
+internal import GRPCRuntime
 internal import Synchronization
 
 /// Runs of workflows: started (by a call or a schedule), run by durable jobs, read, listed,
@@ -102,7 +102,7 @@ public struct WorkflowRuns: Sendable {
         nodes: plan.order.compactMap { id in plan.nodes[id].map { (id, $0.kind.rawValue) } }, requestID: start.requestID,
         scheduleID: start.scheduleID, deadline: deadline, credential: sealed)
     ) { connection, execution in
-      if let credential { self.credentials.keep(credential, for: execution.id) }
+      if let credential, self.secrets == nil { self.credentials.keep(credential, for: execution.id) }
       try await self.enqueue(execution, in: connection)
     }
     guard start.sync, created.created || !created.execution.status.isFinished else { return created.execution }
@@ -160,8 +160,9 @@ public struct WorkflowRuns: Sendable {
       else { throw PermanentJobFailure("not a workflow execution: \(job.payload)") }
       let credential = try await self.credential(of: id)
       defer { self.finished.signal(id) }
-      _ = try await self.running.run(id) { try await self.runner.run(id, credential: credential) }
-      self.credentials.forget(id)
+      let execution = try await self.running.run(id) { try await self.runner.run(id, credential: credential) }
+      // Kept for a run that stopped unfinished here (its job comes back here, or a resume).
+      if execution?.status.isFinished != false { self.credentials.forget(id) }
     }
   }
 
@@ -228,7 +229,7 @@ public struct WorkflowRuns: Sendable {
     }
     let deadline = Date().addingTimeInterval(Double(self.limits.runTimeout.components.seconds))
     guard let resumed = try await self.executions.resume(id, owner: owner, overrides: nodeData, deadline: deadline, credential: sealed, then: { connection, execution in
-      if let credential { self.credentials.keep(credential, for: execution.id) }
+      if let credential, self.secrets == nil { self.credentials.keep(credential, for: execution.id) }
       try await self.enqueue(execution, in: connection)
     }) else {
       // Resumed by a concurrent call.
@@ -245,7 +246,9 @@ public struct WorkflowRuns: Sendable {
   /// The run, then each node event as it is recorded, and the run again whenever its status
   /// changes, until it has ended. Read from the database every `interval` by the watcher's own
   /// task, so a slow watcher never slows the run.
-  public func watch(_ id: UUID, owner: UUID, interval: Duration = .milliseconds(100), send: (WatchEvent) async throws -> Void) async throws {
+  public func watch(
+    _ id: UUID, owner: UUID, interval: Duration = .milliseconds(100), until: ContinuousClock.Instant, send: (WatchEvent) async throws -> Void
+  ) async throws {
     guard var current = try await self.executions.execution(id, owner: owner) else { throw ServiceError.notFound("Execution not found") }
     try await send(.execution(current, try await self.executions.nodes(of: id)))
     var lastEvent: Int64 = 0
@@ -263,6 +266,7 @@ public struct WorkflowRuns: Sendable {
         lastEvent = events.last!.id
       }
       if current.status.isFinished && events.count < 500 { return }
+      guard ContinuousClock.now < until else { throw RPCError(.deadlineExceeded, "WatchWorkflowExecution ends after an hour; call it again") }
       if events.count < 500 { try await Task.sleep(for: interval) }
       guard let latest = try await self.executions.execution(id, owner: owner) else { return }
       if latest.status != current.status {
@@ -301,18 +305,28 @@ public struct WorkflowRuns: Sendable {
   }
 
   func enqueueDueFires(now: Date, window: TimeInterval) async throws {
-    for workflow in try await self.workflows.scheduled() {
-      for schedule in workflow.schedules where schedule.enabled {
-        guard let cron = try? CronSchedule(parsing: schedule.cron), let zone = schedule.zone else { continue }
-        for fire in cron.fireTimes(after: now.addingTimeInterval(-window), through: now, in: zone, limit: 10) {
-          let key = Self.fireKey(workflow: workflow.id, schedule: schedule.id, fire: fire)
-          try await self.jobs.enqueue(
-            Self.scheduleJobType,
-            payload: .object([
-              "workflow_id": .string(workflow.id.lowercasedString), "schedule_id": .string(schedule.id),
-              "fire_time": .number(fire.timeIntervalSince1970), "user_id": .string(workflow.userID.lowercasedString),
-            ]), options: JobOptions(dedupKey: key, maxAttempts: 5))
-        }
+    var after: UUID?
+    while true {
+      let page = try await self.workflows.scheduled(after: after, limit: 500)
+      for workflow in page {
+        try await self.enqueueDueFires(of: workflow, now: now, window: window)
+      }
+      guard page.count == 500, let last = page.last else { return }
+      after = last.id
+    }
+  }
+
+  private func enqueueDueFires(of workflow: WorkflowStore.Scheduled, now: Date, window: TimeInterval) async throws {
+    for schedule in workflow.schedules where schedule.enabled {
+      guard let cron = try? CronSchedule(parsing: schedule.cron), let zone = schedule.zone else { continue }
+      for fire in cron.fireTimes(after: now.addingTimeInterval(-window), through: now, in: zone, limit: 10) {
+        let key = Self.fireKey(workflow: workflow.id, schedule: schedule.id, fire: fire)
+        try await self.jobs.enqueue(
+          Self.scheduleJobType,
+          payload: .object([
+            "workflow_id": .string(workflow.id.lowercasedString), "schedule_id": .string(schedule.id),
+            "fire_time": .number(fire.timeIntervalSince1970), "user_id": .string(workflow.userID.lowercasedString),
+          ]), options: JobOptions(dedupKey: key, maxAttempts: 5))
       }
     }
   }
@@ -345,13 +359,7 @@ public struct WorkflowRuns: Sendable {
   }
 
   /// A version 5 UUID derived from `key`.
-  static func requestID(for key: String) -> UUID {
-    var bytes = Array(SHA256.hash(data: Data(key.utf8)).prefix(16))
-    bytes[6] = (bytes[6] & 0x0F) | 0x50
-    bytes[8] = (bytes[8] & 0x3F) | 0x80
-    return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8], bytes[9], bytes[10], bytes[11],
-      bytes[12], bytes[13], bytes[14], bytes[15]))
-  }
+  static func requestID(for key: String) -> UUID { UUID(derivedFrom: key) }
 }
 
 /// Run credentials kept in this process while their runs may still run here.

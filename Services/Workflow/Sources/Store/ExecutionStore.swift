@@ -173,6 +173,9 @@ public struct ExecutionStore: Sendable {
     public var milliseconds: Int?
     /// Counts an attempt (a start).
     public var startsAttempt = false
+    /// Written only while the run is RUNNING (starts: nothing new begins in a cancelled run;
+    /// ends of attempts are recorded whatever the run's status, so that a resume knows them).
+    public var requiresRunningRun: Bool { self.startsAttempt }
 
     public init(
       _ nodeID: String, from: [NodeExecution.Status], to: NodeExecution.Status, event: NodeEvent.Kind?, message: String? = nil, input: JSONValue? = nil,
@@ -206,7 +209,12 @@ public struct ExecutionStore: Sendable {
     let settles = change.to == .completed || change.to == .skipped
     let rows = try await self.database.query(
       """
-      WITH run AS (SELECT id, status FROM workflow_executions WHERE id = \(id) AND runner_token = \(token)),
+      WITH run AS (
+          -- Locked: a claim that replaced the token commits first or waits, and the token and
+          -- status are checked on the row as it is then.
+          SELECT id, status FROM workflow_executions
+          WHERE id = \(id) AND runner_token = \(token) AND (status = 'running' OR NOT \(change.requiresRunningRun))
+          FOR UPDATE),
         node AS (
           UPDATE workflow_node_executions n SET status = \(change.to.rawValue),
             attempts = n.attempts + \(change.startsAttempt ? 1 : 0),
@@ -245,7 +253,7 @@ public struct ExecutionStore: Sendable {
     guard !nodeIDs.isEmpty else { return true }
     let rows = try await self.database.query(
       """
-      WITH run AS (SELECT id FROM workflow_executions WHERE id = \(id) AND runner_token = \(token)),
+      WITH run AS (SELECT id FROM workflow_executions WHERE id = \(id) AND runner_token = \(token) AND status = 'running' FOR UPDATE),
         node AS (
           UPDATE workflow_node_executions n SET status = 'skipped', completed_at = clock_timestamp() FROM run
           WHERE n.execution_id = run.id AND n.node_id = ANY(\(nodeIDs)::text[]) AND n.status = 'pending' RETURNING n.node_id),

@@ -234,15 +234,28 @@ public struct WorkflowStore: Sendable {
     return (try rows.prefix(limit).map(Self.snapshot), Int(total), rows.count > limit)
   }
 
-  /// Live workflows with at least one enabled schedule (for the scheduler), with the
-  /// permissions their owner... (the owner is whoever created the workflow).
-  public func scheduled() async throws -> [Workflow] {
+  /// A workflow's schedules, as the scheduler reads them.
+  public struct Scheduled: Sendable {
+    public var id: UUID
+    public var userID: UUID
+    public var schedules: [WorkflowSchedule]
+  }
+
+  /// Live, runnable workflows with schedules after `after` (by id), at most `limit`: only their
+  /// ids, owners and schedules.
+  public func scheduled(after: UUID?, limit: Int) async throws -> [Scheduled] {
     try await self.database.query(
       """
-      SELECT \(unescaped: Self.columns) FROM workflows
-      WHERE deleted_at IS NULL AND schedules <> '[]'::jsonb AND status IN ('draft', 'active') LIMIT 10000
+      SELECT id, user_id, schedules::text FROM workflows
+      WHERE deleted_at IS NULL AND schedules <> '[]'::jsonb AND status IN ('draft', 'active')
+        AND (\(after)::uuid IS NULL OR id > \(after ?? UUID()))
+      ORDER BY id LIMIT \(limit)
       """, logger: self.logger
-    ).map(Self.workflow)
+    ).map { row in
+      let (id, userID, text) = try row.decode((UUID, UUID, String).self)
+      let schedules: [WorkflowSchedule] = if case .array(let list)? = try? JSONValue(jsonText: text) { list.map(WorkflowSchedule.init(stored:)) } else { [] }
+      return Scheduled(id: id, userID: userID, schedules: schedules)
+    }
   }
 }
 
