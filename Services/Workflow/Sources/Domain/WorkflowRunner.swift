@@ -15,6 +15,8 @@ public struct WorkflowRunner: Sendable {
   let executors: NodeExecutors
   let limits: WorkflowLimits
   let logger: Logger
+  /// Snapshots never change: each one's plan is made once per process.
+  let plans = PlanCache()
 
   public init(executions: ExecutionStore, workflows: WorkflowStore, executors: NodeExecutors, limits: WorkflowLimits, logger: Logger) {
     self.executions = executions
@@ -44,11 +46,16 @@ public struct WorkflowRunner: Sendable {
   public func run(_ id: UUID, credential: RunCredential?) async throws -> WorkflowExecution? {
     let token = UUID()
     guard let execution = try await self.executions.claim(id, token: token) else { return try await self.executions.execution(id) }
-    guard let snapshot = try await self.workflows.snapshot(id: execution.snapshotID) else {
-      return try await self.executions.finish(
-        id, token: token, status: .failed, output: nil, error: NodeFailure(code: "snapshot_missing", message: "The workflow version it ran is gone"))
+    let plan: WorkflowPlan
+    if let cached = self.plans.plan(for: execution.snapshotID) {
+      plan = cached
+    } else {
+      guard let snapshot = try await self.workflows.snapshot(id: execution.snapshotID) else {
+        return try await self.executions.finish(
+          id, token: token, status: .failed, output: nil, error: NodeFailure(code: "snapshot_missing", message: "The workflow version it ran is gone"))
+      }
+      plan = self.plans.store(WorkflowPlan(snapshot.definition), for: snapshot.id)
     }
-    let plan = WorkflowPlan(snapshot.definition)
     guard plan.isValid else {
       let problems = plan.issues.filter { !$0.isWarning }.prefix(3).map(\.message).joined(separator: "; ")
       return try await self.executions.finish(
@@ -244,6 +251,31 @@ public struct WorkflowRunner: Sendable {
       } catch {
         resolution = error
       }
+      // Kinds that compute in process, quickly and without effects outside the run, are run
+      // first and recorded started and finished in one write: a crash before it leaves them
+      // pending, to run again, which repeats nothing.
+      var precomputed: Result<NodeOutcome, NodeFailure>?
+      if allowed, let resolved, resolution == nil, Self.inlineKinds.contains(node.kind) {
+        let context = NodeContext(
+          executionID: id, workflowID: execution.workflowID, nodeID: node.id, attempt: attempt + 1, credential: credential,
+          timeout: node.policy.timeout, scope: scope)
+        let began = ContinuousClock.now
+        let outcome: Result<NodeOutcome, NodeFailure>
+        do throws(NodeFailure) {
+          outcome = .success(try await self.executors.execute(node.kind, data: resolved, upstream: upstream, context: context))
+        } catch {
+          outcome = .failure(error)
+        }
+        if case .success(let result) = outcome, result.output.jsonText.utf8.count <= self.limits.maxOutputBytes {
+          guard let written = await record(
+            .init(
+              node.id, from: [.pending], to: .completed, event: .finished, input: .object(resolved), output: result.output, cost: result.cost,
+              milliseconds: Int((ContinuousClock.now - began).wholeMilliseconds), startsAttempt: true, alsoStarted: true))
+          else { return .storeUnavailable(node.id) }
+          return written.written ? .completed(node.id, output: result.output, tookFailBranch: false) : .lost(node.id)
+        }
+        precomputed = outcome
+      }
       guard let started = await record(
         .init(
           node.id, from: [.pending], to: .running, event: .started, message: attempt > 0 ? "Attempt \(attempt + 1)" : nil,
@@ -253,7 +285,9 @@ public struct WorkflowRunner: Sendable {
       attempt = started.attempts
       let began = ContinuousClock.now
       let outcome: Result<NodeOutcome, NodeFailure>
-      if !allowed {
+      if let precomputed {
+        outcome = precomputed
+      } else if !allowed {
         outcome = .failure(NodeFailure(code: "step_limit", message: "The run reached its step limit (WORKFLOW_MAX_STEPS = \(self.limits.maxSteps))"))
       } else if let resolution {
         outcome = .failure(resolution)
@@ -309,6 +343,9 @@ public struct WorkflowRunner: Sendable {
       }
     }
   }
+
+  /// The kinds run in process and recorded in one write when they succeed.
+  static let inlineKinds: Set<NodeKind> = [.start, .end, .template, .condition, .variableAssign, .aggregate]
 
   /// A node's last failure, as its on_error says: the run fails, or the node completes with
   /// its default output, or with its error on the `fail` branch.
@@ -386,5 +423,20 @@ final class StepBudget: Sendable {
       used += 1
       return true
     }
+  }
+}
+
+/// The plans of recently run snapshots, by snapshot id (immutable, so never stale), at most 256.
+final class PlanCache: Sendable {
+  private let plans = Mutex<[UUID: WorkflowPlan]>([:])
+
+  func plan(for snapshotID: UUID) -> WorkflowPlan? { self.plans.withLock { $0[snapshotID] } }
+
+  func store(_ plan: WorkflowPlan, for snapshotID: UUID) -> WorkflowPlan {
+    self.plans.withLock { plans in
+      if plans.count >= 256 { plans.removeAll() }
+      plans[snapshotID] = plan
+    }
+    return plan
   }
 }

@@ -18,6 +18,8 @@ public struct WorkflowRuns: Sendable {
   let credentials: CredentialMemory
   /// Wakes the sync callers waiting for a run this process ran.
   let finished = RunSignals()
+  /// The snapshot id of each workflow's current version, once this process has run it.
+  let snapshotIDs = VersionedMemo<UUID, UUID>(maxEntries: 10_000, maxBytes: 10_000 * 64)
   let limits: WorkflowLimits
   let logger: Logger
 
@@ -91,7 +93,7 @@ public struct WorkflowRuns: Sendable {
     let plan = WorkflowPlan(definition)
     guard plan.isValid else { throw ServiceError.failedPrecondition("The workflow is not valid: \(Workflows.describe(plan))") }
     let inputs = try Self.checkedInputs(start.inputs, plan: plan)
-    let snapshot = start.snapshotVersion == nil ? try await self.workflows.snapshot(workflow, createdBy: owner, published: false) : snapshotID
+    let snapshot = start.snapshotVersion == nil ? try await self.snapshotID(of: workflow, owner: owner) : snapshotID
     let sealed = try credential.flatMap { credential in
       try self.secrets.map { try $0.seal(Array(credential.sealedText.utf8), context: "workflow-run-credential") }
     }
@@ -107,6 +109,15 @@ public struct WorkflowRuns: Sendable {
     }
     guard start.sync, created.created || !created.execution.status.isFinished else { return created.execution }
     return try await self.wait(for: created.execution.id, until: waitUntil ?? ContinuousClock.now + self.limits.runTimeout)
+  }
+
+  /// The snapshot of the workflow's current version, written by the first run of that version;
+  /// remembered (a version's snapshot never changes).
+  private func snapshotID(of workflow: Workflow, owner: UUID) async throws -> UUID {
+    if let known = self.snapshotIDs.value(for: workflow.id, version: Int64(workflow.version)) { return known }
+    let id = try await self.workflows.snapshot(workflow, createdBy: owner, published: false)
+    self.snapshotIDs.store(id, version: Int64(workflow.version), bytes: 64, for: workflow.id)
+    return id
   }
 
   private func enqueue(_ execution: WorkflowExecution, in connection: DatabaseConnection) async throws {

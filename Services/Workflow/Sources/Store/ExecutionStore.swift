@@ -173,6 +173,10 @@ public struct ExecutionStore: Sendable {
     public var milliseconds: Int?
     /// Counts an attempt (a start).
     public var startsAttempt = false
+    /// Records a `started` event before `event` (a node run and finished in one write).
+    public var alsoStarted = false
+    var eventKinds: [String] { (self.alsoStarted ? ["started"] : []) + (self.event.map { [$0.rawValue] } ?? []) }
+    var eventMessages: [String] { (self.alsoStarted ? [""] : []) + (self.event.map { _ in [self.message ?? ""] } ?? []) }
     /// Written only while the run is RUNNING (starts: nothing new begins in a cancelled run;
     /// ends of attempts are recorded whatever the run's status, so that a resume knows them).
     public var requiresRunningRun: Bool { self.startsAttempt }
@@ -180,8 +184,9 @@ public struct ExecutionStore: Sendable {
     public init(
       _ nodeID: String, from: [NodeExecution.Status], to: NodeExecution.Status, event: NodeEvent.Kind?, message: String? = nil, input: JSONValue? = nil,
       output: JSONValue? = nil, error: NodeFailure? = nil, childExecutionID: String? = nil, cost: Double? = nil, milliseconds: Int? = nil,
-      startsAttempt: Bool = false
+      startsAttempt: Bool = false, alsoStarted: Bool = false
     ) {
+      self.alsoStarted = alsoStarted
       self.nodeID = nodeID
       self.from = from
       self.to = to
@@ -219,8 +224,8 @@ public struct ExecutionStore: Sendable {
           UPDATE workflow_node_executions n SET status = \(change.to.rawValue),
             attempts = n.attempts + \(change.startsAttempt ? 1 : 0),
             input = coalesce(\(change.input?.jsonText)::jsonb, n.input),
-            output = CASE WHEN \(change.startsAttempt) THEN NULL ELSE coalesce(\(change.output?.jsonText)::jsonb, n.output) END,
-            error = CASE WHEN \(change.startsAttempt) THEN NULL ELSE coalesce(\(change.error?.json.jsonText)::jsonb, n.error) END,
+            output = CASE WHEN \(change.startsAttempt) THEN \(change.output?.jsonText)::jsonb ELSE coalesce(\(change.output?.jsonText)::jsonb, n.output) END,
+            error = CASE WHEN \(change.startsAttempt) THEN \(change.error?.json.jsonText)::jsonb ELSE coalesce(\(change.error?.json.jsonText)::jsonb, n.error) END,
             child_execution_id = coalesce(\(change.childExecutionID), n.child_execution_id),
             cost = coalesce(\(change.cost)::numeric, n.cost),
             start_seq = CASE WHEN \(change.startsAttempt) THEN (extract(epoch FROM clock_timestamp()) * 1000000)::int8 ELSE n.start_seq END,
@@ -232,7 +237,8 @@ public struct ExecutionStore: Sendable {
           RETURNING n.node_id, n.attempts),
         event AS (
           INSERT INTO workflow_execution_events (execution_id, node_id, kind, attempt, message)
-          SELECT \(id), node.node_id, \(change.event?.rawValue), node.attempts, \(change.message) FROM node WHERE \(change.event?.rawValue)::text IS NOT NULL),
+          SELECT \(id), node.node_id, e.kind, node.attempts, NULLIF(e.message, '')
+          FROM node, unnest(\(change.eventKinds)::text[], \(change.eventMessages)::text[]) WITH ORDINALITY AS e(kind, message, n) ORDER BY e.n),
         counters AS (
           UPDATE workflow_executions e SET
             completed_nodes = e.completed_nodes + \(settles ? 1 : 0),
