@@ -79,6 +79,22 @@ struct RunStateTests {
     #expect(next.skipped == ["ok"])
   }
 
+  @Test func anEdgeConditionThatCannotBeEvaluatedBlocksItsTarget() {
+    let plan = WorkflowPlan(
+      WorkflowDefinition(
+        nodes: [WorkflowNode(id: "s", type: "start"), WorkflowNode(id: "t", type: "template", data: ["template": .string("x")]), WorkflowNode(id: "e", type: "end")],
+        edges: [WorkflowEdge(id: "s-t", source: "s", target: "t"), WorkflowEdge(id: "t-e", source: "t", target: "e", condition: "output.text > 1")]))
+    #expect(plan.isValid, "\(plan.issues)")
+    var state = RunState(plan: plan, input: .object([:]), rows: [])
+    _ = state.decide()
+    state.completed("s", output: .object([:]), tookFailBranch: false)
+    _ = state.decide()
+    state.completed("t", output: .object(["text": .string("x")]), tookFailBranch: false)
+    let next = state.decide()
+    #expect(next.ready.isEmpty && next.skipped.isEmpty, "neither run nor skipped on a guess")
+    #expect(next.failed.first?.contains("t-e") == true)
+  }
+
   @Test func referencesResolveWithTypesAndText() throws {
     let scope = RunScope(input: .object(["n": .number(3), "list": .array([.string("a")])]), outputs: ["t": .object(["text": .string("hi")])])
     let resolved = try References.resolve(

@@ -41,6 +41,12 @@ public struct RunState: Sendable {
   /// branch, `fail` for a failure under fail_branch, any other handle otherwise), and its
   /// condition (if any) holds for the source's output.
   public func isTaken(_ edge: PlannedEdge) -> Bool {
+    (try? self.taken(edge)) ?? false
+  }
+
+  /// Whether data flows along `edge`, or why its condition could not be evaluated (a type
+  /// error in it: the run fails rather than guess a branch).
+  func taken(_ edge: PlannedEdge) throws(ConditionExpression.EvaluationError) -> Bool {
     guard self.status[edge.source] == .completed, let source = self.plan.nodes[edge.source] else { return false }
     if self.failBranches.contains(edge.source) { return edge.sourceHandle == "fail" }
     if edge.sourceHandle == "fail" { return false }
@@ -48,17 +54,19 @@ public struct RunState: Sendable {
     if source.kind == .condition, output.objectValue?["branch"]?.stringValue != edge.sourceHandle { return false }
     guard let condition = edge.condition else { return true }
     let scope = self.scope
-    return (try? condition.isTrue { path in
+    return try condition.isTrue { path in
       path.first == "output" ? References.value(at: path.dropFirst(), in: output) : scope.lookup(path)
-    }) ?? false
+    }
   }
 
   /// Nodes that can run now (pending, every incoming edge decided, at least one taken) and
   /// nodes skipped now (pending, every incoming edge decided, none taken; or not reachable
-  /// from the start node). Skips are applied at once, so they cascade in one call.
-  public mutating func decide() -> (ready: [String], skipped: [String]) {
+  /// from the start node). Skips are applied at once, so they cascade in one call. Edges whose
+  /// condition could not be evaluated are in `failed` (their target neither runs nor is skipped).
+  public mutating func decide() -> (ready: [String], skipped: [String], failed: [String]) {
     var ready: [String] = []
     var skipped: [String] = []
+    var failed: [String] = []
     for id in self.plan.order where self.status[id] == .pending {
       let incoming = self.plan.incoming[id] ?? []
       if incoming.isEmpty {
@@ -69,14 +77,25 @@ public struct RunState: Sendable {
         continue
       }
       guard incoming.allSatisfy({ self.status[$0.source]?.isSettled == true }) else { continue }
-      if incoming.contains(where: self.isTaken) {
+      var anyTaken = false
+      var blocked = false
+      for edge in incoming {
+        do {
+          if try self.taken(edge) { anyTaken = true }
+        } catch {
+          failed.append("Edge \(edge.id): \(error)")
+          blocked = true
+        }
+      }
+      if blocked { continue }
+      if anyTaken {
         ready.append(id)
       } else {
         self.status[id] = .skipped
         skipped.append(id)
       }
     }
-    return (ready, skipped)
+    return (ready, skipped, failed)
   }
 
   /// The outputs of `id`'s direct predecessors that completed along a taken edge, in edge order.

@@ -122,7 +122,11 @@ public struct WorkflowRunner: Sendable {
         var draining = false
         while true {
           if !draining && !Task.isCancelled {
-            let (ready, skipped) = state.decide()
+            let (ready, skipped, failedEdges) = state.decide()
+            if let first = failedEdges.first {
+              failure = failure ?? NodeFailure(code: "condition", message: first)
+              draining = true
+            }
             if !skipped.isEmpty {
               do {
                 guard try await self.executions.skip(id, token: token, nodes: skipped) else {
