@@ -459,7 +459,8 @@ let package = Package(
     .testTarget(
       name: "WorkflowTests",
       dependencies: [
-        "Workflow", "Agent", "Persona", "CodeSandbox", "PlatformTesting", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        "Workflow", "Agent", "Persona", "CodeSandbox", "Knowledge", "TextToSQL", "PlatformTesting", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "PostgresNIO", package: "postgres-nio"),
       ],
       path: "Tests/WorkflowTests",
       exclude: ["counting_server.py"],

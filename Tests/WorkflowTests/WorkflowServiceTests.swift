@@ -567,6 +567,37 @@ struct WorkflowServiceTests {
     }
   }
 
+  @Test func runsStopAtTheirStepLimitAndTimeout() async throws {
+    try await Self.withService(environment: ["WORKFLOW_MAX_STEPS": "10", "WORKFLOW_TIMEOUT_SECONDS": "2"]) { service, client in
+      let options = try await Self.options(service, user: UUID())
+      var nodes = [try node("start", "start")]
+      var edges: [Platform_Workflow_V1_Edge] = []
+      for index in 1...12 {
+        nodes.append(try node("t\(index)", "template", #"{"template": "step \#(index)"}"#))
+        edges.append(edge(index == 1 ? "start" : "t\(index - 1)", "t\(index)"))
+      }
+      nodes.append(try node("end", "end"))
+      edges.append(edge("t12", "end"))
+      let long = try await client.createWorkflow(.with { $0.workflow = workflow("Long", nodes: nodes, edges: edges) }, options: options)
+      let stopped = try await client.runWorkflow(.with { $0.workflowID = long.id; $0.sync = true }, options: options)
+      #expect(stopped.status == .failed)
+      #expect(stopped.error.message.contains("step limit"), "\(stopped.error)")
+      #expect(stopped.nodeExecutions.filter { $0.status == .completed }.count == 10, "ten steps ran, the eleventh was refused")
+
+      let slow = try await client.createWorkflow(
+        .with {
+          $0.workflow = workflow(
+            "Slow", nodes: [try node("start", "start"), try node("pause", "wait", #"{"seconds": 30}"#), try node("end", "end")],
+            edges: [edge("start", "pause"), edge("pause", "end")])
+        }, options: options)
+      let began = ContinuousClock.now
+      let timedOut = try await client.runWorkflow(.with { $0.workflowID = slow.id; $0.sync = true }, options: options)
+      #expect(timedOut.status == .timeout)
+      #expect(timedOut.nodeExecutions.first { $0.nodeID == "pause" }?.status == .cancelled)
+      #expect(ContinuousClock.now - began < .seconds(10))
+    }
+  }
+
   @Test func schedulesFireOncePerFireTimeAcrossReplicas() async throws {
     try await PlatformTestService.runReplicas(
       WorkflowService(), count: 2, configure: { $0.environment = Environment(["WORKFLOW_SCHEDULER_INTERVAL_MS": "100"]) }

@@ -51,13 +51,13 @@ public struct WorkflowService: PlatformServiceDefinition {
     let runner = WorkflowRunner(executions: executionStore, workflows: workflowStore, executors: executors, limits: limits, logger: resources.logger)
     let running = RunningTasks(redis: resources.redis, channel: WorkflowRuns.cancelChannel, logger: resources.logger)
     resources.lifetime.run { await running.follow() }
+    let secrets = try environment["WORKFLOW_ENCRYPTION_KEY"].map { try SecretBox(parsing: $0, variable: "WORKFLOW_ENCRYPTION_KEY") }
     let runs = WorkflowRuns(
-      workflows: workflowStore, executions: executionStore, runner: runner, jobs: resources.jobs, running: running,
-      secrets: try environment["WORKFLOW_ENCRYPTION_KEY"].map { try SecretBox(parsing: $0, variable: "WORKFLOW_ENCRYPTION_KEY") }, limits: limits,
+      workflows: workflowStore, executions: executionStore, runner: runner, jobs: resources.jobs, running: running, secrets: secrets, limits: limits,
       logger: resources.logger)
     let interval = try environment.int("WORKFLOW_SCHEDULER_INTERVAL_MS", default: 5000, range: 100...600_000)
     resources.lifetime.run { await runs.schedule(interval: .milliseconds(interval)) }
-    let workflows = Workflows(store: workflowStore, logger: resources.logger)
+    let workflows = Workflows(store: workflowStore, secrets: secrets, logger: resources.logger)
     return ([WorkflowAPI(workflows: workflows, runs: runs)], [runs.handler, runs.scheduleHandler])
   }
 }

@@ -541,6 +541,16 @@ public nonisolated struct Platform_Workflow_V1_Schedule: Sendable {
   /// Clears the value of `nextFireTime`. Subsequent reads from it will return its default value.
   public mutating func clearNextFireTime() {self._nextFireTime = nil}
 
+  /// Input only, never returned: an API key of the owner's (AuthService.CreateApiKey, with the
+  /// permissions its nodes need, e.g. agent:execute) that scheduled runs call other services with,
+  /// since no caller is there to lend its credential. Sealed with WORKFLOW_ENCRYPTION_KEY
+  /// (FAILED_PRECONDITION without it). Left empty on an update, the schedule keeps the key it
+  /// has. Without one, a scheduled run's calling nodes fail (credentials_unavailable).
+  public var apiKey: String = String()
+
+  /// Output only. Whether the schedule holds an API key.
+  public var hasApiKey_p: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1698,7 +1708,7 @@ nonisolated extension Platform_Workflow_V1_Workflow: SwiftProtobuf.Message, Swif
 
 nonisolated extension Platform_Workflow_V1_Schedule: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Schedule"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}cron\0\u{3}time_zone\0\u{1}inputs\0\u{1}enabled\0\u{3}next_fire_time\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}cron\0\u{3}time_zone\0\u{1}inputs\0\u{1}enabled\0\u{3}next_fire_time\0\u{3}api_key\0\u{3}has_api_key\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1712,6 +1722,8 @@ nonisolated extension Platform_Workflow_V1_Schedule: SwiftProtobuf.Message, Swif
       case 4: try { try decoder.decodeSingularMessageField(value: &self._inputs) }()
       case 5: try { try decoder.decodeSingularBoolField(value: &self.enabled) }()
       case 6: try { try decoder.decodeSingularMessageField(value: &self._nextFireTime) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.apiKey) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.hasApiKey_p) }()
       default: break
       }
     }
@@ -1740,6 +1752,12 @@ nonisolated extension Platform_Workflow_V1_Schedule: SwiftProtobuf.Message, Swif
     try { if let v = self._nextFireTime {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
     } }()
+    if !self.apiKey.isEmpty {
+      try visitor.visitSingularStringField(value: self.apiKey, fieldNumber: 7)
+    }
+    if self.hasApiKey_p != false {
+      try visitor.visitSingularBoolField(value: self.hasApiKey_p, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1750,6 +1768,8 @@ nonisolated extension Platform_Workflow_V1_Schedule: SwiftProtobuf.Message, Swif
     if lhs._inputs != rhs._inputs {return false}
     if lhs.enabled != rhs.enabled {return false}
     if lhs._nextFireTime != rhs._nextFireTime {return false}
+    if lhs.apiKey != rhs.apiKey {return false}
+    if lhs.hasApiKey_p != rhs.hasApiKey_p {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

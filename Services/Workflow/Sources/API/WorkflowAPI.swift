@@ -321,7 +321,7 @@ public struct WorkflowAPI: Platform_Workflow_V1_WorkflowServiceHandler {
       schedules: message.schedules.map { schedule in
         WorkflowSchedule(
           id: schedule.id, cron: schedule.cron, timeZone: schedule.timeZone, inputs: JSONValue(schedule.inputs).objectValue ?? [:],
-          enabled: schedule.enabled)
+          enabled: schedule.enabled, apiKey: schedule.apiKey.isEmpty ? nil : schedule.apiKey)
       })
   }
 
@@ -380,6 +380,7 @@ public struct WorkflowAPI: Platform_Workflow_V1_WorkflowServiceHandler {
           $0.timeZone = schedule.timeZone
           $0.inputs = JSONValue.object(schedule.inputs).protobufStruct
           $0.enabled = schedule.enabled
+          $0.hasApiKey_p = schedule.sealedKey != nil
           if schedule.enabled, let zone = schedule.zone, let next = try? CronSchedule(parsing: schedule.cron).nextFire(after: Date(), in: zone) {
             $0.nextFireTime = Google_Protobuf_Timestamp(date: next)
           }

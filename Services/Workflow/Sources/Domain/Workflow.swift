@@ -232,33 +232,85 @@ public struct WorkflowSchedule: Sendable, Equatable {
   public var timeZone: String
   public var inputs: [String: JSONValue]
   public var enabled: Bool
+  /// The API key scheduled runs call other services with, as given (never stored: `sealedKey`).
+  public var apiKey: String?
+  /// That key sealed with WORKFLOW_ENCRYPTION_KEY.
+  public var sealedKey: SealedKey?
 
-  public init(id: String, cron: String, timeZone: String = "", inputs: [String: JSONValue] = [:], enabled: Bool = true) {
+  public struct SealedKey: Sendable, Equatable {
+    public var keyID: String
+    public var sealed: String
+  }
+
+  public init(
+    id: String, cron: String, timeZone: String = "", inputs: [String: JSONValue] = [:], enabled: Bool = true, apiKey: String? = nil,
+    sealedKey: SealedKey? = nil
+  ) {
     self.id = id
     self.cron = cron
     self.timeZone = timeZone
     self.inputs = inputs
     self.enabled = enabled
+    self.apiKey = apiKey
+    self.sealedKey = sealedKey
   }
 
+  /// The AES-GCM context a schedule's key is sealed for.
+  static let keyContext = "workflow-schedule-api-key"
+
   public var json: JSONValue {
-    .object([
+    var object: [String: JSONValue] = [
       "id": .string(self.id), "cron": .string(self.cron), "time_zone": .string(self.timeZone), "inputs": .object(self.inputs),
       "enabled": .bool(self.enabled),
-    ])
+    ]
+    if let key = self.sealedKey { object["api_key"] = .object(["key_id": .string(key.keyID), "sealed": .string(key.sealed)]) }
+    return .object(object)
   }
 
   public init(stored: JSONValue) {
     let object = stored.objectValue ?? [:]
     var enabled = true
     if case .bool(let value)? = object["enabled"] { enabled = value }
+    let key = object["api_key"]?.objectValue
     self.init(
       id: object["id"]?.stringValue ?? "", cron: object["cron"]?.stringValue ?? "", timeZone: object["time_zone"]?.stringValue ?? "",
-      inputs: object["inputs"]?.objectValue ?? [:], enabled: enabled)
+      inputs: object["inputs"]?.objectValue ?? [:], enabled: enabled,
+      sealedKey: key.flatMap { key in
+        guard let id = key["key_id"]?.stringValue, let sealed = key["sealed"]?.stringValue else { return nil }
+        return SealedKey(keyID: id, sealed: sealed)
+      })
   }
 
   /// The zone fire times are computed in.
   public var zone: TimeZone? { self.timeZone.isEmpty ? TimeZone(identifier: "UTC") : TimeZone(identifier: self.timeZone) }
+
+  /// The schedules with their given API keys sealed (and, for a schedule given none, the key the
+  /// schedule of that id had in `previous`).
+  /// - Throws: FAILED_PRECONDITION when a key is given and nothing can seal it.
+  static func sealingKeys(_ schedules: [WorkflowSchedule], previous: [WorkflowSchedule], secrets: SecretBox?) throws -> [WorkflowSchedule] {
+    try schedules.map { schedule in
+      var schedule = schedule
+      if let key = schedule.apiKey, !key.isEmpty {
+        guard let secrets else {
+          throw ServiceError.failedPrecondition("A schedule's api_key is kept sealed, and this service has no WORKFLOW_ENCRYPTION_KEY")
+        }
+        let sealed = try secrets.seal(Array(key.utf8), context: Self.keyContext)
+        schedule.sealedKey = SealedKey(keyID: sealed.keyID, sealed: sealed.sealed)
+      } else if schedule.sealedKey == nil {
+        schedule.sealedKey = previous.first { $0.id == schedule.id }?.sealedKey
+      }
+      schedule.apiKey = nil
+      return schedule
+    }
+  }
+
+  /// The schedule's API key, opened; nil without one (or when it cannot be opened).
+  func openedKey(_ secrets: SecretBox?) -> String? {
+    guard let key = self.sealedKey, let secrets, let plaintext = try? secrets.open(key.sealed, keyID: key.keyID, context: Self.keyContext) else {
+      return nil
+    }
+    return String(decoding: plaintext, as: UTF8.self)
+  }
 
   /// The schedules, checked: unique ids, cron expressions that parse, known zones, bounded inputs.
   public static func checked(_ schedules: [WorkflowSchedule], field: String = "workflow.schedules") throws(ServiceError) -> [WorkflowSchedule] {
@@ -277,6 +329,9 @@ public struct WorkflowSchedule: Sendable, Equatable {
       guard schedule.zone != nil else { throw .invalidArgument(field: "\(field)[\(index)].time_zone", reason: "is not a known time zone") }
       if let problem = JSONValue.object(schedule.inputs).problem(maxDepth: NestingLimit.defaultDepth, maxBytes: 16384) {
         throw .invalidArgument(field: "\(field)[\(index)].inputs", reason: problem)
+      }
+      if let key = schedule.apiKey, key.utf8.count > 512 || key.unicodeScalars.contains(where: { !$0.isASCII || $0.value < 0x21 || $0.value == 0x7F }) {
+        throw .invalidArgument(field: "\(field)[\(index)].api_key", reason: "must be an API key (at most 512 printable ASCII characters)")
       }
     }
     return schedules

@@ -326,8 +326,11 @@ public struct WorkflowRunner: Sendable {
         else { return .storeUnavailable(node.id) }
         return written.written ? .completed(node.id, output: result.output, tookFailBranch: false) : .lost(node.id)
       case .failure(let failure):
-        if failure.retryable && attempt < node.policy.maxAttempts && allowed {
-          let wait = node.policy.backoff * Double(1 << min(attempt - 1, 10))
+        // Attempts count from this runner's start: a resumed node (or one a crash interrupted)
+        // gets its policy's attempts again.
+        let attemptsHere = attempt - priorAttempts
+        if failure.retryable && attemptsHere < node.policy.maxAttempts && allowed {
+          let wait = node.policy.backoff * Double(1 << min(attemptsHere - 1, 10))
           guard let written = await record(
             .init(
               node.id, from: [.running], to: .pending, event: .retried,

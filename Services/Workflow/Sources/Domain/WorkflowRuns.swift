@@ -362,7 +362,7 @@ public struct WorkflowRuns: Sendable {
       do {
         _ = try await self.start(
           Start(workflowID: workflowID, inputs: .object(schedule.inputs), requestID: Self.requestID(for: key), scheduleID: scheduleID), owner: owner,
-          credential: nil)
+          credential: schedule.openedKey(self.secrets).map { RunCredential(header: "x-api-key", value: $0) })
       } catch let error as ServiceError {
         throw PermanentJobFailure("\(error)")
       }

@@ -6,10 +6,13 @@ public import PlatformCore
 /// restored and deleted by their owner.
 public struct Workflows: Sendable {
   let store: WorkflowStore
+  /// Seals schedules' API keys (WORKFLOW_ENCRYPTION_KEY).
+  let secrets: SecretBox?
   let logger: Logger
 
-  public init(store: WorkflowStore, logger: Logger) {
+  public init(store: WorkflowStore, secrets: SecretBox?, logger: Logger) {
     self.store = store
+    self.secrets = secrets
     self.logger = logger
   }
 
@@ -77,7 +80,8 @@ public struct Workflows: Sendable {
   }
 
   public func create(_ draft: Draft, owner: UUID, requestID: UUID?) async throws -> Workflow {
-    let draft = try Self.checked(draft)
+    var draft = try Self.checked(draft)
+    draft.schedules = try WorkflowSchedule.sealingKeys(draft.schedules, previous: [], secrets: self.secrets)
     let now = Date()
     let workflow = Workflow(
       id: UUID(), userID: owner, name: draft.name, description: draft.description, status: draft.status, version: 1, definition: draft.definition,
@@ -127,6 +131,7 @@ public struct Workflows: Sendable {
     if paths.contains("tags") { draft.tags = patch.tags }
     if paths.contains("schedules") { draft.schedules = patch.schedules }
     draft = try Self.checked(draft)
+    draft.schedules = try WorkflowSchedule.sealingKeys(draft.schedules, previous: current.schedules, secrets: self.secrets)
     var updated = current
     updated.name = draft.name
     updated.description = draft.description
