@@ -37,6 +37,7 @@ let package = Package(
     .executable(name: "text-to-sql-bench", targets: ["TextToSQLBenchmark"]),
     .executable(name: "knowledge", targets: ["KnowledgeServer"]),
     .executable(name: "workflow", targets: ["WorkflowServer"]),
+    .executable(name: "platform-load", targets: ["PlatformLoad"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -54,6 +55,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
     // OTLP/HTTP only: the gRPC exporter's trait would pull grpc-swift into the build.
     .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
+    .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
   ],
   targets: [
     // libnghttp2 does HTTP/2 framing, HPACK, flow control, settings, PING and GOAWAY.
@@ -493,6 +495,23 @@ let package = Package(
         .product(name: "Crypto", package: "swift-crypto"),
       ],
       path: "Tests/PlatformCoreTests",
+      swiftSettings: upcomingFeatures
+    ),
+    // `platform-load`: fixed-rate (open-loop) load against any unary RPC, percentiles from an
+    // HdrHistogram, objectives as the exit code; `platform-load self-test` checks its figures.
+    .executableTarget(
+      name: "PlatformLoad",
+      dependencies: [
+        "GRPCRuntime",
+        "GRPCRuntimeServices",
+        "PlatformProtos",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "Histogram", package: "hdrhistogram-swift"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      path: "Tools/PlatformLoad",
+      exclude: ["Scenarios"],
       swiftSettings: upcomingFeatures
     ),
     .testTarget(

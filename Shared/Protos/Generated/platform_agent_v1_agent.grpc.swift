@@ -88,6 +88,19 @@ public enum Platform_Agent_V1_AuthService {
       Self.verifyApiKey
     ]
   }
+
+  /// Every unary method with its message types, for tools that call a method by name.
+  public static let unaryCallers: [UnaryMethodCaller] = [
+    UnaryMethodCaller(Method.register, request: Platform_Agent_V1_RegisterRequest.self, response: Platform_Agent_V1_User.self),
+    UnaryMethodCaller(Method.login, request: Platform_Agent_V1_LoginRequest.self, response: Platform_Agent_V1_LoginResponse.self),
+    UnaryMethodCaller(Method.refreshToken, request: Platform_Agent_V1_RefreshTokenRequest.self, response: Platform_Agent_V1_RefreshTokenResponse.self),
+    UnaryMethodCaller(Method.getCurrentUser, request: Platform_Agent_V1_GetCurrentUserRequest.self, response: Platform_Agent_V1_User.self),
+    UnaryMethodCaller(Method.logout, request: Platform_Agent_V1_LogoutRequest.self, response: Platform_Agent_V1_LogoutResponse.self),
+    UnaryMethodCaller(Method.createApiKey, request: Platform_Agent_V1_CreateApiKeyRequest.self, response: Platform_Agent_V1_CreateApiKeyResponse.self),
+    UnaryMethodCaller(Method.listApiKeys, request: Platform_Agent_V1_ListApiKeysRequest.self, response: Platform_Agent_V1_ListApiKeysResponse.self),
+    UnaryMethodCaller(Method.revokeApiKey, request: Platform_Agent_V1_RevokeApiKeyRequest.self, response: Platform_Agent_V1_ApiKey.self),
+    UnaryMethodCaller(Method.verifyApiKey, request: Platform_Agent_V1_VerifyApiKeyRequest.self, response: Platform_Agent_V1_VerifyApiKeyResponse.self)
+  ]
 }
 
 /// Implement this to serve platform.agent.v1.AuthService.
@@ -445,6 +458,19 @@ public enum Platform_Agent_V1_UserService {
       Self.deleteRole
     ]
   }
+
+  /// Every unary method with its message types, for tools that call a method by name.
+  public static let unaryCallers: [UnaryMethodCaller] = [
+    UnaryMethodCaller(Method.getUser, request: Platform_Agent_V1_GetUserRequest.self, response: Platform_Agent_V1_User.self),
+    UnaryMethodCaller(Method.listUsers, request: Platform_Agent_V1_ListUsersRequest.self, response: Platform_Agent_V1_ListUsersResponse.self),
+    UnaryMethodCaller(Method.updateUserRoles, request: Platform_Agent_V1_UpdateUserRolesRequest.self, response: Platform_Agent_V1_User.self),
+    UnaryMethodCaller(Method.deactivateUser, request: Platform_Agent_V1_DeactivateUserRequest.self, response: Platform_Agent_V1_User.self),
+    UnaryMethodCaller(Method.listAuditEvents, request: Platform_Agent_V1_ListAuditEventsRequest.self, response: Platform_Agent_V1_ListAuditEventsResponse.self),
+    UnaryMethodCaller(Method.listRoles, request: Platform_Agent_V1_ListRolesRequest.self, response: Platform_Agent_V1_ListRolesResponse.self),
+    UnaryMethodCaller(Method.createRole, request: Platform_Agent_V1_CreateRoleRequest.self, response: Platform_Agent_V1_RoleDefinition.self),
+    UnaryMethodCaller(Method.updateRole, request: Platform_Agent_V1_UpdateRoleRequest.self, response: Platform_Agent_V1_RoleDefinition.self),
+    UnaryMethodCaller(Method.deleteRole, request: Platform_Agent_V1_DeleteRoleRequest.self, response: SwiftProtobuf.Google_Protobuf_Empty.self)
+  ]
 }
 
 /// Implement this to serve platform.agent.v1.UserService.
@@ -794,6 +820,19 @@ public enum Platform_Agent_V1_AgentService {
       Self.listPlugins
     ]
   }
+
+  /// Every unary method with its message types, for tools that call a method by name.
+  public static let unaryCallers: [UnaryMethodCaller] = [
+    UnaryMethodCaller(Method.createAgent, request: Platform_Agent_V1_CreateAgentRequest.self, response: Platform_Agent_V1_Agent.self),
+    UnaryMethodCaller(Method.getAgent, request: Platform_Agent_V1_GetAgentRequest.self, response: Platform_Agent_V1_Agent.self),
+    UnaryMethodCaller(Method.listAgents, request: Platform_Agent_V1_ListAgentsRequest.self, response: Platform_Agent_V1_ListAgentsResponse.self),
+    UnaryMethodCaller(Method.updateAgent, request: Platform_Agent_V1_UpdateAgentRequest.self, response: Platform_Agent_V1_Agent.self),
+    UnaryMethodCaller(Method.deleteAgent, request: Platform_Agent_V1_DeleteAgentRequest.self, response: SwiftProtobuf.Google_Protobuf_Empty.self),
+    UnaryMethodCaller(Method.addPlugin, request: Platform_Agent_V1_AddPluginRequest.self, response: Platform_Agent_V1_AgentPlugin.self),
+    UnaryMethodCaller(Method.updatePlugin, request: Platform_Agent_V1_UpdatePluginRequest.self, response: Platform_Agent_V1_AgentPlugin.self),
+    UnaryMethodCaller(Method.removePlugin, request: Platform_Agent_V1_RemovePluginRequest.self, response: SwiftProtobuf.Google_Protobuf_Empty.self),
+    UnaryMethodCaller(Method.listPlugins, request: Platform_Agent_V1_ListPluginsRequest.self, response: Platform_Agent_V1_ListPluginsResponse.self)
+  ]
 }
 
 /// Implement this to serve platform.agent.v1.AgentService.
@@ -1127,6 +1166,16 @@ public enum Platform_Agent_V1_ExecutionService {
       Self.retryExecution
     ]
   }
+
+  /// Every unary method with its message types, for tools that call a method by name.
+  public static let unaryCallers: [UnaryMethodCaller] = [
+    UnaryMethodCaller(Method.startExecution, request: Platform_Agent_V1_StartExecutionRequest.self, response: Platform_Agent_V1_Execution.self),
+    UnaryMethodCaller(Method.getExecution, request: Platform_Agent_V1_GetExecutionRequest.self, response: Platform_Agent_V1_Execution.self),
+    UnaryMethodCaller(Method.listExecutions, request: Platform_Agent_V1_ListExecutionsRequest.self, response: Platform_Agent_V1_ListExecutionsResponse.self),
+    UnaryMethodCaller(Method.cancelExecution, request: Platform_Agent_V1_CancelExecutionRequest.self, response: Platform_Agent_V1_Execution.self),
+    UnaryMethodCaller(Method.listExecutionLogs, request: Platform_Agent_V1_ListExecutionLogsRequest.self, response: Platform_Agent_V1_ListExecutionLogsResponse.self),
+    UnaryMethodCaller(Method.retryExecution, request: Platform_Agent_V1_RetryExecutionRequest.self, response: Platform_Agent_V1_Execution.self)
+  ]
 }
 
 /// Implement this to serve platform.agent.v1.ExecutionService.

@@ -68,6 +68,15 @@ public enum Platform_Codesandbox_V1_CodeSandboxService {
       Self.cancelExecution
     ]
   }
+
+  /// Every unary method with its message types, for tools that call a method by name.
+  public static let unaryCallers: [UnaryMethodCaller] = [
+    UnaryMethodCaller(Method.executeCode, request: Platform_Codesandbox_V1_ExecuteCodeRequest.self, response: Platform_Codesandbox_V1_CodeExecution.self),
+    UnaryMethodCaller(Method.getCodeExecution, request: Platform_Codesandbox_V1_GetCodeExecutionRequest.self, response: Platform_Codesandbox_V1_CodeExecution.self),
+    UnaryMethodCaller(Method.listCodeExecutions, request: Platform_Codesandbox_V1_ListCodeExecutionsRequest.self, response: Platform_Codesandbox_V1_ListCodeExecutionsResponse.self),
+    UnaryMethodCaller(Method.analyzeCode, request: Platform_Codesandbox_V1_AnalyzeCodeRequest.self, response: Platform_Codesandbox_V1_AnalyzeCodeResponse.self),
+    UnaryMethodCaller(Method.cancelExecution, request: Platform_Codesandbox_V1_CancelExecutionRequest.self, response: Platform_Codesandbox_V1_CodeExecution.self)
+  ]
 }
 
 /// Implement this to serve platform.codesandbox.v1.CodeSandboxService.

@@ -123,6 +123,23 @@ public enum Platform_Knowledge_V1_KnowledgeService {
       Self.reindexDocument
     ]
   }
+
+  /// Every unary method with its message types, for tools that call a method by name.
+  public static let unaryCallers: [UnaryMethodCaller] = [
+    UnaryMethodCaller(Method.createKnowledgeBase, request: Platform_Knowledge_V1_CreateKnowledgeBaseRequest.self, response: Platform_Knowledge_V1_KnowledgeBase.self),
+    UnaryMethodCaller(Method.getKnowledgeBase, request: Platform_Knowledge_V1_GetKnowledgeBaseRequest.self, response: Platform_Knowledge_V1_KnowledgeBase.self),
+    UnaryMethodCaller(Method.listKnowledgeBases, request: Platform_Knowledge_V1_ListKnowledgeBasesRequest.self, response: Platform_Knowledge_V1_ListKnowledgeBasesResponse.self),
+    UnaryMethodCaller(Method.updateKnowledgeBase, request: Platform_Knowledge_V1_UpdateKnowledgeBaseRequest.self, response: Platform_Knowledge_V1_KnowledgeBase.self),
+    UnaryMethodCaller(Method.deleteKnowledgeBase, request: Platform_Knowledge_V1_DeleteKnowledgeBaseRequest.self, response: SwiftProtobuf.Google_Protobuf_Empty.self),
+    UnaryMethodCaller(Method.createDocument, request: Platform_Knowledge_V1_CreateDocumentRequest.self, response: Platform_Knowledge_V1_Document.self),
+    UnaryMethodCaller(Method.getDocument, request: Platform_Knowledge_V1_GetDocumentRequest.self, response: Platform_Knowledge_V1_Document.self),
+    UnaryMethodCaller(Method.listDocuments, request: Platform_Knowledge_V1_ListDocumentsRequest.self, response: Platform_Knowledge_V1_ListDocumentsResponse.self),
+    UnaryMethodCaller(Method.updateDocument, request: Platform_Knowledge_V1_UpdateDocumentRequest.self, response: Platform_Knowledge_V1_Document.self),
+    UnaryMethodCaller(Method.deleteDocument, request: Platform_Knowledge_V1_DeleteDocumentRequest.self, response: SwiftProtobuf.Google_Protobuf_Empty.self),
+    UnaryMethodCaller(Method.listChunks, request: Platform_Knowledge_V1_ListChunksRequest.self, response: Platform_Knowledge_V1_ListChunksResponse.self),
+    UnaryMethodCaller(Method.search, request: Platform_Knowledge_V1_SearchRequest.self, response: Platform_Knowledge_V1_SearchResponse.self),
+    UnaryMethodCaller(Method.reindexDocument, request: Platform_Knowledge_V1_ReindexDocumentRequest.self, response: Platform_Knowledge_V1_Document.self)
+  ]
 }
 
 /// Implement this to serve platform.knowledge.v1.KnowledgeService.

@@ -86,6 +86,19 @@ public enum Platform_Persona_V1_PersonaService {
       Self.ratePersona
     ]
   }
+
+  /// Every unary method with its message types, for tools that call a method by name.
+  public static let unaryCallers: [UnaryMethodCaller] = [
+    UnaryMethodCaller(Method.createPersona, request: Platform_Persona_V1_CreatePersonaRequest.self, response: Platform_Persona_V1_Persona.self),
+    UnaryMethodCaller(Method.getPersona, request: Platform_Persona_V1_GetPersonaRequest.self, response: Platform_Persona_V1_Persona.self),
+    UnaryMethodCaller(Method.listPersonas, request: Platform_Persona_V1_ListPersonasRequest.self, response: Platform_Persona_V1_ListPersonasResponse.self),
+    UnaryMethodCaller(Method.updatePersona, request: Platform_Persona_V1_UpdatePersonaRequest.self, response: Platform_Persona_V1_Persona.self),
+    UnaryMethodCaller(Method.deletePersona, request: Platform_Persona_V1_DeletePersonaRequest.self, response: SwiftProtobuf.Google_Protobuf_Empty.self),
+    UnaryMethodCaller(Method.renderPersona, request: Platform_Persona_V1_RenderPersonaRequest.self, response: Platform_Persona_V1_RenderPersonaResponse.self),
+    UnaryMethodCaller(Method.validatePersona, request: Platform_Persona_V1_ValidatePersonaRequest.self, response: Platform_Persona_V1_ValidatePersonaResponse.self),
+    UnaryMethodCaller(Method.listPersonaValidations, request: Platform_Persona_V1_ListPersonaValidationsRequest.self, response: Platform_Persona_V1_ListPersonaValidationsResponse.self),
+    UnaryMethodCaller(Method.ratePersona, request: Platform_Persona_V1_RatePersonaRequest.self, response: Platform_Persona_V1_Persona.self)
+  ]
 }
 
 /// Implement this to serve platform.persona.v1.PersonaService.

@@ -107,6 +107,22 @@ public enum Platform_Texttosql_V1_DatabaseService {
       Self.deleteColumnPolicy
     ]
   }
+
+  /// Every unary method with its message types, for tools that call a method by name.
+  public static let unaryCallers: [UnaryMethodCaller] = [
+    UnaryMethodCaller(Method.registerDatabase, request: Platform_Texttosql_V1_RegisterDatabaseRequest.self, response: Platform_Texttosql_V1_Database.self),
+    UnaryMethodCaller(Method.getDatabase, request: Platform_Texttosql_V1_GetDatabaseRequest.self, response: Platform_Texttosql_V1_Database.self),
+    UnaryMethodCaller(Method.listDatabases, request: Platform_Texttosql_V1_ListDatabasesRequest.self, response: Platform_Texttosql_V1_ListDatabasesResponse.self),
+    UnaryMethodCaller(Method.updateDatabase, request: Platform_Texttosql_V1_UpdateDatabaseRequest.self, response: Platform_Texttosql_V1_Database.self),
+    UnaryMethodCaller(Method.deleteDatabase, request: Platform_Texttosql_V1_DeleteDatabaseRequest.self, response: SwiftProtobuf.Google_Protobuf_Empty.self),
+    UnaryMethodCaller(Method.testConnection, request: Platform_Texttosql_V1_TestConnectionRequest.self, response: Platform_Texttosql_V1_TestConnectionResponse.self),
+    UnaryMethodCaller(Method.syncSchema, request: Platform_Texttosql_V1_SyncSchemaRequest.self, response: Platform_Texttosql_V1_SyncSchemaResponse.self),
+    UnaryMethodCaller(Method.listSchemas, request: Platform_Texttosql_V1_ListSchemasRequest.self, response: Platform_Texttosql_V1_ListSchemasResponse.self),
+    UnaryMethodCaller(Method.listTables, request: Platform_Texttosql_V1_ListTablesRequest.self, response: Platform_Texttosql_V1_ListTablesResponse.self),
+    UnaryMethodCaller(Method.setColumnPolicy, request: Platform_Texttosql_V1_SetColumnPolicyRequest.self, response: Platform_Texttosql_V1_ColumnPolicy.self),
+    UnaryMethodCaller(Method.listColumnPolicies, request: Platform_Texttosql_V1_ListColumnPoliciesRequest.self, response: Platform_Texttosql_V1_ListColumnPoliciesResponse.self),
+    UnaryMethodCaller(Method.deleteColumnPolicy, request: Platform_Texttosql_V1_DeleteColumnPolicyRequest.self, response: SwiftProtobuf.Google_Protobuf_Empty.self)
+  ]
 }
 
 /// Implement this to serve platform.texttosql.v1.DatabaseService.
@@ -530,6 +546,15 @@ public enum Platform_Texttosql_V1_QueryService {
       Self.listQueries
     ]
   }
+
+  /// Every unary method with its message types, for tools that call a method by name.
+  public static let unaryCallers: [UnaryMethodCaller] = [
+    UnaryMethodCaller(Method.generateSql, request: Platform_Texttosql_V1_GenerateSqlRequest.self, response: Platform_Texttosql_V1_SqlQuery.self),
+    UnaryMethodCaller(Method.executeQuery, request: Platform_Texttosql_V1_ExecuteQueryRequest.self, response: Platform_Texttosql_V1_ExecuteQueryResponse.self),
+    UnaryMethodCaller(Method.askQuestion, request: Platform_Texttosql_V1_AskQuestionRequest.self, response: Platform_Texttosql_V1_AskQuestionResponse.self),
+    UnaryMethodCaller(Method.getQuery, request: Platform_Texttosql_V1_GetQueryRequest.self, response: Platform_Texttosql_V1_SqlQuery.self),
+    UnaryMethodCaller(Method.listQueries, request: Platform_Texttosql_V1_ListQueriesRequest.self, response: Platform_Texttosql_V1_ListQueriesResponse.self)
+  ]
 }
 
 /// Implement this to serve platform.texttosql.v1.QueryService.

@@ -123,6 +123,24 @@ public enum Platform_Workflow_V1_WorkflowService {
       Self.restoreSnapshot
     ]
   }
+
+  /// Every unary method with its message types, for tools that call a method by name.
+  public static let unaryCallers: [UnaryMethodCaller] = [
+    UnaryMethodCaller(Method.createWorkflow, request: Platform_Workflow_V1_CreateWorkflowRequest.self, response: Platform_Workflow_V1_Workflow.self),
+    UnaryMethodCaller(Method.getWorkflow, request: Platform_Workflow_V1_GetWorkflowRequest.self, response: Platform_Workflow_V1_Workflow.self),
+    UnaryMethodCaller(Method.listWorkflows, request: Platform_Workflow_V1_ListWorkflowsRequest.self, response: Platform_Workflow_V1_ListWorkflowsResponse.self),
+    UnaryMethodCaller(Method.updateWorkflow, request: Platform_Workflow_V1_UpdateWorkflowRequest.self, response: Platform_Workflow_V1_Workflow.self),
+    UnaryMethodCaller(Method.deleteWorkflow, request: Platform_Workflow_V1_DeleteWorkflowRequest.self, response: SwiftProtobuf.Google_Protobuf_Empty.self),
+    UnaryMethodCaller(Method.validateWorkflow, request: Platform_Workflow_V1_ValidateWorkflowRequest.self, response: Platform_Workflow_V1_ValidateWorkflowResponse.self),
+    UnaryMethodCaller(Method.runWorkflow, request: Platform_Workflow_V1_RunWorkflowRequest.self, response: Platform_Workflow_V1_WorkflowExecution.self),
+    UnaryMethodCaller(Method.getWorkflowExecution, request: Platform_Workflow_V1_GetWorkflowExecutionRequest.self, response: Platform_Workflow_V1_WorkflowExecution.self),
+    UnaryMethodCaller(Method.listWorkflowExecutions, request: Platform_Workflow_V1_ListWorkflowExecutionsRequest.self, response: Platform_Workflow_V1_ListWorkflowExecutionsResponse.self),
+    UnaryMethodCaller(Method.cancelWorkflowExecution, request: Platform_Workflow_V1_CancelWorkflowExecutionRequest.self, response: Platform_Workflow_V1_WorkflowExecution.self),
+    UnaryMethodCaller(Method.resumeWorkflowExecution, request: Platform_Workflow_V1_ResumeWorkflowExecutionRequest.self, response: Platform_Workflow_V1_WorkflowExecution.self),
+    UnaryMethodCaller(Method.listSnapshots, request: Platform_Workflow_V1_ListSnapshotsRequest.self, response: Platform_Workflow_V1_ListSnapshotsResponse.self),
+    UnaryMethodCaller(Method.publishWorkflow, request: Platform_Workflow_V1_PublishWorkflowRequest.self, response: Platform_Workflow_V1_Workflow.self),
+    UnaryMethodCaller(Method.restoreSnapshot, request: Platform_Workflow_V1_RestoreSnapshotRequest.self, response: Platform_Workflow_V1_Workflow.self)
+  ]
 }
 
 /// Implement this to serve platform.workflow.v1.WorkflowService.

@@ -48,6 +48,11 @@ public enum Grpc_Health_V1_Health {
     /// Every method of the service, in .proto order.
     public static let all: [MethodDescriptor] = [Self.check, Self.watch]
   }
+
+  /// Every unary method with its message types, for tools that call a method by name.
+  public static let unaryCallers: [UnaryMethodCaller] = [
+    UnaryMethodCaller(Method.check, request: Grpc_Health_V1_HealthCheckRequest.self, response: Grpc_Health_V1_HealthCheckResponse.self)
+  ]
 }
 
 /// Implement this to serve grpc.health.v1.Health.

@@ -67,6 +67,13 @@ public enum Grpc_Testing_TestService {
       Self.unimplementedCall
     ]
   }
+
+  /// Every unary method with its message types, for tools that call a method by name.
+  public static let unaryCallers: [UnaryMethodCaller] = [
+    UnaryMethodCaller(Method.emptyCall, request: Grpc_Testing_Empty.self, response: Grpc_Testing_Empty.self),
+    UnaryMethodCaller(Method.unaryCall, request: Grpc_Testing_SimpleRequest.self, response: Grpc_Testing_SimpleResponse.self),
+    UnaryMethodCaller(Method.unimplementedCall, request: Grpc_Testing_Empty.self, response: Grpc_Testing_Empty.self)
+  ]
 }
 
 /// Implement this to serve grpc.testing.TestService.
@@ -330,6 +337,11 @@ public enum Grpc_Testing_UnimplementedService {
     /// Every method of the service, in .proto order.
     public static let all: [MethodDescriptor] = [Self.unimplementedCall]
   }
+
+  /// Every unary method with its message types, for tools that call a method by name.
+  public static let unaryCallers: [UnaryMethodCaller] = [
+    UnaryMethodCaller(Method.unimplementedCall, request: Grpc_Testing_Empty.self, response: Grpc_Testing_Empty.self)
+  ]
 }
 
 /// Implement this to serve grpc.testing.UnimplementedService.

@@ -43,6 +43,11 @@ public enum Platform_Echo_V1_EchoService {
     /// Every method of the service, in .proto order.
     public static let all: [MethodDescriptor] = [Self.echo, Self.expand, Self.collect, Self.update]
   }
+
+  /// Every unary method with its message types, for tools that call a method by name.
+  public static let unaryCallers: [UnaryMethodCaller] = [
+    UnaryMethodCaller(Method.echo, request: Platform_Echo_V1_EchoRequest.self, response: Platform_Echo_V1_EchoResponse.self)
+  ]
 }
 
 /// Implement this to serve platform.echo.v1.EchoService.

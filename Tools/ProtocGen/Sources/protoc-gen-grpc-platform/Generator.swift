@@ -122,6 +122,16 @@ extension Generator {
       "]"
     )
     self.close()
+    let unary = service.methods.filter { $0.kind == .unary }
+    if !unary.isEmpty {
+      self.printer.print()
+      self.printer.print("/// Every unary method with its message types, for tools that call a method by name.")
+      self.printList(
+        "\(access)static let unaryCallers: [UnaryMethodCaller] = [",
+        unary.map { "UnaryMethodCaller(Method.\($0.name), request: \($0.input).self, response: \($0.output).self)" },
+        "]"
+      )
+    }
     self.close()
   }
 
