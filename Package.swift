@@ -37,6 +37,7 @@ let package = Package(
     .executable(name: "text-to-sql-bench", targets: ["TextToSQLBenchmark"]),
     .executable(name: "knowledge", targets: ["KnowledgeServer"]),
     .executable(name: "workflow", targets: ["WorkflowServer"]),
+    .executable(name: "platform", targets: ["PlatformCLI"]),
     .executable(name: "platform-load", targets: ["PlatformLoad"]),
   ],
   dependencies: [
@@ -495,6 +496,24 @@ let package = Package(
         .product(name: "Crypto", package: "swift-crypto"),
       ],
       path: "Tests/PlatformCoreTests",
+      swiftSettings: upcomingFeatures
+    ),
+    // The `platform` command-line client (README "The platform CLI"): our client and the generated
+    // clients, and PostgresNIO for `admin db-report`. No PlatformCore: it goes into every image.
+    .executableTarget(
+      name: "PlatformCLI",
+      dependencies: [
+        "GRPCRuntime",
+        "GRPCRuntimeServices",
+        "PlatformProtos",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "PostgresNIO", package: "postgres-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      path: "Tools/PlatformCLI",
       swiftSettings: upcomingFeatures
     ),
     // `platform-load`: fixed-rate (open-loop) load against any unary RPC, percentiles from an

@@ -1,25 +1,47 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the build, the tests, the interop peers and the benchmark need.
-# Idempotent; run as root (or with sudo available).
+# Installs the Debian packages the build, the services, the tests, the interop peers and the
+# benchmarks need. Idempotent (a second run only checks, in about a second); run as root (or with
+# sudo available). The README's two commands run it themselves:
+#
+#   scripts/install-deps.sh             everything (scripts/test.sh, .ci/run)
+#   scripts/install-deps.sh --runtime   only what building and running the platform needs
+#                                       (scripts/platform.sh up: no test peers, no Python venv)
 set -euo pipefail
 
+runtime_only=0
+case "${1:-}" in
+  --runtime) runtime_only=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--runtime]" >&2; exit 2 ;;
+esac
+
+# Building and running the six services (scripts/platform.sh up).
 packages=(
   libnghttp2-dev zlib1g-dev pkg-config openssl   # the runtime: HTTP/2 and gzip
-  nghttp2-client                                 # h2load (benchmark) and nghttp (hostile tests)
-  protobuf-compiler libprotobuf-dev              # protoc, google/protobuf/*.proto
-  python3-grpcio python3-protobuf                # the Python interop peer
+  python3-grpcio                                 # platform.sh's health checks (scripts/health_check.py)
   python3-cryptography                           # Ed25519 token keys and test tokens (scripts/jwt_keys.py)
-  python3-h2                                     # the hostile-input suite (Tests/Hostile)
-  python3-venv                                   # the tracing test's Python environment (below)
-  libprotobuf-c-dev protobuf-c-compiler          # the C interop peer
-  golang-go golang-google-grpc-dev golang-goprotobuf-dev golang-google-genproto-dev  # grpc-go peer
+  python3-venv                                   # .local/venv: the local embedding model; the tracing test's receiver
   bubblewrap libseccomp-dev                      # code-sandbox: the sandbox and its seccomp filter
   python3 python3-numpy python3-pandas python3-matplotlib  # code-sandbox: what agents' Python imports
   nodejs esbuild node-typescript                 # code-sandbox: JavaScript, TypeScript (stripped; tsc when asked)
   libpg-query-dev                                # text-to-sql: PostgreSQL's parser for the SQL guard
   libsqlite3-dev sqlite3                         # text-to-sql: registered SQLite databases (and the tests' files)
   poppler-utils antiword catdoc                  # knowledge: text out of PDF and Word files (out of process)
+  redis-server                                   # Redis on loopback (scripts/local-services.sh)
 )
+# The tests, the interop peers and the benchmarks.
+((runtime_only)) || packages+=(
+  nghttp2-client                                 # h2load (benchmark) and nghttp (hostile tests)
+  protobuf-compiler libprotobuf-dev              # protoc, google/protobuf/*.proto
+  python3-protobuf                               # the Python interop peer (with python3-grpcio)
+  python3-h2                                     # the hostile-input suite (Tests/Hostile)
+  libprotobuf-c-dev protobuf-c-compiler          # the C interop peer
+  golang-go golang-google-grpc-dev golang-goprotobuf-dev golang-google-genproto-dev  # grpc-go peer
+  docker-compose python3-yaml                    # scripts/check-deploy.sh: `docker-compose config`, its checks
+)
+# kubectl for `kubectl kustomize` (scripts/check-deploy.sh): Debian's kubernetes-client, unless a
+# kubectl is installed already (another package owning /usr/bin/kubectl would make it fail to install).
+((runtime_only)) || command -v kubectl >/dev/null || packages+=(kubernetes-client)
 
 missing=()
 for package in "${packages[@]}"; do
@@ -31,6 +53,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+((runtime_only)) && { echo "install-deps: the platform's packages are present"; exit 0; }
 
 # The OTLP receiver of the tracing test decodes spans with `opentelemetry-proto` from PyPI (not in
 # Debian), in a virtual environment of its own under .local/ (Debian's python3 stays as it is).

@@ -680,6 +680,9 @@ cmd_up() {
     esac
   done
   check_env
+  # A fresh machine: the Debian packages the build and the services need (a second run only
+  # checks them, in about a second). PostgreSQL and Redis come with local-services.sh below.
+  "$ROOT/scripts/install-deps.sh" --runtime | sed 's/^/[platform] /'
   require_python_grpc
   mkdir -p "$LOG_DIR" "$RUN_DIR"
   token_keys

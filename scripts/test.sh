@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n=== %s\n' "$*"; }
 
+step "packages (Debian, PyPI): what the build, the services and the tests need"
+scripts/install-deps.sh
+
 step "local PostgreSQL and Redis"
 scripts/local-services.sh up
 # The suites find them here (PGPORT / REDIS_PORT move them).
@@ -54,6 +57,10 @@ scripts/agent-crash.sh "$(swift build --show-bin-path)/agent"
 step "workflow crash safety: killed with SIGKILL mid-run, each run goes on from its committed nodes; no completed node's request is sent twice"
 scripts/workflow-crash.sh "$(swift build --show-bin-path)/workflow"
 
+step "the platform CLI against the real platform: accounts, every command group, --json, exit codes"
+# About 20 s: its own databases, state directory and ports 58051-58056.
+scripts/cli-test.sh "$(swift build --show-bin-path)"
+
 step "one trace through an agent execution: persona, knowledge, text-to-SQL and the sandbox, checked at an OTLP receiver"
 scripts/agent-trace.sh "$(swift build --show-bin-path)/agent"
 
@@ -66,6 +73,12 @@ scripts/test-supervision.sh "$(swift build --show-bin-path)/persona"
 step "backups: backup.sh and restore.sh bring a database back table for table, refuse a corrupted dump, and a failed restore changes nothing"
 # About 3 s, on a scratch database of its own.
 scripts/restore-test.sh
+
+step "platform-load measures a known fixed delay and a known stall (latency from the intended send time)"
+"$(swift build --show-bin-path)/platform-load" self-test
+
+step "containers and Kubernetes: docker-compose config, kubectl kustomize, and their structural checks against the code"
+scripts/check-deploy.sh
 
 step "generated code is up to date"
 scripts/check-generated.sh

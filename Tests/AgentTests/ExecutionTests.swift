@@ -173,6 +173,13 @@ struct ExecutionTests {
     #expect(Set(S.cancelled.predecessors) == [.pending, .running] && S.completed.predecessors == [.running])
   }
 
+  @Test("A background run's token holds the plugin permissions its caller had: all of them for an admin's `*`, none it lacked")
+  func jobPermissions() {
+    #expect(Set(Executions.jobPermissions(granted: [.all])) == Executions.pluginPermissions)
+    #expect(Executions.jobPermissions(granted: ["persona:read", "agent:write", "code:execute"]) == ["persona:read", "code:execute"])
+    #expect(Executions.jobPermissions(granted: ["agent:read", "users:admin"]).isEmpty)
+  }
+
   @Test("A sync execution calls knowledge, text-to-SQL and the sandbox as the caller and cites each; logged, cached, listed")
   func wholeChain() async throws {
     try await withChain { chain in

@@ -14,7 +14,10 @@ public struct UnaryMethodCaller: Sendable {
     self.method = method
     self.parse = { json, options in try Request(jsonString: json, options: options) }
     self.send = { channel, request, options in
-      let response: Response = try await channel.unary(method, request: request as! Request, options: options)
+      guard let request = request as? Request else {
+        throw RPCError(.invalidArgument, "\(method) takes \(Request.protoMessageName), not \(type(of: request).protoMessageName)")
+      }
+      let response: Response = try await channel.unary(method, request: request, options: options)
       return response
     }
   }
@@ -24,7 +27,8 @@ public struct UnaryMethodCaller: Sendable {
     try self.parse(json, JSONDecodingOptions())
   }
 
-  /// Calls the method with `request`, which must be one that `request(json:)` returned.
+  /// Calls the method with `request`, one that `request(json:)` returned (another message type
+  /// is INVALID_ARGUMENT, before anything is sent).
   public func call(_ request: any Message, on channel: any RPCChannel, options: CallOptions) async throws -> any Message {
     try await self.send(channel, request, options)
   }

@@ -232,6 +232,13 @@ public struct Executions: Sendable {
     "persona:read", "knowledge:read", "knowledge:write", "sql:read", "sql:execute", "code:execute",
   ]
 
+  /// Least privilege for a background run's calls: of the permissions its caller had, only
+  /// those plugin calls use (all of them for a caller granted everything, `*`).
+  static func jobPermissions(granted: [Permission]) -> [Permission] {
+    if granted.contains(.all) { return Self.pluginPermissions.sorted { $0.rawValue < $1.rawValue } }
+    return granted.filter(Self.pluginPermissions.contains)
+  }
+
   /// What a background run needs to act as its caller: the permissions they had.
   static func payload(_ id: UUID, caller: Caller) -> JSONValue {
     .object([
@@ -250,8 +257,7 @@ public struct Executions: Sendable {
         let id = payload["execution_id"]?.stringValue.flatMap(UUID.init(strict:))
       else { throw PermanentJobFailure("not an execution: \(job.payload)") }
       guard let execution = try await self.store.execution(id) else { return }
-      // Least privilege: of the permissions the caller had, only those plugin calls use.
-      let permissions = PlatformPeers.strings(payload["permissions"]).map(Permission.init(rawValue:)).filter(Self.pluginPermissions.contains)
+      let permissions = Self.jobPermissions(granted: PlatformPeers.strings(payload["permissions"]).map(Permission.init(rawValue:)))
       let issuer = self.issuer, identity = self.identity
       let userID = execution.userID
       let email = payload["email"]?.stringValue

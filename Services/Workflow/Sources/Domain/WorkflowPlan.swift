@@ -233,7 +233,6 @@ public struct WorkflowPlan: Sendable {
     var paths: [[String]] = []
     var problems: [String] = []
     var data = node.data
-    let extraRoots: Set<String> = []
     switch node.kind {
     case .template:
       if let text = data.removeValue(forKey: "template")?.stringValue {
@@ -259,7 +258,7 @@ public struct WorkflowPlan: Sendable {
     paths += found.paths
     problems += found.invalid.map { "{{\($0)}} is not a reference" }
     for path in paths {
-      if let problem = self.problem(path, upstream: upstream, extraRoots: extraRoots) { problems.append(problem) }
+      if let problem = self.problem(path, upstream: upstream, extraRoots: []) { problems.append(problem) }
     }
     return Array(problems.prefix(50))
   }
