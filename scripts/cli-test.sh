@@ -10,15 +10,19 @@
 # running on 50051-50056 is not in the way), then runs the binary through a person's flow:
 # health (and a wrong address: 14), register + login (password from stdin and from
 # PLATFORM_PASSWORD; the credentials file 0600 in a 0700 directory), whoami, the access token
-# refreshed when it has expired and when it is refused, the admin making the user a developer
-# (admin users set-roles; the rest runs as that developer), persona create/list/get/render, a random
-# id (exit 5, one line on stderr), sandbox run of a Python file (its output streamed; a failing
-# program exits 1), kb create/upload --wait/search, sql register (a SQLite file) / sync / ask,
+# refreshed when it has expired and when it is refused (the file 0600 again after the rewrite),
+# two processes refreshing at once, the admin making the user a developer (admin users set-roles,
+# its extra permissions kept; the rest runs as that developer), persona create/list/get/render, a
+# random id (exit 5, one line on stderr), sandbox run of a Python file (its output streamed; a
+# failing program exits 1; --timeout 0.5 of a sleeping one: 4; a missing file: one line, 1), kb
+# create/upload --wait/search, sql register (a SQLite file; an unknown sslmode: 64) / sync / ask,
 # agent create + add-plugin + run (sync, and --async + watch), workflow create/validate/publish/
 # run --wait and watch, an API key (api-key create; PLATFORM_API_KEY reads, is refused a write: 7,
 # a wrong key: 16), admin users list (7 for the developer)/roles/audit and db-report (an
-# unreachable database: 14), --json output parsed with python3, a usage error (64), the
-# completion script, logout and then whoami failing with 16. One PASS/FAIL line per check, then
+# unreachable database: 14), --json output parsed with python3 (and the exit status checked),
+# usage errors (64, naming the problem), the completion script, logout with an expired access
+# token and then whoami failing with 16, also with the tokens from before the logout (the session
+# ended at the server). One PASS/FAIL line per check, then
 # "cli: N passed, M failed"; exits 1 on any failure, 2 when it cannot run (a port taken, the
 # platform did not come up). On a failure the services' last log lines are shown. About 20 s
 # with debug binaries. The platform is brought down, the databases dropped and the state
@@ -105,13 +109,18 @@ one_error_line() { [ "$(wc -l <"$ERR")" = 1 ] && grep -q "^platform: $1: " "$ERR
 # json EXPR: evaluates EXPR on the JSON of stdout (one object, or `lines` for one per line).
 json() { "$PY" -c "import json, sys; text = open(sys.argv[1]).read(); lines = [json.loads(l) for l in text.splitlines() if l.strip()]; d = lines[0] if lines else None; r = $1; print(r if not isinstance(r, bool) else '', end=''); sys.exit(0 if r else 1)" "$OUT"; }
 
+# ok_json EXPR: exit 0 and EXPR true of the JSON.
+ok_json() { rc_is 0 && json "$1"; }
+# One line on stderr, `platform: …`, not a status (a local problem).
+one_plain_error_line() { [ "$(wc -l <"$ERR")" = 1 ] && grep -q "^platform: $1" "$ERR"; }
+
 # --- health, no credentials needed
 cli health
 check "health: every service SERVING, exit 0" eval 'rc_is 0 && [ "$(grep -c " SERVING$" "$OUT")" = 6 ]'
 cli health --address 127.0.0.1:58052
 check "health --address: SERVING" eval 'rc_is 0 && [ "$(cat "$OUT")" = SERVING ]'
 cli health persona --json
-check "health persona --json" json 'd["service"] == "persona" and d["status"] == "SERVING"'
+check "health persona --json" ok_json 'd["service"] == "persona" and d["status"] == "SERVING"'
 started=$(date +%s%N)
 cli health --address 127.0.0.1:1
 elapsed_ms=$((($(date +%s%N) - started) / 1000000))
@@ -135,7 +144,7 @@ check "login with a wrong password: exit 16" eval 'rc_is 16 && one_error_line UN
 "$CLI" login --email "$ADMIN_EMAIL" --password-stdin <<<"$ADMIN_PASSWORD" >"$OUT" 2>"$ERR"; RC=$?
 check "login as the first admin (password from stdin)" eval 'rc_is 0 && out_has admin'
 cli whoami --json
-check "whoami --json: the admin" json 'd["email"] == "'"$ADMIN_EMAIL"'" and "ROLE_ADMIN" in d["roles"]'
+check "whoami --json: the admin" ok_json 'd["email"] == "'"$ADMIN_EMAIL"'" and "ROLE_ADMIN" in d["roles"]'
 
 # The access token refreshed with the refresh token: when it has expired, and when refused.
 old_token=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["accessToken"])' "$CRED")
@@ -150,14 +159,29 @@ check "an expired access token is refreshed (RefreshToken)" eval 'rc_is 0 && out
 import json, sys
 c = json.load(open(sys.argv[1])); c["accessToken"] = "not-a-token"; json.dump(c, open(sys.argv[1], "w"))
 PY
+chmod 644 "$CRED"
 cli whoami
 check "a refused access token (UNAUTHENTICATED) is refreshed once and the call made again" eval 'rc_is 0 && out_has "$ADMIN_EMAIL"'
+check "credentials file still 0600 after a refresh rewrote it (it was 0644)" eval '[ "$(stat -c %a "$CRED")" = 600 ]'
+# Two processes refreshing an expired token at once: one refreshes (under credentials.lock), the
+# other takes its token; a refresh token used twice would end the session.
+"$PY" - "$CRED" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["accessTokenExpiry"] = "2000-01-01T00:00:00Z"; json.dump(c, open(sys.argv[1], "w"))
+PY
+"$CLI" whoami >"$STATE/whoami1.out" 2>&1 & first=$!
+"$CLI" whoami >"$STATE/whoami2.out" 2>&1 & second=$!
+wait $first; rc1=$?; wait $second; rc2=$?
+cli whoami
+check "two processes refreshing at once: both succeed, the session lives on" eval '[ $rc1 = 0 ] && [ $rc2 = 0 ] && rc_is 0 && out_has "$ADMIN_EMAIL"'
 
 # The admin makes the new user a developer; the rest runs as that developer.
 cli admin users list --query "$USER_EMAIL" --json
 USER_ID=$(json 'd["users"][0]["id"]' 2>/dev/null)
-cli admin users set-roles "$USER_ID" developer
-check "admin users set-roles: developer" eval 'rc_is 0 && out_has developer'
+cli admin users set-roles "$USER_ID" developer --permission persona:read
+check "admin users set-roles: developer, with an extra permission" eval 'rc_is 0 && out_has developer && out_has persona:read'
+cli admin users set-roles "$USER_ID" developer --json
+check "admin users set-roles without --permission keeps the extra permissions" ok_json '"persona:read" in d.get("permissions", []) and "developer" in d["roleNames"]'
 PLATFORM_PASSWORD=$USER_PASSWORD cli login --email "$USER_EMAIL"
 check "login as the developer" eval 'rc_is 0 && out_has developer'
 
@@ -182,6 +206,11 @@ check "sandbox run hello.py: stdout and stderr streamed" eval 'rc_is 0 && [ "$(c
 printf 'import sys\nprint("bye")\nsys.exit(3)\n' >"$STATE/fails.py"
 cli sandbox run "$STATE/fails.py"
 check "sandbox run of a program exiting 3: exit 1" eval 'rc_is 1 && out_has bye && grep -q "exit 3" "$ERR"'
+printf 'import time\ntime.sleep(10)\n' >"$STATE/sleeps.py"
+cli sandbox run "$STATE/sleeps.py" --timeout 0.5
+check "sandbox run with --timeout 0.5 of a sleeping program: exit 4 (DEADLINE_EXCEEDED)" eval 'rc_is 4 && one_error_line DEADLINE_EXCEEDED'
+cli sandbox run "$STATE/no-such-file.py"
+check "sandbox run of a missing file: exit 1, one line 'platform: cannot read …'" eval 'rc_is 1 && one_plain_error_line "cannot read "'
 cli sandbox run "$STATE/hello.py" --json
 check "sandbox run --json: the events, the last one completed" eval 'rc_is 0 && json "\"completed\" in lines[-1] and lines[-1][\"completed\"][\"stdout\"] == \"hello 42\n\"" >/dev/null'
 
@@ -195,13 +224,13 @@ check "kb create --json" eval 'rc_is 0 && [ -n "$KB" ]'
   echo "The secret word of the keeper is marmalade."
 } >"$STATE/lighthouse.md"
 cli kb upload "$KB" "$STATE/lighthouse.md" --wait --json
-check "kb upload --wait (client streaming, then indexed)" json 'd["status"] == "DOCUMENT_STATUS_READY" and d["chunkCount"] > 0'
+check "kb upload --wait (client streaming, then indexed)" ok_json 'd["status"] == "DOCUMENT_STATUS_READY" and d["chunkCount"] > 0'
 cli kb list
 check "kb list" eval 'rc_is 0 && out_has "$KB"'
 cli kb search "$KB" "secret word marmalade" --mode keyword
 check "kb search: a table of results" eval 'rc_is 0 && head -1 "$OUT" | grep -q "^SCORE  *DOCUMENT" && out_has lighthouse.md'
 cli kb search "$KB" "secret word marmalade" --mode keyword --json
-check "kb search --json finds the chunk" json 'any("marmalade" in r["chunk"]["content"] for r in d["results"])'
+check "kb search --json finds the chunk" ok_json 'any("marmalade" in r["chunk"]["content"] for r in d["results"])'
 
 # --- text-to-SQL
 "$PY" - "$STATE/sqlite/shop.db" <<'PY'
@@ -222,7 +251,7 @@ check "sql sync" eval 'rc_is 0 && out_has "1 tables"'
 cli sql ask "$DB" "How many customers are there?"
 check "sql ask: the SQL and the rows as a table" eval 'rc_is 0 && grep -q "^-- SELECT" "$OUT" && out_has 30 && out_has "(1 rows)"'
 cli sql ask "$DB" "How many customers are there?" --json
-check "sql ask --json" json 'd["result"]["rows"][0][0] in (30, "30")'
+check "sql ask --json" ok_json 'd["result"]["rows"][0][0] in (30, "30")'
 
 # --- agents
 cli persona create --name "Helper persona $SUFFIX" --template 'You answer briefly.' --json
@@ -266,8 +295,9 @@ cli workflow run "$WF" --input '{"name": "Ada"}' --wait
 check "workflow run --wait: node events and the output" eval 'rc_is 0 && out_has "hello  FINISHED" && out_has "Hello Ada!"'
 cli workflow run "$WF" --input '{"name": "Grace"}'
 RUN=$(cat "$OUT")
+check "workflow run: the run's id" eval 'rc_is 0 && [ ${#RUN} = 36 ]'
 cli workflow watch "$RUN" --json
-check "workflow watch --json: the events, the run COMPLETED" json '[l for l in lines if "execution" in l][-1]["execution"]["status"] == "EXECUTION_STATUS_COMPLETED" and any(l.get("node", {}).get("nodeId") == "hello" for l in lines) and [l for l in lines if "execution" in l][-1]["execution"]["output"]["greeting"] == "Hello Grace!"'
+check "workflow watch --json: the events, the run COMPLETED" ok_json '[l for l in lines if "execution" in l][-1]["execution"]["status"] == "EXECUTION_STATUS_COMPLETED" and any(l.get("node", {}).get("nodeId") == "hello" for l in lines) and [l for l in lines if "execution" in l][-1]["execution"]["output"]["greeting"] == "Hello Grace!"'
 
 # --- an API key instead of the tokens
 cli api-key create --name "cli $SUFFIX" --permission persona:read --rate-limit 100000
@@ -306,19 +336,38 @@ check "admin audit" eval 'rc_is 0 && out_has login'
 cli admin db-report --min-rows 0
 check "admin db-report: every service database" eval 'rc_is 0 && [ "$(grep -c "^== " "$OUT")" = 6 ] && out_has "unused indexes"'
 cli admin db-report --json
-check "admin db-report --json" json 'len(lines) == 6 and all(l.get("error") is None for l in lines) and {l["service"] for l in lines} == {"agent", "persona", "code-sandbox", "text-to-sql", "knowledge", "workflow"}'
+check "admin db-report --json" ok_json 'len(lines) == 6 and all(l.get("error") is None for l in lines) and {l["service"] for l in lines} == {"agent", "persona", "code-sandbox", "text-to-sql", "knowledge", "workflow"}'
 PERSONA_DATABASE_URL=postgres://platform:wrong@127.0.0.1:1/nothing cli admin db-report persona
 check "admin db-report of an unreachable database: exit 14" eval 'rc_is 14 && out_has "cannot read it"'
 
 # --- usage, completion, logout
 cli persona frobnicate
-check "an unknown subcommand: a usage error (64)" eval 'rc_is 64'
+check "an unknown subcommand: a usage error (64) naming it" eval 'rc_is 64 && grep -q frobnicate "$ERR"'
+cli kb search --help
+check "a subcommand's --help: exit 0, the modes listed" eval 'rc_is 0 && out_has "values: keyword, vector, hybrid"'
+cli kb search "$KB" x --mode fuzzy
+check "kb search --mode fuzzy: a usage error (64) naming the modes" eval 'rc_is 64 && grep -q hybrid "$ERR"'
+cli sql register --name bad --postgres 'postgres://u:p@127.0.0.1/db?sslmode=sometimes'
+check "sql register with an unknown sslmode: exit 64, one line" eval 'rc_is 64 && one_plain_error_line "sslmode"'
 cli --generate-completion-script bash
 check "bash completion script" eval 'rc_is 0 && out_has "_platform"'
+# The tokens kept aside; logout, with the access token taken for expired, refreshes first and
+# then ends the session at the server, so that the kept access token is refused afterwards.
+cp -p "$CRED" "$STATE/credentials.saved"
+"$PY" - "$CRED" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["accessTokenExpiry"] = "2000-01-01T00:00:00Z"; json.dump(c, open(sys.argv[1], "w"))
+PY
 cli logout
-check "logout" eval 'rc_is 0 && out_has "Logged out $ADMIN_EMAIL" && [ ! -e "$CRED" ]'
+check "logout (with an expired access token)" eval 'rc_is 0 && out_has "Logged out $ADMIN_EMAIL" && [ ! -e "$CRED" ]'
 cli whoami
 check "whoami after logout: exit 16, one line" eval 'rc_is 16 && one_error_line UNAUTHENTICATED'
+cp -p "$STATE/credentials.saved" "$CRED"
+sleep 2.5  # a service remembers a confirmed session for 2 s (SessionCheck)
+cli whoami
+check "the tokens from before logout: exit 16 (the session ended at the server)" eval 'rc_is 16 && one_error_line UNAUTHENTICATED'
+cli logout --json
+check "logout --json when the session has ended" ok_json 'd["email"] == "'"$ADMIN_EMAIL"'" and d["loggedOut"] is True'
 
 echo "cli: $PASSED passed, $FAILED failed"
 if [ "$FAILED" != 0 ]; then

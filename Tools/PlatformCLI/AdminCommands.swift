@@ -18,20 +18,30 @@ struct AdminCommand: AsyncParsableCommand {
 
     struct SetRoles: AsyncParsableCommand {
       static let configuration = CommandConfiguration(
-        commandName: "set-roles", abstract: "Replace a user's roles (built-in or defined; effective with their next token).")
+        commandName: "set-roles", abstract: "Replace a user's roles (built-in or defined; effective with their next token).",
+        discussion: "The user's extra permissions are kept, unless --permission is given: then they are replaced.")
 
       @OptionGroup var global: GlobalOptions
       @Argument(help: "The user's id.") var user: String
       @Argument(help: "Role names, e.g. developer.") var roles: [String]
+      @Option(help: "An extra permission (repeatable); replaces the user's extra permissions, e.g. persona:read.")
+      var permission: [String] = []
 
       func run() async throws {
         try await Session.with(self.global) { session in
           let client = try AdminCommand.client(session)
+          // UpdateUserRoles replaces the permissions too: without --permission, send back the
+          // user's own.
+          var permissions = self.permission
+          if permissions.isEmpty {
+            permissions = try await session.call { try await client.getUser(.with { $0.id = self.user }, options: $0) }.permissions
+          }
           let updated = try await session.call { options in
             try await client.updateUserRoles(
               .with {
                 $0.userID = self.user
                 $0.roleNames = self.roles
+                $0.permissions = permissions
               }, options: options)
           }
           try self.global.emit(updated) { UserText.fields(updated).print() }
@@ -60,7 +70,7 @@ struct AdminCommand: AsyncParsableCommand {
                 $0.pageSize = Int32(self.limit)
               }, options: options)
           }
-          try self.global.emit(response) {
+          try self.global.emitList(response, shown: response.users.count, nextPageToken: response.nextPageToken) {
             var table = Table("ID", "EMAIL", "NAME", "ROLES", "ACTIVE", "LAST LOGIN")
             for user in response.users {
               table.append(user.id, user.email, user.name, UserText.roles(user), user.isActive ? "yes" : "no", Format.time(user.lastLoginTime))
@@ -111,7 +121,7 @@ struct AdminCommand: AsyncParsableCommand {
               $0.pageSize = Int32(self.limit)
             }, options: options)
         }
-        try self.global.emit(response) {
+        try self.global.emitList(response, shown: response.events.count, nextPageToken: response.nextPageToken) {
           var table = Table("TIME", "SUBJECT", "RESOURCE", "ACTION", "DECISION", "DETAIL", maxCellWidth: 70)
           for event in response.events {
             let detail = event.detail.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")

@@ -71,7 +71,9 @@ struct AgentCommand: AsyncParsableCommand {
               $0.pageSize = Int32(self.limit)
             }, options: options)
         }
-        try self.global.emit(response) { AgentCommand.table(response.agents).print() }
+        try self.global.emitList(response, shown: response.agents.count, nextPageToken: response.nextPageToken) {
+          AgentCommand.table(response.agents).print()
+        }
       }
     }
   }
@@ -88,19 +90,28 @@ struct AgentCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The agent's id.") var agent: String
-    @Argument(help: "code-executor, text-to-sql, knowledge-rag, web-search or file-upload.") var type: String
+    @Argument(help: "The plugin's type.") var type: PluginType
     @Option(help: "The plugin's configuration as a JSON object.") var config: String?
 
-    func run() async throws {
-      let pluginType: Platform_Agent_V1_PluginType
-      switch self.type.lowercased().replacingOccurrences(of: "_", with: "-") {
-      case "code-executor", "code": pluginType = .codeExecutor
-      case "text-to-sql", "sql": pluginType = .textToSql
-      case "knowledge-rag", "knowledge": pluginType = .knowledgeRag
-      case "web-search": pluginType = .webSearch
-      case "file-upload": pluginType = .fileUpload
-      default: throw ValidationError("Unknown plugin type '\(self.type)'")
+    enum PluginType: String, CaseIterable, ExpressibleByArgument {
+      case codeExecutor = "code-executor"
+      case textToSQL = "text-to-sql"
+      case knowledgeRAG = "knowledge-rag"
+      case webSearch = "web-search"
+      case fileUpload = "file-upload"
+
+      var proto: Platform_Agent_V1_PluginType {
+        switch self {
+        case .codeExecutor: .codeExecutor
+        case .textToSQL: .textToSql
+        case .knowledgeRAG: .knowledgeRag
+        case .webSearch: .webSearch
+        case .fileUpload: .fileUpload
+        }
       }
+    }
+
+    func run() async throws {
       let config = try Input.structure(self.config, option: "--config")
       try await Session.with(self.global) { session in
         let client = try AgentCommand.agents(session)
@@ -109,7 +120,7 @@ struct AgentCommand: AsyncParsableCommand {
             .with {
               $0.agentID = self.agent
               $0.plugin = .with {
-                $0.pluginType = pluginType
+                $0.pluginType = self.type.proto
                 $0.config = config
               }
             }, options: options)
@@ -139,7 +150,8 @@ struct AgentCommand: AsyncParsableCommand {
       input.fields["message"] = Google_Protobuf_Value(stringValue: self.message)
       let execution = try await Session.with(self.global) { session in
         let client = try AgentCommand.executions(session)
-        return try await session.call { options in
+        // A synchronous run lasts as long as the agent works: no default deadline.
+        return try await session.call(long: !self.startOnly) { options in
           try await client.startExecution(
             .with {
               $0.agentID = self.agent
@@ -183,7 +195,7 @@ struct AgentCommand: AsyncParsableCommand {
     func run() async throws {
       let last = try await Session.with(self.global) { session in
         let client = try AgentCommand.executions(session)
-        return try await session.call { options in
+        return try await session.call(long: true) { options in
           try await client.watchExecution(.with { $0.id = self.id }, options: options) { events in
             var last: Platform_Agent_V1_Execution?
             for try await event in events {
@@ -199,7 +211,7 @@ struct AgentCommand: AsyncParsableCommand {
               case .log(let line):
                 if !self.global.json { print("\(Format.time(line.createTime))  \(Format.enumName(line.level))  \(line.message)") }
               case .modelOutput(let output):
-                if !self.global.json { FileHandle.standardOutput.write(Data(output.text.utf8)) }
+                if !self.global.json { print(output.text, terminator: "") }
               case .none:
                 break
               }

@@ -22,10 +22,7 @@ struct Login: AsyncParsableCommand {
           $0.email = self.email
           $0.password = password
         }, options: session.anonymousOptions)
-      try CredentialStore.save(
-        StoredCredentials(
-          email: response.user.email, accessToken: response.tokens.accessToken,
-          accessTokenExpiry: response.tokens.expireTime.date, refreshToken: response.tokens.refreshToken))
+      try CredentialStore.save(StoredCredentials(email: response.user.email, tokens: response.tokens))
       try self.global.emit(response.user) {
         print("Logged in as \(response.user.email) (\(UserText.roles(response.user)))")
         if Session.apiKey != nil { printError("note: PLATFORM_API_KEY is set and is used instead of these tokens") }
@@ -35,27 +32,43 @@ struct Login: AsyncParsableCommand {
 }
 
 struct Logout: AsyncParsableCommand {
-  static let configuration = CommandConfiguration(abstract: "End the session and forget the stored tokens.")
+  static let configuration = CommandConfiguration(
+    abstract: "End the session at the server and forget the stored tokens.",
+    discussion: "With --json, prints {\"email\": …, \"loggedOut\": true|false} (false: there was no session).")
 
   @OptionGroup var global: GlobalOptions
 
   func run() async throws {
     guard let stored = try? CredentialStore.load() else {
       CredentialStore.remove()
-      printError("Not logged in")
+      try self.report(email: nil)
       return
     }
     try await Session.with(self.global) { session in
       let auth = Platform_Agent_V1_AuthServiceClient(channel: try session.channel(.agent))
       do {
-        var options = session.anonymousOptions
-        options.metadata.addString("Bearer \(stored.accessToken)", forKey: "authorization")
-        _ = try await auth.logout(.with { $0.refreshToken = stored.refreshToken }, options: options)
+        // Through the refreshing path: an expired access token is renewed first, so the server
+        // ends the session rather than refusing the call.
+        _ = try await session.call { options in
+          try await auth.logout(.with { $0.refreshToken = session.storedCredentials?.refreshToken ?? "" }, options: options)
+        }
       } catch let error as RPCError where error.code == .unauthenticated {
-        // The session has ended already (expired or signed in elsewhere): nothing to end.
+        // The session has ended already (revoked, or its refresh token expired): nothing to end.
       }
       CredentialStore.remove()
-      if !self.global.json { print("Logged out \(stored.email)") }
+      try self.report(email: stored.email)
+    }
+  }
+
+  /// Says who was logged out (nil: nobody was).
+  func report(email: String?) throws {
+    if self.global.json {
+      let object: [String: Any] = ["email": email ?? "", "loggedOut": email != nil]
+      print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+    } else if let email {
+      print("Logged out \(email)")
+    } else {
+      printError("Not logged in")
     }
   }
 }

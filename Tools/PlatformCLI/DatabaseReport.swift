@@ -51,10 +51,13 @@ struct DatabaseReport: AsyncParsableCommand {
   func run() async throws {
     var reports: [Report] = []
     for service in self.services.isEmpty ? ServiceName.allCases : self.services {
-      let url = Self.databaseURL(of: service)
-      var report = Report(service: service.rawValue, database: URLComponents(string: url)?.path.dropFirst().description ?? "")
+      var report = Report(service: service.rawValue, database: service.databaseName)
       do {
-        try await self.read(url: url, into: &report)
+        let target = try Self.target(of: service)
+        report.database = target.database
+        try await self.read(try Self.configuration(target), into: &report)
+      } catch let error as ValidationError {
+        report.error = error.message
       } catch {
         report.error = "\(String(reflecting: error))".split(whereSeparator: \.isNewline).first.map(String.init) ?? "\(error)"
       }
@@ -63,7 +66,7 @@ struct DatabaseReport: AsyncParsableCommand {
     if self.global.json {
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.sortedKeys]
-      for report in reports { Swift.print(String(decoding: try encoder.encode(report), as: UTF8.self)) }
+      for report in reports { print(String(decoding: try encoder.encode(report), as: UTF8.self)) }
     } else {
       for report in reports { Self.show(report) }
     }
@@ -71,42 +74,44 @@ struct DatabaseReport: AsyncParsableCommand {
   }
 
   static func show(_ report: Report) {
-    Swift.print("== \(report.service) (\(report.database))" + (report.statsReset.map { ", statistics since \($0)" } ?? ""))
+    print("== \(report.service) (\(report.database))" + (report.statsReset.map { ", statistics since \($0)" } ?? ""))
     if let error = report.error {
-      Swift.print("cannot read it: \(error)\n")
+      print("cannot read it: \(error)\n")
       return
     }
     if report.unusedIndexes.isEmpty {
-      Swift.print("unused indexes: none")
+      print("unused indexes: none")
     } else {
-      Swift.print("unused indexes (never scanned):")
+      print("unused indexes (never scanned):")
       var table = Table("TABLE", "INDEX", "SIZE")
       for index in report.unusedIndexes { table.append(index.table, index.index, index.size) }
       table.print()
     }
     if report.sequentialScans.isEmpty {
-      Swift.print("tables read mostly by sequential scans: none")
+      print("tables read mostly by sequential scans: none")
     } else {
-      Swift.print("tables read mostly by sequential scans:")
+      print("tables read mostly by sequential scans:")
       var table = Table("TABLE", "SEQ SCANS", "INDEX SCANS", "LIVE ROWS", "ROWS READ BY SEQ SCANS")
       for scanned in report.sequentialScans {
         table.append(scanned.table, "\(scanned.seqScans)", "\(scanned.indexScans)", "\(scanned.liveRows)", "\(scanned.rowsReadBySeqScans)")
       }
       table.print()
     }
-    Swift.print("")
+    print("")
   }
 
-  static func databaseURL(of service: ServiceName) -> String {
+  /// `<SERVICE>_DATABASE_URL`, else the local PostgreSQL as `scripts/local-services.sh` runs it.
+  static func target(of service: ServiceName) throws -> PostgresTarget {
     let environment = ProcessInfo.processInfo.environment
-    if let url = environment["\(service.environmentPrefix)_DATABASE_URL"], !url.isEmpty { return url }
-    let password = environment["PGPASSWORD"] ?? "platform"
-    let port = environment["PGPORT"] ?? "5432"
-    return "postgres://platform:\(password)@127.0.0.1:\(port)/\(service.databaseName)"
+    if let url = environment["\(service.environmentPrefix)_DATABASE_URL"], !url.isEmpty {
+      return try PostgresTarget(url: url)
+    }
+    return PostgresTarget(
+      host: "127.0.0.1", port: environment["PGPORT"].flatMap { Int($0) } ?? 5432, username: "platform",
+      password: environment["PGPASSWORD"] ?? "platform", database: service.databaseName)
   }
 
-  func read(url: String, into report: inout Report) async throws {
-    let configuration = try Self.configuration(url)
+  func read(_ configuration: PostgresConnection.Configuration, into report: inout Report) async throws {
     var logger = Logger(label: "platform.db-report")
     logger.logLevel = .critical
     let connection = try await PostgresConnection.connect(
@@ -147,24 +152,20 @@ struct DatabaseReport: AsyncParsableCommand {
     try? await connection.close()
   }
 
-  /// A postgres:// URL as a connection configuration (sslmode disable, the default, or
-  /// require/verify-full).
-  static func configuration(_ url: String) throws -> PostgresConnection.Configuration {
-    guard let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme ?? ""),
-      let host = components.host, !host.isEmpty
-    else { throw CommandFailure("not a postgres:// URL") }
+  /// The connection configuration of a target; sslmode disable when it does not say.
+  static func configuration(_ target: PostgresTarget) throws -> PostgresConnection.Configuration {
     let tls: PostgresConnection.Configuration.TLS
-    switch components.queryItems?.first(where: { $0.name == "sslmode" })?.value ?? "disable" {
-    case "disable", "allow", "prefer": tls = .disable
-    case "require":
+    switch target.sslMode ?? .disable {
+    case .disable: tls = .disable
+    case .require:
       var configuration = TLSConfiguration.makeClientConfiguration()
       configuration.certificateVerification = .none
       tls = .require(try NIOSSLContext(configuration: configuration))
-    default: tls = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+    case .verifyFull: tls = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
     }
     var configuration = PostgresConnection.Configuration(
-      host: host, port: components.port ?? 5432, username: components.user?.removingPercentEncoding ?? "platform",
-      password: components.password?.removingPercentEncoding, database: String(components.path.dropFirst()), tls: tls)
+      host: target.host, port: target.port, username: target.username.isEmpty ? "platform" : target.username,
+      password: target.password, database: target.database, tls: tls)
     configuration.options.connectTimeout = .seconds(5)
     return configuration
   }

@@ -53,7 +53,7 @@ struct KnowledgeCommand: AsyncParsableCommand {
       try await Session.with(self.global) { session in
         let client = try KnowledgeCommand.client(session)
         let response = try await session.call { try await client.listKnowledgeBases(.with { $0.pageSize = Int32(self.limit) }, options: $0) }
-        try self.global.emit(response) {
+        try self.global.emitList(response, shown: response.knowledgeBases.count, nextPageToken: response.nextPageToken) {
           var table = Table("ID", "NAME", "DOCUMENTS", "CHUNKS", "EMBEDDING", "UPDATED")
           for base in response.knowledgeBases {
             table.append(base.id, base.name, "\(base.documentCount)", "\(base.chunkCount)", base.embeddingModel, Format.time(base.updateTime))
@@ -67,7 +67,7 @@ struct KnowledgeCommand: AsyncParsableCommand {
   struct Upload: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
       abstract: "Upload a file as a document (text, Markdown, HTML, PDF, .doc, .docx).",
-      discussion: "A progress bar goes to stderr when it is a terminal. With --wait, waits until the document is indexed (exit 1 if it FAILED).")
+      discussion: "A progress bar goes to stderr when it is a terminal. With --wait, waits until the document is indexed (exit 1 if it ends otherwise: FAILED or deleted).")
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The knowledge base's id.") var knowledgeBase: String
@@ -97,19 +97,19 @@ struct KnowledgeCommand: AsyncParsableCommand {
       let json = self.global.json
       try await Session.with(self.global) { session in
         let client = try KnowledgeCommand.client(session)
-        var document = try await session.call { options in
+        var document = try await session.call(long: true) { options in
           try await client.uploadDocument(options: options) { writer in
             try await writer.write(.with { $0.header = header })
             guard let handle = FileHandle(forReadingAtPath: path) else { throw CommandFailure("cannot read \(path)") }
             defer { try? handle.close() }
             var sent: Int64 = 0
             progress.update(0)
+            defer { progress.finish() }
             while let piece = try handle.read(upToCount: Self.pieceSize), !piece.isEmpty {
               try await writer.write(.with { $0.data = piece })
               sent += Int64(piece.count)
               progress.update(sent)
             }
-            progress.finish()
           }
         }
         if self.wait {
@@ -126,8 +126,10 @@ struct KnowledgeCommand: AsyncParsableCommand {
           if !document.statusMessage.isEmpty { fields.add("Message", document.statusMessage) }
           fields.print()
         }
-        if document.status == .failed {
-          throw CommandFailure("document \(document.id) FAILED: \(document.statusMessage)")
+        // With --wait anything but READY fails: FAILED, or the watch ended first (the document deleted).
+        if document.status == .failed || (self.wait && document.status != .ready) {
+          let reason = document.statusMessage.isEmpty ? "" : ": \(document.statusMessage)"
+          throw CommandFailure("document \(document.id) is \(Format.enumName(document.status)), not READY\(reason)")
         }
       }
     }
@@ -137,7 +139,7 @@ struct KnowledgeCommand: AsyncParsableCommand {
       _ document: Platform_Knowledge_V1_Document, client: Platform_Knowledge_V1_KnowledgeServiceClient, session: Session, json: Bool
     ) async throws -> Platform_Knowledge_V1_Document {
       let drawn = stderrIsTerminal && !json
-      let last = try await session.call { options in
+      let last = try await session.call(long: true) { options in
         try await client.watchDocument(.with { $0.id = document.id }, options: options) { updates in
           var last = document
           for try await update in updates {
@@ -162,18 +164,22 @@ struct KnowledgeCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The knowledge base's id (or several, comma-separated).") var knowledgeBase: String
     @Argument(help: "What to look for.") var query: String
-    @Option(help: "keyword, vector or hybrid (the service's default when not given).") var mode: String?
+    @Option(help: "How to match (the service's default when not given).") var mode: Mode?
     @Option(help: "At most this many results.") var topK: Int32 = 5
 
-    func run() async throws {
-      let mode: Platform_Knowledge_V1_SearchMode
-      switch self.mode?.lowercased() {
-      case nil: mode = .unspecified
-      case "keyword": mode = .keyword
-      case "vector": mode = .vector
-      case "hybrid": mode = .hybrid
-      default: throw ValidationError("--mode is keyword, vector or hybrid")
+    enum Mode: String, CaseIterable, ExpressibleByArgument {
+      case keyword, vector, hybrid
+
+      var proto: Platform_Knowledge_V1_SearchMode {
+        switch self {
+        case .keyword: .keyword
+        case .vector: .vector
+        case .hybrid: .hybrid
+        }
       }
+    }
+
+    func run() async throws {
       try await Session.with(self.global) { session in
         let client = try KnowledgeCommand.client(session)
         let response = try await session.call { options in
@@ -181,7 +187,7 @@ struct KnowledgeCommand: AsyncParsableCommand {
             .with {
               $0.knowledgeBaseIds = self.knowledgeBase.split(separator: ",").map(String.init)
               $0.query = self.query
-              $0.mode = mode
+              $0.mode = self.mode?.proto ?? .unspecified
               $0.topK = self.topK
             }, options: options)
         }

@@ -1,3 +1,4 @@
+internal import Dispatch
 internal import Foundation
 internal import SwiftProtobuf
 
@@ -13,9 +14,13 @@ struct Table {
   /// Cells longer than this are cut. Default: 60 characters (a UUID fits).
   var maxCellWidth = 60
 
-  init(_ headers: String..., maxCellWidth: Int = 60) {
+  init(_ headers: [String], maxCellWidth: Int = 60) {
     self.headers = headers
     self.maxCellWidth = maxCellWidth
+  }
+
+  init(_ headers: String..., maxCellWidth: Int = 60) {
+    self.init(headers, maxCellWidth: maxCellWidth)
   }
 
   mutating func append(_ cells: String...) {
@@ -39,7 +44,7 @@ struct Table {
   }
 
   func print() {
-    Swift.print(self.render())
+    PlatformCLI.print(self.render())
   }
 
   /// One line (newlines and tabs become spaces), cut to `width` characters.
@@ -61,7 +66,7 @@ struct Fields {
   func print() {
     let width = self.pairs.map(\.0.count).max() ?? 0
     for (name, value) in self.pairs {
-      Swift.print("\(name):".padding(toLength: width + 1, withPad: " ", startingAt: 0) + " " + value)
+      PlatformCLI.print("\(name):".padding(toLength: width + 1, withPad: " ", startingAt: 0) + " " + value)
     }
   }
 }
@@ -78,16 +83,42 @@ extension GlobalOptions {
   /// Prints `message` as one line of protobuf JSON when --json is given, else runs `human`.
   func emit(_ message: some SwiftProtobuf.Message, human: () throws -> Void) throws {
     if self.json {
-      Swift.print(try message.jsonString())
+      print(try message.jsonString())
     } else {
       try human()
     }
   }
+
+  /// Prints `message` as `emit` does; for people, notes on stderr when the list has more
+  /// pages than the `shown` entries.
+  func emitList(_ message: some SwiftProtobuf.Message, shown: Int, nextPageToken: String, human: () throws -> Void) throws {
+    try self.emit(message, human: human)
+    if !self.json, !nextPageToken.isEmpty {
+      printError("(the first \(shown); more with a larger --limit)")
+    }
+  }
+}
+
+// MARK: Writing
+
+/// Writes `text` to stdout. Every line the commands print goes this one way, straight to file
+/// descriptor 1 with no buffer in between, so printed lines, a program's streamed output and
+/// stderr stay in the order they were written, and each `--json` line of a stream arrives when
+/// it is printed. (Shadows `Swift.print` in this module.)
+func print(_ text: String = "", terminator: String = "\n") {
+  Output.write(Data((text + terminator).utf8), to: .standardOutput)
 }
 
 /// Writes to stderr (progress, notes that must not mix with the output).
 func printError(_ text: String, terminator: String = "\n") {
-  FileHandle.standardError.write(Data((text + terminator).utf8))
+  Output.write(Data((text + terminator).utf8), to: .standardError)
+}
+
+enum Output {
+  /// Writes `data` unbuffered (a program's output chunks as they come).
+  static func write(_ data: Data, to handle: FileHandle) {
+    handle.write(data)
+  }
 }
 
 var stderrIsTerminal: Bool { isatty(STDERR_FILENO) != 0 }
@@ -164,7 +195,18 @@ enum Input {
     return result
   }
 
-  static func file(_ path: String) throws -> Data {
+  /// The bytes of the file at `path`.
+  ///
+  /// - Parameter maxBytes: Refuse a larger file before reading it. Default: no limit.
+  /// - Throws: `CommandFailure` (exit 1) when it cannot be read or is larger.
+  static func file(_ path: String, maxBytes: Int? = nil) throws -> Data {
+    if let maxBytes {
+      var info = stat()
+      guard stat(path, &info) == 0 else { throw CommandFailure("cannot read \(path): \(String(cString: strerror(errno)))") }
+      guard info.st_size <= maxBytes else {
+        throw CommandFailure("\(path) is \(Format.bytes(Int64(info.st_size))); at most \(Format.bytes(Int64(maxBytes))) is taken")
+      }
+    }
     do {
       return try Data(contentsOf: URL(fileURLWithPath: path))
     } catch {
@@ -172,29 +214,62 @@ enum Input {
     }
   }
 
+  /// The file at `path` as UTF-8 text (see `file(_:maxBytes:)`).
+  static func text(_ path: String, maxBytes: Int? = nil) throws -> String {
+    String(decoding: try self.file(path, maxBytes: maxBytes), as: UTF8.self)
+  }
+
   /// A password: from stdin (`--password-stdin`, its first line), PLATFORM_PASSWORD, or a prompt
-  /// on the terminal without echo.
+  /// without echo on the terminal (/dev/tty, else stdin when it is one).
   static func password(fromStdin: Bool, prompt: String = "Password: ") throws -> String {
     if fromStdin {
       guard let line = readLine(strippingNewline: true), !line.isEmpty else { throw CommandFailure("no password on stdin") }
       return line
     }
     if let password = ProcessInfo.processInfo.environment["PLATFORM_PASSWORD"], !password.isEmpty { return password }
-    guard isatty(STDIN_FILENO) != 0 else {
-      throw CommandFailure("no password: use --password-stdin or PLATFORM_PASSWORD (stdin is not a terminal)", exitCode: 64)
+    let tty = open("/dev/tty", O_RDWR | O_CLOEXEC)
+    defer { if tty >= 0 { close(tty) } }
+    let terminal = tty >= 0 ? tty : STDIN_FILENO
+    guard isatty(terminal) != 0 else {
+      throw CommandFailure("no password: use --password-stdin or PLATFORM_PASSWORD (no terminal)", exitCode: 64)
     }
-    printError(prompt, terminator: "")
+    guard let line = self.readWithoutEcho(terminal, prompt: prompt), !line.isEmpty else { throw CommandFailure("no password given") }
+    return line
+  }
+
+  /// Reads a line from the terminal `descriptor` with echo off; echo comes back however the
+  /// read ends, Ctrl-C included (then the process exits 130, as a shell expects).
+  private static func readWithoutEcho(_ descriptor: Int32, prompt: String) -> String? {
+    let echo = descriptor == STDIN_FILENO ? STDERR_FILENO : descriptor
+    _ = prompt.withCString { write(echo, $0, strlen($0)) }
     var saved = termios()
-    tcgetattr(STDIN_FILENO, &saved)
+    tcgetattr(descriptor, &saved)
     var silent = saved
     silent.c_lflag &= ~tcflag_t(ECHO)
-    tcsetattr(STDIN_FILENO, TCSAFLUSH, &silent)
-    defer {
-      tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved)
-      printError("")
+    tcsetattr(descriptor, TCSAFLUSH, &silent)
+
+    let restore = { [saved] in
+      var saved = saved
+      tcsetattr(descriptor, TCSAFLUSH, &saved)
+      _ = write(echo, "\n", 1)
     }
-    guard let line = readLine(strippingNewline: true), !line.isEmpty else { throw CommandFailure("no password given") }
-    return line
+    signal(SIGINT, SIG_IGN)
+    let interrupt = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+    interrupt.setEventHandler {
+      restore()
+      exit(130)
+    }
+    interrupt.resume()
+    defer {
+      interrupt.cancel()
+      signal(SIGINT, SIG_DFL)
+      restore()
+    }
+
+    var line = Data()
+    var byte: UInt8 = 0
+    while read(descriptor, &byte, 1) == 1, byte != UInt8(ascii: "\n") { line.append(byte) }
+    return String(decoding: line, as: UTF8.self)
   }
 }
 

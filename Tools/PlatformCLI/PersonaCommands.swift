@@ -54,7 +54,7 @@ struct PersonaCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-      let template = try self.template ?? String(decoding: Input.file(self.templateFile!), as: UTF8.self)
+      let template = try self.template ?? Input.text(self.templateFile!)
       let schema = try Input.structure(self.variables, option: "--variables")
       try await Session.with(self.global) { session in
         let client = try PersonaCommand.client(session)
@@ -94,7 +94,9 @@ struct PersonaCommand: AsyncParsableCommand {
               $0.pageSize = Int32(self.limit)
             }, options: options)
         }
-        try self.global.emit(response) { PersonaCommand.table(response.personas).print() }
+        try self.global.emitList(response, shown: response.personas.count, nextPageToken: response.nextPageToken) {
+          PersonaCommand.table(response.personas).print()
+        }
       }
     }
   }

@@ -37,22 +37,36 @@ struct Platform: AsyncParsableCommand {
     ]
   )
 
-  /// Runs the command, mapping a failed call to its status code and one line on stderr.
+  /// Runs the command. Parsing keeps ArgumentParser's handling (usage errors exit 64 with the
+  /// usage, --help, completion scripts); every error from `run()` becomes one line on stderr: a
+  /// failed call exits with its status code, a `ValidationError` 64, anything else 1.
   static func main() async {
+    let parsed: any ParsableCommand
     do {
-      var command = try parseAsRoot()
-      if var command = command as? any AsyncParsableCommand {
+      parsed = try parseAsRoot()
+    } catch {
+      exit(withError: error)
+    }
+    do {
+      if var command = parsed as? any AsyncParsableCommand {
         try await command.run()
       } else {
+        var command = parsed
         try command.run()
       }
     } catch let error as RPCError {
       PlatformExit.fail(code: Int32(error.code.rawValue), "\(error.code): \(error.message)")
     } catch let error as CommandFailure {
       PlatformExit.fail(code: error.exitCode, error.message)
-    } catch {
-      // Usage errors, --help, completion scripts and ExitCode: ArgumentParser's own handling.
+    } catch let error as ExitCode {
+      Foundation.exit(error.rawValue)
+    } catch let error as ValidationError {
+      PlatformExit.fail(code: 64, error.message)
+    } catch where Self.exitCode(for: error) == .success {
+      // ArgumentParser's own clean exits (a subcommand's --help runs as a command).
       exit(withError: error)
+    } catch {
+      PlatformExit.fail(code: 1, (error as? any LocalizedError)?.errorDescription ?? "\(error)")
     }
   }
 }
@@ -62,8 +76,13 @@ struct GlobalOptions: ParsableArguments {
   @Flag(help: "Print the response messages as protobuf JSON, one per line (for scripts).")
   var json = false
 
-  @Option(help: ArgumentHelp("Fail each call after this many seconds (DEADLINE_EXCEEDED).", valueName: "seconds"))
+  @Option(help: ArgumentHelp(
+      "Fail each call after this many seconds (DEADLINE_EXCEEDED; default 30 for a single call, none for streams, watches and synchronous runs).",
+      valueName: "seconds"))
   var timeout: Double?
+
+  /// The deadline of a unary call when --timeout is not given.
+  static let defaultUnaryTimeout: Duration = .seconds(30)
 
   /// The per-call timeout, if one was given.
   var callTimeout: Duration? {
@@ -92,7 +111,7 @@ enum PlatformExit {
   /// Writes `platform: <message>` as one line on stderr and exits with `code`.
   static func fail(code: Int32, _ message: String) -> Never {
     let line = message.split(whereSeparator: \.isNewline).joined(separator: " ")
-    FileHandle.standardError.write(Data("platform: \(line)\n".utf8))
+    printError("platform: \(line)")
     Foundation.exit(code)
   }
 }

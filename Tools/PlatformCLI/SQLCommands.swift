@@ -48,20 +48,18 @@ struct SQLCommand: AsyncParsableCommand {
     }
 
     static func connection(_ url: String) throws -> Platform_Texttosql_V1_ConnectionConfig {
-      guard let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme ?? ""),
-        let host = components.host
-      else { throw ValidationError("--postgres wants postgres://USER:PASSWORD@HOST:PORT/DB") }
+      let target = try PostgresTarget(url: url)
       return .with {
-        $0.host = host
-        $0.port = Int32(components.port ?? 5432)
-        $0.databaseName = String(components.path.dropFirst())
-        $0.username = components.user ?? ""
-        $0.password = components.password ?? ""
-        switch components.queryItems?.first(where: { $0.name == "sslmode" })?.value {
-        case "require": $0.sslMode = .require
-        case "verify-full": $0.sslMode = .verifyFull
-        case "disable": $0.sslMode = .disable
-        default: break
+        $0.host = target.host
+        $0.port = Int32(target.port)
+        $0.databaseName = target.database
+        $0.username = target.username
+        $0.password = target.password ?? ""
+        switch target.sslMode {
+        case nil: break  // the service's default, REQUIRE
+        case .disable: $0.sslMode = .disable
+        case .require: $0.sslMode = .require
+        case .verifyFull: $0.sslMode = .verifyFull
         }
       }
     }
@@ -87,7 +85,9 @@ struct SQLCommand: AsyncParsableCommand {
       try await Session.with(self.global) { session in
         let client = Platform_Texttosql_V1_DatabaseServiceClient(channel: try session.channel(.textToSQL))
         let response = try await session.call { try await client.listDatabases(.with { $0.pageSize = Int32(self.limit) }, options: $0) }
-        try self.global.emit(response) { SQLCommand.table(response.databases).print() }
+        try self.global.emitList(response, shown: response.databases.count, nextPageToken: response.nextPageToken) {
+          SQLCommand.table(response.databases).print()
+        }
       }
     }
   }
@@ -131,20 +131,18 @@ struct SQLCommand: AsyncParsableCommand {
         }
         try self.global.emit(response) {
           print("-- \(response.query.sql.split(whereSeparator: \.isNewline).joined(separator: " "))")
+          guard response.hasResult else { return }
           var table = Table(response.result.columns.map(\.name))
           for row in response.result.rows { table.append(row: row.values.map(Format.value)) }
           table.print()
           let truncated = response.result.truncated ? " (truncated: \(response.result.truncatedReason))" : ""
           print("(\(response.result.rows.count) rows\(truncated))")
         }
+        guard response.hasResult else {
+          let issues = response.query.validation.issues
+          throw CommandFailure("the generated SQL is not safe to run: \(issues.isEmpty ? "no reason given" : issues.joined(separator: "; "))")
+        }
       }
     }
-  }
-}
-
-extension Table {
-  init(_ headers: [String], maxCellWidth: Int = 60) {
-    self.init(maxCellWidth: maxCellWidth)
-    self.headers = headers
   }
 }

@@ -19,23 +19,51 @@ struct SandboxCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @Argument(help: "The program's file.") var file: String
-    @Option(help: "python, javascript or typescript.") var language: String?
+    @Option(help: "The language (default: from the file's extension).") var language: Language?
     @Option(help: "A file given to the program as stdin.") var stdinFile: String?
     @Option(help: "The program's time limit in milliseconds (the service's default when not given).") var timeLimitMs: Int32?
 
+    enum Language: String, CaseIterable, ExpressibleByArgument {
+      case python, javascript, typescript
+
+      var proto: Platform_Codesandbox_V1_Language {
+        switch self {
+        case .python: .python
+        case .javascript: .javascript
+        case .typescript: .typescript
+        }
+      }
+
+      /// The language of a file name's extension.
+      init?(fileExtension: String) {
+        switch fileExtension.lowercased() {
+        case "py": self = .python
+        case "js", "mjs": self = .javascript
+        case "ts": self = .typescript
+        default: return nil
+        }
+      }
+    }
+
+    /// The sandbox's caps (code_sandbox.proto, ExecuteCodeRequest): checked before reading.
+    static let maxCodeBytes = 256 * 1024
+    static let maxStdinBytes = 1024 * 1024
+
     func run() async throws {
-      let language = try self.programLanguage()
-      let code = String(decoding: try Input.file(self.file), as: UTF8.self)
-      let stdin = try self.stdinFile.map { String(decoding: try Input.file($0), as: UTF8.self) } ?? ""
+      guard let language = self.language ?? Language(fileExtension: URL(fileURLWithPath: self.file).pathExtension) else {
+        throw ValidationError("Cannot tell the language of \(self.file): give --language python|javascript|typescript")
+      }
+      let code = try Input.text(self.file, maxBytes: Self.maxCodeBytes)
+      let stdin = try self.stdinFile.map { try Input.text($0, maxBytes: Self.maxStdinBytes) } ?? ""
       let request = Platform_Codesandbox_V1_ExecuteCodeRequest.with {
-        $0.language = language
+        $0.language = language.proto
         $0.code = code
         $0.stdin = stdin
         if let limit = self.timeLimitMs { $0.limits.timeoutMs = limit }
       }
       let completed = try await Session.with(self.global) { session in
         let client = Platform_Codesandbox_V1_CodeSandboxServiceClient(channel: try session.channel(.codeSandbox))
-        return try await session.call { options in
+        return try await session.call(long: true) { options in
           try await client.streamExecution(request, options: options) { events in
             var completed: Platform_Codesandbox_V1_CodeExecution?
             for try await event in events {
@@ -46,7 +74,7 @@ struct SandboxCommand: AsyncParsableCommand {
               }
               switch event.event {
               case .output(let chunk):
-                (chunk.stream == .stderr ? FileHandle.standardError : FileHandle.standardOutput).write(chunk.data)
+                Output.write(chunk.data, to: chunk.stream == .stderr ? .standardError : .standardOutput)
               case .completed(let execution):
                 completed = execution
               case .started, .none:
@@ -65,17 +93,6 @@ struct SandboxCommand: AsyncParsableCommand {
       guard completed.status == .completed, completed.hasExitCode, completed.exitCode == 0 else {
         let reason = completed.error.message.isEmpty ? exitCode : completed.error.message
         throw CommandFailure("the program did not succeed: \(reason)")
-      }
-    }
-
-    func programLanguage() throws -> Platform_Codesandbox_V1_Language {
-      let name = self.language ?? URL(fileURLWithPath: self.file).pathExtension.lowercased()
-      switch name {
-      case "python", "py": return .python
-      case "javascript", "js", "mjs", "node": return .javascript
-      case "typescript", "ts": return .typescript
-      default:
-        throw ValidationError("Cannot tell the language of \(self.file): give --language python|javascript|typescript")
       }
     }
   }

@@ -53,6 +53,19 @@ struct StoredCredentials: Codable, Sendable {
   var accessToken: String
   var accessTokenExpiry: Date
   var refreshToken: String
+
+  /// The tokens of a Login or RefreshToken response; the expiry from `expire_time`, else from
+  /// `expires_in_seconds`.
+  init(email: String, tokens: Platform_Agent_V1_AuthTokens) {
+    self.email = email
+    self.accessToken = tokens.accessToken
+    self.accessTokenExpiry =
+      tokens.hasExpireTime ? tokens.expireTime.date : Date(timeIntervalSinceNow: TimeInterval(tokens.expiresInSeconds))
+    self.refreshToken = tokens.refreshToken
+  }
+
+  /// Whether the access token is good for a while yet (`Session.expiryMargin`).
+  var isFresh: Bool { self.accessTokenExpiry.timeIntervalSinceNow > Session.expiryMargin }
 }
 
 /// Where the credentials live: `$XDG_CONFIG_HOME/platform/credentials.json`, else
@@ -68,8 +81,18 @@ enum CredentialStore {
 
   static var file: URL { self.directory.appendingPathComponent("credentials.json") }
 
+  /// The stored credentials, or nil when there are none (no file).
+  ///
+  /// - Throws: `CommandFailure` when the file cannot be read or is not credentials.
   static func load() throws -> StoredCredentials? {
-    guard let data = try? Data(contentsOf: self.file) else { return nil }
+    let data: Data
+    do {
+      data = try Data(contentsOf: self.file)
+    } catch let error as CocoaError where error.code == .fileReadNoSuchFile {
+      return nil
+    } catch {
+      throw CommandFailure("cannot read \(self.file.path): \((error as NSError).localizedDescription)")
+    }
     do {
       return try JSONDecoder.credentials.decode(StoredCredentials.self, from: data)
     } catch {
@@ -80,12 +103,12 @@ enum CredentialStore {
   /// Writes the credentials through a new 0600 file renamed over the old one, so they are never
   /// readable by others, not even for a moment, and never half written.
   static func save(_ credentials: StoredCredentials) throws {
-    let directory = self.directory.path
-    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-    chmod(directory, 0o700)
+    let directory = try self.makeDirectory()
     let data = try JSONEncoder.credentials.encode(credentials)
     let temporary = directory + "/.credentials.\(getpid()).tmp"
-    let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    // O_EXCL: a leftover of a crashed run (with whatever mode it has) is never reused.
+    unlink(temporary)
+    let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
     guard descriptor >= 0 else { throw CommandFailure("cannot write \(temporary): \(String(cString: strerror(errno)))") }
     let written = data.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
     let synced = fsync(descriptor)
@@ -98,6 +121,29 @@ enum CredentialStore {
 
   static func remove() {
     unlink(self.file.path)
+  }
+
+  /// Runs `body` holding an exclusive flock(2) on `credentials.lock` in the credentials
+  /// directory, so that of several `platform` processes only one refreshes at a time: refresh
+  /// tokens are single-use, and the reuse of one revokes the whole session.
+  static func withLock<Result>(_ body: () async throws -> Result) async throws -> Result {
+    let path = try self.makeDirectory() + "/credentials.lock"
+    let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+    guard descriptor >= 0 else { throw CommandFailure("cannot open \(path): \(String(cString: strerror(errno)))") }
+    // Closing the descriptor releases the lock.
+    defer { close(descriptor) }
+    while flock(descriptor, LOCK_EX) != 0 {
+      guard errno == EINTR else { throw CommandFailure("cannot lock \(path): \(String(cString: strerror(errno)))") }
+    }
+    return try await body()
+  }
+
+  /// Creates the directory (0700) if needed; returns its path.
+  private static func makeDirectory() throws -> String {
+    let directory = self.directory.path
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    chmod(directory, 0o700)
+    return directory
   }
 }
 
@@ -178,25 +224,36 @@ final class Session: Sendable {
 
   // MARK: Calls with credentials
 
-  /// Call options without credentials (Register, Login, health).
+  /// Call options without credentials (Register, Login, health), for a unary call: --timeout,
+  /// else `GlobalOptions.defaultUnaryTimeout`.
   var anonymousOptions: CallOptions {
-    CallOptions(timeout: self.global.callTimeout)
+    CallOptions(timeout: self.global.callTimeout ?? GlobalOptions.defaultUnaryTimeout)
+  }
+
+  /// The stored credentials this session uses, once a call has loaded them.
+  var storedCredentials: StoredCredentials? {
+    self.credentials.withLock { $0 }
   }
 
   /// Runs `body` with options carrying the caller's credential; when a stored token is refused
   /// as UNAUTHENTICATED, refreshes it once and runs `body` again.
-  func call<Result>(_ body: (CallOptions) async throws -> Result) async throws -> Result {
+  ///
+  /// - Parameters:
+  ///   - long: The call lasts as long as what it follows (a stream, a watch, a synchronous run):
+  ///     no deadline unless --timeout is given. Default false: a unary call, 30 s by default.
+  func call<Result>(long: Bool = false, _ body: (CallOptions) async throws -> Result) async throws -> Result {
+    var options = self.anonymousOptions
+    if long { options.timeout = self.global.callTimeout }
     if let key = Self.apiKey {
-      var options = self.anonymousOptions
       options.metadata.addString(key, forKey: "x-api-key")
       return try await body(options)
     }
-    let token = try await self.accessToken(forceRefresh: false)
+    let token = try await self.accessToken()
     do {
-      return try await body(self.options(bearer: token))
+      return try await body(Self.options(options, bearer: token))
     } catch let error as RPCError where error.code == .unauthenticated {
-      let refreshed = try await self.accessToken(forceRefresh: true)
-      return try await body(self.options(bearer: refreshed))
+      let refreshed = try await self.accessToken(replacing: token)
+      return try await body(Self.options(options, bearer: refreshed))
     }
   }
 
@@ -205,35 +262,41 @@ final class Session: Sendable {
     return key
   }
 
-  private func options(bearer token: String) -> CallOptions {
-    var options = self.anonymousOptions
+  private static func options(_ options: CallOptions, bearer token: String) -> CallOptions {
+    var options = options
     options.metadata.addString("Bearer \(token)", forKey: "authorization")
     return options
   }
 
-  /// The stored access token, refreshed through AuthService.RefreshToken when it has expired (or
-  /// when `forceRefresh`).
-  private func accessToken(forceRefresh: Bool) async throws -> String {
-    guard let stored = try self.credentials.withLock({ $0 }) ?? CredentialStore.load() else {
-      throw RPCError(.unauthenticated, "Not logged in: run `platform login` (or set PLATFORM_API_KEY)")
+  /// The stored access token; refreshed through AuthService.RefreshToken when it has expired or
+  /// is `refused`.
+  ///
+  /// The refresh holds the credentials lock from reading the file to saving the new tokens.
+  /// Another `platform` may have refreshed while this one waited for the lock: its token, when
+  /// it is not the refused one and has not expired, is used as it is.
+  private func accessToken(replacing refused: String? = nil) async throws -> String {
+    if refused == nil, let cached = self.storedCredentials, cached.isFresh {
+      return cached.accessToken
     }
-    if !forceRefresh, stored.accessTokenExpiry.timeIntervalSinceNow > Self.expiryMargin {
-      self.credentials.withLock { $0 = stored }
-      return stored.accessToken
+    return try await CredentialStore.withLock {
+      guard let stored = try CredentialStore.load() else {
+        throw RPCError(.unauthenticated, "Not logged in: run `platform login` (or set PLATFORM_API_KEY)")
+      }
+      if stored.accessToken != refused, stored.isFresh {
+        self.credentials.withLock { $0 = stored }
+        return stored.accessToken
+      }
+      let auth = Platform_Agent_V1_AuthServiceClient(channel: try self.channel(.agent))
+      let response: Platform_Agent_V1_RefreshTokenResponse
+      do {
+        response = try await auth.refreshToken(.with { $0.refreshToken = stored.refreshToken }, options: self.anonymousOptions)
+      } catch let error as RPCError where error.code == .unauthenticated {
+        throw RPCError(.unauthenticated, "The session has ended (\(error.message)): run `platform login`")
+      }
+      let renewed = StoredCredentials(email: stored.email, tokens: response.tokens)
+      try CredentialStore.save(renewed)
+      self.credentials.withLock { $0 = renewed }
+      return renewed.accessToken
     }
-    let auth = Platform_Agent_V1_AuthServiceClient(channel: try self.channel(.agent))
-    let response: Platform_Agent_V1_RefreshTokenResponse
-    do {
-      response = try await auth.refreshToken(.with { $0.refreshToken = stored.refreshToken }, options: self.anonymousOptions)
-    } catch let error as RPCError where error.code == .unauthenticated {
-      throw RPCError(.unauthenticated, "The session has ended (\(error.message)): run `platform login`")
-    }
-    var renewed = stored
-    renewed.accessToken = response.tokens.accessToken
-    renewed.accessTokenExpiry = response.tokens.expireTime.date
-    renewed.refreshToken = response.tokens.refreshToken
-    try CredentialStore.save(renewed)
-    self.credentials.withLock { $0 = renewed }
-    return renewed.accessToken
   }
 }

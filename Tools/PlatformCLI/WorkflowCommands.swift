@@ -16,7 +16,7 @@ struct WorkflowCommand: AsyncParsableCommand {
   /// A workflow from a JSON file: a Workflow (`{"name": …, "nodes": […], "edges": […]}`) or a
   /// CreateWorkflowRequest (`{"workflow": {…}}`).
   static func workflow(fromFile path: String) throws -> Platform_Workflow_V1_Workflow {
-    let text = String(decoding: try Input.file(path), as: UTF8.self)
+    let text = try Input.text(path)
     if let request = try? Platform_Workflow_V1_CreateWorkflowRequest(jsonString: text), request.hasWorkflow {
       return request.workflow
     }
@@ -70,7 +70,9 @@ struct WorkflowCommand: AsyncParsableCommand {
               $0.pageSize = Int32(self.limit)
             }, options: options)
         }
-        try self.global.emit(response) { WorkflowCommand.table(response.workflows).print() }
+        try self.global.emitList(response, shown: response.workflows.count, nextPageToken: response.nextPageToken) {
+          WorkflowCommand.table(response.workflows).print()
+        }
       }
     }
   }
@@ -162,7 +164,7 @@ struct WorkflowCommand: AsyncParsableCommand {
   /// Streams a run's events until it ends; prints the output of a COMPLETED run, fails otherwise.
   static func follow(_ id: String, client: Platform_Workflow_V1_WorkflowServiceClient, session: Session) async throws {
     let json = session.global.json
-    let last = try await session.call { options in
+    let last = try await session.call(long: true) { options in
       try await client.watchWorkflowExecution(.with { $0.id = id }, options: options) { events in
         var last: Platform_Workflow_V1_WorkflowExecution?
         for try await event in events {
