@@ -3,20 +3,28 @@
 # persona, the Redis client, durable jobs, the code sandbox, knowledge (recall and latency at
 # scale), text-to-SQL, the agent's fan-out, the workflow engine, and platform-load's self-test.
 #
-#   scripts/benchmark-all.sh [--quick]
+#   scripts/benchmark-all.sh [--quick] [--full]
 #
 # Builds the release products first (one `swift build -c release`), then runs each benchmark
-# script in turn with the settings below (--quick: shorter runs, for checking the harness) and
+# script in turn with the settings below (--quick: shorter runs, for checking the harness;
+# --full: knowledge at 100,000 chunks and its recall with the local MiniLM server too, each of
+# which spends 12-20 minutes ingesting on 2 CPUs) and
 # keeps each one's whole output in .local/bench/all-<time>/<name>.txt; the last lines of each
 # are printed as it ends. Run it on a quiet machine: the figures are single runs on whatever
 # CPUs there are, and a build or a test beside them shows up in every figure.
-# Takes about 45 minutes on 2 CPUs (plus the release build).
+# Takes about 15 minutes on 2 CPUs (plus the release build); --full about 50.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-quick=0
-[[ ${1:-} == --quick ]] && quick=1
+quick=0 full=0
+for arg in "$@"; do
+  case $arg in
+    --quick) quick=1 ;;
+    --full) full=1 ;;
+    *) echo "usage: $0 [--quick] [--full]" >&2; exit 2 ;;
+  esac
+done
 out="$ROOT/.local/bench/all-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 
@@ -45,11 +53,11 @@ run persona        scripts/benchmark-persona.sh --duration "$d" .build/release/p
 run redis          scripts/benchmark-redis.py --requests $((quick ? 50000 : 500000))
 run jobs           scripts/benchmark-jobs.py --jobs $((quick ? 2000 : 10000)) --seconds "$d"
 run sandbox        scripts/benchmark-sandbox.sh --runs $((quick ? 20 : 200)) --seconds "$d" .build/release/code-sandbox
-run text-to-sql    scripts/benchmark-text-to-sql.sh --iterations $((quick ? 200 : 2000)) .build/release/text-to-sql-bench
+run text-to-sql    scripts/benchmark-text-to-sql.sh --iterations $((quick ? 5 : 20)) .build/release/text-to-sql-bench
 run knowledge-recall scripts/benchmark-knowledge.sh recall .build/release/knowledge
-# MiniLM on CPU embeds 14-18 chunks a second: the corpus takes about 10 minutes.
-((quick)) || run knowledge-recall-minilm scripts/benchmark-knowledge.sh recall --provider minilm .build/release/knowledge
-run knowledge-scale  scripts/benchmark-knowledge.sh scale --chunks $((quick ? 5000 : 100000)) --seconds "$d" .build/release/knowledge
+# MiniLM on CPU embeds 14-18 chunks a second: the corpus's 18,843 chunks take about 20 minutes.
+if ((full)); then run knowledge-recall-minilm scripts/benchmark-knowledge.sh recall --provider minilm .build/release/knowledge; fi
+run knowledge-scale  scripts/benchmark-knowledge.sh scale --chunks $((full ? 100000 : quick ? 5000 : 20000)) --seconds "$d" .build/release/knowledge
 run agent          scripts/benchmark-agent.sh --duration "$((d * 2))"
 run workflow       scripts/benchmark-workflow.sh --duration "$((d * 2))"
 run platform-load  .build/release/platform-load self-test

@@ -45,8 +45,10 @@ enum OpenLoop {
 
   static func run(_ plan: LoadPlan, call: @escaping LoadCall) async -> LoadResult {
     let interval = Duration.seconds(1) / plan.rate
-    let total = Int((plan.warmup + plan.duration) / interval)
+    // Rounded: 12 s / (1/30,000 s) is 359,999.99… in floating point.
+    let total = Int(((plan.warmup + plan.duration) / interval).rounded())
     let measuredFrom = plan.warmup
+    let firstMeasured = Int((plan.warmup / interval).rounded())
     let result = Recorder()
     let slots = Slots(plan.maxInFlight)
     let start = ContinuousClock.now + .milliseconds(10)
@@ -61,7 +63,7 @@ enum OpenLoop {
           continue
         }
         await slots.acquire()
-        let measured = interval * number >= measuredFrom
+        let measured = number >= firstMeasured
         let late = ContinuousClock.now - due > .milliseconds(1)
         let current = number
         group.addTask {
