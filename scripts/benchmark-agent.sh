@@ -12,13 +12,17 @@
 # seconds (default 10) each: StartExecution (sync) of each agent, and knowledge Search and
 # text-to-SQL AskQuestion as the rag agent's plugins make them. Reports req/s and latency
 # percentiles from h2load's per-request log, and the fan-out's overhead (rag's p50 against the
-# sum of the direct calls' p50). Every execution h2load saw answered must be COMPLETED.
+# sum of the direct calls' p50), and the CPU each call cost every process (milliseconds of user +
+# system time per answered call: the services, PostgreSQL and Redis), which is what bounds the
+# calls per second on a machine whose CPUs they share. A run at 1 stream (no queueing) follows.
+# Every execution h2load saw answered must be COMPLETED.
 # Needs root for the code sandbox's slot uids and cgroups. Build first:
 #   swift build -c release --product agent --product persona --product knowledge \
 #     --product text-to-sql --product code-sandbox --product sandbox-exec --product workflow
 set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+. "$REPO/scripts/bench-lib.sh"
 PY=/usr/bin/python3
 duration=10 concurrency=10
 while [ $# -gt 0 ]; do
@@ -57,30 +61,54 @@ percentiles() {
     END { if (NR) printf "%.2f %.2f %.2f %.2f", at(0.50), at(0.90), at(0.99), v[NR] / 1000; else printf "- - - -" }'
 }
 
-run() {   # run NAME PORT PATH
-  local name=$1 port=$2 path=$3
-  h2load -c "$concurrency" -m 1 -t 1 -D 2 -d "$OUT/$name.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
+SERVICES=(agent persona knowledge text-to-sql code-sandbox)
+REDIS_PID=$(cat "$REPO/.local/redis/redis.pid" 2>/dev/null || true)
+# "NAME SECONDS" for each service, PostgreSQL (every process) and Redis.
+cpu_snapshot() {
+  local service pid
+  for service in "${SERVICES[@]}"; do
+    pid=$(cat "$STATE/run/$service.pid" 2>/dev/null) && [ -e "/proc/$pid" ] && echo "$service $(cpu_seconds "$pid")"
+  done
+  postgres_cpu_snapshot | awk '{ sum += $2 } END { printf "postgres %.2f\n", sum }'
+  [ -n "$REDIS_PID" ] && [ -e "/proc/$REDIS_PID" ] && echo "redis $(cpu_seconds "$REDIS_PID")"
+}
+# CPU milliseconds per answered call of each process that used any, between two snapshots.
+cpu_per_call() {   # cpu_per_call BEFORE AFTER CALLS
+  awk -v n="$3" 'NR == FNR { before[$1] = $2; next }
+    { d = $2 - before[$1]; if (d > 0.004 && n > 0) { printf "%s%s %.2f", sep, $1, d * 1000 / n; sep = ", " } }' "$1" "$2"
+}
+
+run() {   # run NAME PORT PATH [CONCURRENCY]
+  local name=$1 port=$2 path=$3 c=${4:-$concurrency}
+  h2load -c "$c" -m 1 -t 1 -D 2 -d "$OUT/$name.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
     -H "authorization: Bearer $TOKEN" "http://127.0.0.1:$port$path" >"$OUT/$name-warmup.log" 2>&1
-  h2load -c "$concurrency" -m 1 -t 1 -D "$duration" --log-file="$OUT/$name.requests" -d "$OUT/$name.bin" \
+  cpu_snapshot >"$OUT/$name-c$c.cpu-before"
+  h2load -c "$c" -m 1 -t 1 -D "$duration" --log-file="$OUT/$name-c$c.requests" -d "$OUT/$name.bin" \
     -H 'content-type: application/grpc' -H 'te: trailers' -H "authorization: Bearer $TOKEN" \
-    "http://127.0.0.1:$port$path" >"$OUT/$name.log" 2>&1
+    "http://127.0.0.1:$port$path" >"$OUT/$name-c$c.log" 2>&1
+  cpu_snapshot >"$OUT/$name-c$c.cpu-after"
   local rps ok
-  rps=$(awk '/^finished in/ { print $4 + 0 }' "$OUT/$name.log")
-  ok=$(awk '/^requests:/ { print $8 + 0 }' "$OUT/$name.log")
-  read -r p50 p90 p99 max <<<"$(percentiles "$OUT/$name.requests")"
-  echo "| $name | ${rps:-?} | $ok | $p50 | $p90 | $p99 | $max |"
-  eval "P50_${name}=$p50"
+  rps=$(awk '/^finished in/ { print $4 + 0 }' "$OUT/$name-c$c.log")
+  ok=$(awk '/^requests:/ { print $8 + 0 }' "$OUT/$name-c$c.log")
+  read -r p50 p90 p99 max <<<"$(percentiles "$OUT/$name-c$c.requests")"
+  echo "| $name | $c | ${rps:-?} | $ok | $p50 | $p90 | $p99 | $max | $(cpu_per_call "$OUT/$name-c$c.cpu-before" "$OUT/$name-c$c.cpu-after" "$ok") |"
+  eval "P50_${name}_c$c=$p50"
 }
 
 echo "# Agent fan-out ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, release, $concurrency concurrent streams, ${duration}s each)"
 echo
-echo "| call | req/s | answered | p50 ms | p90 ms | p99 ms | max ms |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
-run search 50055 /platform.knowledge.v1.KnowledgeService/Search
-run ask 50054 /platform.texttosql.v1.QueryService/AskQuestion
-run rag 50051 /platform.agent.v1.ExecutionService/StartExecution
-run code 50051 /platform.agent.v1.ExecutionService/StartExecution
+echo "| call | streams | req/s | answered | p50 ms | p90 ms | p99 ms | max ms | CPU ms per call |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+for c in "$concurrency" 1; do
+  run search 50055 /platform.knowledge.v1.KnowledgeService/Search "$c"
+  run ask 50054 /platform.texttosql.v1.QueryService/AskQuestion "$c"
+  run rag 50051 /platform.agent.v1.ExecutionService/StartExecution "$c"
+  run code 50051 /platform.agent.v1.ExecutionService/StartExecution "$c"
+done
 echo
-awk -v r="$P50_rag" -v s="$P50_search" -v a="$P50_ask" \
-  'BEGIN { printf "Fan-out overhead at p50: rag %.2f ms against search %.2f + ask %.2f = %.2f ms: %+.2f ms\n", r, s, a, s + a, r - s - a }'
+for c in "$concurrency" 1; do
+  eval "r=\$P50_rag_c$c s=\$P50_search_c$c a=\$P50_ask_c$c"
+  awk -v c="$c" -v r="$r" -v s="$s" -v a="$a" \
+    'BEGIN { printf "Fan-out overhead at p50, %d stream(s): rag %.2f ms against search %.2f + ask %.2f = %.2f ms: %+.2f ms\n", c, r, s, a, s + a, r - s - a }'
+done
 echo "Executions by status: $("$PY" "$REPO/scripts/agent_bench.py" count --agent 127.0.0.1:50051 --dir "$OUT")"

@@ -248,6 +248,43 @@ struct PersonaServiceTests {
     }
   }
 
+  @Test("Concurrent renders are each counted once, and counted by the time they are answered")
+  func concurrentRenderCounts() async throws {
+    try await PersonaFixture.run { fixture in
+      let first = try await fixture.create(PersonaFixture.persona("First"))
+      let second = try await fixture.create(PersonaFixture.persona("Second"))
+      // 60 renders at once, 40 of one and 20 of the other, then one alone after them.
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        for index in 0..<60 {
+          group.addTask {
+            _ = try await fixture.client.renderPersona(
+              .with {
+                $0.personaID = index % 3 == 0 ? second.id : first.id
+                $0.variables = JSONValue.object(["role": .string("r\(index)")]).protobufStruct
+              }, options: fixture.asAlice)
+          }
+        }
+        try await group.waitForAll()
+      }
+      func counts() async throws -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for try await (id, count) in try await fixture.service.database.query(
+          "SELECT id::text, usage_count FROM personas", logger: TestPostgres.logger
+        ).decode((String, Int).self) {
+          counts[id] = count
+        }
+        return counts
+      }
+      #expect(try await counts() == [first.id: 40, second.id: 20])
+      _ = try await fixture.client.renderPersona(
+        .with {
+          $0.personaID = second.id
+          $0.variables = JSONValue.object(["role": .string("last")]).protobufStruct
+        }, options: fixture.asAlice)
+      #expect(try await counts() == [first.id: 40, second.id: 21])
+    }
+  }
+
   @Test("A stale version is FAILED_PRECONDITION and changes nothing")
   func updateConflict() async throws {
     try await PersonaFixture.run { fixture in

@@ -56,9 +56,11 @@ public struct ExecutionRunner: Sendable {
 
   /// Runs it to the end and returns it as stored. Throws only when the database cannot be
   /// written (the job then retries); every failure of the run itself ends the execution.
-  /// - Parameter known: the execution as the caller last read it, if it did: without a callback
-  ///   its start needs no transaction for the callback's notice.
-  public func run(_ id: UUID, known: Execution? = nil, credentials: @escaping Credentials) async throws -> Execution {
+  /// - Parameters:
+  ///   - known: the execution as the caller last read it, if it did: without a callback its start
+  ///     needs no transaction for the callback's notice.
+  ///   - agent: its agent as the caller read it just before (a sync run), if it did.
+  public func run(_ id: UUID, known: Execution? = nil, agent: Agent? = nil, credentials: @escaping Credentials) async throws -> Execution {
     let journal = ExecutionJournal(id: id, store: self.store)
     let started: Execution
     let noCallback = known.map { $0.callbackEvents?.isEmpty ?? true } ?? false
@@ -81,7 +83,7 @@ public struct ExecutionRunner: Sendable {
     let outcome: (status: Execution.Status, output: JSONValue?, error: Execution.Failure?, usage: (Int, Int, String))
     do {
       outcome = try await Self.within(self.executionTimeout) {
-        try await self.plan(started, journal: journal, credentials: credentials)
+        try await self.plan(started, agent: agent, journal: journal, credentials: credentials)
       }
     } catch is TimedOut {
       outcome = (
@@ -136,9 +138,10 @@ public struct ExecutionRunner: Sendable {
 
   /// The persona, the plugins, the answer.
   private func plan(
-    _ execution: Execution, journal: ExecutionJournal, credentials: @escaping Credentials
+    _ execution: Execution, agent known: Agent?, journal: ExecutionJournal, credentials: @escaping Credentials
   ) async throws -> (status: Execution.Status, output: JSONValue?, error: Execution.Failure?, usage: (Int, Int, String)) {
-    guard let agent = try await self.agents.agent(execution.agentID, owner: execution.userID) else {
+    let read = if let known, known.id == execution.agentID { known } else { try await self.agents.agent(execution.agentID, owner: execution.userID) }
+    guard let agent = read else {
       throw Execution.Failure(code: "agent_gone", message: "The agent was deleted")
     }
     guard agent.status == .active else {

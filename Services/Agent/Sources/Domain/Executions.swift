@@ -114,31 +114,34 @@ public struct Executions: Sendable {
       lease = try await self.waitForLock("execution:\(caller.userID.lowercasedString):\(requestID.lowercasedString)")
     }
     let created: (execution: Execution, created: Bool)
+    let new = ExecutionStore.NewExecution(
+      agentID: agent.id, userID: caller.userID, workflowID: start.workflowID, parentID: start.parentID, input: start.input,
+      retryCount: start.retryCount, maxRetries: start.maxRetries, requestID: start.requestID, callback: start.callback)
+    let lines = [ExecutionLog.Pending(.info, "Execution created", metadata: ["sync": .bool(start.sync)])]
     do {
-      created = try await self.store.insert(
-        .init(
-          agentID: agent.id, userID: caller.userID, workflowID: start.workflowID, parentID: start.parentID, input: start.input,
-          retryCount: start.retryCount, maxRetries: start.maxRetries, requestID: start.requestID, callback: start.callback)
-      ) { connection, execution in
-        try await self.store.append(
-          [ExecutionLog.Pending(.info, "Execution created", metadata: ["sync": .bool(start.sync)])], progress: nil, to: execution.id,
-          in: connection)
-        switch start.files {
-        case .attached:
-          try await self.store.attach(files, to: execution.id, in: connection)
-        case .retrying(let parent):
-          // One retry per execution: a second (a concurrent one included) is refused.
-          if let earlier = try await self.store.retryOfParent(parent, other: execution.id, in: connection) {
-            throw AgentError.failedPrecondition("The execution was retried already, as \(earlier.lowercasedString); retry that one")
+      if start.sync, case .attached(let attached) = start.files, attached.isEmpty {
+        // One statement is the whole write; this call runs it next, so its status cannot go back.
+        created = try await self.store.insert(new, lines: lines)
+        if created.created { await self.cache.write(created.execution) }
+      } else {
+        created = try await self.store.insert(new, lines: lines) { connection, execution in
+          switch start.files {
+          case .attached:
+            try await self.store.attach(files, to: execution.id, in: connection)
+          case .retrying(let parent):
+            // One retry per execution: a second (a concurrent one included) is refused.
+            if let earlier = try await self.store.retryOfParent(parent, other: execution.id, in: connection) {
+              throw AgentError.failedPrecondition("The execution was retried already, as \(earlier.lowercasedString); retry that one")
+            }
+            try await self.store.copyFiles(from: parent, to: execution.id, in: connection)
           }
-          try await self.store.copyFiles(from: parent, to: execution.id, in: connection)
+          // Before the commit: a job may start it at once after, and its status must not go back.
+          await self.cache.write(execution)
+          guard !start.sync else { return }
+          try await self.jobs.enqueue(
+            Self.jobType, payload: Self.payload(execution.id, caller: caller),
+            options: JobOptions(dedupKey: "execution:\(execution.id.lowercasedString)", maxAttempts: 3), in: connection)
         }
-        // Before the commit: a job may start it at once after, and its status must not go back.
-        await self.cache.write(execution)
-        guard !start.sync else { return }
-        try await self.jobs.enqueue(
-          Self.jobType, payload: Self.payload(execution.id, caller: caller), options: JobOptions(dedupKey: "execution:\(execution.id.lowercasedString)", maxAttempts: 3),
-          in: connection)
       }
     } catch {
       if let lease { _ = try? await self.locks.release(lease) }
@@ -152,7 +155,7 @@ public struct Executions: Sendable {
     }
     // Run now, as the caller (their credentials go with every plugin call).
     do {
-      return try await self.runLocked(id, known: created.execution) { nil }
+      return try await self.runLocked(id, known: created.execution, agent: agent) { nil }
     } catch {
       // The caller went away before it ran, or the run could not be recorded (the database went
       // away): end it here rather than leave it to the sweep.
@@ -174,7 +177,7 @@ public struct Executions: Sendable {
   /// execution; known to `running` meanwhile, so a cancel reaches it. When another worker holds
   /// the lock: the execution as it is now, or with `retryLater` an error (the job tries again).
   private func runLocked(
-    _ id: UUID, known: Execution? = nil, retryLater: Bool = false, credentials: @escaping ExecutionRunner.Credentials
+    _ id: UUID, known: Execution? = nil, agent: Agent? = nil, retryLater: Bool = false, credentials: @escaping ExecutionRunner.Credentials
   ) async throws -> Execution {
     let locks = self.locks
     var lease: DistributedLocks.Lease?
@@ -207,7 +210,7 @@ public struct Executions: Sendable {
       renewal?.cancel()
       if let lease { Task { _ = try? await locks.release(lease) } }
     }
-    return try await self.running.run(id) { try await self.runner.run(id, known: known, credentials: credentials) }
+    return try await self.running.run(id) { try await self.runner.run(id, known: known, agent: agent, credentials: credentials) }
   }
 
   /// Takes `lock:{name}` (seed §4.2.6), waiting up to 10 s for another holder.

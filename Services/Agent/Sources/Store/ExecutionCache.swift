@@ -23,9 +23,14 @@ public struct ExecutionCache: Sendable {
 
   public func write(_ execution: Execution) async {
     do {
-      try await self.redis.set(Self.statusKey(execution.id), to: .string(execution.status.rawValue), expiration: Self.timeToLive)
+      let ttl = RedisArgument.integer(RedisClient.milliseconds(Self.timeToLive))
+      var commands = [RedisCommand("SET", .string(Self.statusKey(execution.id)), .string(execution.status.rawValue), "PX", ttl)]
       if execution.status.isFinished {
-        try await self.redis.set(Self.resultKey(execution.id), to: .string(Self.json(execution).jsonText), expiration: Self.timeToLive)
+        commands.append(RedisCommand("SET", .string(Self.resultKey(execution.id)), .string(Self.json(execution).jsonText), "PX", ttl))
+      }
+      // One round trip for both.
+      for reply in try await self.redis.pipeline(commands) {
+        if case .error(let message) = reply { throw RedisError(.server, message) }
       }
     } catch {
       self.logger.debug("Execution status not cached", metadata: ["execution_id": "\(execution.id)", "error": "\(error)"])

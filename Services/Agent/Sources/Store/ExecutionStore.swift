@@ -52,31 +52,43 @@ public struct ExecutionStore: Sendable {
     public var callback: ExecutionCallback?
   }
 
-  /// Inserts the execution, pending, and runs `then` in the same transaction (the job that runs
-  /// it is enqueued there, so neither exists without the other). A request id the user already
-  /// used returns that execution (`created` false) and `then` does not run.
+  /// Inserts the execution, pending, with its first log `lines` in the same statement, and runs
+  /// `then` in the same transaction (the job that runs it is enqueued there, so neither exists
+  /// without the other); without `then`, the statement is the whole write and needs no
+  /// transaction. A request id the user already used returns that execution (`created` false),
+  /// and neither the lines nor `then` are written.
   public func insert(
-    _ new: NewExecution, then: (DatabaseConnection, Execution) async throws -> Void
+    _ new: NewExecution, lines: [ExecutionLog.Pending] = [], then: ((DatabaseConnection, Execution) async throws -> Void)? = nil
   ) async throws -> (execution: Execution, created: Bool) {
-    try await self.database.withTransaction(logger: self.logger) { connection in
-      let rows = try await connection.query(
-        """
+    let insert: PostgresQuery = """
+      WITH inserted AS (
         INSERT INTO executions (agent_id, user_id, workflow_id, parent_execution_id, input, retry_count, max_retries, request_id,
           callback_url, callback_events, callback_secret)
         VALUES (\(new.agentID), \(new.userID), \(new.workflowID), \(new.parentID), \(new.input.jsonText)::jsonb, \(new.retryCount),
           \(new.maxRetries), \(new.requestID), \(new.callback?.url), \(new.callback?.events ?? []), \(new.callback?.sealedSecret))
         ON CONFLICT (user_id, request_id) WHERE request_id IS NOT NULL DO NOTHING
-        RETURNING \(unescaped: Self.columns)
-        """, logger: self.logger)
-      if let row = rows.first {
+        RETURNING \(unescaped: Self.columns)),
+      \(loggingInserted: lines)
+      SELECT \(unescaped: Self.columns) FROM inserted
+      """
+    let earlier: PostgresQuery =
+      "SELECT \(unescaped: Self.columns) FROM executions WHERE user_id = \(new.userID) AND request_id = \(new.requestID)"
+    guard let then else {
+      if let row = try await self.database.query(insert, logger: self.logger).first { return (try Self.execution(row), true) }
+      guard let row = try await self.database.query(earlier, logger: self.logger).first else {
+        throw AgentError.unavailable("The execution could not be created; retry")
+      }
+      return (try Self.execution(row), false)
+    }
+    return try await self.database.withTransaction(logger: self.logger) { connection in
+      if let row = try await connection.query(insert, logger: self.logger).first {
         let execution = try Self.execution(row)
         try await then(connection, execution)
         return (execution, true)
       }
-      let earlier = try await connection.query(
-        "SELECT \(unescaped: Self.columns) FROM executions WHERE user_id = \(new.userID) AND request_id = \(new.requestID)",
-        logger: self.logger)
-      guard let row = earlier.first else { throw AgentError.unavailable("The execution could not be created; retry") }
+      guard let row = try await connection.query(earlier, logger: self.logger).first else {
+        throw AgentError.unavailable("The execution could not be created; retry")
+      }
       return (try Self.execution(row), false)
     }
   }
@@ -309,6 +321,18 @@ extension PostgresQuery.StringInterpolation {
     self.appendLiteral("logged AS (INSERT INTO execution_logs (execution_id, level, message, metadata, created_at) SELECT ")
     self.appendInterpolation(id)
     self.appendLiteral(", line.level, line.message, line.metadata::jsonb, line.at FROM unnest(")
+    self.appendLines(lines)
+  }
+
+  /// The same for the execution of the common table expression `inserted` (none if it is empty).
+  mutating func appendInterpolation(loggingInserted lines: [ExecutionLog.Pending]) {
+    self.appendLiteral(
+      "logged AS (INSERT INTO execution_logs (execution_id, level, message, metadata, created_at) SELECT inserted.id, line.level, line.message, line.metadata::jsonb, line.at FROM inserted, unnest("
+    )
+    self.appendLines(lines)
+  }
+
+  private mutating func appendLines(_ lines: [ExecutionLog.Pending]) {
     self.appendInterpolation(lines.map(\.level.rawValue))
     self.appendLiteral("::text[], ")
     self.appendInterpolation(lines.map(\.message))

@@ -24,10 +24,12 @@ public struct PersonaListQuery: Sendable {
 public struct PersonaStore: Sendable {
   private let database: Database
   private let logger: Logger
+  private let usage: UsageCounts
 
   public init(database: Database, logger: Logger) {
     self.database = database
     self.logger = logger
+    self.usage = UsageCounts(database: database, logger: logger)
   }
 
   private static let personaColumns =
@@ -182,10 +184,10 @@ public struct PersonaStore: Sendable {
     return revision
   }
 
-  /// Counts one render.
+  /// Counts one render, committed when it returns (with the renders counted beside it: see
+  /// `UsageCounts`).
   public func incrementUsage(id: UUID) async throws {
-    try await self.database.query(
-      "UPDATE personas SET usage_count = usage_count + 1 WHERE id = \(id) AND deleted_at IS NULL", logger: self.logger)
+    try await self.usage.count(id)
   }
 
   /// Records `user`'s score for a visible persona (replacing an earlier one) and recomputes the

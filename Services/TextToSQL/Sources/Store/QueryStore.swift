@@ -90,14 +90,17 @@ public struct QueryStore: Sendable {
   /// Questions like `question` that ran successfully on this database: examples for the model,
   /// distinct, the best ranked among the caller's 100 latest there. Bounded on purpose: the
   /// history grows with every question, and matching or ranking all of it (the full-text index
-  /// finds every user's matching rows) cost more with each one asked.
+  /// finds every user's matching rows) cost more with each one asked. The 100 come from
+  /// idx_sql_queries_examples alone, whatever other users have written since.
   public func examples(databaseID: UUID, userID: UUID, question: String, limit: Int) async throws -> [(question: String, sql: String)] {
     try await self.database.query(
       """
       WITH latest AS MATERIALIZED (
-          SELECT natural_language, generated_sql, created_at FROM sql_queries
-          WHERE user_id = \(userID) AND database_id = \(databaseID) AND executed AND is_safe AND natural_language <> ''
-          ORDER BY created_at DESC LIMIT 100),
+          SELECT q.natural_language, q.generated_sql, q.created_at FROM sql_queries q
+          WHERE q.id IN (
+            SELECT id FROM sql_queries
+            WHERE user_id = \(userID) AND database_id = \(databaseID) AND executed AND is_safe AND natural_language <> ''
+            ORDER BY created_at DESC LIMIT 100)),
         query AS (SELECT replace(plainto_tsquery('english', \(question))::text, '&', '|')::tsquery AS q)
       SELECT DISTINCT ON (rank, natural_language) natural_language, generated_sql FROM (
         SELECT latest.*, ts_rank(text.v, query.q) AS rank
