@@ -17,8 +17,7 @@
 # calls per second on a machine whose CPUs they share. A run at 1 stream (no queueing) follows.
 # Every execution h2load saw answered must be COMPLETED.
 # Needs root for the code sandbox's slot uids and cgroups. Build first:
-#   swift build -c release --product agent --product persona --product knowledge \
-#     --product text-to-sql --product code-sandbox --product sandbox-exec --product workflow
+#   swift build -c release      (every product: swift build takes one --product, the last named)
 set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)

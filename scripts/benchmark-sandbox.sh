@@ -25,7 +25,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 BIN=${BIN:-$REPO/.build/release/code-sandbox}
-[ -x "$BIN" ] || { echo "benchmark-sandbox.sh: no code-sandbox at $BIN (swift build -c release --product code-sandbox --product sandbox-exec)" >&2; exit 2; }
+[ -x "$BIN" ] || { echo "benchmark-sandbox.sh: no code-sandbox at $BIN (swift build -c release: it needs sandbox-exec too, and swift build takes one --product)" >&2; exit 2; }
 
 "$REPO/scripts/local-services.sh" up >/dev/null || exit 1
 export PGHOST=127.0.0.1 PGPORT=${PGPORT:-5432} PGUSER=platform PGPASSWORD=${PGPASSWORD:-platform}

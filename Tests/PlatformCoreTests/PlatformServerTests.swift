@@ -199,4 +199,68 @@ struct PlatformServerShutdownTests {
       }
     }
   }
+
+  /// Echo whose `echo` updates the rows named by the request's two letters in that order, in
+  /// one transaction: "ab" and "ba" at once deadlock.
+  struct LockingEcho: Platform_Echo_V1_EchoServiceHandler {
+    let database: Database
+    func echo(_ request: Platform_Echo_V1_EchoRequest, context: ServerContext) async throws -> Platform_Echo_V1_EchoResponse {
+      let keys = request.text.map(String.init)
+      try await self.database.withTransaction(logger: TestPostgres.logger) { connection in
+        try await connection.query("UPDATE locks SET n = n + 1 WHERE k = \(keys[0])", logger: TestPostgres.logger)
+        try await connection.query("SELECT pg_sleep(0.3)", logger: TestPostgres.logger)
+        try await connection.query("UPDATE locks SET n = n + 1 WHERE k = \(keys[1])", logger: TestPostgres.logger)
+      }
+      return .with { $0.text = request.text }
+    }
+    func expand(
+      _ request: Platform_Echo_V1_EchoRequest, responses: ResponseStreamWriter<Platform_Echo_V1_EchoResponse>, context: ServerContext
+    ) async throws { throw RPCError(.unimplemented) }
+    func collect(_ requests: RequestStream<Platform_Echo_V1_EchoRequest>, context: ServerContext) async throws
+      -> Platform_Echo_V1_EchoResponse { throw RPCError(.unimplemented) }
+    func update(
+      _ requests: RequestStream<Platform_Echo_V1_EchoRequest>, responses: ResponseStreamWriter<Platform_Echo_V1_EchoResponse>,
+      context: ServerContext
+    ) async throws { throw RPCError(.unimplemented) }
+  }
+
+  struct LockingService: PlatformServiceDefinition {
+    var name: PlatformServiceName { .knowledge }
+    func migrations() throws -> [Migration] {
+      [Migration(version: 1, name: "locks", sql: "CREATE TABLE locks (k text PRIMARY KEY, n int NOT NULL); INSERT INTO locks VALUES ('a', 0), ('b', 0);")]
+    }
+    var accessPolicy: AccessPolicy {
+      AccessPolicy(openServices: AccessPolicy.defaultOpenServices.union(["platform.echo.v1.EchoService"]))
+    }
+    func makeServices(_ resources: ServiceResources) async throws -> [any RPCService] {
+      [LockingEcho(database: resources.database)]
+    }
+  }
+
+  @Test("A deadlock is ABORTED (retry the call) and changes nothing; the other call commits")
+  func deadlockIsAborted() async throws {
+    try await PlatformTestService.run(LockingService()) { service in
+      let echo = Platform_Echo_V1_EchoServiceClient(channel: service.client)
+      /// nil when the call succeeded, else its status.
+      @Sendable func status(_ text: String) async -> StatusCode? {
+        do {
+          _ = try await echo.echo(.with { $0.text = text })
+          return nil
+        } catch {
+          return (error as? RPCError)?.code ?? .unknown
+        }
+      }
+      async let first = status("ab")
+      async let second = status("ba")
+      let codes = [await first, await second]
+      #expect(codes.filter { $0 == nil }.count == 1 && codes.contains(.aborted))
+      // Only the committed call's two updates.
+      var total: Int64 = -1
+      for try await (sum,) in try await service.database.query("SELECT sum(n)::int8 FROM locks", logger: TestPostgres.logger)
+        .decode((Int64,).self) {
+        total = sum
+      }
+      #expect(total == 2)
+    }
+  }
 }

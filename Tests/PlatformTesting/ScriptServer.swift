@@ -40,7 +40,14 @@ public final class ScriptServer: Sendable {
 
   /// SIGKILL: the test process (its service lifecycle) ignores SIGTERM, and children inherit that.
   public func stop() {
+    guard self.process.isRunning else { return }
     kill(self.process.processIdentifier, SIGKILL)
     self.process.waitUntilExit()
+  }
+
+  /// A server its test did not stop (a suite's, or one of a test that failed early) ends with it,
+  /// rather than living on after the test run.
+  deinit {
+    self.stop()
   }
 }

@@ -3,7 +3,8 @@ public import Logging
 
 /// The outermost interceptor: every error leaving a handler becomes a precise status without
 /// internals. Domain errors keep their own (`RPCErrorConvertible`); a database that cannot be
-/// reached is UNAVAILABLE; anything unexpected is logged in full and answered INTERNAL with
+/// reached is UNAVAILABLE; a transaction rolled back by a deadlock or a serialization failure is
+/// ABORTED (retry the call); anything unexpected is logged in full and answered INTERNAL with
 /// the trace id, so an operator can find the log line.
 public struct ErrorMappingInterceptor: ServerInterceptor {
   private let logger: Logger
@@ -31,8 +32,17 @@ public struct ErrorMappingInterceptor: ServerInterceptor {
           metadata: ["method": "\(context.method.path)", "error": "\(DatabaseErrors.describe(error))"])
         throw RPCError(.unavailable, "The service's database is unavailable; retry later (trace \(traceID))")
       }
-      if DatabaseErrors.sqlState(of: error) == "57014" {
+      switch DatabaseErrors.sqlState(of: error) {
+      case "57014":
         throw RPCError(.deadlineExceeded, "The database query was cancelled (statement timeout)")
+      case "40001", "40P01":
+        // A serialization failure or a deadlock: the transaction was rolled back whole, and the
+        // same call may well succeed when retried (gRPC's ABORTED: retry at a higher level).
+        self.logger.warning(
+          "Transaction aborted by a conflict", metadata: ["method": "\(context.method.path)", "error": "\(DatabaseErrors.describe(error))"])
+        throw RPCError(.aborted, "The call conflicted with a concurrent one and changed nothing; retry it (trace \(traceID))")
+      default:
+        break
       }
       self.logger.error(
         "Unexpected error", metadata: ["method": "\(context.method.path)", "error": "\(DatabaseErrors.describe(error))"])

@@ -151,6 +151,10 @@ public struct ExecutionRunner: Sendable {
     let systemPrompt: String
     do {
       systemPrompt = try await self.peers.render(agent.personaID, variables: input["variables"] ?? .object([:]), credential: try await credentials())
+    } catch let error as RPCError where error.code == .cancelled {
+      // This run was cancelled (its caller went away, CancelExecution, the worker stopping), not
+      // refused by persona: it ends as cancelled, not failed.
+      throw CancellationError()
     } catch let error as RPCError {
       throw Execution.Failure(code: "persona_failed", message: "The persona could not be rendered (\(error.code)): \(error.message)")
     }
