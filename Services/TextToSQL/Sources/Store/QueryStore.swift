@@ -96,16 +96,14 @@ public struct QueryStore: Sendable {
     try await self.database.query(
       """
       WITH latest AS MATERIALIZED (
-          SELECT q.natural_language, q.generated_sql, q.created_at FROM sql_queries q
-          WHERE q.id IN (
-            SELECT id FROM sql_queries
-            WHERE user_id = \(userID) AND database_id = \(databaseID) AND executed AND is_safe AND natural_language <> ''
-            ORDER BY created_at DESC LIMIT 100)),
+          SELECT natural_language, natural_language_tsv, generated_sql, created_at FROM sql_queries
+          WHERE user_id = \(userID) AND database_id = \(databaseID) AND executed AND is_safe AND natural_language <> ''
+          ORDER BY (created_at AT TIME ZONE 'UTC') DESC LIMIT 100),
         query AS (SELECT replace(plainto_tsquery('english', \(question))::text, '&', '|')::tsquery AS q)
       SELECT DISTINCT ON (rank, natural_language) natural_language, generated_sql FROM (
-        SELECT latest.*, ts_rank(text.v, query.q) AS rank
-        FROM latest, query, LATERAL (SELECT to_tsvector('english', natural_language) AS v) text
-        WHERE text.v @@ query.q) ranked
+        SELECT latest.*, ts_rank(latest.natural_language_tsv, query.q) AS rank
+        FROM latest, query
+        WHERE latest.natural_language_tsv @@ query.q) ranked
       ORDER BY rank DESC, natural_language, created_at DESC LIMIT \(limit)
       """, logger: self.logger
     ).map { row in
