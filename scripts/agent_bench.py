@@ -33,9 +33,9 @@ sys.path.insert(0, os.path.join(HERE, "..", "Tests", "Interop", "persona"))
 from persona_client import mint_token, signing_key  # noqa: E402
 from platform_protos import load  # noqa: E402
 
-agent_pb2, persona_pb2, knowledge_pb2, sql_pb2 = load(
+agent_pb2, persona_pb2, knowledge_pb2, sql_pb2, sandbox_pb2 = load(
     "platform/agent/v1/agent.proto", "platform/persona/v1/persona.proto", "platform/knowledge/v1/knowledge.proto",
-    "platform/texttosql/v1/text_to_sql.proto")
+    "platform/texttosql/v1/text_to_sql.proto", "platform/codesandbox/v1/code_sandbox.proto")
 from google.protobuf import struct_pb2  # noqa: E402
 
 
@@ -130,6 +130,8 @@ def setup(args):
         "search": knowledge_pb2.SearchRequest(knowledge_base_ids=[base.id], query=MESSAGE, top_k=3,
                                               mode=knowledge_pb2.SEARCH_MODE_KEYWORD),
         "ask": sql_pb2.AskQuestionRequest(database_id=database.id, question=MESSAGE, max_rows=100),
+        # What the code agent's code_executor asks the sandbox for.
+        "run": sandbox_pb2.ExecuteCodeRequest(language=sandbox_pb2.LANGUAGE_PYTHON, code="print(1)"),
     }
     # Each once through grpcio: the executions complete and cite what they should.
     for name, types in (("rag", {"chunk", "sql"}), ("code", {"chunk", "sql", "code"})):

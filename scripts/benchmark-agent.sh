@@ -9,12 +9,13 @@
 # scripts/agent_bench.py setup: a user, a persona, a knowledge base with one document, a SQLite
 # database, and two agents, `rag` (knowledge_rag + text_to_sql, the offline model) and `code`
 # (the same + code_executor running print(1)). Then C concurrent streams (default 10) for S
-# seconds (default 10) each: StartExecution (sync) of each agent, and knowledge Search and
-# text-to-SQL AskQuestion as the rag agent's plugins make them. Reports req/s and latency
-# percentiles from h2load's per-request log, and the fan-out's overhead (rag's p50 against the
-# sum of the direct calls' p50), and the CPU each call cost every process (milliseconds of user +
-# system time per answered call: the services, PostgreSQL and Redis), which is what bounds the
-# calls per second on a machine whose CPUs they share. A run at 1 stream (no queueing) follows.
+# seconds (default 10) each: StartExecution (sync) of each agent, and knowledge Search,
+# text-to-SQL AskQuestion and the sandbox's ExecuteCode (`run`) as the agents' plugins make
+# them. Reports req/s and latency percentiles from h2load's per-request log; the fan-out's
+# overhead (rag's p50 against the sum of the direct calls' p50, code's against the same plus
+# run's); and the CPU each call cost every process (milliseconds of user + system time per
+# answered call: the services, PostgreSQL and Redis), which is what bounds the calls per second
+# on a machine whose CPUs they all share. The same at 1 stream (no queueing) follows.
 # Every execution h2load saw answered must be COMPLETED.
 # Needs root for the code sandbox's slot uids and cgroups. Build first:
 #   swift build -c release      (every product: swift build takes one --product, the last named)
@@ -103,11 +104,15 @@ for c in "$concurrency" 1; do
   run ask 50054 /platform.texttosql.v1.QueryService/AskQuestion "$c"
   run rag 50051 /platform.agent.v1.ExecutionService/StartExecution "$c"
   run code 50051 /platform.agent.v1.ExecutionService/StartExecution "$c"
+  run run 50053 /platform.codesandbox.v1.CodeSandboxService/ExecuteCode "$c"
 done
 echo
 for c in "$concurrency" 1; do
   eval "r=\$P50_rag_c$c s=\$P50_search_c$c a=\$P50_ask_c$c"
   awk -v c="$c" -v r="$r" -v s="$s" -v a="$a" \
     'BEGIN { printf "Fan-out overhead at p50, %d stream(s): rag %.2f ms against search %.2f + ask %.2f = %.2f ms: %+.2f ms\n", c, r, s, a, s + a, r - s - a }'
+  eval "k=\$P50_code_c$c x=\$P50_run_c$c"
+  awk -v c="$c" -v k="$k" -v x="$x" -v s="$s" -v a="$a" \
+    'BEGIN { printf "code_executor at p50, %d stream(s): code %.2f ms against search %.2f + ask %.2f + the sandbox'"'"'s own run %.2f = %.2f ms: %+.2f ms\n", c, k, s, a, x, s + a + x, k - s - a - x }'
 done
 echo "Executions by status: $("$PY" "$REPO/scripts/agent_bench.py" count --agent 127.0.0.1:50051 --dir "$OUT")"

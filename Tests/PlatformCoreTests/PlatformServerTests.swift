@@ -146,24 +146,30 @@ struct PlatformServerTests {
   }
 }
 
+/// An echo service of which only the unary `echo` is implemented.
+protocol UnaryEcho: Platform_Echo_V1_EchoServiceHandler {}
+
+extension UnaryEcho {
+  func expand(
+    _ request: Platform_Echo_V1_EchoRequest, responses: ResponseStreamWriter<Platform_Echo_V1_EchoResponse>, context: ServerContext
+  ) async throws { throw RPCError(.unimplemented) }
+  func collect(_ requests: RequestStream<Platform_Echo_V1_EchoRequest>, context: ServerContext) async throws
+    -> Platform_Echo_V1_EchoResponse { throw RPCError(.unimplemented) }
+  func update(
+    _ requests: RequestStream<Platform_Echo_V1_EchoRequest>, responses: ResponseStreamWriter<Platform_Echo_V1_EchoResponse>,
+    context: ServerContext
+  ) async throws { throw RPCError(.unimplemented) }
+}
+
 @Suite("Platform server shutdown")
 struct PlatformServerShutdownTests {
   /// Echo whose `echo` runs a query of `sleepSeconds` first: a call that needs the database.
-  struct QueryingEcho: Platform_Echo_V1_EchoServiceHandler {
+  struct QueryingEcho: UnaryEcho {
     let database: PostgresClient
     func echo(_ request: Platform_Echo_V1_EchoRequest, context: ServerContext) async throws -> Platform_Echo_V1_EchoResponse {
       try await self.database.query("SELECT pg_sleep(0.8)", logger: TestPostgres.logger)
       return .with { $0.text = request.text }
     }
-    func expand(
-      _ request: Platform_Echo_V1_EchoRequest, responses: ResponseStreamWriter<Platform_Echo_V1_EchoResponse>, context: ServerContext
-    ) async throws { throw RPCError(.unimplemented) }
-    func collect(_ requests: RequestStream<Platform_Echo_V1_EchoRequest>, context: ServerContext) async throws
-      -> Platform_Echo_V1_EchoResponse { throw RPCError(.unimplemented) }
-    func update(
-      _ requests: RequestStream<Platform_Echo_V1_EchoRequest>, responses: ResponseStreamWriter<Platform_Echo_V1_EchoResponse>,
-      context: ServerContext
-    ) async throws { throw RPCError(.unimplemented) }
   }
 
   struct QueryingService: PlatformServiceDefinition {
@@ -202,7 +208,7 @@ struct PlatformServerShutdownTests {
 
   /// Echo whose `echo` updates the rows named by the request's two letters in that order, in
   /// one transaction: "ab" and "ba" at once deadlock.
-  struct LockingEcho: Platform_Echo_V1_EchoServiceHandler {
+  struct LockingEcho: UnaryEcho {
     let database: Database
     func echo(_ request: Platform_Echo_V1_EchoRequest, context: ServerContext) async throws -> Platform_Echo_V1_EchoResponse {
       let keys = request.text.map(String.init)
@@ -213,15 +219,6 @@ struct PlatformServerShutdownTests {
       }
       return .with { $0.text = request.text }
     }
-    func expand(
-      _ request: Platform_Echo_V1_EchoRequest, responses: ResponseStreamWriter<Platform_Echo_V1_EchoResponse>, context: ServerContext
-    ) async throws { throw RPCError(.unimplemented) }
-    func collect(_ requests: RequestStream<Platform_Echo_V1_EchoRequest>, context: ServerContext) async throws
-      -> Platform_Echo_V1_EchoResponse { throw RPCError(.unimplemented) }
-    func update(
-      _ requests: RequestStream<Platform_Echo_V1_EchoRequest>, responses: ResponseStreamWriter<Platform_Echo_V1_EchoResponse>,
-      context: ServerContext
-    ) async throws { throw RPCError(.unimplemented) }
   }
 
   struct LockingService: PlatformServiceDefinition {
