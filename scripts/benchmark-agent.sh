@@ -63,30 +63,32 @@ percentiles() {
 
 SERVICES=(agent persona knowledge text-to-sql code-sandbox)
 REDIS_PID=$(cat "$REPO/.local/redis/redis.pid" 2>/dev/null || true)
-# "NAME SECONDS" for each service, PostgreSQL (every process) and Redis.
+# "NAME SECONDS" for each service and Redis in $1, and every PostgreSQL process in $1.pg.
 cpu_snapshot() {
   local service pid
   for service in "${SERVICES[@]}"; do
     pid=$(cat "$STATE/run/$service.pid" 2>/dev/null) && [ -e "/proc/$pid" ] && echo "$service $(cpu_seconds "$pid")"
-  done
-  postgres_cpu_snapshot | awk '{ sum += $2 } END { printf "postgres %.2f\n", sum }'
-  [ -n "$REDIS_PID" ] && [ -e "/proc/$REDIS_PID" ] && echo "redis $(cpu_seconds "$REDIS_PID")"
+  done >"$1"
+  [ -n "$REDIS_PID" ] && [ -e "/proc/$REDIS_PID" ] && echo "redis $(cpu_seconds "$REDIS_PID")" >>"$1"
+  postgres_cpu_snapshot >"$1.pg"
 }
-# CPU milliseconds per answered call of each process that used any, between two snapshots.
+# CPU milliseconds per answered call of each process that used any, between two snapshots
+# (PostgreSQL's backends counted one by one: one that exits meanwhile must not count negative).
 cpu_per_call() {   # cpu_per_call BEFORE AFTER CALLS
-  awk -v n="$3" 'NR == FNR { before[$1] = $2; next }
-    { d = $2 - before[$1]; if (d > 0.004 && n > 0) { printf "%s%s %.2f", sep, $1, d * 1000 / n; sep = ", " } }' "$1" "$2"
+  { cat "$2"; echo "postgres $(postgres_cpu_delta "$1.pg" "$2.pg")"; } |
+    awk -v n="$3" 'NR == FNR { before[$1] = $2; next }
+      { d = $2 - before[$1]; if (d > 0.004 && n > 0) { printf "%s%s %.2f", sep, $1, d * 1000 / n; sep = ", " } }' "$1" -
 }
 
 run() {   # run NAME PORT PATH [CONCURRENCY]
   local name=$1 port=$2 path=$3 c=${4:-$concurrency}
   h2load -c "$c" -m 1 -t 1 -D 2 -d "$OUT/$name.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
     -H "authorization: Bearer $TOKEN" "http://127.0.0.1:$port$path" >"$OUT/$name-warmup.log" 2>&1
-  cpu_snapshot >"$OUT/$name-c$c.cpu-before"
+  cpu_snapshot "$OUT/$name-c$c.cpu-before"
   h2load -c "$c" -m 1 -t 1 -D "$duration" --log-file="$OUT/$name-c$c.requests" -d "$OUT/$name.bin" \
     -H 'content-type: application/grpc' -H 'te: trailers' -H "authorization: Bearer $TOKEN" \
     "http://127.0.0.1:$port$path" >"$OUT/$name-c$c.log" 2>&1
-  cpu_snapshot >"$OUT/$name-c$c.cpu-after"
+  cpu_snapshot "$OUT/$name-c$c.cpu-after"
   local rps ok
   rps=$(awk '/^finished in/ { print $4 + 0 }' "$OUT/$name-c$c.log")
   ok=$(awk '/^requests:/ { print $8 + 0 }' "$OUT/$name-c$c.log")
