@@ -140,8 +140,9 @@ public struct ExecutionRunner: Sendable {
   private func plan(
     _ execution: Execution, agent known: Agent?, journal: ExecutionJournal, credentials: @escaping Credentials
   ) async throws -> (status: Execution.Status, output: JSONValue?, error: Execution.Failure?, usage: (Int, Int, String)) {
-    let read = if let known, known.id == execution.agentID { known } else { try await self.agents.agent(execution.agentID, owner: execution.userID) }
-    guard let agent = read else {
+    let current: Agent? =
+      if let known, known.id == execution.agentID { known } else { try await self.agents.agent(execution.agentID, owner: execution.userID) }
+    guard let agent = current else {
       throw Execution.Failure(code: "agent_gone", message: "The agent was deleted")
     }
     guard agent.status == .active else {

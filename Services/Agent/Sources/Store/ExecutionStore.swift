@@ -73,23 +73,23 @@ public struct ExecutionStore: Sendable {
       """
     let earlier: PostgresQuery =
       "SELECT \(unescaped: Self.columns) FROM executions WHERE user_id = \(new.userID) AND request_id = \(new.requestID)"
-    guard let then else {
-      if let row = try await self.database.query(insert, logger: self.logger).first { return (try Self.execution(row), true) }
-      guard let row = try await self.database.query(earlier, logger: self.logger).first else {
-        throw AgentError.unavailable("The execution could not be created; retry")
-      }
-      return (try Self.execution(row), false)
-    }
-    return try await self.database.withTransaction(logger: self.logger) { connection in
-      if let row = try await connection.query(insert, logger: self.logger).first {
+    /// The new execution, or the earlier one with the request id, through `query`.
+    func insertOrEarlier(
+      _ query: (PostgresQuery) async throws -> PostgresRow?, then: ((Execution) async throws -> Void)? = nil
+    ) async throws -> (execution: Execution, created: Bool) {
+      if let row = try await query(insert) {
         let execution = try Self.execution(row)
-        try await then(connection, execution)
+        try await then?(execution)
         return (execution, true)
       }
-      guard let row = try await connection.query(earlier, logger: self.logger).first else {
-        throw AgentError.unavailable("The execution could not be created; retry")
-      }
+      guard let row = try await query(earlier) else { throw AgentError.unavailable("The execution could not be created; retry") }
       return (try Self.execution(row), false)
+    }
+    guard let then else {
+      return try await insertOrEarlier { try await self.database.query($0, logger: self.logger).first }
+    }
+    return try await self.database.withTransaction(logger: self.logger) { connection in
+      try await insertOrEarlier({ try await connection.query($0, logger: self.logger).first }) { try await then(connection, $0) }
     }
   }
 
