@@ -54,15 +54,8 @@ OUT=$STATE/bench
   --sql 127.0.0.1:50054 --knowledge 127.0.0.1:50055 --sqlite-dir "$STATE/sqlite" --out "$OUT" || exit 1
 TOKEN=$(<"$OUT/token")
 
-# p50 p90 p99 max of h2load's per-request log (column 3: microseconds), in milliseconds.
-percentiles() {
-  cut -f3 "$1" | sort -n | awk '{ v[NR] = $1 }
-    function at(p) { i = int(NR * p + 0.999999); if (i < 1) i = 1; return v[i] / 1000 }
-    END { if (NR) printf "%.2f %.2f %.2f %.2f", at(0.50), at(0.90), at(0.99), v[NR] / 1000; else printf "- - - -" }'
-}
-
 SERVICES=(agent persona knowledge text-to-sql code-sandbox)
-REDIS_PID=$(cat "$REPO/.local/redis/redis.pid" 2>/dev/null || true)
+REDIS_PID=$(local_redis_pid)
 # "NAME SECONDS" for each service and Redis in $1, and every PostgreSQL process in $1.pg.
 cpu_snapshot() {
   local service pid
@@ -92,7 +85,7 @@ run() {   # run NAME PORT PATH [CONCURRENCY]
   local rps ok
   rps=$(awk '/^finished in/ { print $4 + 0 }' "$OUT/$name-c$c.log")
   ok=$(awk '/^requests:/ { print $8 + 0 }' "$OUT/$name-c$c.log")
-  read -r p50 p90 p99 max <<<"$(percentiles "$OUT/$name-c$c.requests")"
+  read -r p50 p90 p99 max <<<"$(h2load_percentiles "$OUT/$name-c$c.requests")"
   echo "| $name | $c | ${rps:-?} | $ok | $p50 | $p90 | $p99 | $max | $(cpu_per_call "$OUT/$name-c$c.cpu-before" "$OUT/$name-c$c.cpu-after" "$ok") |"
   eval "P50_${name}_c$c=$p50"
 }

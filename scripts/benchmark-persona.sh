@@ -74,19 +74,12 @@ h2load_run() {   # h2load_run RPC LOG H2LOAD-ARGS...
 
 usage_count() { "$PY" "$REPO/scripts/persona_bench.py" usage --port "$PORT" --dir "$TMP"; }
 
-# p50 p90 p99 max of h2load's per-request log (column 3: microseconds), in milliseconds.
-percentiles() {
-  cut -f3 "$1" | sort -n | awk '{ v[NR] = $1 }
-    function at(p) { i = int(NR * p + 0.999999); if (i < 1) i = 1; return v[i] / 1000 }
-    END { if (NR) printf "%.2f | %.2f | %.2f | %.2f", at(0.50), at(0.90), at(0.99), v[NR] / 1000; else printf "- | - | - | -" }'
-}
-
 echo "# Persona benchmark ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(h2load --version | head -1))"
 echo
 echo "persona on CPU $SERVER_CPU, h2load on CPU $LOAD_CPU, PostgreSQL unpinned; ${duration}s per run after a 2s warm-up."
 echo
 # Get and Render are answered from the persona cache in Redis (the local services' redis-server).
-REDIS_PID=$(cat "$REPO/.local/redis/redis.pid" 2>/dev/null || true)
+REDIS_PID=$(local_redis_pid)
 redis_cpu() { if [ -n "$REDIS_PID" ] && [ -e "/proc/$REDIS_PID" ]; then cpu_seconds "$REDIS_PID"; else echo 0; fi; }
 echo "| RPC | config | req/s | p50 ms | p90 ms | p99 ms | max ms | persona CPU-s | postgres CPU-s | redis CPU-s | req per persona CPU-s |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -126,7 +119,7 @@ for rpc in Get Render; do
         note=" (usage_count grew by $grown: $ok renders were answered, $started started)"; failed=1
       fi
     fi
-    echo "| $rpc | $config | ${rps:-?} | $(percentiles "$LOGS/$name.requests") | $cpu | $pg | $redis | $eff$note |"
+    echo "| $rpc | $config | ${rps:-?} | $(h2load_percentiles "$LOGS/$name.requests" " | ") | $cpu | $pg | $redis | $eff$note |"
   done
 done
 echo
