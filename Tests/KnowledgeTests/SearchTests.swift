@@ -51,8 +51,13 @@ struct SearchTests {
           default:
             #expect(first.hasVectorScore && first.hasKeywordScore && first.vectorRank == 1 && first.keywordRank == 1)
             #expect(response.fusion == fusion)
-            // Ranked first in both: RRF's largest possible value, and the weighted sum's.
-            #expect(abs(first.score - 1) < 1e-9)
+            // The tar page holds every term of the question, but of its three neighbouring pairs
+            // only "compress … gzip" stands in order close enough ("compress the archive with
+            // gzip"): (1 + 1/3) / 2.
+            #expect(abs(first.termMatch - 2.0 / 3) < 1e-9, "\(first.termMatch)")
+            // Ranked first in both, RRF's largest possible value and the weighted sum's (1),
+            // re-scored by the term match.
+            #expect(abs(first.score - (1 + 0.5 * first.termMatch) / 1.5) < 1e-9)
           }
         }
       }
@@ -107,6 +112,55 @@ struct SearchTests {
       }
       await expectStatus(.notFound) { _ = try await client.search(.with { $0.knowledgeBaseIds = [UUID().uuidString]; $0.query = "q" }, options: options) }
     }
+  }
+
+  @Test("HYBRID re-scores its best results by term match: every score is (RRF + 0.5 · term_match) / 1.5, best first")
+  func hybridTermMatch() async throws {
+    try await PlatformTestService.run(KnowledgeService()) { service in
+      let client = KnowledgeClient(channel: service.client)
+      let options = try await service.options(for: UUID())
+      let base = try await makeBase(client, options)
+      for entry in Self.corpus {
+        _ = try await addDocument(client, options, base: base.id, title: entry.title, content: entry.text)
+      }
+      for distinct in [false, true] {
+        let results = try await client.search(
+          .with {
+            $0.knowledgeBaseIds = [base.id]; $0.query = "runs commands over the network at fixed times"; $0.mode = .hybrid; $0.fusion = .rrf
+            $0.topK = 10; $0.distinctDocuments = distinct
+          }, options: options
+        ).results
+        #expect(results.count == 5)
+        #expect(results.map(\.score) == results.map(\.score).sorted(by: >))
+        for result in results {
+          let ranks = [result.hasVectorRank ? result.vectorRank : nil, result.hasKeywordRank ? result.keywordRank : nil].compactMap { $0 }
+          let rrf = ranks.map { 1 / (60 + Double($0)) }.reduce(0, +) / (2.0 / 61)
+          #expect(result.hasTermMatch && (0...1).contains(result.termMatch))
+          #expect(abs(result.score - (rrf + 0.5 * result.termMatch) / 1.5) < 1e-9, "\(result.documentTitle)")
+        }
+        // cron holds four of the five terms (not "network"), and two of the four pairs in the
+        // question's order: "runs scheduled commands", "fixed times". (4/5 + 2/4) / 2.
+        let first = try #require(results.first)
+        #expect(first.documentTitle == "cron" && abs(first.termMatch - 0.65) < 1e-9, "\(results.map(\.documentTitle)) \(first.termMatch)")
+      }
+    }
+  }
+
+  @Test("Term match: the share of the query's terms a text holds and of its neighbouring pairs standing in order, near enough")
+  func termMatchMeasure() {
+    let query: [(term: String, position: Int)] = [("a", 1), ("b", 2), ("c", 4)]
+    #expect(Search.termMatch(query, in: ["a": [10], "b": [11], "c": [15]]) == 1)
+    // "c" five after "b": two more than the query's gap of two.
+    #expect(Search.termMatch(query, in: ["a": [10], "b": [11], "c": [16]]) == 0.75)
+    // "b" before "a": that pair is out of order.
+    #expect(Search.termMatch(query, in: ["a": [12], "b": [11], "c": [13]]) == 0.75)
+    #expect(abs(Search.termMatch(query, in: ["a": [10], "b": [11]]) - (2.0 / 3 + 0.5) / 2) < 1e-12)
+    #expect(Search.termMatch(query, in: [:]) == 0)
+    #expect(Search.termMatch([("a", 1)], in: ["a": [3]]) == 1)
+    #expect(Search.termMatch([("a", 1)], in: ["b": [3]]) == 0)
+    #expect(Search.termMatch([], in: ["a": [1]]) == 0)
+    // A repeated term counts once for coordination; each of its pairs counts.
+    #expect(Search.termMatch([("a", 1), ("b", 2), ("a", 3)], in: ["a": [5], "b": [6]]) == 0.75)
   }
 
   @Test("Neighbours come with a hit; distinct_documents returns one chunk per document, as many documents as asked for")

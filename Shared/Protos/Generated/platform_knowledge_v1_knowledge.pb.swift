@@ -1256,7 +1256,9 @@ public nonisolated struct Platform_Knowledge_V1_SearchResult: @unchecked Sendabl
   /// score divided by the best one in the response. HYBRID WEIGHTED: hybrid_alpha · the vector
   /// score + (1 − hybrid_alpha) · the keyword score, each min-max normalised over its ranking's
   /// candidates (a chunk missing from a ranking scores 0 there). HYBRID RRF: Σ 1 / (rrf_k + rank)
-  /// divided by its largest possible value, 2 / (rrf_k + 1).
+  /// divided by its largest possible value, 2 / (rrf_k + 1). HYBRID then re-scores its best
+  /// max(20, top_k) results by term_match: (fused + 0.5 · term_match) / 1.5, the fused score as
+  /// above (the results below them have no term_match and are divided by 1.5 alike).
   public var score: Double {
     get {_storage._score}
     set {_uniqueStorage()._score = newValue}
@@ -1312,6 +1314,20 @@ public nonisolated struct Platform_Knowledge_V1_SearchResult: @unchecked Sendabl
     get {_storage._neighbors}
     set {_uniqueStorage()._neighbors = newValue}
   }
+
+  /// HYBRID: how much of the query the result's text holds, 0–1 (with distinct_documents the
+  /// text is the document's first chunk, its opening; otherwise the chunk itself). The mean of
+  /// the share of the query's distinct terms the text holds and the share of the query's
+  /// neighbouring term pairs that stand in it in the same order, at most two words further apart
+  /// than in the query. Terms as the knowledge base's language stems them, the title included.
+  public var termMatch: Double {
+    get {_storage._termMatch ?? 0}
+    set {_uniqueStorage()._termMatch = newValue}
+  }
+  /// Returns true if `termMatch` has been explicitly set.
+  public var hasTermMatch: Bool {_storage._termMatch != nil}
+  /// Clears the value of `termMatch`. Subsequent reads from it will return its default value.
+  public mutating func clearTermMatch() {_uniqueStorage()._termMatch = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2820,7 +2836,7 @@ nonisolated extension Platform_Knowledge_V1_SearchRequest: SwiftProtobuf.Message
 
 nonisolated extension Platform_Knowledge_V1_SearchResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SearchResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}chunk\0\u{3}document_id\0\u{3}document_title\0\u{1}score\0\u{3}vector_score\0\u{3}keyword_score\0\u{3}vector_rank\0\u{3}keyword_rank\0\u{3}knowledge_base_id\0\u{1}neighbors\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}chunk\0\u{3}document_id\0\u{3}document_title\0\u{1}score\0\u{3}vector_score\0\u{3}keyword_score\0\u{3}vector_rank\0\u{3}keyword_rank\0\u{3}knowledge_base_id\0\u{1}neighbors\0\u{3}term_match\0")
 
   fileprivate class _StorageClass {
     var _chunk: Platform_Knowledge_V1_DocumentChunk? = nil
@@ -2833,6 +2849,7 @@ nonisolated extension Platform_Knowledge_V1_SearchResult: SwiftProtobuf.Message,
     var _keywordRank: Int32? = nil
     var _knowledgeBaseID: String = String()
     var _neighbors: [Platform_Knowledge_V1_DocumentChunk] = []
+    var _termMatch: Double? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2853,6 +2870,7 @@ nonisolated extension Platform_Knowledge_V1_SearchResult: SwiftProtobuf.Message,
       _keywordRank = source._keywordRank
       _knowledgeBaseID = source._knowledgeBaseID
       _neighbors = source._neighbors
+      _termMatch = source._termMatch
     }
   }
 
@@ -2881,6 +2899,7 @@ nonisolated extension Platform_Knowledge_V1_SearchResult: SwiftProtobuf.Message,
         case 8: try { try decoder.decodeSingularInt32Field(value: &_storage._keywordRank) }()
         case 9: try { try decoder.decodeSingularStringField(value: &_storage._knowledgeBaseID) }()
         case 10: try { try decoder.decodeRepeatedMessageField(value: &_storage._neighbors) }()
+        case 11: try { try decoder.decodeSingularDoubleField(value: &_storage._termMatch) }()
         default: break
         }
       }
@@ -2923,6 +2942,9 @@ nonisolated extension Platform_Knowledge_V1_SearchResult: SwiftProtobuf.Message,
       if !_storage._neighbors.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._neighbors, fieldNumber: 10)
       }
+      try { if let v = _storage._termMatch {
+        try visitor.visitSingularDoubleField(value: v, fieldNumber: 11)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2942,6 +2964,7 @@ nonisolated extension Platform_Knowledge_V1_SearchResult: SwiftProtobuf.Message,
         if _storage._keywordRank != rhs_storage._keywordRank {return false}
         if _storage._knowledgeBaseID != rhs_storage._knowledgeBaseID {return false}
         if _storage._neighbors != rhs_storage._neighbors {return false}
+        if _storage._termMatch != rhs_storage._termMatch {return false}
         return true
       }
       if !storagesAreEqual {return false}

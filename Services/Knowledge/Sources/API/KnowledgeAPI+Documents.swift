@@ -384,6 +384,7 @@ extension KnowledgeAPI {
       if let score = hit.keywordScore { $0.keywordScore = score }
       if let rank = hit.vectorRank { $0.vectorRank = Int32(rank) }
       if let rank = hit.keywordRank { $0.keywordRank = Int32(rank) }
+      if let match = hit.termMatch { $0.termMatch = match }
       $0.neighbors = hit.neighbors.map(Self.message)
     }
   }

@@ -49,6 +49,8 @@ public struct Search: Sendable {
     public var keywordScore: Double?
     public var vectorRank: Int?
     public var keywordRank: Int?
+    /// HYBRID: how much of the query the result's text holds (termMatch).
+    public var termMatch: Double?
     public var neighbors: [StoredChunk]
   }
 
@@ -125,14 +127,18 @@ public struct Search: Sendable {
       (vector, keyword) = try await self.documentRankings(
         vector: vector, keyword: keyword, mode: mode, vectors: ranking.vectors, keywordWeights: keywordWeights)
     }
-    let fused = Array(Self.fuse(vector: vector, keyword: keyword, mode: mode, query: query).filter { $0.score >= query.minScore }.prefix(query.topK))
+    var fused = Self.fuse(vector: vector, keyword: keyword, mode: mode, query: query)
+    if mode == .hybrid {
+      fused = try await self.rescored(fused, depth: max(Self.termMatchDepth, query.topK), distinctDocuments: query.distinctDocuments, weights: keywordWeights)
+    }
+    fused = Array(fused.filter { $0.score >= query.minScore }.prefix(query.topK))
     // The chunks themselves, read once for the results.
     let chunks = try await self.chunks.chunks(fused.map(\.id))
     var hits: [Hit] = fused.compactMap { result in
       guard let (chunk, title) = chunks[result.id] else { return nil }  // deleted meanwhile
       return Hit(
         chunk: chunk, documentTitle: title, score: result.score, vectorScore: result.vectorScore, keywordScore: result.keywordScore,
-        vectorRank: result.vectorRank, keywordRank: result.keywordRank, neighbors: [])
+        vectorRank: result.vectorRank, keywordRank: result.keywordRank, termMatch: result.termMatch, neighbors: [])
     }
     if query.neighbors > 0 {
       let around = try await self.chunks.neighbors(of: hits.map { ($0.chunk.documentID, $0.chunk.index) }, radius: query.neighbors)
@@ -228,6 +234,8 @@ public struct Search: Sendable {
     var knowledgeBases: [UUID]
     /// The query as websearch_to_tsquery reads it.
     var websearch: String
+    /// The query's terms in order, with their positions (KeywordStatistics.sequence).
+    var sequence: [(term: String, position: Int)]
     /// The query's terms that the knowledge bases hold, with their IDF, rarest first.
     var terms: [(term: String, idf: Double)]
     /// How many of `terms`, the rarest, find the candidates: their postings add up to at most
@@ -250,7 +258,7 @@ public struct Search: Sendable {
       rare += 1
     }
     return KeywordWeights(
-      knowledgeBases: knowledgeBases, websearch: websearch,
+      knowledgeBases: knowledgeBases, websearch: websearch, sequence: statistics.sequence,
       // Lucene's IDF: never negative, so a term in most chunks still counts a little.
       terms: present.map { (term: $0.term, idf: log(1 + (total - Double($0.chunks) + 0.5) / (Double($0.chunks) + 0.5))) },
       rare: rare, averageLength: max(1, Double(statistics.totalLength) / total))
@@ -345,6 +353,7 @@ public struct Search: Sendable {
     var keywordScore: Double?
     var vectorRank: Int?
     var keywordRank: Int?
+    var termMatch: Double?
   }
 
   /// The two rankings as one, best first, each result with its components.
@@ -390,6 +399,60 @@ public struct Search: Sendable {
     } }.enumerated().sorted { left, right in
       left.element.score != right.element.score ? left.element.score > right.element.score : left.offset < right.offset
     }.map(\.element)
+  }
+
+  /// How many of HYBRID's best results are re-scored by how much of the query their text holds.
+  static let termMatchDepth = 20
+  /// The weight of that match beside the fused score (which is 0–1, as the match is).
+  static let termMatchWeight = 0.5
+
+  /// HYBRID's best `depth` results re-scored: (fused + termMatchWeight · termMatch) / (1 +
+  /// termMatchWeight), the rest divided alike (their match not computed). The fused score weighs
+  /// each word of the query alone (BM25, as a bag of words) or the query's gist (the embedding);
+  /// neither says whether a text holds *all* of the query, its words next to each other as the
+  /// query has them. The text is the result's own chunk, or with distinct_documents the
+  /// document's first chunk: its opening says what the whole is about.
+  func rescored(_ fused: [Fused], depth: Int, distinctDocuments: Bool, weights: [KeywordWeights]) async throws -> [Fused] {
+    let top = fused.prefix(depth)
+    let terms = Array(Set(weights.flatMap { $0.sequence.map(\.term) }))
+    let found = try await self.chunks.termPositions(
+      terms, chunks: distinctDocuments ? [] : top.map(\.id), leadsOf: distinctDocuments ? top.map(\.documentID) : [],
+      knowledgeBases: weights.flatMap(\.knowledgeBases))
+    var match: [UUID: Double] = [:]
+    for text in found {
+      guard let sequence = weights.first(where: { $0.knowledgeBases.contains(text.knowledgeBaseID) })?.sequence else { continue }
+      match[distinctDocuments ? text.documentID : text.chunkID] = Self.termMatch(sequence, in: text.positions)
+    }
+    let scale = 1 + Self.termMatchWeight
+    var rescored = fused.enumerated().map { offset, result in
+      var result = result
+      if offset < depth {
+        result.termMatch = match[distinctDocuments ? result.documentID : result.id] ?? 0
+      }
+      result.score = (result.score + Self.termMatchWeight * (result.termMatch ?? 0)) / scale
+      return (offset, result)
+    }
+    rescored.sort { left, right in left.1.score != right.1.score ? left.1.score > right.1.score : left.0 < right.0 }
+    return rescored.map(\.1)
+  }
+
+  /// How much of a query a text holds, 0–1: the mean of the share of the query's distinct terms
+  /// that it holds (coordination) and the share of the query's neighbouring pairs of terms that
+  /// stand in it in the same order, at most two words further apart than in the query
+  /// (proximity; a query of one term has coordination alone). `sequence` is the query's terms by
+  /// position; `positions` where each term stands in the text.
+  static func termMatch(_ sequence: [(term: String, position: Int)], in positions: [String: [Int]]) -> Double {
+    let distinct = Set(sequence.map(\.term))
+    guard !distinct.isEmpty else { return 0 }
+    let coordination = Double(distinct.filter { positions[$0] != nil }.count) / Double(distinct.count)
+    let pairs = zip(sequence, sequence.dropFirst()).filter { $0.position < $1.position }
+    guard !pairs.isEmpty else { return coordination }
+    let near = pairs.filter { first, second in
+      guard let before = positions[first.term], let after = positions[second.term].map(Set.init) else { return false }
+      let gap = second.position - first.position
+      return before.contains { start in (1...gap + 2).contains { after.contains(start + $0) } }
+    }.count
+    return (coordination + Double(near) / Double(pairs.count)) / 2
   }
 
   /// Min-max normalisation over `scores` (all 1 when they are equal).

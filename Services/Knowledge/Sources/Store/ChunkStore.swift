@@ -26,6 +26,15 @@ public struct RankedChunk: Sendable, Equatable {
   public var score: Double
 }
 
+/// Where a query's terms stand in one chunk's keywords (tsvector positions, the document title
+/// first).
+public struct TermPositions: Sendable, Equatable {
+  public var chunkID: UUID
+  public var documentID: UUID
+  public var knowledgeBaseID: UUID
+  public var positions: [String: [Int]] = [:]
+}
+
 /// What narrows a search beyond the knowledge bases (SearchFilter).
 public struct ChunkFilter: Sendable, Equatable {
   public var documentIDs: [UUID] = []
@@ -225,6 +234,9 @@ public struct ChunkStore: Sendable {
     public var chunks: Int
     public var totalLength: Int
     public var terms: [(term: String, chunks: Int)]
+    /// The query's terms in the order they stand in it, with their positions (stop words count
+    /// as positions, as in a chunk's keywords).
+    public var sequence: [(term: String, position: Int)] = []
   }
 
   public func keywordStatistics(_ query: String, language: String, knowledgeBases: [UUID]) async throws -> KeywordStatistics {
@@ -242,14 +254,19 @@ public struct ChunkStore: Sendable {
       )
       SELECT websearch_to_tsquery(\(language)::regconfig, \(query))::text, t.chunks, t.length,
         coalesce((SELECT array_agg(term ORDER BY term) FROM terms), '{}'::text[]),
-        coalesce((SELECT array_agg(chunks ORDER BY term) FROM terms), '{}'::int8[])
-      FROM totals t
+        coalesce((SELECT array_agg(chunks ORDER BY term) FROM terms), '{}'::int8[]),
+        coalesce(s.terms, '{}'::text[]), coalesce(s.positions, '{}'::int4[])
+      FROM totals t, (
+        SELECT array_agg(u.lexeme ORDER BY p.position, u.lexeme) AS terms, array_agg(p.position::int4 ORDER BY p.position, u.lexeme) AS positions
+        FROM unnest(to_tsvector(\(language)::regconfig, \(query))) u CROSS JOIN unnest(u.positions) AS p(position)
+      ) s
       """, logger: self.logger)
     guard let row = rows.first else { return KeywordStatistics(websearch: nil, chunks: 0, totalLength: 0, terms: []) }
-    let (websearch, chunks, length, terms, counts) = try row.decode((String, Int64, Int64, [String], [Int64]).self)
+    let (websearch, chunks, length, terms, counts, sequence, positions) = try row.decode(
+      (String, Int64, Int64, [String], [Int64], [String], [Int32]).self)
     return KeywordStatistics(
       websearch: websearch.isEmpty ? nil : websearch, chunks: Int(chunks), totalLength: Int(length),
-      terms: zip(terms, counts).map { ($0, Int($1)) })
+      terms: zip(terms, counts).map { ($0, Int($1)) }, sequence: zip(sequence, positions).map { ($0, Int($1)) })
   }
 
   /// The BM25 parameters (Lucene's defaults).
@@ -366,6 +383,32 @@ public struct ChunkStore: Sendable {
       found[document] = score
     }
     return found
+  }
+
+  /// Where `terms` stand in the keywords of chunks `ids` and of the first chunk of each of
+  /// `leadsOf` (documents): chunk, document, knowledge base, and each term's positions (the
+  /// terms a chunk lacks are left out).
+  public func termPositions(
+    _ terms: [String], chunks ids: [UUID], leadsOf documents: [UUID], knowledgeBases: [UUID]
+  ) async throws -> [TermPositions] {
+    guard !terms.isEmpty, !(ids.isEmpty && documents.isEmpty) else { return [] }
+    let rows = try await self.database.query(
+      """
+      SELECT c.id, c.document_id, c.knowledge_base_id, u.lexeme, u.positions::int4[]
+      FROM (
+        SELECT id, document_id, knowledge_base_id, keywords FROM document_chunks WHERE id = ANY(\(ids))
+        UNION ALL
+        SELECT id, document_id, knowledge_base_id, keywords FROM document_chunks WHERE document_id = ANY(\(documents)) AND chunk_index = 0
+      ) c CROSS JOIN LATERAL unnest(c.keywords) u
+      WHERE c.knowledge_base_id = ANY(\(knowledgeBases)) AND u.lexeme = ANY(\(terms))
+      """, logger: self.logger)
+    var found: [UUID: TermPositions] = [:]
+    for row in rows {
+      let (chunk, document, knowledgeBase, term, positions) = try row.decode((UUID, UUID, UUID, String, [Int32]).self)
+      found[chunk, default: TermPositions(chunkID: chunk, documentID: document, knowledgeBaseID: knowledgeBase)]
+        .positions[term] = positions.map(Int.init)
+    }
+    return Array(found.values)
   }
 
   /// The chunks `ids` with their documents' titles.
