@@ -57,7 +57,7 @@ struct SearchTests {
             #expect(abs(first.termMatch - 2.0 / 3) < 1e-9, "\(first.termMatch)")
             // Ranked first in both, RRF's largest possible value and the weighted sum's (1),
             // re-scored by the term match.
-            #expect(abs(first.score - (1 + 0.5 * first.termMatch) / 1.5) < 1e-9)
+            #expect(abs(first.score - (1 + 0.3 * first.termMatch) / 1.3) < 1e-9)
           }
         }
       }
@@ -114,7 +114,7 @@ struct SearchTests {
     }
   }
 
-  @Test("HYBRID re-scores its best results by term match: every score is (RRF + 0.5 · term_match) / 1.5, best first")
+  @Test("HYBRID re-scores its best results by term match: every score is (RRF + 0.3 · term_match) / 1.3, best first")
   func hybridTermMatch() async throws {
     try await PlatformTestService.run(KnowledgeService()) { service in
       let client = KnowledgeClient(channel: service.client)
@@ -136,7 +136,7 @@ struct SearchTests {
           let ranks = [result.hasVectorRank ? result.vectorRank : nil, result.hasKeywordRank ? result.keywordRank : nil].compactMap { $0 }
           let rrf = ranks.map { 1 / (60 + Double($0)) }.reduce(0, +) / (2.0 / 61)
           #expect(result.hasTermMatch && (0...1).contains(result.termMatch))
-          #expect(abs(result.score - (rrf + 0.5 * result.termMatch) / 1.5) < 1e-9, "\(result.documentTitle)")
+          #expect(abs(result.score - (rrf + 0.3 * result.termMatch) / 1.3) < 1e-9, "\(result.documentTitle)")
         }
         // cron holds four of the five terms (not "network"), and two of the four pairs in the
         // question's order: "runs scheduled commands", "fixed times". (4/5 + 2/4) / 2.
@@ -230,6 +230,13 @@ struct SearchTests {
           #expect(chunks.first?.documentID == tail.id)
         }
       }
+      // HYBRID's term match reads a document's opening (its first two chunks), not its best
+      // chunk: the lead holds the whole question in order, the tail's opening none of it.
+      let hybrid = try await client.search(
+        .with { $0.knowledgeBaseIds = [base.id]; $0.query = question; $0.mode = .hybrid; $0.topK = 2; $0.distinctDocuments = true },
+        options: options
+      ).results
+      #expect(hybrid.map(\.documentID) == [lead.id, tail.id] && hybrid.map(\.termMatch) == [1, 0], "\(hybrid.map(\.termMatch))")
     }
   }
 

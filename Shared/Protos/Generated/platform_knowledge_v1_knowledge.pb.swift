@@ -1257,8 +1257,8 @@ public nonisolated struct Platform_Knowledge_V1_SearchResult: @unchecked Sendabl
   /// score + (1 − hybrid_alpha) · the keyword score, each min-max normalised over its ranking's
   /// candidates (a chunk missing from a ranking scores 0 there). HYBRID RRF: Σ 1 / (rrf_k + rank)
   /// divided by its largest possible value, 2 / (rrf_k + 1). HYBRID then re-scores its best
-  /// max(20, top_k) results by term_match: (fused + 0.5 · term_match) / 1.5, the fused score as
-  /// above (the results below them have no term_match and are divided by 1.5 alike).
+  /// max(20, top_k) results by term_match: (fused + 0.3 · term_match) / 1.3, the fused score as
+  /// above (the results below them have no term_match and are divided by 1.3 alike).
   public var score: Double {
     get {_storage._score}
     set {_uniqueStorage()._score = newValue}
@@ -1316,7 +1316,7 @@ public nonisolated struct Platform_Knowledge_V1_SearchResult: @unchecked Sendabl
   }
 
   /// HYBRID: how much of the query the result's text holds, 0–1 (with distinct_documents the
-  /// text is the document's first chunk, its opening; otherwise the chunk itself). The mean of
+  /// text is the document's opening, its first two chunks; otherwise the chunk itself). The mean of
   /// the share of the query's distinct terms the text holds and the share of the query's
   /// neighbouring term pairs that stand in it in the same order, at most two words further apart
   /// than in the query. Terms as the knowledge base's language stems them, the title included.

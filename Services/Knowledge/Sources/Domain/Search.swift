@@ -404,24 +404,27 @@ public struct Search: Sendable {
   /// How many of HYBRID's best results are re-scored by how much of the query their text holds.
   static let termMatchDepth = 20
   /// The weight of that match beside the fused score (which is 0–1, as the match is).
-  static let termMatchWeight = 0.5
+  static let termMatchWeight = 0.3
+  /// The chunks of a document's opening that term match reads with distinct_documents: the
+  /// chunker ends a chunk at a heading, so the first may hold no more than a title or a synopsis.
+  static let openingChunks = 2
 
   /// HYBRID's best `depth` results re-scored: (fused + termMatchWeight · termMatch) / (1 +
   /// termMatchWeight), the rest divided alike (their match not computed). The fused score weighs
   /// each word of the query alone (BM25, as a bag of words) or the query's gist (the embedding);
   /// neither says whether a text holds *all* of the query, its words next to each other as the
   /// query has them. The text is the result's own chunk, or with distinct_documents the
-  /// document's first chunk: its opening says what the whole is about.
+  /// document's opening (openingChunks): it says what the whole is about.
   func rescored(_ fused: [Fused], depth: Int, distinctDocuments: Bool, weights: [KeywordWeights]) async throws -> [Fused] {
     let top = fused.prefix(depth)
     let terms = Array(Set(weights.flatMap { $0.sequence.map(\.term) }))
     let found = try await self.chunks.termPositions(
-      terms, chunks: distinctDocuments ? [] : top.map(\.id), leadsOf: distinctDocuments ? top.map(\.documentID) : [],
+      terms, in: distinctDocuments ? .openings(of: top.map(\.documentID), chunks: Self.openingChunks) : .chunks(top.map(\.id)),
       knowledgeBases: weights.flatMap(\.knowledgeBases))
     var match: [UUID: Double] = [:]
-    for text in found {
+    for (id, text) in found {
       guard let sequence = weights.first(where: { $0.knowledgeBases.contains(text.knowledgeBaseID) })?.sequence else { continue }
-      match[distinctDocuments ? text.documentID : text.chunkID] = Self.termMatch(sequence, in: text.positions)
+      match[id] = Self.termMatch(sequence, in: text.positions)
     }
     let scale = 1 + Self.termMatchWeight
     var rescored = fused.enumerated().map { offset, result in

@@ -26,11 +26,9 @@ public struct RankedChunk: Sendable, Equatable {
   public var score: Double
 }
 
-/// Where a query's terms stand in one chunk's keywords (tsvector positions, the document title
-/// first).
+/// Where a query's terms stand in a text's keywords (tsvector positions, the document title
+/// first), and the knowledge base the text is in.
 public struct TermPositions: Sendable, Equatable {
-  public var chunkID: UUID
-  public var documentID: UUID
   public var knowledgeBaseID: UUID
   public var positions: [String: [Int]] = [:]
 }
@@ -385,30 +383,46 @@ public struct ChunkStore: Sendable {
     return found
   }
 
-  /// Where `terms` stand in the keywords of chunks `ids` and of the first chunk of each of
-  /// `leadsOf` (documents): chunk, document, knowledge base, and each term's positions (the
-  /// terms a chunk lacks are left out).
-  public func termPositions(
-    _ terms: [String], chunks ids: [UUID], leadsOf documents: [UUID], knowledgeBases: [UUID]
-  ) async throws -> [TermPositions] {
-    guard !terms.isEmpty, !(ids.isEmpty && documents.isEmpty) else { return [] }
+  /// The texts termPositions reads: chunks, or documents' openings (their first `chunks` chunks,
+  /// one after the other).
+  public enum Texts: Sendable {
+    case chunks([UUID])
+    case openings(of: [UUID], chunks: Int)
+  }
+
+  /// Where `terms` stand in each of `texts`, by chunk id or document id (the terms a text lacks
+  /// are left out, a text with none of them too). An opening's later chunks stand after its
+  /// earlier ones, far enough apart that no two terms count as near across chunks.
+  public func termPositions(_ terms: [String], in texts: Texts, knowledgeBases: [UUID]) async throws -> [UUID: TermPositions] {
+    var ids: [UUID] = []
+    var documents: [UUID] = []
+    var openingChunks = 0
+    switch texts {
+    case .chunks(let chunks): ids = chunks
+    case .openings(let of, let chunks): (documents, openingChunks) = (of, chunks)
+    }
+    guard !terms.isEmpty, !(ids.isEmpty && documents.isEmpty) else { return [:] }
     let rows = try await self.database.query(
       """
-      SELECT c.id, c.document_id, c.knowledge_base_id, u.lexeme, u.positions::int4[]
+      SELECT c.id, c.document_id, c.knowledge_base_id, c.chunk_index, u.lexeme, u.positions::int4[]
       FROM (
-        SELECT id, document_id, knowledge_base_id, keywords FROM document_chunks WHERE id = ANY(\(ids))
+        SELECT id, document_id, knowledge_base_id, chunk_index, keywords FROM document_chunks WHERE id = ANY(\(ids))
         UNION ALL
-        SELECT id, document_id, knowledge_base_id, keywords FROM document_chunks WHERE document_id = ANY(\(documents)) AND chunk_index = 0
+        SELECT id, document_id, knowledge_base_id, chunk_index, keywords FROM document_chunks
+        WHERE document_id = ANY(\(documents)) AND chunk_index < \(openingChunks)
       ) c CROSS JOIN LATERAL unnest(c.keywords) u
       WHERE c.knowledge_base_id = ANY(\(knowledgeBases)) AND u.lexeme = ANY(\(terms))
       """, logger: self.logger)
+    // tsvector positions are below 2^14.
+    let chunkSpan = 1 << 15
     var found: [UUID: TermPositions] = [:]
     for row in rows {
-      let (chunk, document, knowledgeBase, term, positions) = try row.decode((UUID, UUID, UUID, String, [Int32]).self)
-      found[chunk, default: TermPositions(chunkID: chunk, documentID: document, knowledgeBaseID: knowledgeBase)]
-        .positions[term] = positions.map(Int.init)
+      let (chunk, document, knowledgeBase, index, term, positions) = try row.decode((UUID, UUID, UUID, Int, String, [Int32]).self)
+      let key = documents.isEmpty ? chunk : document
+      let offset = documents.isEmpty ? 0 : index * chunkSpan
+      found[key, default: TermPositions(knowledgeBaseID: knowledgeBase)].positions[term, default: []] += positions.map { Int($0) + offset }
     }
-    return Array(found.values)
+    return found
   }
 
   /// The chunks `ids` with their documents' titles.
