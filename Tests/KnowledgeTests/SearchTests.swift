@@ -161,6 +161,14 @@ struct SearchTests {
     #expect(Search.termMatch([], in: ["a": [1]]) == 0)
     // A repeated term counts once for coordination; each of its pairs counts.
     #expect(Search.termMatch([("a", 1), ("b", 2), ("a", 3)], in: ["a": [5], "b": [6]]) == 0.75)
+    // Positions in any order; the nearest later position decides.
+    #expect(Search.termMatch([("a", 1), ("b", 2)], in: ["a": [40, 9, 20], "b": [50, 3, 12]]) == 1)
+    #expect(Search.termMatch([("a", 1), ("b", 2)], in: ["a": [40, 9, 20], "b": [50, 3, 16]]) == 0.5)
+    // Terms a thousand stop words apart in the query: the window is as wide, and the work is not.
+    let far: [(term: String, position: Int)] = [("a", 1), ("b", 1001)]
+    #expect(Search.termMatch(far, in: ["a": [1], "b": [1_003]]) == 1)
+    #expect(Search.termMatch(far, in: ["a": [1], "b": [1_004]]) == 0.5)
+    #expect(Search.termMatch(far, in: ["a": Array(stride(from: 1, to: 500_000, by: 2)), "b": [600_000]]) == 0.5)
   }
 
   @Test("Neighbours come with a hit; distinct_documents returns one chunk per document, as many documents as asked for")

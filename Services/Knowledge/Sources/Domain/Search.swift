@@ -450,10 +450,22 @@ public struct Search: Sendable {
     let coordination = Double(distinct.filter { positions[$0] != nil }.count) / Double(distinct.count)
     let pairs = zip(sequence, sequence.dropFirst()).filter { $0.position < $1.position }
     guard !pairs.isEmpty else { return coordination }
+    var sorted: [String: [Int]] = [:]
+    for term in distinct { sorted[term] = positions[term]?.sorted() }
+    // Each start is looked up by bisection: a query's terms may stand a thousand words apart (stop
+    // words between them), so walking the window would cost that much per position.
     let near = pairs.filter { first, second in
-      guard let before = positions[first.term], let after = positions[second.term].map(Set.init) else { return false }
-      let gap = second.position - first.position
-      return before.contains { start in (1...gap + 2).contains { after.contains(start + $0) } }
+      guard let before = sorted[first.term], let after = sorted[second.term] else { return false }
+      let reach = second.position - first.position + 2
+      return before.contains { start in
+        var low = 0
+        var high = after.count
+        while low < high {
+          let middle = (low + high) / 2
+          if after[middle] <= start { low = middle + 1 } else { high = middle }
+        }
+        return low < after.count && after[low] - start <= reach
+      }
     }.count
     return (coordination + Double(near) / Double(pairs.count)) / 2
   }
