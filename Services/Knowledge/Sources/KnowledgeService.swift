@@ -8,7 +8,9 @@ internal import Logging
 /// Configuration: `EMBEDDING_PROVIDER` and friends (`EmbeddingProviders`), `KNOWLEDGE_MAX_FILE_MB`
 /// (UploadDocument's limit, default 50), `KNOWLEDGE_INDEX_CONCURRENCY` (documents indexed at once
 /// per replica, default 2), `KNOWLEDGE_EXTRACT_TIMEOUT_SECONDS` (30) and
-/// `KNOWLEDGE_EXTRACT_MEMORY_MB` (1024) for the out-of-process text extraction.
+/// `KNOWLEDGE_EXTRACT_MEMORY_MB` (1024) for the out-of-process text extraction,
+/// `EMBEDDING_CACHE_RETENTION_DAYS` (30: cached embeddings no lookup used for that long are
+/// pruned, hourly).
 public struct KnowledgeService: PlatformServiceDefinition {
   public var name: PlatformServiceName { .knowledge }
 
@@ -49,6 +51,9 @@ public struct KnowledgeService: PlatformServiceDefinition {
     let maxFileMB = try resources.configuration.environment.int("KNOWLEDGE_MAX_FILE_MB", default: 50, range: 1...1024)
     let documents = Documents(store: parts.documents, bases: parts.bases, jobs: resources.jobs, logger: resources.logger)
     let search = Search(chunks: parts.chunks, bases: parts.bases, providers: parts.providers, logger: resources.logger)
+    let retentionDays = try resources.configuration.environment.int("EMBEDDING_CACHE_RETENTION_DAYS", default: 30, range: 1...3650)
+    let cache = EmbeddingCache(database: resources.database, logger: resources.logger)
+    resources.lifetime.run { await cache.run(retention: .seconds(retentionDays * 86_400)) }
     return [KnowledgeAPI(bases: parts.bases, documents: documents, chunks: parts.chunks, search: search, maxUploadBytes: maxFileMB << 20)]
   }
 

@@ -5,7 +5,8 @@ internal import PostgresNIO
 
 /// Embeddings by (model, SHA-256 of the text) in knowledge_db.embedding_cache: re-indexing and
 /// unchanged chunks are never embedded twice, and a job that crashed mid-document finds what it
-/// had embedded.
+/// had embedded. Entries no lookup has used for a while are pruned (`prune`, `run`), so texts
+/// deleted or replaced long ago do not keep their vectors forever.
 public struct EmbeddingCache: Sendable {
   let database: Database
   let logger: Logger
@@ -15,13 +16,21 @@ public struct EmbeddingCache: Sendable {
     self.logger = logger
   }
 
-  /// The cached embeddings of `hashes` (SHA-256 hex of the texts) under `model`.
+  /// The cached embeddings of `hashes` (SHA-256 hex of the texts) under `model`. A hit last
+  /// marked used over a day ago is marked used now (not every hit: re-indexing would rewrite
+  /// every row it reads).
   public func lookup(model: String, hashes: [String]) async throws -> [String: [Float]] {
     guard !hashes.isEmpty else { return [:] }
     var found: [String: [Float]] = [:]
     let rows = try await self.database.query(
       """
-      SELECT text_hash, embedding::real[] FROM embedding_cache WHERE model = \(model) AND text_hash = ANY(\(hashes))
+      WITH found AS (
+        SELECT text_hash, embedding, used_at FROM embedding_cache WHERE model = \(model) AND text_hash = ANY(\(hashes))
+      ), touched AS (
+        UPDATE embedding_cache c SET used_at = now() FROM found f
+        WHERE c.model = \(model) AND c.text_hash = f.text_hash AND f.used_at < now() - interval '1 day'
+      )
+      SELECT text_hash, embedding::real[] FROM found
       """, logger: self.logger)
     for row in rows {
       let (hash, vector) = try row.decode((String, [Float]).self)
@@ -42,5 +51,37 @@ public struct EmbeddingCache: Sendable {
       ORDER BY h
       ON CONFLICT (model, text_hash) DO NOTHING
       """, logger: self.logger)
+  }
+
+  /// Deletes the entries no lookup has used for `retention`, a batch at a time (short
+  /// transactions beside ingestion); returns how many.
+  @discardableResult
+  public func prune(olderThan retention: Duration, batch: Int = 1000) async throws -> Int {
+    let seconds = Double(retention.components.seconds)
+    var deleted = 0
+    while true {
+      let rows = try await self.database.query(
+        """
+        DELETE FROM embedding_cache WHERE (model, text_hash) IN (
+          SELECT model, text_hash FROM embedding_cache WHERE used_at < now() - make_interval(secs => \(seconds)) LIMIT \(batch)
+        ) RETURNING 1
+        """, logger: self.logger)
+      deleted += rows.count
+      if rows.count < batch { return deleted }
+    }
+  }
+
+  /// Prunes now and then every `interval` until the task is cancelled; a failed round is logged
+  /// and retried at the next.
+  public func run(retention: Duration, every interval: Duration = .seconds(3600)) async {
+    while !Task.isCancelled {
+      do {
+        let deleted = try await self.prune(olderThan: retention)
+        if deleted > 0 { self.logger.info("Pruned the embedding cache", metadata: ["deleted": "\(deleted)"]) }
+      } catch {
+        self.logger.warning("Embedding cache pruning failed", metadata: ["error": "\(String(reflecting: error))"])
+      }
+      try? await Task.sleep(for: interval)
+    }
   }
 }
