@@ -1,3 +1,4 @@
+import Foundation
 import PlatformCore
 import Testing
 
@@ -108,5 +109,31 @@ struct RunStateTests {
     // Resolved values are not scanned again: a value holding a reference stays text.
     let once = try References.resolve(.string("{{input.s}}"), lookup: RunScope(input: .object(["s": .string("{{input.s}}")]), outputs: [:]).lookup)
     #expect(once == .string("{{input.s}}"))
+  }
+}
+
+@Suite("Workflow: run credentials kept in memory")
+struct CredentialMemoryTests {
+  @Test("A credential is kept until its run's deadline; runs that never come back are swept out, so the memory stays bounded")
+  func boundedByDeadline() {
+    let memory = CredentialMemory()
+    let credential = RunCredential(header: "authorization", value: "Bearer t")
+    let live = UUID()
+    memory.keep(credential, for: live, until: Date().addingTimeInterval(3600))
+    #expect(memory.credential(for: live) == credential)
+    let expired = UUID()
+    memory.keep(credential, for: expired, until: Date().addingTimeInterval(-1))
+    #expect(memory.credential(for: expired) == nil)
+    // Ten thousand runs started elsewhere or left waiting, past their deadlines: never more than
+    // twice the live entries (or the first sweep's threshold) are held.
+    var most = 0
+    for _ in 0..<10_000 {
+      memory.keep(credential, for: UUID(), until: Date().addingTimeInterval(-1))
+      most = max(most, memory.count)
+    }
+    #expect(most <= CredentialMemory.firstSweep)
+    #expect(memory.credential(for: live) == credential)
+    memory.forget(live)
+    #expect(memory.credential(for: live) == nil)
   }
 }

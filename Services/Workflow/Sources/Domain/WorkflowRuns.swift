@@ -104,7 +104,7 @@ public struct WorkflowRuns: Sendable {
         nodes: plan.order.compactMap { id in plan.nodes[id].map { (id, $0.kind.rawValue) } }, requestID: start.requestID,
         scheduleID: start.scheduleID, deadline: deadline, credential: sealed)
     ) { connection, execution in
-      if let credential, self.secrets == nil { self.credentials.keep(credential, for: execution.id) }
+      if let credential, self.secrets == nil { self.credentials.keep(credential, for: execution.id, until: deadline) }
       try await self.enqueue(execution, in: connection)
     }
     guard start.sync, created.created || !created.execution.status.isFinished else { return created.execution }
@@ -240,7 +240,7 @@ public struct WorkflowRuns: Sendable {
     }
     let deadline = Date().addingTimeInterval(Double(self.limits.runTimeout.components.seconds))
     guard let resumed = try await self.executions.resume(id, owner: owner, overrides: nodeData, deadline: deadline, credential: sealed, then: { connection, execution in
-      if let credential, self.secrets == nil { self.credentials.keep(credential, for: execution.id) }
+      if let credential, self.secrets == nil { self.credentials.keep(credential, for: execution.id, until: deadline) }
       try await self.enqueue(execution, in: connection)
     }) else {
       // Resumed by a concurrent call.
@@ -373,13 +373,41 @@ public struct WorkflowRuns: Sendable {
   static func requestID(for key: String) -> UUID { UUID(derivedFrom: key) }
 }
 
-/// Run credentials kept in this process while their runs may still run here.
+/// Run credentials kept in this process (when no secrets key lets them be sealed in the run's
+/// row) while their runs may still run here: until the run finishes here, or its deadline has
+/// passed (a run past its deadline stops without calling anyone; a resume keeps a new
+/// credential). Runs that end elsewhere (another replica ran the job) or wait for a resume that
+/// never comes are swept out once their deadline passes, so the memory holds at most the runs
+/// started within one run timeout.
 final class CredentialMemory: Sendable {
-  private let entries = Mutex<[UUID: RunCredential]>([:])
+  private struct State {
+    var entries: [UUID: (credential: RunCredential, until: Date)] = [:]
+    /// The count at which expired entries are swept next: twice what the last sweep left, so a
+    /// sweep costs O(1) per keep.
+    var sweepAt = CredentialMemory.firstSweep
+  }
 
-  func keep(_ credential: RunCredential, for id: UUID) { self.entries.withLock { $0[id] = credential } }
-  func credential(for id: UUID) -> RunCredential? { self.entries.withLock { $0[id] } }
-  func forget(_ id: UUID) { _ = self.entries.withLock { $0.removeValue(forKey: id) } }
+  static let firstSweep = 64
+  private let state = Mutex(State())
+
+  func keep(_ credential: RunCredential, for id: UUID, until deadline: Date) {
+    self.state.withLock { state in
+      state.entries[id] = (credential, deadline)
+      guard state.entries.count >= state.sweepAt else { return }
+      let now = Date()
+      state.entries = state.entries.filter { $0.value.until > now }
+      state.sweepAt = max(Self.firstSweep, 2 * state.entries.count)
+    }
+  }
+
+  func credential(for id: UUID) -> RunCredential? {
+    self.state.withLock { state in state.entries[id].flatMap { $0.until > Date() ? $0.credential : nil } }
+  }
+
+  func forget(_ id: UUID) { _ = self.state.withLock { $0.entries.removeValue(forKey: id) } }
+
+  /// Entries held, expired or not.
+  var count: Int { self.state.withLock { $0.entries.count } }
 }
 
 /// Wakes tasks waiting for a run to end (sync RunWorkflow calls) when this process has run it.
