@@ -18,19 +18,20 @@ public struct EmbeddingCache: Sendable {
 
   /// The cached embeddings of `hashes` (SHA-256 hex of the texts) under `model`. A hit last
   /// marked used over a day ago is marked used now (not every hit: re-indexing would rewrite
-  /// every row it reads).
+  /// every row it reads). Rows another statement holds are skipped, not waited for: concurrent
+  /// lookups and prunes never wait on each other, so they cannot deadlock.
   public func lookup(model: String, hashes: [String]) async throws -> [String: [Float]] {
     guard !hashes.isEmpty else { return [:] }
     var found: [String: [Float]] = [:]
     let rows = try await self.database.query(
       """
-      WITH found AS (
-        SELECT text_hash, embedding, used_at FROM embedding_cache WHERE model = \(model) AND text_hash = ANY(\(hashes))
-      ), touched AS (
-        UPDATE embedding_cache c SET used_at = now() FROM found f
-        WHERE c.model = \(model) AND c.text_hash = f.text_hash AND f.used_at < now() - interval '1 day'
+      WITH touched AS (
+        UPDATE embedding_cache SET used_at = now() WHERE (model, text_hash) IN (
+          SELECT model, text_hash FROM embedding_cache
+          WHERE model = \(model) AND text_hash = ANY(\(hashes)) AND used_at < now() - interval '1 day'
+          FOR UPDATE SKIP LOCKED)
       )
-      SELECT text_hash, embedding::real[] FROM found
+      SELECT text_hash, embedding::real[] FROM embedding_cache WHERE model = \(model) AND text_hash = ANY(\(hashes))
       """, logger: self.logger)
     for row in rows {
       let (hash, vector) = try row.decode((String, [Float]).self)
@@ -54,7 +55,8 @@ public struct EmbeddingCache: Sendable {
   }
 
   /// Deletes the entries no lookup has used for `retention`, a batch at a time (short
-  /// transactions beside ingestion); returns how many.
+  /// transactions beside ingestion); returns how many. Rows another statement holds (a lookup
+  /// marking them used, another replica's prune) are skipped.
   @discardableResult
   public func prune(olderThan retention: Duration, batch: Int = 1000) async throws -> Int {
     let seconds = Double(retention.components.seconds)
@@ -63,7 +65,8 @@ public struct EmbeddingCache: Sendable {
       let rows = try await self.database.query(
         """
         DELETE FROM embedding_cache WHERE (model, text_hash) IN (
-          SELECT model, text_hash FROM embedding_cache WHERE used_at < now() - make_interval(secs => \(seconds)) LIMIT \(batch)
+          SELECT model, text_hash FROM embedding_cache WHERE used_at < now() - make_interval(secs => \(seconds))
+          LIMIT \(batch) FOR UPDATE SKIP LOCKED
         ) RETURNING 1
         """, logger: self.logger)
       deleted += rows.count
