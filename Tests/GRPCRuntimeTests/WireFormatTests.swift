@@ -126,6 +126,22 @@ struct WireFormatTests {
     #expect(wire.last?.1 == "AQI")
   }
 
+  @Test("Reserved and binary keys are recognised by their bytes, whatever their length")
+  func reservedKeys() {
+    let reserved = [
+      "te", "host", "upgrade", "connection", "keep-alive", "grpc-status", "content-type", "grpc-message", "grpc-timeout",
+      "grpc-encoding", "proxy-connection", "transfer-encoding", "grpc-accept-encoding", "grpc-status-details-bin",
+      ":path", ":",
+    ]
+    for key in reserved { #expect(Metadata.isReserved(key), "\(key)") }
+    for key in ["", "tf", "hosts", "x-trace-id", "grpc-statuz", "content-typ", "grpc-timeouts", "authorization", "grpc-status-details-bim"] {
+      #expect(!Metadata.isReserved(key), "\(key)")
+    }
+    #expect(Metadata.isBinaryKey("a-bin") && Metadata.isBinaryKey("-bin") && Metadata.isBinaryKey(String(Substring("x-trace-bin"))))
+    #expect(!Metadata.isBinaryKey("bin") && !Metadata.isBinaryKey("a-bim") && !Metadata.isBinaryKey("a-BIN") && !Metadata.isBinaryKey(""))
+    #expect(Metadata.lowercased("x-trace") == "x-trace" && Metadata.lowercased("X-Trace-ID") == "x-trace-id")
+  }
+
   @Test("Unknown grpc-status values become UNKNOWN; HTTP statuses map per the spec")
   func statusCodes() {
     #expect(StatusCode(wireValue: 99) == .unknown)

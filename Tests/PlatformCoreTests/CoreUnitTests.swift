@@ -24,6 +24,8 @@ struct TraceContextTests {
       "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
       "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
       "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-+1", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0A",
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-+0f067aa0ba902b7-01",
     ])
   func malformed(header: String) {
     #expect(TraceContext(traceparent: header) == nil)

@@ -10,6 +10,8 @@ public struct MetricsInterceptor: ServerInterceptor {
   private final class MethodMetrics: Sendable {
     let duration: Timer
     let inFlight: Meter
+    /// The OK calls' counter, made up front: most calls end OK.
+    let ok: Counter
     let codes: Mutex<[StatusCode: Counter]>
     let method: String
     let factory: any MetricsFactory
@@ -19,10 +21,15 @@ public struct MetricsInterceptor: ServerInterceptor {
       self.factory = factory
       self.duration = Timer(label: "rpc_server_duration_seconds", dimensions: [("method", method)], factory: factory)
       self.inFlight = Meter(label: "rpc_server_in_flight", dimensions: [("method", method)], factory: factory)
-      self.codes = Mutex([:])
+      self.ok = Counter(label: "rpc_server_requests_total", dimensions: [("method", method), ("code", "\(StatusCode.ok)")], factory: factory)
+      self.codes = Mutex([.ok: self.ok])
     }
 
     func finished(_ code: StatusCode) {
+      if code == .ok {
+        self.ok.increment()
+        return
+      }
       let counter = self.codes.withLock { counters in
         if let counter = counters[code] { return counter }
         let counter = Counter(

@@ -169,9 +169,7 @@ public struct TracingServerInterceptor: ServerInterceptor {
   }
 
   private static func announce(_ trace: TraceContext, in context: ServerContext) {
-    var initial = context.initialMetadata
-    initial.replaceOrAddString(trace.traceID, forKey: "x-trace-id")
-    context.initialMetadata = initial
+    context.updateInitialMetadata { $0.replaceOrAddString(trace.traceID, forKey: "x-trace-id") }
   }
 }
 

@@ -10,8 +10,12 @@ internal import Glibc
 public struct TraceContext: Sendable, Hashable {
   /// 32 lowercase hex digits, never all zero.
   public var traceID: String
-  /// 16 lowercase hex digits of the current span, never all zero.
-  public var spanID: String
+  /// The current span's id, never zero. Kept as a number: most calls never write it out (it
+  /// goes only into log lines and the `traceparent` of outgoing calls), and a 16-digit String
+  /// costs an allocation.
+  var span: UInt64
+  /// 16 lowercase hex digits of the current span.
+  public var spanID: String { Self.hex(self.span) }
   /// The trace flags (bit 0: sampled).
   public var flags: UInt8
   /// The `tracestate` header as received (vendors' entries), passed on unchanged; nil when none
@@ -29,12 +33,12 @@ public struct TraceContext: Sendable, Hashable {
 
   /// A new trace with a random id.
   public static func newTrace(sampled: Bool = true) -> TraceContext {
-    TraceContext(traceID: Self.randomHex(bytes: 16), spanID: Self.randomHex(bytes: 8), flags: sampled ? 1 : 0)
+    TraceContext(traceID: Self.randomTraceID(), span: Self.randomSpan(), flags: sampled ? 1 : 0)
   }
 
-  public init(traceID: String, spanID: String, flags: UInt8, state: String? = nil) {
+  init(traceID: String, span: UInt64, flags: UInt8, state: String? = nil) {
     self.traceID = traceID
-    self.spanID = spanID
+    self.span = span
     self.flags = flags
     self.state = state
   }
@@ -57,11 +61,11 @@ public struct TraceContext: Sendable, Hashable {
     let fields = traceparent.split(separator: "-", omittingEmptySubsequences: false)
     guard fields.count >= 4, fields[0].count == 2, Self.isHex(fields[0]), fields[0] != "ff" else { return nil }
     if fields[0] == "00" && fields.count != 4 { return nil }
-    guard fields[1].count == 32, Self.isHex(fields[1]), fields[1] != String(repeating: "0", count: 32),
-      fields[2].count == 16, Self.isHex(fields[2]), fields[2] != String(repeating: "0", count: 16),
-      fields[3].count == 2, let flags = UInt8(fields[3], radix: 16)
+    guard fields[1].utf8.count == 32, Self.isHex(fields[1]), fields[1].utf8.contains(where: { $0 != UInt8(ascii: "0") }),
+      fields[2].utf8.count == 16, Self.isHex(fields[2]), let span = UInt64(fields[2], radix: 16), span != 0,
+      fields[3].utf8.count == 2, Self.isHex(fields[3]), let flags = UInt8(fields[3], radix: 16)
     else { return nil }
-    self.init(traceID: String(fields[1]), spanID: String(fields[2]), flags: flags)
+    self.init(traceID: String(fields[1]), span: span, flags: flags)
   }
 
   /// The `traceparent` header value.
@@ -71,7 +75,7 @@ public struct TraceContext: Sendable, Hashable {
 
   /// A child span in the same trace.
   public func child() -> TraceContext {
-    TraceContext(traceID: self.traceID, spanID: Self.randomHex(bytes: 8), flags: self.flags, state: self.state)
+    TraceContext(traceID: self.traceID, span: Self.randomSpan(), flags: self.flags, state: self.state)
   }
 
   /// Writes this context as `traceparent` (and `tracestate`, when there is one) into `metadata`.
@@ -84,20 +88,43 @@ public struct TraceContext: Sendable, Hashable {
     text.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
   }
 
-  /// `bytes` (8 or 16) random bytes as lowercase hex, never all zero (W3C: invalid).
-  private static func randomHex(bytes: Int) -> String {
-    String(unsafeUninitializedCapacity: bytes * 2) { buffer in
-      var random: (UInt64, UInt64) = (0, 0)
-      withUnsafeMutableBytes(of: &random) { raw in
-        let ids = UnsafeMutableRawBufferPointer(rebasing: raw[..<bytes])
-        repeat { TraceRandom.fill(ids) } while ids.allSatisfy { $0 == 0 }
-        let digits: StaticString = "0123456789abcdef"
-        for (index, byte) in ids.enumerated() {
-          buffer[2 * index] = digits.utf8Start[Int(byte >> 4)]
-          buffer[2 * index + 1] = digits.utf8Start[Int(byte & 0xF)]
-        }
-      }
-      return bytes * 2
+  /// A random trace id: 16 bytes as lowercase hex, never all zero (W3C: invalid).
+  private static func randomTraceID() -> String {
+    var random: (UInt64, UInt64) = (0, 0)
+    repeat {
+      withUnsafeMutableBytes(of: &random) { TraceRandom.fill($0) }
+    } while random == (0, 0)
+    return Self.hex(random.0, random.1)
+  }
+
+  /// A random span id, never zero.
+  private static func randomSpan() -> UInt64 {
+    var span: UInt64 = 0
+    while span == 0 { withUnsafeMutableBytes(of: &span) { TraceRandom.fill($0) } }
+    return span
+  }
+
+  /// `value` as 16 lowercase hex digits.
+  private static func hex(_ value: UInt64) -> String {
+    String(unsafeUninitializedCapacity: 16) { buffer in
+      Self.writeHex(value, into: buffer, at: 0)
+      return 16
+    }
+  }
+
+  /// `high` then `low` as 32 lowercase hex digits.
+  private static func hex(_ high: UInt64, _ low: UInt64) -> String {
+    String(unsafeUninitializedCapacity: 32) { buffer in
+      Self.writeHex(high, into: buffer, at: 0)
+      Self.writeHex(low, into: buffer, at: 16)
+      return 32
+    }
+  }
+
+  private static func writeHex(_ value: UInt64, into buffer: UnsafeMutableBufferPointer<UInt8>, at offset: Int) {
+    let digits: StaticString = "0123456789abcdef"
+    for digit in 0..<16 {
+      buffer[offset + digit] = digits.utf8Start[Int(truncatingIfNeeded: value >> (60 - 4 * UInt64(digit)) & 0xF)]
     }
   }
 }

@@ -35,12 +35,12 @@ public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequ
 
   /// Appends an ASCII value. The key is lower-cased.
   public mutating func addString(_ value: String, forKey key: String) {
-    self.entries.append(Entry(key: key.lowercased(), value: .string(value)))
+    self.entries.append(Entry(key: Self.lowercased(key), value: .string(value)))
   }
 
   /// Appends a binary value; the key must end in `-bin`. The key is lower-cased.
   public mutating func addBinary(_ value: [UInt8], forKey key: String) {
-    self.entries.append(Entry(key: key.lowercased(), value: .binary(value)))
+    self.entries.append(Entry(key: Self.lowercased(key), value: .binary(value)))
   }
 
   /// Replaces every value of `key` with one ASCII value.
@@ -50,7 +50,7 @@ public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequ
   }
 
   public mutating func removeAll(forKey key: String) {
-    let key = key.lowercased()
+    let key = Self.lowercased(key)
     self.entries.removeAll { $0.key == key }
   }
 
@@ -84,21 +84,44 @@ public struct Metadata: Sendable, Hashable, ExpressibleByDictionaryLiteral, Sequ
     }
   }
 
+  /// Whether `key` is a pseudo-header or a header the protocol owns. Compares bytes, and only
+  /// with the names of `key`'s length: every header of every call passes through here.
   static func isReserved(_ key: String) -> Bool {
-    if key.hasPrefix(":") { return true }
-    switch key {
-    case "content-type", "te", "grpc-status", "grpc-message", "grpc-timeout", "grpc-encoding",
-      "grpc-accept-encoding", "grpc-status-details-bin", "connection", "host",
-      "transfer-encoding", "keep-alive", "proxy-connection", "upgrade":
-      return true
-    default:
-      return false
+    let utf8 = key.utf8
+    guard let first = utf8.first else { return false }
+    if first == UInt8(ascii: ":") { return true }
+    switch utf8.count {
+    case 2: return key == "te"
+    case 4: return key == "host"
+    case 7: return key == "upgrade"
+    case 10: return key == "connection" || key == "keep-alive"
+    case 11: return key == "grpc-status"
+    case 12: return key == "content-type" || key == "grpc-message" || key == "grpc-timeout"
+    case 13: return key == "grpc-encoding"
+    case 16: return key == "proxy-connection"
+    case 17: return key == "transfer-encoding"
+    case 20: return key == "grpc-accept-encoding"
+    case 23: return key == "grpc-status-details-bin"
+    default: return false
     }
+  }
+
+  /// Whether `key` names a binary header (`-bin`), compared as bytes.
+  static func isBinaryKey(_ key: String) -> Bool {
+    key.utf8.withContiguousStorageIfAvailable { bytes in
+      bytes.count >= 4 && bytes[bytes.count - 4] == UInt8(ascii: "-") && bytes[bytes.count - 3] == UInt8(ascii: "b")
+        && bytes[bytes.count - 2] == UInt8(ascii: "i") && bytes[bytes.count - 1] == UInt8(ascii: "n")
+    } ?? key.utf8.suffix(4).elementsEqual("-bin".utf8)
+  }
+
+  /// `key` in lower case; the same string (no copy) when it already is, as keys nearly always are.
+  static func lowercased(_ key: String) -> String {
+    key.utf8.contains { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") } ? key.lowercased() : key
   }
 
   /// Decodes one received header into an entry, or nil when the value is not valid for its key.
   static func decodedEntry(key: String, value: Substring) -> Entry? {
-    if key.hasSuffix("-bin") {
+    if Self.isBinaryKey(key) {
       guard let bytes = Base64.decode(value) else { return nil }
       return Entry(key: key, value: .binary(bytes))
     }

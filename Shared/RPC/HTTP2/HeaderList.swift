@@ -81,6 +81,50 @@ struct HeaderList {
   }
 }
 
+extension StaticHeaderBlock {
+  /// Calls `body` with `block` followed by `metadata`'s headers as one `nghttp2_nv` array, built
+  /// in temporary memory (on the stack when small): response headers that carry metadata (every
+  /// platform call sends `x-trace-id`) cost no heap allocation. nghttp2 copies the metadata's
+  /// bytes during the `submit_*` call `body` makes.
+  static func with<Result>(
+    _ block: UnsafeBufferPointer<nghttp2_nv>, metadata: Metadata,
+    _ body: (UnsafePointer<nghttp2_nv>, Int) -> Result
+  ) -> Result {
+    var fieldCount = 0
+    var byteCount = 0
+    metadata.forEachWireHeader { name, value in
+      fieldCount += 1
+      byteCount += name.utf8.count + value.utf8.count
+    }
+    return withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: block.count + fieldCount) { pairs in
+      withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(byteCount, 1)) { bytes in
+        _ = pairs.initialize(fromContentsOf: block)
+        var index = block.count
+        var offset = 0
+        metadata.forEachWireHeader { name, value in
+          let name = Self.copy(name, into: bytes, at: &offset)
+          let value = Self.copy(value, into: bytes, at: &offset)
+          pairs[index] = nghttp2_nv(
+            name: name.baseAddress, value: value.baseAddress, namelen: name.count, valuelen: value.count,
+            flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+          index += 1
+        }
+        return body(UnsafePointer(pairs.baseAddress!), index)
+      }
+    }
+  }
+
+  private static func copy(
+    _ text: String, into bytes: UnsafeMutableBufferPointer<UInt8>, at offset: inout Int
+  ) -> UnsafeMutableBufferPointer<UInt8> {
+    let count = text.utf8.count
+    let target = UnsafeMutableBufferPointer(rebasing: bytes[offset..<offset + count])
+    _ = target.initialize(fromContentsOf: text.utf8)
+    offset += count
+    return target
+  }
+}
+
 /// Byte-wise comparison of a received header name or value with a literal.
 @inline(__always)
 func bytesEqual(_ pointer: UnsafePointer<UInt8>, _ length: Int, _ literal: StaticString) -> Bool {

@@ -537,18 +537,12 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     var provider = nghttp2_data_provider(
       source: nghttp2_data_source(ptr: nil), read_callback: ServerConnectionHandler.readResponseData)
     let metadata = stream.context?.initialMetadata ?? [:]
+    let block = gzip ? StaticHeaderBlock.gzipResponse : StaticHeaderBlock.response
     if metadata.isEmpty {
-      let block = gzip ? StaticHeaderBlock.gzipResponse : StaticHeaderBlock.response
       nghttp2_submit_response(session, stream.id, block.baseAddress, block.count, &provider)
       return
     }
-    var headers = HeaderList()
-    headers.add(":status", "200")
-    headers.add("content-type", "application/grpc")
-    if gzip { headers.add("grpc-encoding", "gzip") }
-    headers.add("grpc-accept-encoding", MessageEncoding.acceptHeader)
-    headers.add(metadata: metadata)
-    headers.withNameValuePairs { pairs, count in
+    StaticHeaderBlock.with(block, metadata: metadata) { pairs, count in
       _ = nghttp2_submit_response(session, stream.id, pairs, count, &provider)
     }
   }

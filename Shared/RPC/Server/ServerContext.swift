@@ -28,8 +28,8 @@ public final class ServerContext: Sendable {
   /// The values the client sent for one text (not `-bin`) metadata key, in order: the cheap way
   /// to read one header, without decoding the others.
   public func requestMetadataStrings(forKey key: String) -> [String] {
-    let key = key.lowercased()
-    precondition(!key.hasSuffix("-bin") && !Metadata.isReserved(key), "'\(key)' is not a text metadata key")
+    let key = Metadata.lowercased(key)
+    precondition(!Metadata.isBinaryKey(key) && !Metadata.isReserved(key), "'\(key)' is not a text metadata key")
     if let metadata = self.state.withLock({ $0.requestMetadata }) {
       return metadata.compactMap { entry in
         guard entry.key == key, case .string(let value) = entry.value else { return nil }
@@ -70,6 +70,12 @@ public final class ServerContext: Sendable {
   public var initialMetadata: Metadata {
     get { self.state.withLock { $0.initialMetadata } }
     set { self.state.withLock { $0.initialMetadata = newValue } }
+  }
+
+  /// Changes the metadata sent with the response headers in place (no copy of what is there);
+  /// call it before the first response message.
+  public func updateInitialMetadata(_ body: (inout Metadata) -> Void) {
+    self.state.withLock { body(&$0.initialMetadata) }
   }
 
   /// Metadata sent with the status at the end of the call.
