@@ -43,15 +43,10 @@ public struct CodeSandboxService: PlatformServiceDefinition {
     // crashes, every minute; cancellations published by other instances are followed.
     resources.lifetime.run {
       var first = true
-      while !Task.isCancelled {
-        do {
-          let failed = try await store.failStale(instance: first ? instance : nil, olderThan: Self.longestRun)
-          first = false
-          if failed > 0 { logger.warning("Failed runs a stopped service left pending or running", metadata: ["count": "\(failed)"]) }
-        } catch {
-          logger.warning("Could not check for interrupted runs", metadata: ["error": "\(error)"])
-        }
-        try? await Task.sleep(for: .seconds(60))
+      await Periodic.run(every: .seconds(60), logger: logger, failure: "Could not check for interrupted runs") {
+        let failed = try await store.failStale(instance: first ? instance : nil, olderThan: Self.longestRun)
+        first = false
+        if failed > 0 { logger.warning("Failed runs a stopped service left pending or running", metadata: ["count": "\(failed)"]) }
       }
     }
     resources.lifetime.run { await executions.followCancellations() }

@@ -51,8 +51,7 @@ public struct TextToSQLService: PlatformServiceDefinition {
       databases: databases, store: QueryStore(database: resources.database, logger: resources.logger),
       generator: generator, audit: audit, logger: resources.logger)
     resources.lifetime.run {
-      while !Task.isCancelled {
-        try? await Task.sleep(for: .seconds(60))
+      await Periodic.run(every: .seconds(60), starting: .afterInterval) {
         await targets.closeIdle()
       }
     }

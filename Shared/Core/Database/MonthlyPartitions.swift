@@ -144,13 +144,8 @@ public struct MonthlyPartitions: Sendable {
   /// Maintains the partitions now and then every `interval` until the task is cancelled; a
   /// failed round is logged and retried at the next.
   public func run(every interval: Duration = .seconds(6 * 3600)) async {
-    while !Task.isCancelled {
-      do {
-        try await self.maintain()
-      } catch {
-        self.logger.warning("Partition maintenance failed", metadata: ["table": "\(self.table)", "error": "\(String(reflecting: error))"])
-      }
-      try? await Task.sleep(for: interval)
+    await Periodic.run(every: interval, logger: self.logger, failure: "Partition maintenance failed", metadata: ["table": "\(self.table)"]) {
+      try await self.maintain()
     }
   }
 }

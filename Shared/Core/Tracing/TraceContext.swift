@@ -142,7 +142,7 @@ enum TraceRandom {
 
   private typealias GetRandom = @convention(c) (UnsafeMutableRawPointer?, Int, UInt32) -> Int
   /// glibc's `getrandom` (<sys/random.h> is not part of the Glibc module).
-  nonisolated(unsafe) private static let getrandom: GetRandom? = {
+  private static let getrandom: GetRandom? = {
     #if canImport(Glibc)
     dlsym(UnsafeMutableRawPointer(bitPattern: 0), "getrandom").map { unsafeBitCast($0, to: GetRandom.self) }
     #else

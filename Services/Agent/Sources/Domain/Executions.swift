@@ -200,9 +200,8 @@ public struct Executions: Sendable {
     }
     let renewal = lease.map { held in
       Task {
-        while !Task.isCancelled {
-          try? await Task.sleep(for: .seconds(10))
-          _ = try? await locks.extend(held, ttl: .seconds(30))
+        await Periodic.run(every: .seconds(10), starting: .afterInterval, logger: self.logger, failure: "Could not extend an execution's lease") {
+          _ = try await locks.extend(held, ttl: .seconds(30))
         }
       }
     }
@@ -408,19 +407,14 @@ public struct Executions: Sendable {
   /// Fails, every minute until cancelled, the executions no one runs any more (a sync run whose
   /// service died, a job out of attempts) once older than `age`.
   public func failInterrupted(olderThan age: Duration) async {
-    while !Task.isCancelled {
-      do {
-        let failed = try await self.store.failInterrupted(olderThan: age, then: self.callbacks.onStatusChange)
-        if !failed.isEmpty {
-          self.logger.warning("Failed executions a stopped service left pending or running", metadata: ["count": "\(failed.count)"])
-        }
-        for execution in failed {
-          await self.cache.write(execution)
-        }
-      } catch {
-        self.logger.warning("Could not check for interrupted executions", metadata: ["error": "\(error)"])
+    await Periodic.run(every: .seconds(60), logger: self.logger, failure: "Could not check for interrupted executions") {
+      let failed = try await self.store.failInterrupted(olderThan: age, then: self.callbacks.onStatusChange)
+      if !failed.isEmpty {
+        self.logger.warning("Failed executions a stopped service left pending or running", metadata: ["count": "\(failed.count)"])
       }
-      try? await Task.sleep(for: .seconds(60))
+      for execution in failed {
+        await self.cache.write(execution)
+      }
     }
   }
 

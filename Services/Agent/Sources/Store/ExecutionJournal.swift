@@ -47,12 +47,7 @@ public actor ExecutionJournal {
 
   /// Flushes every `interval` until cancelled.
   public func flushEvery(_ interval: Duration) async {
-    while !Task.isCancelled {
-      do {
-        try await Task.sleep(for: interval)
-      } catch {
-        return
-      }
+    await Periodic.run(every: interval, starting: .afterInterval) {
       await self.flush()
     }
   }

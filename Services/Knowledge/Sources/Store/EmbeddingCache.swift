@@ -77,14 +77,9 @@ public struct EmbeddingCache: Sendable {
   /// Prunes now and then every `interval` until the task is cancelled; a failed round is logged
   /// and retried at the next.
   public func run(retention: Duration, every interval: Duration = .seconds(3600)) async {
-    while !Task.isCancelled {
-      do {
-        let deleted = try await self.prune(olderThan: retention)
-        if deleted > 0 { self.logger.info("Pruned the embedding cache", metadata: ["deleted": "\(deleted)"]) }
-      } catch {
-        self.logger.warning("Embedding cache pruning failed", metadata: ["error": "\(String(reflecting: error))"])
-      }
-      try? await Task.sleep(for: interval)
+    await Periodic.run(every: interval, logger: self.logger, failure: "Embedding cache pruning failed") {
+      let deleted = try await self.prune(olderThan: retention)
+      if deleted > 0 { self.logger.info("Pruned the embedding cache", metadata: ["deleted": "\(deleted)"]) }
     }
   }
 }

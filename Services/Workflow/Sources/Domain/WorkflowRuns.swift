@@ -305,13 +305,8 @@ public struct WorkflowRuns: Sendable {
   /// replicas), and that job starts the run. Fire times missed for longer (the service was
   /// down) are not caught up.
   public func schedule(interval: Duration = .seconds(5), window: TimeInterval = 120) async {
-    while !Task.isCancelled {
-      do {
-        try await self.enqueueDueFires(now: Date(), window: window)
-      } catch {
-        self.logger.warning("Could not check workflow schedules", metadata: ["error": "\(error)"])
-      }
-      try? await Task.sleep(for: interval)
+    await Periodic.run(every: interval, logger: self.logger, failure: "Could not check workflow schedules") {
+      try await self.enqueueDueFires(now: Date(), window: window)
     }
   }
 
