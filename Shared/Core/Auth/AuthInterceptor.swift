@@ -65,15 +65,22 @@ public struct AuthInterceptor: ServerInterceptor {
   }
 
   public func intercept(context: ServerContext, next: (ServerContext) async throws -> Void) async throws {
-    let required: Permission
+    // The open path in a frame of its own: an async function's frame holds every local of every
+    // path, and the task allocates it anew for each call.
     switch self.policy.decision(for: context.method) {
     case .open:
-      return try await next(context)
+      try await next(context)
     case .undeclared:
       throw self.refuse(context, nil, .permissionDenied, "\(context.method.path) declares no permission and is closed")
     case .requires(let permission):
-      required = permission
+      try await self.authenticate(context, requiring: permission, next: next)
     }
+  }
+
+  /// Runs `next` for a caller who has `required`, and refuses anyone else.
+  private func authenticate(
+    _ context: ServerContext, requiring required: Permission, next: (ServerContext) async throws -> Void
+  ) async throws {
     let authorization = context.requestMetadataStrings(forKey: "authorization")
     let apiKeyHeaders = context.requestMetadataStrings(forKey: "x-api-key")
     if !apiKeyHeaders.isEmpty || authorization.first.map(Self.isApiKeyScheme) == true {

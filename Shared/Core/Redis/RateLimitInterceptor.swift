@@ -40,6 +40,14 @@ public struct RateLimitInterceptor: ServerInterceptor {
     guard let caller = context.caller, case .requires(let permission) = self.policy.decision(for: context.method) else {
       return try await next(context)
     }
+    // The limited path in a frame of its own: an async function's frame holds every local of
+    // every path, and the task allocates it anew for each call.
+    try await self.limited(context, caller: caller, permission: permission, next: next)
+  }
+
+  private func limited(
+    _ context: ServerContext, caller: Caller, permission: Permission, next: (ServerContext) async throws -> Void
+  ) async throws {
     let rpcClass = permission.rawValue.split(separator: ":").last.map(String.init) ?? permission.rawValue
     let limit = self.limits.limit(forClass: rpcClass)
     guard limit > 0 else { return try await next(context) }

@@ -16,37 +16,47 @@ public struct ErrorMappingInterceptor: ServerInterceptor {
   public func intercept(context: ServerContext, next: (ServerContext) async throws -> Void) async throws {
     do {
       try await next(context)
-    } catch let error as RPCError {
-      throw error
-    } catch let error as any RPCErrorConvertible {
-      throw error.rpcError
-    } catch is CancellationError {
-      throw RPCError(.cancelled, "The call was cancelled")
-    } catch where DatabaseErrors.isCancellation(error) {
-      throw RPCError(.cancelled, "The call was cancelled")
     } catch {
-      let traceID = TraceContext.current?.traceID ?? "-"
-      if DatabaseErrors.isUnavailable(error) {
-        self.logger.error(
-          "Database unavailable",
-          metadata: ["method": "\(context.method.path)", "error": "\(DatabaseErrors.describe(error))"])
-        throw RPCError(.unavailable, "The service's database is unavailable; retry later (trace \(traceID))")
-      }
-      switch DatabaseErrors.sqlState(of: error) {
-      case "57014":
-        throw RPCError(.deadlineExceeded, "The database query was cancelled (statement timeout)")
-      case "40001", "40P01":
-        // A serialization failure or a deadlock: the transaction was rolled back whole, and the
-        // same call may well succeed when retried (gRPC's ABORTED: retry at a higher level).
-        self.logger.warning(
-          "Transaction aborted by a conflict", metadata: ["method": "\(context.method.path)", "error": "\(DatabaseErrors.describe(error))"])
-        throw RPCError(.aborted, "The call conflicted with a concurrent one and changed nothing; retry it (trace \(traceID))")
-      default:
-        break
-      }
-      self.logger.error(
-        "Unexpected error", metadata: ["method": "\(context.method.path)", "error": "\(DatabaseErrors.describe(error))"])
-      throw RPCError(.internal, "Internal error (trace \(traceID))")
+      // Mapped in a synchronous function: the async frame, allocated for every call, holds
+      // only the error.
+      throw self.mapped(error, method: context.method)
     }
+  }
+
+  private func mapped(_ error: any Error, method: MethodDescriptor) -> any Error {
+    switch error {
+    case let error as RPCError:
+      return error
+    case let error as any RPCErrorConvertible:
+      return error.rpcError
+    case is CancellationError:
+      return RPCError(.cancelled, "The call was cancelled")
+    case _ where DatabaseErrors.isCancellation(error):
+      return RPCError(.cancelled, "The call was cancelled")
+    default:
+      break
+    }
+    let traceID = TraceContext.current?.traceID ?? "-"
+    if DatabaseErrors.isUnavailable(error) {
+      self.logger.error(
+        "Database unavailable",
+        metadata: ["method": "\(method.path)", "error": "\(DatabaseErrors.describe(error))"])
+      return RPCError(.unavailable, "The service's database is unavailable; retry later (trace \(traceID))")
+    }
+    switch DatabaseErrors.sqlState(of: error) {
+    case "57014":
+      return RPCError(.deadlineExceeded, "The database query was cancelled (statement timeout)")
+    case "40001", "40P01":
+      // A serialization failure or a deadlock: the transaction was rolled back whole, and the
+      // same call may well succeed when retried (gRPC's ABORTED: retry at a higher level).
+      self.logger.warning(
+        "Transaction aborted by a conflict", metadata: ["method": "\(method.path)", "error": "\(DatabaseErrors.describe(error))"])
+      return RPCError(.aborted, "The call conflicted with a concurrent one and changed nothing; retry it (trace \(traceID))")
+    default:
+      break
+    }
+    self.logger.error(
+      "Unexpected error", metadata: ["method": "\(method.path)", "error": "\(DatabaseErrors.describe(error))"])
+    return RPCError(.internal, "Internal error (trace \(traceID))")
   }
 }

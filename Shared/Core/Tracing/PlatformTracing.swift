@@ -134,16 +134,26 @@ public struct TracingServerInterceptor: ServerInterceptor {
 
   public func intercept(context: ServerContext, next: (ServerContext) async throws -> Void) async throws {
     guard let tracer = self.tracing.tracer else {
-      // `tracestate` is looked up only when there is a trace to continue.
-      let incoming = context.requestMetadataStrings(forKey: "traceparent").first.flatMap {
-        TraceContext(traceparent: $0, tracestate: context.requestMetadataStrings(forKey: "tracestate").first)
-      }
-      let trace = incoming?.child() ?? TraceContext.newTrace()
+      let trace = Self.trace(of: context)
       Self.announce(trace, in: context)
       try await TraceContext.$current.withValue(trace) { try await next(context) }
       return
     }
+    // The span's path in a frame of its own: an async function's frame holds every local of
+    // every path, and the task allocates it anew for each call.
+    try await self.traced(context, tracer: tracer, next: next)
+  }
 
+  /// The caller's trace continued, or a new one. (`tracestate` is looked up only when there is
+  /// a trace to continue.)
+  private static func trace(of context: ServerContext) -> TraceContext {
+    let incoming = context.requestMetadataStrings(forKey: "traceparent").first.flatMap {
+      TraceContext(traceparent: $0, tracestate: context.requestMetadataStrings(forKey: "tracestate").first)
+    }
+    return incoming?.child() ?? TraceContext.newTrace()
+  }
+
+  private func traced(_ context: ServerContext, tracer: any Tracer, next: (ServerContext) async throws -> Void) async throws {
     var parent = InstrumentationContext.topLevel
     tracer.extract(context, into: &parent, using: ServerCallExtractor())
     let method = context.method

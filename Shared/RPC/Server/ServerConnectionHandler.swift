@@ -414,28 +414,32 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       stream: NIOLoopBound(stream, eventLoop: self.eventLoop))
     stream.request = nil
     let interceptors = self.shared.interceptors
-    let body: @concurrent @Sendable () async -> Void = {
-      var response: ByteBufferPayload?
-      let result: Result<ByteBufferPayload?, RPCError>
-      do {
-        try await ServerContext.$current.withValue(call.context) {
-          try await interceptors.run(context: call.context) { _ in
-            response = try await method.invoke(call)
-          }
-        }
-        result = .success(response)
-      } catch {
-        result = .failure(RPCError(mapping: error))
-      }
-      call.complete(result)
-    }
+    // The closures are written out at each call (not one `let` passed to both): a stored closure
+    // is converted to the task's operation type through two thunks, two more allocations a call.
     if let taskExecutor = self.taskExecutor {
       // The handler starts right here, on the loop, and runs until it first suspends; a handler
       // that never does (echo, a cache hit) completes within this read, with no task switch.
-      stream.task = Task.immediate(executorPreference: taskExecutor, operation: body)
+      stream.task = Task.immediate(executorPreference: taskExecutor) { @Sendable in await Self.handle(call, method: method, interceptors: interceptors) }
     } else {
-      stream.task = Task(operation: body)
+      stream.task = Task { @Sendable in await Self.handle(call, method: method, interceptors: interceptors) }
     }
+  }
+
+  /// Runs a call's interceptors and handler in its task, then hands the outcome to the loop.
+  private static func handle(_ call: ServerCall, method: ServerMethod, interceptors: [any ServerInterceptor]) async {
+    var response: ByteBufferPayload?
+    let result: Result<ByteBufferPayload?, RPCError>
+    do {
+      try await ServerContext.$current.withValue(call.context) {
+        try await interceptors.run(context: call.context) { _ in
+          response = try await method.invoke(call)
+        }
+      }
+      result = .success(response)
+    } catch {
+      result = .failure(RPCError(mapping: error))
+    }
+    call.complete(result)
   }
 
   /// Ends a call early with `error`: the task (if any) is cancelled and its outcome ignored.
