@@ -5,6 +5,8 @@ internal import SwiftProtobuf
 /// and the final status back to the connection's event loop.
 final class ServerCall: MessageSink {
   let context: ServerContext
+  let method: ServerMethod
+  let interceptors: [any ServerInterceptor]
   let codec: MessageCodec
   /// The request of a unary or server-streaming call.
   let request: ReceivedMessage?
@@ -14,6 +16,8 @@ final class ServerCall: MessageSink {
 
   init(
     context: ServerContext,
+    method: ServerMethod,
+    interceptors: [any ServerInterceptor],
     codec: MessageCodec,
     request: ReceivedMessage?,
     requests: InboundMessageQueue?,
@@ -22,6 +26,8 @@ final class ServerCall: MessageSink {
   ) {
     self.acceptsGzip = acceptsGzip
     self.context = context
+    self.method = method
+    self.interceptors = interceptors
     self.codec = codec
     self.request = request
     self.requests = requests
@@ -63,6 +69,24 @@ final class ServerCall: MessageSink {
         }
       }
     }
+  }
+
+  /// Runs the interceptors and the handler (in the call's task), then hands the outcome to the
+  /// connection's loop.
+  func run() async {
+    var response: ByteBufferPayload?
+    let result: Result<ByteBufferPayload?, RPCError>
+    do {
+      try await ServerContext.$current.withValue(self.context) {
+        try await self.interceptors.run(context: self.context) { _ in
+          response = try await self.method.invoke(self)
+        }
+      }
+      result = .success(response)
+    } catch {
+      result = .failure(RPCError(mapping: error))
+    }
+    self.complete(result)
   }
 
   /// Ends the call with the handler's outcome: the single response (if any) and the status.

@@ -409,37 +409,20 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       return
     }
     let call = ServerCall(
-      context: context, codec: codec, request: stream.request, requests: stream.requests,
-      acceptsGzip: stream.acceptsGzip && self.shared.configuration.compressResponses,
+      context: context, method: method, interceptors: self.shared.interceptors, codec: codec, request: stream.request,
+      requests: stream.requests, acceptsGzip: stream.acceptsGzip && self.shared.configuration.compressResponses,
       stream: NIOLoopBound(stream, eventLoop: self.eventLoop))
     stream.request = nil
-    let interceptors = self.shared.interceptors
-    // The closures are written out at each call (not one `let` passed to both): a stored closure
-    // is converted to the task's operation type through two thunks, two more allocations a call.
+    // The closures are written out at each use (not one `let` passed to both): a stored closure
+    // reaches the task's operation type through two conversion thunks, two more allocations a
+    // call.
     if let taskExecutor = self.taskExecutor {
       // The handler starts right here, on the loop, and runs until it first suspends; a handler
       // that never does (echo, a cache hit) completes within this read, with no task switch.
-      stream.task = Task.immediate(executorPreference: taskExecutor) { @Sendable in await Self.handle(call, method: method, interceptors: interceptors) }
+      stream.task = Task.immediate(executorPreference: taskExecutor) { @Sendable in await call.run() }
     } else {
-      stream.task = Task { @Sendable in await Self.handle(call, method: method, interceptors: interceptors) }
+      stream.task = Task { @Sendable in await call.run() }
     }
-  }
-
-  /// Runs a call's interceptors and handler in its task, then hands the outcome to the loop.
-  private static func handle(_ call: ServerCall, method: ServerMethod, interceptors: [any ServerInterceptor]) async {
-    var response: ByteBufferPayload?
-    let result: Result<ByteBufferPayload?, RPCError>
-    do {
-      try await ServerContext.$current.withValue(call.context) {
-        try await interceptors.run(context: call.context) { _ in
-          response = try await method.invoke(call)
-        }
-      }
-      result = .success(response)
-    } catch {
-      result = .failure(RPCError(mapping: error))
-    }
-    call.complete(result)
   }
 
   /// Ends a call early with `error`: the task (if any) is cancelled and its outcome ignored.
