@@ -73,11 +73,8 @@ public struct MetricsInterceptor: ServerInterceptor {
     do {
       try await next(context)
       metrics.finished(.ok)
-    } catch let error as RPCError {
-      metrics.finished(error.code)
-      throw error
     } catch {
-      metrics.finished(.unknown)
+      metrics.finished((error as? RPCError)?.code ?? .unknown)
       throw error
     }
   }
