@@ -289,6 +289,8 @@ struct SearchTests {
       // New connections get the setting, and the service's own (the iterative scan).
       var service = configuration
       service.sessionSettings = try KnowledgeService().databaseSessionSettings(Environment([:]))
+      // One connection: the statements below run where the search ran.
+      service.poolSize = 1
       try await TestPostgres.withClient(service) { client in
         let database = Database(client: client)
         let query = try await OfflineEmbedder().embed(["latency of the service mesh"])[0]
@@ -296,6 +298,11 @@ struct SearchTests {
         let found = try await store.nearest(query, knowledgeBases: [small], documents: nil, limit: 10)
         #expect(found.count == 10 && found.allSatisfy { $0.documentID == smallDocument })
         #expect(found.map(\.score) == found.map(\.score).sorted(by: >))
+        // The search started with 40 candidates (a top 10), for its own statement only: the
+        // connection keeps the service's setting.
+        #expect(VectorIndexes.candidates(limit: 10) == 40 && VectorIndexes.candidates(limit: 300) == 600)
+        let setting = try await database.query("SELECT current_setting('hnsw.ef_search')", logger: TestPostgres.quietLogger)
+        #expect(try setting.first?.decode(String.self) == String(VectorIndexes.defaultEFSearch))
         // The control: the same plan without the iterative scan stops after ef_search candidates,
         // of which about 1% are the small knowledge base's.
         let plain = try await database.withTransaction(logger: TestPostgres.quietLogger) { connection in

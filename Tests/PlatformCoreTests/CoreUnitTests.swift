@@ -77,6 +77,11 @@ struct ConfigurationTests {
     #expect(configuration.logLevel == .debug)
     #expect(configuration.peers[.agent] == "agent:50051")
     #expect(!configuration.auth.usesDevelopmentKeys)
+    // A fixed-size pool unless told otherwise.
+    #expect(configuration.database.poolSize == 8 && configuration.database.minimumConnections == 8)
+    let smaller = try ServiceConfiguration.fromEnvironment(
+      service: .persona, environment: Environment(["DATABASE_POOL_SIZE": "12", "DATABASE_POOL_MIN": "2"]))
+    #expect(smaller.database.poolSize == 12 && smaller.database.minimumConnections == 2)
   }
 
   static let signingKey = TokenSigningKey.generate(id: "configuration-test")
@@ -126,6 +131,7 @@ struct ConfigurationTests {
     arguments: [
       ("PORT", "http"), ("PORT", "70000"), ("DATABASE_URL", "mysql://u:secret@h/db"), ("DATABASE_URL", "postgres://u:secret@h"),
       ("LOG_LEVEL", "loud"), ("LOG_FORMAT", "xml"), ("JWT_SECRET", "short"), ("JWT_PUBLIC_KEYS", "{}"), ("JWT_PRIVATE_KEY", "/nonexistent/key.jwk"), ("DATABASE_POOL_SIZE", "0"),
+      ("DATABASE_POOL_MIN", "9"), ("DATABASE_POOL_MIN", "-1"),
       ("DATABASE_URL", "postgres://u:secret@h/db?sslmode=prefer"), ("SHUTDOWN_GRACE_SECONDS", "1e16"),
       ("SHUTDOWN_GRACE_SECONDS", "-1"),
     ])

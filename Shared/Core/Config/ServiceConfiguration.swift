@@ -71,12 +71,14 @@ public struct ServiceConfiguration: Sendable {
     service: PlatformServiceName,
     environment: Environment = .process
   ) throws -> Self {
-    let database = try DatabaseConfiguration(
+    var database = try DatabaseConfiguration(
       url: environment.string(
         "DATABASE_URL", default: "postgres://platform:platform@127.0.0.1:5432/\(service.databaseName)"),
       poolSize: environment.int("DATABASE_POOL_SIZE", default: 8, range: 1...1000),
       connectTimeout: environment.seconds("DATABASE_CONNECT_TIMEOUT_SECONDS", default: .seconds(30))
     )
+    // A fixed-size pool by default (HikariCP's advice too): no idle timer per statement.
+    database.minimumConnections = try environment.int("DATABASE_POOL_MIN", default: database.poolSize, range: 0...database.poolSize)
     var peers: [PlatformServiceName: String] = [:]
     for peer in PlatformServiceName.allCases {
       peers[peer] = environment.string(peer.addressVariable, default: "127.0.0.1:\(peer.defaultPort)")

@@ -12,6 +12,11 @@ public struct DatabaseConfiguration: Sendable, CustomStringConvertible {
   public var requireTLS: Bool
   /// Connections in the pool (`DATABASE_POOL_SIZE`).
   public var poolSize: Int
+  /// Connections the pool opens at once and keeps however idle (`DATABASE_POOL_MIN`; services
+  /// default to the pool's size). The pool arms an idle timer each time one of the others goes
+  /// back to it, and cancels it at the next lease: a task started and a task cancelled on the
+  /// global executor for every statement. A kept connection has no timer.
+  public var minimumConnections = 0
   /// How long start-up keeps retrying an unreachable database before giving up.
   public var connectTimeout: Duration
   /// Run-time parameters every connection starts with, sent in its start-up message (an

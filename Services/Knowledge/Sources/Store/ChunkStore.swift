@@ -200,20 +200,31 @@ public struct ChunkStore: Sendable {
   /// first. The knowledge bases' chunks all have `query.count` dimensions; the partial HNSW index
   /// of that dimension serves it, with pgvector's iterative scan (the connections' settings,
   /// VectorIndexes.sessionSettings) so that a selective filter still yields `limit` chunks.
+  ///
+  /// The scan starts with VectorIndexes.candidates(limit) candidates, at most the connection's
+  /// `hnsw.ef_search`: set for this statement's transaction alone (`set_config(…, true)`, what
+  /// `SET LOCAL` does, without a transaction and two more round trips), in a one-row subquery
+  /// that the index scan's side of the lateral join waits for.
   public func nearest(
     _ query: [Float], knowledgeBases: [UUID], documents: [UUID]?, limit: Int
   ) async throws -> [RankedChunk] {
     let dimension = query.count
     let expression = VectorIndexes.expression(dimension: dimension)
     let literal = Self.vectorLiteral(query)
+    let candidates = VectorIndexes.candidates(limit: limit)
     return try await self.database.query(
       """
       WITH nearest AS MATERIALIZED (
-        SELECT c.id, c.document_id, \(unescaped: expression) <=> \(literal)::\(unescaped: VectorIndexes.type(dimension: dimension)) AS distance
-        FROM document_chunks c
-        WHERE c.dimension = \(unescaped: String(dimension)) AND c.knowledge_base_id = ANY(\(knowledgeBases))
-          AND (\(documents == nil) OR c.document_id = ANY(\(documents ?? [])))
-        ORDER BY distance LIMIT \(limit)
+        SELECT n.id, n.document_id, n.distance
+        FROM (
+          SELECT set_config('hnsw.ef_search', least(coalesce(nullif(current_setting('hnsw.ef_search', true), '')::int, \(candidates)), \(candidates))::text, true) AS candidates
+        ) s CROSS JOIN LATERAL (
+          SELECT c.id, c.document_id, \(unescaped: expression) <=> \(literal)::\(unescaped: VectorIndexes.type(dimension: dimension)) AS distance
+          FROM document_chunks c
+          WHERE s.candidates IS NOT NULL AND c.dimension = \(unescaped: String(dimension)) AND c.knowledge_base_id = ANY(\(knowledgeBases))
+            AND (\(documents == nil) OR c.document_id = ANY(\(documents ?? [])))
+          ORDER BY distance LIMIT \(limit)
+        ) n
       )
       SELECT * FROM nearest ORDER BY distance
       """, logger: self.logger
