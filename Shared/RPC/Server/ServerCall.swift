@@ -71,16 +71,15 @@ final class ServerCall: MessageSink {
     }
   }
 
-  /// Runs the interceptors and the handler (in the call's task), then hands the outcome to the
+  /// Runs the interceptors and the handler (in the call's task, which was made with
+  /// `ServerContext.current` bound: ServerConnectionHandler.start), then hands the outcome to the
   /// connection's loop.
   func run() async {
     var response: ByteBufferPayload?
     let result: Result<ByteBufferPayload?, RPCError>
     do {
-      try await ServerContext.$current.withValue(self.context) {
-        try await self.interceptors.run(context: self.context) { _ in
-          response = try await self.method.invoke(self)
-        }
+      try await self.interceptors.run(context: self.context) { _ in
+        response = try await self.method.invoke(self)
       }
       result = .success(response)
     } catch {

@@ -415,13 +415,16 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     stream.request = nil
     // The closures are written out at each use (not one `let` passed to both): a stored closure
     // reaches the task's operation type through two conversion thunks, two more allocations a
-    // call.
-    if let taskExecutor = self.taskExecutor {
-      // The handler starts right here, on the loop, and runs until it first suspends; a handler
-      // that never does (echo, a cache hit) completes within this read, with no task switch.
-      stream.task = Task.immediate(executorPreference: taskExecutor) { @Sendable in await call.run() }
-    } else {
-      stream.task = Task { @Sendable in await call.run() }
+    // call. `ServerContext.current` is bound here, synchronously, and the new task copies it: an
+    // async `withValue` in the task cost it two executor checks under its status lock.
+    ServerContext.$current.withValue(context) {
+      if let taskExecutor = self.taskExecutor {
+        // The handler starts right here, on the loop, and runs until it first suspends; a handler
+        // that never does (echo, a cache hit) completes within this read, with no task switch.
+        stream.task = Task.immediate(executorPreference: taskExecutor) { @Sendable in await call.run() }
+      } else {
+        stream.task = Task { @Sendable in await call.run() }
+      }
     }
   }
 
