@@ -89,7 +89,7 @@ public struct Search: Sendable {
   static let operatorCandidates = 2000
 
   public func search(_ query: Query, owner: UUID) async throws -> Outcome {
-    let bases = try await self.bases.bases(query.knowledgeBaseIDs, owner: owner)
+    let bases = try await self.bases.searched(query.knowledgeBaseIDs, owner: owner)
     // One result per document needs more chunks: a document may hold several of the best.
     let perResult = query.distinctDocuments ? Self.chunksPerDocument : 1
     let candidates = Self.documentsWanted(query) * perResult
@@ -168,7 +168,7 @@ public struct Search: Sendable {
 
   /// The chunks nearest the query, best first, for each embedding model of the knowledge bases
   /// (the query embedded once per model).
-  func vectorRanking(_ query: Query, models: [String: [KnowledgeBase]], documents: [UUID]?, limit: Int) async throws -> VectorRanking {
+  func vectorRanking(_ query: Query, models: [String: [SearchedBase]], documents: [UUID]?, limit: Int) async throws -> VectorRanking {
     var vectors: [(vector: [Float], knowledgeBases: [UUID])] = []
     var time = Duration.zero
     do {

@@ -59,11 +59,15 @@ public struct KnowledgeBaseStore: Sendable {
     }
   }
 
-  /// The owner's knowledge bases among `ids` (those that are not the owner's are missing).
-  public func get(_ ids: [UUID], ownerID: UUID) async throws -> [KnowledgeBase] {
+  /// The owner's knowledge bases among `ids` as a search needs them (those that are not the
+  /// owner's are missing).
+  public func searched(_ ids: [UUID], ownerID: UUID) async throws -> [SearchedBase] {
     try await self.database.query(
-      "SELECT \(unescaped: Self.columns) FROM knowledge_bases WHERE id = ANY(\(ids)) AND owner_id = \(ownerID)", logger: self.logger
-    ).map(Self.row)
+      "SELECT id, embedding_model, language FROM knowledge_bases WHERE id = ANY(\(ids)) AND owner_id = \(ownerID)", logger: self.logger
+    ).map { row in
+      let (id, model, language) = try row.decode((UUID, String, String).self)
+      return SearchedBase(id: id, embeddingModel: model, language: language)
+    }
   }
 
   /// Whether PostgreSQL has the text-search configuration `name`.
