@@ -416,7 +416,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     // The closures are written out at each use (not one `let` passed to both): a stored closure
     // reaches the task's operation type through two conversion thunks, two more allocations a
     // call. `ServerContext.current` is bound here, synchronously, and the new task copies it: an
-    // async `withValue` in the task cost it two executor checks under its status lock.
+    // async `withValue` in the task cost it four executor checks under its status lock.
     ServerContext.$current.withValue(context) {
       if let taskExecutor = self.taskExecutor {
         // The handler starts right here, on the loop, and runs until it first suspends; a handler
