@@ -202,7 +202,7 @@ public struct ChunkStore: Sendable {
   /// VectorIndexes.sessionSettings) so that a selective filter still yields `limit` chunks.
   ///
   /// The scan starts with VectorIndexes.candidates(limit) candidates, at most the connection's
-  /// `hnsw.ef_search`: set for this statement's transaction alone (`set_config(…, true)`, what
+  /// `hnsw.ef_search` (LEAST skips it when unset): set for this statement's transaction alone (`set_config(…, true)`, what
   /// `SET LOCAL` does, without a transaction and two more round trips), in a one-row subquery
   /// that the index scan's side of the lateral join waits for.
   public func nearest(
@@ -217,7 +217,7 @@ public struct ChunkStore: Sendable {
       WITH nearest AS MATERIALIZED (
         SELECT n.id, n.document_id, n.distance
         FROM (
-          SELECT set_config('hnsw.ef_search', least(coalesce(nullif(current_setting('hnsw.ef_search', true), '')::int, \(candidates)), \(candidates))::text, true) AS candidates
+          SELECT set_config('hnsw.ef_search', least(nullif(current_setting('hnsw.ef_search', true), '')::int, \(candidates))::text, true) AS candidates
         ) s CROSS JOIN LATERAL (
           SELECT c.id, c.document_id, \(unescaped: expression) <=> \(literal)::\(unescaped: VectorIndexes.type(dimension: dimension)) AS distance
           FROM document_chunks c

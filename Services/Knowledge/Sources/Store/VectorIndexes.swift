@@ -52,7 +52,7 @@ public enum VectorIndexes {
   /// exact top 10 instead of 98.2% (100 chunks' own vectors as queries among 104k chunks of the
   /// retrieval corpus, offline embedder, ef_construction 200).
   static func candidates(limit: Int) -> Int {
-    max(40, min(limit, 1_000_000) * 2)
+    max(40, 2 * limit)
   }
 
   /// Creates the index of each dimension that has none (CONCURRENTLY: writes go on meanwhile);
