@@ -238,6 +238,22 @@ redis_down() {
 
 # ---------------------------------------------------------------- main
 
+# The platform's ports (gRPC 50051-50056, admin 51051-51056) lie in Linux's ephemeral range
+# (32768-60999): an outgoing connection, such as one of the 48 database connections the six
+# services keep, may be given one of them as its local port, and the service that listens there
+# then fails to start with EADDRINUSE until that connection closes. As root, reserve them (what
+# Kubernetes advises for node ports); otherwise say how.
+reserve_platform_ports() {
+  local file=/proc/sys/net/ipv4/ip_local_reserved_ports ports=50051-50056,51051-51056 current
+  current=$(cat "$file" 2>/dev/null) || return 0
+  [[ ",$current," == *",50051-50056,"* && ",$current," == *",51051-51056,"* ]] && return 0
+  if [[ -w $file ]] && printf '%s\n' "${current:+$current,}$ports" >"$file" 2>/dev/null; then
+    log "reserved the platform's ports $ports from outgoing connections (net.ipv4.ip_local_reserved_ports)"
+  else
+    log "note: outgoing connections may take a platform port; sudo sysctl -w net.ipv4.ip_local_reserved_ports=$ports"
+  fi
+}
+
 print_urls() {
   echo "DATABASE_URL=postgres://$PG_ROLE:$PG_PASSWORD@127.0.0.1:$PGPORT/<db>   (<db>: ${DATABASES[*]})"
   echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
@@ -245,6 +261,7 @@ print_urls() {
 
 case "${1:-}" in
   up)
+    reserve_platform_ports
     pg_up
     redis_up
     print_urls
