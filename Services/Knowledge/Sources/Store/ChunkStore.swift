@@ -322,11 +322,12 @@ public struct ChunkStore: Sendable {
     // One statement for both kinds of candidates: the branch not taken is a one-time false filter.
     let sql: PostgresQuery = """
       WITH candidates AS MATERIALIZED (
-        (SELECT p.knowledge_base_id, p.chunk_id, p.document_id, sum(\(unescaped: termScore)) AS score
+        (SELECT any_value(p.knowledge_base_id) AS knowledge_base_id, p.chunk_id, any_value(p.document_id) AS document_id,
+           sum(\(unescaped: termScore)) AS score
          FROM unnest(\(rare.map(\.term))::text[], \(rare.map(\.idf))::float8[]) AS w(term, idf)
          JOIN keyword_postings p ON p.knowledge_base_id = ANY(\(knowledgeBases)) AND p.term = w.term
          WHERE \(tsquery == nil) AND (\(documents == nil) OR p.document_id = ANY(\(documents ?? [])))
-         GROUP BY p.knowledge_base_id, p.chunk_id, p.document_id ORDER BY score DESC LIMIT \(pool))
+         GROUP BY p.chunk_id ORDER BY score DESC LIMIT \(pool))
         UNION ALL
         (SELECT c.knowledge_base_id, c.id, c.document_id, 0::float8 FROM document_chunks c
          WHERE \(tsquery != nil) AND c.knowledge_base_id = ANY(\(knowledgeBases)) AND c.keywords @@ \(tsquery ?? "")::tsquery
