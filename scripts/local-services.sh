@@ -11,6 +11,10 @@
 #      PG_SHARED_BUFFERS (1GB, a quarter of the memory when that is less; PostgreSQL's own 128MB
 #      held a fifth of a 100,000-chunk knowledge base's indexes: searches read pages back through
 #      the I/O workers, and VECTOR's p95 at 8 callers went 54 -> 36 ms with 1GB),
+#      PG_HUGE_PAGES (try; off: PostgreSQL's shared memory in 4KB pages. As root, `up` reserves
+#      the 2MB pages its shared memory needs, vm.nr_hugepages, and `down` gives them back: with
+#      4KB pages every backend faulted in each page of the 1GB it touched and missed the TLB on
+#      the indexes' random reads; at 104k chunks PostgreSQL's CPU a VECTOR search 2.2 -> 1.8 ms),
 #      LOCAL_SERVICES_PG_USER (platform-pg; the unprivileged user postgres runs as under root).
 set -euo pipefail
 
@@ -28,6 +32,8 @@ PGPORT="${PGPORT:-5432}"
 PG_PASSWORD="${PGPASSWORD:-platform}"
 mem_mb=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo 2>/dev/null || echo 4096)
 PG_SHARED_BUFFERS="${PG_SHARED_BUFFERS:-$(( mem_mb / 4 < 1024 ? mem_mb / 4 : 1024 ))MB}"
+PG_HUGE_PAGES="${PG_HUGE_PAGES:-try}"
+PG_HUGE_PAGES_TAKEN="$PG_HOME/run/huge-pages"        # how many up reserved, for down to give back
 PG_ROLE="platform"
 DATABASES=(agent_db persona_db code_db sql_db knowledge_db workflow_db)
 
@@ -147,7 +153,9 @@ listen_addresses = '127.0.0.1'
 port = $PGPORT
 unix_socket_directories = '$sock'
 shared_buffers = '$PG_SHARED_BUFFERS'
+huge_pages = $PG_HUGE_PAGES
 EOF
+    [[ $PG_HUGE_PAGES == off ]] || reserve_huge_pages
     log "starting postgres on 127.0.0.1:$PGPORT"
     as_pg "$PG_BIN/pg_ctl" start -D "$PG_DATA" -l "$PG_LOG" -w -t 60 >/dev/null \
       || { tail -n 30 "$PG_LOG" >&2; die "postgres did not start (log: $PG_LOG)"; }
@@ -181,6 +189,40 @@ pg_down() {
   else
     log "postgres not running"
   fi
+  release_huge_pages
+}
+
+# PostgreSQL takes huge pages for its shared memory when the kernel has them free (huge_pages =
+# try); none are reserved by default. As root, reserve what `postgres -C` says this cluster needs
+# (best effort: the kernel may find fewer free 2MB blocks, and PostgreSQL then falls back to 4KB
+# pages), and remember how many, for `down`.
+reserve_huge_pages() {
+  local file=/proc/sys/vm/nr_hugepages need free total taken
+  [[ -w $file ]] || return 0
+  need=$(as_pg "$PG_BIN/postgres" -C shared_memory_size_in_huge_pages -D "$PG_DATA" 2>/dev/null) || return 0
+  [[ $need =~ ^[0-9]+$ ]] && (( need > 0 )) || return 0
+  free=$(awk '/^HugePages_Free:/ {print $2}' /proc/meminfo)
+  total=$(cat "$file")
+  (( free >= need )) && return 0
+  printf '%s\n' $(( total + need - free )) >"$file" 2>/dev/null || return 0
+  taken=$(( $(cat "$file") - total ))
+  if (( free + taken < need )); then  # fragmented memory: PostgreSQL needs them all in one piece
+    printf '%s\n' "$total" >"$file" 2>/dev/null || true
+    log "note: the kernel found $(( free + taken )) of the $need huge pages postgres needs; it uses 4KB pages"
+    return 0
+  fi
+  echo $(( $(cat "$PG_HUGE_PAGES_TAKEN" 2>/dev/null || echo 0) + taken )) >"$PG_HUGE_PAGES_TAKEN"
+  log "reserved $taken huge pages (2MB) for postgres's shared memory (vm.nr_hugepages; it needs $need)"
+}
+
+release_huge_pages() {
+  local file=/proc/sys/vm/nr_hugepages taken total
+  taken=$(cat "$PG_HUGE_PAGES_TAKEN" 2>/dev/null) || return 0
+  rm -f "$PG_HUGE_PAGES_TAKEN"
+  [[ $taken =~ ^[0-9]+$ && -w $file ]] || return 0
+  total=$(cat "$file")
+  printf '%s\n' $(( total > taken ? total - taken : 0 )) >"$file" 2>/dev/null || true
+  log "gave back $taken huge pages"
 }
 
 # ---------------------------------------------------------------- Redis

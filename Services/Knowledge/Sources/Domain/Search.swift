@@ -63,14 +63,19 @@ public struct Search: Sendable {
     public var embeddingTime: Duration
   }
 
-  /// Candidates each ranking contributes to HYBRID (at least; more for a large top_k).
-  static let hybridCandidates = 100
+  /// Candidates each ranking contributes to HYBRID: 3 × top_k, at least this many. The fused
+  /// best k come from the rankings' heads; what lies deeper adds work, not results: with MiniLM
+  /// on the retrieval set (distinct_documents, top 10) windows of 30, 50 and 100 documents gave
+  /// the same R@10 and MRR@10 to ±0.002 in both fusions, and at 104k chunks a window of 30
+  /// instead of 100 cost PostgreSQL 6.0–6.5 instead of 8.7–8.9 ms of CPU a search (HNSW starts
+  /// with 60 candidates instead of 100, BM25 completes 100 instead of 300).
+  static let hybridCandidates = 30
   /// Documents a single ranking rescores with distinct_documents, at least.
   static let distinctCandidates = 20
 
   /// The results (documents, with distinct_documents) each ranking should find.
   static func documentsWanted(_ query: Query) -> Int {
-    if query.mode == .hybrid { return max(Self.hybridCandidates, query.topK * 2) }
+    if query.mode == .hybrid { return max(Self.hybridCandidates, query.topK * 3) }
     return query.distinctDocuments ? max(Self.distinctCandidates, query.topK) : query.topK
   }
   /// Chunks read per result wanted with `distinct_documents`.
