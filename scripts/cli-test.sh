@@ -6,8 +6,10 @@
 #
 # Brings the platform up with `scripts/platform.sh up --no-build` from BIN_DIR (a state directory
 # of its own under /tmp, offline embeddings, six fresh databases cli_<random>_<service> so the
-# first admin can be made with BOOTSTRAP_ADMIN_*, and the ports 58051-58056 so a platform already
-# running on 50051-50056 is not in the way), then runs the binary through a person's flow:
+# first admin can be made with BOOTSTRAP_ADMIN_*, and the ports 28051-28056 (admin 29051-29056)
+# so a platform already running on 50051-50056 is not in the way; below Linux's ephemeral range,
+# 32768-60999, where one of the services' own outgoing connections once held 58052 and persona
+# could not bind it), then runs the binary through a person's flow:
 # health (and a wrong address: 14), register + login (password from stdin and from
 # PLATFORM_PASSWORD; the credentials file 0600 in a 0700 directory), whoami, the access token
 # refreshed when it has expired and when it is refused (the file 0600 again after the rewrite),
@@ -42,7 +44,7 @@ for binary in platform platform-load agent persona code-sandbox sandbox-exec tex
   [ -x "$BIN_DIR/$binary" ] || die "no executable $binary in $BIN_DIR"
 done
 CLI=$BIN_DIR/platform
-for port in 58051 58052 58053 58054 58055 58056 59051 59052 59053 59054 59055 59056; do
+for port in 28051 28052 28053 28054 28055 28056 29051 29052 29053 29054 29055 29056; do
   "$PY" -c "import socket, sys; s = socket.socket(); s.settimeout(0.3); sys.exit(s.connect_ex(('127.0.0.1', $port)) != 0)" &&
     die "port $port is in use"
 done
@@ -77,8 +79,8 @@ ADMIN_EMAIL="cli-admin-$SUFFIX@example.com" ADMIN_PASSWORD="cli-admin-password-$
 USER_EMAIL="cli-user-$SUFFIX@example.com" USER_PASSWORD="cli-user-password-$SUFFIX"
 export PLATFORM_STATE_DIR=$STATE PLATFORM_BIN_DIR=$BIN_DIR PLATFORM_EMBEDDINGS=offline LOG_LEVEL=warning
 export BOOTSTRAP_ADMIN_EMAIL=$ADMIN_EMAIL BOOTSTRAP_ADMIN_PASSWORD=$ADMIN_PASSWORD
-export AGENT_ADDR=127.0.0.1:58051 PERSONA_ADDR=127.0.0.1:58052 CODE_SANDBOX_ADDR=127.0.0.1:58053 \
-  TEXT_TO_SQL_ADDR=127.0.0.1:58054 KNOWLEDGE_ADDR=127.0.0.1:58055 WORKFLOW_ADDR=127.0.0.1:58056
+export AGENT_ADDR=127.0.0.1:28051 PERSONA_ADDR=127.0.0.1:28052 CODE_SANDBOX_ADDR=127.0.0.1:28053 \
+  TEXT_TO_SQL_ADDR=127.0.0.1:28054 KNOWLEDGE_ADDR=127.0.0.1:28055 WORKFLOW_ADDR=127.0.0.1:28056
 for s in "${SERVICES[@]}"; do
   var=$(printf '%s' "${s//-/_}" | tr a-z A-Z)_DATABASE_URL
   export "$var=postgres://$PGUSER:$PGPASSWORD@$PGHOST:$PGPORT/$(db_of "$s")"
@@ -117,7 +119,7 @@ one_plain_error_line() { [ "$(wc -l <"$ERR")" = 1 ] && grep -q "^platform: $1" "
 # --- health, no credentials needed
 cli health
 check "health: every service SERVING, exit 0" eval 'rc_is 0 && [ "$(grep -c " SERVING$" "$OUT")" = 6 ]'
-cli health --address 127.0.0.1:58052
+cli health --address 127.0.0.1:28052
 check "health --address: SERVING" eval 'rc_is 0 && [ "$(cat "$OUT")" = SERVING ]'
 cli health persona --json
 check "health persona --json" ok_json 'd["service"] == "persona" and d["status"] == "SERVING"'
@@ -313,10 +315,10 @@ check "PLATFORM_API_KEY: a wrong key: exit 16" eval 'rc_is 16 && one_error_line 
 # --- platform-load against the real persona service, with the key (a scenario file, overridden)
 load() { "$BIN_DIR/platform-load" "$@" >"$OUT" 2>"$ERR"; RC=$?; }
 PLATFORM_API_KEY=$KEY PERSONA_ID=$PERSONA load run --scenario "$REPO/Tools/PlatformLoad/Scenarios/persona-get.json" \
-  --address 127.0.0.1:58052 --rate 200 --duration 2s --warmup 0s --p99 500ms --json
+  --address 127.0.0.1:28052 --rate 200 --duration 2s --warmup 0s --p99 500ms --json
 check "platform-load: GetPersona at 200/s for 2 s with the key: 400 calls, all OK, objectives met (exit 0)" eval \
   'rc_is 0 && json "d[\"completed\"] == 400 and d[\"statuses\"] == {\"OK\": 400} and d[\"objectives_met\"] and d[\"latency\"][\"p50_ms\"] > 0" >/dev/null'
-PLATFORM_API_KEY=$KEY load run --address 127.0.0.1:58052 --method platform.persona.v1.PersonaService/GetPersona \
+PLATFORM_API_KEY=$KEY load run --address 127.0.0.1:28052 --method platform.persona.v1.PersonaService/GetPersona \
   --data '{"id": "{{uuid}}"}' --rate 100 --duration 1s --warmup 0s --max-errors 0 --json
 check "platform-load: random ids are NOT_FOUND, counted by status; --max-errors 0 not met: exit 2" eval \
   'rc_is 2 && json "d[\"statuses\"] == {\"NOT_FOUND\": 100} and not d[\"objectives_met\"]" >/dev/null'

@@ -58,7 +58,7 @@ step "workflow crash safety: killed with SIGKILL mid-run, each run goes on from 
 scripts/workflow-crash.sh "$(swift build --show-bin-path)/workflow"
 
 step "the platform CLI against the real platform: accounts, every command group, --json, exit codes"
-# About 20 s: its own databases, state directory and ports 58051-58056.
+# About 20 s: its own databases, state directory and ports 28051-28056.
 scripts/cli-test.sh "$(swift build --show-bin-path)"
 
 step "one trace through an agent execution: persona, knowledge, text-to-SQL and the sandbox, checked at an OTLP receiver"
