@@ -71,9 +71,10 @@ elif [ "$provider" != offline ]; then
   echo "benchmark-knowledge.sh: --provider is offline or minilm" >&2; exit 2
 fi
 
+POOL=${DATABASE_POOL_SIZE:-8}  # the service's default
 env HOST=127.0.0.1 PORT=$PORT ADMIN_PORT=0 DATABASE_URL="postgres://$PGUSER:$PGPASSWORD@$PGHOST:$PGPORT/$DB" \
   REDIS_URL="redis://127.0.0.1:${REDIS_PORT:-6379}" JWT_PUBLIC_KEYS="$TMP/jwks.json" RATE_LIMIT_PER_MINUTE=0 LOG_LEVEL=warning \
-  DATABASE_POOL_SIZE=${DATABASE_POOL_SIZE:-8} KNOWLEDGE_INDEX_CONCURRENCY=${KNOWLEDGE_INDEX_CONCURRENCY:-2} "${embedding_env[@]}" \
+  DATABASE_POOL_SIZE=$POOL KNOWLEDGE_INDEX_CONCURRENCY=${KNOWLEDGE_INDEX_CONCURRENCY:-2} "${embedding_env[@]}" \
   "$BIN" >"$TMP/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 300); do
@@ -81,7 +82,7 @@ for _ in $(seq 300); do
   kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/server.log" >&2; exit 2; }
   sleep 0.2
 done
-echo "knowledge $(basename "$(dirname "$BIN")") build, provider $provider, $(nproc) CPUs, database pool ${DATABASE_POOL_SIZE:-8}, $(date -u +%Y-%m-%d)"
+echo "knowledge $(basename "$(dirname "$BIN")") build, provider $provider, $(nproc) CPUs, database pool $POOL, $(date -u +%Y-%m-%d)"
 KNOWLEDGE_PID=$SERVER_PID JWT_PRIVATE_KEY="$TMP/jwt-private.jwk" "$PY" "$REPO/scripts/knowledge_bench.py" --port "$PORT" "${bench_args[@]}" \
   --psql "$PSQL"$'\t'-d$'\t'"$DB" "$what"
 status=$?

@@ -202,9 +202,9 @@ public struct ChunkStore: Sendable {
   /// VectorIndexes.sessionSettings) so that a selective filter still yields `limit` chunks.
   ///
   /// The scan starts with VectorIndexes.candidates(limit) candidates, at most the connection's
-  /// `hnsw.ef_search` (LEAST skips it when unset): set for this statement's transaction alone (`set_config(…, true)`, what
-  /// `SET LOCAL` does, without a transaction and two more round trips), in a one-row subquery
-  /// that the index scan's side of the lateral join waits for.
+  /// `hnsw.ef_search` (LEAST skips it when unset): set for this statement's transaction alone
+  /// (`set_config(…, true)`, what `SET LOCAL` does, without a transaction and two more round
+  /// trips), in a one-row subquery that the index scan's side of the lateral join waits for.
   public func nearest(
     _ query: [Float], knowledgeBases: [UUID], documents: [UUID]?, limit: Int
   ) async throws -> [RankedChunk] {
