@@ -49,7 +49,7 @@ struct JobProbe: AsyncParsableCommand {
       try await database.query("UPDATE job_runs SET finished_at = clock_timestamp() WHERE id = \(run)", logger: logger)
     }
     let noop = JobHandler(type: "noop", concurrency: self.concurrency) { _, _ in }
-    let jobWorker = JobWorker(database: Database(client: database), handlers: [record, noop], configuration: configuration, logger: logger)
+    let jobWorker = JobWorker(database: Database(client: database), notifications: database, handlers: [record, noop], configuration: configuration, logger: logger)
 
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { await database.run() }

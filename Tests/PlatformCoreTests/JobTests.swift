@@ -138,7 +138,7 @@ struct JobTests {
         if job.payload.contains("permanent") { throw PermanentJobFailure("bad input") }
         if job.payload.contains("always") || count < 3 { throw JobTestFailure("attempt \(count) failed") }
       }
-      let worker = JobWorker(database: Database(client: client), handlers: [flaky], configuration: Self.fastConfiguration(), logger: Self.logger)
+      let worker = JobWorker(database: Database(client: client), notifications: client, handlers: [flaky], configuration: Self.fastConfiguration(), logger: Self.logger)
       try await Self.running(worker) {
         let eventual = try await queue.enqueue("flaky", payload: .object(["kind": .string("eventual")]))
         let permanent = try await queue.enqueue("flaky", payload: .object(["kind": .string("permanent")]))
@@ -161,6 +161,34 @@ struct JobTests {
     }
   }
 
+  // Sharing the pool, the listener would hold its one connection and every statement would wait
+  // (the time limit turns that hang into a failure).
+  @Test(
+    "LISTEN holds a connection of its own: with a statement pool of one the worker claims, runs and records, woken by NOTIFY",
+    .timeLimit(.minutes(1)))
+  func poolOfOne() async throws {
+    try await Self.withJobDatabase { configuration, client in
+      var single = configuration
+      single.poolSize = 1
+      try await TestPostgres.withClient(single) { statements in
+        let database = Database(client: statements)
+        let queue = JobQueue(database: database, logger: Self.logger)
+        let handler = JobHandler(type: "one") { _, _ in }
+        var workerConfiguration = Self.fastConfiguration()
+        // No poll within the test: only the notification wakes the worker for the job.
+        workerConfiguration.pollInterval = .seconds(60)
+        let worker = JobWorker(
+          database: database, notifications: client, handlers: [handler], configuration: workerConfiguration, logger: Self.logger)
+        try await Self.running(worker) {
+          try await Task.sleep(for: .milliseconds(300))  // the first sweep is done; the worker listens
+          let job = try await queue.enqueue("one").job
+          let done = try await Self.waitFor(job.id, in: queue, state: .succeeded, within: .seconds(3))
+          #expect(done.attempts == 1)
+        }
+      }
+    }
+  }
+
   @Test("a handler that throws CancellationError by itself has failed an attempt: it is retried, not stuck")
   func handlerCancellationError() async throws {
     try await Self.withJobDatabase { _, client in
@@ -169,7 +197,7 @@ struct JobTests {
       let handler = JobHandler(type: "inner-timeout", retryBackoff: (.milliseconds(50), .milliseconds(100))) { _, _ in
         if attempts.withLock({ $0 += 1; return $0 }) == 1 { throw CancellationError() }
       }
-      let worker = JobWorker(database: Database(client: client), handlers: [handler], configuration: Self.fastConfiguration(), logger: Self.logger)
+      let worker = JobWorker(database: Database(client: client), notifications: client, handlers: [handler], configuration: Self.fastConfiguration(), logger: Self.logger)
       try await Self.running(worker) {
         let job = try await queue.enqueue("inner-timeout").job
         let done = try await Self.waitFor(job.id, in: queue, state: .succeeded, within: .seconds(5))
@@ -188,7 +216,7 @@ struct JobTests {
         started.continuation.yield(job.id)
         try await Task.sleep(for: .seconds(30))
       }
-      let worker = JobWorker(database: Database(client: client), handlers: [slow], configuration: Self.fastConfiguration(), logger: Self.logger)
+      let worker = JobWorker(database: Database(client: client), notifications: client, handlers: [slow], configuration: Self.fastConfiguration(), logger: Self.logger)
       try await Self.running(worker) {
         let running = try await queue.enqueue("slow")
         let waiting = try await queue.enqueue("slow")  // concurrency 1: stays queued
@@ -215,7 +243,7 @@ struct JobTests {
         try await Task.sleep(for: .milliseconds(300))
         gauge.withLock { $0.now -= 1 }
       }
-      let worker = JobWorker(database: Database(client: client), handlers: [handler], configuration: Self.fastConfiguration(), logger: Self.logger)
+      let worker = JobWorker(database: Database(client: client), notifications: client, handlers: [handler], configuration: Self.fastConfiguration(), logger: Self.logger)
       try await Self.running(worker) {
         var ids: [UUID] = []
         for _ in 0..<6 { ids.append(try await queue.enqueue("limited").job.id) }
@@ -237,7 +265,7 @@ struct JobTests {
       }
       var configuration = Self.fastConfiguration()
       configuration.shutdownGracePeriod = .milliseconds(1500)
-      let worker = JobWorker(database: Database(client: client), handlers: [handler], configuration: configuration, logger: Self.logger)
+      let worker = JobWorker(database: Database(client: client), notifications: client, handlers: [handler], configuration: configuration, logger: Self.logger)
       let short = try await queue.enqueue("timed", payload: .object(["kind": .string("short")]))
       let long = try await queue.enqueue("timed", payload: .object(["kind": .string("long")]))
       let stoppedAt = try await Self.running(worker) {

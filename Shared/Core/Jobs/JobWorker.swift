@@ -73,6 +73,7 @@ public struct JobWorkerConfiguration: Sendable {
 /// releases the rest to the queue.
 public final class JobWorker: Service, Sendable {
   private let database: Database
+  private let notifications: PostgresClient
   private let store: JobStore
   private let handlers: [String: JobHandler]
   private let configuration: JobWorkerConfiguration
@@ -98,17 +99,21 @@ public final class JobWorker: Service, Sendable {
     case release
   }
 
-  /// - Parameter database: a client of the service's database (running); the worker also
-  ///   holds one of its connections for LISTEN.
+  /// - Parameter database: a client of the service's database (running), for the worker's
+  ///   statements.
+  /// - Parameter notifications: a client of the same database (running) whose one connection
+  ///   the worker holds for LISTEN. A connection of `database`'s pool held for good would leave
+  ///   the service's statements one fewer (none with a pool of one: every query would wait).
   /// - Parameter metrics: records `jobs_claimed_total{type}`, `jobs_finished_total{type,outcome}`,
   ///   `job_claim_latency_seconds{type}` (due to claimed), `job_duration_seconds{type}` and
   ///   `jobs_running{type}` (default the process's `MetricsSystem`).
   public init(
-    database: Database, handlers: [JobHandler], configuration: JobWorkerConfiguration = JobWorkerConfiguration(),
-    logger: Logger, metrics: any MetricsFactory = MetricsSystem.factory
+    database: Database, notifications: PostgresClient, handlers: [JobHandler],
+    configuration: JobWorkerConfiguration = JobWorkerConfiguration(), logger: Logger, metrics: any MetricsFactory = MetricsSystem.factory
   ) {
     self.metrics = JobMetrics(types: handlers.map(\.type), factory: metrics)
     self.database = database
+    self.notifications = notifications
     self.store = JobStore(database: database, logger: logger)
     self.handlers = Dictionary(handlers.map { ($0.type, $0) }, uniquingKeysWith: { _, last in last })
     self.configuration = configuration
@@ -142,7 +147,7 @@ public final class JobWorker: Service, Sendable {
   private func listen() async throws {
     while !Task.isCancelled {
       do {
-        try await self.database.client.withConnection { connection in
+        try await self.notifications.withConnection { connection in
           try await connection.listen(on: JobStore.channel) { notifications in
             self.wake.yield()  // anything queued while not listening
             for try await notification in notifications {

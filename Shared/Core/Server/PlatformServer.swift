@@ -107,6 +107,12 @@ public final class PlatformServer: Service, Sendable {
     var healthConfiguration = databaseConfiguration
     healthConfiguration.poolSize = 1
     let healthDatabase = PostgresClient(configuration: healthConfiguration, logger: logger)
+    // The job worker's LISTEN holds a connection for good: one of its own, so that the pool
+    // keeps all of DATABASE_POOL_SIZE for statements (opened only when the service has jobs).
+    var notificationsConfiguration = databaseConfiguration
+    notificationsConfiguration.poolSize = 1
+    notificationsConfiguration.minimumConnections = 0
+    let notifications = PostgresClient(configuration: notificationsConfiguration, logger: logger)
     let metrics = self.metrics
     let redis = try RedisClient(
       configuration: configuration.redis, group: RuntimeEventLoops.shared, logger: logger, metrics: metrics.factory,
@@ -118,6 +124,7 @@ public final class PlatformServer: Service, Sendable {
       await withDiscardingTaskGroup { pools in
         pools.addTask { await pool.run() }
         pools.addTask { await healthDatabase.run() }
+        pools.addTask { await notifications.run() }
       }
     }
     defer { pools.cancel() }
@@ -203,7 +210,7 @@ public final class PlatformServer: Service, Sendable {
         var workerConfiguration = JobWorkerConfiguration()
         workerConfiguration.shutdownGracePeriod = configuration.shutdownGracePeriod
         worker = JobWorker(
-          database: database, handlers: jobHandlers, configuration: workerConfiguration, logger: logger, metrics: metrics.factory)
+          database: database, notifications: notifications, handlers: jobHandlers, configuration: workerConfiguration, logger: logger, metrics: metrics.factory)
       }
       group.addTask {
         let port = try await server.listeningPort
