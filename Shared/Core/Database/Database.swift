@@ -40,6 +40,11 @@ public struct Database: Sendable {
     try await self.withConnection(logger: logger) { connection in try await connection.query(query, logger: logger) }
   }
 
+  /// Runs a prepared statement (DatabaseConnection.execute) on a pooled connection.
+  public func execute<Statement: PostgresPreparedStatement>(_ statement: Statement, logger: Logger) async throws -> [Statement.Row] {
+    try await self.withConnection(logger: logger) { connection in try await connection.execute(statement, logger: logger) }
+  }
+
   /// Leases one connection for `body`.
   public func withConnection<Result>(
     logger: Logger, _ body: (DatabaseConnection) async throws -> Result
@@ -77,18 +82,34 @@ public struct DatabaseConnection: Sendable {
   /// Runs one statement and returns its rows.
   @discardableResult
   public func query(_ query: PostgresQuery, logger: Logger) async throws -> [PostgresRow] {
-    guard let span = self.tracing.startLeafSpan(SQLSummary.spanName(query.sql)) else {
-      return try await self.underlying.query(query, logger: logger).collect()
+    try await self.traced(query.sql) { try await self.underlying.query(query, logger: logger).collect() }
+  }
+
+  /// Runs a prepared statement and returns its rows, decoded. The connection parses the
+  /// statement once (the first time it runs it) and PostgreSQL plans it once when a generic
+  /// plan serves its parameters as well as custom ones (`plan_cache_mode = auto`): what a
+  /// statement run on every call of a hot path saves against `query`, which sends its text to
+  /// be parsed and planned each time.
+  public func execute<Statement: PostgresPreparedStatement>(_ statement: Statement, logger: Logger) async throws -> [Statement.Row] {
+    try await self.traced(Statement.sql) {
+      var rows: [Statement.Row] = []
+      for try await row in try await self.underlying.execute(statement, logger: logger) { rows.append(row) }
+      return rows
     }
+  }
+
+  /// `run` as a span named after `sql` when tracing records.
+  private func traced<Row>(_ sql: String, _ run: () async throws -> [Row]) async throws -> [Row] {
+    guard let span = self.tracing.startLeafSpan(SQLSummary.spanName(sql)) else { return try await run() }
     span.updateAttributes { attributes in
       attributes["db.system.name"] = "postgresql"
       attributes["db.namespace"] = self.database
-      attributes["db.operation.name"] = SQLSummary.operation(query.sql)
+      attributes["db.operation.name"] = SQLSummary.operation(sql)
       // The text has placeholders ($1…); the values travel separately and are never recorded.
-      attributes["db.query.text"] = query.sql.truncated(toUTF8Bytes: SQLSummary.maxTextBytes)
+      attributes["db.query.text"] = sql.truncated(toUTF8Bytes: SQLSummary.maxTextBytes)
     }
     do {
-      let rows = try await self.underlying.query(query, logger: logger).collect()
+      let rows = try await run()
       span.attributes["db.response.returned_rows"] = Int64(rows.count)
       span.end()
       return rows

@@ -249,33 +249,54 @@ public struct ChunkStore: Sendable {
   }
 
   public func keywordStatistics(_ query: String, language: String, knowledgeBases: [UUID]) async throws -> KeywordStatistics {
-    let rows = try await self.database.query(
-      """
-      WITH terms AS (
-        SELECT q.term, coalesce(sum(k.chunks), 0)::int8 AS chunks
-        FROM unnest(tsvector_to_array(to_tsvector(\(language)::regconfig, \(query)))) AS q(term)
-        LEFT JOIN keyword_terms k ON k.term = q.term AND k.knowledge_base_id = ANY(\(knowledgeBases))
-        GROUP BY q.term
-      ),
-      totals AS (
-        SELECT coalesce(sum(chunk_count), 0)::int8 AS chunks, coalesce(sum(keyword_length_total), 0)::int8 AS length
-        FROM knowledge_bases WHERE id = ANY(\(knowledgeBases))
-      )
-      SELECT websearch_to_tsquery(\(language)::regconfig, \(query))::text, t.chunks, t.length,
-        coalesce((SELECT array_agg(term ORDER BY term) FROM terms), '{}'::text[]),
-        coalesce((SELECT array_agg(chunks ORDER BY term) FROM terms), '{}'::int8[]),
-        coalesce(s.terms, '{}'::text[]), coalesce(s.positions, '{}'::int4[])
-      FROM totals t, (
-        SELECT array_agg(u.lexeme ORDER BY p.position, u.lexeme) AS terms, array_agg(p.position::int4 ORDER BY p.position, u.lexeme) AS positions
-        FROM unnest(to_tsvector(\(language)::regconfig, \(query))) u CROSS JOIN unnest(u.positions) AS p(position)
-      ) s
-      """, logger: self.logger)
+    let rows = try await self.database.execute(
+      KeywordStatisticsStatement(query: query, language: language, knowledgeBases: knowledgeBases), logger: self.logger)
     guard let row = rows.first else { return KeywordStatistics(websearch: nil, chunks: 0, totalLength: 0, terms: []) }
     let (websearch, chunks, length, terms, counts, sequence, positions) = try row.decode(
       (String, Int64, Int64, [String], [Int64], [String], [Int32]).self)
     return KeywordStatistics(
       websearch: websearch.isEmpty ? nil : websearch, chunks: Int(chunks), totalLength: Int(length),
       terms: zip(terms, counts).map { ($0, Int($1)) }, sequence: zip(sequence, positions).map { ($0, Int($1)) })
+  }
+
+  /// keywordStatistics' statement, prepared (it runs once a keyword search): $1 the query, $2
+  /// its language, $3 the knowledge bases.
+  struct KeywordStatisticsStatement: PostgresPreparedStatement {
+    typealias Row = PostgresRow
+    static let bindingDataTypes: [PostgresDataType] = [.text, .text, .uuidArray]
+    static let sql = """
+      WITH terms AS (
+        SELECT q.term, coalesce(sum(k.chunks), 0)::int8 AS chunks
+        FROM unnest(tsvector_to_array(to_tsvector($2::regconfig, $1))) AS q(term)
+        LEFT JOIN keyword_terms k ON k.term = q.term AND k.knowledge_base_id = ANY($3)
+        GROUP BY q.term
+      ),
+      totals AS (
+        SELECT coalesce(sum(chunk_count), 0)::int8 AS chunks, coalesce(sum(keyword_length_total), 0)::int8 AS length
+        FROM knowledge_bases WHERE id = ANY($3)
+      )
+      SELECT websearch_to_tsquery($2::regconfig, $1)::text, t.chunks, t.length,
+        coalesce((SELECT array_agg(term ORDER BY term) FROM terms), '{}'::text[]),
+        coalesce((SELECT array_agg(chunks ORDER BY term) FROM terms), '{}'::int8[]),
+        coalesce(s.terms, '{}'::text[]), coalesce(s.positions, '{}'::int4[])
+      FROM totals t, (
+        SELECT array_agg(u.lexeme ORDER BY p.position, u.lexeme) AS terms, array_agg(p.position::int4 ORDER BY p.position, u.lexeme) AS positions
+        FROM unnest(to_tsvector($2::regconfig, $1)) u CROSS JOIN unnest(u.positions) AS p(position)
+      ) s
+      """
+    var query: String
+    var language: String
+    var knowledgeBases: [UUID]
+
+    func makeBindings() throws -> PostgresBindings {
+      var bindings = PostgresBindings(capacity: 3)
+      try bindings.append(self.query)
+      try bindings.append(self.language)
+      try bindings.append(self.knowledgeBases)
+      return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) -> PostgresRow { row }
   }
 
   /// The BM25 parameters (Lucene's defaults).
@@ -296,8 +317,9 @@ public struct ChunkStore: Sendable {
   /// idf · tf·(k1+1) / (tf + k1·(1 − b + b·length/averageLength)).
   /// The constants are float8: a bare literal such as 1.2 is numeric in PostgreSQL, whose
   /// arithmetic made aggregating 2,000 postings cost 2 ms.
-  static func termScore(averageLength: Double) -> String {
-    "w.idf * p.tf * \(Self.k1 + 1)::float8 / (p.tf + \(Self.k1)::float8 * (\(1 - Self.b)::float8 + \(Self.b)::float8 * p.length / \(averageLength)::float8))"
+  /// `averageLength` is SQL: a parameter or a literal.
+  static func termScore(averageLength: String) -> String {
+    "w.idf * p.tf * \(Self.k1 + 1)::float8 / (p.tf + \(Self.k1)::float8 * (\(1 - Self.b)::float8 + \(Self.b)::float8 * p.length / \(averageLength)))"
   }
 
   /// BM25 (k1, b), best first: the sum over the query's terms of their shares (termScore), with
@@ -310,42 +332,75 @@ public struct ChunkStore: Sendable {
     _ candidates: KeywordCandidates, rest: [(term: String, idf: Double)], averageLength: Double, knowledgeBases: [UUID],
     documents: [UUID]?, limit: Int
   ) async throws -> [RankedChunk] {
-    let termScore = Self.termScore(averageLength: averageLength)
-    var rare: [(term: String, idf: Double)] = []
-    var pool = 0
-    var tsquery: String?
-    var cap = 0
+    var statement = BM25Statement(
+      knowledgeBases: knowledgeBases, documents: documents, rest: rest, averageLength: averageLength, limit: limit)
     switch candidates {
-    case .rarest(let terms, let size): (rare, pool) = (terms, size)
-    case .matching(let query, let size): (tsquery, cap) = (query, size)
+    case .rarest(let terms, let pool): (statement.rare, statement.pool) = (terms, pool)
+    case .matching(let query, let cap): (statement.tsquery, statement.cap) = (query, cap)
     }
-    // One statement for both kinds of candidates: the branch not taken is a one-time false filter.
-    let sql: PostgresQuery = """
+    return try await self.database.execute(statement, logger: self.logger)
+  }
+
+  /// bm25's statement, prepared (it runs once or more a keyword search). One statement for both
+  /// kinds of candidates: the branch not taken is a one-time false filter.
+  struct BM25Statement: PostgresPreparedStatement {
+    typealias Row = RankedChunk
+    static let bindingDataTypes: [PostgresDataType] = [
+      .textArray, .float8Array, .uuidArray, .text, .bool, .uuidArray, .int8, .int8, .textArray, .float8Array, .int8, .float8,
+    ]
+    static let sql = """
       WITH candidates AS MATERIALIZED (
         (SELECT any_value(p.knowledge_base_id) AS knowledge_base_id, p.chunk_id, any_value(p.document_id) AS document_id,
-           sum(\(unescaped: termScore)) AS score
-         FROM unnest(\(rare.map(\.term))::text[], \(rare.map(\.idf))::float8[]) AS w(term, idf)
-         JOIN keyword_postings p ON p.knowledge_base_id = ANY(\(knowledgeBases)) AND p.term = w.term
-         WHERE \(tsquery == nil) AND (\(documents == nil) OR p.document_id = ANY(\(documents ?? [])))
-         GROUP BY p.chunk_id ORDER BY score DESC LIMIT \(pool))
+           sum(\(ChunkStore.termScore(averageLength: "$12"))) AS score
+         FROM unnest($1::text[], $2::float8[]) AS w(term, idf)
+         JOIN keyword_postings p ON p.knowledge_base_id = ANY($3) AND p.term = w.term
+         WHERE $4 IS NULL AND ($5 OR p.document_id = ANY($6))
+         GROUP BY p.chunk_id ORDER BY score DESC LIMIT $7)
         UNION ALL
         (SELECT c.knowledge_base_id, c.id, c.document_id, 0::float8 FROM document_chunks c
-         WHERE \(tsquery != nil) AND c.knowledge_base_id = ANY(\(knowledgeBases)) AND c.keywords @@ \(tsquery ?? "")::tsquery
-           AND (\(documents == nil) OR c.document_id = ANY(\(documents ?? [])))
-         LIMIT \(cap))
+         WHERE $4 IS NOT NULL AND c.knowledge_base_id = ANY($3) AND c.keywords @@ $4::tsquery
+           AND ($5 OR c.document_id = ANY($6))
+         LIMIT $8)
       ),
       rest AS (
         SELECT e.chunk_id, r.score FROM candidates e CROSS JOIN LATERAL (
-          SELECT sum(\(unescaped: termScore)) AS score
-          FROM unnest(\(rest.map(\.term))::text[], \(rest.map(\.idf))::float8[]) AS w(term, idf)
+          SELECT sum(\(ChunkStore.termScore(averageLength: "$12"))) AS score
+          FROM unnest($9::text[], $10::float8[]) AS w(term, idf)
           JOIN keyword_postings p ON p.knowledge_base_id = e.knowledge_base_id AND p.term = w.term AND p.chunk_id = e.chunk_id
         ) r
       )
       SELECT e.chunk_id, e.document_id, e.score + coalesce(r.score, 0) AS total
       FROM candidates e LEFT JOIN rest r ON r.chunk_id = e.chunk_id
-      ORDER BY total DESC, e.chunk_id LIMIT \(limit)
+      ORDER BY total DESC, e.chunk_id LIMIT $11
       """
-    return try await self.database.query(sql, logger: self.logger).map { row in
+    var knowledgeBases: [UUID]
+    var documents: [UUID]?
+    var rest: [(term: String, idf: Double)]
+    var averageLength: Double
+    var limit: Int
+    var rare: [(term: String, idf: Double)] = []
+    var pool = 0
+    var tsquery: String?
+    var cap = 0
+
+    func makeBindings() throws -> PostgresBindings {
+      var bindings = PostgresBindings(capacity: 12)
+      try bindings.append(self.rare.map(\.term))
+      try bindings.append(self.rare.map(\.idf))
+      try bindings.append(self.knowledgeBases)
+      try bindings.append(self.tsquery)
+      try bindings.append(self.documents == nil)
+      try bindings.append(self.documents ?? [])
+      try bindings.append(self.pool)
+      try bindings.append(self.cap)
+      try bindings.append(self.rest.map(\.term))
+      try bindings.append(self.rest.map(\.idf))
+      try bindings.append(self.limit)
+      try bindings.append(self.averageLength)
+      return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> RankedChunk {
       let (id, document, score) = try row.decode((UUID, UUID, Double).self)
       return RankedChunk(id: id, documentID: document, score: score)
     }
@@ -380,7 +435,7 @@ public struct ChunkStore: Sendable {
     guard !documents.isEmpty, !terms.isEmpty else { return [:] }
     let rows = try await self.database.query(
       """
-      SELECT c.document_id, sum(\(unescaped: Self.termScore(averageLength: averageLength)))
+      SELECT c.document_id, sum(\(unescaped: Self.termScore(averageLength: "\(averageLength)::float8")))
       FROM document_chunks c
       CROSS JOIN unnest(\(terms.map(\.term))::text[], \(terms.map(\.idf))::float8[]) AS w(term, idf)
       JOIN keyword_postings p ON p.knowledge_base_id = c.knowledge_base_id AND p.term = w.term AND p.chunk_id = c.id
@@ -414,17 +469,9 @@ public struct ChunkStore: Sendable {
     case .openings(let of, let chunks): (documents, openingChunks) = (of, chunks)
     }
     guard !terms.isEmpty, !(ids.isEmpty && documents.isEmpty) else { return [:] }
-    let rows = try await self.database.query(
-      """
-      SELECT c.id, c.document_id, c.knowledge_base_id, c.chunk_index, u.lexeme, u.positions::int4[]
-      FROM (
-        SELECT id, document_id, knowledge_base_id, chunk_index, keywords FROM document_chunks WHERE id = ANY(\(ids))
-        UNION ALL
-        SELECT id, document_id, knowledge_base_id, chunk_index, keywords FROM document_chunks
-        WHERE document_id = ANY(\(documents)) AND chunk_index < \(openingChunks)
-      ) c CROSS JOIN LATERAL unnest(c.keywords) u
-      WHERE c.knowledge_base_id = ANY(\(knowledgeBases)) AND u.lexeme = ANY(\(terms))
-      """, logger: self.logger)
+    let rows = try await self.database.execute(
+      TermPositionsStatement(terms: terms, chunks: ids, documents: documents, openingChunks: openingChunks, knowledgeBases: knowledgeBases),
+      logger: self.logger)
     // tsvector positions are below 2^14.
     let chunkSpan = 1 << 15
     var found: [UUID: TermPositions] = [:]
@@ -441,14 +488,60 @@ public struct ChunkStore: Sendable {
   public func chunks(_ ids: [UUID]) async throws -> [UUID: (chunk: StoredChunk, title: String)] {
     guard !ids.isEmpty else { return [:] }
     var found: [UUID: (StoredChunk, String)] = [:]
-    let rows = try await self.database.query(
-      """
-      SELECT \(unescaped: Self.columns), d.title FROM document_chunks c JOIN documents d ON d.id = c.document_id WHERE c.id = ANY(\(ids))
-      """, logger: self.logger)
+    let rows = try await self.database.execute(ChunksStatement(ids: ids), logger: self.logger)
     for row in rows {
       let chunk = try Self.chunk(row)
       found[chunk.id] = (chunk, try row.decode(String.self, startingAt: 8))
     }
     return found
+  }
+  /// chunks' statement, prepared (it runs once a search): $1 the chunks' ids.
+  struct ChunksStatement: PostgresPreparedStatement {
+    typealias Row = PostgresRow
+    static let bindingDataTypes: [PostgresDataType] = [.uuidArray]
+    static let sql = "SELECT \(ChunkStore.columns), d.title FROM document_chunks c JOIN documents d ON d.id = c.document_id WHERE c.id = ANY($1)"
+    var ids: [UUID]
+
+    func makeBindings() throws -> PostgresBindings {
+      var bindings = PostgresBindings(capacity: 1)
+      try bindings.append(self.ids)
+      return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) -> PostgresRow { row }
+  }
+
+  /// termPositions' statement, prepared (it runs once a hybrid search): $1 the terms, $2 the
+  /// chunks, $3 the documents, $4 how many chunks of their openings, $5 the knowledge bases.
+  struct TermPositionsStatement: PostgresPreparedStatement {
+    typealias Row = PostgresRow
+    static let bindingDataTypes: [PostgresDataType] = [.textArray, .uuidArray, .uuidArray, .int8, .uuidArray]
+    static let sql = """
+      SELECT c.id, c.document_id, c.knowledge_base_id, c.chunk_index, u.lexeme, u.positions::int4[]
+      FROM (
+        SELECT id, document_id, knowledge_base_id, chunk_index, keywords FROM document_chunks WHERE id = ANY($2)
+        UNION ALL
+        SELECT id, document_id, knowledge_base_id, chunk_index, keywords FROM document_chunks
+        WHERE document_id = ANY($3) AND chunk_index < $4
+      ) c CROSS JOIN LATERAL unnest(c.keywords) u
+      WHERE c.knowledge_base_id = ANY($5) AND u.lexeme = ANY($1)
+      """
+    var terms: [String]
+    var chunks: [UUID]
+    var documents: [UUID]
+    var openingChunks: Int
+    var knowledgeBases: [UUID]
+
+    func makeBindings() throws -> PostgresBindings {
+      var bindings = PostgresBindings(capacity: 5)
+      try bindings.append(self.terms)
+      try bindings.append(self.chunks)
+      try bindings.append(self.documents)
+      try bindings.append(self.openingChunks)
+      try bindings.append(self.knowledgeBases)
+      return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) -> PostgresRow { row }
   }
 }

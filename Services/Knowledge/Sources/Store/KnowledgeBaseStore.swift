@@ -62,9 +62,24 @@ public struct KnowledgeBaseStore: Sendable {
   /// The owner's knowledge bases among `ids` as a search needs them (those that are not the
   /// owner's are missing).
   public func searched(_ ids: [UUID], ownerID: UUID) async throws -> [SearchedBase] {
-    try await self.database.query(
-      "SELECT id, embedding_model, language FROM knowledge_bases WHERE id = ANY(\(ids)) AND owner_id = \(ownerID)", logger: self.logger
-    ).map { row in
+    try await self.database.execute(SearchedStatement(ids: ids, ownerID: ownerID), logger: self.logger)
+  }
+
+  /// searched's statement, prepared (it runs once a search): $1 the ids, $2 the owner.
+  struct SearchedStatement: PostgresPreparedStatement {
+    static let bindingDataTypes: [PostgresDataType] = [.uuidArray, .uuid]
+    static let sql = "SELECT id, embedding_model, language FROM knowledge_bases WHERE id = ANY($1) AND owner_id = $2"
+    var ids: [UUID]
+    var ownerID: UUID
+
+    func makeBindings() throws -> PostgresBindings {
+      var bindings = PostgresBindings(capacity: 2)
+      try bindings.append(self.ids)
+      try bindings.append(self.ownerID)
+      return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> SearchedBase {
       let (id, model, language) = try row.decode((UUID, String, String).self)
       return SearchedBase(id: id, embeddingModel: model, language: language)
     }
