@@ -89,7 +89,9 @@ public struct DatabaseConnection: Sendable {
   /// statement once (the first time it runs it) and PostgreSQL plans it once when a generic
   /// plan serves its parameters as well as custom ones (`plan_cache_mode = auto`): what a
   /// statement run on every call of a hot path saves against `query`, which sends its text to
-  /// be parsed and planned each time.
+  /// be parsed and planned each time. A statement whose parameters are read through scalar
+  /// sub-selects (`(SELECT $1::int8)`) has a plan that cannot depend on them, and is planned
+  /// once for certain (knowledge's BM25Statement says when that pays).
   public func execute<Statement: PostgresPreparedStatement>(_ statement: Statement, logger: Logger) async throws -> [Statement.Row] {
     try await self.traced(Statement.sql) {
       var rows: [Statement.Row] = []

@@ -506,6 +506,7 @@ public struct ChunkStore: Sendable {
     }
     return found
   }
+
   /// chunks' statement, prepared (it runs once a search): $1 the chunks' ids.
   struct ChunksStatement: PostgresPreparedStatement {
     typealias Row = PostgresRow
