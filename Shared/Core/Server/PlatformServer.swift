@@ -120,14 +120,23 @@ public final class PlatformServer: Service, Sendable {
     // postgres-nio's `run()` ends at a graceful shutdown, but calls still draining after SIGTERM
     // (and the job worker's grace period) need the database until the server and the worker
     // are done: the pools run outside the graceful-shutdown scope and close after them.
+    // Each pool's `run()` begins before the first lease (a lease before it makes PostgresNIO log
+    // a warning at every start): each task says so as it calls `run()`, whose first step marks
+    // the pool running.
+    let (started, starting) = AsyncStream.makeStream(of: Void.self)
+    let clients = [pool, healthDatabase, notifications]
     let pools = Task.detached {
       await withDiscardingTaskGroup { pools in
-        pools.addTask { await pool.run() }
-        pools.addTask { await healthDatabase.run() }
-        pools.addTask { await notifications.run() }
+        for client in clients {
+          pools.addTask {
+            starting.yield()
+            await client.run()
+          }
+        }
       }
     }
     defer { pools.cancel() }
+    for await _ in started.prefix(clients.count) {}
     try await withThrowingTaskGroup(of: Void.self) { group in
       defer { group.cancelAll() }
 
