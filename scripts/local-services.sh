@@ -289,8 +289,8 @@ redis_down() {
 # The platform's ports (gRPC 50051-50056, admin 51051-51056, the local embedding server 50070)
 # lie in Linux's ephemeral range (32768-60999): an outgoing connection, such as one of the 48
 # database connections the six services keep, may be given one of them as its local port, and
-# the service that listens there then fails to start with EADDRINUSE until that connection closes. As root, reserve them (what
-# Kubernetes advises for node ports); otherwise say how.
+# the service that listens there then fails to start with EADDRINUSE until that connection
+# closes. As root, reserve them (what Kubernetes advises for node ports); otherwise say how.
 reserve_platform_ports() {
   local file=/proc/sys/net/ipv4/ip_local_reserved_ports ports=50051-50056,50070,51051-51056 current range missing=0
   current=$(cat "$file" 2>/dev/null) || return 0
