@@ -858,7 +858,7 @@ struct FileUploadTests {
   @Test("To knowledge: the files become documents of the run, found by knowledge_rag, then deleted")
   func knowledge() async throws {
     try await withChain { chain in
-      let (me, _) = try await chain.world.developer()
+      let (me, myID) = try await chain.world.developer()
       var agent = try await chain.agent(me, plugins: [.knowledgeRag])
       let base = try #require(agent.plugins.first?.config.fields["knowledge_base_ids"]?.listValue.values.first?.stringValue)
       agent = try await self.addUpload(chain, agent, me, ["target": .init(stringValue: "knowledge"), "knowledge_base_id": .init(stringValue: base)])
@@ -871,6 +871,33 @@ struct FileUploadTests {
       let documents = try await chain.knowledge.listDocuments(.with { $0.knowledgeBaseID = base }, options: me).documents
       #expect(documents.map(\.title) == ["Atlantis"], "the run's document is deleted after it")
       #expect(try await chain.logs(done.id, me).contains("Deleted the 1 document(s) made of the attached files"))
+
+      // Documents an attempt left when it was killed (made as file_upload makes them) go with the
+      // job that interrupted executions and failed deletions get; another execution's stay.
+      func leftover(_ title: String, of execution: String) async throws {
+        _ = try await chain.knowledge.createDocument(
+          .with {
+            $0.knowledgeBaseID = base
+            $0.title = title
+            $0.content = "left behind by a run"
+            $0.contentType = "text/plain"
+            $0.tags = ["execution-file"]
+            $0.metadata = .with { $0.fields["execution_id"] = .init(stringValue: execution) }
+          }, options: me)
+      }
+      let execution = try #require(UUID(uuidString: done.id)).lowercasedString
+      try await leftover("a.md", of: execution)
+      try await leftover("b.md", of: execution)
+      try await leftover("other.md", of: UUID().lowercasedString)
+      let jobs = JobQueue(database: Database(client: chain.world.agentService.database), logger: TestPostgres.quietLogger)
+      try await jobs.enqueue(ExecutionDocuments.jobType, payload: .object(["execution_id": .string(execution), "user_id": .string(myID)]))
+      var titles: [String] = []
+      let deadline = Date().addingTimeInterval(30)
+      repeat {
+        try await Task.sleep(for: .milliseconds(100))
+        titles = try await chain.knowledge.listDocuments(.with { $0.knowledgeBaseID = base }, options: me).documents.map(\.title).sorted()
+      } while titles != ["Atlantis", "other.md"] && Date() < deadline
+      #expect(titles == ["Atlantis", "other.md"])
     }
   }
 }

@@ -3,18 +3,20 @@
 
     JWT_PRIVATE_KEY=private.jwk PSQL=psql /usr/bin/python3 agent_crash.py \
         --agent-bin AGENT --agent-env agent.env --agent-pidfile agent.pid --logs DIR \
-        --agent-port A --persona-port P --sandbox-port S --agent-db DB \
-        [--uid-base 61200 --slots 4] [--persona-pid PID --sandbox-pid PID]
+        --agent-port A --persona-port P --sandbox-port S --knowledge-port K --agent-db DB \
+        [--uid-base 61200 --slots 4] [--persona-pid PID --sandbox-pid PID --knowledge-pid PID]
 
-scripts/agent-crash.sh starts persona and code-sandbox; this starts the agent itself, with the
-KEY=VALUE lines of --agent-env over its own environment, and again after each kill (its log
-DIR/agent-<n>.log; the running one's pid in --agent-pidfile, so the script can stop it).
+scripts/agent-crash.sh starts persona, code-sandbox and knowledge; this starts the agent itself,
+with the KEY=VALUE lines of --agent-env over its own environment, and again after each kill (its
+log DIR/agent-<n>.log; the running one's pid in --agent-pidfile, so the script can stop it).
 
   1. A user registered through AuthService, a developer token for them (signed with
-     $JWT_PRIVATE_KEY, no session), a persona, an agent, a code_executor plugin.
+     $JWT_PRIVATE_KEY, no session), a persona, an agent, a code_executor plugin, a knowledge base
+     and a file_upload plugin that makes documents of an execution's files there.
   2. Two executions that run Python in the sandbox: B sync (run by the StartExecution call
-     itself), sleeping 20 s, then A async (a job), sleeping 6 s then printing "survived". Both
-     are RUNNING, with "Plugin code_executor started" logged and their sandbox runs RUNNING.
+     itself), with a file, sleeping 20 s, then A async (a job), sleeping 6 s then printing
+     "survived". Both are RUNNING, with "Plugin code_executor started" logged and their sandbox
+     runs RUNNING; B's file is a knowledge document (tag execution-file, B's id in its metadata).
   3. kill -9 of the agent: the process is gone and its port closed; B's call fails; the
      sandbox ends both runs (their calls' streams died) as CANCELLED or FAILED, not COMPLETED, and
      leaves no process of a slot uid.
@@ -24,7 +26,8 @@ DIR/agent-<n>.log; the running one's pid in --agent-pidfile, so the script can s
      succeeded.
   5. The agent restarted again with AGENT_EXECUTION_TIMEOUT_SECONDS=5: B, which no job can resume,
      is failed by the interrupted-execution sweep (at start, then every 60 s: older than the
-     timeout + 60 s, with no queued or running job) with error code "interrupted", within 90 s.
+     timeout + 60 s, with no queued or running job) with error code "interrupted", within 90 s;
+     the document made of its file, which its killed run never deleted, is deleted within 60 s.
      Nothing in agent_db is left pending or running, and no job queued or running.
 
 One "PASS crash <check>" or "FAIL crash <check>: why" line per check, "INFO crash …" lines with
@@ -49,8 +52,9 @@ sys.path.insert(0, os.path.join(REPO, "Tests", "Interop", "persona"))
 from persona_client import channel_for, mint_token, signing_key  # noqa: E402
 from platform_protos import load  # noqa: E402
 
-agent_pb2, persona_pb2, sandbox_pb2 = load(
-    "platform/agent/v1/agent.proto", "platform/persona/v1/persona.proto", "platform/codesandbox/v1/code_sandbox.proto")
+agent_pb2, persona_pb2, sandbox_pb2, knowledge_pb2 = load(
+    "platform/agent/v1/agent.proto", "platform/persona/v1/persona.proto", "platform/codesandbox/v1/code_sandbox.proto",
+    "platform/knowledge/v1/knowledge.proto")
 common_pb2 = sys.modules["platform.common.v1.common_pb2"]
 STATUS = {v.number: v.name.replace("EXECUTION_STATUS_", "") for v in common_pb2.DESCRIPTOR.enum_types_by_name["ExecutionStatus"].values}
 FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}
@@ -123,6 +127,7 @@ class Suite:
         self.agent = channel_for("127.0.0.1", args.agent_port)
         self.persona = channel_for("127.0.0.1", args.persona_port)
         self.sandbox = channel_for("127.0.0.1", args.sandbox_port)
+        self.knowledge = channel_for("127.0.0.1", args.knowledge_port)
         self.passed = self.failed = 0
         self.psql = os.environ.get("PSQL") or "psql"
         self.metadata = []
@@ -218,7 +223,21 @@ class Suite:
                            agent_pb2.AgentPlugin)
         if plugin.name != PLUGIN:
             raise Failure(f"the plugin is named {plugin.name!r}, not {PLUGIN!r}")
+        base = self.call(self.knowledge, "platform.knowledge.v1.KnowledgeService", "CreateKnowledgeBase",
+                         knowledge_pb2.CreateKnowledgeBaseRequest(knowledge_base=knowledge_pb2.KnowledgeBase(name="crash files")),
+                         knowledge_pb2.KnowledgeBase)
+        self.call(self.agent, "platform.agent.v1.AgentService", "AddPlugin",
+                  agent_pb2.AddPluginRequest(agent_id=agent.id, plugin=agent_pb2.AgentPlugin(
+                      plugin_type=agent_pb2.PLUGIN_TYPE_FILE_UPLOAD, config=struct({"target": "knowledge", "knowledge_base_id": base.id}))),
+                  agent_pb2.AgentPlugin)
         self.check("setup", True, "")
+
+    def run_documents(self, execution_id):
+        """The knowledge documents made of an execution's files (as file_upload tags them)."""
+        request = knowledge_pb2.ListDocumentsRequest(filter=knowledge_pb2.SearchFilter(
+            tags_any=["execution-file"], metadata=struct({"execution_id": execution_id})))
+        return list(self.call(self.knowledge, "platform.knowledge.v1.KnowledgeService", "ListDocuments", request,
+                              knowledge_pb2.ListDocumentsResponse).documents)
 
     def running_with_plugin(self, execution_id):
         execution = self.get(execution_id)
@@ -233,7 +252,9 @@ class Suite:
         def sync_call():
             try:
                 self.b_result["execution"] = self.executions("StartExecution", agent_pb2.StartExecutionRequest(
-                    agent_id=self.agent_id, input=struct({"message": "sync crash test", "code": CODE_B}), sync=True),
+                    agent_id=self.agent_id, input=struct({"message": "sync crash test", "code": CODE_B}), sync=True,
+                    files=[agent_pb2.ExecutionFile(name="notes.md", content_type="text/markdown",
+                                                   content=b"# Notes\n\nOnly for the length of the run.\n")]),
                     agent_pb2.Execution, timeout=120)
             except grpc.RpcError as e:
                 self.b_result["error"] = e.code()
@@ -257,6 +278,8 @@ class Suite:
         self.wait_for("A's sandbox run RUNNING", 30, lambda: any(s == "RUNNING" for s, _ in self.sandbox_runs().get(CODE_A, [])))
         self.check("both running", STATUS[self.get(self.b).status] == "RUNNING" and STATUS[self.get(self.a).status] == "RUNNING",
                    "one of them ended before the kill")
+        documents = self.run_documents(self.b)
+        self.check("the sync execution's file is a document", [d.title for d in documents] == ["notes.md"], f"{documents}")
 
     def kill(self):
         pid = self.agent_process.process.pid
@@ -351,13 +374,19 @@ class Suite:
         self.check("sync execution failed as interrupted", STATUS[execution.status] == "FAILED" and execution.error.code == "interrupted",
                    f"{STATUS[execution.status]} {error}")
         self.info(f"its error: {error}")
+        try:
+            self.wait_for("the interrupted execution's documents deleted", 60, lambda: self.run_documents(self.b) == [], 0.5)
+            self.check("the interrupted execution's document deleted", True, "")
+        except Failure as e:
+            self.check("the interrupted execution's document deleted", False, str(e))
 
     def nothing_left(self):
         left = self.sql("SELECT coalesce(string_agg(id || ' ' || status, ', '), '') FROM executions WHERE status IN ('pending', 'running')")
         self.check("no execution left pending or running", left == "", left)
         jobs = self.sql("SELECT coalesce(string_agg(dedup_key || ' ' || state, ', '), '') FROM jobs WHERE state IN ('queued', 'running')")
         self.check("no job left queued or running", jobs == "", jobs)
-        for name, pid in (("persona", self.args.persona_pid), ("code-sandbox", self.args.sandbox_pid)):
+        for name, pid in (("persona", self.args.persona_pid), ("code-sandbox", self.args.sandbox_pid),
+                          ("knowledge", self.args.knowledge_pid)):
             if pid:
                 alive = os.path.exists(f"/proc/{pid}") and not open(f"/proc/{pid}/stat").read().split(") ")[1].startswith("Z")
                 self.check(f"{name} still up", alive, f"process {pid} is gone")
@@ -395,11 +424,13 @@ def main():
     parser.add_argument("--agent-port", type=int, required=True)
     parser.add_argument("--persona-port", type=int, required=True)
     parser.add_argument("--sandbox-port", type=int, required=True)
+    parser.add_argument("--knowledge-port", type=int, required=True)
     parser.add_argument("--agent-db", required=True)
     parser.add_argument("--uid-base", type=int, default=61200)
     parser.add_argument("--slots", type=int, default=4)
     parser.add_argument("--persona-pid", type=int)
     parser.add_argument("--sandbox-pid", type=int)
+    parser.add_argument("--knowledge-pid", type=int)
     sys.exit(Suite(parser.parse_args()).run())
 
 

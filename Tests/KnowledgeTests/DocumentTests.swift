@@ -74,6 +74,60 @@ struct DocumentTests {
     #expect(Set(DocumentLifecycle.sources(of: .requeue)) == [.uploaded, .indexed, .failed])
   }
 
+  @Test("ListDocuments applies Search's filter: tags, metadata equality, content types, ids; pages keep it; bad filters change nothing")
+  func listFiltered() async throws {
+    try await PlatformTestService.run(KnowledgeService()) { service in
+      let client = KnowledgeClient(channel: service.client)
+      let options = try await service.options(for: UUID())
+      let base = try await makeBase(client, options)
+      func run(_ id: String) -> Google_Protobuf_Struct { .with { $0.fields["execution_id"] = .init(stringValue: id) } }
+      let first = try await addDocument(client, options, base: base.id, title: "a", content: "alpha text", tags: ["execution-file"], metadata: run("r1"))
+      let second = try await addDocument(
+        client, options, base: base.id, title: "b", content: "# beta", type: "text/markdown", tags: ["execution-file"], metadata: run("r1"))
+      let other = try await addDocument(client, options, base: base.id, title: "c", content: "gamma text", tags: ["execution-file"], metadata: run("r2"))
+      let untagged = try await addDocument(client, options, base: base.id, title: "d", content: "delta text", metadata: run("r1"))
+      func listed(_ filter: Platform_Knowledge_V1_SearchFilter, pageSize: Int32 = 0) async throws -> Platform_Knowledge_V1_ListDocumentsResponse {
+        try await client.listDocuments(.with { $0.filter = filter; $0.pageSize = pageSize }, options: options)
+      }
+
+      let runOne = Platform_Knowledge_V1_SearchFilter.with { $0.tagsAny = ["execution-file"]; $0.metadata = run("r1") }
+      let found = try await listed(runOne)
+      #expect(Set(found.documents.map(\.id)) == [first.id, second.id] && found.totalSize == 2)
+      #expect(Set(try await listed(.with { $0.metadata = run("r1") }).documents.map(\.id)) == [first.id, second.id, untagged.id])
+      #expect(try await listed(.with { $0.tagsAny = ["execution-file"]; $0.metadata = run("r2") }).documents.map(\.id) == [other.id])
+      #expect(try await listed(.with { $0.contentTypes = ["text/markdown"] }).documents.map(\.id) == [second.id])
+      #expect(try await listed(.with { $0.documentIds = [first.id, other.id]; $0.metadata = run("r2") }).documents.map(\.id) == [other.id])
+      #expect(try await listed(.with { $0.metadata = run("r3") }).documents.isEmpty)
+      // A key must equal as a whole: {"execution_id": "r1"} is not matched by a document whose value differs.
+      #expect(try await listed(.with { $0.metadata = .with { $0.fields["execution_id"] = .init(listValue: .with { $0.values = [.init(stringValue: "r1")] }) } }).documents.isEmpty)
+      // Another user's documents never match.
+      let stranger = try await service.options(for: UUID())
+      #expect(try await client.listDocuments(.with { $0.filter = runOne }, options: stranger).documents.isEmpty)
+
+      // Pages keep the filter, and a page token is bound to it.
+      let page = try await listed(runOne, pageSize: 1)
+      #expect(page.documents.count == 1 && !page.nextPageToken.isEmpty && page.totalSize == 2)
+      let next = try await client.listDocuments(.with { $0.filter = runOne; $0.pageSize = 1; $0.pageToken = page.nextPageToken }, options: options)
+      #expect(Set((page.documents + next.documents).map(\.id)) == [first.id, second.id] && next.nextPageToken.isEmpty)
+      let otherFilter = await expectStatus(.invalidArgument) {
+        _ = try await client.listDocuments(
+          .with { $0.filter = .with { $0.tagsAny = ["execution-file"]; $0.metadata = run("r2") }; $0.pageSize = 1; $0.pageToken = page.nextPageToken },
+          options: options)
+      }
+      #expect(otherFilter.contains("page_token"), "\(otherFilter)")
+
+      // Bad filters are INVALID_ARGUMENT naming the field.
+      let badID = await expectStatus(.invalidArgument) { _ = try await listed(.with { $0.documentIds = ["not-a-uuid"] }) }
+      #expect(badID.contains("filter.document_ids"), "\(badID)")
+      let tooDeep = await expectStatus(.invalidArgument) {
+        var deep = Google_Protobuf_Value(stringValue: "x")
+        for _ in 0..<(Document.maxMetadataDepth + 1) { deep = .init(listValue: .with { $0.values = [deep] }) }
+        _ = try await listed(.with { $0.metadata = .with { $0.fields["k"] = deep } })
+      }
+      #expect(tooDeep.contains("filter.metadata"), "\(tooDeep)")
+    }
+  }
+
   @Test("Create, watch, get, list, chunk, update, reindex and delete; owner-scoped; bad input changes nothing")
   func documents() async throws {
     try await PlatformTestService.run(KnowledgeService()) { service in

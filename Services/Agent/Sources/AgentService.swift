@@ -109,8 +109,10 @@ public struct AgentService: PlatformServiceDefinition {
       secrets: try environment["AGENT_ENCRYPTION_KEY"].map { try SecretBox(parsing: $0, variable: "AGENT_ENCRYPTION_KEY") },
       logger: resources.logger)
     let executionTimeout = try environment.seconds("AGENT_EXECUTION_TIMEOUT_SECONDS", default: .seconds(300))
+    let peers = PlatformPeers(channels)
+    let documents = ExecutionDocuments(jobs: resources.jobs, peers: peers, issuer: issuer, logger: resources.logger)
     let runner = ExecutionRunner(
-      store: executionStore, agents: agentStore, peers: PlatformPeers(channels), cache: cache, callbacks: callbacks, models: models, chat: chat,
+      store: executionStore, agents: agentStore, peers: peers, documents: documents, cache: cache, callbacks: callbacks, models: models, chat: chat,
       webSearch: webSearch, pluginTimeout: try environment.seconds("AGENT_PLUGIN_TIMEOUT_SECONDS", default: .seconds(60)), executionTimeout: executionTimeout,
       logger: resources.logger)
     let running = RunningTasks(redis: resources.redis, channel: Executions.cancelChannel, logger: resources.logger)
@@ -133,7 +135,7 @@ public struct AgentService: PlatformServiceDefinition {
       AuthAPI(accounts: accounts, apiKeys: Self.apiKeys(resources)), UserAPI(admin: admin, roles: roles), AgentAPI(agents: agents, executions: executions),
       ExecutionAPI(executions: executions),
     ]
-    return (services, [Self.revocation(resources).handler, executions.handler, callbacks.handler])
+    return (services, [Self.revocation(resources).handler, executions.handler, callbacks.handler, documents.handler])
   }
 }
 

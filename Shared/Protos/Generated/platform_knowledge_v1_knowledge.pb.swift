@@ -985,9 +985,22 @@ public nonisolated struct Platform_Knowledge_V1_ListDocumentsRequest: Sendable {
 
   public var view: Platform_Knowledge_V1_DocumentView = .unspecified
 
+  /// Only documents passing this filter, as Search applies it (document ids, content types,
+  /// metadata equality, tags, creation times).
+  public var filter: Platform_Knowledge_V1_SearchFilter {
+    get {_filter ?? Platform_Knowledge_V1_SearchFilter()}
+    set {_filter = newValue}
+  }
+  /// Returns true if `filter` has been explicitly set.
+  public var hasFilter: Bool {self._filter != nil}
+  /// Clears the value of `filter`. Subsequent reads from it will return its default value.
+  public mutating func clearFilter() {self._filter = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _filter: Platform_Knowledge_V1_SearchFilter? = nil
 }
 
 public nonisolated struct Platform_Knowledge_V1_ListDocumentsResponse: Sendable {
@@ -2373,7 +2386,7 @@ nonisolated extension Platform_Knowledge_V1_GetDocumentRequest: SwiftProtobuf.Me
 
 nonisolated extension Platform_Knowledge_V1_ListDocumentsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ListDocumentsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}page_size\0\u{3}page_token\0\u{1}status\0\u{3}content_type\0\u{1}query\0\u{1}view\0\u{3}knowledge_base_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}page_size\0\u{3}page_token\0\u{1}status\0\u{3}content_type\0\u{1}query\0\u{1}view\0\u{3}knowledge_base_id\0\u{1}filter\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2388,12 +2401,17 @@ nonisolated extension Platform_Knowledge_V1_ListDocumentsRequest: SwiftProtobuf.
       case 5: try { try decoder.decodeSingularStringField(value: &self.query) }()
       case 6: try { try decoder.decodeSingularEnumField(value: &self.view) }()
       case 7: try { try decoder.decodeSingularStringField(value: &self.knowledgeBaseID) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._filter) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if self.pageSize != 0 {
       try visitor.visitSingularInt32Field(value: self.pageSize, fieldNumber: 1)
     }
@@ -2415,6 +2433,9 @@ nonisolated extension Platform_Knowledge_V1_ListDocumentsRequest: SwiftProtobuf.
     if !self.knowledgeBaseID.isEmpty {
       try visitor.visitSingularStringField(value: self.knowledgeBaseID, fieldNumber: 7)
     }
+    try { if let v = self._filter {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2426,6 +2447,7 @@ nonisolated extension Platform_Knowledge_V1_ListDocumentsRequest: SwiftProtobuf.
     if lhs.contentType != rhs.contentType {return false}
     if lhs.query != rhs.query {return false}
     if lhs.view != rhs.view {return false}
+    if lhs._filter != rhs._filter {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

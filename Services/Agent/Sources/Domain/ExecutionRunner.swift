@@ -12,6 +12,7 @@ public struct ExecutionRunner: Sendable {
   let store: ExecutionStore
   let agents: AgentStore
   let peers: PlatformPeers
+  let documents: ExecutionDocuments
   let cache: ExecutionCache
   let callbacks: ExecutionCallbacks
   let models: ModelCatalog
@@ -25,14 +26,16 @@ public struct ExecutionRunner: Sendable {
   let logger: Logger
 
   public init(
-    store: ExecutionStore, agents: AgentStore, peers: PlatformPeers, cache: ExecutionCache, callbacks: ExecutionCallbacks, models: ModelCatalog,
-    chat: ChatCompletionsClient?, webSearch: (any WebSearchProvider)?, pluginTimeout: Duration, executionTimeout: Duration, logger: Logger
+    store: ExecutionStore, agents: AgentStore, peers: PlatformPeers, documents: ExecutionDocuments, cache: ExecutionCache,
+    callbacks: ExecutionCallbacks, models: ModelCatalog, chat: ChatCompletionsClient?, webSearch: (any WebSearchProvider)?,
+    pluginTimeout: Duration, executionTimeout: Duration, logger: Logger
   ) {
     self.webSearch = webSearch
     self.callbacks = callbacks
     self.store = store
     self.agents = agents
     self.peers = peers
+    self.documents = documents
     self.cache = cache
     self.models = models
     self.chat = chat
@@ -167,22 +170,26 @@ public struct ExecutionRunner: Sendable {
     // documents of this run, searched with the knowledge bases and deleted after it.
     var handover = FileHandover()
     var calls: [PluginCall] = []
-    if let upload = plugins.first(where: { $0.kind == .fileUpload }) {
-      let files = try await self.store.files(of: execution.id)
-      if !files.isEmpty {
-        let call = try await self.call(upload, PluginRequest(input: input, files: files), journal: journal, credentials: credentials)
-        calls.append(call)
-        handover = FileHandover(upload: upload, files: files, result: call.result)
-      }
-    }
+    // Documents made of the files go when the run ends, however it ends, those of a failed
+    // upload too (those of an attempt killed first go with ExecutionDocuments' job).
+    var documentsMade = false
     do {
+      if let upload = plugins.first(where: { $0.kind == .fileUpload }) {
+        let files = try await self.store.files(of: execution.id)
+        if !files.isEmpty {
+          documentsMade = upload.uploadsToKnowledge
+          let call = try await self.call(upload, PluginRequest(input: input, files: files), journal: journal, credentials: credentials)
+          calls.append(call)
+          handover = FileHandover(upload: upload, files: files, result: call.result)
+        }
+      }
       let outcome = try await self.answer(
         execution, agent: agent, systemPrompt: systemPrompt, plugins: plugins, handover: handover, calls: calls, journal: journal,
         credentials: credentials)
-      await self.removeDocuments(handover, journal: journal, credentials: credentials)
+      if documentsMade { await self.removeDocuments(of: execution, journal: journal, credentials: credentials) }
       return outcome
     } catch {
-      await self.removeDocuments(handover, journal: journal, credentials: credentials)
+      if documentsMade { await self.removeDocuments(of: execution, journal: journal, credentials: credentials) }
       throw error
     }
   }
@@ -193,8 +200,6 @@ public struct ExecutionRunner: Sendable {
     var sandboxFiles: [ExecutionFile] = []
     /// The knowledge base the files went into, searched too.
     var knowledgeBaseID: String?
-    /// The documents made of them, deleted after the run.
-    var documentIDs: [String] = []
 
     init() {}
 
@@ -203,24 +208,30 @@ public struct ExecutionRunner: Sendable {
       let config = upload.config.objectValue ?? [:]
       if config["target"]?.stringValue == "knowledge" {
         self.knowledgeBaseID = config["knowledge_base_id"]?.stringValue
-        self.documentIDs = PlatformPeers.strings(result.detail.objectValue?["documents"])
       } else {
         self.sandboxFiles = files
       }
     }
   }
 
-  /// Deletes the run's documents (in a task of its own: a cancelled run's calls would fail).
-  private func removeDocuments(_ handover: FileHandover, journal: ExecutionJournal, credentials: @escaping Credentials) async {
-    guard !handover.documentIDs.isEmpty else { return }
-    let peers = self.peers, logger = self.logger
+  /// Deletes the documents made of the execution's files, this run's and any an earlier attempt
+  /// of it left (in a task of its own: a cancelled run's calls would fail); when that fails, a
+  /// job retries it.
+  private func removeDocuments(of execution: Execution, journal: ExecutionJournal, credentials: @escaping Credentials) async {
+    let peers = self.peers, documents = self.documents, logger = self.logger
     await Task {
       do {
-        try await peers.deleteDocuments(handover.documentIDs, credential: try await credentials())
-        await journal.log(.info, "Deleted the \(handover.documentIDs.count) document(s) made of the attached files")
+        let deleted = try await peers.deleteExecutionDocuments(of: execution.id, credential: try await credentials())
+        await journal.log(.info, "Deleted the \(deleted) document(s) made of the attached files")
       } catch {
-        logger.warning("Documents made of an execution's files not deleted", metadata: ["execution_id": "\(journal.id)", "error": "\(error)"])
-        await journal.log(.warning, "The documents made of the attached files could not be deleted: \(error)")
+        do {
+          try await documents.scheduleDeletion(of: execution.id, owner: execution.userID)
+          await journal.log(.warning, "The documents made of the attached files will be deleted later: \(error)")
+        } catch let scheduling {
+          logger.error(
+            "Documents made of an execution's files not deleted", metadata: ["execution_id": "\(execution.id)", "error": "\(error)", "job": "\(scheduling)"])
+          await journal.log(.warning, "The documents made of the attached files could not be deleted: \(error)")
+        }
       }
     }.value
   }

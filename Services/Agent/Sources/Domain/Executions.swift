@@ -405,10 +405,19 @@ public struct Executions: Sendable {
   }
 
   /// Fails, every minute until cancelled, the executions no one runs any more (a sync run whose
-  /// service died, a job out of attempts) once older than `age`.
+  /// service died, a job out of attempts) once older than `age`; the documents their runs may
+  /// have made of attached files get a job that deletes them, in the same transaction.
   public func failInterrupted(olderThan age: Duration) async {
     await Periodic.run(every: .seconds(60), logger: self.logger, failure: "Could not check for interrupted executions") {
-      let failed = try await self.store.failInterrupted(olderThan: age, then: self.callbacks.onStatusChange)
+      let onStatusChange = self.callbacks.onStatusChange
+      let failed = try await self.store.failInterrupted(olderThan: age) { connection, execution in
+        try await onStatusChange(connection, execution)
+        if try await self.store.hasFiles(execution.id),
+          try await self.agents.enabledPlugins(of: execution.agentID).contains(where: \.uploadsToKnowledge)
+        {
+          try await self.runner.documents.scheduleDeletion(of: execution.id, owner: execution.userID, in: connection)
+        }
+      }
       if !failed.isEmpty {
         self.logger.warning("Failed executions a stopped service left pending or running", metadata: ["count": "\(failed.count)"])
       }

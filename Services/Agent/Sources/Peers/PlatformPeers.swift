@@ -188,8 +188,8 @@ public struct PlatformPeers: Sendable {
             $0.file = file.content
             $0.fileName = file.name
             $0.contentType = file.contentType == "application/octet-stream" ? "" : file.contentType
-            $0.tags = ["execution-file"]
-            $0.metadata = JSONValue.object(["execution_id": .string(execution.lowercasedString)]).protobufStruct
+            $0.tags = [Self.executionFileTag]
+            $0.metadata = Self.executionMetadata(execution)
           }, options: options))
     }
     // Searchable once chunked and embedded: wait, within the plugin's time.
@@ -212,15 +212,38 @@ public struct PlatformPeers: Sendable {
       detail: .object(["documents": .array(documents.map { .string($0.id) })]))
   }
 
-  /// Deletes documents (those file_upload made for a run).
-  func deleteDocuments(_ ids: [String], credential: Credential) async throws {
-    for id in ids {
-      do {
-        _ = try await self.knowledge.deleteDocument(.with { $0.id = id }, options: Self.options(credential, timeout: .seconds(10)))
-      } catch let error as RPCError where error.code == .notFound {
-        continue
-      }
+  /// The tag of the documents file_upload makes; their metadata names the execution.
+  static let executionFileTag = "execution-file"
+
+  static func executionMetadata(_ execution: UUID) -> Google_Protobuf_Struct {
+    JSONValue.object(["execution_id": .string(execution.lowercasedString)]).protobufStruct
+  }
+
+  /// Deletes the documents file_upload made of an execution's files, found by their tag and
+  /// metadata (ListDocuments' filter), so those of an attempt that died before it could delete
+  /// them go too. Returns how many were deleted.
+  func deleteExecutionDocuments(of execution: UUID, credential: Credential) async throws -> Int {
+    let options = Self.options(credential, timeout: .seconds(10))
+    let filter = Platform_Knowledge_V1_SearchFilter.with {
+      $0.tagsAny = [Self.executionFileTag]
+      $0.metadata = Self.executionMetadata(execution)
     }
+    var deleted = 0
+    // Deleted documents leave the listing at once: the first page again until it is short. A run
+    // makes at most a few dozen; the bound only stops a loop that deletes nothing.
+    for _ in 0..<100 {
+      let page = try await self.knowledge.listDocuments(.with { $0.filter = filter; $0.pageSize = 100 }, options: options)
+      for document in page.documents {
+        do {
+          _ = try await self.knowledge.deleteDocument(.with { $0.id = document.id }, options: options)
+          deleted += 1
+        } catch let error as RPCError where error.code == .notFound {
+          continue
+        }
+      }
+      if page.documents.count < 100 { break }
+    }
+    return deleted
   }
 
   /// The strings of a JSON array (none for anything else).

@@ -129,6 +129,12 @@ public struct ExecutionStore: Sendable {
     ).first.map { try $0.decode(UUID.self) }
   }
 
+  /// Whether the execution was started with files.
+  public func hasFiles(_ id: UUID) async throws -> Bool {
+    try await self.database.query("SELECT EXISTS (SELECT 1 FROM execution_files WHERE execution_id = \(id))", logger: self.logger)
+      .first?.decode(Bool.self) ?? false
+  }
+
   /// An execution's files, in name order.
   public func files(of id: UUID) async throws -> [ExecutionFile] {
     try await self.database.query(

@@ -120,7 +120,9 @@ extension KnowledgeAPI {
     if !request.contentType.isEmpty { filter.contentType = try Documents.format(request.contentType).rawValue }
     let query = request.query.trimmingCharacters(in: .whitespaces)
     if !query.isEmpty { filter.query = query }
-    let fingerprint = PageToken.fingerprint("\(request.knowledgeBaseID)/\(request.status.rawValue)/\(request.contentType)/\(query)")
+    if request.hasFilter { filter.matching = try Self.filter(request.filter) }
+    let fingerprint = PageToken.fingerprint(
+      "\(request.knowledgeBaseID)/\(request.status.rawValue)/\(request.contentType)/\(query)/\(filter.matching.fingerprint)")
     var after: (Date, UUID)?
     if !request.pageToken.isEmpty {
       guard let cursor = PageToken.decode(request.pageToken, as: DocumentCursor.self), cursor.filter == fingerprint else {

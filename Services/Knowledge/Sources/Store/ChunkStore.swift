@@ -49,6 +49,51 @@ public struct ChunkFilter: Sendable, Equatable {
     self.documentIDs.isEmpty && self.contentTypes.isEmpty && self.metadata.isEmpty && self.tagsAny.isEmpty
       && self.createdAfter == nil && self.createdBefore == nil
   }
+
+  /// The filter as stable text (sorted metadata keys): what a page token of a filtered listing
+  /// is bound to.
+  public var fingerprint: String {
+    [
+      self.documentIDs.map(\.lowercasedString).joined(separator: ","), self.contentTypes.joined(separator: ","),
+      JSONValue.object(self.metadata).jsonText, self.tagsAny.joined(separator: ","),
+      self.createdAfter.map { "\($0.timeIntervalSince1970)" } ?? "", self.createdBefore.map { "\($0.timeIntervalSince1970)" } ?? "",
+    ].joined(separator: "|")
+  }
+}
+
+extension PostgresQuery.StringInterpolation {
+  /// ` AND …` for each condition of `filter` on the documents `d` (SearchFilter's meaning): the one
+  /// spelling of it for searches and listings.
+  mutating func appendInterpolation(conditionsOf filter: ChunkFilter) {
+    if !filter.documentIDs.isEmpty {
+      self.appendLiteral(" AND d.id = ANY(")
+      self.appendInterpolation(filter.documentIDs)
+      self.appendLiteral(")")
+    }
+    if !filter.contentTypes.isEmpty {
+      self.appendLiteral(" AND d.content_type = ANY(")
+      self.appendInterpolation(filter.contentTypes)
+      self.appendLiteral(")")
+    }
+    if !filter.tagsAny.isEmpty {
+      self.appendLiteral(" AND d.tags && ")
+      self.appendInterpolation(filter.tagsAny)
+    }
+    if let after = filter.createdAfter {
+      self.appendLiteral(" AND d.created_at >= ")
+      self.appendInterpolation(after)
+    }
+    if let before = filter.createdBefore {
+      self.appendLiteral(" AND d.created_at < ")
+      self.appendInterpolation(before)
+    }
+    if !filter.metadata.isEmpty {
+      // Each key equal as a whole (not jsonb containment, which would match a superset inside).
+      self.appendLiteral(" AND NOT EXISTS (SELECT 1 FROM jsonb_each(")
+      self.appendInterpolation(JSONValue.object(filter.metadata).jsonText)
+      self.appendLiteral("::jsonb) f WHERE d.metadata -> f.key IS DISTINCT FROM f.value)")
+    }
+  }
 }
 
 /// The SQL of chunks: writing a document's chunks, listing them, and the vector and keyword
@@ -180,19 +225,9 @@ public struct ChunkStore: Sendable {
   /// their previous ones until the new ones replace them.
   public func documents(matching filter: ChunkFilter, knowledgeBases: [UUID]) async throws -> [UUID]? {
     if filter.isEmpty { return nil }
-    let metadata: String? = filter.metadata.isEmpty ? nil : JSONValue.object(filter.metadata).jsonText
     return try await self.database.query(
-      """
-      SELECT d.id FROM documents d
-      WHERE d.knowledge_base_id = ANY(\(knowledgeBases)) AND d.deleted_at IS NULL
-        AND (cardinality(\(filter.documentIDs)::uuid[]) = 0 OR d.id = ANY(\(filter.documentIDs)))
-        AND (cardinality(\(filter.contentTypes)::text[]) = 0 OR d.content_type = ANY(\(filter.contentTypes)))
-        AND (cardinality(\(filter.tagsAny)::text[]) = 0 OR d.tags && \(filter.tagsAny))
-        AND (\(filter.createdAfter)::timestamptz IS NULL OR d.created_at >= \(filter.createdAfter))
-        AND (\(filter.createdBefore)::timestamptz IS NULL OR d.created_at < \(filter.createdBefore))
-        AND (\(metadata)::jsonb IS NULL OR NOT EXISTS (
-          SELECT 1 FROM jsonb_each(\(metadata)::jsonb) f WHERE d.metadata -> f.key IS DISTINCT FROM f.value))
-      """, logger: self.logger
+      "SELECT d.id FROM documents d WHERE d.knowledge_base_id = ANY(\(knowledgeBases)) AND d.deleted_at IS NULL\(conditionsOf: filter)",
+      logger: self.logger
     ).map { try $0.decode(UUID.self) }
   }
 

@@ -106,12 +106,18 @@ public struct DocumentStore: Sendable {
     public var contentType: String?
     /// A case-insensitive substring of the title.
     public var query: String?
+    /// What Search's filter would let through.
+    public var matching: ChunkFilter
 
-    public init(knowledgeBaseID: UUID? = nil, status: DocumentStatus? = nil, contentType: String? = nil, query: String? = nil) {
+    public init(
+      knowledgeBaseID: UUID? = nil, status: DocumentStatus? = nil, contentType: String? = nil, query: String? = nil,
+      matching: ChunkFilter = ChunkFilter()
+    ) {
       self.knowledgeBaseID = knowledgeBaseID
       self.status = status
       self.contentType = contentType
       self.query = query
+      self.matching = matching
     }
   }
 
@@ -127,7 +133,7 @@ public struct DocumentStore: Sendable {
       SELECT \(unescaped: Self.columns(content: content)) FROM documents d
       WHERE d.user_id = \(ownerID) AND d.deleted_at IS NULL AND (\(base)::uuid IS NULL OR d.knowledge_base_id = \(base))
         AND (\(status)::text IS NULL OR d.status = \(status)) AND (\(type)::text IS NULL OR d.content_type = \(type))
-        AND (\(pattern)::text IS NULL OR d.title ILIKE \(pattern))
+        AND (\(pattern)::text IS NULL OR d.title ILIKE \(pattern))\(conditionsOf: filter.matching)
         AND (\(after?.0)::timestamptz IS NULL OR (d.updated_at, d.id) < (\(after?.0), \(after?.1)))
       ORDER BY d.updated_at DESC, d.id DESC LIMIT \(limit + 1)
       """
@@ -135,7 +141,7 @@ public struct DocumentStore: Sendable {
       SELECT count(*)::int8 FROM documents d
       WHERE d.user_id = \(ownerID) AND d.deleted_at IS NULL AND (\(base)::uuid IS NULL OR d.knowledge_base_id = \(base))
         AND (\(status)::text IS NULL OR d.status = \(status)) AND (\(type)::text IS NULL OR d.content_type = \(type))
-        AND (\(pattern)::text IS NULL OR d.title ILIKE \(pattern))
+        AND (\(pattern)::text IS NULL OR d.title ILIKE \(pattern))\(conditionsOf: filter.matching)
       """
     let rows = try await self.database.query(listing, logger: self.logger)
     let total = try await self.database.query(counting, logger: self.logger).first?.decode(Int64.self) ?? 0
