@@ -16,8 +16,8 @@ private struct Quotient: PostgresPreparedStatement {
 
   func makeBindings() throws -> PostgresBindings {
     var bindings = PostgresBindings(capacity: 2)
-    try bindings.append(self.dividend)
-    try bindings.append(self.divisor)
+    bindings.append(self.dividend)
+    bindings.append(self.divisor)
     return bindings
   }
 

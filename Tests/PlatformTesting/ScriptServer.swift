@@ -1,5 +1,5 @@
 public import Foundation
-public import PlatformCore
+internal import PlatformCore
 
 /// A test double at a boundary this machine cannot reach (a hosted model API), as a real HTTP
 /// server: a Python script that prints the port it listens on, then serves.

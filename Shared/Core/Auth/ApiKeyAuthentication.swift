@@ -1,8 +1,8 @@
-public import Foundation
+internal import Foundation
 public import GRPCRuntime
 public import Logging
 internal import NIOCore
-public import PlatformProtos
+internal import PlatformProtos
 public import PlatformRedis
 internal import SwiftProtobuf
 

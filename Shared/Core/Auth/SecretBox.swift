@@ -1,5 +1,5 @@
-public import Crypto
-public import Foundation
+internal import Crypto
+internal import Foundation
 
 /// Seals secrets stored in a service's database (registered databases' credentials, callback
 /// secrets) with AES-256-GCM, each bound to its row by associated data: a sealed value copied

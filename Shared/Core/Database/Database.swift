@@ -227,3 +227,8 @@ extension PostgresRow {
     return try cells[index].decode(Value.self, context: .default, file: file, line: line)
   }
 }
+
+extension PostgresPreparedStatement where Row == PostgresRow {
+  /// A statement whose caller reads its rows itself (several shapes, or arrays decoded there).
+  public func decodeRow(_ row: PostgresRow) -> PostgresRow { row }
+}

@@ -1,6 +1,6 @@
 public import Foundation
 public import Logging
-public import PostgresNIO
+internal import PostgresNIO
 
 /// What a service's handlers use to start, look at and cancel background work in its own
 /// database; a `JobWorker` (run by the platform server for the service's job handlers) does it.

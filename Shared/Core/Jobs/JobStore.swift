@@ -1,6 +1,6 @@
 public import Foundation
 public import Logging
-public import PostgresNIO
+internal import PostgresNIO
 
 /// The SQL of the `jobs` and `job_events` tables. Every transition is one guarded statement
 /// (the state it starts from, and for a running job the worker holding its lease) that also
@@ -53,7 +53,7 @@ public struct JobStore: Sendable {
     type: String, payload: String, options: JobOptions, in connection: DatabaseConnection
   ) async throws -> (job: Job, added: Bool) {
     let runAt = options.runAt ?? Date()
-    let inserted = try await Self.jobs(
+    let inserted = try Self.jobs(
       try await connection.query(
         """
         INSERT INTO jobs (type, priority, dedup_key, max_attempts, scheduled_at, payload, trace_id)
@@ -70,7 +70,7 @@ public struct JobStore: Sendable {
       return (job, true)
     }
     guard let dedupKey = options.dedupKey,
-      let earlier = try await Self.jobs(
+      let earlier = try Self.jobs(
         try await connection.query(
           "SELECT \(unescaped: Self.columns) FROM jobs WHERE dedup_key = \(dedupKey)", logger: self.logger)
       ).first
@@ -79,7 +79,7 @@ public struct JobStore: Sendable {
   }
 
   public func find(id: UUID) async throws -> Job? {
-    try await Self.jobs(
+    try Self.jobs(
       try await self.database.query("SELECT \(unescaped: Self.columns) FROM jobs WHERE id = \(id)", logger: self.logger)
     ).first
   }
@@ -88,7 +88,7 @@ public struct JobStore: Sendable {
   /// `worker` with a lease of `lease`. One type per statement: the claim index then yields the
   /// rows in order instead of sorting every queued row.
   public func claim(type: String, limit: Int, worker: String, lease: Duration) async throws -> [Job] {
-    try await Self.jobs(
+    try Self.jobs(
       try await self.database.query(
         """
         WITH picked AS (
@@ -239,7 +239,7 @@ public struct JobStore: Sendable {
   public func cancel(id: UUID) async throws -> Job {
     try await self.transaction { connection in
       guard
-        let job = try await Self.jobs(
+        let job = try Self.jobs(
           try await connection.query(
             "SELECT \(unescaped: Self.columns) FROM jobs WHERE id = \(id) FOR UPDATE", logger: self.logger)
         ).first
@@ -261,7 +261,7 @@ public struct JobStore: Sendable {
       case .succeeded, .failed, .cancelled:
         break
       }
-      return try await Self.jobs(
+      return try Self.jobs(
         try await connection.query("SELECT \(unescaped: Self.columns) FROM jobs WHERE id = \(id)", logger: self.logger)
       ).first ?? job
     }

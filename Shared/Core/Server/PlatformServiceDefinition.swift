@@ -1,7 +1,7 @@
 public import GRPCRuntime
 public import Logging
 public import PlatformRedis
-public import PostgresNIO
+internal import PostgresNIO
 
 /// What a service plugs into the platform server: its migrations, its RPC handlers and the
 /// permission each RPC needs.

@@ -2,7 +2,7 @@ internal import Foundation
 public import GRPCRuntime
 public import PlatformCore
 public import PlatformProtos
-public import SwiftProtobuf
+internal import SwiftProtobuf
 
 extension IdentityError: RPCErrorConvertible {
   public var rpcError: RPCError {

@@ -2,7 +2,7 @@ internal import Foundation
 public import GRPCRuntime
 public import PlatformCore
 public import PlatformProtos
-public import SwiftProtobuf
+internal import SwiftProtobuf
 
 /// `platform.agent.v1.ExecutionService` over protobuf: starting, reading, cancelling, retrying
 /// and watching agent executions.

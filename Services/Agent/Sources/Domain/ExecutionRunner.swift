@@ -1,5 +1,5 @@
 public import Foundation
-public import GRPCRuntime
+internal import GRPCRuntime
 public import Logging
 public import PlatformCore
 
@@ -204,7 +204,7 @@ public struct ExecutionRunner: Sendable {
     init() {}
 
     init(upload: AgentPlugin, files: [ExecutionFile], result: PlatformPeers.Result?) {
-      guard let result else { return }
+      guard result != nil else { return }
       let config = upload.config.objectValue ?? [:]
       if config["target"]?.stringValue == "knowledge" {
         self.knowledgeBaseID = config["knowledge_base_id"]?.stringValue

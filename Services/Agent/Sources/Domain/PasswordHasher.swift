@@ -1,6 +1,6 @@
-public import Crypto
+internal import Crypto
 internal import CryptoExtras
-public import Foundation
+internal import Foundation
 internal import NIOPosix
 internal import Synchronization
 

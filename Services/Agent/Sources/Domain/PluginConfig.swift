@@ -1,4 +1,4 @@
-public import Foundation
+internal import Foundation
 public import PlatformCore
 
 /// A plugin's configuration, checked for its kind: every key known, every value in range, the

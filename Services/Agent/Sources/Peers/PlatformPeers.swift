@@ -1,5 +1,5 @@
-public import Foundation
-public import GRPCRuntime
+internal import Foundation
+internal import GRPCRuntime
 public import PlatformCore
 internal import PlatformProtos
 internal import SwiftProtobuf

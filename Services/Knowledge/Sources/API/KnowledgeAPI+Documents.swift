@@ -1,6 +1,6 @@
 internal import Foundation
 public import GRPCRuntime
-public import PlatformCore
+internal import PlatformCore
 public import PlatformProtos
 public import SwiftProtobuf
 

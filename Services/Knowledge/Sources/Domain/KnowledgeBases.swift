@@ -1,5 +1,5 @@
 public import Foundation
-public import PlatformCore
+internal import PlatformCore
 public import Logging
 
 /// Knowledge bases: created, read, listed, updated and deleted by their owner.

@@ -1,6 +1,6 @@
 public import Foundation
 public import Logging
-public import PlatformCore
+internal import PlatformCore
 
 /// Search over the caller's knowledge bases: VECTOR (cosine over the HNSW indexes), KEYWORD
 /// (BM25 over the chunks' tsvectors) and HYBRID (the two fused by reciprocal rank or by weighted

@@ -328,13 +328,11 @@ public struct ChunkStore: Sendable {
 
     func makeBindings() throws -> PostgresBindings {
       var bindings = PostgresBindings(capacity: 3)
-      try bindings.append(self.query)
-      try bindings.append(self.language)
-      try bindings.append(self.knowledgeBases)
+      bindings.append(self.query)
+      bindings.append(self.language)
+      bindings.append(self.knowledgeBases)
       return bindings
     }
-
-    func decodeRow(_ row: PostgresRow) -> PostgresRow { row }
   }
 
   /// The BM25 parameters (Lucene's defaults).
@@ -431,18 +429,18 @@ public struct ChunkStore: Sendable {
 
     func makeBindings() throws -> PostgresBindings {
       var bindings = PostgresBindings(capacity: 12)
-      try bindings.append(self.rare.map(\.term))
-      try bindings.append(self.rare.map(\.idf))
-      try bindings.append(self.knowledgeBases)
-      try bindings.append(self.tsquery)
-      try bindings.append(self.documents == nil)
-      try bindings.append(self.documents ?? [])
-      try bindings.append(self.pool)
-      try bindings.append(self.cap)
-      try bindings.append(self.rest.map(\.term))
-      try bindings.append(self.rest.map(\.idf))
-      try bindings.append(self.limit)
-      try bindings.append(self.averageLength)
+      bindings.append(self.rare.map(\.term))
+      bindings.append(self.rare.map(\.idf))
+      bindings.append(self.knowledgeBases)
+      bindings.append(self.tsquery)
+      bindings.append(self.documents == nil)
+      bindings.append(self.documents ?? [])
+      bindings.append(self.pool)
+      bindings.append(self.cap)
+      bindings.append(self.rest.map(\.term))
+      bindings.append(self.rest.map(\.idf))
+      bindings.append(self.limit)
+      bindings.append(self.averageLength)
       return bindings
     }
 
@@ -551,11 +549,9 @@ public struct ChunkStore: Sendable {
 
     func makeBindings() throws -> PostgresBindings {
       var bindings = PostgresBindings(capacity: 1)
-      try bindings.append(self.ids)
+      bindings.append(self.ids)
       return bindings
     }
-
-    func decodeRow(_ row: PostgresRow) -> PostgresRow { row }
   }
 
   /// termPositions' statement, prepared (it runs once a hybrid search): $1 the terms, $2 the
@@ -582,14 +578,12 @@ public struct ChunkStore: Sendable {
 
     func makeBindings() throws -> PostgresBindings {
       var bindings = PostgresBindings(capacity: 5)
-      try bindings.append(self.terms)
-      try bindings.append(self.chunks)
-      try bindings.append(self.documents)
-      try bindings.append(self.openingChunks)
-      try bindings.append(self.knowledgeBases)
+      bindings.append(self.terms)
+      bindings.append(self.chunks)
+      bindings.append(self.documents)
+      bindings.append(self.openingChunks)
+      bindings.append(self.knowledgeBases)
       return bindings
     }
-
-    func decodeRow(_ row: PostgresRow) -> PostgresRow { row }
   }
 }

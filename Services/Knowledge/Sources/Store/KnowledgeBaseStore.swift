@@ -74,8 +74,8 @@ public struct KnowledgeBaseStore: Sendable {
 
     func makeBindings() throws -> PostgresBindings {
       var bindings = PostgresBindings(capacity: 2)
-      try bindings.append(self.ids)
-      try bindings.append(self.ownerID)
+      bindings.append(self.ids)
+      bindings.append(self.ownerID)
       return bindings
     }
 

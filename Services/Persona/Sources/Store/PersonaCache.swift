@@ -1,5 +1,5 @@
 public import CoreMetrics
-public import Foundation
+internal import Foundation
 public import Logging
 internal import NIOCore
 public import PlatformCore

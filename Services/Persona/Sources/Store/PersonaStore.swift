@@ -1,7 +1,7 @@
 public import Foundation
 public import Logging
 public import PlatformCore
-public import PostgresNIO
+internal import PostgresNIO
 
 /// Where a listing continues: after the row with this sort key and id.
 public struct PersonaCursor: Codable, Sendable, Hashable {

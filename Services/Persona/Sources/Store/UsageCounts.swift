@@ -1,6 +1,6 @@
-public import Foundation
-public import Logging
-public import PlatformCore
+internal import Foundation
+internal import Logging
+internal import PlatformCore
 internal import PostgresNIO
 
 /// personas.usage_count, counted by group commit: the renders that arrive while one UPDATE is

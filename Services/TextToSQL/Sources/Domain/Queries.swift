@@ -113,7 +113,7 @@ public struct Queries: Sendable {
       let ran: Result<RunResult, TextToSQLError>
       do {
         ran = .success(try await self.run(checked, queryID: id, database: database, policies: policies, caller: caller, limits: resolved))
-      } catch let error as TextToSQLError {
+      } catch {
         ran = .failure(error)
       }
       let query = try await self.record(

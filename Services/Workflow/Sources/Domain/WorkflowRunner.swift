@@ -1,6 +1,6 @@
 public import Foundation
 public import Logging
-public import PlatformCore
+internal import PlatformCore
 internal import Synchronization
 
 /// The durable executor. A run is claimed under a fresh fencing token; every node move (start,
