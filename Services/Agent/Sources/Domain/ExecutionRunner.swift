@@ -205,9 +205,8 @@ public struct ExecutionRunner: Sendable {
 
     init(upload: AgentPlugin, files: [ExecutionFile], result: PlatformPeers.Result?) {
       guard result != nil else { return }
-      let config = upload.config.objectValue ?? [:]
-      if config["target"]?.stringValue == "knowledge" {
-        self.knowledgeBaseID = config["knowledge_base_id"]?.stringValue
+      if upload.uploadsToKnowledge {
+        self.knowledgeBaseID = upload.config.objectValue?["knowledge_base_id"]?.stringValue
       } else {
         self.sandboxFiles = files
       }
