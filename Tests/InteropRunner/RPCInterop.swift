@@ -50,16 +50,23 @@ struct RPCInterop: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
       commandName: "echo-server", abstract: "Serve platform.echo.v1.EchoService for the benchmark.")
     @Option(help: "The port to listen on (loopback).") var port: Int
-    @Flag(
-      inversion: .prefixedNo,
-      help: "Install a chain of three pass-through interceptors, where a service's auth, tracing and metrics sit.")
-    var interceptors = true
+    @Option(
+      help: """
+        The interceptor chain: three pass-through interceptors where a service's tracing, metrics and error mapping sit, \
+        synchronous (as the platform's are) or async (each an `intercept` frame); or none.
+        """)
+    var interceptors: InterceptorShape = .synchronous
+
+    enum InterceptorShape: String, ExpressibleByArgument { case synchronous, async, none }
 
     func run() async throws {
-      let server = RPCServer(
-        configuration: .defaults { $0.port = self.port },
-        services: [EchoService()],
-        interceptors: self.interceptors ? [PassThroughInterceptor(), PassThroughInterceptor(), PassThroughInterceptor()] : [])
+      let chain: [any ServerInterceptor] =
+        switch self.interceptors {
+        case .synchronous: [PassThroughInterceptor(), PassThroughInterceptor(), PassThroughInterceptor()]
+        case .async: [AsyncPassThroughInterceptor(), AsyncPassThroughInterceptor(), AsyncPassThroughInterceptor()]
+        case .none: []
+        }
+      let server = RPCServer(configuration: .defaults { $0.port = self.port }, services: [EchoService()], interceptors: chain)
       try await server.run()
     }
   }
@@ -173,8 +180,12 @@ func printLine(_ line: String) {
 }
 
 /// An interceptor that only passes the call on: the benchmark's stand-in for the platform's
-/// auth, tracing and metrics interceptors, to measure the chain's own cost.
-struct PassThroughInterceptor: ServerInterceptor {
+/// tracing, metrics and error mapping, which are synchronous interceptors, to measure the chain's
+/// own cost.
+struct PassThroughInterceptor: SynchronousServerInterceptor {}
+
+/// The same as an async interceptor (one `intercept` frame each), as authentication is.
+struct AsyncPassThroughInterceptor: ServerInterceptor {
   func intercept(context: ServerContext, next: (ServerContext) async throws -> Void) async throws {
     try await next(context)
   }

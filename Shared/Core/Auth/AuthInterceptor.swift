@@ -64,6 +64,11 @@ public struct AuthInterceptor: ServerInterceptor {
     self.limiter = limiter
   }
 
+  /// Open methods' calls do not pass through authentication.
+  public func interceptor(for method: MethodDescriptor) -> (any ServerInterceptor)? {
+    self.policy.decision(for: method) == .open ? nil : self
+  }
+
   public func intercept(context: ServerContext, next: (ServerContext) async throws -> Void) async throws {
     // The open path in a frame of its own: an async function's frame holds every local of every
     // path, and the task allocates it anew for each call.

@@ -10,7 +10,7 @@ public protocol SelfAuditedError: Error {
 /// that its handler refuses: a status that blames the caller, not the server. Installed after
 /// `AuthInterceptor`, which audits its own refusals. The event names the caller (or
 /// `anonymous`), the method, the status, the message and the peer, never the request.
-public struct RefusalAuditInterceptor: ServerInterceptor {
+public struct RefusalAuditInterceptor: SynchronousServerInterceptor {
   private let audit: AuditRecorder
   private let services: Set<String>
 
@@ -25,21 +25,20 @@ public struct RefusalAuditInterceptor: ServerInterceptor {
     self.services = services
   }
 
-  public func intercept(context: ServerContext, next: (ServerContext) async throws -> Void) async throws {
-    guard self.services.contains(context.method.service) else { return try await next(context) }
-    do {
-      try await next(context)
-    } catch {
-      if (error as? any SelfAuditedError)?.isAudited != true {
-        let status = RPCError(mapping: error)
-        if Self.refusals.contains(status.code) {
-          self.audit.record(
-            AuditEvent(
-              subject: context.caller?.userID.lowercasedString ?? "anonymous", resource: context.method.path, action: "refused",
-              decision: .deny, detail: ["status": "\(status.code)", "reason": status.message, "peer": context.peer]))
-        }
+  public func interceptor(for method: MethodDescriptor) -> (any ServerInterceptor)? {
+    self.services.contains(method.service) ? self : nil
+  }
+
+  public func failed(context: ServerContext, error: any Error) -> any Error {
+    if (error as? any SelfAuditedError)?.isAudited != true {
+      let status = RPCError(mapping: error)
+      if Self.refusals.contains(status.code) {
+        self.audit.record(
+          AuditEvent(
+            subject: context.caller?.userID.lowercasedString ?? "anonymous", resource: context.method.path, action: "refused",
+            decision: .deny, detail: ["status": "\(status.code)", "reason": status.message, "peer": context.peer]))
       }
-      throw error
     }
+    return error
   }
 }

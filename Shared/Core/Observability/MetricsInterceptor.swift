@@ -62,20 +62,37 @@ public struct MetricsInterceptor: ServerInterceptor {
     self.registry = Registry(factory: factory)
   }
 
+  /// Each method's calls are counted by an interceptor holding that method's metrics (made
+  /// when the server starts, so every method is listed from the start, at zero).
+  public func interceptor(for method: MethodDescriptor) -> (any ServerInterceptor)? {
+    MethodInterceptor(metrics: self.registry.metrics(for: method.path))
+  }
+
   public func intercept(context: ServerContext, next: (ServerContext) async throws -> Void) async throws {
-    let metrics = self.registry.metrics(for: context.method.path)
-    let start = ContinuousClock.now
-    metrics.inFlight.increment()
-    defer {
-      metrics.inFlight.decrement()
-      metrics.duration.recordElapsed(since: start)
+    try await MethodInterceptor(metrics: self.registry.metrics(for: context.method.path)).intercept(context: context, next: next)
+  }
+
+  /// The metrics of one method's calls; a call's duration runs from when its headers arrived.
+  private struct MethodInterceptor: SynchronousServerInterceptor {
+    let metrics: MethodMetrics
+
+    func start(context: ServerContext) throws {
+      self.metrics.inFlight.increment()
     }
-    do {
-      try await next(context)
-      metrics.finished(.ok)
-    } catch {
-      metrics.finished((error as? RPCError)?.code ?? .unknown)
-      throw error
+
+    func succeeded(context: ServerContext) throws {
+      self.ended(context, code: .ok)
+    }
+
+    func failed(context: ServerContext, error: any Error) -> any Error {
+      self.ended(context, code: (error as? RPCError)?.code ?? .unknown)
+      return error
+    }
+
+    private func ended(_ context: ServerContext, code: StatusCode) {
+      self.metrics.inFlight.decrement()
+      self.metrics.duration.recordElapsed(since: context.received)
+      self.metrics.finished(code)
     }
   }
 }

@@ -36,6 +36,12 @@ public struct RateLimitInterceptor: ServerInterceptor {
     self.limits = limits
   }
 
+  /// Only methods that require a permission are limited.
+  public func interceptor(for method: MethodDescriptor) -> (any ServerInterceptor)? {
+    guard case .requires = self.policy.decision(for: method) else { return nil }
+    return self
+  }
+
   public func intercept(context: ServerContext, next: (ServerContext) async throws -> Void) async throws {
     guard let caller = context.caller, case .requires(let permission) = self.policy.decision(for: context.method) else {
       return try await next(context)

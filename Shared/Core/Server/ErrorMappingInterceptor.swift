@@ -6,21 +6,15 @@ public import Logging
 /// reached is UNAVAILABLE; a transaction rolled back by a deadlock or a serialization failure is
 /// ABORTED (retry the call); anything unexpected is logged in full and answered INTERNAL with
 /// the trace id, so an operator can find the log line.
-public struct ErrorMappingInterceptor: ServerInterceptor {
+public struct ErrorMappingInterceptor: SynchronousServerInterceptor {
   private let logger: Logger
 
   public init(logger: Logger) {
     self.logger = logger
   }
 
-  public func intercept(context: ServerContext, next: (ServerContext) async throws -> Void) async throws {
-    do {
-      try await next(context)
-    } catch {
-      // Mapped in a synchronous function: the async frame, allocated for every call, holds
-      // only the error.
-      throw self.mapped(error, method: context.method)
-    }
+  public func failed(context: ServerContext, error: any Error) -> any Error {
+    self.mapped(error, method: context.method)
   }
 
   private func mapped(_ error: any Error, method: MethodDescriptor) -> any Error {

@@ -132,21 +132,33 @@ public struct TracingServerInterceptor: ServerInterceptor {
     self.tracing = tracing
   }
 
+  /// Without a tracer a call needs only its ids, which a synchronous interceptor gives it.
+  public func interceptor(for method: MethodDescriptor) -> (any ServerInterceptor)? {
+    self.tracing.tracer == nil ? TraceIDInterceptor() : self
+  }
+
   public func intercept(context: ServerContext, next: (ServerContext) async throws -> Void) async throws {
     guard let tracer = self.tracing.tracer else {
-      let trace = Self.trace(of: context)
-      Self.announce(trace, in: context)
-      try await TraceContext.$current.withValue(trace) { try await next(context) }
-      return
+      return try await TraceIDInterceptor().intercept(context: context, next: next)
     }
     // The span's path in a frame of its own: an async function's frame holds every local of
     // every path, and the task allocates it anew for each call.
     try await self.traced(context, tracer: tracer, next: next)
   }
 
+  /// Gives the call its trace (the context's `trace`, which `TraceContext.current` reads) and
+  /// announces its id.
+  private struct TraceIDInterceptor: SynchronousServerInterceptor {
+    func start(context: ServerContext) throws {
+      let trace = TracingServerInterceptor.trace(of: context)
+      TracingServerInterceptor.announce(trace, in: context)
+      context.trace = trace
+    }
+  }
+
   /// The caller's trace continued, or a new one. (`tracestate` is looked up only when there is
   /// a trace to continue.)
-  private static func trace(of context: ServerContext) -> TraceContext {
+  fileprivate static func trace(of context: ServerContext) -> TraceContext {
     let incoming = context.requestMetadataStrings(forKey: "traceparent").first.flatMap {
       TraceContext(traceparent: $0, tracestate: context.requestMetadataStrings(forKey: "tracestate").first)
     }
@@ -168,7 +180,7 @@ public struct TracingServerInterceptor: ServerInterceptor {
     Self.announce(trace, in: context)
     do {
       try await InstrumentationContext.$current.withValue(span.context) {
-        try await TraceContext.$current.withValue(trace) { try await next(context) }
+        try await TraceContext.$bound.withValue(trace) { try await next(context) }
       }
       span.attributes["rpc.grpc.status_code"] = Int64(StatusCode.ok.rawValue)
       span.end()
@@ -178,7 +190,7 @@ public struct TracingServerInterceptor: ServerInterceptor {
     }
   }
 
-  private static func announce(_ trace: TraceContext, in context: ServerContext) {
+  fileprivate static func announce(_ trace: TraceContext, in context: ServerContext) {
     context.updateInitialMetadata { $0.replaceOrAddString(trace.traceID, forKey: "x-trace-id") }
   }
 }

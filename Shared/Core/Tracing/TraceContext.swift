@@ -26,10 +26,16 @@ public struct TraceContext: Sendable, Hashable {
   /// dropped rather than stored per call.
   public static let maxStateLength = 512
 
-  /// The context of the work the current task does. (A task-local of its own rather than an
-  /// entry in swift-distributed-tracing's `InstrumentationContext`, which costs a dictionary per
-  /// call: with no tracer recording, the ids are all a call needs.)
-  @TaskLocal public static var current: TraceContext?
+  /// The context of the work the current task does: the one bound to it, or else the trace of
+  /// the call it handles (`ServerContext.trace`). (Not an entry in swift-distributed-tracing's
+  /// `InstrumentationContext`, which costs a dictionary per call: with no tracer recording, the
+  /// ids are all a call needs.)
+  public static var current: TraceContext? {
+    Self.bound ?? ServerContext.current?.trace
+  }
+
+  /// The trace bound to the current task, ahead of its call's.
+  @TaskLocal public static var bound: TraceContext?
 
   /// A new trace with a random id.
   public static func newTrace(sampled: Bool = true) -> TraceContext {
@@ -181,5 +187,18 @@ enum TraceRandom {
       }
     }
     pool.next = 0
+  }
+}
+
+/// The call's trace, which `TraceContext.current` reads in the call's task.
+enum TraceKey: ServerContextKey {
+  typealias Value = TraceContext
+}
+
+extension ServerContext {
+  /// The call's trace, set by the tracing interceptor.
+  public internal(set) var trace: TraceContext? {
+    get { self[TraceKey.self] }
+    set { self[TraceKey.self] = newValue }
   }
 }

@@ -16,9 +16,15 @@ public protocol RPCService: Sendable {
 final class ServerMethod: Sendable {
   let descriptor: MethodDescriptor
   let invoke: @Sendable (ServerCall) async throws -> ByteBufferPayload?
+  /// The interceptors its calls pass through.
+  let chain: InterceptorChain
 
-  init(descriptor: MethodDescriptor, invoke: @escaping @Sendable (ServerCall) async throws -> ByteBufferPayload?) {
+  init(
+    descriptor: MethodDescriptor, chain: InterceptorChain = InterceptorChain([], for: nil),
+    invoke: @escaping @Sendable (ServerCall) async throws -> ByteBufferPayload?
+  ) {
     self.descriptor = descriptor
+    self.chain = chain
     self.invoke = invoke
   }
 }
@@ -46,6 +52,15 @@ public struct RPCRouter: Sendable {
   /// The fully qualified names of every registered service.
   public var serviceNames: Set<String> {
     Set(self.methods.values.map(\.descriptor.service))
+  }
+
+  /// The router with each method's chain of `interceptors` (those that intercept it).
+  func intercepted(by interceptors: [any ServerInterceptor]) -> RPCRouter {
+    var router = self
+    router.methods = self.methods.mapValues { method in
+      ServerMethod(descriptor: method.descriptor, chain: InterceptorChain(interceptors, for: method.descriptor), invoke: method.invoke)
+    }
+    return router
   }
 
   func method(forPath path: UnsafeRawBufferPointer) -> ServerMethod? {

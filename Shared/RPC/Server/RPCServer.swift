@@ -8,15 +8,14 @@ internal import Synchronization
 /// What every connection of a server shares.
 final class ServerShared: Sendable {
   let configuration: RPCServerConfiguration
+  /// The methods, each with its interceptor chain.
   let router: RPCRouter
-  let interceptors: [any ServerInterceptor]
   let logger: Logger
   let connections = ConnectionRegistry()
 
   init(configuration: RPCServerConfiguration, router: RPCRouter, interceptors: [any ServerInterceptor], logger: Logger) {
     self.configuration = configuration
-    self.router = router
-    self.interceptors = interceptors
+    self.router = router.intercepted(by: interceptors)
     self.logger = logger
   }
 }
@@ -91,7 +90,7 @@ public final class RPCServer: Service, Sendable {
   /// - Parameters:
   ///   - configuration: address, TLS and limits.
   ///   - services: the services to serve.
-  ///   - interceptors: run around every call, first to last.
+  ///   - interceptors: run around every call they intercept, first to last.
   ///   - logger: connection-level events (debug) and failures.
   ///   - eventLoopGroup: defaults to `RuntimeEventLoops.shared` (one loop per usable CPU).
   public init(

@@ -6,7 +6,6 @@ internal import SwiftProtobuf
 final class ServerCall: MessageSink {
   let context: ServerContext
   let method: ServerMethod
-  let interceptors: [any ServerInterceptor]
   let codec: MessageCodec
   /// The request of a unary or server-streaming call.
   let request: ReceivedMessage?
@@ -17,7 +16,6 @@ final class ServerCall: MessageSink {
   init(
     context: ServerContext,
     method: ServerMethod,
-    interceptors: [any ServerInterceptor],
     codec: MessageCodec,
     request: ReceivedMessage?,
     requests: InboundMessageQueue?,
@@ -27,7 +25,6 @@ final class ServerCall: MessageSink {
     self.acceptsGzip = acceptsGzip
     self.context = context
     self.method = method
-    self.interceptors = interceptors
     self.codec = codec
     self.request = request
     self.requests = requests
@@ -71,21 +68,37 @@ final class ServerCall: MessageSink {
     }
   }
 
-  /// Runs the interceptors and the handler (in the call's task, which was made with
+  /// Runs the method's interceptors and the handler (in the call's task, which was made with
   /// `ServerContext.current` bound: ServerConnectionHandler.start), then hands the outcome to the
-  /// connection's loop.
+  /// connection's loop. The leading synchronous interceptors run here, in this frame; only the
+  /// nested ones add frames of their own.
   func run() async {
-    var response: ByteBufferPayload?
-    let result: Result<ByteBufferPayload?, RPCError>
-    do {
-      try await self.interceptors.run(context: self.context) { _ in
-        response = try await self.method.invoke(self)
-      }
-      result = .success(response)
-    } catch {
-      result = .failure(RPCError(mapping: error))
+    let chain = self.method.chain
+    if let refusal = chain.start(self.context) {
+      self.complete(.failure(RPCError(mapping: refusal)))
+      return
     }
-    self.complete(result)
+    var response: ByteBufferPayload?
+    var failure: (any Error)?
+    do {
+      response = chain.nested.isEmpty ? try await self.method.invoke(self) : try await self.invokeNested(chain)
+    } catch {
+      failure = error
+    }
+    if let error = chain.end(self.context, error: failure, started: chain.leading.count) {
+      self.complete(.failure(RPCError(mapping: error)))
+    } else {
+      self.complete(.success(response))
+    }
+  }
+
+  /// The handler's response, through the chain's nested interceptors.
+  private func invokeNested(_ chain: InterceptorChain) async throws -> ByteBufferPayload? {
+    var response: ByteBufferPayload?
+    try await chain.run(context: self.context) { _ in
+      response = try await self.method.invoke(self)
+    }
+    return response
   }
 
   /// Ends the call with the handler's outcome: the single response (if any) and the status.

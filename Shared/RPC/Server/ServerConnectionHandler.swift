@@ -281,13 +281,14 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       }
       receiveEncoding = encoding
     }
+    let received = ContinuousClock.now
     var deadline: ContinuousClock.Instant?
     if let header = stream.timeoutHeader {
       guard let timeout = Timeout.parse(header) else {
         self.rejectHead(stream, RPCError(.internal, "Malformed grpc-timeout '\(header)'"))
         return
       }
-      deadline = .now + timeout
+      deadline = received + timeout
       stream.deadlineTimer = self.schedule(in: timeout) { connection in
         connection.deadlineExceeded(stream)
       }
@@ -299,7 +300,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       maxReceiveMessageSize: self.shared.configuration.maxReceiveMessageSize,
       maxMessageDepth: self.shared.configuration.maxMessageDepth, receivesRequests: true)
     stream.context = ServerContext(
-      method: method.descriptor, receivedHeaders: stream.metadata, deadline: deadline, peer: self.peer,
+      method: method.descriptor, receivedHeaders: stream.metadata, received: received, deadline: deadline, peer: self.peer,
       requestEncoding: receiveEncoding)
     if !method.descriptor.kind.hasSingleRequest {
       let loopBoundSelf = self.loopBoundSelf!
@@ -409,7 +410,7 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       return
     }
     let call = ServerCall(
-      context: context, method: method, interceptors: self.shared.interceptors, codec: codec, request: stream.request,
+      context: context, method: method, codec: codec, request: stream.request,
       requests: stream.requests, acceptsGzip: stream.acceptsGzip && self.shared.configuration.compressResponses,
       stream: NIOLoopBound(stream, eventLoop: self.eventLoop))
     stream.request = nil
@@ -692,8 +693,11 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
 
   // MARK: nghttp2 callbacks
 
-  private static func connection(_ userData: UnsafeMutableRawPointer?) -> ServerConnectionHandler {
-    Unmanaged<ServerConnectionHandler>.fromOpaque(userData!).takeUnretainedValue()
+  /// Runs `body` with the connection a callback's user data points to, without retaining it:
+  /// nghttp2 calls back only from within the connection's own calls into the session, so the
+  /// connection is alive throughout (a retain and a release per callback, a dozen a call, saved).
+  private static func with<Result>(_ userData: UnsafeMutableRawPointer?, _ body: (ServerConnectionHandler) -> Result) -> Result {
+    Unmanaged<ServerConnectionHandler>.fromOpaque(userData!)._withUnsafeGuaranteedRef(body)
   }
 
   nonisolated(unsafe) static let callbacks: OpaquePointer = {
@@ -702,41 +706,44 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
       let frame = frame!.pointee
       guard frame.hd.type == NG.headersFrame, frame.headers.cat == NG.requestCategory else { return 0 }
-      return ServerConnectionHandler.connection(userData).beginStream(frame.hd.stream_id)
+      return ServerConnectionHandler.with(userData) { $0.beginStream(frame.hd.stream_id) }
     }
     nghttp2_session_callbacks_set_on_header_callback(callbacks) { _, frame, name, nameLength, value, valueLength, _, userData in
       let frame = frame!.pointee
       guard frame.hd.type == NG.headersFrame, frame.headers.cat == NG.requestCategory else { return 0 }
-      let connection = ServerConnectionHandler.connection(userData)
-      guard let stream = connection.stream(frame.hd.stream_id) else { return 0 }
-      connection.header(stream, name: name!, nameLength: nameLength, value: value!, valueLength: valueLength)
+      ServerConnectionHandler.with(userData) { connection in
+        guard let stream = connection.stream(frame.hd.stream_id) else { return }
+        connection.header(stream, name: name!, nameLength: nameLength, value: value!, valueLength: valueLength)
+      }
       return 0
     }
     nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
       let frame = frame!.pointee
-      let connection = ServerConnectionHandler.connection(userData)
-      switch frame.hd.type {
-      case NG.headersFrame:
-        guard let stream = connection.stream(frame.hd.stream_id) else { return 0 }
-        if frame.headers.cat == NG.requestCategory { connection.requestHead(stream) }
-        if frame.hd.flags & NG.endStream != 0 { connection.requestEnded(stream) }
-      case NG.dataFrame:
-        if frame.hd.flags & NG.endStream != 0, let stream = connection.stream(frame.hd.stream_id) {
-          connection.requestEnded(stream)
+      ServerConnectionHandler.with(userData) { connection in
+        switch frame.hd.type {
+        case NG.headersFrame:
+          guard let stream = connection.stream(frame.hd.stream_id) else { return }
+          if frame.headers.cat == NG.requestCategory { connection.requestHead(stream) }
+          if frame.hd.flags & NG.endStream != 0 { connection.requestEnded(stream) }
+        case NG.dataFrame:
+          if frame.hd.flags & NG.endStream != 0, let stream = connection.stream(frame.hd.stream_id) {
+            connection.requestEnded(stream)
+          }
+        case NG.pingFrame:
+          if frame.hd.flags & NG.ack != 0 { connection.pingAcknowledged() }
+        case NG.rstStreamFrame:
+          connection.clientReset(connection.stream(frame.hd.stream_id))
+        default:
+          break
         }
-      case NG.pingFrame:
-        if frame.hd.flags & NG.ack != 0 { connection.pingAcknowledged() }
-      case NG.rstStreamFrame:
-        connection.clientReset(connection.stream(frame.hd.stream_id))
-      default:
-        break
       }
       return 0
     }
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) { _, _, streamID, data, length, userData in
-      let connection = ServerConnectionHandler.connection(userData)
-      guard let stream = connection.stream(streamID) else { return 0 }
-      connection.data(stream, UnsafeRawBufferPointer(start: data, count: length))
+      ServerConnectionHandler.with(userData) { connection in
+        guard let stream = connection.stream(streamID) else { return }
+        connection.data(stream, UnsafeRawBufferPointer(start: data, count: length))
+      }
       return 0
     }
     nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { _, frame, userData in
@@ -744,20 +751,22 @@ final class ServerConnectionHandler: ChannelInboundHandler, RemovableChannelHand
       guard frame.hd.flags & NG.endStream != 0,
         frame.hd.type == NG.headersFrame || frame.hd.type == NG.dataFrame
       else { return 0 }
-      let connection = ServerConnectionHandler.connection(userData)
-      if let stream = connection.stream(frame.hd.stream_id) { connection.sentEndOfStream(stream) }
+      ServerConnectionHandler.with(userData) { connection in
+        if let stream = connection.stream(frame.hd.stream_id) { connection.sentEndOfStream(stream) }
+      }
       return 0
     }
     nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, errorCode, userData in
-      ServerConnectionHandler.connection(userData).streamClosed(streamID, errorCode: errorCode)
+      ServerConnectionHandler.with(userData) { $0.streamClosed(streamID, errorCode: errorCode) }
       return 0
     }
     return callbacks!
   }()
 
   static let readResponseData: nghttp2_data_source_read_callback = { _, streamID, buffer, length, flags, _, userData in
-    let connection = ServerConnectionHandler.connection(userData)
-    guard let stream = connection.stream(streamID) else { return Int(NG.temporalCallbackFailure) }
-    return connection.readData(stream, into: buffer!, length: length, flags: flags!)
+    ServerConnectionHandler.with(userData) { connection in
+      guard let stream = connection.stream(streamID) else { return Int(NG.temporalCallbackFailure) }
+      return connection.readData(stream, into: buffer!, length: length, flags: flags!)
+    }
   }
 }

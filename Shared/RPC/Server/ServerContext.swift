@@ -38,6 +38,8 @@ public final class ServerContext: Sendable {
     }
     return self.receivedHeaders.strings(forKey: key)
   }
+  /// When the call's headers arrived.
+  public let received: ContinuousClock.Instant
   /// When the call times out (from `grpc-timeout`), if the client set a deadline.
   public let deadline: ContinuousClock.Instant?
   /// The client's address, such as `ipv4:127.0.0.1:53012`.
@@ -56,9 +58,10 @@ public final class ServerContext: Sendable {
   private let state = Mutex(State())
 
   init(
-    method: MethodDescriptor, receivedHeaders: ReceivedHeaders, deadline: ContinuousClock.Instant?, peer: String,
-    requestEncoding: MessageEncoding
+    method: MethodDescriptor, receivedHeaders: ReceivedHeaders, received: ContinuousClock.Instant, deadline: ContinuousClock.Instant?,
+    peer: String, requestEncoding: MessageEncoding
   ) {
+    self.received = received
     self.requestEncoding = requestEncoding
     self.method = method
     self.receivedHeaders = receivedHeaders
@@ -104,31 +107,4 @@ public final class ServerContext: Sendable {
 
   /// The context of the call the current task is handling.
   @TaskLocal public static var current: ServerContext?
-}
-
-/// Intercepts every call a server handles, around the handler: authentication, tracing,
-/// metrics, logging. Throwing ends the call with the error's status (see `RPCError(mapping:)`).
-public protocol ServerInterceptor: Sendable {
-  /// Handles one call. Call `next` to run the rest of the chain and the handler.
-  func intercept(
-    context: ServerContext,
-    next: (ServerContext) async throws -> Void
-  ) async throws
-}
-
-extension Array where Element == any ServerInterceptor {
-  /// Runs the chain from `index`, then `handler`.
-  func run(
-    from index: Int = 0,
-    context: ServerContext,
-    handler: (ServerContext) async throws -> Void
-  ) async throws {
-    guard index < self.count else {
-      try await handler(context)
-      return
-    }
-    try await self[index].intercept(context: context) { context in
-      try await self.run(from: index + 1, context: context, handler: handler)
-    }
-  }
 }
