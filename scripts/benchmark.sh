@@ -13,8 +13,9 @@
 # Workloads (h2load POSTs one length-prefixed request with content-type application/grpc and
 # te: trailers, for a fixed duration):
 #   echo    platform.echo.v1.EchoService/Echo {text: "hello"}: rpc-interop echo-server (async
-#           handler, a chain of three pass-through interceptors) against go-echo-server;
-#           -c 1 -m 1, -c 4 -m 16, -c 16 -m 64.
+#           handler, a chain of three pass-through interceptors, synchronous as the platform's
+#           tracing, metrics and error mapping are; ECHO_INTERCEPTORS=async|none for the other
+#           shapes) against go-echo-server; -c 1 -m 1, -c 4 -m 16, -c 16 -m 64.
 #   health  grpc.health.v1.Health/Check {}: the persona executable (PlatformServer, its whole
 #           interceptor chain, its database on the local PostgreSQL) against grpc-go's health
 #           server (google.golang.org/grpc/health in go-echo-server); the same three configs.
@@ -165,7 +166,7 @@ start_server() {   # start_server WORKLOAD go|swift
       "$REPO/scripts/local-services.sh" up >/dev/null || exit 1
       env=(PORT="$port" LOG_LEVEL=warning)
       cmd=("$PERSONA") ;;
-    *-swift) cmd=("$RPC_INTEROP" echo-server --port "$port") ;;
+    *-swift) cmd=("$RPC_INTEROP" echo-server --port "$port" --interceptors "${ECHO_INTERCEPTORS:-synchronous}") ;;
   esac
   # A simple command (not a compound one, which would fork a subshell) and taskset execs the
   # server: $! is the server's own PID, whose /proc stat we read.

@@ -29,6 +29,7 @@ struct RPCInterop: AsyncParsableCommand {
     @Option(name: .customLong("tls-key"), help: "PEM private key for --tls-cert.") var tlsKey: String?
 
     func run() async throws {
+      MallocTuning.applyByReexecuting()  // as the platform's executables do
       var configuration = RPCServerConfiguration.defaults { $0.port = self.port }
       if let tlsCert, let tlsKey {
         configuration.tls = TLSConfiguration.makeServerConfiguration(
@@ -60,6 +61,7 @@ struct RPCInterop: AsyncParsableCommand {
     enum InterceptorShape: String, ExpressibleByArgument { case synchronous, async, none }
 
     func run() async throws {
+      MallocTuning.applyByReexecuting()  // as the platform's executables do
       let chain: [any ServerInterceptor] =
         switch self.interceptors {
         case .synchronous: [PassThroughInterceptor(), PassThroughInterceptor(), PassThroughInterceptor()]

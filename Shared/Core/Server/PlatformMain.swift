@@ -10,6 +10,7 @@ internal import UnixSignals
 /// (`FatalSignals`).
 public enum PlatformMain {
   public static func run(_ definition: some PlatformServiceDefinition) async -> Never {
+    MallocTuning.applyByReexecuting()
     FatalSignals.install(service: definition.name.rawValue)
     let configuration: ServiceConfiguration
     do {

@@ -74,10 +74,11 @@ struct InterceptorChain: Sendable {
 
   /// Starts the leading interceptors, outermost first. When one refuses, those started before
   /// it see its error (`failed`, innermost first) and the error they leave is returned.
+  /// (The loops index the array: iterating it copies each existential out first.)
   func start(_ context: ServerContext) -> (any Error)? {
-    for (index, interceptor) in self.leading.enumerated() {
+    for index in self.leading.indices {
       do {
-        try interceptor.start(context: context)
+        try self.leading[index].start(context: context)
       } catch {
         return self.end(context, error: error, started: index)
       }
@@ -90,12 +91,14 @@ struct InterceptorChain: Sendable {
   /// with, nil when it succeeds.
   func end(_ context: ServerContext, error: (any Error)?, started: Int) -> (any Error)? {
     var error = error
-    for interceptor in self.leading[..<started].reversed() {
+    var index = started
+    while index > 0 {
+      index -= 1
       if let failure = error {
-        error = interceptor.failed(context: context, error: failure)
+        error = self.leading[index].failed(context: context, error: failure)
       } else {
         do {
-          try interceptor.succeeded(context: context)
+          try self.leading[index].succeeded(context: context)
         } catch let failure {
           error = failure
         }
