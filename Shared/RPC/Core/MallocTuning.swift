@@ -32,7 +32,7 @@ public enum MallocTuning {
     let tunables = current.isEmpty ? Self.setting : current + ":" + Self.setting
     guard setenv("GLIBC_TUNABLES", tunables, 1) == 0 else { return }
     execv("/proc/self/exe", CommandLine.unsafeArgv)
-    // exec failed: go on as we are, without the variable (so children do not see it alone).
+    // exec failed: go on as we are, with the variable as it was (children inherit it).
     if current.isEmpty { unsetenv("GLIBC_TUNABLES") } else { setenv("GLIBC_TUNABLES", current, 1) }
     #endif
   }
