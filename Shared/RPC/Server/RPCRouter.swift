@@ -20,7 +20,7 @@ final class ServerMethod: Sendable {
   let chain: InterceptorChain
 
   init(
-    descriptor: MethodDescriptor, chain: InterceptorChain = InterceptorChain([], for: nil),
+    descriptor: MethodDescriptor, chain: InterceptorChain = .empty,
     invoke: @escaping @Sendable (ServerCall) async throws -> ByteBufferPayload?
   ) {
     self.descriptor = descriptor

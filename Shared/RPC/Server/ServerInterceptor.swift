@@ -59,10 +59,17 @@ struct InterceptorChain: Sendable {
   let leading: [any SynchronousServerInterceptor]
   let nested: [any ServerInterceptor]
 
-  /// The chain of `interceptors` for `method`: what each makes for it (nil: the interceptors
-  /// themselves).
-  init(_ interceptors: [any ServerInterceptor], for method: MethodDescriptor?) {
-    let applying = interceptors.compactMap { interceptor in method.map { interceptor.interceptor(for: $0) } ?? interceptor }
+  /// No interceptors.
+  static let empty = InterceptorChain(leading: [], nested: [])
+
+  private init(leading: [any SynchronousServerInterceptor], nested: [any ServerInterceptor]) {
+    self.leading = leading
+    self.nested = nested
+  }
+
+  /// The chain of `interceptors` for `method`: what each makes for it.
+  init(_ interceptors: [any ServerInterceptor], for method: MethodDescriptor) {
+    let applying = interceptors.compactMap { $0.interceptor(for: method) }
     var leading: [any SynchronousServerInterceptor] = []
     for interceptor in applying {
       guard let synchronous = interceptor as? any SynchronousServerInterceptor else { break }
