@@ -430,7 +430,10 @@ let package = Package(
     ),
     .target(
       name: "Knowledge",
-      dependencies: ["PlatformCore", "PlatformProtos", .product(name: "PostgresNIO", package: "postgres-nio")],
+      dependencies: [
+        "PlatformCore", "PlatformProtos", .product(name: "CoreMetrics", package: "swift-metrics"),
+        .product(name: "PostgresNIO", package: "postgres-nio"),
+      ],
       path: "Services/Knowledge/Sources",
       resources: [.copy("Migrations")],
       swiftSettings: upcomingFeatures

@@ -2,7 +2,7 @@
 # Knowledge benchmark: recall on a real corpus, search latency at scale, ingestion throughput.
 #
 #   scripts/benchmark-knowledge.sh recall [--provider offline|minilm] [--queries F] [--chunk-size N] [--limit N] [--database NAME] [path/to/knowledge]
-#   scripts/benchmark-knowledge.sh scale  [--chunks N] [--seconds S] [--concurrency C] [--chunk-size N] [--database NAME] [path/to/knowledge]
+#   scripts/benchmark-knowledge.sh scale  [--chunks N] [--seconds S] [--concurrency C] [--warmup W] [--chunk-size N] [--database NAME] [path/to/knowledge]
 #                                                           (default binary .build/release/knowledge)
 #
 # Starts PostgreSQL and Redis when they are not running (scripts/local-services.sh), then its own
@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --provider) provider=$2; shift ;;
     --database) DB=$2; bench_args+=(--reuse); shift ;;
-    --queries|--chunk-size|--limit|--chunks|--seconds|--concurrency|--corpus|--overlap|--modes|--dump|--alpha) bench_args+=("$1" "$2"); shift ;;
+    --queries|--chunk-size|--limit|--chunks|--seconds|--concurrency|--corpus|--overlap|--modes|--dump|--alpha|--warmup) bench_args+=("$1" "$2"); shift ;;
     -*) echo "benchmark-knowledge.sh: unknown option $1" >&2; exit 2 ;;
     *) BIN=$1 ;;
   esac

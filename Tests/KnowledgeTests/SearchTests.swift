@@ -399,6 +399,36 @@ struct SearchTests {
           "SELECT id FROM document_chunks WHERE keywords @@ 'file & log'::tsquery", logger: TestPostgres.logger
         ).collect().map { try $0.decode(UUID.self) }
         same(matching, reference.filter { holdingBoth.contains($0.0) }.prefix(10).map { $0 }, "matching candidates")
+
+        // The same rankings in memory (BM25.rank), over the postings as PostingsCache keeps them:
+        // read at the generation the statistics saw, by chunk id.
+        let read = try #require(try await store.postings(weights.map(\.term) + ["absent"], knowledgeBase: base))
+        #expect(read.generation == statistics.generations[base] && read.generation > 0)
+        #expect(read.postings["absent"] == TermPostings())
+        for list in read.postings.values {
+          #expect(zip(list.keys, list.keys.dropFirst()).allSatisfy { $0 < $1 })
+        }
+        func inMemory(_ rare: ArraySlice<(term: String, idf: Double)>, _ rest: ArraySlice<(term: String, idf: Double)>, documents: Set<UUID>? = nil) -> [RankedChunk] {
+          func terms(_ weighted: ArraySlice<(term: String, idf: Double)>) -> [BM25.Term] {
+            weighted.map { BM25.Term(idf: $0.idf, postings: [read.postings[$0.term] ?? TermPostings()]) }
+          }
+          return BM25.rank(rare: terms(rare), rest: terms(rest), averageLength: average, documents: documents, pool: 1000, limit: 10)
+        }
+        same(inMemory(weights.prefix(1), weights.dropFirst()), rarest.map { ($0.id, $0.score) }, "rarest term's candidates in memory")
+        same(inMemory(weights[...], []), Array(reference.prefix(10)), "all terms in memory")
+        // A document filter: the SQL ranking's, over some of the documents.
+        let some = try await client.query(
+          "SELECT DISTINCT document_id FROM document_chunks WHERE keywords @@ 'log'::tsquery ORDER BY document_id LIMIT 12", logger: TestPostgres.logger
+        ).collect().map { try $0.decode(UUID.self) }
+        let filtered = try await store.bm25(
+          .rarest(Array(weights.prefix(2)), pool: 1000), rest: Array(weights.dropFirst(2)), averageLength: average, knowledgeBases: [base],
+          documents: some, limit: 10)
+        #expect(!filtered.isEmpty && filtered.allSatisfy { some.contains($0.documentID) })
+        same(inMemory(weights.prefix(2), weights.dropFirst(2), documents: Set(some)), filtered.map { ($0.id, $0.score) }, "filtered in memory")
+        // Adding or removing chunks moves the knowledge base to a new generation.
+        _ = try await client.query("DELETE FROM document_chunks WHERE id = \(rarest[0].id)", logger: TestPostgres.logger)
+        let after = try await store.keywordStatistics(query, language: "english", knowledgeBases: [base])
+        #expect(try #require(after.generations[base]) > read.generation)
       }
     }
   }

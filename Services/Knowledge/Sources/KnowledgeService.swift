@@ -10,7 +10,8 @@ internal import Logging
 /// per replica, default 2), `KNOWLEDGE_EXTRACT_TIMEOUT_SECONDS` (30) and
 /// `KNOWLEDGE_EXTRACT_MEMORY_MB` (1024) for the out-of-process text extraction,
 /// `EMBEDDING_CACHE_RETENTION_DAYS` (30: cached embeddings no lookup used for that long are
-/// pruned, hourly).
+/// pruned, hourly), `KNOWLEDGE_KEYWORD_CACHE_MB` (128: the keyword postings KEYWORD and HYBRID
+/// searches rank in memory, PostingsCache; 0 ranks every search in PostgreSQL).
 public struct KnowledgeService: PlatformServiceDefinition {
   public var name: PlatformServiceName { .knowledge }
 
@@ -50,7 +51,10 @@ public struct KnowledgeService: PlatformServiceDefinition {
     try await VectorIndexes.ensure(dimensions: Set(parts.providers.models.map(\.dimension)), database: resources.database, logger: resources.logger)
     let maxFileMB = try resources.configuration.environment.int("KNOWLEDGE_MAX_FILE_MB", default: 50, range: 1...1024)
     let documents = Documents(store: parts.documents, bases: parts.bases, jobs: resources.jobs, logger: resources.logger)
-    let search = Search(chunks: parts.chunks, bases: parts.bases, providers: parts.providers, logger: resources.logger)
+    let postingsMB = try resources.configuration.environment.int("KNOWLEDGE_KEYWORD_CACHE_MB", default: 128, range: 0...65536)
+    let search = Search(
+      chunks: parts.chunks, bases: parts.bases, providers: parts.providers, postings: PostingsCache(budget: postingsMB << 20, metrics: resources.metrics.factory),
+      logger: resources.logger)
     let retentionDays = try resources.configuration.environment.int("EMBEDDING_CACHE_RETENTION_DAYS", default: 30, range: 1...3650)
     let cache = EmbeddingCache(database: resources.database, logger: resources.logger)
     resources.lifetime.run { await cache.run(retention: .seconds(retentionDays * 86_400)) }

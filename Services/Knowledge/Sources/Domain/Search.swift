@@ -9,12 +9,15 @@ public struct Search: Sendable {
   let chunks: ChunkStore
   let bases: KnowledgeBases
   let providers: EmbeddingProviders
+  /// Postings KEYWORD ranks in memory when they are held (BM25); the rest it ranks in PostgreSQL.
+  let postings: PostingsCache
   let logger: Logger
 
-  public init(chunks: ChunkStore, bases: KnowledgeBases, providers: EmbeddingProviders, logger: Logger) {
+  public init(chunks: ChunkStore, bases: KnowledgeBases, providers: EmbeddingProviders, postings: PostingsCache, logger: Logger) {
     self.chunks = chunks
     self.bases = bases
     self.providers = providers
+    self.postings = postings
     self.logger = logger
   }
 
@@ -225,16 +228,50 @@ public struct Search: Sendable {
   /// question matches although no chunk holds all its words, and a chunk holding more of them,
   /// or rarer ones, ranks higher. A query in websearch syntax (a quoted phrase, `-word`, `or`) is
   /// taken as websearch_to_tsquery reads it: only chunks matching it are ranked.
+  ///
+  /// When the terms' postings are held in memory (PostingsCache, at the generations the weights
+  /// were read at) the ranking is computed here, else by PostgreSQL, which is asked to send them
+  /// for the next search.
   func keywordRanking(_ query: Query, weights: KeywordWeights, documents: [UUID]?, limit: Int) async throws -> [RankedChunk] {
     if Self.usesOperators(query.text) {
       return try await self.chunks.bm25(
         .matching(tsquery: weights.websearch, cap: Self.operatorCandidates), rest: weights.terms, averageLength: weights.averageLength,
         knowledgeBases: weights.knowledgeBases, documents: documents, limit: limit)
     }
+    let rare = Array(weights.terms.prefix(weights.rare))
+    let rest = Array(weights.terms.dropFirst(weights.rare))
+    let pool = max(Self.candidatePool, limit * 3)
+    if let held = self.heldPostings(weights) {
+      func terms(_ weighted: ArraySlice<(term: String, idf: Double)>, from start: Int) -> [BM25.Term] {
+        weighted.enumerated().map { offset, term in BM25.Term(idf: term.idf, postings: held.map { $0[start + offset] }) }
+      }
+      return BM25.rank(
+        rare: terms(rare[...], from: 0), rest: terms(rest[...], from: rare.count), averageLength: weights.averageLength,
+        documents: documents.map(Set.init), pool: pool, limit: limit)
+    }
     return try await self.chunks.bm25(
-      .rarest(Array(weights.terms.prefix(weights.rare)), pool: max(Self.candidatePool, limit * 3)),
-      rest: Array(weights.terms.dropFirst(weights.rare)), averageLength: weights.averageLength,
+      .rarest(rare, pool: pool), rest: rest, averageLength: weights.averageLength,
       knowledgeBases: weights.knowledgeBases, documents: documents, limit: limit)
+  }
+
+  /// The postings of the weights' terms (in their order) in each of their knowledge bases (in
+  /// theirs), when the cache holds them all; otherwise nil, and the missing ones are asked for.
+  func heldPostings(_ weights: KeywordWeights) -> [[TermPostings]]? {
+    let terms = weights.terms.map(\.term)
+    var held: [[TermPostings]] = []
+    var complete = true
+    for base in weights.knowledgeBases {
+      guard let generation = weights.generations[base] else { return nil }
+      if let postings = self.postings.postings(terms, knowledgeBase: base, generation: generation) {
+        held.append(postings)
+      } else {
+        complete = false
+        self.postings.wanted(terms, knowledgeBase: base, generation: generation) { [chunks] terms in
+          try await chunks.postings(terms, knowledgeBase: base)
+        }
+      }
+    }
+    return complete ? held : nil
   }
 
   /// What BM25 weighs a query's terms with in one group of knowledge bases of one language (read
@@ -251,6 +288,8 @@ public struct Search: Sendable {
     /// rareTermBudget (at least one term).
     var rare: Int
     var averageLength: Double
+    /// Each knowledge base's keyword generation when the statistics were read.
+    var generations: [UUID: Int64]
   }
 
   /// The weights of `text`'s terms; nil when it has none that the knowledge bases hold.
@@ -270,7 +309,7 @@ public struct Search: Sendable {
       knowledgeBases: knowledgeBases, websearch: websearch, sequence: statistics.sequence,
       // Lucene's IDF: never negative, so a term in most chunks still counts a little.
       terms: present.map { (term: $0.term, idf: log(1 + (total - Double($0.chunks) + 0.5) / (Double($0.chunks) + 0.5))) },
-      rare: rare, averageLength: max(1, Double(statistics.totalLength) / total))
+      rare: rare, averageLength: max(1, Double(statistics.totalLength) / total), generations: statistics.generations)
   }
 
   /// distinct_documents ranks documents. A document's score in each ranking is the mean of its

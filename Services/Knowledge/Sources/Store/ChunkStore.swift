@@ -281,17 +281,20 @@ public struct ChunkStore: Sendable {
     /// The query's terms in the order they stand in it, with their positions (stop words count
     /// as positions, as in a chunk's keywords).
     public var sequence: [(term: String, position: Int)] = []
+    /// Each knowledge base's keyword generation in the same snapshot (PostingsCache).
+    public var generations: [UUID: Int64] = [:]
   }
 
   public func keywordStatistics(_ query: String, language: String, knowledgeBases: [UUID]) async throws -> KeywordStatistics {
     let rows = try await self.database.execute(
       KeywordStatisticsStatement(query: query, language: language, knowledgeBases: knowledgeBases), logger: self.logger)
     guard let row = rows.first else { return KeywordStatistics(websearch: nil, chunks: 0, totalLength: 0, terms: []) }
-    let (websearch, chunks, length, terms, counts, sequence, positions) = try row.decode(
-      (String, Int64, Int64, [String], [Int64], [String], [Int32]).self)
+    let (websearch, chunks, length, terms, counts, sequence, positions, bases, generations) = try row.decode(
+      (String, Int64, Int64, [String], [Int64], [String], [Int32], [UUID], [Int64]).self)
     return KeywordStatistics(
       websearch: websearch.isEmpty ? nil : websearch, chunks: Int(chunks), totalLength: Int(length),
-      terms: zip(terms, counts).map { ($0, Int($1)) }, sequence: zip(sequence, positions).map { ($0, Int($1)) })
+      terms: zip(terms, counts).map { ($0, Int($1)) }, sequence: zip(sequence, positions).map { ($0, Int($1)) },
+      generations: Dictionary(zip(bases, generations), uniquingKeysWith: { first, _ in first }))
   }
 
   /// keywordStatistics' statement, prepared (it runs once a keyword search): $1 the query, $2
@@ -310,13 +313,14 @@ public struct ChunkStore: Sendable {
         GROUP BY q.term
       ),
       totals AS (
-        SELECT coalesce(sum(chunk_count), 0)::int8 AS chunks, coalesce(sum(keyword_length_total), 0)::int8 AS length
+        SELECT coalesce(sum(chunk_count), 0)::int8 AS chunks, coalesce(sum(keyword_length_total), 0)::int8 AS length,
+          coalesce(array_agg(id), '{}'::uuid[]) AS bases, coalesce(array_agg(keyword_generation), '{}'::int8[]) AS generations
         FROM knowledge_bases WHERE id = ANY((SELECT $3::uuid[])::uuid[])
       )
       SELECT websearch_to_tsquery((SELECT $2::regconfig), (SELECT $1::text))::text, t.chunks, t.length,
         coalesce((SELECT array_agg(term ORDER BY term) FROM terms), '{}'::text[]),
         coalesce((SELECT array_agg(chunks ORDER BY term) FROM terms), '{}'::int8[]),
-        coalesce(s.terms, '{}'::text[]), coalesce(s.positions, '{}'::int4[])
+        coalesce(s.terms, '{}'::text[]), coalesce(s.positions, '{}'::int4[]), t.bases, t.generations
       FROM totals t, (
         SELECT array_agg(u.lexeme ORDER BY p.position, u.lexeme) AS terms, array_agg(p.position::int4 ORDER BY p.position, u.lexeme) AS positions
         FROM unnest(to_tsvector((SELECT $2::regconfig), (SELECT $1::text))) u CROSS JOIN unnest(u.positions) AS p(position)
@@ -333,6 +337,34 @@ public struct ChunkStore: Sendable {
       bindings.append(self.knowledgeBases)
       return bindings
     }
+  }
+
+  /// Every posting of `terms` in `knowledgeBase`, by chunk id, with the knowledge base's keyword
+  /// generation in the same snapshot (nil when it is gone): what PostingsCache keeps. A term the
+  /// knowledge base does not hold has no postings. One row a term, its postings as arrays: row
+  /// by row, a million postings cost the service seconds of CPU to decode.
+  public func postings(_ terms: [String], knowledgeBase: UUID) async throws -> (generation: Int64, postings: [String: TermPostings])? {
+    let rows = try await self.database.query(
+      """
+      SELECT k.keyword_generation, p.term, p.chunks, p.documents, p.frequencies, p.lengths
+      FROM knowledge_bases k LEFT JOIN LATERAL (
+        SELECT term, array_agg(chunk_id ORDER BY chunk_id) AS chunks, array_agg(document_id ORDER BY chunk_id) AS documents,
+          array_agg(tf ORDER BY chunk_id) AS frequencies, array_agg(length ORDER BY chunk_id) AS lengths
+        FROM keyword_postings WHERE knowledge_base_id = k.id AND term = ANY(\(terms)) GROUP BY term
+      ) p ON true
+      WHERE k.id = \(knowledgeBase)
+      """, logger: self.logger)
+    var generation: Int64?
+    var postings = Dictionary(uniqueKeysWithValues: terms.map { ($0, TermPostings()) })
+    for row in rows {
+      let (read, term, chunks, documents, frequencies, lengths) = try row.decode((Int64, String?, [UUID]?, [UUID]?, [Int32]?, [Int32]?).self)
+      generation = read
+      guard let term, let chunks, let documents, let frequencies, let lengths,
+        let list = TermPostings(chunks: chunks, documents: documents, frequencies: frequencies, lengths: lengths)
+      else { continue }
+      postings[term] = list
+    }
+    return generation.map { ($0, postings) }
   }
 
   /// The BM25 parameters (Lucene's defaults).
