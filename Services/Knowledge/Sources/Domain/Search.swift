@@ -266,7 +266,7 @@ public struct Search: Sendable {
         held.append(postings)
       } else {
         complete = false
-        self.postings.wanted(terms, knowledgeBase: base, generation: generation) { [chunks] terms in
+        self.postings.wanted(terms, knowledgeBase: base, generation: generation) { [chunks] terms, base in
           try await chunks.postings(terms, knowledgeBase: base)
         }
       }

@@ -93,7 +93,11 @@ public final class PostingsCache: Sendable {
     var tick: UInt64 = 0
     /// The newest generation seen of each knowledge base, and since when.
     var generations: [UUID: (generation: Int64, since: ContinuousClock.Instant)] = [:]
-    /// Whether a background read is under way.
+    /// The terms searches missed, by knowledge base, to be read at that generation.
+    var pending: [UUID: Pending] = [:]
+    /// The terms being read.
+    var inFlight: Set<Key> = []
+    /// Whether the background reader runs.
     var reading = false
     var hits = 0
     var misses = 0
@@ -136,30 +140,71 @@ public final class PostingsCache: Sendable {
     return found
   }
 
-  /// Asks for `terms` of `knowledgeBase` at `generation` to be read by `read` in the background,
-  /// unless a read is under way, the generation is not the newest seen or has not stood for
-  /// `settle`. `read` returns the postings with the generation they were read at (nil: the
-  /// knowledge base is gone); they are kept when that is still the newest generation.
-  public func wanted(
-    _ terms: [String], knowledgeBase: UUID, generation: Int64,
-    read: @escaping @Sendable ([String]) async throws -> (generation: Int64, postings: [String: TermPostings])?
-  ) {
+  /// Reads postings: those of the terms in the knowledge base, with the generation they were read
+  /// at (nil: the knowledge base is gone).
+  public typealias Reader = @Sendable (_ terms: [String], _ knowledgeBase: UUID) async throws -> (generation: Int64, postings: [String: TermPostings])?
+
+  struct Pending {
+    var generation: Int64
+    var terms: [String]
+    var read: Reader
+  }
+
+  /// The most terms waiting to be read for one knowledge base.
+  static let pendingLimit = 4096
+  /// Terms one read asks for (a statement's size: a common term has tens of thousands of postings).
+  static let termsPerRead = 32
+
+  /// Queues the missing of `terms` of `knowledgeBase` at `generation` to be read by `read` in the
+  /// background, unless the generation is not the newest seen or has not stood for `settle`. One
+  /// reader works through the queue, `termsPerRead` terms at a time; what it reads is kept when
+  /// its generation is still the newest.
+  public func wanted(_ terms: [String], knowledgeBase: UUID, generation: Int64, read: @escaping Reader) {
     guard self.budget > 0 else { return }
-    let missing: [String]? = self.state.withLock { state in
+    let start: Bool = self.state.withLock { state in
       state.saw(knowledgeBase, generation: generation)
-      guard !state.reading, let seen = state.generations[knowledgeBase], seen.generation == generation,
-        ContinuousClock.now - seen.since >= self.settle
-      else { return nil }
-      let missing = terms.filter { state.entries[Key(knowledgeBase: knowledgeBase, generation: generation, term: $0)] == nil }
-      if missing.isEmpty { return nil }
+      guard let seen = state.generations[knowledgeBase], seen.generation == generation, ContinuousClock.now - seen.since >= self.settle
+      else { return false }
+      var queue = state.pending[knowledgeBase] ?? Pending(generation: generation, terms: [], read: read)
+      var queued = Set(queue.terms)
+      for term in terms where queue.terms.count < Self.pendingLimit && !queued.contains(term) {
+        let key = Key(knowledgeBase: knowledgeBase, generation: generation, term: term)
+        guard state.entries[key] == nil, !state.inFlight.contains(key) else { continue }
+        queue.terms.append(term)
+        queued.insert(term)
+      }
+      guard !queue.terms.isEmpty else { return false }
+      queue.read = read
+      state.pending[knowledgeBase] = queue
+      if state.reading { return false }
       state.reading = true
-      return missing
+      return true
     }
-    guard let missing else { return }
-    Task {
-      defer { self.state.withLock { $0.reading = false } }
-      guard let (generation, postings) = try? await read(missing) else { return }
-      self.keep(postings, knowledgeBase: knowledgeBase, generation: generation)
+    if start { Task { await self.readPending() } }
+  }
+
+  /// Reads the queued terms until none are left.
+  private func readPending() async {
+    while true {
+      let next: (knowledgeBase: UUID, terms: [String], read: Reader)? = self.state.withLock { state in
+        state.inFlight.removeAll()
+        guard let (knowledgeBase, queue) = state.pending.first else {
+          state.reading = false
+          return nil
+        }
+        let batch = Array(queue.terms.prefix(Self.termsPerRead))
+        if batch.count == queue.terms.count {
+          state.pending[knowledgeBase] = nil
+        } else {
+          state.pending[knowledgeBase]?.terms.removeFirst(batch.count)
+        }
+        for term in batch { state.inFlight.insert(Key(knowledgeBase: knowledgeBase, generation: queue.generation, term: term)) }
+        return (knowledgeBase, batch, queue.read)
+      }
+      guard let (knowledgeBase, terms, read) = next else { return }
+      if let (generation, postings) = try? await read(terms, knowledgeBase) {
+        self.keep(postings, knowledgeBase: knowledgeBase, generation: generation)
+      }
     }
   }
 
@@ -197,6 +242,7 @@ extension PostingsCache.State {
     if let seen = self.generations[knowledgeBase], seen.generation >= generation { return false }
     let hadOlder = self.generations[knowledgeBase] != nil
     self.generations[knowledgeBase] = (generation, ContinuousClock.now)
+    self.pending[knowledgeBase] = nil
     guard hadOlder else { return false }
     let before = self.entries.count
     for (key, entry) in self.entries where key.knowledgeBase == knowledgeBase && key.generation < generation {
