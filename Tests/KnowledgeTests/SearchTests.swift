@@ -369,7 +369,10 @@ struct SearchTests {
           """, logger: TestPostgres.logger
         ).collect().map { try $0.decode((UUID, Double).self) }
         #expect(reference.count > 20)
-        let statistics = try await store.keywordStatistics(query, language: "english", knowledgeBases: [base])
+        let bases = KnowledgeBaseStore(database: Database(client: client), logger: TestPostgres.quietLogger)
+        let statistics = try #require(try await bases.searched([base], ownerID: owner, keywordsOf: query).first?.keywords)
+        #expect(try await bases.searched([base], ownerID: UUID(), keywordsOf: query).isEmpty, "another owner's")
+        #expect(try await bases.searched([base], ownerID: owner).first?.keywords == nil, "no text, no statistics")
         let total = Double(statistics.chunks)
         let weights = statistics.terms.filter { $0.chunks > 0 }.sorted { $0.chunks < $1.chunks }.map {
           (term: $0.term, idf: log(1 + (total - Double($0.chunks) + 0.5) / (Double($0.chunks) + 0.5)))
@@ -427,7 +430,7 @@ struct SearchTests {
         same(inMemory(weights.prefix(2), weights.dropFirst(2), documents: Set(some)), filtered.map { ($0.id, $0.score) }, "filtered in memory")
         // Adding or removing chunks moves the knowledge base to a new generation.
         _ = try await client.query("DELETE FROM document_chunks WHERE id = \(rarest[0].id)", logger: TestPostgres.logger)
-        let after = try await store.keywordStatistics(query, language: "english", knowledgeBases: [base])
+        let after = try #require(try await bases.searched([base], ownerID: owner, keywordsOf: query).first?.keywords)
         #expect(try #require(after.generations[base]) > read.generation)
       }
     }

@@ -31,11 +31,13 @@ public struct KnowledgeBase: Sendable, Equatable {
 
 /// What a search needs of a knowledge base: no counts (counting its documents reads their index,
 /// a quarter of a millisecond at 4,000 documents, on every search).
-public struct SearchedBase: Sendable, Equatable {
+public struct SearchedBase: Sendable {
   public var id: UUID
   public var embeddingModel: String
   /// The text-search configuration of its keywords.
   public var language: String
+  /// The query's keyword statistics in this knowledge base, when the search ranks by keywords.
+  public var keywords: ChunkStore.KeywordStatistics?
 }
 
 /// An embedding model the service can use, with its dimension.

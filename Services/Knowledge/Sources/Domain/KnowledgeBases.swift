@@ -52,8 +52,11 @@ public struct KnowledgeBases: Sendable {
 
   /// The owner's knowledge bases `ids` as a search needs them, in that order; NOT_FOUND naming
   /// the first that is not.
-  public func searched(_ ids: [UUID], owner: UUID) async throws -> [SearchedBase] {
-    let found = Dictionary(try await self.store.searched(ids, ownerID: owner).map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+  /// The owner's knowledge bases `ids`, in order, with the keyword statistics of `keywordsOf`
+  /// in each when given; NOT_FOUND for any that is not the owner's.
+  public func searched(_ ids: [UUID], owner: UUID, keywordsOf text: String? = nil) async throws -> [SearchedBase] {
+    let found = Dictionary(
+      try await self.store.searched(ids, ownerID: owner, keywordsOf: text).map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
     return try ids.map { id in
       guard let base = found[id] else { throw KnowledgeError.notFound("Knowledge base \(id.lowercasedString) not found") }
       return base

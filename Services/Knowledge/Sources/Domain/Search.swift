@@ -97,7 +97,7 @@ public struct Search: Sendable {
   static let operatorCandidates = 2000
 
   public func search(_ query: Query, owner: UUID) async throws -> Outcome {
-    let bases = try await self.bases.searched(query.knowledgeBaseIDs, owner: owner)
+    let bases = try await self.bases.searched(query.knowledgeBaseIDs, owner: owner, keywordsOf: query.mode == .vector ? nil : query.text)
     // One result per document needs more chunks: a document may hold several of the best.
     let perResult = query.distinctDocuments ? Self.chunksPerDocument : 1
     let candidates = Self.documentsWanted(query) * perResult
@@ -115,7 +115,8 @@ public struct Search: Sendable {
     var keywordWeights: [KeywordWeights] = []
     if query.mode != .vector {
       for (language, group) in Dictionary(grouping: bases, by: \.language).sorted(by: { $0.key < $1.key }) {
-        if let weights = try await self.keywordWeights(query.text, language: language, knowledgeBases: group.map(\.id)) {
+        let statistics = ChunkStore.KeywordStatistics.merged(group.compactMap(\.keywords))
+        if let weights = Self.keywordWeights(statistics, knowledgeBases: group.map(\.id)) {
           keywordWeights.append(weights)
         }
       }
@@ -292,9 +293,9 @@ public struct Search: Sendable {
     var generations: [UUID: Int64]
   }
 
-  /// The weights of `text`'s terms; nil when it has none that the knowledge bases hold.
-  func keywordWeights(_ text: String, language: String, knowledgeBases: [UUID]) async throws -> KeywordWeights? {
-    let statistics = try await self.chunks.keywordStatistics(text, language: language, knowledgeBases: knowledgeBases)
+  /// The weights of the query's terms in the knowledge bases of one language, from their keyword
+  /// statistics; nil when it has none that they hold.
+  static func keywordWeights(_ statistics: ChunkStore.KeywordStatistics, knowledgeBases: [UUID]) -> KeywordWeights? {
     guard let websearch = statistics.websearch, statistics.chunks > 0 else { return nil }
     let total = Double(statistics.chunks)
     let present = statistics.terms.filter { $0.chunks > 0 }.sorted { $0.chunks < $1.chunks }

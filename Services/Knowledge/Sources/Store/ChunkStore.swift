@@ -269,10 +269,11 @@ public struct ChunkStore: Sendable {
     }
   }
 
-  /// What BM25 needs to know of a query, in one round trip: the query as websearch_to_tsquery
-  /// reads it (nil when it has no term: stop words, punctuation), how many chunks the knowledge
-  /// bases hold and their total keyword length, and in how many chunks each of the query's
-  /// terms occurs.
+  /// What BM25 needs to know of a query in some knowledge bases of one language: the query as
+  /// websearch_to_tsquery reads it (nil when it has no term: stop words, punctuation), how many
+  /// chunks the knowledge bases hold and their total keyword length, in how many chunks each of
+  /// the query's terms occurs, and each knowledge base's keyword generation, all of one snapshot
+  /// (KnowledgeBaseStore.searched reads them for each knowledge base with the search's lookup).
   public struct KeywordStatistics: Sendable {
     public var websearch: String?
     public var chunks: Int
@@ -281,61 +282,21 @@ public struct ChunkStore: Sendable {
     /// The query's terms in the order they stand in it, with their positions (stop words count
     /// as positions, as in a chunk's keywords).
     public var sequence: [(term: String, position: Int)] = []
-    /// Each knowledge base's keyword generation in the same snapshot (PostingsCache).
+    /// Each knowledge base's keyword generation (PostingsCache).
     public var generations: [UUID: Int64] = [:]
-  }
 
-  public func keywordStatistics(_ query: String, language: String, knowledgeBases: [UUID]) async throws -> KeywordStatistics {
-    let rows = try await self.database.execute(
-      KeywordStatisticsStatement(query: query, language: language, knowledgeBases: knowledgeBases), logger: self.logger)
-    guard let row = rows.first else { return KeywordStatistics(websearch: nil, chunks: 0, totalLength: 0, terms: []) }
-    let (websearch, chunks, length, terms, counts, sequence, positions, bases, generations) = try row.decode(
-      (String, Int64, Int64, [String], [Int64], [String], [Int32], [UUID], [Int64]).self)
-    return KeywordStatistics(
-      websearch: websearch.isEmpty ? nil : websearch, chunks: Int(chunks), totalLength: Int(length),
-      terms: zip(terms, counts).map { ($0, Int($1)) }, sequence: zip(sequence, positions).map { ($0, Int($1)) },
-      generations: Dictionary(zip(bases, generations), uniquingKeysWith: { first, _ in first }))
-  }
-
-  /// keywordStatistics' statement, prepared (it runs once a keyword search): $1 the query, $2
-  /// its language, $3 the knowledge bases, each read through a scalar sub-select as in
-  /// BM25Statement. With the bare parameters PostgreSQL made a custom plan for every call,
-  /// folding the query's three text-search parses into it; with one generic plan, 2,000 runs of
-  /// a dev query took 0.44–0.48 s in `psql` against 0.78–0.88 s.
-  struct KeywordStatisticsStatement: PostgresPreparedStatement {
-    typealias Row = PostgresRow
-    static let bindingDataTypes: [PostgresDataType] = [.text, .text, .uuidArray]
-    static let sql = """
-      WITH terms AS (
-        SELECT q.term, coalesce(sum(k.chunks), 0)::int8 AS chunks
-        FROM unnest(tsvector_to_array(to_tsvector((SELECT $2::regconfig), (SELECT $1::text)))) AS q(term)
-        LEFT JOIN keyword_terms k ON k.term = q.term AND k.knowledge_base_id = ANY((SELECT $3::uuid[])::uuid[])
-        GROUP BY q.term
-      ),
-      totals AS (
-        SELECT coalesce(sum(chunk_count), 0)::int8 AS chunks, coalesce(sum(keyword_length_total), 0)::int8 AS length,
-          coalesce(array_agg(id), '{}'::uuid[]) AS bases, coalesce(array_agg(keyword_generation), '{}'::int8[]) AS generations
-        FROM knowledge_bases WHERE id = ANY((SELECT $3::uuid[])::uuid[])
-      )
-      SELECT websearch_to_tsquery((SELECT $2::regconfig), (SELECT $1::text))::text, t.chunks, t.length,
-        coalesce((SELECT array_agg(term ORDER BY term) FROM terms), '{}'::text[]),
-        coalesce((SELECT array_agg(chunks ORDER BY term) FROM terms), '{}'::int8[]),
-        coalesce(s.terms, '{}'::text[]), coalesce(s.positions, '{}'::int4[]), t.bases, t.generations
-      FROM totals t, (
-        SELECT array_agg(u.lexeme ORDER BY p.position, u.lexeme) AS terms, array_agg(p.position::int4 ORDER BY p.position, u.lexeme) AS positions
-        FROM unnest(to_tsvector((SELECT $2::regconfig), (SELECT $1::text))) u CROSS JOIN unnest(u.positions) AS p(position)
-      ) s
-      """
-    var query: String
-    var language: String
-    var knowledgeBases: [UUID]
-
-    func makeBindings() throws -> PostgresBindings {
-      var bindings = PostgresBindings(capacity: 3)
-      bindings.append(self.query)
-      bindings.append(self.language)
-      bindings.append(self.knowledgeBases)
-      return bindings
+    /// The statistics of several knowledge bases of one language as one: counts summed.
+    public static func merged(_ all: [KeywordStatistics]) -> KeywordStatistics {
+      var merged = KeywordStatistics(websearch: all.first?.websearch, chunks: 0, totalLength: 0, terms: [], sequence: all.first?.sequence ?? [])
+      var counts: [String: Int] = [:]
+      for statistics in all {
+        merged.chunks += statistics.chunks
+        merged.totalLength += statistics.totalLength
+        for (term, chunks) in statistics.terms { counts[term, default: 0] += chunks }
+        merged.generations.merge(statistics.generations) { first, _ in first }
+      }
+      merged.terms = counts.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+      return merged
     }
   }
 
