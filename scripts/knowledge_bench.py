@@ -231,6 +231,18 @@ def cpu_seconds():
     return {"client": of(os.getpid()), "service": of(os.environ.get("KNOWLEDGE_PID", "0")), "postgres": postgres}
 
 
+def wait_quiet(limit=60.0):
+    """Waits (at most `limit` seconds) until the service and PostgreSQL have stopped working on
+    their own: what the warm-up left them to read in the background."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = cpu_seconds()
+        time.sleep(0.5)
+        after = cpu_seconds()
+        if after["service"] - before["service"] + after["postgres"] - before["postgres"] < 0.03:
+            return
+
+
 def scale(args, client):
     documents = read_jsonl(args.corpus)
     queries = [q["query"] for q in read_jsonl(args.queries)]
@@ -261,13 +273,15 @@ def scale(args, client):
     print(f"{'mode':18} {'p50 ms':>8} {'p95 ms':>8} {'embed p50':>10} {'calls/s':>8}   CPU ms a call: client service postgres"
           f"   ({args.concurrency} callers, {args.seconds:.0f} s)")
     for name, mode, fusion in selected(args):
-        # Warm-up: every query --warmup times, not measured (a service in use holds the postings
-        # of the terms it is asked for in memory, KNOWLEDGE_KEYWORD_CACHE_MB; a cold one ranks in
-        # PostgreSQL until it has read them).
+        # Warm-up: every query --warmup times, not measured, then until the service is quiet (a
+        # service in use holds the postings of the terms it is asked for in memory,
+        # KNOWLEDGE_KEYWORD_CACHE_MB; a cold one ranks in PostgreSQL until it has read them).
         warm = [q for _ in range(args.warmup) for q in queries]
         with concurrent.futures.ThreadPoolExecutor(args.concurrency) as pool:
             list(pool.map(lambda q: client.search(kb_pb2.SearchRequest(knowledge_base_ids=[base.id], query=q, mode=mode, fusion=fusion,
                                                                        top_k=10)), warm))
+        if warm:
+            wait_quiet()
         latencies, embedding = [], []
         lock = threading.Lock()
         stop = time.monotonic() + args.seconds

@@ -69,6 +69,13 @@ struct PostingsCacheTests {
     for chunk in chunks.prefix(20) { #expect(TermPostings.id(TermPostings.key(chunk)) == chunk) }
   }
 
+  /// Searches the service ranked from memory (its /metrics).
+  static func hits(_ service: PlatformTestService) throws -> Int {
+    let (_, body) = try httpRequest(port: service.adminPort, path: "/metrics")
+    let prefix = #"cache_lookups_total{cache="keyword_postings",result="hit"} "#
+    return body.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Int($0.dropFirst(prefix.count)) } ?? 0
+  }
+
   @Test("Postings are served only at the generation they were read at; a newer generation drops the older one's")
   func generations() {
     let cache = PostingsCache(budget: 1 << 20, settle: .zero)
@@ -156,11 +163,7 @@ struct PostingsCacheTests {
           + String(repeating: " with notes", count: index) + "."
         try await addDocument(client, options, base: base.id, title: "archive \(index)", content: text)
       }
-      func hits() throws -> Int {
-        let (_, body) = try httpRequest(port: service.adminPort, path: "/metrics")
-        let prefix = #"cache_lookups_total{cache="keyword_postings",result="hit"} "#
-        return body.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Int($0.dropFirst(prefix.count)) } ?? 0
-      }
+      func hits() throws -> Int { try Self.hits(service) }
       func search(_ mode: Platform_Knowledge_V1_SearchMode) async throws -> [Platform_Knowledge_V1_SearchResult] {
         try await client.search(
           .with { $0.knowledgeBaseIds = [base.id]; $0.query = "compressed archive files of the server"; $0.mode = mode; $0.topK = 8 },
@@ -197,6 +200,45 @@ struct PostingsCacheTests {
       let afterDelete = try await search(.keyword)
       #expect(!afterDelete.contains { $0.documentID == deleted } && afterDelete.count == 8, "\(afterDelete.map(\.documentTitle))")
       #expect(try hits() == 2, "not from the older generation's postings")
+    }
+  }
+  @Test("KEYWORD over several knowledge bases scores as one knowledge base of all their chunks would, in PostgreSQL and in memory")
+  func severalKnowledgeBases() async throws {
+    try await PlatformTestService.run(KnowledgeService()) { service in
+      let client = KnowledgeClient(channel: service.client)
+      let options = try await service.options(for: UUID())
+      let whole = try await makeBase(client, options, name: "whole", chunkSize: 400)
+      let parts = [try await makeBase(client, options, name: "part 1", chunkSize: 400), try await makeBase(client, options, name: "part 2", chunkSize: 400)]
+      var texts = SearchTests.corpus.map { ($0.title, $0.text) }
+      texts += (0..<10).map { ("archive \($0)", "Archive \($0): " + String(repeating: "files of the server ", count: $0 % 3 + 1) + String(repeating: "notes ", count: $0)) }
+      for (index, (title, text)) in texts.enumerated() {
+        try await addDocument(client, options, base: whole.id, title: title, content: text)
+        try await addDocument(client, options, base: parts[index % 2].id, title: title, content: text)
+      }
+      func search(_ bases: [String]) async throws -> [(String, Double)] {
+        try await client.search(
+          .with { $0.knowledgeBaseIds = bases; $0.query = "compressed archive files of the server"; $0.mode = .keyword; $0.topK = 10 },
+          options: options
+        ).results.map { ($0.documentTitle, $0.keywordScore) }
+      }
+      func same(_ got: [(String, Double)], _ expected: [(String, Double)], _ what: String) {
+        #expect(got.map(\.0) == expected.map(\.0), "\(what)")
+        for (a, b) in zip(got, expected) { #expect(abs(a.1 - b.1) < 1e-9, "\(what): \(a) \(b)") }
+      }
+      let expected = try await search([whole.id])
+      #expect(expected.count == 10 && Set(expected.map(\.1)).count == 10)
+      same(try await search(parts.map(\.id)), expected, "in PostgreSQL")
+      // Once both parts' postings are in memory.
+      try await Task.sleep(for: .milliseconds(1100))
+      var fromMemory: [(String, Double)] = []
+      var served = false
+      for _ in 0..<100 where !served {
+        fromMemory = try await search(parts.map(\.id))
+        served = try Self.hits(service) > 0
+        if !served { try await Task.sleep(for: .milliseconds(50)) }
+      }
+      #expect(served)
+      same(fromMemory, expected, "in memory")
     }
   }
 }
