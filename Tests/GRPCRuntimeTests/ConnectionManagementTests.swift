@@ -72,6 +72,13 @@ struct ConnectionManagementTests {
       try await withServer(services: [NamedEchoService(name: "b")]) { _, portB in
         let client = try RPCClient(configuration: .defaults(targets: ["127.0.0.1:\(portA)", "127.0.0.1:\(portB)"]))
         let echo = Platform_Echo_V1_EchoServiceClient(channel: client)
+        // The first calls go to whichever connection is up first: wait until both have answered.
+        var answered = Set<String>()
+        for _ in 0..<200 where answered.count < 2 {
+          answered.insert(try await echo.echo(.init()).text)
+          if answered.count < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        #expect(answered == ["a", "b"])
         var seen: [String: Int] = [:]
         for _ in 0..<10 { seen[try await echo.echo(.init()).text, default: 0] += 1 }
         await client.close()
