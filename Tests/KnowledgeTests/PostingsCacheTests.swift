@@ -111,6 +111,12 @@ struct PostingsCacheTests {
     #expect(cache.postings(["t10"], knowledgeBase: base, generation: 1) != nil)
     cache.keep(["huge": Self.postings(300)], knowledgeBase: base, generation: 1)
     #expect(cache.postings(["huge"], knowledgeBase: base, generation: 1) == nil)
+    // Nor is it read again at that generation: every search holding it would read it anew.
+    cache.wanted(["huge"], knowledgeBase: base, generation: 1) { _, _ in
+      Issue.record("an oversized term read again")
+      return nil
+    }
+    #expect(!cache.reading)
     #expect(PostingsCache(budget: 0).postings(["t0"], knowledgeBase: base, generation: 1) == nil)
   }
 

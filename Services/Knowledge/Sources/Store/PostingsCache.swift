@@ -97,6 +97,9 @@ public final class PostingsCache: Sendable {
     var pending: [UUID: Pending] = [:]
     /// The terms being read.
     var inFlight: Set<Key> = []
+    /// Terms read whose postings were over a quarter of the budget: not kept, not read again at
+    /// that generation.
+    var oversized: Set<Key> = []
     /// Whether the background reader runs.
     var reading = false
     var hits = 0
@@ -169,7 +172,7 @@ public final class PostingsCache: Sendable {
       var queued = Set(queue.terms)
       for term in terms where queue.terms.count < Self.pendingLimit && !queued.contains(term) {
         let key = Key(knowledgeBase: knowledgeBase, generation: generation, term: term)
-        guard state.entries[key] == nil, !state.inFlight.contains(key) else { continue }
+        guard state.entries[key] == nil, !state.inFlight.contains(key), !state.oversized.contains(key) else { continue }
         queue.terms.append(term)
         queued.insert(term)
       }
@@ -213,8 +216,12 @@ public final class PostingsCache: Sendable {
       state.saw(knowledgeBase, generation: generation)
       guard state.generations[knowledgeBase]?.generation == generation else { return state.bytes }
       state.tick += 1
-      for (term, list) in postings where list.bytes <= self.budget / 4 {
+      for (term, list) in postings {
         let key = Key(knowledgeBase: knowledgeBase, generation: generation, term: term)
+        guard list.bytes <= self.budget / 4 else {
+          state.oversized.insert(key)
+          continue
+        }
         if let old = state.entries[key] { state.bytes -= old.postings.bytes }
         state.entries[key] = (list, state.tick)
         state.bytes += list.bytes
@@ -244,6 +251,7 @@ extension PostingsCache.State {
     self.generations[knowledgeBase] = (generation, ContinuousClock.now)
     self.pending[knowledgeBase] = nil
     guard hadOlder else { return false }
+    self.oversized = self.oversized.filter { $0.knowledgeBase != knowledgeBase }
     let before = self.entries.count
     for (key, entry) in self.entries where key.knowledgeBase == knowledgeBase && key.generation < generation {
       self.entries[key] = nil
