@@ -316,7 +316,7 @@ public struct ChunkStore: Sendable {
       WHERE k.id = \(knowledgeBase)
       """, logger: self.logger)
     var generation: Int64?
-    var postings = Dictionary(uniqueKeysWithValues: terms.map { ($0, TermPostings()) })
+    var postings = Dictionary(terms.map { ($0, TermPostings()) }, uniquingKeysWith: { first, _ in first })
     for row in rows {
       let (read, term, chunks, documents, frequencies, lengths) = try row.decode((Int64, String?, [UUID]?, [UUID]?, [Int32]?, [Int32]?).self)
       generation = read

@@ -68,10 +68,10 @@ public struct TermPostings: Sendable, Equatable {
 /// statistics: postings cached for that generation are exactly what PostgreSQL holds for the
 /// search's snapshot, and a document deleted or re-indexed is never served from older postings.
 ///
-/// A search never waits for the cache: on a miss it ranks in PostgreSQL and asks for the missing
-/// terms to be read in the background (`wanted`), one read at a time, and only once the knowledge
-/// base's generation has stood for `settle` (a knowledge base being filled changes generation with
-/// every document; reading its postings again each time would only add work).
+/// A search never waits for the cache: on a miss it ranks in PostgreSQL and queues the missing
+/// terms (`wanted`) for one background reader, but only once the knowledge base's generation has
+/// stood for `settle` (a knowledge base being filled changes generation with every document;
+/// reading its postings again each time would only add work).
 public final class PostingsCache: Sendable {
   public struct Key: Hashable, Sendable {
     public var knowledgeBase: UUID
@@ -149,7 +149,9 @@ public final class PostingsCache: Sendable {
 
   struct Pending {
     var generation: Int64
-    var terms: [String]
+    /// In the order asked for, and as a set.
+    var terms: [String] = []
+    var queued: Set<String> = []
     var read: Reader
   }
 
@@ -168,13 +170,12 @@ public final class PostingsCache: Sendable {
       state.saw(knowledgeBase, generation: generation)
       guard let seen = state.generations[knowledgeBase], seen.generation == generation, ContinuousClock.now - seen.since >= self.settle
       else { return false }
-      var queue = state.pending[knowledgeBase] ?? Pending(generation: generation, terms: [], read: read)
-      var queued = Set(queue.terms)
-      for term in terms where queue.terms.count < Self.pendingLimit && !queued.contains(term) {
+      var queue = state.pending[knowledgeBase] ?? Pending(generation: generation, read: read)
+      for term in terms where queue.terms.count < Self.pendingLimit && !queue.queued.contains(term) {
         let key = Key(knowledgeBase: knowledgeBase, generation: generation, term: term)
         guard state.entries[key] == nil, !state.inFlight.contains(key), !state.oversized.contains(key) else { continue }
         queue.terms.append(term)
-        queued.insert(term)
+        queue.queued.insert(term)
       }
       guard !queue.terms.isEmpty else { return false }
       queue.read = read
@@ -200,6 +201,7 @@ public final class PostingsCache: Sendable {
           state.pending[knowledgeBase] = nil
         } else {
           state.pending[knowledgeBase]?.terms.removeFirst(batch.count)
+          state.pending[knowledgeBase]?.queued.subtract(batch)
         }
         for term in batch { state.inFlight.insert(Key(knowledgeBase: knowledgeBase, generation: queue.generation, term: term)) }
         return (knowledgeBase, batch, queue.read)
