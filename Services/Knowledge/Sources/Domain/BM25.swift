@@ -56,15 +56,16 @@ public enum BM25 {
           if smallest.map({ key < $0 }) ?? true { smallest = key }
         }
         guard let key = smallest else { break }
-        var candidate = Candidate(key: key, document: lists[0].documents.first ?? UUID(), base: base, score: 0)
+        var score = 0.0
+        var document: UUID?
         for term in lists.indices where heads[term] < lists[term].count && lists[term].keys[heads[term]] == key {
           let at = heads[term]
-          candidate.score += Self.share(idf: rare[term].idf, frequency: lists[term].frequencies[at], length: lists[term].lengths[at], averageLength: averageLength)
-          candidate.document = lists[term].documents[at]
+          score += Self.share(idf: rare[term].idf, frequency: lists[term].frequencies[at], length: lists[term].lengths[at], averageLength: averageLength)
+          document = lists[term].documents[at]
           heads[term] = at + 1
         }
-        if let documents, !documents.contains(candidate.document) { continue }
-        best.offer(candidate)
+        guard let document, documents?.contains(document) ?? true else { continue }
+        best.offer(Candidate(key: key, document: document, base: base, score: score))
       }
     }
     var ranked = best.ranked()

@@ -29,8 +29,6 @@ public struct TermPostings: Sendable, Equatable {
 
   public var count: Int { self.keys.count }
 
-  public func chunk(at index: Int) -> UUID { Self.id(self.keys[index]) }
-
   /// The memory the lists take (what the cache's budget counts).
   var bytes: Int { self.keys.count * (MemoryLayout<UInt128>.stride + MemoryLayout<UUID>.stride + 2 * MemoryLayout<Int32>.stride) + 4 * 32 }
 
@@ -73,10 +71,10 @@ public struct TermPostings: Sendable, Equatable {
 /// stood for `settle` (a knowledge base being filled changes generation with every document;
 /// reading its postings again each time would only add work).
 public final class PostingsCache: Sendable {
-  public struct Key: Hashable, Sendable {
-    public var knowledgeBase: UUID
-    public var generation: Int64
-    public var term: String
+  struct Key: Hashable, Sendable {
+    var knowledgeBase: UUID
+    var generation: Int64
+    var term: String
   }
 
   /// The most bytes the postings take (0: nothing is cached).
